@@ -1,0 +1,1 @@
+//! Defaults the apiserver fills in before validation (restartPolicy Always, protocol TCP...).

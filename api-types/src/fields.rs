@@ -1,0 +1,1 @@
+//! Field selectors: parsing (`metadata.name=x,spec.nodeName!=`) and matching.

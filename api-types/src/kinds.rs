@@ -1,0 +1,235 @@
+//! The resources the API serves: their kinds, plural names in each version,
+//! short names, scope and etcd key prefix.
+//!
+//! One table serves routing, discovery, storage keys and the CLI, so a
+//! resource is added in one place.
+
+/// One resource of the core API group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResourceKind {
+    /// The object's `kind` (`Pod`).
+    pub kind: &'static str,
+    /// The plural on `/api/v1` (`pods`).
+    pub plural: &'static str,
+    /// The singular name (`pod`).
+    pub singular: &'static str,
+    /// The plural on `/api/v1beta1` (`replicationControllers`, `minions`),
+    /// or `None` when v1beta1 does not serve it.
+    pub v1beta1_plural: Option<&'static str>,
+    /// The v1beta1 `kind` (`Minion` for nodes).
+    pub v1beta1_kind: &'static str,
+    /// kubectl's short names (`po`, `rc`...).
+    pub short_names: &'static [&'static str],
+    /// Whether objects live in a namespace.
+    pub namespaced: bool,
+    /// etcd key prefix below `/registry/`, without the trailing slash
+    /// (`pods`, `services/specs`).
+    pub storage_prefix: &'static str,
+    /// Subresources served below an object (`status`, `binding`...).
+    pub subresources: &'static [&'static str],
+}
+
+impl ResourceKind {
+    /// The etcd key of one object: `/registry/{prefix}/{ns}/{name}` or, for
+    /// cluster-scoped kinds, `/registry/{prefix}/{name}`.
+    pub fn key(&self, namespace: Option<&str>, name: &str) -> String {
+        match (self.namespaced, namespace) {
+            (true, Some(ns)) => format!("/registry/{}/{ns}/{name}", self.storage_prefix),
+            _ => format!("/registry/{}/{name}", self.storage_prefix),
+        }
+    }
+
+    /// The etcd prefix holding every object of this kind in `namespace`
+    /// (all namespaces when `None`), with a trailing slash so that `pods/a`
+    /// never matches `pods/ab`.
+    pub fn prefix(&self, namespace: Option<&str>) -> String {
+        match (self.namespaced, namespace) {
+            (true, Some(ns)) => format!("/registry/{}/{ns}/", self.storage_prefix),
+            _ => format!("/registry/{}/", self.storage_prefix),
+        }
+    }
+
+    /// The kind of this resource's list (`PodList`).
+    pub fn list_kind(&self) -> String {
+        format!("{}List", self.kind)
+    }
+}
+
+/// `Pod`.
+pub const PODS: ResourceKind = ResourceKind {
+    kind: "Pod",
+    plural: "pods",
+    singular: "pod",
+    v1beta1_plural: Some("pods"),
+    v1beta1_kind: "Pod",
+    short_names: &["po"],
+    namespaced: true,
+    storage_prefix: "pods",
+    subresources: &["status", "binding", "log"],
+};
+
+/// `Service`.
+pub const SERVICES: ResourceKind = ResourceKind {
+    kind: "Service",
+    plural: "services",
+    singular: "service",
+    v1beta1_plural: Some("services"),
+    v1beta1_kind: "Service",
+    short_names: &["svc"],
+    namespaced: true,
+    storage_prefix: "services/specs",
+    subresources: &["status"],
+};
+
+/// `ReplicationController`.
+pub const REPLICATION_CONTROLLERS: ResourceKind = ResourceKind {
+    kind: "ReplicationController",
+    plural: "replicationcontrollers",
+    singular: "replicationcontroller",
+    v1beta1_plural: Some("replicationControllers"),
+    v1beta1_kind: "ReplicationController",
+    short_names: &["rc"],
+    namespaced: true,
+    storage_prefix: "controllers",
+    subresources: &["status", "scale"],
+};
+
+/// `Node` (v1beta1 `Minion`).
+pub const NODES: ResourceKind = ResourceKind {
+    kind: "Node",
+    plural: "nodes",
+    singular: "node",
+    v1beta1_plural: Some("minions"),
+    v1beta1_kind: "Minion",
+    short_names: &["no"],
+    namespaced: false,
+    storage_prefix: "minions",
+    subresources: &["status"],
+};
+
+/// `Endpoints`.
+pub const ENDPOINTS: ResourceKind = ResourceKind {
+    kind: "Endpoints",
+    plural: "endpoints",
+    singular: "endpoints",
+    v1beta1_plural: Some("endpoints"),
+    v1beta1_kind: "Endpoints",
+    short_names: &["ep"],
+    namespaced: true,
+    storage_prefix: "services/endpoints",
+    subresources: &[],
+};
+
+/// `Namespace`.
+pub const NAMESPACES: ResourceKind = ResourceKind {
+    kind: "Namespace",
+    plural: "namespaces",
+    singular: "namespace",
+    v1beta1_plural: None,
+    v1beta1_kind: "Namespace",
+    short_names: &["ns"],
+    namespaced: false,
+    storage_prefix: "namespaces",
+    subresources: &["status"],
+};
+
+/// `Event`.
+pub const EVENTS: ResourceKind = ResourceKind {
+    kind: "Event",
+    plural: "events",
+    singular: "event",
+    v1beta1_plural: Some("events"),
+    v1beta1_kind: "Event",
+    short_names: &["ev"],
+    namespaced: true,
+    storage_prefix: "events",
+    subresources: &[],
+};
+
+/// Every resource the API serves.
+pub const ALL: [ResourceKind; 7] = [
+    PODS,
+    SERVICES,
+    REPLICATION_CONTROLLERS,
+    NODES,
+    ENDPOINTS,
+    NAMESPACES,
+    EVENTS,
+];
+
+/// The resource a v1 plural names (`pods`).
+pub fn by_plural(plural: &str) -> Option<&'static ResourceKind> {
+    ALL.iter().find(|r| r.plural == plural)
+}
+
+/// The resource a v1beta1 plural names (`replicationControllers`, `minions`).
+/// Lower-case spellings are accepted too, as users type them.
+pub fn by_v1beta1_plural(plural: &str) -> Option<&'static ResourceKind> {
+    ALL.iter().find(|r| {
+        r.v1beta1_plural
+            .is_some_and(|p| p == plural || p.eq_ignore_ascii_case(plural))
+    })
+}
+
+/// The resource a user names in any of kubectl's spellings: plural,
+/// singular, short name, kind, or the v1beta1 plural (`minions`).
+pub fn lookup(name: &str) -> Option<&'static ResourceKind> {
+    let lower = name.to_ascii_lowercase();
+    ALL.iter().find(|r| {
+        r.plural == lower
+            || r.singular == lower
+            || r.kind.eq_ignore_ascii_case(&lower)
+            || r.short_names.contains(&lower.as_str())
+            || r.v1beta1_plural
+                .is_some_and(|p| p.eq_ignore_ascii_case(&lower))
+            || r.v1beta1_kind.eq_ignore_ascii_case(&lower)
+            || (lower.ends_with('s') && r.v1beta1_kind.eq_ignore_ascii_case(&lower[..lower.len() - 1]))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_the_design_layout() {
+        assert_eq!(PODS.key(Some("default"), "web"), "/registry/pods/default/web");
+        assert_eq!(
+            SERVICES.key(Some("ns1"), "db"),
+            "/registry/services/specs/ns1/db"
+        );
+        assert_eq!(
+            ENDPOINTS.key(Some("ns1"), "db"),
+            "/registry/services/endpoints/ns1/db"
+        );
+        assert_eq!(
+            REPLICATION_CONTROLLERS.key(Some("default"), "fe"),
+            "/registry/controllers/default/fe"
+        );
+        assert_eq!(NODES.key(None, "m1"), "/registry/minions/m1");
+        assert_eq!(NAMESPACES.key(None, "default"), "/registry/namespaces/default");
+        assert_eq!(EVENTS.key(Some("a"), "e1"), "/registry/events/a/e1");
+        assert_eq!(PODS.prefix(None), "/registry/pods/");
+    }
+
+    #[test]
+    fn lookup_takes_every_spelling() {
+        for (name, kind) in [
+            ("po", "Pod"),
+            ("pods", "Pod"),
+            ("Pod", "Pod"),
+            ("svc", "Service"),
+            ("rc", "ReplicationController"),
+            ("replicationControllers", "ReplicationController"),
+            ("minions", "Node"),
+            ("minion", "Node"),
+            ("no", "Node"),
+            ("ep", "Endpoints"),
+            ("ns", "Namespace"),
+            ("ev", "Event"),
+        ] {
+            assert_eq!(lookup(name).map(|r| r.kind), Some(kind), "{name}");
+        }
+        assert!(lookup("deployments").is_none());
+    }
+}

@@ -1,0 +1,1 @@
+//! Label selectors: parsing (`a=b,c!=d,e in (x,y),!f`) and matching.

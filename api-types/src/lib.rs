@@ -1,0 +1,19 @@
+//! Versioned API types of mini-k8s.
+//!
+//! The internal form of every object is its `v1` (core/v1) shape from
+//! `k8s-openapi`; the 2014 `v1beta1` wire format converts to and from it.
+//! Nothing here does IO: the crate is shared by the apiserver, every
+//! component and `ctl`.
+#![deny(missing_docs)]
+
+pub mod defaults;
+pub mod fields;
+pub mod kinds;
+pub mod labels;
+pub mod patch;
+pub mod status;
+pub mod v1;
+pub mod v1beta1;
+pub mod validation;
+
+pub use status::{FieldError, FieldErrorKind};

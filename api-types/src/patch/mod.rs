@@ -1,0 +1,1 @@
+//! Patches: JSON merge patch, JSON patch and strategic merge patch.

@@ -1,0 +1,18 @@
+//! The v1 (core/v1) wire format: the internal form of every object.
+//!
+//! These are `k8s-openapi`'s types, re-exported so that every crate names
+//! them one way.
+
+pub use k8s_openapi::api::core::v1::{
+    Binding, Container, ContainerPort, ContainerState, ContainerStatus, EndpointAddress,
+    EndpointPort, EndpointSubset, Endpoints, EnvVar, Event, Namespace, Node, NodeAddress,
+    NodeCondition, NodeStatus, ObjectReference, Pod, PodCondition, PodSpec, PodStatus,
+    PodTemplateSpec, Probe, ReplicationController, ReplicationControllerSpec,
+    ReplicationControllerStatus, ResourceRequirements, Service, ServicePort, ServiceSpec,
+    Volume, VolumeMount,
+};
+pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    ListMeta, ObjectMeta, Status, StatusCause, StatusDetails, Time, WatchEvent,
+};
+pub use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+pub use k8s_openapi::apimachinery::pkg::api::resource::Quantity;

@@ -1,0 +1,1 @@
+//! Validation of v1 objects: every field error with its path.

@@ -1,0 +1,1 @@
+//! The mini-k8s API server.
