@@ -65,7 +65,7 @@ pub const PODS: ResourceKind = ResourceKind {
     short_names: &["po"],
     namespaced: true,
     storage_prefix: "pods",
-    subresources: &["status", "binding", "log"],
+    subresources: &["status", "binding"],
 };
 
 /// `Service`.
@@ -183,7 +183,9 @@ pub fn lookup(name: &str) -> Option<&'static ResourceKind> {
             || r.v1beta1_plural
                 .is_some_and(|p| p.eq_ignore_ascii_case(&lower))
             || r.v1beta1_kind.eq_ignore_ascii_case(&lower)
-            || (lower.ends_with('s') && r.v1beta1_kind.eq_ignore_ascii_case(&lower[..lower.len() - 1]))
+            || (lower.ends_with('s')
+                && r.v1beta1_kind
+                    .eq_ignore_ascii_case(&lower[..lower.len() - 1]))
     })
 }
 
@@ -193,7 +195,10 @@ mod tests {
 
     #[test]
     fn keys_follow_the_design_layout() {
-        assert_eq!(PODS.key(Some("default"), "web"), "/registry/pods/default/web");
+        assert_eq!(
+            PODS.key(Some("default"), "web"),
+            "/registry/pods/default/web"
+        );
         assert_eq!(
             SERVICES.key(Some("ns1"), "db"),
             "/registry/services/specs/ns1/db"
@@ -207,7 +212,10 @@ mod tests {
             "/registry/controllers/default/fe"
         );
         assert_eq!(NODES.key(None, "m1"), "/registry/minions/m1");
-        assert_eq!(NAMESPACES.key(None, "default"), "/registry/namespaces/default");
+        assert_eq!(
+            NAMESPACES.key(None, "default"),
+            "/registry/namespaces/default"
+        );
         assert_eq!(EVENTS.key(Some("a"), "e1"), "/registry/events/a/e1");
         assert_eq!(PODS.prefix(None), "/registry/pods/");
     }

@@ -12,6 +12,7 @@ pub mod kinds;
 pub mod labels;
 pub mod patch;
 pub mod status;
+pub mod table;
 pub mod v1;
 pub mod v1beta1;
 pub mod validation;

@@ -262,12 +262,7 @@ pub fn failure(reason: Reason, message: impl Into<String>) -> Status {
 }
 
 /// A `Failure` Status about one named object (`details.name`, `details.kind`).
-pub fn failure_for(
-    reason: Reason,
-    message: impl Into<String>,
-    kind: &str,
-    name: &str,
-) -> Status {
+pub fn failure_for(reason: Reason, message: impl Into<String>, kind: &str, name: &str) -> Status {
     let mut status = failure(reason, message);
     status.details = Some(StatusDetails {
         name: (!name.is_empty()).then(|| name.to_string()),

@@ -5,14 +5,14 @@
 
 pub use k8s_openapi::api::core::v1::{
     Binding, Container, ContainerPort, ContainerState, ContainerStatus, EndpointAddress,
-    EndpointPort, EndpointSubset, Endpoints, EnvVar, Event, Namespace, Node, NodeAddress,
-    NodeCondition, NodeStatus, ObjectReference, Pod, PodCondition, PodSpec, PodStatus,
+    EndpointPort, EndpointSubset, Endpoints, EnvVar, Event, Namespace, NamespaceStatus, Node,
+    NodeAddress, NodeCondition, NodeStatus, ObjectReference, Pod, PodCondition, PodSpec, PodStatus,
     PodTemplateSpec, Probe, ReplicationController, ReplicationControllerSpec,
-    ReplicationControllerStatus, ResourceRequirements, Service, ServicePort, ServiceSpec,
-    Volume, VolumeMount,
+    ReplicationControllerStatus, ResourceRequirements, Service, ServicePort, ServiceSpec, Volume,
+    VolumeMount,
 };
+pub use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     ListMeta, ObjectMeta, Status, StatusCause, StatusDetails, Time, WatchEvent,
 };
 pub use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-pub use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
