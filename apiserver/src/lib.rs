@@ -1,1 +1,21 @@
-//! The mini-k8s API server.
+//! The mini-k8s API server: the REST API over etcd.
+//!
+//! - [`storage`]: the key-value store trait and its etcd backend.
+//! - [`registry`]: the generic store plus one strategy per resource.
+//! - [`http`]: paths, bodies, content negotiation, watch streaming.
+//! - [`codec`]: the `/api/v1beta1` translation to and from v1.
+//! - [`discovery`], [`metrics`], [`auth`]: what clients need besides objects.
+//! - [`server`]: configuration, wiring and the accept loop.
+#![deny(missing_docs)]
+
+pub mod auth;
+pub mod codec;
+pub mod discovery;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod registry;
+pub mod server;
+pub mod storage;
+
+pub use server::{serve, Config, ServerError};

@@ -1,0 +1,115 @@
+//! Optional bearer-token authentication (`--token-auth-file`).
+//!
+//! The file is Kubernetes' static token CSV: `token,user,uid[,"group1,group2"]`,
+//! one per line. With it, every request but the health checks needs
+//! `Authorization: Bearer <token>`; without it, the API is open.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Who a token belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    /// The user name.
+    pub name: String,
+    /// The user's uid.
+    pub uid: String,
+}
+
+/// A token file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenFileError {
+    /// The file could not be read.
+    #[error("cannot read token file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line is not `token,user,uid[,groups]`.
+    #[error("token file {path} line {line}: expected token,user,uid[,groups]")]
+    Malformed {
+        /// The file.
+        path: String,
+        /// 1-based line number.
+        line: usize,
+    },
+}
+
+/// The tokens the server accepts.
+#[derive(Clone, Debug, Default)]
+pub struct TokenAuth {
+    tokens: HashMap<String, User>,
+}
+
+impl TokenAuth {
+    /// Reads a token file.
+    pub fn from_file(path: &Path) -> Result<Self, TokenFileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| TokenFileError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|line| TokenFileError::Malformed {
+            path: path.display().to_string(),
+            line,
+        })
+    }
+
+    /// Parses the CSV text; the error is the 1-based number of the bad line.
+    pub fn parse(text: &str) -> Result<Self, usize> {
+        let mut tokens = HashMap::new();
+        for (index, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let fields: Vec<&str> = line.splitn(4, ',').map(str::trim).collect();
+            match fields.as_slice() {
+                [token, user, uid, ..] if !token.is_empty() && !user.is_empty() => {
+                    tokens.insert(
+                        (*token).to_string(),
+                        User {
+                            name: (*user).to_string(),
+                            uid: (*uid).to_string(),
+                        },
+                    );
+                }
+                _ => return Err(index + 1),
+            }
+        }
+        Ok(Self { tokens })
+    }
+
+    /// The user of an `Authorization` header value, if it carries a known token.
+    pub fn authenticate(&self, authorization: Option<&str>) -> Option<&User> {
+        let token = authorization?.strip_prefix("Bearer ")?.trim();
+        self.tokens.get(token)
+    }
+}
+
+/// Paths that need no token: health checks, as in Kubernetes.
+pub fn is_public(path: &str) -> bool {
+    matches!(path, "/healthz" | "/livez" | "/readyz")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_authenticate_their_users() {
+        let auth = TokenAuth::parse("# admins\nsecret,admin,1,\"system:masters\"\n\nother,bob,2\n")
+            .unwrap();
+        assert_eq!(
+            auth.authenticate(Some("Bearer secret")).unwrap().name,
+            "admin"
+        );
+        assert_eq!(auth.authenticate(Some("Bearer other")).unwrap().uid, "2");
+        assert!(auth.authenticate(Some("Bearer nope")).is_none());
+        assert!(auth.authenticate(Some("Basic secret")).is_none());
+        assert!(auth.authenticate(None).is_none());
+        assert_eq!(TokenAuth::parse("ok,u,1\nbroken\n").unwrap_err(), 2);
+    }
+}

@@ -1,0 +1,205 @@
+//! Discovery: `/api`, `/api/v1`, `/api/v1beta1`, `/apis`, `/version`, so
+//! that a stock kubectl finds its way.
+
+use api_types::kinds::{self, ResourceKind};
+use axum::response::Response;
+use serde_json::{json, Value};
+
+use crate::http::json_response;
+
+/// The Kubernetes release whose API this server speaks (for `/version`).
+pub const KUBERNETES_VERSION: (&str, &str) = ("1", "32");
+
+/// `GET /version`.
+pub fn version() -> Value {
+    let (major, minor) = KUBERNETES_VERSION;
+    json!({
+        "major": major,
+        "minor": minor,
+        "gitVersion": format!("v{major}.{minor}.0-mini-k8s.{}", env!("CARGO_PKG_VERSION")),
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "1970-01-01T00:00:00Z",
+        "goVersion": "",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
+    })
+}
+
+/// `GET /api`.
+pub fn api_versions(server_address: &str) -> Value {
+    json!({
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [
+            { "clientCIDR": "0.0.0.0/0", "serverAddress": server_address }
+        ],
+    })
+}
+
+/// `GET /apis`: no groups beyond the core one.
+pub fn api_groups() -> Value {
+    json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": [] })
+}
+
+const ALL_VERBS: [&str; 8] = [
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+
+fn entry(resource: &ResourceKind, name: &str) -> Value {
+    let categories: &[&str] = match resource.kind {
+        "Pod" | "Service" | "ReplicationController" => &["all"],
+        _ => &[],
+    };
+    json!({
+        "name": name,
+        "singularName": resource.singular,
+        "namespaced": resource.namespaced,
+        "kind": resource.kind,
+        "verbs": ALL_VERBS,
+        "shortNames": resource.short_names,
+        "categories": categories,
+    })
+}
+
+fn subresource(resource: &ResourceKind, sub: &str) -> Value {
+    let name = format!("{}/{sub}", resource.plural);
+    match sub {
+        "binding" => {
+            json!({ "name": name, "singularName": "", "namespaced": true, "kind": "Binding", "verbs": ["create"] })
+        }
+        "scale" => json!({
+            "name": name, "singularName": "", "namespaced": true, "group": "autoscaling",
+            "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"],
+        }),
+        _ => json!({
+            "name": name, "singularName": "", "namespaced": resource.namespaced,
+            "kind": resource.kind, "verbs": ["get", "patch", "update"],
+        }),
+    }
+}
+
+/// `GET /api/v1`.
+pub fn v1_resources() -> Value {
+    let mut resources = Vec::new();
+    for resource in &kinds::ALL {
+        resources.push(entry(resource, resource.plural));
+        for sub in resource.subresources {
+            resources.push(subresource(resource, sub));
+        }
+    }
+    resources.push(json!({
+        "name": "bindings", "singularName": "binding", "namespaced": true,
+        "kind": "Binding", "verbs": ["create"],
+    }));
+    json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "v1", "resources": resources })
+}
+
+/// `GET /api/v1beta1`: the 2014 names.
+pub fn v1beta1_resources() -> Value {
+    let resources: Vec<Value> = kinds::ALL
+        .iter()
+        .filter_map(|r| {
+            r.v1beta1_plural.map(|plural| {
+                let mut e = entry(r, plural);
+                e["kind"] = r.v1beta1_kind.into();
+                e
+            })
+        })
+        .collect();
+    json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "v1beta1", "resources": resources })
+}
+
+/// The 404 for a path the server does not serve, as a Status.
+pub fn not_found(path: &str) -> Response {
+    json_response(
+        404,
+        &json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": format!("the server could not find the requested resource ({path})"),
+            "reason": "NotFound", "details": {}, "code": 404,
+        }),
+    )
+}
+
+/// `GET /openapi/v3`: where each group-version's document is.
+pub fn openapi_v3_root() -> Value {
+    json!({
+        "paths": {
+            "api/v1": { "serverRelativeURL": format!("/openapi/v3/api/v1?hash={}", openapi_hash()) }
+        }
+    })
+}
+
+/// A stable hash of the v1 document, so clients may cache it per release.
+fn openapi_hash() -> String {
+    format!("mini-k8s-{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// `GET /openapi/v3/api/v1`: the operations of every v1 resource, with the
+/// extensions kubectl reads (`x-kubernetes-group-version-kind`,
+/// `x-kubernetes-action`) and the `fieldValidation` parameter, from which
+/// kubectl learns that the server validates fields itself.
+///
+/// It carries no object schemas. So that kubectl does not try to compute
+/// strategic merge patches from schemas that are not there, the PATCH
+/// operations list only the JSON and merge patch bodies; kubectl then
+/// computes strategic patches from its built-in types, which the server
+/// accepts all the same.
+pub fn openapi_v3_v1() -> Value {
+    let mut paths = serde_json::Map::new();
+    let parameter = |name: &str| json!({ "name": name, "in": "query", "schema": { "type": "string", "uniqueItems": true } });
+    let body = |types: &[&str]| {
+        let content: serde_json::Map<String, Value> = types
+            .iter()
+            .map(|t| ((*t).to_string(), json!({ "schema": { "type": "object" } })))
+            .collect();
+        json!({ "content": content, "required": true })
+    };
+    let responses = json!({ "200": { "description": "OK" } });
+    for resource in &kinds::ALL {
+        let gvk = json!({ "group": "", "version": "v1", "kind": resource.kind });
+        let op = |action: &str, request: Option<Value>| {
+            let mut op = json!({
+                "operationId": format!("{action}{}", resource.kind),
+                "x-kubernetes-action": action,
+                "x-kubernetes-group-version-kind": gvk,
+                "parameters": [parameter("dryRun"), parameter("fieldValidation"), parameter("fieldManager")],
+                "responses": responses,
+            });
+            if let Some(request) = request {
+                op["requestBody"] = request;
+            }
+            op
+        };
+        let collection = if resource.namespaced {
+            format!("/api/v1/namespaces/{{namespace}}/{}", resource.plural)
+        } else {
+            format!("/api/v1/{}", resource.plural)
+        };
+        paths.insert(
+            collection.clone(),
+            json!({ "post": op("post", Some(body(&["application/json", "application/yaml"]))) }),
+        );
+        paths.insert(
+            format!("{collection}/{{name}}"),
+            json!({
+                "put": op("put", Some(body(&["application/json", "application/yaml"]))),
+                "patch": op("patch", Some(body(&["application/json-patch+json", "application/merge-patch+json"]))),
+            }),
+        );
+    }
+    json!({
+        "openapi": "3.0.0",
+        "info": { "title": "Kubernetes", "version": format!("v{}.{}.0", KUBERNETES_VERSION.0, KUBERNETES_VERSION.1) },
+        "paths": paths,
+        "components": { "schemas": {} },
+    })
+}

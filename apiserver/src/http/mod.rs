@@ -1,0 +1,650 @@
+//! The HTTP face of the API: routing, content negotiation, body limits,
+//! and the translation between requests and registry calls.
+
+pub mod body;
+pub mod path;
+pub mod table;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use api_types::fields::FieldSelector;
+use api_types::kinds::ResourceKind;
+use api_types::labels::Selector;
+use api_types::status::Reason;
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use serde_json::{json, Value};
+
+use self::body::{wants_table, wants_yaml, AcceptedBody};
+use self::path::{Target, Version};
+use crate::codec;
+use crate::error::{ApiError, Result};
+use crate::registry::{
+    DeleteOptions, FieldValidation, ListQuery, Patch, Subresource, WriteOptions,
+};
+use crate::server::ApiState;
+
+/// The longest a watch stays open without `timeoutSeconds`.
+const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(1800);
+
+/// Query parameters, as sent.
+pub type Params = HashMap<String, String>;
+
+/// Renders an error for the version the client speaks.
+pub fn error_response(
+    version: Version,
+    resource: Option<&ResourceKind>,
+    error: &ApiError,
+) -> Response {
+    let body = match version {
+        Version::V1 => {
+            let mut value = serde_json::to_value(&*error.0).unwrap_or_default();
+            if let Some(map) = value.as_object_mut() {
+                map.insert("kind".into(), "Status".into());
+                map.insert("apiVersion".into(), "v1".into());
+                map.entry("metadata").or_insert_with(|| json!({}));
+            }
+            value
+        }
+        Version::V1beta1 => codec::status_to_v1beta1(&error.0, resource),
+    };
+    json_response(error.code(), &body)
+}
+
+/// A JSON response with the given status code.
+pub fn json_response(code: u16, body: &Value) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut response = Response::new(Body::from(bytes));
+    *response.status_mut() =
+        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response
+        .headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    response
+}
+
+fn yaml_response(code: u16, body: &Value) -> Response {
+    match serde_yaml::to_string(body) {
+        Ok(text) => {
+            let mut response = Response::new(Body::from(text));
+            *response.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+            response
+                .headers_mut()
+                .insert("content-type", HeaderValue::from_static("application/yaml"));
+            response
+        }
+        Err(_) => json_response(code, body),
+    }
+}
+
+/// The entry point for every `/api/v1...` and `/api/v1beta1...` path that
+/// is not discovery.
+pub async fn handle(
+    State(state): State<Arc<ApiState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Query(params): Query<Params>,
+    body: Body,
+) -> Response {
+    let started = tokio::time::Instant::now();
+    let target = match path::parse(uri.path()) {
+        Ok(Some(target)) => target,
+        Ok(None) => return crate::discovery::not_found(uri.path()),
+        Err(error) => return error_response(Version::V1, None, &error),
+    };
+    let verb = verb_of(&method, &target, &params);
+    let resource = target.resource;
+    let version = target.version;
+    let is_watch = verb == "watch";
+    let response = match dispatch(&state, &method, &target, &headers, &params, body).await {
+        Ok(response) => response,
+        Err(error) => error_response(version, Some(resource), &error),
+    };
+    if !is_watch {
+        state.metrics.observe(
+            verb,
+            resource.plural,
+            target.subresource.as_deref().unwrap_or(""),
+            response.status().as_u16(),
+            started.elapsed(),
+        );
+    }
+    response
+}
+
+/// The Kubernetes verb of a request, for metrics and logs.
+fn verb_of(method: &Method, target: &Target, params: &Params) -> &'static str {
+    let watching =
+        target.watch_prefix || params.get("watch").is_some_and(|w| w == "true" || w == "1");
+    match *method {
+        Method::GET if watching => "watch",
+        Method::GET if target.name.is_some() => "get",
+        Method::GET => "list",
+        Method::POST => "create",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE if target.name.is_some() => "delete",
+        Method::DELETE => "deletecollection",
+        _ => "unknown",
+    }
+}
+
+async fn dispatch(
+    state: &Arc<ApiState>,
+    method: &Method,
+    target: &Target,
+    headers: &HeaderMap,
+    params: &Params,
+    body: Body,
+) -> Result<Response> {
+    let registry = state.registry(target.resource)?;
+    let version = target.version;
+    let namespace = namespace_of(target, params, method);
+    let ns = namespace.as_deref();
+    let resource = target.resource;
+    let verb = verb_of(method, target, params);
+    let accept = headers
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let options = WriteOptions::new(FieldValidation::parse(
+        params.get("fieldValidation").map(String::as_str),
+    )?);
+    let render = |code: u16, value: Value| -> Result<Response> {
+        let value = match version {
+            Version::V1 => value,
+            Version::V1beta1 => codec::object_to_v1beta1(resource, &value)?,
+        };
+        let mut response = if wants_yaml(accept) {
+            yaml_response(code, &value)
+        } else {
+            json_response(code, &value)
+        };
+        for warning in options.warnings() {
+            // RFC 7234 warning, as Kubernetes sends: 299 - "text".
+            let text = format!("299 - {:?}", warning.replace('"', "'"));
+            if let Ok(header) = HeaderValue::from_str(&text) {
+                response.headers_mut().append("warning", header);
+            }
+        }
+        Ok(response)
+    };
+    match (
+        method.clone(),
+        target.name.as_deref(),
+        target.subresource.as_deref(),
+    ) {
+        (Method::GET, _, _) if verb == "watch" => {
+            let query = list_query(target, params)?;
+            let name_filter = target.name.clone();
+            let mut query = query;
+            if let Some(name) = name_filter {
+                query.fields = FieldSelector::parse(&format!("metadata.name={name}"))
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            }
+            watch(state, target, ns, &query, params, accept).await
+        }
+        (Method::GET, None, _) => {
+            let query = list_query(target, params)?;
+            let list = registry.list(ns, &query).await?;
+            if version == Version::V1 && wants_table(accept) {
+                let table = table::table_for(resource, &list.items, &list.resource_version, params);
+                return Ok(json_response(200, &table));
+            }
+            let value = match version {
+                Version::V1 => {
+                    let mut metadata = json!({ "resourceVersion": list.resource_version });
+                    if let Some(token) = &list.continue_token {
+                        metadata["continue"] = Value::String(token.clone());
+                    }
+                    if let Some(remaining) = list.remaining.filter(|r| *r > 0) {
+                        metadata["remainingItemCount"] = json!(remaining);
+                    }
+                    json!({
+                        "kind": resource.list_kind(),
+                        "apiVersion": "v1",
+                        "metadata": metadata,
+                        "items": list.items,
+                    })
+                }
+                Version::V1beta1 => {
+                    codec::list_to_v1beta1(resource, &list.items, &list.resource_version)?
+                }
+            };
+            Ok(if wants_yaml(accept) {
+                yaml_response(200, &value)
+            } else {
+                json_response(200, &value)
+            })
+        }
+        (Method::GET, Some(name), None) => {
+            let value = registry.get(ns, name).await?;
+            if version == Version::V1 && wants_table(accept) {
+                let rv = value
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                return Ok(json_response(
+                    200,
+                    &table::table_for(resource, &[value], &rv, params),
+                ));
+            }
+            render(200, value)
+        }
+        (Method::GET, Some(name), Some("status")) => render(200, registry.get(ns, name).await?),
+        (Method::GET, Some(name), Some("scale")) => {
+            let value = registry.get(ns, name).await?;
+            scale_response(&value)
+        }
+        (Method::POST, None, None) if target.bindings => {
+            let body = read_body(headers, body).await?;
+            bind(state, target, ns.unwrap_or("default"), None, body).await
+        }
+        (Method::POST, Some(name), Some("binding")) => {
+            let body = read_body(headers, body).await?;
+            bind(state, target, ns.unwrap_or("default"), Some(name), body).await
+        }
+        (Method::POST, None, None) => {
+            let body = read_body(headers, body).await?;
+            let value = decode_object(target, body)?;
+            let created = registry.create(ns, value, &options).await?;
+            // v0.5 answered creates with 200; v1 clients expect 201.
+            render(if version == Version::V1 { 201 } else { 200 }, created)
+        }
+        (Method::PUT, Some(name), sub @ (None | Some("status"))) => {
+            let body = read_body(headers, body).await?;
+            let value = decode_object(target, body)?;
+            let subresource = if sub.is_some() {
+                Subresource::Status
+            } else {
+                Subresource::Main
+            };
+            let (updated, created) = registry
+                .update(ns, name, value, subresource, &options)
+                .await?;
+            render(
+                if created && version == Version::V1 {
+                    201
+                } else {
+                    200
+                },
+                updated,
+            )
+        }
+        (Method::PUT, Some(name), Some("scale")) => {
+            let body = read_body(headers, body).await?;
+            let replicas = body
+                .value
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .ok_or_else(|| ApiError::bad_request("Scale body must set spec.replicas"))?;
+            let rv = body.value.pointer("/metadata/resourceVersion").cloned();
+            let mut patch = json!({ "spec": { "replicas": replicas } });
+            if let Some(rv) = rv {
+                patch["metadata"] = json!({ "resourceVersion": rv });
+            }
+            let value = registry
+                .patch(ns, name, &Patch::Merge(patch), Subresource::Main, &options)
+                .await?;
+            scale_response(&value)
+        }
+        (Method::PATCH, Some(name), sub @ (None | Some("status") | Some("scale"))) => {
+            let content_type = headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            let body = read_body(headers, body).await?;
+            let patch = match content_type.split(';').next().unwrap_or("").trim() {
+                "application/merge-patch+json" => Patch::Merge(body.value),
+                "application/json-patch+json" => Patch::Json(body.value),
+                "application/strategic-merge-patch+json" => Patch::Strategic(body.value),
+                "application/apply-patch+yaml" => {
+                    return Err(ApiError::new(
+                        Reason::UnsupportedMediaType,
+                        "server-side apply is not supported; use client-side apply (kubectl apply --server-side=false)",
+                    ))
+                }
+                other => {
+                    return Err(ApiError::new(
+                        Reason::UnsupportedMediaType,
+                        format!("the body of the request was in an unknown format ({other:?}) - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json"),
+                    ))
+                }
+            };
+            if sub == Some("scale") {
+                let patch = match patch {
+                    Patch::Json(_) => return Err(ApiError::new(
+                        Reason::UnsupportedMediaType,
+                        "json patch of scale is not supported; use a merge patch of spec.replicas",
+                    )),
+                    Patch::Merge(p) | Patch::Strategic(p) => p,
+                };
+                let replicas = patch
+                    .pointer("/spec/replicas")
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                let value = registry
+                    .patch(
+                        ns,
+                        name,
+                        &Patch::Merge(json!({ "spec": { "replicas": replicas } })),
+                        Subresource::Main,
+                        &options,
+                    )
+                    .await?;
+                return scale_response(&value);
+            }
+            let subresource = if sub.is_some() {
+                Subresource::Status
+            } else {
+                Subresource::Main
+            };
+            let patched = registry
+                .patch(ns, name, &patch, subresource, &options)
+                .await?;
+            render(200, patched)
+        }
+        (Method::DELETE, Some(name), None) => {
+            let body = read_optional_body(headers, body).await?;
+            let options = delete_options(params, body.as_ref())?;
+            let deleted = registry.delete(ns, name, &options).await?;
+            match version {
+                Version::V1 => render(200, deleted),
+                Version::V1beta1 => Ok(json_response(
+                    200,
+                    &codec::status_to_v1beta1(
+                        &api_types::status::success(resource.singular, name),
+                        Some(resource),
+                    ),
+                )),
+            }
+        }
+        (Method::DELETE, None, None) => {
+            let body = read_optional_body(headers, body).await?;
+            let options = delete_options(params, body.as_ref())?;
+            let query = list_query(target, params)?;
+            let list = registry.list(ns, &query).await?;
+            let mut deleted = Vec::new();
+            for item in list.items {
+                let name = item
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let item_ns = item.pointer("/metadata/namespace").and_then(Value::as_str);
+                match registry.delete(item_ns.or(ns), name, &options).await {
+                    Ok(value) => deleted.push(value),
+                    Err(e) if e.code() == 404 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            render(
+                200,
+                json!({ "kind": resource.list_kind(), "apiVersion": "v1", "metadata": {}, "items": deleted }),
+            )
+        }
+        _ => {
+            Err(ApiError::new(
+                Reason::MethodNotAllowed,
+                format!(
+                "the server does not allow this method on the requested resource ({method} {}{})",
+                resource.plural,
+                target.subresource.as_deref().map(|s| format!("/{s}")).unwrap_or_default()
+            ),
+            ))
+        }
+    }
+}
+
+/// The namespace a request acts in. v1beta1 names it with `?namespace=`:
+/// lists and watches without it span all namespaces, other verbs default
+/// to `default`.
+fn namespace_of(target: &Target, params: &Params, method: &Method) -> Option<String> {
+    if !target.resource.namespaced {
+        return None;
+    }
+    match target.version {
+        Version::V1 => target.namespace.clone(),
+        Version::V1beta1 => {
+            let given = params.get("namespace").filter(|n| !n.is_empty()).cloned();
+            let collection_read =
+                *method == Method::GET && target.name.is_none() && !target.bindings;
+            if given.is_none() && !collection_read {
+                Some("default".into())
+            } else {
+                given
+            }
+        }
+    }
+}
+
+fn list_query(target: &Target, params: &Params) -> Result<ListQuery> {
+    let bad = |e: &dyn std::fmt::Display| ApiError::bad_request(e.to_string());
+    let labels = params
+        .get("labelSelector")
+        .or_else(|| params.get("labels"))
+        .map(|s| Selector::parse(s))
+        .transpose()
+        .map_err(|e| bad(&e))?
+        .unwrap_or_default();
+    let fields = match (params.get("fieldSelector"), params.get("fields")) {
+        (Some(s), _) => FieldSelector::parse(s).map_err(|e| bad(&e))?,
+        (None, Some(s)) if target.version == Version::V1beta1 => {
+            FieldSelector::from_v1beta1(target.resource, s).map_err(|e| bad(&e))?
+        }
+        (None, Some(s)) => FieldSelector::parse(s).map_err(|e| bad(&e))?,
+        (None, None) => FieldSelector::default(),
+    };
+    fields
+        .check_supported(target.resource)
+        .map_err(|e| bad(&e))?;
+    let limit = params
+        .get("limit")
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            l.parse::<i64>()
+                .map_err(|_| ApiError::bad_request(format!("limit {l:?} is not a number")))
+        })
+        .transpose()?;
+    Ok(ListQuery {
+        labels,
+        fields,
+        limit,
+        continue_token: params.get("continue").filter(|c| !c.is_empty()).cloned(),
+        resource_version: params.get("resourceVersion").cloned(),
+    })
+}
+
+async fn read_body(headers: &HeaderMap, body: Body) -> Result<AcceptedBody> {
+    body::read(headers, body)
+        .await?
+        .ok_or_else(|| ApiError::bad_request("the request has no body"))
+}
+
+async fn read_optional_body(headers: &HeaderMap, body: Body) -> Result<Option<AcceptedBody>> {
+    body::read(headers, body).await
+}
+
+/// The v1 JSON of a request body in the target's version.
+fn decode_object(target: &Target, body: AcceptedBody) -> Result<Value> {
+    match target.version {
+        Version::V1 => Ok(body.value),
+        Version::V1beta1 => codec::object_from_v1beta1(target.resource, body.value),
+    }
+}
+
+fn delete_options(params: &Params, body: Option<&AcceptedBody>) -> Result<DeleteOptions> {
+    let mut options = DeleteOptions::default();
+    if let Some(body) = body {
+        let value = &body.value;
+        options.grace_period_seconds = value.get("gracePeriodSeconds").and_then(Value::as_i64);
+        options.precondition_uid = value
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        options.precondition_resource_version = value
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+    }
+    if let Some(grace) = params.get("gracePeriodSeconds") {
+        options.grace_period_seconds = Some(grace.parse().map_err(|_| {
+            ApiError::bad_request(format!("gracePeriodSeconds {grace:?} is not a number"))
+        })?);
+    }
+    Ok(options)
+}
+
+fn scale_response(rc: &Value) -> Result<Response> {
+    let rc: api_types::v1::ReplicationController =
+        serde_json::from_value(rc.clone()).map_err(|e| {
+            ApiError::internal(format!("stored replication controller is corrupt: {e}"))
+        })?;
+    let scale = crate::registry::replication_controllers::scale_of(&rc);
+    let mut value = serde_json::to_value(scale).map_err(|e| ApiError::internal(e.to_string()))?;
+    if let Some(map) = value.as_object_mut() {
+        map.insert("kind".into(), "Scale".into());
+        map.insert("apiVersion".into(), "autoscaling/v1".into());
+    }
+    Ok(json_response(200, &value))
+}
+
+async fn bind(
+    state: &Arc<ApiState>,
+    target: &Target,
+    namespace: &str,
+    pod: Option<&str>,
+    body: AcceptedBody,
+) -> Result<Response> {
+    let (pod_name, node) = match target.version {
+        Version::V1 => {
+            let name = body
+                .value
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            let node = body
+                .value
+                .pointer("/target/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            (pod.map(str::to_string).or(name), node)
+        }
+        Version::V1beta1 => (
+            body.value
+                .get("podID")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            body.value
+                .get("host")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+        ),
+    };
+    let pod_name = pod_name.ok_or_else(|| {
+        ApiError::invalid(
+            "Binding",
+            "",
+            &[api_types::FieldError::required(
+                "metadata.name",
+                "the pod to bind",
+            )],
+        )
+    })?;
+    let status =
+        crate::registry::pods::bind(state.storage.as_ref(), namespace, &pod_name, &node).await?;
+    Ok(match target.version {
+        Version::V1 => json_response(201, &status),
+        Version::V1beta1 => json_response(
+            200,
+            &codec::status_to_v1beta1(&api_types::status::success("binding", &pod_name), None),
+        ),
+    })
+}
+
+async fn watch(
+    state: &Arc<ApiState>,
+    target: &Target,
+    namespace: Option<&str>,
+    query: &ListQuery,
+    params: &Params,
+    accept: &str,
+) -> Result<Response> {
+    let registry = state.registry(target.resource)?;
+    // Like Kubernetes, a too-old resourceVersion is reported inside the
+    // stream as an ERROR event with a 410 Status, which clients relist on.
+    let stream = match registry.watch(namespace, query).await {
+        Ok(stream) => stream,
+        Err(e) if e.code() == 410 => {
+            futures::stream::iter([crate::registry::watch_error(e)]).boxed()
+        }
+        Err(e) => return Err(e),
+    };
+    let timeout = params
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .map_or(DEFAULT_WATCH_TIMEOUT, Duration::from_secs);
+    let version = target.version;
+    let resource = target.resource;
+    let as_table = version == Version::V1 && wants_table(accept);
+    let params = params.clone();
+    let mut shutdown = state.shutdown.clone();
+    let guard = state.metrics.watch_started(resource.plural);
+    let deadline = tokio::time::sleep(timeout);
+    let ended = async move {
+        tokio::select! {
+            () = deadline => {},
+            _ = shutdown.wait_for(|stopping| *stopping) => {},
+        }
+    };
+    let lines = stream.take_until(ended).map(move |event| {
+        let _watching = &guard;
+        let object = if event.kind == "ERROR" {
+            match version {
+                Version::V1 => {
+                    let mut status = event.object.clone();
+                    status["kind"] = "Status".into();
+                    status["apiVersion"] = "v1".into();
+                    status
+                }
+                Version::V1beta1 => {
+                    serde_json::from_value::<api_types::v1::Status>(event.object.clone())
+                        .map(|s| codec::status_to_v1beta1(&s, Some(resource)))
+                        .unwrap_or(event.object.clone())
+                }
+            }
+        } else if as_table {
+            let rv = event
+                .object
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            table::table_for(resource, std::slice::from_ref(&event.object), &rv, &params)
+        } else {
+            match version {
+                Version::V1 => event.object.clone(),
+                Version::V1beta1 => codec::object_to_v1beta1(resource, &event.object)
+                    .unwrap_or_else(|e| serde_json::to_value(&*e.0).unwrap_or_default()),
+            }
+        };
+        let mut line = serde_json::to_vec(&json!({ "type": event.kind, "object": object }))
+            .unwrap_or_default();
+        line.push(b'\n');
+        Ok::<_, std::convert::Infallible>(bytes::Bytes::from(line))
+    });
+    let mut response = Response::new(Body::from_stream(lines));
+    response
+        .headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    Ok(response.into_response())
+}

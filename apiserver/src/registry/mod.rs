@@ -1,0 +1,1079 @@
+//! The registry: one generic store ([`Store`]) that does what every
+//! resource shares (names, uid, timestamps, resourceVersion, optimistic
+//! concurrency, selectors, paging, watch), and one module per resource with
+//! its [`Strategy`] (defaults, validation, what an update may change).
+//!
+//! A request flows: decode → strategy prepare → defaults → validate → store.
+
+pub mod endpoints;
+pub mod events;
+pub mod namespaces;
+pub mod nodes;
+pub mod pods;
+pub mod replication_controllers;
+pub mod services;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use api_types::fields::FieldSelector;
+use api_types::kinds::ResourceKind;
+use api_types::labels::Selector;
+use api_types::v1::ObjectMeta;
+use api_types::FieldError;
+use async_trait::async_trait;
+use base64::Engine as _;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use k8s_openapi::Metadata;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{ApiError, Result};
+use crate::storage::{ListOptions, Storage, StorageError, Stored, WatchEvent as StorageEvent};
+
+/// How many times a write without a client-given resourceVersion is retried
+/// after losing a race with another writer.
+const MAX_WRITE_ATTEMPTS: usize = 16;
+
+/// What an update may touch: the whole object or only its status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subresource {
+    /// The object itself (status changes are ignored for kinds with a
+    /// status subresource).
+    Main,
+    /// `/status`: only the status changes.
+    Status,
+}
+
+/// Per-resource behaviour plugged into [`Store`].
+#[async_trait]
+pub trait Strategy: Send + Sync + 'static {
+    /// The v1 type.
+    type Object: Serialize
+        + DeserializeOwned
+        + Clone
+        + Send
+        + Sync
+        + 'static
+        + Metadata<Ty = ObjectMeta>;
+
+    /// The resource served.
+    fn resource(&self) -> &'static ResourceKind;
+
+    /// Fills defaults (restartPolicy, protocol...).
+    fn default(&self, object: &mut Self::Object);
+
+    /// Every field error of a new object.
+    fn validate(&self, object: &Self::Object) -> Vec<FieldError>;
+
+    /// Every field error of an update, the new object's own included
+    /// (immutable fields too).
+    fn validate_update(&self, new: &Self::Object, old: &Self::Object) -> Vec<FieldError>;
+
+    /// Every field error of a `/status` update.
+    fn validate_status_update(&self, new: &Self::Object, old: &Self::Object) -> Vec<FieldError> {
+        self.validate_update(new, old)
+    }
+
+    /// Fills defaults on an update; what the server allocated on create
+    /// (a service's cluster IP) may be carried over from `old`.
+    fn default_update(&self, new: &mut Self::Object, _old: &Self::Object) {
+        self.default(new);
+    }
+
+    /// Resets what a client may not set on create (status, say) and
+    /// allocates what the server assigns.
+    async fn prepare_for_create(&self, _object: &mut Self::Object) -> Result<()> {
+        Ok(())
+    }
+
+    /// Whether the kind has a `/status` subresource, so that the main
+    /// resource's updates keep the stored status and `/status` updates keep
+    /// everything else.
+    fn has_status_subresource(&self) -> bool {
+        true
+    }
+
+    /// Seconds after which stored objects expire (events).
+    fn ttl(&self) -> Option<i64> {
+        None
+    }
+
+    /// Whether a PUT of a missing object creates it (endpoints, events).
+    fn allow_create_on_update(&self) -> bool {
+        false
+    }
+
+    /// A lock held from allocation to the stored write of a create, for
+    /// kinds whose create allocates from a shared pool (service IPs).
+    async fn create_lock(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        None
+    }
+
+    /// Called with a delete request. Returns `Some(grace)` when the object
+    /// should not go yet but be marked for deletion (pods bound to a node,
+    /// namespaces with content): the store then stamps `deletionTimestamp`
+    /// and lets [`Strategy::after_delete_marked`] finish the job.
+    fn graceful_deletion(
+        &self,
+        _object: &Self::Object,
+        _requested_grace: Option<i64>,
+    ) -> Option<i64> {
+        None
+    }
+
+    /// Amends an object just marked for deletion (a namespace's phase).
+    fn on_delete_marked(&self, _object: &mut Self::Object) {}
+
+    /// Runs after an object was marked for deletion and stored.
+    async fn after_delete_marked(&self, _object: &Self::Object) {}
+
+    /// Refuses deletes of protected objects (the `default` namespace).
+    fn check_delete(&self, _object: &Self::Object) -> Result<()> {
+        Ok(())
+    }
+
+    /// Extra checks of a create that need the store (the namespace exists).
+    async fn admit_create(&self, _object: &Self::Object) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Options of a list or watch request.
+#[derive(Clone, Debug, Default)]
+pub struct ListQuery {
+    /// `labelSelector`.
+    pub labels: Selector,
+    /// `fieldSelector`.
+    pub fields: FieldSelector,
+    /// `limit` (0: none).
+    pub limit: Option<i64>,
+    /// `continue`.
+    pub continue_token: Option<String>,
+    /// `resourceVersion`.
+    pub resource_version: Option<String>,
+}
+
+/// One page of a list.
+#[derive(Debug)]
+pub struct ListResult {
+    /// The objects (v1 JSON with resourceVersion).
+    pub items: Vec<Value>,
+    /// The list's resourceVersion (the revision it was read at).
+    pub resource_version: String,
+    /// Token for the next page, when there is one.
+    pub continue_token: Option<String>,
+    /// How many objects are left after this page, when paged.
+    pub remaining: Option<i64>,
+}
+
+/// A change streamed to a watcher.
+#[derive(Clone, Debug)]
+pub struct WatchEvent {
+    /// `ADDED`, `MODIFIED`, `DELETED` or `ERROR`.
+    pub kind: &'static str,
+    /// The object (v1 JSON), or for `ERROR` the v1 Status.
+    pub object: Value,
+}
+
+/// A stream of watch events.
+pub type WatchStream = BoxStream<'static, WatchEvent>;
+
+/// How to treat fields of a body that the type does not know
+/// (`?fieldValidation=`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FieldValidation {
+    /// Drop them silently.
+    Ignore,
+    /// Drop them and warn the client (Kubernetes' default).
+    #[default]
+    Warn,
+    /// Refuse the request with 400.
+    Strict,
+}
+
+impl FieldValidation {
+    /// Parses the query parameter (absent: `Warn`).
+    pub fn parse(value: Option<&str>) -> Result<Self> {
+        match value {
+            None | Some("" | "Warn") => Ok(Self::Warn),
+            Some("Ignore") => Ok(Self::Ignore),
+            Some("Strict") => Ok(Self::Strict),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "fieldValidation {other:?} is not one of Ignore, Warn, Strict"
+            ))),
+        }
+    }
+}
+
+/// Options of a write, and the warnings it produced.
+#[derive(Debug, Default)]
+pub struct WriteOptions {
+    /// What to do with unknown fields.
+    pub field_validation: FieldValidation,
+    warnings: std::sync::Mutex<Vec<String>>,
+}
+
+impl WriteOptions {
+    /// Options with the given field validation.
+    pub fn new(field_validation: FieldValidation) -> Self {
+        Self {
+            field_validation,
+            warnings: std::sync::Mutex::default(),
+        }
+    }
+
+    /// The warnings collected (for `Warning` headers).
+    pub fn warnings(&self) -> Vec<String> {
+        self.warnings.lock().map(|w| w.clone()).unwrap_or_default()
+    }
+
+    fn unknown_fields(&self, fields: &[String]) -> Result<()> {
+        if fields.is_empty() {
+            return Ok(());
+        }
+        let described: Vec<String> = fields
+            .iter()
+            .map(|f| format!("unknown field \"{f}\""))
+            .collect();
+        match self.field_validation {
+            FieldValidation::Ignore => Ok(()),
+            FieldValidation::Strict => Err(ApiError::bad_request(format!(
+                "strict decoding error: {}",
+                described.join(", ")
+            ))),
+            FieldValidation::Warn => {
+                if let Ok(mut warnings) = self.warnings.lock() {
+                    warnings.extend(described);
+                    warnings.dedup();
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// `spec.containers[0].foo`, the way Kubernetes names a field.
+fn field_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", field_path(parent)),
+        Path::Map { parent, key } => {
+            let parent = field_path(parent);
+            if parent.is_empty() {
+                key.clone()
+            } else {
+                format!("{parent}.{key}")
+            }
+        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => field_path(parent),
+    }
+}
+
+/// Delete options a client may send (query or body).
+#[derive(Clone, Debug, Default)]
+pub struct DeleteOptions {
+    /// `gracePeriodSeconds`.
+    pub grace_period_seconds: Option<i64>,
+    /// `preconditions.uid`.
+    pub precondition_uid: Option<String>,
+    /// `preconditions.resourceVersion`.
+    pub precondition_resource_version: Option<String>,
+}
+
+/// A patch as received.
+#[derive(Clone, Debug)]
+pub enum Patch {
+    /// `application/merge-patch+json`.
+    Merge(Value),
+    /// `application/json-patch+json`.
+    Json(Value),
+    /// `application/strategic-merge-patch+json`.
+    Strategic(Value),
+}
+
+/// The object-safe face of a [`Store`], over JSON, for the HTTP layer.
+#[async_trait]
+pub trait Rest: Send + Sync {
+    /// The resource served.
+    fn resource(&self) -> &'static ResourceKind;
+    /// Creates an object from its v1 JSON.
+    async fn create(
+        &self,
+        namespace: Option<&str>,
+        body: Value,
+        options: &WriteOptions,
+    ) -> Result<Value>;
+    /// Reads one object.
+    async fn get(&self, namespace: Option<&str>, name: &str) -> Result<Value>;
+    /// Lists objects in `namespace` (all when `None`).
+    async fn list(&self, namespace: Option<&str>, query: &ListQuery) -> Result<ListResult>;
+    /// Replaces an object (or its status).
+    async fn update(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        body: Value,
+        subresource: Subresource,
+        options: &WriteOptions,
+    ) -> Result<(Value, bool)>;
+    /// Patches an object (or its status).
+    async fn patch(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        patch: &Patch,
+        subresource: Subresource,
+        options: &WriteOptions,
+    ) -> Result<Value>;
+    /// Deletes an object; returns its last state (or the state marked for
+    /// deletion when it goes gracefully).
+    async fn delete(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        options: &DeleteOptions,
+    ) -> Result<Value>;
+    /// Watches for changes after `query.resource_version` (when it is
+    /// empty or "0", first the current objects as `ADDED`).
+    async fn watch(&self, namespace: Option<&str>, query: &ListQuery) -> Result<WatchStream>;
+}
+
+/// The generic store for one resource.
+pub struct Store<S: Strategy> {
+    strategy: S,
+    storage: Arc<dyn Storage>,
+}
+
+/// The current time as a Kubernetes `Time`, to the second as Kubernetes
+/// stores it.
+pub fn now() -> api_types::v1::Time {
+    let now = jiff::Timestamp::now();
+    let seconds = jiff::Timestamp::from_second(now.as_second()).unwrap_or(now);
+    api_types::v1::Time(seconds)
+}
+
+/// The object's JSON with its resourceVersion filled from the stored revision.
+fn output(stored: &Stored) -> Result<Value> {
+    let mut value: Value = serde_json::from_slice(&stored.value)
+        .map_err(|e| ApiError::internal(format!("stored object {} is corrupt: {e}", stored.key)))?;
+    set_resource_version(&mut value, stored.mod_revision);
+    Ok(value)
+}
+
+fn set_resource_version(value: &mut Value, revision: i64) {
+    if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert(
+            "resourceVersion".into(),
+            Value::String(revision.to_string()),
+        );
+    }
+}
+
+fn labels_of(value: &Value) -> BTreeMap<String, String> {
+    value
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether an object passes a list's label and field selectors.
+fn matches(resource: &ResourceKind, query: &ListQuery, value: &Value) -> bool {
+    (query.labels.is_empty() || query.labels.matches(&labels_of(value)))
+        && (query.fields.is_empty() || query.fields.matches_object(resource, value))
+}
+
+fn parse_revision(resource_version: &str) -> Result<i64> {
+    resource_version.parse::<i64>().map_err(|_| {
+        ApiError::bad_request(format!(
+            "invalid resourceVersion {resource_version:?}: must be a decimal revision"
+        ))
+    })
+}
+
+#[derive(Serialize, Deserialize)]
+struct ContinueToken {
+    rv: i64,
+    start: String,
+}
+
+impl<S: Strategy> Store<S> {
+    /// A store for `strategy`'s resource over `storage`.
+    pub fn new(strategy: S, storage: Arc<dyn Storage>) -> Self {
+        Self { strategy, storage }
+    }
+
+    fn resource(&self) -> &'static ResourceKind {
+        self.strategy.resource()
+    }
+
+    fn key(&self, namespace: Option<&str>, name: &str) -> String {
+        self.resource().key(namespace, name)
+    }
+
+    /// Decodes v1 JSON into the typed object; a wrong `kind` or a value of
+    /// the wrong type is a 400 that names the field. With `options`, fields
+    /// the type does not know are refused or reported as its
+    /// `fieldValidation` asks.
+    fn decode(&self, body: Value, options: Option<&WriteOptions>) -> Result<S::Object> {
+        let resource = self.resource();
+        if let Some(kind) = body.get("kind").and_then(Value::as_str) {
+            if kind != resource.kind {
+                return Err(ApiError::bad_request(format!(
+                    "the kind {kind:?} of the object does not match the endpoint, which serves {}",
+                    resource.kind
+                )));
+            }
+        }
+        if let Some(version) = body.get("apiVersion").and_then(Value::as_str) {
+            if version != "v1" {
+                return Err(ApiError::bad_request(format!(
+                    "the apiVersion {version:?} of the object does not match the endpoint, which serves v1"
+                )));
+            }
+        }
+        let mut unknown = Vec::new();
+        let mut record = |path: serde_ignored::Path<'_>| unknown.push(field_path(&path));
+        let decoded =
+            serde_path_to_error::deserialize(serde_ignored::Deserializer::new(body, &mut record))
+                .map_err(|e| {
+                let path = e.path().to_string();
+                ApiError::bad_request(format!(
+                    "{} in body is malformed: {}: {}",
+                    resource.kind,
+                    if path == "." {
+                        "object".to_string()
+                    } else {
+                        path
+                    },
+                    e.inner()
+                ))
+            })?;
+        if let Some(options) = options {
+            options.unknown_fields(&unknown)?;
+        }
+        Ok(decoded)
+    }
+
+    fn encode(&self, object: &S::Object) -> Result<(Vec<u8>, Value)> {
+        let mut value = serde_json::to_value(object)
+            .map_err(|e| ApiError::internal(format!("cannot encode object: {e}")))?;
+        if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("resourceVersion");
+            meta.remove("selfLink");
+        }
+        let bytes = serde_json::to_vec(&value)
+            .map_err(|e| ApiError::internal(format!("cannot encode object: {e}")))?;
+        Ok((bytes, value))
+    }
+
+    async fn read(&self, namespace: Option<&str>, name: &str) -> Result<Stored> {
+        self.storage
+            .get(&self.key(namespace, name))
+            .await?
+            .ok_or_else(|| ApiError::not_found(self.resource().plural, name))
+    }
+
+    fn validate_new(&self, object: &S::Object) -> Result<()> {
+        let errors = self.strategy.validate(object);
+        if errors.is_empty() {
+            return Ok(());
+        }
+        let name = object.metadata().name.clone().unwrap_or_default();
+        Err(ApiError::invalid(self.resource().kind, &name, &errors))
+    }
+
+    /// Checks the namespace of the body against the request's and makes them one.
+    fn settle_namespace(&self, meta: &mut ObjectMeta, namespace: Option<&str>) -> Result<()> {
+        if !self.resource().namespaced {
+            meta.namespace = None;
+            return Ok(());
+        }
+        let namespace = namespace.unwrap_or("default");
+        match meta.namespace.as_deref() {
+            Some(given) if !given.is_empty() && given != namespace => Err(ApiError::bad_request(format!(
+                "the namespace of the provided object ({given}) does not match the namespace sent on the request ({namespace})"
+            ))),
+            _ => {
+                meta.namespace = Some(namespace.to_string());
+                Ok(())
+            }
+        }
+    }
+
+    /// Update with retries: `mutate` gets the current object each attempt
+    /// and returns the new one (or an error).
+    async fn write_loop<F>(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        subresource: Subresource,
+        options: &WriteOptions,
+        mut mutate: F,
+    ) -> Result<(Value, bool)>
+    where
+        F: FnMut(Option<Value>) -> Result<(Value, Option<i64>)> + Send,
+    {
+        let resource = self.resource();
+        let key = self.key(namespace, name);
+        for _ in 0..MAX_WRITE_ATTEMPTS {
+            let current = self.storage.get(&key).await?;
+            let current_value = current.as_ref().map(output).transpose()?;
+            let (body, precondition) = mutate(current_value.clone())?;
+            let Some(current) = current else {
+                if !self.strategy.allow_create_on_update() {
+                    return Err(ApiError::not_found(resource.plural, name));
+                }
+                let created = Rest::create(self, namespace, body, options).await?;
+                return Ok((created, true));
+            };
+            if let Some(expected) = precondition {
+                if expected != current.mod_revision {
+                    return Err(ApiError::stale(resource.plural, name));
+                }
+            }
+            let old: S::Object = self.decode(current_value.clone().unwrap_or_default(), None)?;
+            let mut new = self.decode(body, Some(options))?;
+            self.merge_for_update(&mut new, &old, namespace, name, subresource)?;
+            self.strategy.default_update(&mut new, &old);
+            let errors = match subresource {
+                Subresource::Main => self.strategy.validate_update(&new, &old),
+                Subresource::Status => self.strategy.validate_status_update(&new, &old),
+            };
+            if !errors.is_empty() {
+                return Err(ApiError::invalid(resource.kind, name, &errors));
+            }
+            let (_, old_value) = self.encode(&old)?;
+            let (bytes, mut new_value) = self.encode(&new)?;
+            if new_value == old_value {
+                // Nothing changed: no write, the resourceVersion stays.
+                set_resource_version(&mut new_value, current.mod_revision);
+                return Ok((new_value, false));
+            }
+            if new_value.get("spec") != old_value.get("spec") {
+                let generation = old.metadata().generation.unwrap_or(1) + 1;
+                new.metadata_mut().generation = Some(generation);
+            }
+            let (bytes, mut new_value) = if new.metadata().generation == old.metadata().generation {
+                (bytes, new_value)
+            } else {
+                self.encode(&new)?
+            };
+            match self.storage.update(&key, bytes, current.mod_revision).await {
+                Ok(revision) => {
+                    set_resource_version(&mut new_value, revision);
+                    return Ok((new_value, false));
+                }
+                Err(StorageError::Conflict { .. }) if precondition.is_none() => continue,
+                Err(StorageError::Conflict { .. }) => {
+                    return Err(ApiError::stale(resource.plural, name))
+                }
+                Err(StorageError::NotFound { .. }) => {
+                    return Err(ApiError::not_found(resource.plural, name))
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(ApiError::new(
+            api_types::status::Reason::Conflict,
+            format!(
+                "{} {name:?}: gave up after {MAX_WRITE_ATTEMPTS} attempts, too many concurrent writers",
+                resource.plural
+            ),
+        ))
+    }
+
+    /// Carries over what an update may not change: identity, creation,
+    /// and (by subresource) the status or everything but the status.
+    fn merge_for_update(
+        &self,
+        new: &mut S::Object,
+        old: &S::Object,
+        namespace: Option<&str>,
+        name: &str,
+        subresource: Subresource,
+    ) -> Result<()> {
+        let resource = self.resource();
+        {
+            let meta = new.metadata_mut();
+            match meta.name.as_deref() {
+                Some(given) if !given.is_empty() && given != name => {
+                    return Err(ApiError::bad_request(format!(
+                        "the name of the object ({given}) does not match the name on the URL ({name})"
+                    )))
+                }
+                _ => meta.name = Some(name.to_string()),
+            }
+            self.settle_namespace(meta, namespace)?;
+        }
+        if self.strategy.has_status_subresource() {
+            let mut new_value =
+                serde_json::to_value(&*new).map_err(|e| ApiError::internal(e.to_string()))?;
+            let old_value =
+                serde_json::to_value(old).map_err(|e| ApiError::internal(e.to_string()))?;
+            match subresource {
+                Subresource::Main => match old_value.get("status") {
+                    Some(status) => {
+                        new_value["status"] = status.clone();
+                    }
+                    None => {
+                        if let Some(map) = new_value.as_object_mut() {
+                            map.remove("status");
+                        }
+                    }
+                },
+                Subresource::Status => {
+                    let status = new_value.get("status").cloned();
+                    let mut merged = old_value;
+                    if let Some(map) = merged.as_object_mut() {
+                        match status {
+                            Some(status) => map.insert("status".into(), status),
+                            None => map.remove("status"),
+                        };
+                    }
+                    // Labels and annotations may change through /status too.
+                    merged["metadata"]["labels"] = new_value["metadata"]["labels"].clone();
+                    merged["metadata"]["annotations"] =
+                        new_value["metadata"]["annotations"].clone();
+                    new_value = merged;
+                }
+            }
+            *new = serde_json::from_value(new_value).map_err(|e| {
+                ApiError::bad_request(format!("{} in body is malformed: {e}", resource.kind))
+            })?;
+        }
+        let old_meta = old.metadata();
+        let meta = new.metadata_mut();
+        meta.uid.clone_from(&old_meta.uid);
+        meta.creation_timestamp
+            .clone_from(&old_meta.creation_timestamp);
+        meta.generation = old_meta.generation;
+        meta.deletion_timestamp
+            .clone_from(&old_meta.deletion_timestamp);
+        meta.deletion_grace_period_seconds = old_meta.deletion_grace_period_seconds;
+        meta.generate_name = meta
+            .generate_name
+            .take()
+            .or_else(|| old_meta.generate_name.clone());
+        meta.resource_version = None;
+        meta.self_link = None;
+        meta.managed_fields = None;
+        Ok(())
+    }
+
+    async fn list_page(&self, namespace: Option<&str>, query: &ListQuery) -> Result<ListResult> {
+        let prefix = self.resource().prefix(namespace);
+        let mut options = ListOptions::default();
+        if let Some(token) = &query.continue_token {
+            let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(token)
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<ContinueToken>(&bytes).ok())
+                .ok_or_else(|| ApiError::bad_request("continue key is not valid"))?;
+            if !decoded.start.starts_with(&prefix) {
+                return Err(ApiError::bad_request(
+                    "continue key is not valid for this list",
+                ));
+            }
+            options.start_after = Some(decoded.start);
+            options.revision = Some(decoded.rv);
+        }
+        let filtered = !query.labels.is_empty() || !query.fields.is_empty();
+        let limit = query.limit.filter(|l| *l > 0);
+        let mut items = Vec::new();
+        let mut revision;
+        let mut last_key;
+        let mut more;
+        let mut remaining;
+        loop {
+            options.limit = limit.map(|l| l - items.len() as i64);
+            let page = self.storage.list(&prefix, &options).await.map_err(|e| match e {
+                StorageError::Compacted { .. } => ApiError::new(
+                    api_types::status::Reason::Gone,
+                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+                ),
+                other => other.into(),
+            })?;
+            revision = page.revision;
+            more = page.more;
+            remaining = page.remaining;
+            last_key = page.items.last().map(|s| s.key.clone());
+            for stored in &page.items {
+                let value = output(stored)?;
+                if !filtered || matches(self.resource(), query, &value) {
+                    items.push(value);
+                }
+            }
+            // With a selector a page may come back short: keep reading
+            // (at the same revision) until it is full or the keys run out.
+            let full = limit.is_some_and(|l| items.len() as i64 >= l);
+            if !more || full || limit.is_none() {
+                break;
+            }
+            options.start_after.clone_from(&last_key);
+            options.revision = Some(revision);
+        }
+        let continue_token = match (more, last_key) {
+            (true, Some(start)) => {
+                let token = serde_json::to_vec(&ContinueToken {
+                    rv: revision,
+                    start,
+                })
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+                Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token))
+            }
+            _ => None,
+        };
+        Ok(ListResult {
+            items,
+            resource_version: revision.to_string(),
+            remaining: continue_token
+                .as_ref()
+                .map(|_| remaining)
+                .filter(|_| !filtered),
+            continue_token,
+        })
+    }
+}
+
+/// The ERROR event a watch ends with when storage fails under it.
+pub fn watch_error(error: ApiError) -> WatchEvent {
+    WatchEvent {
+        kind: "ERROR",
+        object: serde_json::to_value(&*error.0).unwrap_or(Value::Null),
+    }
+}
+
+#[async_trait]
+impl<S: Strategy> Rest for Store<S> {
+    fn resource(&self) -> &'static ResourceKind {
+        self.strategy.resource()
+    }
+
+    async fn create(
+        &self,
+        namespace: Option<&str>,
+        body: Value,
+        options: &WriteOptions,
+    ) -> Result<Value> {
+        let resource = self.resource();
+        let mut object = self.decode(body, Some(options))?;
+        {
+            let meta = object.metadata_mut();
+            self.settle_namespace(meta, namespace)?;
+            if meta.name.as_deref().unwrap_or("").is_empty() {
+                match meta.generate_name.as_deref() {
+                    Some(prefix) if !prefix.is_empty() => {
+                        meta.name = Some(generate_name(prefix));
+                    }
+                    _ => {
+                        return Err(ApiError::invalid(
+                            resource.kind,
+                            "",
+                            &[FieldError::required(
+                                "metadata.name",
+                                "name or generateName is required",
+                            )],
+                        ))
+                    }
+                }
+            }
+            meta.uid = Some(uuid::Uuid::new_v4().to_string());
+            meta.creation_timestamp = Some(now());
+            meta.generation = Some(1);
+            meta.resource_version = None;
+            meta.self_link = None;
+            meta.deletion_timestamp = None;
+            meta.deletion_grace_period_seconds = None;
+            meta.managed_fields = None;
+        }
+        let name = object.metadata().name.clone().unwrap_or_default();
+        self.strategy.admit_create(&object).await?;
+        let _allocation = self.strategy.create_lock().await;
+        self.strategy.prepare_for_create(&mut object).await?;
+        self.strategy.default(&mut object);
+        self.validate_new(&object)?;
+        let (bytes, mut value) = self.encode(&object)?;
+        let key = self.key(namespace.or(object.metadata().namespace.as_deref()), &name);
+        let revision = self
+            .storage
+            .create(&key, bytes, self.strategy.ttl())
+            .await
+            .map_err(|e| ApiError::from_storage(e, resource.plural, &name))?;
+        set_resource_version(&mut value, revision);
+        Ok(value)
+    }
+
+    async fn get(&self, namespace: Option<&str>, name: &str) -> Result<Value> {
+        output(&self.read(namespace, name).await?)
+    }
+
+    async fn list(&self, namespace: Option<&str>, query: &ListQuery) -> Result<ListResult> {
+        self.list_page(namespace, query).await
+    }
+
+    async fn update(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        body: Value,
+        subresource: Subresource,
+        options: &WriteOptions,
+    ) -> Result<(Value, bool)> {
+        let precondition = body
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .filter(|rv| !rv.is_empty())
+            .map(parse_revision)
+            .transpose()?;
+        self.write_loop(namespace, name, subresource, options, |_| {
+            Ok((body.clone(), precondition))
+        })
+        .await
+    }
+
+    async fn patch(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        patch: &Patch,
+        subresource: Subresource,
+        options: &WriteOptions,
+    ) -> Result<Value> {
+        let kind = self.resource().kind;
+        let plural = self.resource().plural;
+        let (value, _) = self
+            .write_loop(namespace, name, subresource, options, |current| {
+                let Some(current) = current else {
+                    return Err(ApiError::not_found(plural, name));
+                };
+                let current_rv = current
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                let patched = match patch {
+                    Patch::Merge(p) => {
+                        let mut target = current;
+                        api_types::patch::apply_merge_patch(&mut target, p);
+                        target
+                    }
+                    Patch::Json(p) => {
+                        let mut target = current;
+                        api_types::patch::apply_json_patch(&mut target, p).map_err(patch_error)?;
+                        target
+                    }
+                    Patch::Strategic(p) => {
+                        api_types::patch::apply_strategic_merge_patch(kind, &current, p)
+                            .map_err(patch_error)?
+                    }
+                };
+                // A patch that names a resourceVersion is conditional on it.
+                let patched_rv = patched
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                let precondition = if patched_rv != current_rv {
+                    patched_rv.as_deref().map(parse_revision).transpose()?
+                } else {
+                    None
+                };
+                Ok((patched, precondition))
+            })
+            .await?;
+        Ok(value)
+    }
+
+    async fn delete(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        options: &DeleteOptions,
+    ) -> Result<Value> {
+        let resource = self.resource();
+        let key = self.key(namespace, name);
+        for _ in 0..MAX_WRITE_ATTEMPTS {
+            let current = self.read(namespace, name).await?;
+            let value = output(&current)?;
+            let object: S::Object = self.decode(value.clone(), None)?;
+            if let Some(uid) = &options.precondition_uid {
+                if object.metadata().uid.as_ref() != Some(uid) {
+                    return Err(ApiError::new(
+                        api_types::status::Reason::Conflict,
+                        format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", object.metadata().uid.clone().unwrap_or_default()),
+                    ));
+                }
+            }
+            if let Some(rv) = &options.precondition_resource_version {
+                if parse_revision(rv)? != current.mod_revision {
+                    return Err(ApiError::stale(resource.plural, name));
+                }
+            }
+            self.strategy.check_delete(&object)?;
+            if let Some(grace) = self
+                .strategy
+                .graceful_deletion(&object, options.grace_period_seconds)
+            {
+                let mut marked = object.clone();
+                let meta = marked.metadata_mut();
+                let already = meta.deletion_grace_period_seconds;
+                if already.is_some_and(|a| a <= grace) {
+                    // Already going, at least as fast as asked.
+                    return Ok(value);
+                }
+                let at = jiff::Timestamp::now()
+                    .checked_add(jiff::SignedDuration::from_secs(grace))
+                    .unwrap_or_else(|_| jiff::Timestamp::now());
+                meta.deletion_timestamp = Some(api_types::v1::Time(
+                    jiff::Timestamp::from_second(at.as_second()).unwrap_or(at),
+                ));
+                meta.deletion_grace_period_seconds = Some(grace);
+                self.strategy.on_delete_marked(&mut marked);
+                let (bytes, mut marked_value) = self.encode(&marked)?;
+                match self.storage.update(&key, bytes, current.mod_revision).await {
+                    Ok(revision) => {
+                        set_resource_version(&mut marked_value, revision);
+                        self.strategy.after_delete_marked(&marked).await;
+                        return Ok(marked_value);
+                    }
+                    Err(StorageError::Conflict { .. }) => continue,
+                    Err(e) => return Err(ApiError::from_storage(e, resource.plural, name)),
+                }
+            }
+            match self.storage.delete(&key, Some(current.mod_revision)).await {
+                Ok((last, revision)) => {
+                    let mut value = output(&last)?;
+                    set_resource_version(&mut value, revision);
+                    return Ok(value);
+                }
+                Err(StorageError::Conflict { .. }) => continue,
+                Err(e) => return Err(ApiError::from_storage(e, resource.plural, name)),
+            }
+        }
+        Err(ApiError::stale(resource.plural, name))
+    }
+
+    async fn watch(&self, namespace: Option<&str>, query: &ListQuery) -> Result<WatchStream> {
+        let prefix = self.resource().prefix(namespace);
+        let start = query
+            .resource_version
+            .as_deref()
+            .filter(|rv| !rv.is_empty() && *rv != "0")
+            .map(parse_revision)
+            .transpose()?;
+        let (initial, after) = match start {
+            Some(revision) => (Vec::new(), revision),
+            None => {
+                // Kubernetes starts such a watch with the current state as
+                // synthetic ADDED events.
+                let mut all = ListQuery {
+                    labels: query.labels.clone(),
+                    fields: query.fields.clone(),
+                    ..ListQuery::default()
+                };
+                all.limit = None;
+                let list = self.list_page(namespace, &all).await?;
+                let revision = parse_revision(&list.resource_version)?;
+                let events = list
+                    .items
+                    .into_iter()
+                    .map(|object| WatchEvent {
+                        kind: "ADDED",
+                        object,
+                    })
+                    .collect();
+                (events, revision)
+            }
+        };
+        let changes = self.storage.watch(&prefix, after).await?;
+        let view = Arc::new(StoreView {
+            query: query.clone(),
+        });
+        let resource = self.resource();
+        let mapped = changes.filter_map(move |event| {
+            let view = view.clone();
+            async move {
+                match event {
+                    Ok(event) => view.convert(resource, event),
+                    Err(error) => Some(watch_error(error.into())),
+                }
+            }
+        });
+        Ok(futures::stream::iter(initial).chain(mapped).boxed())
+    }
+}
+
+/// What a watch stream keeps of its request once started, so the stream
+/// does not borrow the store.
+struct StoreView {
+    query: ListQuery,
+}
+
+impl StoreView {
+    fn convert(&self, resource: &ResourceKind, event: StorageEvent) -> Option<WatchEvent> {
+        let parse = |bytes: &[u8]| serde_json::from_slice::<Value>(bytes).ok();
+        match event {
+            StorageEvent::Put { current, previous } => {
+                let object = output(&current).ok()?;
+                let now_matches = matches(resource, &self.query, &object);
+                let was_matching = previous
+                    .as_deref()
+                    .and_then(parse)
+                    .is_some_and(|v| matches(resource, &self.query, &v));
+                let kind = match (was_matching, now_matches) {
+                    (false, true) => "ADDED",
+                    (true, true) => "MODIFIED",
+                    (true, false) => "DELETED",
+                    (false, false) => return None,
+                };
+                Some(WatchEvent { kind, object })
+            }
+            StorageEvent::Delete {
+                revision, previous, ..
+            } => {
+                let mut object = previous.as_deref().and_then(parse)?;
+                if !matches(resource, &self.query, &object) {
+                    return None;
+                }
+                set_resource_version(&mut object, revision);
+                Some(WatchEvent {
+                    kind: "DELETED",
+                    object,
+                })
+            }
+        }
+    }
+}
+
+/// A patch that is malformed is a 400; one that cannot apply to this
+/// object (a failed `test`, a missing path) is a 422, as in Kubernetes.
+fn patch_error(error: api_types::patch::PatchError) -> ApiError {
+    if error.is_malformed() {
+        ApiError::bad_request(error.to_string())
+    } else {
+        ApiError::new(api_types::status::Reason::Invalid, error.to_string())
+    }
+}
+
+/// `prefix` + five random lower-case alphanumerics, as Kubernetes'
+/// `generateName` does.
+fn generate_name(prefix: &str) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let random = uuid::Uuid::new_v4();
+    let suffix: String = random
+        .as_bytes()
+        .iter()
+        .take(5)
+        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+        .collect();
+    format!("{prefix}{suffix}")
+}

@@ -1,0 +1,151 @@
+//! Pods: status reset on create, graceful deletion of bound pods, and the
+//! `binding` subresource that assigns a pod to a node exactly once.
+
+use std::sync::Arc;
+
+use api_types::kinds::{self, ResourceKind};
+use api_types::v1::{Pod, PodStatus};
+use api_types::{defaults, validation, FieldError};
+use async_trait::async_trait;
+
+use super::namespaces::NamespaceLifecycle;
+use super::Strategy;
+use crate::error::Result;
+
+/// The pod strategy.
+pub struct PodStrategy {
+    /// Refuses pods in missing or terminating namespaces.
+    pub namespaces: Arc<NamespaceLifecycle>,
+}
+
+#[async_trait]
+impl Strategy for PodStrategy {
+    type Object = Pod;
+
+    fn resource(&self) -> &'static ResourceKind {
+        &kinds::PODS
+    }
+
+    fn default(&self, pod: &mut Pod) {
+        defaults::default_pod(pod);
+    }
+
+    fn validate(&self, pod: &Pod) -> Vec<FieldError> {
+        validation::validate_pod(pod)
+    }
+
+    fn validate_update(&self, new: &Pod, old: &Pod) -> Vec<FieldError> {
+        validation::validate_pod_update(new, old)
+    }
+
+    fn validate_status_update(&self, new: &Pod, old: &Pod) -> Vec<FieldError> {
+        validation::validate_pod_status_update(new, old)
+    }
+
+    async fn prepare_for_create(&self, pod: &mut Pod) -> Result<()> {
+        // Status is the kubelet's to report; a new pod starts Pending.
+        pod.status = Some(PodStatus {
+            phase: Some("Pending".into()),
+            ..PodStatus::default()
+        });
+        Ok(())
+    }
+
+    async fn admit_create(&self, pod: &Pod) -> Result<()> {
+        self.namespaces
+            .admit(pod.metadata.namespace.as_deref())
+            .await
+    }
+
+    fn graceful_deletion(&self, pod: &Pod, requested: Option<i64>) -> Option<i64> {
+        // Only a pod some kubelet may be running needs time to stop; one
+        // never scheduled, or already finished, goes at once.
+        let bound = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_deref())
+            .is_some_and(|n| !n.is_empty());
+        let finished = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .is_some_and(|p| p == "Succeeded" || p == "Failed");
+        if !bound || finished {
+            return None;
+        }
+        let grace = requested
+            .or_else(|| {
+                pod.spec
+                    .as_ref()
+                    .and_then(|s| s.termination_grace_period_seconds)
+            })
+            .unwrap_or(30)
+            .max(0);
+        (grace > 0).then_some(grace)
+    }
+}
+
+/// Assigns pod `name` to `node`, once: a pod already bound, or being
+/// deleted, answers 409 Conflict. Also records the `PodScheduled` condition.
+pub async fn bind(
+    storage: &dyn crate::storage::Storage,
+    namespace: &str,
+    name: &str,
+    node: &str,
+) -> Result<serde_json::Value> {
+    use crate::error::ApiError;
+    use crate::storage::StorageError;
+    use api_types::status::Reason;
+
+    if node.is_empty() {
+        return Err(ApiError::invalid(
+            "Binding",
+            name,
+            &[FieldError::required("target.name", "the node to bind to")],
+        ));
+    }
+    let key = kinds::PODS.key(Some(namespace), name);
+    for _ in 0..super::MAX_WRITE_ATTEMPTS {
+        let current = storage
+            .get(&key)
+            .await?
+            .ok_or_else(|| ApiError::not_found("pods", name))?;
+        let mut pod: Pod = serde_json::from_slice(&current.value)
+            .map_err(|e| ApiError::internal(format!("stored pod {key} is corrupt: {e}")))?;
+        if pod.metadata.deletion_timestamp.is_some() {
+            return Err(ApiError::new(
+                Reason::Conflict,
+                format!("Operation cannot be fulfilled on pods/binding \"{name}\": pod {name} is being deleted, cannot be assigned to a host"),
+            ));
+        }
+        let spec = pod.spec.get_or_insert_with(Default::default);
+        if let Some(bound) = spec.node_name.as_deref().filter(|n| !n.is_empty()) {
+            return Err(ApiError::new(
+                Reason::Conflict,
+                format!("Operation cannot be fulfilled on pods/binding \"{name}\": pod {name} is already assigned to node \"{bound}\""),
+            ));
+        }
+        spec.node_name = Some(node.to_string());
+        let status = pod.status.get_or_insert_with(Default::default);
+        let conditions = status.conditions.get_or_insert_with(Vec::new);
+        conditions.retain(|c| c.type_ != "PodScheduled");
+        conditions.push(api_types::v1::PodCondition {
+            type_: "PodScheduled".into(),
+            status: "True".into(),
+            last_transition_time: Some(super::now()),
+            ..Default::default()
+        });
+        let bytes = serde_json::to_vec(&pod).map_err(|e| ApiError::internal(e.to_string()))?;
+        match storage.update(&key, bytes, current.mod_revision).await {
+            Ok(_) => {
+                return Ok(
+                    serde_json::to_value(api_types::status::success("pods", name))
+                        .unwrap_or_default(),
+                )
+            }
+            Err(StorageError::Conflict { .. }) => continue,
+            Err(e) => return Err(ApiError::from_storage(e, "pods", name)),
+        }
+    }
+    Err(ApiError::stale("pods", name))
+}

@@ -1,0 +1,548 @@
+//! Wiring: configuration, the registries, the router, bootstrap objects and
+//! the accept loop (plain HTTP or TLS) with graceful shutdown.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use api_types::kinds::{self, ResourceKind};
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+use ipnet::Ipv4Net;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use crate::auth::TokenAuth;
+use crate::discovery;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::registry::endpoints::EndpointsStrategy;
+use crate::registry::events::EventStrategy;
+use crate::registry::namespaces::{NamespaceLifecycle, NamespaceStrategy};
+use crate::registry::nodes::NodeStrategy;
+use crate::registry::pods::PodStrategy;
+use crate::registry::replication_controllers::ReplicationControllerStrategy;
+use crate::registry::services::{ServiceIpAllocator, ServiceStrategy};
+use crate::registry::{Rest, Store, WriteOptions};
+use crate::storage::etcd::EtcdStorage;
+use crate::storage::Storage;
+
+/// The apiserver's flags.
+#[derive(Clone, Debug, clap::Parser)]
+#[command(
+    name = "apiserver",
+    version,
+    about = "The mini-k8s API server: the REST API over etcd"
+)]
+pub struct Config {
+    /// etcd endpoints, comma-separated (`http://127.0.0.1:2379,...`).
+    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    pub etcd_servers: Vec<String>,
+    /// Address to listen on (loopback unless told otherwise).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind_address: IpAddr,
+    /// Port to listen on.
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Address other cluster members reach this server on (the `kubernetes`
+    /// service's endpoint); defaults to the bind address, or 127.0.0.1 when
+    /// binding all addresses.
+    #[arg(long)]
+    pub advertise_address: Option<IpAddr>,
+    /// The range portal IPs (service cluster IPs) are allocated from.
+    #[arg(long, default_value = "10.0.0.0/24")]
+    pub service_cluster_ip_range: Ipv4Net,
+    /// Static bearer tokens (`token,user,uid[,groups]` per line); when set,
+    /// every request but the health checks needs one.
+    #[arg(long)]
+    pub token_auth_file: Option<PathBuf>,
+    /// PEM certificate to serve TLS with (needs --tls-private-key-file).
+    #[arg(long, requires = "tls_private_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key for --tls-cert-file.
+    #[arg(long, requires = "tls_cert_file")]
+    pub tls_private_key_file: Option<PathBuf>,
+    /// How long events are kept, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub event_ttl_seconds: i64,
+    /// How long shutdown waits for in-flight requests, in seconds.
+    #[arg(long, default_value_t = 10)]
+    pub shutdown_grace_seconds: u64,
+    /// Log verbosity (0-4; `RUST_LOG` overrides).
+    #[arg(short = 'v', long = "v", default_value_t = 0)]
+    pub verbosity: u8,
+}
+
+impl Config {
+    /// Defaults with the given etcd endpoints (for tests and embedding).
+    pub fn with_etcd(endpoints: Vec<String>) -> Self {
+        Self {
+            etcd_servers: endpoints,
+            bind_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 0,
+            advertise_address: None,
+            service_cluster_ip_range: "10.0.0.0/24".parse().unwrap_or_else(|_| Ipv4Net::default()),
+            token_auth_file: None,
+            tls_cert_file: None,
+            tls_private_key_file: None,
+            event_ttl_seconds: 3600,
+            shutdown_grace_seconds: 10,
+            verbosity: 0,
+        }
+    }
+}
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The token file is unusable.
+    #[error(transparent)]
+    TokenFile(#[from] crate::auth::TokenFileError),
+    /// The TLS certificate or key is unusable.
+    #[error("tls: {0}")]
+    Tls(String),
+    /// etcd could not be reached at all.
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
+    /// Accepting connections failed.
+    #[error("cannot accept connections: {0}")]
+    Accept(#[source] std::io::Error),
+}
+
+/// What every handler shares.
+pub struct ApiState {
+    /// One registry per resource, by v1 plural.
+    registries: HashMap<&'static str, Arc<dyn Rest>>,
+    /// The store.
+    pub storage: Arc<dyn Storage>,
+    /// Request metrics.
+    pub metrics: Arc<Metrics>,
+    /// Tokens, when authentication is on.
+    pub auth: Option<TokenAuth>,
+    /// Turns true when the server is stopping (watches end).
+    pub shutdown: watch::Receiver<bool>,
+    /// `host:port` clients reach the server on.
+    pub server_address: String,
+    /// Turns true once the bootstrap objects exist.
+    bootstrapped: watch::Receiver<bool>,
+}
+
+impl ApiState {
+    /// The registry of a resource.
+    pub fn registry(&self, resource: &ResourceKind) -> Result<&Arc<dyn Rest>, ApiError> {
+        self.registries
+            .get(resource.plural)
+            .ok_or_else(|| ApiError::internal(format!("no registry for {}", resource.plural)))
+    }
+}
+
+/// Builds every registry over `storage`.
+fn registries(
+    config: &Config,
+    storage: &Arc<dyn Storage>,
+) -> (
+    HashMap<&'static str, Arc<dyn Rest>>,
+    Arc<ServiceIpAllocator>,
+) {
+    let namespaces = Arc::new(NamespaceLifecycle::new(storage.clone()));
+    let ips = Arc::new(ServiceIpAllocator::new(
+        config.service_cluster_ip_range,
+        storage.clone(),
+    ));
+    let list: Vec<Arc<dyn Rest>> = vec![
+        Arc::new(Store::new(
+            PodStrategy {
+                namespaces: namespaces.clone(),
+            },
+            storage.clone(),
+        )),
+        Arc::new(Store::new(
+            ServiceStrategy {
+                ips: ips.clone(),
+                namespaces: namespaces.clone(),
+            },
+            storage.clone(),
+        )),
+        Arc::new(Store::new(
+            ReplicationControllerStrategy {
+                namespaces: namespaces.clone(),
+            },
+            storage.clone(),
+        )),
+        Arc::new(Store::new(NodeStrategy, storage.clone())),
+        Arc::new(Store::new(
+            EndpointsStrategy {
+                namespaces: namespaces.clone(),
+            },
+            storage.clone(),
+        )),
+        Arc::new(Store::new(
+            NamespaceStrategy {
+                storage: storage.clone(),
+            },
+            storage.clone(),
+        )),
+        Arc::new(Store::new(
+            EventStrategy {
+                namespaces,
+                ttl_seconds: config.event_ttl_seconds,
+            },
+            storage.clone(),
+        )),
+    ];
+    (
+        list.into_iter().map(|r| (r.resource().plural, r)).collect(),
+        ips,
+    )
+}
+
+/// The router over `state`.
+pub fn router(state: Arc<ApiState>) -> Router {
+    let address = state.server_address.clone();
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/livez", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/version", get(|| async { Json(discovery::version()) }))
+        .route(
+            "/api",
+            get(move || async move { Json(discovery::api_versions(&address)) }),
+        )
+        .route("/api/v1", get(|| async { Json(discovery::v1_resources()) }))
+        .route(
+            "/api/v1beta1",
+            get(|| async { Json(discovery::v1beta1_resources()) }),
+        )
+        .route("/apis", get(|| async { Json(discovery::api_groups()) }))
+        .route(
+            "/openapi/v3",
+            get(|| async { Json(discovery::openapi_v3_root()) }),
+        )
+        .route(
+            "/openapi/v3/api/v1",
+            get(|| async { Json(discovery::openapi_v3_v1()) }),
+        )
+        .fallback(crate::http::handle)
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<Arc<ApiState>>) -> Response {
+    if let Err(e) = state.storage.check_health().await {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("[-]etcd failed: {e}\nreadyz check failed\n"),
+        )
+            .into_response();
+    }
+    if !*state.bootstrapped.borrow() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "[-]bootstrap objects not created yet\nreadyz check failed\n",
+        )
+            .into_response();
+    }
+    if *state.shutdown.borrow() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "[-]shutting down\nreadyz check failed\n",
+        )
+            .into_response();
+    }
+    "ok".into_response()
+}
+
+async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
+    (
+        [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn authenticate(
+    State(state): State<Arc<ApiState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if let Some(auth) = &state.auth {
+        if !crate::auth::is_public(request.uri().path()) {
+            let header = request
+                .headers()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok());
+            match auth.authenticate(header) {
+                Some(user) => {
+                    debug!(user = %user.name, path = %request.uri().path(), "authenticated")
+                }
+                None => {
+                    return crate::http::json_response(
+                        401,
+                        &json!({
+                            "kind": "Status", "apiVersion": "v1", "metadata": {},
+                            "status": "Failure", "message": "Unauthorized",
+                            "reason": "Unauthorized", "code": 401,
+                        }),
+                    )
+                }
+            }
+        }
+    }
+    next.run(request).await
+}
+
+/// Creates what must exist in every cluster: the `default`, `kube-system`
+/// and `kube-public` namespaces, and the `kubernetes` service in `default`
+/// whose endpoint is this apiserver. Idempotent.
+async fn bootstrap(
+    registries: &HashMap<&'static str, Arc<dyn Rest>>,
+    storage: &Arc<dyn Storage>,
+    ips: &ServiceIpAllocator,
+    advertise: IpAddr,
+    port: u16,
+    tls: bool,
+) -> Result<(), ApiError> {
+    let get = |r: &ResourceKind| {
+        registries
+            .get(r.plural)
+            .cloned()
+            .ok_or_else(|| ApiError::internal("missing registry"))
+    };
+    let namespaces = get(&kinds::NAMESPACES)?;
+    for name in ["default", "kube-system", "kube-public"] {
+        match namespaces
+            .create(
+                None,
+                json!({ "metadata": { "name": name } }),
+                &WriteOptions::default(),
+            )
+            .await
+        {
+            Ok(_) => info!(namespace = name, "created namespace"),
+            Err(e) if e.code() == 409 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let (port_name, service_port) = if tls { ("https", 443) } else { ("http", 80) };
+    let services = get(&kinds::SERVICES)?;
+    let service = json!({
+        "metadata": { "name": "kubernetes", "namespace": "default",
+                      "labels": { "component": "apiserver", "provider": "kubernetes" } },
+        "spec": {
+            "clusterIP": ips.first().to_string(),
+            "ports": [{ "name": port_name, "port": service_port, "protocol": "TCP", "targetPort": port }],
+            "sessionAffinity": "None",
+            "type": "ClusterIP",
+        }
+    });
+    match services
+        .create(Some("default"), service, &WriteOptions::default())
+        .await
+    {
+        Ok(_) => info!("created the kubernetes service"),
+        Err(e) if e.code() == 409 => {}
+        // The first IP may be held by a service made before this one
+        // existed; the kubernetes service then takes any free IP.
+        Err(e) if e.code() == 422 => {
+            let service = json!({
+                "metadata": { "name": "kubernetes", "namespace": "default" },
+                "spec": { "ports": [{ "name": port_name, "port": service_port, "protocol": "TCP", "targetPort": port }] }
+            });
+            match services
+                .create(Some("default"), service, &WriteOptions::default())
+                .await
+            {
+                Ok(_) | Err(_) => {}
+            }
+        }
+        Err(e) => return Err(e),
+    }
+    let endpoints = get(&kinds::ENDPOINTS)?;
+    let wanted = json!({
+        "metadata": { "name": "kubernetes", "namespace": "default" },
+        "subsets": [{
+            "addresses": [{ "ip": advertise.to_string() }],
+            "ports": [{ "name": port_name, "port": port, "protocol": "TCP" }],
+        }]
+    });
+    endpoints
+        .update(
+            Some("default"),
+            "kubernetes",
+            wanted,
+            crate::registry::Subresource::Main,
+            &WriteOptions::default(),
+        )
+        .await?;
+    crate::registry::namespaces::resume_finalizers(storage.clone()).await?;
+    Ok(())
+}
+
+fn load_tls(config: &Config) -> Result<Option<tokio_rustls::TlsAcceptor>, ServerError> {
+    let (Some(cert), Some(key)) = (&config.tls_cert_file, &config.tls_private_key_file) else {
+        return Ok(None);
+    };
+    let read = |path: &PathBuf| {
+        std::fs::read(path)
+            .map_err(|e| ServerError::Tls(format!("cannot read {}: {e}", path.display())))
+    };
+    let certs = rustls_pemfile::certs(&mut read(cert)?.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ServerError::Tls(format!("{}: {e}", cert.display())))?;
+    let key = rustls_pemfile::private_key(&mut read(key)?.as_slice())
+        .map_err(|e| ServerError::Tls(format!("{}: {e}", key.display())))?
+        .ok_or_else(|| ServerError::Tls(format!("{}: no private key found", key.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServerError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| ServerError::Tls(e.to_string()))?;
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(server))))
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then stops
+/// accepting, ends every watch, and waits (up to the configured grace)
+/// for in-flight requests.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServerError> {
+    let auth = config
+        .token_auth_file
+        .as_deref()
+        .map(TokenAuth::from_file)
+        .transpose()?;
+    let tls = load_tls(&config)?;
+    let local = listener.local_addr().map_err(ServerError::Accept)?;
+    let advertise = config
+        .advertise_address
+        .unwrap_or(if local.ip().is_unspecified() {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            local.ip()
+        });
+    let storage: Arc<dyn Storage> = Arc::new(EtcdStorage::connect(&config.etcd_servers).await?);
+    let (registries, ips) = registries(&config, &storage);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (bootstrapped_tx, bootstrapped_rx) = watch::channel(false);
+    let state = Arc::new(ApiState {
+        registries: registries.clone(),
+        storage: storage.clone(),
+        metrics: Arc::new(Metrics::new()),
+        auth,
+        shutdown: shutdown_rx,
+        server_address: format!("{advertise}:{}", local.port()),
+        bootstrapped: bootstrapped_rx,
+    });
+    // Bootstrap retries until etcd answers; meanwhile /readyz says why not.
+    let mut stop_bootstrap = shutdown_tx.subscribe();
+    let boot_storage = storage.clone();
+    let is_tls = tls.is_some();
+    tokio::spawn(async move {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match bootstrap(
+                &registries,
+                &boot_storage,
+                &ips,
+                advertise,
+                local.port(),
+                is_tls,
+            )
+            .await
+            {
+                Ok(()) => {
+                    let _ = bootstrapped_tx.send(true);
+                    return;
+                }
+                Err(e) => warn!(error = %e, "bootstrap failed; retrying"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {},
+                _ = stop_bootstrap.wait_for(|s| *s) => return,
+            }
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    });
+    let app = router(state);
+    info!(address = %local, tls = is_tls, "serving the API");
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let result = match tls {
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(stream) => {
+                        watcher
+                            .watch(
+                                builder
+                                    .serve_connection(TokioIo::new(stream), service)
+                                    .into_owned(),
+                            )
+                            .await
+                    }
+                    Err(e) => {
+                        debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                },
+                None => {
+                    watcher
+                        .watch(
+                            builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .into_owned(),
+                        )
+                        .await
+                }
+            };
+            if let Err(e) = result {
+                debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    info!("shutting down: closing watches and draining requests");
+    let _ = shutdown_tx.send(true);
+    drop(listener);
+    let grace = Duration::from_secs(config.shutdown_grace_seconds);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        warn!("in-flight requests did not finish within {grace:?}; closing");
+    }
+    Ok(())
+}

@@ -1,0 +1,428 @@
+//! The etcd v3 backend of [`Storage`].
+//!
+//! Writes are transactions comparing `mod_revision` (or, for creates,
+//! `create_revision == 0`), so two writers racing on one key cannot both win.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, Txn, TxnOp,
+    TxnOpResponse, WatchOptions,
+};
+use futures::StreamExt;
+
+use super::{
+    ListOptions, ListPage, Result, Storage, StorageError, Stored, WatchEvent, WatchStream,
+};
+
+/// How long one etcd request may take before it counts as unavailable.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A [`Storage`] over an etcd v3 cluster.
+///
+/// It keeps one client per member and sends each request to the member that
+/// last answered; when that member is unreachable the request goes to the
+/// next one. (`etcd-client`'s own balancing keeps sending some requests to a
+/// dead member, so losing one member of three would fail requests.)
+#[derive(Clone)]
+pub struct EtcdStorage {
+    clients: Arc<Vec<Client>>,
+    current: Arc<AtomicUsize>,
+}
+
+impl EtcdStorage {
+    /// Connects to the given endpoints (`http://127.0.0.1:2379`, ...).
+    /// Requests are balanced over the members that answer, so losing one
+    /// member of a cluster leaves the others serving.
+    ///
+    /// The connection is lazy: this succeeds even while etcd is down, and
+    /// requests fail with [`StorageError::Unavailable`] until it is up.
+    pub async fn connect(endpoints: &[String]) -> Result<Self> {
+        let endpoints: Vec<String> = endpoints
+            .iter()
+            .map(|e| {
+                if e.contains("://") {
+                    e.clone()
+                } else {
+                    format!("http://{e}")
+                }
+            })
+            .collect();
+        let options = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(3))
+            .with_timeout(REQUEST_TIMEOUT)
+            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
+            .with_require_leader(true);
+        let mut clients = Vec::with_capacity(endpoints.len());
+        for endpoint in &endpoints {
+            clients.push(
+                Client::connect([endpoint.as_str()], Some(options.clone()))
+                    .await
+                    .map_err(unavailable)?,
+            );
+        }
+        if clients.is_empty() {
+            return Err(StorageError::Unavailable("no etcd endpoints given".into()));
+        }
+        Ok(Self {
+            clients: Arc::new(clients),
+            current: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    /// Runs `op` against the current member, moving on to the next member
+    /// while the error says the member could not be reached (so the request
+    /// was not carried out). Other errors are returned as they are.
+    async fn call<T, F, Fut>(&self, op: F) -> std::result::Result<T, etcd_client::Error>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
+    {
+        let count = self.clients.len();
+        let start = self.current.load(Ordering::Relaxed);
+        let mut last = None;
+        for step in 0..count {
+            let index = (start + step) % count;
+            match op(self.clients[index].clone()).await {
+                Ok(value) => {
+                    if step > 0 {
+                        self.current.store(index, Ordering::Relaxed);
+                    }
+                    return Ok(value);
+                }
+                Err(e) if is_unreachable(&e) && step + 1 < count => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| etcd_client::Error::InvalidArgs("no etcd endpoints".into())))
+    }
+
+    fn stored(kv: &etcd_client::KeyValue) -> Result<Stored> {
+        Ok(Stored {
+            key: kv
+                .key_str()
+                .map_err(|e| StorageError::Internal(format!("non-utf8 key: {e}")))?
+                .to_string(),
+            value: kv.value().to_vec(),
+            mod_revision: kv.mod_revision(),
+            create_revision: kv.create_revision(),
+        })
+    }
+
+    /// The revision a failed compare found, read from the else-branch get.
+    fn actual_revision(responses: &[TxnOpResponse]) -> i64 {
+        responses
+            .iter()
+            .find_map(|r| match r {
+                TxnOpResponse::Get(get) => {
+                    Some(get.kvs().first().map_or(0, |kv| kv.mod_revision()))
+                }
+                _ => None,
+            })
+            .unwrap_or(0)
+    }
+}
+
+/// Whether an error means the member could not be reached or has no
+/// leader, so another member may serve the request.
+fn is_unreachable(error: &etcd_client::Error) -> bool {
+    match error {
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
+        // tonic's `Code` is not re-exported; its Debug name is stable.
+        etcd_client::Error::GRpcStatus(status) => format!("{:?}", status.code()) == "Unavailable",
+        _ => false,
+    }
+}
+
+impl EtcdStorage {
+    async fn txn(&self, txn: Txn) -> Result<etcd_client::TxnResponse> {
+        self.call(|mut c| {
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        })
+        .await
+        .map_err(unavailable)
+    }
+}
+
+fn unavailable(error: etcd_client::Error) -> StorageError {
+    StorageError::Unavailable(error.to_string())
+}
+
+/// The first key after every key starting with `prefix`.
+fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+#[async_trait]
+impl Storage for EtcdStorage {
+    async fn get(&self, key: &str) -> Result<Option<Stored>> {
+        let response = self
+            .call(|mut c| async move { c.get(key, None).await })
+            .await
+            .map_err(unavailable)?;
+        response.kvs().first().map(Self::stored).transpose()
+    }
+
+    async fn list(&self, prefix: &str, options: &ListOptions) -> Result<ListPage> {
+        let start = match &options.start_after {
+            // The smallest key greater than `after` is `after` + NUL.
+            Some(after) => {
+                let mut key = after.as_bytes().to_vec();
+                key.push(0);
+                key
+            }
+            None => prefix.as_bytes().to_vec(),
+        };
+        let mut get = GetOptions::new().with_range(prefix_end(prefix));
+        if let Some(limit) = options.limit {
+            get = get.with_limit(limit);
+        }
+        if let Some(revision) = options.revision {
+            get = get.with_revision(revision);
+        }
+        let response = self
+            .call(|mut c| {
+                let (start, get) = (start.clone(), get.clone());
+                async move { c.get(start, Some(get)).await }
+            })
+            .await
+            .map_err(|e| match e {
+                etcd_client::Error::GRpcStatus(status)
+                    if status.message().contains("compacted") =>
+                {
+                    StorageError::Compacted {
+                        requested: options.revision.unwrap_or_default(),
+                        compacted: 0,
+                    }
+                }
+                other => unavailable(other),
+            })?;
+        let items = response
+            .kvs()
+            .iter()
+            .map(Self::stored)
+            .collect::<Result<Vec<_>>>()?;
+        let revision = match options.revision {
+            Some(revision) => revision,
+            None => response.header().map_or(0, |h| h.revision()),
+        };
+        let remaining = response.count() - items.len() as i64;
+        Ok(ListPage {
+            items,
+            revision,
+            more: response.more(),
+            remaining,
+        })
+    }
+
+    async fn create(&self, key: &str, value: Vec<u8>, ttl: Option<i64>) -> Result<i64> {
+        let mut put = PutOptions::new();
+        if let Some(ttl) = ttl {
+            let lease = self
+                .call(|mut c| async move { c.lease_grant(ttl, None).await })
+                .await
+                .map_err(unavailable)?;
+            put = put.with_lease(lease.id());
+        }
+        let txn = Txn::new()
+            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key, value, Some(put))]);
+        let response = self.txn(txn).await?;
+        if !response.succeeded() {
+            return Err(StorageError::AlreadyExists {
+                key: key.to_string(),
+            });
+        }
+        Ok(response.header().map_or(0, |h| h.revision()))
+    }
+
+    async fn update(&self, key: &str, value: Vec<u8>, expected: i64) -> Result<i64> {
+        let txn = Txn::new()
+            .when([Compare::mod_revision(key, CompareOp::Equal, expected)])
+            .and_then([TxnOp::put(key, value, None)])
+            .or_else([TxnOp::get(key, None)]);
+        let response = self.txn(txn).await?;
+        if !response.succeeded() {
+            let actual = Self::actual_revision(&response.op_responses());
+            if actual == 0 {
+                return Err(StorageError::NotFound {
+                    key: key.to_string(),
+                });
+            }
+            return Err(StorageError::Conflict {
+                key: key.to_string(),
+                expected,
+                actual,
+            });
+        }
+        Ok(response.header().map_or(0, |h| h.revision()))
+    }
+
+    async fn delete(&self, key: &str, expected: Option<i64>) -> Result<(Stored, i64)> {
+        let compare = match expected {
+            Some(revision) => Compare::mod_revision(key, CompareOp::Equal, revision),
+            None => Compare::create_revision(key, CompareOp::Greater, 0),
+        };
+        let txn = Txn::new()
+            .when([compare])
+            .and_then([TxnOp::delete(
+                key,
+                Some(etcd_client::DeleteOptions::new().with_prev_key()),
+            )])
+            .or_else([TxnOp::get(key, None)]);
+        let response = self.txn(txn).await?;
+        let revision = response.header().map_or(0, |h| h.revision());
+        let responses = response.op_responses();
+        if !response.succeeded() {
+            let actual = Self::actual_revision(&responses);
+            return Err(match (actual, expected) {
+                (0, _) | (_, None) => StorageError::NotFound {
+                    key: key.to_string(),
+                },
+                (actual, Some(expected)) => StorageError::Conflict {
+                    key: key.to_string(),
+                    expected,
+                    actual,
+                },
+            });
+        }
+        let previous = responses
+            .iter()
+            .find_map(|r| match r {
+                TxnOpResponse::Delete(delete) => delete.prev_kvs().first().map(Self::stored),
+                _ => None,
+            })
+            .transpose()?
+            .ok_or_else(|| StorageError::NotFound {
+                key: key.to_string(),
+            })?;
+        Ok((previous, revision))
+    }
+
+    async fn watch(&self, prefix: &str, after: i64) -> Result<WatchStream> {
+        let options = WatchOptions::new()
+            .with_range(prefix_end(prefix))
+            .with_start_revision(after + 1)
+            .with_prev_key();
+        let mut stream = self
+            .call(|mut c| {
+                let options = options.clone();
+                async move { c.watch(prefix, Some(options)).await }
+            })
+            .await
+            .map_err(unavailable)?;
+        // etcd reports a compacted start revision on the first response:
+        // answer it here so the caller can say 410 Gone before streaming.
+        let mut pending = Vec::new();
+        if let Some(first) = stream.message().await.map_err(unavailable)? {
+            if first.compact_revision() > 0 {
+                return Err(StorageError::Compacted {
+                    requested: after,
+                    compacted: first.compact_revision(),
+                });
+            }
+            pending = convert_events(&first)?;
+        }
+        let head = futures::stream::iter(pending.into_iter().map(Ok));
+        let rest = futures::stream::unfold(Some(stream), move |state| async move {
+            let mut stream = state?;
+            loop {
+                match stream.message().await {
+                    Ok(Some(response)) => {
+                        if response.compact_revision() > 0 {
+                            let error = StorageError::Compacted {
+                                requested: after,
+                                compacted: response.compact_revision(),
+                            };
+                            return Some((vec![Err(error)], None));
+                        }
+                        if response.canceled() {
+                            let reason = response.cancel_reason().to_string();
+                            return Some((vec![Err(StorageError::Unavailable(reason))], None));
+                        }
+                        match convert_events(&response) {
+                            Ok(events) if events.is_empty() => continue,
+                            Ok(events) => {
+                                return Some((events.into_iter().map(Ok).collect(), Some(stream)))
+                            }
+                            Err(e) => return Some((vec![Err(e)], None)),
+                        }
+                    }
+                    Ok(None) => return None,
+                    Err(e) => return Some((vec![Err(unavailable(e))], None)),
+                }
+            }
+        })
+        .flat_map(futures::stream::iter);
+        Ok(head.chain(rest).boxed())
+    }
+
+    async fn current_revision(&self) -> Result<i64> {
+        let response = self
+            .call(|mut c| async move {
+                c.get("/registry/", Some(GetOptions::new().with_count_only()))
+                    .await
+            })
+            .await
+            .map_err(unavailable)?;
+        Ok(response.header().map_or(0, |h| h.revision()))
+    }
+
+    async fn check_health(&self) -> Result<()> {
+        // A linearizable read needs a quorum, so it fails when the cluster
+        // has lost it, not only when every member is gone.
+        self.call(|mut c| async move {
+            c.get("health", Some(GetOptions::new().with_count_only()))
+                .await
+        })
+        .await
+        .map(|_| ())
+        .map_err(unavailable)
+    }
+}
+
+fn convert_events(response: &etcd_client::WatchResponse) -> Result<Vec<WatchEvent>> {
+    response
+        .events()
+        .iter()
+        .filter_map(|event| {
+            let kv = event.kv()?;
+            let previous = event.prev_kv().map(|p| p.value().to_vec());
+            Some(match event.event_type() {
+                EventType::Put => {
+                    EtcdStorage::stored(kv).map(|current| WatchEvent::Put { current, previous })
+                }
+                EventType::Delete => kv
+                    .key_str()
+                    .map_err(|e| StorageError::Internal(format!("non-utf8 key: {e}")))
+                    .map(|key| WatchEvent::Delete {
+                        key: key.to_string(),
+                        revision: kv.mod_revision(),
+                        previous,
+                    }),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_end;
+
+    #[test]
+    fn prefix_end_is_the_first_key_past_the_prefix() {
+        assert_eq!(prefix_end("/registry/pods/"), b"/registry/pods0".to_vec());
+        assert_eq!(prefix_end("a\u{7f}"), b"a\x80".to_vec());
+    }
+}
