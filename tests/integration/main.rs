@@ -1,1 +1,23 @@
-//! Integration tests against a real etcd and apiserver.
+//! Integration tests: a real etcd and an in-process apiserver per test.
+//! One binary (`autotests = false`); each module is one area.
+
+/// Bearer tokens and TLS.
+mod auth_tls;
+/// Optimistic concurrency: 409s and concurrent read-modify-write.
+mod concurrency;
+/// CRUD of every kind through v1 and v1beta1, and conversion between them.
+mod crud;
+/// Errors: malformed bodies, oversize bodies, unknown paths, invalid objects.
+mod errors;
+/// etcd: the key layout and a 3-member cluster losing a member.
+mod etcd_storage;
+/// The `kube` crate (list, watch through `kube::runtime::watcher`).
+mod kube_client;
+/// The stock kubectl against the apiserver.
+mod kubectl;
+/// Patches: merge, JSON, strategic.
+mod patch;
+/// Namespaces, service IPs, bindings, scale, graceful deletion.
+mod semantics;
+/// Watch: order, resume, 410 Gone, selectors.
+mod watch;

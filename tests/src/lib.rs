@@ -1,1 +1,8 @@
 //! Test harness: real etcd and an in-process apiserver on free loopback ports.
+//!
+//! Everything a harness starts is stopped when its handle drops, leaving no
+//! process or data directory behind.
+
+pub mod apiserver;
+pub mod etcd;
+pub mod kubeconfig;

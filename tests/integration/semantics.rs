@@ -1,0 +1,258 @@
+use std::time::Duration;
+
+use anyhow::Result;
+use mini_k8s_tests::apiserver::TestCluster;
+use serde_json::{json, Value};
+
+fn pod(name: &str) -> Value {
+    json!({"metadata": {"name": name}, "spec": {"containers": [{"name": "c", "image": "i"}]}})
+}
+
+fn service(name: &str, ip: Option<&str>) -> Value {
+    let mut s = json!({"metadata": {"name": name}, "spec": {"selector": {"app": name}, "ports": [{"port": 80}]}});
+    if let Some(ip) = ip {
+        s["spec"]["clusterIP"] = json!(ip);
+    }
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn defaults_and_server_set_fields_are_filled() -> Result<()> {
+    let c = TestCluster::start().await?;
+    let (code, p) = c.post("/api/v1/namespaces/default/pods", &pod("d")).await?;
+    assert_eq!(code, 201);
+    assert_eq!(p["spec"]["restartPolicy"], "Always");
+    assert_eq!(p["spec"]["dnsPolicy"], "ClusterFirst");
+    assert_eq!(
+        p["spec"]["containers"][0]["imagePullPolicy"], "Always",
+        "untagged image means latest"
+    );
+    assert_eq!(p["status"]["phase"], "Pending");
+    assert_eq!(p["metadata"]["generation"], 1);
+    assert_eq!(p["metadata"]["namespace"], "default");
+    let (code, named) = c
+        .post(
+            "/api/v1/namespaces/default/pods",
+            &json!({"metadata": {"generateName": "gen-"}, "spec": pod("x")["spec"]}),
+        )
+        .await?;
+    assert_eq!(code, 201, "{named}");
+    assert!(named["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .starts_with("gen-"));
+    let (_, svc) = c
+        .get("/api/v1/namespaces/default/services/kubernetes")
+        .await?;
+    assert_eq!(svc["spec"]["clusterIP"], "10.0.0.1");
+    let (_, ep) = c
+        .get("/api/v1/namespaces/default/endpoints/kubernetes")
+        .await?;
+    assert_eq!(ep["subsets"][0]["addresses"][0]["ip"], "127.0.0.1");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portal_ips_are_unique_reusable_and_checked() -> Result<()> {
+    let c = TestCluster::start_with(|config| {
+        config.service_cluster_ip_range = "10.0.0.0/29".parse().unwrap()
+    })
+    .await?;
+    let services = "/api/v1/namespaces/default/services";
+    // A /29 has 6 usable addresses; kubernetes holds 10.0.0.1.
+    let mut ips = std::collections::BTreeSet::new();
+    for i in 0..5 {
+        let (code, s) = c.post(services, &service(&format!("s{i}"), None)).await?;
+        assert_eq!(code, 201, "{s}");
+        assert!(
+            ips.insert(s["spec"]["clusterIP"].as_str().unwrap().to_string()),
+            "duplicate IP"
+        );
+    }
+    let (code, full) = c.post(services, &service("overflow", None)).await?;
+    assert_eq!(code, 500, "{full}");
+    assert!(
+        full["message"].as_str().unwrap().contains("range is full"),
+        "{full}"
+    );
+    let (_, s2) = c.get(&format!("{services}/s2")).await?;
+    let freed = s2["spec"]["clusterIP"].as_str().unwrap().to_string();
+    c.delete(&format!("{services}/s2")).await?;
+    let (code, reuse) = c.post(services, &service("again", Some(&freed))).await?;
+    assert_eq!(code, 201, "{reuse}");
+    assert_eq!(reuse["spec"]["clusterIP"], freed.as_str());
+    let (code, taken) = c.post(services, &service("taken", Some(&freed))).await?;
+    assert_eq!(code, 422, "{taken}");
+    assert!(
+        taken["message"]
+            .as_str()
+            .unwrap()
+            .contains("already allocated"),
+        "{taken}"
+    );
+    assert_eq!(taken["details"]["causes"][0]["field"], "spec.clusterIP");
+    let (code, outside) = c
+        .post(services, &service("outside", Some("192.168.0.1")))
+        .await?;
+    assert_eq!(code, 422);
+    assert!(
+        outside["message"].as_str().unwrap().contains("10.0.0.0/29"),
+        "{outside}"
+    );
+    let mut changed = reuse.clone();
+    changed["spec"]["clusterIP"] = json!("10.0.0.6");
+    let (code, immutable) = c.put(&format!("{services}/again"), &changed).await?;
+    assert_eq!(code, 422, "{immutable}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespaces_gate_and_own_their_content() -> Result<()> {
+    let c = TestCluster::start().await?;
+    let (code, missing) = c.post("/api/v1/namespaces/nowhere/pods", &pod("p")).await?;
+    assert_eq!(code, 404, "{missing}");
+    assert!(missing["message"].as_str().unwrap().contains("nowhere"));
+    c.post("/api/v1/namespaces", &json!({"metadata": {"name": "temp"}}))
+        .await?;
+    for i in 0..3 {
+        let (code, _) = c
+            .post("/api/v1/namespaces/temp/pods", &pod(&format!("p{i}")))
+            .await?;
+        assert_eq!(code, 201);
+    }
+    c.post("/api/v1/namespaces/temp/services", &service("s", None))
+        .await?;
+    let (code, terminating) = c.delete("/api/v1/namespaces/temp").await?;
+    assert_eq!(code, 200);
+    assert_eq!(terminating["status"]["phase"], "Terminating");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (code, _) = c.get("/api/v1/namespaces/temp").await?;
+        if code == 404 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "namespace never went"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let keys = c.etcd_keys().await?;
+    assert!(!keys.iter().any(|k| k.contains("/temp/")), "{keys:?}");
+    let (code, refused) = c.delete("/api/v1/namespaces/default").await?;
+    assert_eq!(code, 403, "{refused}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binding_assigns_a_pod_once_and_bound_pods_delete_gracefully() -> Result<()> {
+    let c = TestCluster::start().await?;
+    let pods = "/api/v1/namespaces/default/pods";
+    c.post(pods, &pod("b")).await?;
+    let binding = |node: &str| json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "b"}, "target": {"kind": "Node", "name": node}});
+    let (code, ok) = c.post(&format!("{pods}/b/binding"), &binding("m1")).await?;
+    assert_eq!(code, 201, "{ok}");
+    let (code, again) = c.post(&format!("{pods}/b/binding"), &binding("m2")).await?;
+    assert_eq!(code, 409, "{again}");
+    let (_, bound) = c.get(&format!("{pods}/b")).await?;
+    assert_eq!(bound["spec"]["nodeName"], "m1");
+    // A bound pod is marked, not removed: its kubelet stops it first.
+    let (code, marked) = c.delete(&format!("{pods}/b")).await?;
+    assert_eq!(code, 200);
+    assert!(
+        marked["metadata"]["deletionTimestamp"].is_string(),
+        "{marked}"
+    );
+    assert_eq!(marked["metadata"]["deletionGracePeriodSeconds"], 30);
+    let (code, _) = c.get(&format!("{pods}/b")).await?;
+    assert_eq!(code, 200);
+    let (code, _) = c.delete(&format!("{pods}/b?gracePeriodSeconds=0")).await?;
+    assert_eq!(code, 200);
+    let (code, _) = c.get(&format!("{pods}/b")).await?;
+    assert_eq!(code, 404);
+    // The v1beta1 collection form.
+    c.post(pods, &pod("old")).await?;
+    let (code, status) = c
+        .post(
+            "/api/v1beta1/bindings",
+            &json!({"podID": "old", "host": "m2"}),
+        )
+        .await?;
+    assert_eq!(code, 200, "{status}");
+    assert_eq!(status["status"], "Success");
+    let (_, old) = c.get("/api/v1beta1/pods/old").await?;
+    assert_eq!(old["desiredState"]["host"], "m2");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_scale_subresources_change_only_their_part() -> Result<()> {
+    let c = TestCluster::start().await?;
+    let rcs = "/api/v1/namespaces/default/replicationcontrollers";
+    c.post(rcs, &json!({"metadata": {"name": "fe"}, "spec": {"replicas": 1, "selector": {"app": "fe"},
+        "template": {"metadata": {"labels": {"app": "fe"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}})).await?;
+    let (code, scale) = c.get(&format!("{rcs}/fe/scale")).await?;
+    assert_eq!(code, 200);
+    assert_eq!(scale["kind"], "Scale");
+    assert_eq!(scale["spec"]["replicas"], 1);
+    let (code, scaled) = c
+        .patch(
+            &format!("{rcs}/fe/scale"),
+            "application/merge-patch+json",
+            &json!({"spec": {"replicas": 4}}),
+        )
+        .await?;
+    assert_eq!(code, 200, "{scaled}");
+    assert_eq!(scaled["spec"]["replicas"], 4);
+    let (_, rc) = c.get(&format!("{rcs}/fe")).await?;
+    assert_eq!(rc["spec"]["replicas"], 4);
+    assert_eq!(rc["metadata"]["generation"], 2);
+    // Status through the main resource is ignored; through /status it sticks.
+    let mut with_status = rc.clone();
+    with_status["status"] = json!({"replicas": 3});
+    let (_, ignored) = c.put(&format!("{rcs}/fe"), &with_status).await?;
+    assert_eq!(ignored["status"]["replicas"], 0);
+    let (_, latest) = c.get(&format!("{rcs}/fe")).await?;
+    let mut status_update = latest.clone();
+    status_update["status"] = json!({"replicas": 3});
+    status_update["spec"]["replicas"] = json!(9);
+    let (code, updated) = c.put(&format!("{rcs}/fe/status"), &status_update).await?;
+    assert_eq!(code, 200, "{updated}");
+    assert_eq!(updated["status"]["replicas"], 3);
+    assert_eq!(
+        updated["spec"]["replicas"], 4,
+        "spec is not changed through /status"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_page_with_limit_and_continue() -> Result<()> {
+    let c = TestCluster::start().await?;
+    for i in 0..7 {
+        c.post("/api/v1/namespaces/default/pods", &pod(&format!("p{i}")))
+            .await?;
+    }
+    let mut names = Vec::new();
+    let mut token: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let path = match &token {
+            Some(t) => format!("/api/v1/namespaces/default/pods?limit=3&continue={t}"),
+            None => "/api/v1/namespaces/default/pods?limit=3".to_string(),
+        };
+        let (code, page) = c.get(&path).await?;
+        assert_eq!(code, 200, "{page}");
+        pages += 1;
+        for item in page["items"].as_array().unwrap() {
+            names.push(item["metadata"]["name"].as_str().unwrap().to_string());
+        }
+        token = page["metadata"]["continue"].as_str().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(names, (0..7).map(|i| format!("p{i}")).collect::<Vec<_>>());
+    Ok(())
+}

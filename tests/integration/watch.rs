@@ -1,0 +1,149 @@
+use std::time::Duration;
+
+use anyhow::Result;
+use mini_k8s_tests::apiserver::{TestCluster, WatchLines};
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn pod(name: &str, tier: &str) -> Value {
+    json!({"metadata": {"name": name, "labels": {"tier": tier}},
+           "spec": {"containers": [{"name": "c", "image": "i"}]}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_sees_added_modified_deleted_in_order_and_resumes_without_loss() -> Result<()> {
+    let c = TestCluster::start().await?;
+    let pods = "/api/v1/namespaces/default/pods";
+    let (_, list) = c.get(pods).await?;
+    let start = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut watch =
+        WatchLines::open(&c, &format!("{pods}?watch=true&resourceVersion={start}")).await?;
+    let (_, created) = c.post(pods, &pod("w1", "a")).await?;
+    let mut changed = created.clone();
+    changed["metadata"]["labels"]["tier"] = json!("b");
+    let (code, modified) = c.put(&format!("{pods}/w1"), &changed).await?;
+    assert_eq!(code, 200);
+    let (code, _) = c.delete(&format!("{pods}/w1")).await?;
+    assert_eq!(code, 200);
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let event = watch.next(WAIT).await?;
+        seen.push((
+            event["type"].as_str().unwrap().to_string(),
+            event["object"]["metadata"]["resourceVersion"].clone(),
+        ));
+    }
+    assert_eq!(seen[0].0, "ADDED");
+    assert_eq!(seen[0].1, created["metadata"]["resourceVersion"]);
+    assert_eq!(seen[1].0, "MODIFIED");
+    assert_eq!(seen[1].1, modified["metadata"]["resourceVersion"]);
+    assert_eq!(seen[2].0, "DELETED");
+    drop(watch);
+
+    // Changes made while nobody watches are all replayed from the
+    // resourceVersion a client last saw.
+    let last_seen = modified["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for i in 0..5 {
+        c.post(pods, &pod(&format!("later-{i}"), "a")).await?;
+    }
+    let mut resumed =
+        WatchLines::open(&c, &format!("{pods}?watch=1&resourceVersion={last_seen}")).await?;
+    let first = resumed.next(WAIT).await?;
+    assert_eq!(first["type"], "DELETED");
+    assert_eq!(first["object"]["metadata"]["name"], "w1");
+    for i in 0..5 {
+        let event = resumed.next(WAIT).await?;
+        assert_eq!(event["type"], "ADDED");
+        assert_eq!(event["object"]["metadata"]["name"], format!("later-{i}"));
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compacted_resource_version_gets_410_gone() -> Result<()> {
+    let c = TestCluster::start().await?;
+    let pods = "/api/v1/namespaces/default/pods";
+    let (_, first) = c.post(pods, &pod("old", "a")).await?;
+    let old_rv = first["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse::<i64>()?;
+    for i in 0..3 {
+        c.post(pods, &pod(&format!("p{i}"), "a")).await?;
+    }
+    let now = c.etcd.revision().await?;
+    c.etcd.compact_to(now).await?;
+    let mut watch = WatchLines::open(
+        &c,
+        &format!("{pods}?watch=true&resourceVersion={}", old_rv - 1),
+    )
+    .await?;
+    let event = watch.next(WAIT).await?;
+    assert_eq!(event["type"], "ERROR", "{event}");
+    assert_eq!(event["object"]["code"], 410);
+    assert_eq!(event["object"]["reason"], "Gone");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_honour_label_and_field_selectors() -> Result<()> {
+    let c = TestCluster::start().await?;
+    let pods = "/api/v1/namespaces/default/pods";
+    c.post(pods, &pod("before", "front")).await?;
+    // No resourceVersion: the current state first, as ADDED.
+    let mut labelled =
+        WatchLines::open(&c, &format!("{pods}?watch=true&labelSelector=tier%3Dfront")).await?;
+    let initial = labelled.next(WAIT).await?;
+    assert_eq!(initial["type"], "ADDED");
+    assert_eq!(initial["object"]["metadata"]["name"], "before");
+    let mut named = WatchLines::open(
+        &c,
+        &format!("{pods}?watch=true&fieldSelector=metadata.name%3Dtarget&resourceVersion=1"),
+    )
+    .await?;
+    c.post(pods, &pod("other", "back")).await?;
+    let (_, target) = c.post(pods, &pod("target", "front")).await?;
+    let event = labelled.next(WAIT).await?;
+    assert_eq!(
+        event["object"]["metadata"]["name"], "target",
+        "the back-tier pod is filtered out"
+    );
+    let event = named.next(WAIT).await?;
+    assert_eq!(event["type"], "ADDED");
+    assert_eq!(event["object"]["metadata"]["name"], "target");
+    // Leaving the selector looks like a deletion to that watcher.
+    let mut moved = target.clone();
+    moved["metadata"]["labels"]["tier"] = json!("back");
+    c.put(&format!("{pods}/target"), &moved).await?;
+    let event = labelled.next(WAIT).await?;
+    assert_eq!(event["type"], "DELETED");
+    assert_eq!(event["object"]["metadata"]["name"], "target");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_v1beta1_watch_speaks_v1beta1() -> Result<()> {
+    let c = TestCluster::start().await?;
+    let (_, list) = c.get("/api/v1/pods").await?;
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut watch =
+        WatchLines::open(&c, &format!("/api/v1beta1/watch/pods?resourceVersion={rv}")).await?;
+    c.post("/api/v1/namespaces/default/pods", &pod("beta", "a"))
+        .await?;
+    let event = watch.next(WAIT).await?;
+    assert_eq!(event["type"], "ADDED");
+    assert_eq!(event["object"]["id"], "beta");
+    assert_eq!(event["object"]["kind"], "Pod");
+    assert!(event["object"]["resourceVersion"].is_u64());
+    Ok(())
+}
