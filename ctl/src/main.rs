@@ -1,0 +1,2 @@
+//! `ctl`: the kubectl-style command line.
+fn main() {}
