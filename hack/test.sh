@@ -58,8 +58,11 @@ test::cleanup() {
 trap test::cleanup EXIT
 leftovers::snapshot "$state_dir"
 
-# 3. Unit and integration tests.
+# 3. Unit and integration tests. Tests that run our binaries (apiserver,
+# ctl...) find them in target/debug, so build those first.
 step_start="$(date +%s)"
+util::log "building the binaries tests run: cargo build --workspace --bins --locked"
+cargo build --workspace --bins --locked
 nextest_log="$state_dir/nextest.log"
 util::log "nextest: cargo nextest run --workspace --locked --profile ci $*"
 if TMPDIR="$run_tmp" cargo nextest run --workspace --locked --profile ci --no-tests=fail "$@" \

@@ -5,6 +5,8 @@
 mod auth_tls;
 /// Optimistic concurrency: 409s and concurrent read-modify-write.
 mod concurrency;
+/// The apiserver binary as a process: metrics, SIGTERM, flag errors.
+mod apiserver_process;
 /// CRUD of every kind through v1 and v1beta1, and conversion between them.
 mod crud;
 /// Errors: malformed bodies, oversize bodies, unknown paths, invalid objects.

@@ -4,5 +4,6 @@
 //! process or data directory behind.
 
 pub mod apiserver;
+pub mod binaries;
 pub mod etcd;
 pub mod kubeconfig;
