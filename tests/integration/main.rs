@@ -9,6 +9,8 @@ mod concurrency;
 mod apiserver_process;
 /// CRUD of every kind through v1 and v1beta1, and conversion between them.
 mod crud;
+/// The manifests under examples/ are accepted as written.
+mod examples;
 /// Errors: malformed bodies, oversize bodies, unknown paths, invalid objects.
 mod errors;
 /// etcd: the key layout and a 3-member cluster losing a member.
