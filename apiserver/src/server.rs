@@ -73,6 +73,10 @@ pub struct Config {
     /// PEM private key for --tls-cert-file.
     #[arg(long, requires = "tls_cert_file")]
     pub tls_private_key_file: Option<PathBuf>,
+    /// Changes kept in memory per resource for watches to resume from; 0
+    /// gives every watch its own etcd watch.
+    #[arg(long, default_value_t = 1000)]
+    pub default_watch_cache_size: usize,
     /// How long events are kept, in seconds.
     #[arg(long, default_value_t = 3600)]
     pub event_ttl_seconds: i64,
@@ -96,6 +100,7 @@ impl Config {
             token_auth_file: None,
             tls_cert_file: None,
             tls_private_key_file: None,
+            default_watch_cache_size: 1000,
             event_ttl_seconds: 3600,
             shutdown_grace_seconds: 10,
             verbosity: 0,
@@ -147,6 +152,20 @@ impl ApiState {
     }
 }
 
+/// The registry of one resource, with a watch cache unless `cache_size` is 0.
+fn store<S: crate::registry::Strategy>(
+    strategy: S,
+    storage: &Arc<dyn Storage>,
+    cache_size: usize,
+) -> Arc<dyn Rest> {
+    let store = Store::new(strategy, storage.clone());
+    if cache_size == 0 {
+        Arc::new(store)
+    } else {
+        Arc::new(store.with_watch_cache(cache_size))
+    }
+}
+
 /// Builds every registry over `storage`.
 fn registries(
     config: &Config,
@@ -160,46 +179,53 @@ fn registries(
         config.service_cluster_ip_range,
         storage.clone(),
     ));
+    let size = config.default_watch_cache_size;
     let list: Vec<Arc<dyn Rest>> = vec![
-        Arc::new(Store::new(
+        store(
             PodStrategy {
                 namespaces: namespaces.clone(),
             },
-            storage.clone(),
-        )),
-        Arc::new(Store::new(
+            storage,
+            size,
+        ),
+        store(
             ServiceStrategy {
                 ips: ips.clone(),
                 namespaces: namespaces.clone(),
             },
-            storage.clone(),
-        )),
-        Arc::new(Store::new(
+            storage,
+            size,
+        ),
+        store(
             ReplicationControllerStrategy {
                 namespaces: namespaces.clone(),
             },
-            storage.clone(),
-        )),
-        Arc::new(Store::new(NodeStrategy, storage.clone())),
-        Arc::new(Store::new(
+            storage,
+            size,
+        ),
+        store(NodeStrategy, storage, size),
+        store(
             EndpointsStrategy {
                 namespaces: namespaces.clone(),
             },
-            storage.clone(),
-        )),
-        Arc::new(Store::new(
+            storage,
+            size,
+        ),
+        store(
             NamespaceStrategy {
                 storage: storage.clone(),
             },
-            storage.clone(),
-        )),
-        Arc::new(Store::new(
+            storage,
+            size,
+        ),
+        store(
             EventStrategy {
                 namespaces,
                 ttl_seconds: config.event_ttl_seconds,
             },
-            storage.clone(),
-        )),
+            storage,
+            size,
+        ),
     ];
     (
         list.into_iter().map(|r| (r.resource().plural, r)).collect(),

@@ -68,7 +68,9 @@ async fn a_watch_sees_added_modified_deleted_in_order_and_resumes_without_loss()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compacted_resource_version_gets_410_gone() -> Result<()> {
-    let c = TestCluster::start().await?;
+    // A watch cache of 2 changes: the old revision is beyond it, so the
+    // watch goes to etcd, which compacted it.
+    let c = TestCluster::start_with(|config| config.default_watch_cache_size = 2).await?;
     let pods = "/api/v1/namespaces/default/pods";
     let (_, first) = c.post(pods, &pod("old", "a")).await?;
     let old_rv = first["metadata"]["resourceVersion"]
@@ -89,6 +91,46 @@ async fn a_compacted_resource_version_gets_410_gone() -> Result<()> {
     assert_eq!(event["type"], "ERROR", "{event}");
     assert_eq!(event["object"]["code"], 410);
     assert_eq!(event["object"]["reason"], "Gone");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_resume_from_the_cache_and_from_etcd_alike() -> Result<()> {
+    // Cache of 3: resuming from the last few changes replays from memory,
+    // from older ones from etcd; both give the same events.
+    let c = TestCluster::start_with(|config| config.default_watch_cache_size = 3).await?;
+    let pods = "/api/v1/namespaces/default/pods";
+    let (_, list) = c.get(pods).await?;
+    let start = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut revisions = Vec::new();
+    for i in 0..6 {
+        let (_, p) = c.post(pods, &pod(&format!("r{i}"), "a")).await?;
+        revisions.push(
+            p["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    for (from, expected_first) in [(start.as_str(), 0), (revisions[3].as_str(), 4)] {
+        let mut watch =
+            WatchLines::open(&c, &format!("{pods}?watch=true&resourceVersion={from}")).await?;
+        for i in expected_first..6 {
+            let event = watch.next(WAIT).await?;
+            assert_eq!(
+                event["object"]["metadata"]["name"],
+                format!("r{i}"),
+                "from {from}"
+            );
+            assert_eq!(
+                event["object"]["metadata"]["resourceVersion"],
+                revisions[i].as_str()
+            );
+        }
+    }
     Ok(())
 }
 

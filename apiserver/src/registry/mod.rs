@@ -12,6 +12,7 @@ pub mod nodes;
 pub mod pods;
 pub mod replication_controllers;
 pub mod services;
+pub mod watch_cache;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{ApiError, Result};
-use crate::storage::{ListOptions, Storage, StorageError, Stored, WatchEvent as StorageEvent};
+use crate::storage::{ListOptions, Storage, StorageError, Stored};
 
 /// How many times a write without a client-given resourceVersion is retried
 /// after losing a race with another writer.
@@ -348,6 +349,7 @@ pub trait Rest: Send + Sync {
 pub struct Store<S: Strategy> {
     strategy: S,
     storage: Arc<dyn Storage>,
+    cache: Option<Arc<watch_cache::WatchCache>>,
 }
 
 /// The current time as a Kubernetes `Time`, to the second as Kubernetes
@@ -410,7 +412,24 @@ struct ContinueToken {
 impl<S: Strategy> Store<S> {
     /// A store for `strategy`'s resource over `storage`.
     pub fn new(strategy: S, storage: Arc<dyn Storage>) -> Self {
-        Self { strategy, storage }
+        Self {
+            strategy,
+            storage,
+            cache: None,
+        }
+    }
+
+    /// Serves watches from one shared etcd watch of the resource, keeping
+    /// the last `capacity` changes for watches that resume.
+    #[must_use]
+    pub fn with_watch_cache(mut self, capacity: usize) -> Self {
+        let prefix = self.strategy.resource().prefix(None);
+        self.cache = Some(watch_cache::WatchCache::start(
+            self.storage.clone(),
+            prefix,
+            capacity,
+        ));
+        self
     }
 
     fn resource(&self) -> &'static ResourceKind {
@@ -994,20 +1013,36 @@ impl<S: Strategy> Rest for Store<S> {
                 (events, revision)
             }
         };
-        let changes = self.storage.watch(&prefix, after).await?;
         let view = Arc::new(StoreView {
             query: query.clone(),
+            resource: self.resource(),
         });
-        let resource = self.resource();
-        let mapped = changes.filter_map(move |event| {
-            let view = view.clone();
-            async move {
-                match event {
-                    Ok(event) => view.convert(resource, event),
-                    Err(error) => Some(watch_error(error.into())),
-                }
-            }
-        });
+        let cached = self
+            .cache
+            .as_ref()
+            .and_then(|cache| cache.subscribe(&prefix, after));
+        let mapped = match cached {
+            Some(events) => events
+                .filter_map(move |event| {
+                    let view = view.clone();
+                    async move { view.convert(&event) }
+                })
+                .boxed(),
+            None => self
+                .storage
+                .watch(&prefix, after)
+                .await?
+                .filter_map(move |event| {
+                    let view = view.clone();
+                    async move {
+                        match event {
+                            Ok(event) => watch_cache::cached(event).and_then(|e| view.convert(&e)),
+                            Err(error) => Some(watch_error(error.into())),
+                        }
+                    }
+                })
+                .boxed(),
+        };
         Ok(futures::stream::iter(initial).chain(mapped).boxed())
     }
 }
@@ -1016,35 +1051,37 @@ impl<S: Strategy> Rest for Store<S> {
 /// does not borrow the store.
 struct StoreView {
     query: ListQuery,
+    resource: &'static ResourceKind,
 }
 
 impl StoreView {
-    fn convert(&self, resource: &ResourceKind, event: StorageEvent) -> Option<WatchEvent> {
-        let parse = |bytes: &[u8]| serde_json::from_slice::<Value>(bytes).ok();
-        match event {
-            StorageEvent::Put { current, previous } => {
-                let object = output(&current).ok()?;
-                let now_matches = matches(resource, &self.query, &object);
-                let was_matching = previous
-                    .as_deref()
-                    .and_then(parse)
-                    .is_some_and(|v| matches(resource, &self.query, &v));
-                let kind = match (was_matching, now_matches) {
+    /// The event this watcher sees of a change, applying its selectors the
+    /// way Kubernetes does: an object that stops matching is `DELETED` for
+    /// it, one that starts matching `ADDED`.
+    fn convert(&self, event: &watch_cache::CachedEvent) -> Option<WatchEvent> {
+        let was_matching = event
+            .previous
+            .as_ref()
+            .is_some_and(|v| matches(self.resource, &self.query, v));
+        match &event.current {
+            Some(object) => {
+                let kind = match (was_matching, matches(self.resource, &self.query, object)) {
                     (false, true) => "ADDED",
                     (true, true) => "MODIFIED",
                     (true, false) => "DELETED",
                     (false, false) => return None,
                 };
-                Some(WatchEvent { kind, object })
+                Some(WatchEvent {
+                    kind,
+                    object: object.clone(),
+                })
             }
-            StorageEvent::Delete {
-                revision, previous, ..
-            } => {
-                let mut object = previous.as_deref().and_then(parse)?;
-                if !matches(resource, &self.query, &object) {
+            None => {
+                if !was_matching {
                     return None;
                 }
-                set_resource_version(&mut object, revision);
+                let mut object = event.previous.clone()?;
+                set_resource_version(&mut object, event.revision);
                 Some(WatchEvent {
                     kind: "DELETED",
                     object,
