@@ -25,3 +25,15 @@ mod patch;
 mod semantics;
 /// Watch: order, resume, 410 Gone, selectors.
 mod watch;
+/// Running the `ctl` binary against a test cluster; golden files.
+mod ctl_harness;
+/// `ctl get`: tables of every kind, output formats, selectors, watch.
+mod ctl_get;
+/// `ctl create|apply|replace|delete|label|annotate|scale`, v1beta1 manifests.
+mod ctl_manifests;
+/// `ctl` errors: duplicate, invalid, not found, unauthorized, server down, bad YAML.
+mod ctl_errors;
+/// `ctl config|version|cluster-info|api-resources|describe|completion`, shared kubeconfig.
+mod ctl_config;
+/// `ctl run|expose|edit|rolling-update`.
+mod ctl_extras;

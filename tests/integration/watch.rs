@@ -118,7 +118,7 @@ async fn watches_resume_from_the_cache_and_from_etcd_alike() -> Result<()> {
     for (from, expected_first) in [(start.as_str(), 0), (revisions[3].as_str(), 4)] {
         let mut watch =
             WatchLines::open(&c, &format!("{pods}?watch=true&resourceVersion={from}")).await?;
-        for i in expected_first..6 {
+        for (i, revision) in revisions.iter().enumerate().skip(expected_first) {
             let event = watch.next(WAIT).await?;
             assert_eq!(
                 event["object"]["metadata"]["name"],
@@ -127,7 +127,7 @@ async fn watches_resume_from_the_cache_and_from_etcd_alike() -> Result<()> {
             );
             assert_eq!(
                 event["object"]["metadata"]["resourceVersion"],
-                revisions[i].as_str()
+                revision.as_str()
             );
         }
     }

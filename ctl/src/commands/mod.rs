@@ -1,0 +1,20 @@
+//! One module per verb: its flags (`Args`) and a `run` that calls the
+//! client and adds context.
+
+pub mod api_resources;
+pub mod apply;
+pub mod cluster_info;
+pub mod completion;
+pub mod config;
+pub mod create;
+pub mod delete;
+pub mod describe;
+pub mod edit;
+pub mod expose;
+pub mod get;
+pub mod label;
+pub mod replace;
+pub mod rolling_update;
+pub mod run;
+pub mod scale;
+pub mod version;
