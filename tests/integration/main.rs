@@ -1,39 +1,45 @@
 //! Integration tests: a real etcd and an in-process apiserver per test.
 //! One binary (`autotests = false`); each module is one area.
 
+/// The apiserver binary as a process: metrics, SIGTERM, flag errors.
+mod apiserver_process;
 /// Bearer tokens and TLS.
 mod auth_tls;
 /// Optimistic concurrency: 409s and concurrent read-modify-write.
 mod concurrency;
-/// The apiserver binary as a process: metrics, SIGTERM, flag errors.
-mod apiserver_process;
+/// The controller manager in-process: replication, endpoints, node lifecycle.
+mod controllers;
 /// CRUD of every kind through v1 and v1beta1, and conversion between them.
 mod crud;
-/// The manifests under examples/ are accepted as written.
-mod examples;
+/// `ctl config|version|cluster-info|api-resources|describe|completion`, shared kubeconfig.
+mod ctl_config;
+/// `ctl` errors: duplicate, invalid, not found, unauthorized, server down, bad YAML.
+mod ctl_errors;
+/// `ctl run|expose|edit|rolling-update`.
+mod ctl_extras;
+/// `ctl get`: tables of every kind, output formats, selectors, watch.
+mod ctl_get;
+/// Running the `ctl` binary against a test cluster; golden files.
+mod ctl_harness;
+/// `ctl create|apply|replace|delete|label|annotate|scale`, v1beta1 manifests.
+mod ctl_manifests;
 /// Errors: malformed bodies, oversize bodies, unknown paths, invalid objects.
 mod errors;
 /// etcd: the key layout and a 3-member cluster losing a member.
 mod etcd_storage;
+/// The manifests under examples/ are accepted as written.
+mod examples;
 /// The `kube` crate (list, watch through `kube::runtime::watcher`).
 mod kube_client;
 /// The stock kubectl against the apiserver.
 mod kubectl;
+/// The kubelet on a private dockerd: pods as containers, volumes, env, restarts, deletion.
+mod kubelet;
 /// Patches: merge, JSON, strategic.
 mod patch;
+/// The scheduler in-process: placement within capacity, unschedulable pods, host ports.
+mod scheduler;
 /// Namespaces, service IPs, bindings, scale, graceful deletion.
 mod semantics;
 /// Watch: order, resume, 410 Gone, selectors.
 mod watch;
-/// Running the `ctl` binary against a test cluster; golden files.
-mod ctl_harness;
-/// `ctl get`: tables of every kind, output formats, selectors, watch.
-mod ctl_get;
-/// `ctl create|apply|replace|delete|label|annotate|scale`, v1beta1 manifests.
-mod ctl_manifests;
-/// `ctl` errors: duplicate, invalid, not found, unauthorized, server down, bad YAML.
-mod ctl_errors;
-/// `ctl config|version|cluster-info|api-resources|describe|completion`, shared kubeconfig.
-mod ctl_config;
-/// `ctl run|expose|edit|rolling-update`.
-mod ctl_extras;

@@ -5,5 +5,6 @@
 
 pub mod apiserver;
 pub mod binaries;
+pub mod docker;
 pub mod etcd;
 pub mod kubeconfig;

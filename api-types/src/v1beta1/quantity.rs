@@ -16,7 +16,11 @@ use crate::validation::quantity::ParsedQuantity;
 
 /// `value`, or the `i64` bound on the quantity's side when it does not fit.
 fn saturated(parsed: &ParsedQuantity, value: Option<i64>) -> i64 {
-    value.unwrap_or(if parsed.is_negative() { i64::MIN } else { i64::MAX })
+    value.unwrap_or(if parsed.is_negative() {
+        i64::MIN
+    } else {
+        i64::MAX
+    })
 }
 
 /// The value in millis (cpu millicores), rounded up; `None` if it is not

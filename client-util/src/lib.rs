@@ -1,0 +1,206 @@
+//! Client wiring shared by the components that talk to the apiserver
+//! (scheduler, controller-manager): `--master`/`--kubeconfig` to a
+//! [`kube::Client`], `-v` to tracing, SIGTERM to a shutdown future, and
+//! reflector stores that announce their changes.
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::path::PathBuf;
+
+use futures::StreamExt;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+
+/// Why a client could not be built. Not retryable: the flags or the
+/// kubeconfig are wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The kubeconfig could not be read or used.
+    #[error("reading kubeconfig {path}: {message}")]
+    Kubeconfig {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        message: String,
+    },
+    /// `--master` is not a URL.
+    #[error("--master {url:?} is not a URL: {message}")]
+    Master {
+        /// The flag's value.
+        url: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// The client could not be built from the configuration.
+    #[error("building the API client: {0}")]
+    Client(#[source] kube::Error),
+}
+
+/// How to reach the apiserver, and how loud to log: the flags every
+/// component shares (DESIGN.md "Flags").
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct ClientArgs {
+    /// The apiserver's URL (overrides the kubeconfig's server).
+    #[arg(long, env = "KUBERNETES_MASTER")]
+    pub master: Option<String>,
+    /// A kubeconfig file (server, token, CA).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Log verbosity: 0 info, 1-2 debug, 3+ trace (`RUST_LOG` overrides).
+    #[arg(short = 'v', long = "v", default_value_t = 0)]
+    pub verbosity: u8,
+}
+
+impl ClientArgs {
+    /// Builds a client: the kubeconfig if given (with `--master` replacing
+    /// its server), else `--master`, else `http://localhost:8080`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Kubeconfig`], [`Error::Master`] or [`Error::Client`].
+    pub async fn client(&self) -> Result<Client, Error> {
+        let mut config = match &self.kubeconfig {
+            Some(path) => {
+                let err = |message: String| Error::Kubeconfig {
+                    path: path.clone(),
+                    message,
+                };
+                let kubeconfig =
+                    kube::config::Kubeconfig::read_from(path).map_err(|e| err(e.to_string()))?;
+                kube::Config::from_custom_kubeconfig(
+                    kubeconfig,
+                    &kube::config::KubeConfigOptions::default(),
+                )
+                .await
+                .map_err(|e| err(e.to_string()))?
+            }
+            None => kube::Config::new(parse_url("http://localhost:8080")?),
+        };
+        if let Some(master) = &self.master {
+            config.cluster_url = parse_url(master)?;
+        }
+        Client::try_from(config).map_err(Error::Client)
+    }
+
+    /// Starts a tracing subscriber at the verbosity `-v` asks for, unless
+    /// `RUST_LOG` is set.
+    pub fn init_tracing(&self) {
+        let level = match self.verbosity {
+            0 => "info",
+            1 | 2 => "debug",
+            _ => "trace",
+        };
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!(
+                "{level},h2=info,tower=info,hyper=info,hyper_util=info,rustls=info"
+            ))
+        });
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
+}
+
+fn parse_url(url: &str) -> Result<http::Uri, Error> {
+    url.parse()
+        .map_err(|e: http::uri::InvalidUri| Error::Master {
+            url: url.to_string(),
+            message: e.to_string(),
+        })
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => futures::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = term => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// A cloneable "has shutdown begun" flag fed by one shutdown future.
+#[derive(Clone, Debug)]
+pub struct StopFlag(watch::Receiver<bool>);
+
+impl StopFlag {
+    /// Spawns a task that raises the flag when `shutdown` resolves.
+    pub fn new(shutdown: impl Future<Output = ()> + Send + 'static) -> Self {
+        let (tx, rx) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = tx.send(true);
+        });
+        Self(rx)
+    }
+
+    /// Resolves once shutdown has begun (at once if it already has).
+    pub async fn stopped(&self) {
+        let mut rx = self.0.clone();
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+
+    /// True once shutdown has begun.
+    pub fn is_stopped(&self) -> bool {
+        *self.0.borrow()
+    }
+}
+
+/// A reflector store kept by one watch, plus a change counter that ticks on
+/// every event it applies (receivers see the latest value; ticks coalesce).
+pub struct Reflected<K: Resource<DynamicType = ()> + 'static> {
+    /// The read side of the cache.
+    pub store: Store<K>,
+    /// Ticks after every applied watch event.
+    pub changes: watch::Receiver<u64>,
+}
+
+impl<K: Resource<DynamicType = ()> + 'static> Clone for Reflected<K> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            changes: self.changes.clone(),
+        }
+    }
+}
+
+/// Starts a watcher → reflector for `api` with `config` in a task that ends
+/// when `stop` is raised. Watch errors are retried with the default backoff
+/// (all of the watcher's errors are retryable); relists on 410 Gone.
+pub fn reflect<K>(api: Api<K>, config: watcher::Config, stop: StopFlag) -> Reflected<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let (store, writer) = reflector::store();
+    let (tx, changes) = watch::channel(0u64);
+    let kind = K::kind(&()).to_string();
+    tokio::spawn(async move {
+        let stream = reflector::reflector(writer, watcher(api, config).default_backoff());
+        let mut stream = std::pin::pin!(stream);
+        loop {
+            tokio::select! {
+                () = stop.stopped() => break,
+                next = stream.next() => match next {
+                    Some(Ok(_)) => {
+                        tx.send_modify(|n| *n = n.wrapping_add(1));
+                    }
+                    Some(Err(error)) => {
+                        tracing::warn!(%kind, %error, "watch failed; retrying");
+                    }
+                    None => break,
+                },
+            }
+        }
+    });
+    Reflected { store, changes }
+}

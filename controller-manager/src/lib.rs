@@ -1,0 +1,171 @@
+//! The controller manager: the replication manager, the endpoints
+//! controller and node lifecycle, in one process over shared caches.
+//!
+//! Pods, nodes and endpoints are each watched once (a `kube::runtime`
+//! watcher feeding a reflector store); replication controllers and services
+//! are the primary objects of a `kube::runtime::Controller` each, whose
+//! stores the other loops read. Every loop is level-triggered: it compares
+//! what the caches show with what is wanted and acts on the difference only.
+
+pub mod endpoints;
+pub mod node_lifecycle;
+pub mod replication;
+
+use std::future::Future;
+use std::time::Duration;
+
+use client_util::{reflect, StopFlag};
+use k8s_openapi::api::core::v1::{Endpoints, Node, Pod};
+use kube::runtime::watcher;
+use kube::{Api, Client};
+
+/// Errors of the reconcilers. API errors are retryable (the object is
+/// requeued with a delay); the rest stop the controller manager.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A request to the apiserver failed. Retryable.
+    #[error("api request: {0}")]
+    Api(#[source] kube::Error),
+    /// A cache's watch task ended before its first list finished.
+    #[error("the {0} cache closed before it was ready")]
+    CacheClosed(&'static str),
+    /// A duration flag did not parse.
+    #[error("invalid duration {0:?} (use e.g. 500ms, 40s, 5m, 1h)")]
+    Duration(String),
+}
+
+/// `type Result<T> = Result<T, Error>` for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Tunables; the defaults are Kubernetes'.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// A node whose heartbeat is older than this becomes `Ready=Unknown`.
+    pub node_monitor_grace_period: Duration,
+    /// Pods on a node not ready for this long are deleted.
+    pub pod_eviction_timeout: Duration,
+    /// How often node health is checked.
+    pub node_monitor_period: Duration,
+    /// Pods one replication controller creates or deletes per reconcile.
+    pub burst_replicas: usize,
+    /// Every object is reconciled at least this often.
+    pub resync: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            node_monitor_grace_period: Duration::from_secs(40),
+            pod_eviction_timeout: Duration::from_secs(300),
+            node_monitor_period: Duration::from_secs(5),
+            burst_replicas: 500,
+            resync: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Parses a duration flag: `500ms`, `40s`, `5m`, `1h`, or bare seconds.
+///
+/// # Errors
+///
+/// [`Error::Duration`] for anything else.
+pub fn parse_duration(text: &str) -> Result<Duration> {
+    let err = || Error::Duration(text.to_string());
+    let t = text.trim();
+    let (number, unit) = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .map_or((t, "s"), |i| t.split_at(i));
+    let n: f64 = number.parse().map_err(|_| err())?;
+    let seconds = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(err()),
+    };
+    if !seconds.is_finite() || seconds < 0.0 {
+        return Err(err());
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// Runs every controller until `shutdown` resolves.
+///
+/// # Errors
+///
+/// [`Error::CacheClosed`] if a cache could not start.
+pub async fn run(
+    client: Client,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let stop = StopFlag::new(shutdown);
+    let pods = reflect(
+        Api::<Pod>::all(client.clone()),
+        watcher::Config::default(),
+        stop.clone(),
+    );
+    let nodes = reflect(
+        Api::<Node>::all(client.clone()),
+        watcher::Config::default(),
+        stop.clone(),
+    );
+    let endpoints = reflect(
+        Api::<Endpoints>::all(client.clone()),
+        watcher::Config::default(),
+        stop.clone(),
+    );
+    tokio::select! {
+        () = stop.stopped() => return Ok(()),
+        ready = async {
+            pods.store.wait_until_ready().await.map_err(|_| Error::CacheClosed("pod"))?;
+            nodes.store.wait_until_ready().await.map_err(|_| Error::CacheClosed("node"))?;
+            endpoints.store.wait_until_ready().await.map_err(|_| Error::CacheClosed("endpoints"))
+        } => ready?,
+    }
+    tracing::info!("controller-manager caches ready");
+    let replication = replication::run(client.clone(), config.clone(), pods.clone(), stop.clone());
+    let endpoints = endpoints::run(
+        client.clone(),
+        config.clone(),
+        pods.clone(),
+        endpoints,
+        stop.clone(),
+    );
+    let lifecycle = node_lifecycle::run(client, config, nodes, pods, stop);
+    tokio::join!(replication, endpoints, lifecycle);
+    tracing::info!("controller-manager stopped");
+    Ok(())
+}
+
+/// True for a pod in phase Succeeded or Failed.
+pub(crate) fn finished(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
+}
+
+/// True when the pod's `Ready` condition is `True`.
+pub(crate) fn pod_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| c.status == "True")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_like_kubernetes_flags() {
+        assert_eq!(parse_duration("40s").unwrap(), Duration::from_secs(40));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("").is_err());
+    }
+}

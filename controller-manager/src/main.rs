@@ -1,0 +1,55 @@
+//! The `controller-manager` binary: flags, tracing, client, then
+//! [`controller_manager::run`] until SIGTERM.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+
+fn duration(text: &str) -> Result<Duration, String> {
+    controller_manager::parse_duration(text).map_err(|e| e.to_string())
+}
+
+/// Runs the replication manager, the endpoints controller and node
+/// lifecycle.
+#[derive(Debug, Parser)]
+#[command(name = "controller-manager", version)]
+struct Args {
+    #[command(flatten)]
+    client: client_util::ClientArgs,
+    /// A node whose heartbeat is older than this becomes Ready=Unknown.
+    #[arg(long, default_value = "40s", value_parser = duration)]
+    node_monitor_grace_period: Duration,
+    /// Pods of a node not ready for this long are deleted.
+    #[arg(long, default_value = "5m", value_parser = duration)]
+    pod_eviction_timeout: Duration,
+    /// How often node health is checked.
+    #[arg(long, default_value = "5s", value_parser = duration)]
+    node_monitor_period: Duration,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    args.client.init_tracing();
+    let config = controller_manager::Config {
+        node_monitor_grace_period: args.node_monitor_grace_period,
+        pod_eviction_timeout: args.pod_eviction_timeout,
+        node_monitor_period: args.node_monitor_period.max(Duration::from_millis(10)),
+        ..controller_manager::Config::default()
+    };
+    let client = match args.client.client().await {
+        Ok(client) => client,
+        Err(e) => {
+            eprintln!("controller-manager: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match controller_manager::run(client, config, client_util::shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("controller-manager: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

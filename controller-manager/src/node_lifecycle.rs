@@ -1,0 +1,286 @@
+//! Node lifecycle: a node whose `Ready` heartbeat has not changed for
+//! `node_monitor_grace_period` becomes `Ready=Unknown`; once a node has been
+//! not ready for `pod_eviction_timeout`, its pods are deleted so their
+//! controllers recreate them elsewhere. Meanwhile the pods of an `Unknown`
+//! node are marked `Ready=False`, so services stop sending them traffic.
+//!
+//! Heartbeat age is measured on this process's clock: the time at which the
+//! cache last showed a new `lastHeartbeatTime`, so clock skew between nodes
+//! and the controller manager does not matter (a restart gives every node a
+//! fresh grace period). Evicted pods are deleted with `gracePeriodSeconds=0`:
+//! their kubelet is unreachable, so nothing would finish a graceful delete.
+
+use std::collections::{HashMap, HashSet};
+
+use client_util::{Reflected, StopFlag};
+use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod};
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+use tokio::time::Instant;
+
+use crate::Config;
+
+/// What the monitor remembers about one node.
+#[derive(Debug)]
+struct Health {
+    heartbeat: Option<String>,
+    observed: Instant,
+    not_ready_since: Option<Instant>,
+}
+
+/// Node health bookkeeping, separate from IO so that it can be tested with
+/// paused time.
+#[derive(Debug, Default)]
+pub struct Monitor {
+    nodes: HashMap<String, Health>,
+    evicted: HashSet<String>,
+}
+
+/// What one pass decided for one node.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Nothing to do.
+    Healthy,
+    /// The heartbeat is stale and the condition must become Unknown.
+    MarkUnknown,
+    /// Not ready, but not yet for the eviction timeout.
+    NotReady,
+    /// Not ready for longer than the eviction timeout: delete its pods.
+    Evict,
+}
+
+fn ready_condition(node: &Node) -> Option<&NodeCondition> {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+}
+
+impl Monitor {
+    /// Looks at one node at `now` and decides.
+    pub fn observe(&mut self, node: &Node, now: Instant, config: &Config) -> Verdict {
+        let name = node.name_any();
+        let cond = ready_condition(node);
+        let heartbeat = cond
+            .and_then(|c| c.last_heartbeat_time.as_ref())
+            .map(|t| t.0.to_string());
+        let health = self.nodes.entry(name).or_insert_with(|| Health {
+            heartbeat: heartbeat.clone(),
+            observed: now,
+            not_ready_since: None,
+        });
+        if health.heartbeat != heartbeat {
+            health.heartbeat = heartbeat;
+            health.observed = now;
+        }
+        let status = cond.map_or("Unknown", |c| c.status.as_str());
+        let stale = now.duration_since(health.observed) > config.node_monitor_grace_period;
+        if stale && (status != "Unknown" || cond.is_none()) {
+            health.not_ready_since.get_or_insert(now);
+            return Verdict::MarkUnknown;
+        }
+        if status == "True" {
+            health.not_ready_since = None;
+            return Verdict::Healthy;
+        }
+        let since = *health.not_ready_since.get_or_insert(now);
+        if now.duration_since(since) > config.pod_eviction_timeout {
+            Verdict::Evict
+        } else {
+            Verdict::NotReady
+        }
+    }
+
+    /// Forgets nodes no longer in the cache.
+    pub fn retain(&mut self, names: &HashSet<String>) {
+        self.nodes.retain(|n, _| names.contains(n));
+    }
+}
+
+/// Runs the node monitor every `node_monitor_period` until `stop`.
+pub async fn run(
+    client: Client,
+    config: Config,
+    nodes: Reflected<Node>,
+    pods: Reflected<Pod>,
+    stop: StopFlag,
+) {
+    let mut monitor = Monitor::default();
+    let node_api: Api<Node> = Api::all(client.clone());
+    loop {
+        let now = Instant::now();
+        let all = nodes.store.state();
+        let names: HashSet<String> = all.iter().map(|n| n.name_any()).collect();
+        monitor.retain(&names);
+        for node in &all {
+            match monitor.observe(node, now, &config) {
+                Verdict::Healthy => {}
+                Verdict::NotReady => mark_pods_not_ready(&client, &pods, node).await,
+                Verdict::MarkUnknown => mark_unknown(&node_api, node).await,
+                Verdict::Evict => {
+                    evict(&client, &mut monitor.evicted, &pods, &node.name_any()).await;
+                }
+            }
+        }
+        let live: HashSet<String> = pods.store.state().iter().filter_map(|p| p.uid()).collect();
+        monitor.evicted.retain(|u| live.contains(u));
+        tokio::select! {
+            () = stop.stopped() => return,
+            () = tokio::time::sleep(config.node_monitor_period) => {}
+        }
+    }
+}
+
+async fn mark_unknown(api: &Api<Node>, node: &Node) {
+    let name = node.name_any();
+    let now = jiff::Timestamp::now().to_string();
+    let heartbeat = ready_condition(node)
+        .and_then(|c| c.last_heartbeat_time.as_ref())
+        .map(|t| t.0.to_string());
+    tracing::info!(node = %name, "node stopped posting status; marking Ready=Unknown");
+    let patch = json!({"status": {"conditions": [{
+        "type": "Ready",
+        "status": "Unknown",
+        "reason": "NodeStatusUnknown",
+        "message": "Kubelet stopped posting node status.",
+        "lastHeartbeatTime": heartbeat,
+        "lastTransitionTime": now,
+    }]}});
+    if let Err(error) = api
+        .patch_status(&name, &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+    {
+        tracing::warn!(node = %name, %error, "marking the node Ready=Unknown");
+    }
+}
+
+/// On a node whose status is Unknown, sets the Ready condition of every pod
+/// that still claims to be ready to False, so that endpoints drop them.
+/// Writes only pods that are still Ready=True (level-triggered).
+async fn mark_pods_not_ready(client: &Client, pods: &Reflected<Pod>, node: &Node) {
+    if ready_condition(node).map(|c| c.status.as_str()) != Some("Unknown") {
+        return;
+    }
+    let name = node.name_any();
+    for pod in pods.store.state() {
+        let on_node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(name.as_str());
+        if !on_node || !crate::pod_ready(&pod) || pod.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
+        let patch = json!({"status": {"conditions": [{
+            "type": "Ready",
+            "status": "False",
+            "reason": "NodeNotReady",
+            "lastTransitionTime": jiff::Timestamp::now().to_string(),
+        }]}});
+        match api
+            .patch_status(
+                &pod.name_any(),
+                &PatchParams::default(),
+                &Patch::Strategic(patch),
+            )
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(pod = %pod.name_any(), node = %name, "marked not ready: its node is not reporting")
+            }
+            Err(error) => tracing::warn!(pod = %pod.name_any(), %error, "marking a pod not ready"),
+        }
+    }
+}
+
+async fn evict(client: &Client, evicted: &mut HashSet<String>, pods: &Reflected<Pod>, node: &str) {
+    for pod in pods.store.state() {
+        let on_node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node);
+        let uid = pod.uid().unwrap_or_default();
+        if !on_node || evicted.contains(&uid) {
+            continue;
+        }
+        let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: Some(uid.clone()),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match api.delete(&pod.name_any(), &params).await {
+            Ok(_) | Err(kube::Error::Api(_)) => {
+                tracing::info!(pod = %pod.name_any(), %node, "evicted a pod from a node that is not ready");
+                evicted.insert(uid);
+            }
+            Err(error) => tracing::warn!(pod = %pod.name_any(), %error, "eviction failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn node(status: &str, heartbeat: &str) -> Node {
+        serde_json::from_value(json!({
+            "metadata": {"name": "n1"},
+            "status": {"conditions": [{"type": "Ready", "status": status, "lastHeartbeatTime": heartbeat}]}
+        }))
+        .unwrap()
+    }
+
+    fn config() -> Config {
+        Config {
+            node_monitor_grace_period: Duration::from_secs(40),
+            pod_eviction_timeout: Duration::from_secs(300),
+            ..Config::default()
+        }
+    }
+
+    // `observe` takes the time as an argument, so no clock needs pausing.
+    #[test]
+    fn a_fresh_heartbeat_keeps_a_node_healthy_and_a_stale_one_does_not() {
+        let mut m = Monitor::default();
+        let c = config();
+        let t0 = Instant::now();
+        assert_eq!(
+            m.observe(&node("True", "2026-01-01T00:00:00Z"), t0, &c),
+            Verdict::Healthy
+        );
+        // A new heartbeat at 30 s, checked at 60 s: 30 s old, still fine.
+        let t30 = t0 + Duration::from_secs(30);
+        assert_eq!(
+            m.observe(&node("True", "2026-01-01T00:00:30Z"), t30, &c),
+            Verdict::Healthy
+        );
+        let t60 = t0 + Duration::from_secs(60);
+        assert_eq!(
+            m.observe(&node("True", "2026-01-01T00:00:30Z"), t60, &c),
+            Verdict::Healthy
+        );
+        // No new heartbeat for 41 s.
+        let t71 = t0 + Duration::from_secs(71);
+        assert_eq!(
+            m.observe(&node("True", "2026-01-01T00:00:30Z"), t71, &c),
+            Verdict::MarkUnknown
+        );
+        // Once Unknown, nothing more until the eviction timeout.
+        let t100 = t0 + Duration::from_secs(100);
+        assert_eq!(
+            m.observe(&node("Unknown", "2026-01-01T00:00:30Z"), t100, &c),
+            Verdict::NotReady
+        );
+        let t400 = t0 + Duration::from_secs(372);
+        assert_eq!(
+            m.observe(&node("Unknown", "2026-01-01T00:00:30Z"), t400, &c),
+            Verdict::Evict
+        );
+        // It comes back.
+        let t401 = t0 + Duration::from_secs(401);
+        assert_eq!(
+            m.observe(&node("True", "2026-01-01T00:06:40Z"), t401, &c),
+            Verdict::Healthy
+        );
+    }
+}

@@ -1,0 +1,551 @@
+//! The replication manager: keeps the number of active pods matching each
+//! replication controller's selector equal to `spec.replicas`.
+//!
+//! `reconcile` is level-triggered: it counts the active pods (not finished,
+//! not being deleted) that match the selector and are owned by the RC or
+//! orphans (which it adopts), and creates or deletes the difference. What
+//! it has asked for but not yet seen in the pod cache (expectations: the
+//! names it created, the names it deleted) counts as done, so it never
+//! overshoots. Pods it owns whose labels stop matching are released (their
+//! owner reference removed). It then writes `status` when that changed.
+//!
+//! The apiserver does no cascading deletion, so [`collect_garbage`] deletes
+//! pods whose controller owner reference names a replication controller
+//! that no longer exists.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use client_util::{Reflected, StopFlag};
+use futures::{stream, StreamExt};
+use k8s_openapi::api::core::v1::{Pod, ReplicationController};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
+use tokio::time::Instant;
+use tokio_stream::wrappers::WatchStream;
+
+use crate::{finished, pod_ready, Config, Error, Result};
+
+/// How long an unmet expectation is trusted before it is dropped.
+const EXPECTATION_TTL: Duration = Duration::from_secs(60);
+
+/// Pod names one RC created or deleted and has not yet seen reflected.
+#[derive(Debug, Default)]
+struct Expectations {
+    creates: HashSet<String>,
+    deletes: HashSet<String>,
+    since: Option<Instant>,
+}
+
+/// What `reconcile` needs.
+pub struct Context {
+    client: Client,
+    pods: Store<Pod>,
+    config: Config,
+    expectations: Mutex<HashMap<String, Expectations>>,
+}
+
+/// Runs the replication manager and its garbage collector until `stop`.
+pub async fn run(client: Client, config: Config, pods: Reflected<Pod>, stop: StopFlag) {
+    let rcs: Api<ReplicationController> = Api::all(client.clone());
+    let trigger = WatchStream::from_changes(pods.changes.clone()).map(|_| ());
+    let controller = Controller::new(rcs, watcher::Config::default())
+        .reconcile_all_on(trigger)
+        .graceful_shutdown_on({
+            let stop = stop.clone();
+            async move { stop.stopped().await }
+        });
+    let rc_store = controller.store();
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        pods: pods.store.clone(),
+        config,
+        expectations: Mutex::new(HashMap::new()),
+    });
+    let controller = controller
+        .run(reconcile, error_policy, ctx.clone())
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "replication reconcile");
+            }
+        });
+    let gc = collect_garbage(client, rc_store.clone(), pods, stop.clone());
+    let forget = async move {
+        // Expectations of replication controllers that are gone.
+        loop {
+            tokio::select! {
+                () = stop.stopped() => return,
+                () = tokio::time::sleep(Duration::from_secs(30)) => {}
+            }
+            let live: HashSet<String> = rc_store
+                .state()
+                .iter()
+                .map(|rc| format!("{}/{}", rc.namespace().unwrap_or_default(), rc.name_any()))
+                .collect();
+            ctx.expectations
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|k, _| live.contains(k));
+        }
+    };
+    tokio::join!(controller, gc, forget);
+}
+
+fn error_policy(_rc: Arc<ReplicationController>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(%error, "replication controller sync failed; retrying");
+    Action::requeue(Duration::from_secs(2))
+}
+
+/// The RC's selector: `spec.selector`, else the template's labels.
+fn selector(rc: &ReplicationController) -> BTreeMap<String, String> {
+    let spec = rc.spec.as_ref();
+    spec.and_then(|s| s.selector.clone())
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            spec.and_then(|s| s.template.as_ref())
+                .and_then(|t| t.metadata.as_ref())
+                .and_then(|m| m.labels.clone())
+        })
+        .unwrap_or_default()
+}
+
+fn matches(selector: &BTreeMap<String, String>, pod: &Pod) -> bool {
+    let empty = BTreeMap::new();
+    let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
+    !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+fn controller_ref(pod: &Pod) -> Option<&OwnerReference> {
+    pod.owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true))
+}
+
+/// Deletion order: unscheduled first, then pending, then not ready, then
+/// the newest.
+fn deletion_rank(pod: &Pod) -> (bool, u8, bool, std::cmp::Reverse<Option<jiff::Timestamp>>) {
+    let scheduled = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .is_some_and(|n| !n.is_empty());
+    let phase = match pod.status.as_ref().and_then(|s| s.phase.as_deref()) {
+        Some("Pending") | None => 0,
+        Some("Unknown") => 1,
+        _ => 2,
+    };
+    let created = pod.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    (scheduled, phase, pod_ready(pod), std::cmp::Reverse(created))
+}
+
+/// Makes the number of active pods of `rc` equal `spec.replicas`, adopting
+/// orphans, then writes the status if it changed.
+///
+/// # Errors
+///
+/// [`Error::Api`] when a status write fails (retryable); failed creates and
+/// deletes are logged and retried on the next pass.
+pub async fn reconcile(rc: Arc<ReplicationController>, ctx: Arc<Context>) -> Result<Action> {
+    if rc.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let ns = rc.namespace().unwrap_or_default();
+    let name = rc.name_any();
+    let uid = rc.uid().unwrap_or_default();
+    let rc_key = format!("{ns}/{name}");
+    let want = rc
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1)
+        .max(0) as usize;
+    let selector = selector(&rc);
+    let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+
+    let in_ns: Vec<Arc<Pod>> = ctx
+        .pods
+        .state()
+        .into_iter()
+        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
+        .collect();
+    let present: HashMap<String, Arc<Pod>> =
+        in_ns.iter().map(|p| (p.name_any(), p.clone())).collect();
+
+    let mut active = Vec::new();
+    let mut orphans = Vec::new();
+    let mut strays = Vec::new();
+    for pod in &in_ns {
+        if finished(pod) || pod.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let ours = controller_ref(pod).map(|o| o.uid == uid);
+        match (matches(&selector, pod), ours) {
+            (true, Some(true)) => active.push(pod.clone()),
+            (true, None) => orphans.push(pod.clone()),
+            (false, Some(true)) => strays.push(pod.clone()),
+            _ => {}
+        }
+    }
+    for orphan in orphans {
+        if adopt(&pod_api, &rc, &orphan).await {
+            active.push(orphan);
+        }
+    }
+    for stray in strays {
+        release(&pod_api, &uid, &stray).await;
+    }
+
+    // Expectations: what we did that the cache does not show yet.
+    let (pending_creates, pending_deletes) = {
+        let mut all = ctx.expectations.lock().unwrap_or_else(|e| e.into_inner());
+        let e = all.entry(rc_key.clone()).or_default();
+        if e.since.is_some_and(|s| s.elapsed() > EXPECTATION_TTL) {
+            tracing::warn!(rc = %rc_key, "expectations expired; recounting");
+            *e = Expectations::default();
+        }
+        e.creates.retain(|n| !present.contains_key(n));
+        e.deletes.retain(|n| {
+            present
+                .get(n)
+                .is_some_and(|p| p.metadata.deletion_timestamp.is_none() && !finished(p))
+        });
+        if e.creates.is_empty() && e.deletes.is_empty() {
+            e.since = None;
+        }
+        (e.creates.len(), e.deletes.clone())
+    };
+    let effective = (active.len() + pending_creates).saturating_sub(pending_deletes.len());
+
+    if effective < want {
+        let n = (want - effective).min(ctx.config.burst_replicas);
+        create_pods(&ctx, &rc, &rc_key, &pod_api, n).await;
+    } else if effective > want {
+        let n = (effective - want).min(ctx.config.burst_replicas);
+        let mut victims: Vec<Arc<Pod>> = active
+            .iter()
+            .filter(|p| !pending_deletes.contains(&p.name_any()))
+            .cloned()
+            .collect();
+        victims.sort_by_key(|p| deletion_rank(p));
+        victims.truncate(n);
+        delete_pods(&ctx, &rc_key, &pod_api, victims).await;
+    }
+
+    write_status(&ctx, &rc, &active).await?;
+    let waiting = {
+        let all = ctx.expectations.lock().unwrap_or_else(|e| e.into_inner());
+        all.get(&rc_key)
+            .is_some_and(|e| !e.creates.is_empty() || !e.deletes.is_empty())
+    };
+    Ok(if waiting {
+        Action::requeue(Duration::from_secs(1))
+    } else {
+        Action::requeue(ctx.config.resync)
+    })
+}
+
+fn owner_reference(rc: &ReplicationController) -> OwnerReference {
+    OwnerReference {
+        api_version: "v1".into(),
+        kind: "ReplicationController".into(),
+        name: rc.name_any(),
+        uid: rc.uid().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// Sets `rc` as the controller of an orphan; false if that failed (the pod
+/// is then not counted this pass).
+async fn adopt(api: &Api<Pod>, rc: &ReplicationController, pod: &Pod) -> bool {
+    let mut refs = pod.owner_references().to_vec();
+    refs.push(owner_reference(rc));
+    let patch = json!({"metadata": {
+        "ownerReferences": refs,
+        "resourceVersion": pod.resource_version(),
+    }});
+    match api
+        .patch(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(pod = %pod.name_any(), rc = %rc.name_any(), "adopted");
+            true
+        }
+        Err(error) => {
+            tracing::debug!(pod = %pod.name_any(), %error, "adoption failed");
+            false
+        }
+    }
+}
+
+/// Removes `rc` as the controller of a pod whose labels no longer match its
+/// selector (the pod lives on, unowned).
+async fn release(api: &Api<Pod>, rc_uid: &str, pod: &Pod) {
+    let refs: Vec<OwnerReference> = pod
+        .owner_references()
+        .iter()
+        .filter(|o| o.uid != rc_uid)
+        .cloned()
+        .collect();
+    let patch = json!({"metadata": {
+        "ownerReferences": refs,
+        "resourceVersion": pod.resource_version(),
+    }});
+    match api
+        .patch(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
+        .await
+    {
+        Ok(_) => tracing::info!(pod = %pod.name_any(), "released a pod that no longer matches"),
+        Err(error) => tracing::debug!(pod = %pod.name_any(), %error, "release failed"),
+    }
+}
+
+async fn create_pods(
+    ctx: &Context,
+    rc: &ReplicationController,
+    rc_key: &str,
+    api: &Api<Pod>,
+    n: usize,
+) {
+    let template = rc
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.clone())
+        .unwrap_or_default();
+    let base = rc.name_any();
+    let mut pods = Vec::with_capacity(n);
+    {
+        let mut all = ctx.expectations.lock().unwrap_or_else(|e| e.into_inner());
+        let e = all.entry(rc_key.to_string()).or_default();
+        e.since.get_or_insert_with(Instant::now);
+        for _ in 0..n {
+            let suffix = uuid::Uuid::new_v4().simple().to_string();
+            let name = format!("{base}-{}", &suffix[..5]);
+            let mut metadata = template.metadata.clone().unwrap_or_default();
+            metadata.name = Some(name.clone());
+            metadata.generate_name = None;
+            metadata.namespace = rc.namespace();
+            metadata.owner_references = Some(vec![owner_reference(rc)]);
+            e.creates.insert(name);
+            pods.push(Pod {
+                metadata,
+                spec: template.spec.clone(),
+                status: None,
+            });
+        }
+    }
+    tracing::info!(rc = %rc_key, count = n, "creating pods");
+    let failed: Vec<String> = stream::iter(pods)
+        .map(|pod| async move {
+            let name = pod.name_any();
+            match api.create(&PostParams::default(), &pod).await {
+                Ok(_) => None,
+                Err(error) => {
+                    tracing::warn!(rc = %rc_key, pod = %name, %error, "creating a pod failed");
+                    Some(name)
+                }
+            }
+        })
+        .buffer_unordered(16)
+        .filter_map(|x| async move { x })
+        .collect()
+        .await;
+    if !failed.is_empty() {
+        let mut all = ctx.expectations.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = all.get_mut(rc_key) {
+            for name in failed {
+                e.creates.remove(&name);
+            }
+        }
+    }
+}
+
+async fn delete_pods(ctx: &Context, rc_key: &str, api: &Api<Pod>, victims: Vec<Arc<Pod>>) {
+    {
+        let mut all = ctx.expectations.lock().unwrap_or_else(|e| e.into_inner());
+        let e = all.entry(rc_key.to_string()).or_default();
+        e.since.get_or_insert_with(Instant::now);
+        for p in &victims {
+            e.deletes.insert(p.name_any());
+        }
+    }
+    tracing::info!(rc = %rc_key, count = victims.len(), "deleting pods");
+    let failed: Vec<String> = stream::iter(victims)
+        .map(|pod| async move {
+            let name = pod.name_any();
+            let params = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: pod.uid(),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            };
+            match api.delete(&name, &params).await {
+                Ok(_) => None,
+                Err(kube::Error::Api(s)) if s.code == 404 => None,
+                Err(error) => {
+                    tracing::warn!(rc = %rc_key, pod = %name, %error, "deleting a pod failed");
+                    Some(name)
+                }
+            }
+        })
+        .buffer_unordered(16)
+        .filter_map(|x| async move { x })
+        .collect()
+        .await;
+    if !failed.is_empty() {
+        let mut all = ctx.expectations.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = all.get_mut(rc_key) {
+            for name in failed {
+                e.deletes.remove(&name);
+            }
+        }
+    }
+}
+
+async fn write_status(
+    ctx: &Context,
+    rc: &ReplicationController,
+    active: &[Arc<Pod>],
+) -> Result<()> {
+    let replicas = i32::try_from(active.len()).unwrap_or(i32::MAX);
+    let ready = i32::try_from(active.iter().filter(|p| pod_ready(p)).count()).unwrap_or(i32::MAX);
+    let template_labels = rc
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.as_ref())
+        .and_then(|t| t.metadata.as_ref())
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    let fully_labeled = i32::try_from(
+        active
+            .iter()
+            .filter(|p| {
+                let labels = p.metadata.labels.clone().unwrap_or_default();
+                template_labels
+                    .iter()
+                    .all(|(k, v)| labels.get(k) == Some(v))
+            })
+            .count(),
+    )
+    .unwrap_or(i32::MAX);
+    let generation = rc.meta().generation;
+    let status = rc.status.clone().unwrap_or_default();
+    let same = status.replicas == replicas
+        && status.ready_replicas.unwrap_or(0) == ready
+        && status.available_replicas.unwrap_or(0) == ready
+        && status.fully_labeled_replicas.unwrap_or(0) == fully_labeled
+        && status.observed_generation == generation;
+    if same {
+        return Ok(());
+    }
+    let api: Api<ReplicationController> =
+        Api::namespaced(ctx.client.clone(), &rc.namespace().unwrap_or_default());
+    let patch = json!({"status": {
+        "replicas": replicas,
+        "readyReplicas": ready,
+        "availableReplicas": ready,
+        "fullyLabeledReplicas": fully_labeled,
+        "observedGeneration": generation,
+    }});
+    api.patch_status(
+        &rc.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(patch),
+    )
+    .await
+    .map_err(Error::Api)?;
+    Ok(())
+}
+
+/// Deletes pods whose controller owner reference points at a replication
+/// controller that no longer exists (checked against the apiserver, not
+/// only the cache, before deleting). Runs on every pod change and every
+/// few seconds until `stop`.
+pub async fn collect_garbage(
+    client: Client,
+    rcs: Store<ReplicationController>,
+    pods: Reflected<Pod>,
+    stop: StopFlag,
+) {
+    if rcs.wait_until_ready().await.is_err() {
+        return;
+    }
+    let mut changes = pods.changes.clone();
+    let mut gone: HashSet<String> = HashSet::new();
+    loop {
+        let live: HashSet<String> = rcs.state().iter().filter_map(|rc| rc.uid()).collect();
+        let mut confirmed: HashMap<String, bool> = HashMap::new();
+        for pod in pods.store.state() {
+            let Some(owner) = controller_ref(&pod) else {
+                continue;
+            };
+            if owner.kind != "ReplicationController" || live.contains(&owner.uid) {
+                continue;
+            }
+            let pod_uid = pod.uid().unwrap_or_default();
+            if gone.contains(&pod_uid) {
+                continue;
+            }
+            let ns = pod.namespace().unwrap_or_default();
+            let missing = match confirmed.get(&owner.uid) {
+                Some(m) => *m,
+                None => {
+                    let m = owner_missing(&client, &ns, owner).await;
+                    confirmed.insert(owner.uid.clone(), m);
+                    m
+                }
+            };
+            if !missing {
+                continue;
+            }
+            let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+            let params = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: Some(pod_uid.clone()),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            };
+            match api.delete(&pod.name_any(), &params).await {
+                Ok(_) | Err(kube::Error::Api(_)) => {
+                    tracing::info!(pod = %pod.name_any(), owner = %owner.name, "deleted a pod whose replication controller is gone");
+                    gone.insert(pod_uid);
+                }
+                Err(error) => tracing::warn!(%error, "garbage collection delete"),
+            }
+        }
+        let present: HashSet<String> = pods.store.state().iter().filter_map(|p| p.uid()).collect();
+        gone.retain(|u| present.contains(u));
+        tokio::select! {
+            () = stop.stopped() => return,
+            _ = changes.changed() => {}
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}
+
+/// True when the apiserver has no RC with the owner's name and uid.
+async fn owner_missing(client: &Client, ns: &str, owner: &OwnerReference) -> bool {
+    let api: Api<ReplicationController> = Api::namespaced(client.clone(), ns);
+    match api.get_opt(&owner.name).await {
+        Ok(Some(rc)) => rc.uid().as_deref() != Some(owner.uid.as_str()),
+        Ok(None) => true,
+        Err(_) => false,
+    }
+}

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Builds the images the kubelet, its tests and the examples use, locally and
+# offline (no registry can be reached): `docker import` of root filesystems.
+#   mini-k8s/pause:latest    one file, /pause: the workspace's pause/ crate
+#                            built as a static binary (exits 0 on SIGTERM)
+#   mini-k8s/busybox:latest  Debian's busybox-static with every applet linked
+# Talks to the Docker daemon named by DOCKER_HOST (default socket otherwise).
+# An image that exists already is kept; --force rebuilds both.
+# Needs: docker CLI, rustc, /bin/busybox from busybox-static (install-deps).
+set -euo pipefail
+
+# shellcheck source=hack/lib/util.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/util.sh"
+util::cargo_path
+
+force=0
+[[ "${1:-}" == "--force" ]] && force=1
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/mk8s-images.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+
+# images::exists NAME - whether the daemon has the image NAME.
+images::exists() {
+  [[ "$force" == 0 ]] && docker image inspect "$1" >/dev/null 2>&1
+}
+
+if ! images::exists mini-k8s/pause:latest; then
+  mkdir -p "$work/pause"
+  rustc --edition 2021 -O -C target-feature=+crt-static -C strip=symbols \
+    "$MK8S_ROOT/pause/src/main.rs" -o "$work/pause/pause"
+  tar -C "$work/pause" -cf "$work/pause.tar" pause
+  docker import --change 'ENTRYPOINT ["/pause"]' "$work/pause.tar" mini-k8s/pause:latest >/dev/null
+  util::log "built mini-k8s/pause:latest"
+fi
+
+if ! images::exists mini-k8s/busybox:latest; then
+  busybox="$(command -v busybox || true)"
+  [[ -n "$busybox" ]] || util::die "busybox not found (apt-get install busybox-static)"
+  if ldd "$busybox" >/dev/null 2>&1; then
+    util::die "$busybox is dynamically linked: install busybox-static"
+  fi
+  root="$work/busybox"
+  mkdir -p "$root/bin" "$root/etc" "$root/tmp" "$root/root" "$root/proc" "$root/sys" "$root/dev"
+  chmod 1777 "$root/tmp"
+  cp "$busybox" "$root/bin/busybox"
+  for applet in $("$busybox" --list); do
+    [[ "$applet" == busybox ]] || ln -sf busybox "$root/bin/$applet"
+  done
+  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$root/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
+  tar -C "$root" -cf "$work/busybox.tar" .
+  docker import --change 'ENV PATH=/bin' --change 'CMD ["sh"]' \
+    "$work/busybox.tar" mini-k8s/busybox:latest >/dev/null
+  util::log "built mini-k8s/busybox:latest"
+fi

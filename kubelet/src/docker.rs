@@ -1,0 +1,398 @@
+//! The real runtime: Docker through bollard over a unix socket.
+//!
+//! The connection is made lazily and remade after a failure, so a kubelet
+//! started before dockerd (or outliving a dockerd restart) recovers; while
+//! the socket is missing every call is `Error::Unreachable`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+};
+use bollard::{ClientVersion, Docker};
+use futures::StreamExt;
+use tokio::sync::Mutex;
+
+use crate::runtime::{
+    ContainerConfig, ContainerInfo, ContainerState, Error, PullPolicy, Result, Runtime,
+    LABEL_POD_UID,
+};
+
+/// Docker API version spoken: 1.41 is dockerd 20.10's, and later daemons accept it.
+const API_VERSION: ClientVersion = ClientVersion {
+    major_version: 1,
+    minor_version: 41,
+};
+
+/// Seconds a single Docker request may take.
+const REQUEST_TIMEOUT_SECS: u64 = 120;
+
+/// Docker over `unix://PATH`.
+pub struct DockerRuntime {
+    endpoint: String,
+    client: Mutex<Option<Docker>>,
+}
+
+impl DockerRuntime {
+    /// A runtime for `endpoint` (`unix:///var/run/docker.sock` or a bare
+    /// path). Nothing is connected until the first call.
+    pub fn new(endpoint: &str) -> Self {
+        Self {
+            endpoint: endpoint.to_string(),
+            client: Mutex::new(None),
+        }
+    }
+
+    async fn docker(&self) -> Result<Docker> {
+        let mut client = self.client.lock().await;
+        if let Some(docker) = client.as_ref() {
+            return Ok(docker.clone());
+        }
+        let path = self.endpoint.trim_start_matches("unix://");
+        let docker = Docker::connect_with_unix(path, REQUEST_TIMEOUT_SECS, &API_VERSION)
+            .map_err(|e| Error::Unreachable(e.to_string()))?;
+        *client = Some(docker.clone());
+        Ok(docker)
+    }
+
+    async fn forget(&self) {
+        *self.client.lock().await = None;
+    }
+
+    async fn inspect(&self, docker: &Docker, id: &str) -> Result<ContainerInfo> {
+        let r = docker
+            .inspect_container(id, None)
+            .await
+            .map_err(|e| self.map_err(e, id))?;
+        let state = r.state.unwrap_or_default();
+        let config = r.config.unwrap_or_default();
+        let running = state.running.unwrap_or(false);
+        let started = parse_time(state.started_at.as_deref());
+        let status = if running {
+            ContainerState::Running
+        } else if started.is_none() {
+            ContainerState::Created
+        } else {
+            ContainerState::Exited
+        };
+        let ip = r
+            .network_settings
+            .and_then(|n| n.networks)
+            .and_then(|nets| {
+                nets.into_values()
+                    .filter_map(|e| e.ip_address)
+                    .find(|ip| !ip.is_empty())
+            });
+        Ok(ContainerInfo {
+            id: r.id.unwrap_or_else(|| id.to_string()),
+            labels: config.labels.unwrap_or_default().into_iter().collect(),
+            state: status,
+            image: config.image.unwrap_or_default(),
+            image_id: r.image.unwrap_or_default(),
+            exit_code: state.exit_code.unwrap_or_default(),
+            oom_killed: state.oom_killed.unwrap_or(false),
+            created_at: parse_time(r.created.as_deref()),
+            started_at: started,
+            finished_at: parse_time(state.finished_at.as_deref()),
+            ip,
+        })
+    }
+
+    fn map_err(&self, e: bollard::errors::Error, what: &str) -> Error {
+        match e {
+            bollard::errors::Error::DockerResponseServerError {
+                status_code: 404,
+                message,
+            } => Error::NotFound(format!("{what}: {message}")),
+            bollard::errors::Error::DockerResponseServerError { message, .. } => {
+                Error::Other(message)
+            }
+            other => Error::Unreachable(format!("{}: {other}", self.endpoint)),
+        }
+    }
+
+    async fn call_failed(&self, e: &Error) {
+        if matches!(e, Error::Unreachable(_)) {
+            self.forget().await;
+        }
+    }
+
+    async fn pull(&self, docker: &Docker, image: &str) -> Result<()> {
+        let (name, tag) = split_tag(image);
+        let options = CreateImageOptionsBuilder::default()
+            .from_image(name)
+            .tag(tag)
+            .build();
+        let mut stream = docker.create_image(Some(options), None, None);
+        while let Some(item) = stream.next().await {
+            if let Err(e) = item {
+                let message = match e {
+                    bollard::errors::Error::DockerResponseServerError { message, .. } => message,
+                    bollard::errors::Error::DockerStreamError { error } => error,
+                    other => other.to_string(),
+                };
+                return Err(Error::ImagePull {
+                    image: image.to_string(),
+                    message,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `name:tag` → (`name`, `tag`), `latest` when untagged (a `:` in a registry host is not a tag).
+fn split_tag(image: &str) -> (&str, &str) {
+    if image.contains('@') {
+        return (image, "");
+    }
+    match image.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => (name, tag),
+        _ => (image, "latest"),
+    }
+}
+
+/// Docker's RFC 3339 times; its zero time (`0001-01-01...`) is `None`.
+fn parse_time(text: Option<&str>) -> Option<jiff::Timestamp> {
+    let text = text?;
+    if text.starts_with("0001-") {
+        return None;
+    }
+    text.parse().ok()
+}
+
+#[async_trait]
+impl Runtime for DockerRuntime {
+    async fn ping(&self) -> Result<()> {
+        let docker = self.docker().await?;
+        let result = docker
+            .ping()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.map_err(e, "ping"));
+        if let Err(e) = &result {
+            self.call_failed(e).await;
+        }
+        result
+    }
+
+    async fn list_pod_containers(&self, pod_uid: Option<&str>) -> Result<Vec<ContainerInfo>> {
+        let docker = self.docker().await?;
+        let label = match pod_uid {
+            Some(uid) => format!("{LABEL_POD_UID}={uid}"),
+            None => LABEL_POD_UID.to_string(),
+        };
+        let filters: HashMap<&str, Vec<String>> = HashMap::from([("label", vec![label])]);
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let summaries = match docker.list_containers(Some(options)).await {
+            Ok(s) => s,
+            Err(e) => {
+                let e = self.map_err(e, "list");
+                self.call_failed(&e).await;
+                return Err(e);
+            }
+        };
+        let mut out = Vec::with_capacity(summaries.len());
+        for summary in summaries {
+            let Some(id) = summary.id else { continue };
+            match self.inspect(&docker, &id).await {
+                Ok(info) => out.push(info),
+                Err(Error::NotFound(_)) => {} // removed meanwhile
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn ensure_image(&self, image: &str, policy: PullPolicy) -> Result<()> {
+        let docker = self.docker().await?;
+        let present = match docker.inspect_image(image).await {
+            Ok(_) => true,
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => false,
+            Err(e) => return Err(self.map_err(e, image)),
+        };
+        match (policy, present) {
+            (PullPolicy::Never, false) => Err(Error::ImagePull {
+                image: image.to_string(),
+                message: "image not present and imagePullPolicy is Never".to_string(),
+            }),
+            (PullPolicy::IfNotPresent | PullPolicy::Never, true) => Ok(()),
+            (PullPolicy::Always, _) | (PullPolicy::IfNotPresent, false) => {
+                match self.pull(&docker, image).await {
+                    // An image made locally (`docker import`) cannot be pulled; under Always it still runs.
+                    Err(_) if present => Ok(()),
+                    other => other,
+                }
+            }
+        }
+    }
+
+    async fn create_container(&self, c: &ContainerConfig) -> Result<String> {
+        let docker = self.docker().await?;
+        let port_bindings = (!c.port_bindings.is_empty()).then(|| {
+            c.port_bindings
+                .iter()
+                .map(|p| {
+                    (
+                        format!("{}/{}", p.container_port, p.protocol),
+                        Some(vec![bollard::models::PortBinding {
+                            host_ip: Some(p.host_ip.clone()),
+                            host_port: Some(p.host_port.to_string()),
+                        }]),
+                    )
+                })
+                .collect::<HashMap<_, _>>()
+        });
+        let exposed = (!c.port_bindings.is_empty()).then(|| {
+            c.port_bindings
+                .iter()
+                .map(|p| format!("{}/{}", p.container_port, p.protocol))
+                .collect::<Vec<_>>()
+        });
+        let body = ContainerCreateBody {
+            image: Some(c.image.clone()),
+            entrypoint: c.entrypoint.clone(),
+            cmd: c.cmd.clone(),
+            working_dir: c.working_dir.clone(),
+            env: Some(c.env.clone()),
+            labels: Some(c.labels.clone().into_iter().collect()),
+            exposed_ports: exposed,
+            host_config: Some(HostConfig {
+                network_mode: c.network_mode.clone(),
+                port_bindings,
+                binds: (!c.binds.is_empty()).then(|| c.binds.clone()),
+                memory: c.memory_limit,
+                nano_cpus: c.nano_cpus,
+                ..HostConfig::default()
+            }),
+            ..ContainerCreateBody::default()
+        };
+        let options = CreateContainerOptionsBuilder::default()
+            .name(&c.name)
+            .build();
+        match docker.create_container(Some(options), body).await {
+            Ok(r) => Ok(r.id),
+            Err(e) => {
+                let e = self.map_err(e, &c.name);
+                self.call_failed(&e).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn start_container(&self, id: &str) -> Result<()> {
+        let docker = self.docker().await?;
+        docker
+            .start_container(id, None)
+            .await
+            .map_err(|e| self.map_err(e, id))
+    }
+
+    async fn stop_container(&self, id: &str, grace: Duration) -> Result<()> {
+        let docker = self.docker().await?;
+        let secs = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX);
+        let options = StopContainerOptionsBuilder::default().t(secs).build();
+        match docker.stop_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            // 304: already stopped.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304 | 404,
+                ..
+            }) => Ok(()),
+            Err(e) => Err(self.map_err(e, id)),
+        }
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<()> {
+        let docker = self.docker().await?;
+        let options = RemoveContainerOptionsBuilder::default().force(true).build();
+        match docker.remove_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) => match self.map_err(e, id) {
+                Error::NotFound(_) => Ok(()),
+                // "removal already in progress"
+                Error::Other(m) if m.contains("already in progress") => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn exec(&self, id: &str, cmd: &[String]) -> Result<i64> {
+        let docker = self.docker().await?;
+        let options = bollard::exec::CreateExecOptions {
+            cmd: Some(cmd.to_vec()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            ..bollard::exec::CreateExecOptions::default()
+        };
+        let exec = docker
+            .create_exec(id, options)
+            .await
+            .map_err(|e| self.map_err(e, id))?;
+        match docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(|e| self.map_err(e, id))?
+        {
+            bollard::exec::StartExecResults::Attached { mut output, .. } => {
+                while let Some(chunk) = output.next().await {
+                    chunk.map_err(|e| self.map_err(e, id))?;
+                }
+            }
+            bollard::exec::StartExecResults::Detached => {}
+        }
+        let inspect = docker
+            .inspect_exec(&exec.id)
+            .await
+            .map_err(|e| self.map_err(e, id))?;
+        Ok(inspect.exit_code.unwrap_or(-1))
+    }
+
+    async fn logs(&self, id: &str, tail: Option<u64>) -> Result<String> {
+        let docker = self.docker().await?;
+        let tail = tail.map_or_else(|| "all".to_string(), |t| t.to_string());
+        let options = LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .tail(&tail)
+            .build();
+        let mut stream = docker.logs(id, Some(options));
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.map_err(e, id))?;
+            out.extend_from_slice(&chunk.into_bytes());
+        }
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_references_split_into_name_and_tag() {
+        assert_eq!(split_tag("busybox"), ("busybox", "latest"));
+        assert_eq!(
+            split_tag("mini-k8s/pause:latest"),
+            ("mini-k8s/pause", "latest")
+        );
+        assert_eq!(split_tag("host:5000/img"), ("host:5000/img", "latest"));
+        assert_eq!(split_tag("host:5000/img:v1"), ("host:5000/img", "v1"));
+    }
+
+    #[test]
+    fn docker_zero_times_are_none() {
+        assert_eq!(parse_time(Some("0001-01-01T00:00:00Z")), None);
+        assert!(parse_time(Some("2024-05-01T10:00:00.123456789Z")).is_some());
+    }
+}

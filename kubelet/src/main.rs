@@ -1,0 +1,177 @@
+//! `kubelet`: flags, tracing, wiring. The logic is in the library.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, ValueEnum};
+use kubelet::{docker::DockerRuntime, hollow::HollowRuntime, Config, Kubelet, Runtime};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum RuntimeKind {
+    /// Real containers through the Docker daemon.
+    Docker,
+    /// No containers: pods go Running at once (scale tests).
+    Hollow,
+}
+
+/// The mini-k8s node agent: runs the pods bound to this node as containers.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Flags {
+    /// The apiserver's URL (when no --kubeconfig).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    master: String,
+    /// A kubeconfig file (server, token, CA); wins over --master.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// The node's name (default: the host name).
+    #[arg(long)]
+    hostname_override: Option<String>,
+    /// The node's address reported as InternalIP and hostIP (default: the host name's first non-loopback IPv4, else 127.0.0.1).
+    #[arg(long)]
+    node_ip: Option<String>,
+    /// Where the HTTP server listens.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind_address: String,
+    /// The HTTP server's port (0: no server).
+    #[arg(long, default_value_t = 10250)]
+    port: u16,
+    /// The Docker daemon's socket.
+    #[arg(long, default_value = "unix:///var/run/docker.sock")]
+    docker_endpoint: String,
+    /// Real containers or the scale-test runtime.
+    #[arg(long, value_enum, default_value = "docker")]
+    runtime: RuntimeKind,
+    /// Static pod manifests (v1beta1 ContainerManifest or v1 Pod, JSON or YAML).
+    #[arg(long)]
+    manifest_dir: Option<PathBuf>,
+    /// The infra container's image.
+    #[arg(long, default_value = "mini-k8s/pause:latest")]
+    pod_infra_container_image: String,
+    /// Where emptyDir volumes live.
+    #[arg(long, default_value = "/var/lib/mini-k8s/kubelet")]
+    root_dir: PathBuf,
+    /// CPUs offered (default: the host's).
+    #[arg(long)]
+    cpus: Option<i64>,
+    /// Memory offered in MiB (default: the host's).
+    #[arg(long)]
+    memory_mib: Option<i64>,
+    /// Most pods run at once.
+    #[arg(long, default_value_t = 110)]
+    max_pods: i64,
+    /// Seconds between full resyncs.
+    #[arg(long, default_value_t = 10)]
+    sync_frequency: u64,
+    /// Seconds between node heartbeats.
+    #[arg(long, default_value_t = 10)]
+    heartbeat_period: u64,
+    /// Label `KEY=VALUE` added to every container (repeatable).
+    #[arg(long = "container-label")]
+    container_labels: Vec<String>,
+    /// Log verbosity (0 info, 1+ debug, 4+ trace); RUST_LOG wins.
+    #[arg(short = 'v', default_value_t = 0)]
+    verbosity: u8,
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_lowercase())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+fn default_ip(host: &str) -> String {
+    use std::net::ToSocketAddrs;
+    (host, 0)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.find(|a| a.is_ipv4() && !a.ip().is_loopback()))
+        .map_or_else(|| "127.0.0.1".to_string(), |a| a.ip().to_string())
+}
+
+async fn client(flags: &Flags) -> Result<kube::Client> {
+    let config = match &flags.kubeconfig {
+        Some(path) => {
+            kube::Config::from_custom_kubeconfig(
+                kube::config::Kubeconfig::read_from(path).context("reading kubeconfig")?,
+                &kube::config::KubeConfigOptions::default(),
+            )
+            .await?
+        }
+        None => kube::Config::new(flags.master.parse().context("--master is not a URL")?),
+    };
+    Ok(kube::Client::try_from(config)?)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let flags = Flags::parse();
+    let level = match flags.verbosity {
+        0 => "info",
+        1..=3 => "debug",
+        _ => "trace",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+        )
+        .init();
+
+    let name = flags.hostname_override.clone().unwrap_or_else(host_name);
+    let ip = flags.node_ip.clone().unwrap_or_else(|| default_ip(&name));
+    let mut config = Config::new(&name, &ip);
+    config.sync.infra_image = flags.pod_infra_container_image.clone();
+    config.sync.root_dir = flags.root_dir.clone();
+    for label in &flags.container_labels {
+        let (k, v) = label
+            .split_once('=')
+            .with_context(|| format!("--container-label {label}: want KEY=VALUE"))?;
+        config.sync.extra_labels.insert(k.into(), v.into());
+    }
+    if let Some(cpus) = flags.cpus {
+        config.node.cpus = cpus;
+    }
+    if let Some(mib) = flags.memory_mib {
+        config.node.memory_kib = mib * 1024;
+    }
+    config.node.max_pods = flags.max_pods;
+    config.node.kubelet_port = i32::from(flags.port);
+    config.resync_period = Duration::from_secs(flags.sync_frequency.max(1));
+    config.heartbeat_period = Duration::from_secs(flags.heartbeat_period.max(1));
+    config.manifest_dir = flags.manifest_dir.clone();
+
+    let runtime: Arc<dyn Runtime> = match flags.runtime {
+        RuntimeKind::Docker => Arc::new(DockerRuntime::new(&flags.docker_endpoint)),
+        RuntimeKind::Hollow => Arc::new(HollowRuntime::new()),
+    };
+    let client = client(&flags).await?;
+    let (kubelet, services) = Kubelet::new(client, runtime, config);
+    let server = if flags.port == 0 {
+        None
+    } else {
+        let listener = tokio::net::TcpListener::bind((flags.bind_address.as_str(), flags.port))
+            .await
+            .with_context(|| format!("binding {}:{}", flags.bind_address, flags.port))?;
+        Some(tokio::spawn(kubelet::server::serve(
+            kubelet.clone(),
+            listener,
+        )))
+    };
+    tracing::info!(node = %name, address = %ip, "kubelet starting");
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        () = kubelet.run(services) => {}
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    if let Some(server) = server {
+        server.abort();
+    }
+    tracing::info!("kubelet stopped (containers keep running)");
+    Ok(())
+}

@@ -1,0 +1,218 @@
+//! The container runtime seam: a narrow [`Runtime`] trait the pod workers
+//! drive, the labels every container carries, and the runtime's error type.
+//!
+//! Implementations: [`crate::docker::DockerRuntime`] (real containers through
+//! bollard) and [`crate::hollow::HollowRuntime`] (in memory: scale tests and
+//! the recording fake of the unit tests).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+
+/// Label: the pod's uid (the key a restarted kubelet groups containers by).
+pub const LABEL_POD_UID: &str = "io.mini-k8s.pod.uid";
+/// Label: the pod's name.
+pub const LABEL_POD_NAME: &str = "io.mini-k8s.pod.name";
+/// Label: the pod's namespace.
+pub const LABEL_POD_NAMESPACE: &str = "io.mini-k8s.pod.namespace";
+/// Label: the container's name in the pod spec ([`INFRA_CONTAINER_NAME`] for the infra one).
+pub const LABEL_CONTAINER_NAME: &str = "io.mini-k8s.container.name";
+/// Label: how many times this container had been restarted when this instance was made.
+pub const LABEL_RESTART_COUNT: &str = "io.mini-k8s.container.restart-count";
+/// Label: hash of the container spec this instance was made from.
+pub const LABEL_SPEC_HASH: &str = "io.mini-k8s.container.hash";
+/// Label: the grace period (seconds) to stop this container with when the pod is unknown.
+pub const LABEL_GRACE_PERIOD: &str = "io.mini-k8s.pod.termination-grace-period";
+/// The container name the infra ("pause") container carries in [`LABEL_CONTAINER_NAME`].
+pub const INFRA_CONTAINER_NAME: &str = "POD";
+
+/// Errors of a runtime. `Unreachable` is retryable (the daemon may come
+/// back); `ImagePull` is reported as the container's `ErrImagePull`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The daemon could not be reached.
+    #[error("container runtime unreachable: {0}")]
+    Unreachable(String),
+    /// No such container (already removed).
+    #[error("no such container {0}")]
+    NotFound(String),
+    /// An image is absent and could not be pulled.
+    #[error("failed to pull image {image}: {message}")]
+    ImagePull {
+        /// The image.
+        image: String,
+        /// The daemon's message.
+        message: String,
+    },
+    /// The daemon refused a request.
+    #[error("container runtime: {0}")]
+    Other(String),
+    /// The runtime does not implement this operation.
+    #[error("not supported by this runtime: {0}")]
+    NotSupported(&'static str),
+}
+
+/// `Result` of runtime calls.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// When to pull an image (the container's `imagePullPolicy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullPolicy {
+    /// Pull every time a container is created.
+    Always,
+    /// Pull only when the image is absent.
+    IfNotPresent,
+    /// Never pull: an absent image is an error.
+    Never,
+}
+
+impl PullPolicy {
+    /// From the spec's string (`None` or unknown: `IfNotPresent`).
+    pub fn parse(policy: Option<&str>) -> Self {
+        match policy {
+            Some("Always") => Self::Always,
+            Some("Never") => Self::Never,
+            _ => Self::IfNotPresent,
+        }
+    }
+}
+
+/// A published port of the infra container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortBinding {
+    /// The port inside the pod.
+    pub container_port: u16,
+    /// `tcp` or `udp`.
+    pub protocol: String,
+    /// The port on the host.
+    pub host_port: u16,
+    /// The host address (empty: all).
+    pub host_ip: String,
+}
+
+/// What to create: the parts of a Docker container config the kubelet uses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerConfig {
+    /// The runtime's name for the container (unique).
+    pub name: String,
+    /// Image reference.
+    pub image: String,
+    /// Replaces the image's entrypoint (the spec's `command`).
+    pub entrypoint: Option<Vec<String>>,
+    /// Replaces the image's cmd (the spec's `args`).
+    pub cmd: Option<Vec<String>>,
+    /// Working directory.
+    pub working_dir: Option<String>,
+    /// `KEY=value` pairs.
+    pub env: Vec<String>,
+    /// Labels (always the pod ones, see the `LABEL_*` constants).
+    pub labels: BTreeMap<String, String>,
+    /// `container:<id>` to join another container's network namespace.
+    pub network_mode: Option<String>,
+    /// Published ports (infra container only).
+    pub port_bindings: Vec<PortBinding>,
+    /// Bind mounts `host:container[:ro]`.
+    pub binds: Vec<String>,
+    /// Memory limit in bytes.
+    pub memory_limit: Option<i64>,
+    /// CPU limit in billionths of a CPU.
+    pub nano_cpus: Option<i64>,
+}
+
+/// The state of a container as the runtime reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerState {
+    /// Created, never started.
+    Created,
+    /// Running.
+    Running,
+    /// Stopped (or dead).
+    Exited,
+}
+
+/// One container as listed, with what a pod's status needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerInfo {
+    /// Runtime id.
+    pub id: String,
+    /// Labels (see `LABEL_*`).
+    pub labels: BTreeMap<String, String>,
+    /// State.
+    pub state: ContainerState,
+    /// Image reference it was created from.
+    pub image: String,
+    /// Image id (`sha256:...`).
+    pub image_id: String,
+    /// Exit code (exited containers).
+    pub exit_code: i64,
+    /// Killed by the OOM killer.
+    pub oom_killed: bool,
+    /// When it was created.
+    pub created_at: Option<Timestamp>,
+    /// When it last started.
+    pub started_at: Option<Timestamp>,
+    /// When it last finished.
+    pub finished_at: Option<Timestamp>,
+    /// Its IP address (infra containers).
+    pub ip: Option<String>,
+}
+
+impl ContainerInfo {
+    /// A label's value.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels.get(key).map(String::as_str)
+    }
+
+    /// The pod container name label.
+    pub fn container_name(&self) -> &str {
+        self.label(LABEL_CONTAINER_NAME).unwrap_or_default()
+    }
+
+    /// The restart count label (0 when absent or malformed).
+    pub fn restart_count(&self) -> i32 {
+        self.label(LABEL_RESTART_COUNT)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// The container runtime. Every call is idempotent where it can be:
+/// stopping a stopped container and removing a removed one succeed.
+#[async_trait]
+pub trait Runtime: Send + Sync + 'static {
+    /// Whether the runtime answers (the node's Ready condition).
+    async fn ping(&self) -> Result<()>;
+
+    /// Every container carrying [`LABEL_POD_UID`] (of that uid when given),
+    /// running or not, fully inspected.
+    async fn list_pod_containers(&self, pod_uid: Option<&str>) -> Result<Vec<ContainerInfo>>;
+
+    /// Makes `image` present according to `policy`; `Error::ImagePull` when it cannot be had.
+    async fn ensure_image(&self, image: &str, policy: PullPolicy) -> Result<()>;
+
+    /// Creates a container; returns its id.
+    async fn create_container(&self, config: &ContainerConfig) -> Result<String>;
+
+    /// Starts a created container.
+    async fn start_container(&self, id: &str) -> Result<()>;
+
+    /// SIGTERM, up to `grace`, then SIGKILL. A stopped container is fine.
+    async fn stop_container(&self, id: &str, grace: Duration) -> Result<()>;
+
+    /// Removes a stopped container. A missing one is fine.
+    async fn remove_container(&self, id: &str) -> Result<()>;
+
+    /// Runs `cmd` inside the running container; its exit code (liveness exec probes).
+    async fn exec(&self, id: &str, cmd: &[String]) -> Result<i64> {
+        let _ = (id, cmd);
+        Err(Error::NotSupported("exec"))
+    }
+
+    /// The container's output (stdout and stderr interleaved), the last `tail` lines when given.
+    async fn logs(&self, id: &str, tail: Option<u64>) -> Result<String> {
+        let _ = (id, tail);
+        Err(Error::NotSupported("logs"))
+    }
+}

@@ -1,0 +1,288 @@
+//! Pod sync against the recording hollow runtime: the calls a sync makes,
+//! and the status it computes.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use serde_json::json;
+
+use crate::hollow::HollowRuntime;
+use crate::pod::{kill_pod, sync_pod, PodState, SyncConfig};
+use crate::runtime::{ContainerState, Runtime, INFRA_CONTAINER_NAME};
+
+fn config(root: &std::path::Path) -> SyncConfig {
+    SyncConfig {
+        node_name: "n1".into(),
+        host_ip: "127.0.0.1".into(),
+        infra_image: "pause".into(),
+        root_dir: root.to_path_buf(),
+        backoff_base: Duration::from_millis(300),
+        backoff_max: Duration::from_secs(5),
+        backoff_reset: Duration::from_secs(600),
+        extra_labels: Default::default(),
+    }
+}
+
+fn pod(policy: &str, image: &str) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {"name": "p", "namespace": "default", "uid": "uid-1", "resourceVersion": "1"},
+        "spec": {"restartPolicy": policy, "containers": [{"name": "c", "image": image}]}
+    }))
+    .unwrap()
+}
+
+fn waiting_reason(status: &PodStatus) -> Option<String> {
+    status.container_statuses.as_ref()?[0]
+        .state
+        .as_ref()?
+        .waiting
+        .as_ref()?
+        .reason
+        .clone()
+}
+
+fn app_id(rt: &HollowRuntime) -> String {
+    rt.containers()
+        .into_iter()
+        .filter(|c| c.container_name() == "c")
+        .max_by_key(crate::runtime::ContainerInfo::restart_count)
+        .unwrap()
+        .id
+}
+
+#[tokio::test]
+async fn a_new_pod_gets_an_infra_container_then_its_app_joining_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = HollowRuntime::new();
+    let mut state = PodState::default();
+    let result = sync_pod(
+        &rt,
+        &config(dir.path()),
+        &pod("Always", "busybox"),
+        &[],
+        &mut state,
+    )
+    .await
+    .unwrap();
+    let calls = rt.take_calls();
+    assert_eq!(calls.len(), 4, "{calls:?}");
+    assert!(calls[0].starts_with("create:mk8s_POD_p_default_uid-1_0_"));
+    assert!(calls[1].starts_with("start:"));
+    assert!(calls[2].starts_with("create:mk8s_c_p_default_uid-1_0_"));
+    let status = result.status;
+    assert_eq!(status.phase.as_deref(), Some("Running"));
+    assert!(status.pod_ip.is_some());
+    let cs = &status.container_statuses.unwrap()[0];
+    assert!(cs.ready);
+    assert_eq!(cs.restart_count, 0);
+    assert!(rt
+        .containers()
+        .iter()
+        .any(|c| c.container_name() == INFRA_CONTAINER_NAME && c.state == ContainerState::Running));
+}
+
+#[tokio::test]
+async fn a_converged_pod_makes_no_runtime_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = HollowRuntime::new();
+    let cfg = config(dir.path());
+    let p = pod("Always", "busybox");
+    let mut state = PodState::default();
+    let first = sync_pod(&rt, &cfg, &p, &[], &mut state).await.unwrap();
+    rt.take_calls();
+    // A fresh state too: what a restarted kubelet would do.
+    let mut fresh = PodState::default();
+    let second = sync_pod(&rt, &cfg, &p, &[], &mut fresh).await.unwrap();
+    assert_eq!(rt.take_calls(), Vec::<String>::new());
+    assert_eq!(
+        first.status.container_statuses,
+        second.status.container_statuses
+    );
+}
+
+#[tokio::test]
+async fn a_crashing_container_restarts_with_growing_back_off_under_always() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = HollowRuntime::new();
+    let cfg = config(dir.path());
+    let p = pod("Always", "busybox");
+    let mut state = PodState::default();
+    sync_pod(&rt, &cfg, &p, &[], &mut state).await.unwrap();
+    rt.exit_container(&app_id(&rt), 1);
+    // First crash: restarted at once.
+    let r = sync_pod(&rt, &cfg, &p, &[], &mut state).await.unwrap();
+    assert_eq!(r.status.container_statuses.unwrap()[0].restart_count, 1);
+    rt.exit_container(&app_id(&rt), 1);
+    // Second crash: back-off.
+    let r = sync_pod(&rt, &cfg, &p, &[], &mut state).await.unwrap();
+    assert_eq!(
+        waiting_reason(&r.status).as_deref(),
+        Some("CrashLoopBackOff")
+    );
+    let reasons: Vec<&str> = state.events.iter().map(|e| e.reason).collect();
+    assert_eq!(
+        reasons,
+        ["Created", "Started", "Created", "Started", "BackOff"]
+    );
+    let wake = r.wake_at.expect("a back-off wakes the worker");
+    assert!(wake > tokio::time::Instant::now());
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let r = sync_pod(&rt, &cfg, &p, &[], &mut state).await.unwrap();
+    assert_eq!(r.status.container_statuses.unwrap()[0].restart_count, 2);
+    rt.exit_container(&app_id(&rt), 1);
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    // The delay doubled: 300 ms is not enough any more.
+    let r = sync_pod(&rt, &cfg, &p, &[], &mut state).await.unwrap();
+    assert_eq!(
+        waiting_reason(&r.status).as_deref(),
+        Some("CrashLoopBackOff")
+    );
+    // Only the newest dead instance is kept.
+    let dead = rt
+        .containers()
+        .iter()
+        .filter(|c| c.container_name() == "c")
+        .count();
+    assert_eq!(dead, 1);
+}
+
+#[tokio::test]
+async fn a_container_that_exits_under_never_stays_dead_and_the_pod_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = HollowRuntime::new();
+    let cfg = config(dir.path());
+    let p = pod("Never", "busybox");
+    let mut state = PodState::default();
+    sync_pod(&rt, &cfg, &p, &[], &mut state).await.unwrap();
+    rt.exit_container(&app_id(&rt), 3);
+    rt.take_calls();
+    let r = sync_pod(&rt, &cfg, &p, &[], &mut state).await.unwrap();
+    assert_eq!(r.status.phase.as_deref(), Some("Failed"));
+    let cs = &r.status.container_statuses.unwrap()[0];
+    assert_eq!(
+        cs.state
+            .as_ref()
+            .unwrap()
+            .terminated
+            .as_ref()
+            .unwrap()
+            .exit_code,
+        3
+    );
+    let calls = rt.take_calls();
+    assert!(calls.iter().all(|c| !c.starts_with("create:")), "{calls:?}");
+}
+
+#[tokio::test]
+async fn an_unobtainable_image_is_err_image_pull_then_image_pull_back_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = HollowRuntime::new();
+    rt.set_image_missing("nope");
+    let cfg = config(dir.path());
+    let p = pod("Always", "nope");
+    let mut state = PodState::default();
+    let r = sync_pod(&rt, &cfg, &p, &[], &mut state).await.unwrap();
+    assert_eq!(waiting_reason(&r.status).as_deref(), Some("ErrImagePull"));
+    assert_eq!(r.status.phase.as_deref(), Some("Pending"));
+    let r = sync_pod(&rt, &cfg, &p, &[], &mut state).await.unwrap();
+    assert_eq!(
+        waiting_reason(&r.status).as_deref(),
+        Some("ImagePullBackOff")
+    );
+}
+
+#[tokio::test]
+async fn a_changed_container_spec_replaces_only_that_container() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = HollowRuntime::new();
+    let cfg = config(dir.path());
+    let p = pod("Always", "busybox");
+    let mut state = PodState::default();
+    sync_pod(&rt, &cfg, &p, &[], &mut state).await.unwrap();
+    let old = app_id(&rt);
+    rt.take_calls();
+    let mut changed = p.clone();
+    changed.spec.as_mut().unwrap().containers[0].args = Some(vec!["x".into()]);
+    let r = sync_pod(&rt, &cfg, &changed, &[], &mut state)
+        .await
+        .unwrap();
+    let calls = rt.take_calls();
+    assert_eq!(calls[0], format!("stop:{old}"));
+    assert!(
+        calls[1].starts_with("create:mk8s_c_p_default_uid-1_1_"),
+        "{calls:?}"
+    );
+    assert_eq!(
+        calls.len(),
+        3,
+        "the infra container is untouched: {calls:?}"
+    );
+    assert_eq!(r.status.container_statuses.unwrap()[0].restart_count, 1);
+}
+
+#[tokio::test]
+async fn killing_a_pod_stops_apps_before_infra_and_removes_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = HollowRuntime::new();
+    let cfg = config(dir.path());
+    let mut p = pod("Always", "busybox");
+    p.spec.as_mut().unwrap().volumes = Some(vec![serde_json::from_value(
+        json!({"name": "scratch", "emptyDir": {}}),
+    )
+    .unwrap()]);
+    p.spec.as_mut().unwrap().containers[0].volume_mounts = Some(vec![serde_json::from_value(
+        json!({"name": "scratch", "mountPath": "/s"}),
+    )
+    .unwrap()]);
+    let mut state = PodState::default();
+    sync_pod(&rt, &cfg, &p, &[], &mut state).await.unwrap();
+    let scratch = crate::pod::empty_dir_path(dir.path(), "uid-1", "scratch");
+    assert!(scratch.is_dir());
+    let app = app_id(&rt);
+    rt.take_calls();
+    kill_pod(&rt, "uid-1", Some(Duration::from_secs(1)), dir.path())
+        .await
+        .unwrap();
+    let calls = rt.take_calls();
+    assert_eq!(calls[0], format!("stop:{app}"));
+    assert!(calls[1].starts_with("stop:") && calls[1] != calls[0]);
+    assert_eq!(calls.iter().filter(|c| c.starts_with("remove:")).count(), 2);
+    assert!(rt.list_pod_containers(None).await.unwrap().is_empty());
+    assert!(!scratch.exists());
+}
+
+#[tokio::test]
+async fn a_failing_liveness_probe_restarts_the_container() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = HollowRuntime::new();
+    let cfg = config(dir.path());
+    let mut p = pod("Always", "busybox");
+    p.spec.as_mut().unwrap().containers[0].liveness_probe = Some(
+        serde_json::from_value(json!({"exec": {"command": ["cat", "/ok"]}, "failureThreshold": 2}))
+            .unwrap(),
+    );
+    let mut state = PodState::default();
+    sync_pod(&rt, &cfg, &p, &[], &mut state).await.unwrap();
+    let first = app_id(&rt);
+    // Healthy: probed, nothing else.
+    let r = sync_pod(&rt, &cfg, &p, &[], &mut state).await.unwrap();
+    assert!(r.wake_at.is_some());
+    assert_eq!(
+        rt.take_calls().last().unwrap(),
+        &format!("exec:{first}:cat /ok")
+    );
+    rt.set_exec_exit_code(1);
+    // Two failures in a row (the period is 10 s: step over it by forgetting it).
+    for _ in 0..2 {
+        state
+            .probes
+            .values_mut()
+            .for_each(|p| p.next_at = tokio::time::Instant::now());
+        sync_pod(&rt, &cfg, &p, &[], &mut state).await.unwrap();
+    }
+    let calls = rt.take_calls();
+    assert!(calls.contains(&format!("stop:{first}")), "{calls:?}");
+    let r = sync_pod(&rt, &cfg, &p, &[], &mut state).await.unwrap();
+    assert_ne!(app_id(&rt), first);
+    assert_eq!(r.status.container_statuses.unwrap()[0].restart_count, 1);
+}

@@ -1,0 +1,449 @@
+//! The scheduler: binds every pod without `spec.nodeName` to a node.
+//!
+//! Pipeline: three reflector stores (unscheduled pods, bound pods, nodes)
+//! plus services (for spreading), each fed by one `kube::runtime` watcher.
+//! Any change (or a resync tick) starts a round: the pending pods are placed
+//! one after another on an in-memory snapshot of the nodes, in which every
+//! placement — including the bindings this scheduler has sent but not yet
+//! seen come back through the watch ("assumed" pods) — already counts, so no
+//! node is ever promised more than it holds. Then the round's bindings go
+//! out concurrently through `pods/{name}/binding`. A pod that fits nowhere
+//! gets `PodScheduled=False` (reason `Unschedulable`) and a
+//! `FailedScheduling` event, written only when the explanation changes; it
+//! is tried again in every later round, so node or pod changes free it.
+
+pub mod algorithm;
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use client_util::{reflect, Reflected, StopFlag};
+use futures::{stream, StreamExt};
+use k8s_openapi::api::core::v1::{Event, Node, Pod, Service};
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+use tokio::time::Instant;
+
+use crate::algorithm::{Demand, NodeInfo, Placement};
+
+/// The name pods ask for in `spec.schedulerName` to be placed by us.
+pub const SCHEDULER_NAME: &str = "default-scheduler";
+
+/// What stops the scheduler from starting. Not retryable.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A cache's watch task ended before its first list finished.
+    #[error("the {0} cache closed before it was ready")]
+    CacheClosed(&'static str),
+}
+
+/// Tunables.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// A round runs at least this often even without changes.
+    pub resync: Duration,
+    /// Bindings in flight at once.
+    pub bind_concurrency: usize,
+    /// How long a binding this scheduler sent keeps counting against its node
+    /// while the watch has not shown the pod bound (or gone).
+    pub assume_ttl: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            resync: Duration::from_secs(30),
+            bind_concurrency: 32,
+            assume_ttl: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A pod this scheduler bound (or is binding) but the bound-pod cache has
+/// not shown yet.
+#[derive(Clone, Debug)]
+struct Assumed {
+    uid: String,
+    node: String,
+    demand: Demand,
+    groups: Vec<String>,
+    since: Instant,
+}
+
+struct Caches {
+    nodes: Reflected<Node>,
+    pending: Reflected<Pod>,
+    bound: Reflected<Pod>,
+    services: Reflected<Service>,
+}
+
+/// Runs the scheduler until `shutdown` resolves.
+///
+/// # Errors
+///
+/// [`Error::CacheClosed`] if a cache could not start. API errors while
+/// running are logged and retried in later rounds.
+pub async fn run(
+    client: Client,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let stop = StopFlag::new(shutdown);
+    let caches = Caches {
+        nodes: reflect(
+            Api::<Node>::all(client.clone()),
+            watcher::Config::default(),
+            stop.clone(),
+        ),
+        pending: reflect(
+            Api::<Pod>::all(client.clone()),
+            watcher::Config::default().fields("spec.nodeName="),
+            stop.clone(),
+        ),
+        bound: reflect(
+            Api::<Pod>::all(client.clone()),
+            watcher::Config::default().fields("spec.nodeName!="),
+            stop.clone(),
+        ),
+        services: reflect(
+            Api::<Service>::all(client.clone()),
+            watcher::Config::default(),
+            stop.clone(),
+        ),
+    };
+    tokio::select! {
+        () = stop.stopped() => return Ok(()),
+        ready = wait_ready(&caches) => ready?,
+    }
+    tracing::info!("scheduler caches ready");
+    let mut scheduler = Scheduler {
+        client,
+        config,
+        assumed: HashMap::new(),
+        reported: HashMap::new(),
+    };
+    let mut node_changes = caches.nodes.changes.clone();
+    let mut pending_changes = caches.pending.changes.clone();
+    let mut bound_changes = caches.bound.changes.clone();
+    let mut service_changes = caches.services.changes.clone();
+    loop {
+        if stop.is_stopped() {
+            break;
+        }
+        scheduler.round(&caches).await;
+        let resync = tokio::time::sleep(scheduler.config.resync);
+        tokio::select! {
+            () = stop.stopped() => break,
+            () = resync => {}
+            _ = node_changes.changed() => {}
+            _ = pending_changes.changed() => {}
+            _ = bound_changes.changed() => {}
+            _ = service_changes.changed() => {}
+        }
+    }
+    tracing::info!("scheduler stopped");
+    Ok(())
+}
+
+async fn wait_ready(c: &Caches) -> Result<(), Error> {
+    c.nodes
+        .store
+        .wait_until_ready()
+        .await
+        .map_err(|_| Error::CacheClosed("node"))?;
+    c.pending
+        .store
+        .wait_until_ready()
+        .await
+        .map_err(|_| Error::CacheClosed("unscheduled pod"))?;
+    c.bound
+        .store
+        .wait_until_ready()
+        .await
+        .map_err(|_| Error::CacheClosed("bound pod"))?;
+    c.services
+        .store
+        .wait_until_ready()
+        .await
+        .map_err(|_| Error::CacheClosed("service"))?;
+    Ok(())
+}
+
+fn key(pod: &Pod) -> String {
+    format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any())
+}
+
+fn finished(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
+}
+
+/// The spreading groups of a pod: its controller and the services selecting it.
+fn groups(pod: &Pod, services: &[Arc<Service>]) -> Vec<String> {
+    let mut out = Vec::new();
+    for owner in pod.owner_references() {
+        if owner.controller == Some(true) {
+            out.push(format!("owner:{}", owner.uid));
+        }
+    }
+    let ns = pod.namespace().unwrap_or_default();
+    let empty = BTreeMap::new();
+    let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
+    for svc in services {
+        if svc.namespace().as_deref() != Some(ns.as_str()) {
+            continue;
+        }
+        let Some(sel) = svc.spec.as_ref().and_then(|s| s.selector.as_ref()) else {
+            continue;
+        };
+        if !sel.is_empty() && sel.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+            out.push(format!("service:{ns}/{}", svc.name_any()));
+        }
+    }
+    out
+}
+
+struct Scheduler {
+    client: Client,
+    config: Config,
+    assumed: HashMap<String, Assumed>,
+    /// The last unschedulable message written per pod key (with the uid).
+    reported: HashMap<String, (String, String)>,
+}
+
+enum Outcome {
+    Bound,
+    AlreadyBound,
+    Failed,
+}
+
+impl Scheduler {
+    /// One scheduling round over every pending pod.
+    async fn round(&mut self, c: &Caches) {
+        let now = Instant::now();
+        let services = c.services.store.state();
+        let bound = c.bound.store.state();
+        let bound_uids: HashMap<String, String> = bound
+            .iter()
+            .map(|p| (key(p), p.uid().unwrap_or_default()))
+            .collect();
+        let ttl = self.config.assume_ttl;
+        self.assumed
+            .retain(|k, a| bound_uids.get(k) != Some(&a.uid) && now.duration_since(a.since) < ttl);
+
+        let mut nodes: Vec<NodeInfo> = c
+            .nodes
+            .store
+            .state()
+            .iter()
+            .map(|n| NodeInfo::from_node(n))
+            .collect();
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        let index: HashMap<String, usize> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.name.clone(), i))
+            .collect();
+        for pod in &bound {
+            if finished(pod) {
+                continue;
+            }
+            let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
+            if let Some(&i) = node.and_then(|n| index.get(n)) {
+                nodes[i].add(&algorithm::demand(pod), &groups(pod, &services));
+            }
+        }
+        for a in self.assumed.values() {
+            if let Some(&i) = index.get(&a.node) {
+                nodes[i].add(&a.demand, &a.groups);
+            }
+        }
+
+        let mut pending: Vec<Arc<Pod>> = c
+            .pending
+            .store
+            .state()
+            .into_iter()
+            .filter(|p| {
+                let spec = p.spec.as_ref();
+                p.metadata.deletion_timestamp.is_none()
+                    && !finished(p)
+                    && spec
+                        .and_then(|s| s.node_name.as_deref())
+                        .is_none_or(str::is_empty)
+                    && spec
+                        .and_then(|s| s.scheduler_name.as_deref())
+                        .is_none_or(|n| n == SCHEDULER_NAME)
+                    && !self.assumed.contains_key(&key(p))
+            })
+            .collect();
+        if pending.is_empty() {
+            return;
+        }
+        pending.sort_by(|a, b| {
+            let t = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
+            t(a).cmp(&t(b)).then_with(|| key(a).cmp(&key(b)))
+        });
+
+        let mut bindings = Vec::new();
+        let mut unschedulable = Vec::new();
+        for pod in pending {
+            let demand = algorithm::demand(&pod);
+            let g = groups(&pod, &services);
+            let selector = pod.spec.as_ref().and_then(|s| s.node_selector.as_ref());
+            match algorithm::place(&nodes, &demand, selector, &g) {
+                Placement::Node(i) => {
+                    nodes[i].add(&demand, &g);
+                    let node = nodes[i].name.clone();
+                    self.assumed.insert(
+                        key(&pod),
+                        Assumed {
+                            uid: pod.uid().unwrap_or_default(),
+                            node: node.clone(),
+                            demand,
+                            groups: g,
+                            since: now,
+                        },
+                    );
+                    bindings.push((pod, node));
+                }
+                Placement::Unschedulable(message) => unschedulable.push((pod, message)),
+            }
+        }
+
+        let client = &self.client;
+        let results: Vec<(String, Outcome)> = stream::iter(bindings)
+            .map(|(pod, node)| async move { (key(&pod), bind(client, &pod, &node).await) })
+            .buffer_unordered(self.config.bind_concurrency.max(1))
+            .collect()
+            .await;
+        for (k, outcome) in results {
+            match outcome {
+                Outcome::Bound | Outcome::AlreadyBound => {
+                    self.reported.remove(&k);
+                }
+                Outcome::Failed => {
+                    self.assumed.remove(&k);
+                }
+            }
+        }
+        for (pod, message) in unschedulable {
+            self.report_unschedulable(&pod, &message).await;
+        }
+        let live: std::collections::HashSet<String> =
+            c.pending.store.state().iter().map(|p| key(p)).collect();
+        self.reported.retain(|k, _| live.contains(k));
+    }
+
+    /// Writes `PodScheduled=False` and a `FailedScheduling` event, unless
+    /// the pod already says exactly this.
+    async fn report_unschedulable(&mut self, pod: &Pod, message: &str) {
+        let k = key(pod);
+        let uid = pod.uid().unwrap_or_default();
+        if self.reported.get(&k) == Some(&(uid.clone(), message.to_string())) {
+            return;
+        }
+        let current = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled"));
+        let already = current.is_some_and(|c| {
+            c.status == "False"
+                && c.reason.as_deref() == Some("Unschedulable")
+                && c.message.as_deref() == Some(message)
+        });
+        if already {
+            self.reported.insert(k, (uid, message.to_string()));
+            return;
+        }
+        tracing::info!(pod = %k, %message, "unschedulable");
+        let ns = pod.namespace().unwrap_or_default();
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+        let now = jiff::Timestamp::now().to_string();
+        let patch = json!({"status": {"conditions": [{
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "Unschedulable",
+            "message": message,
+            "lastTransitionTime": now,
+        }]}});
+        if let Err(error) = pods
+            .patch_status(
+                &pod.name_any(),
+                &PatchParams::default(),
+                &Patch::Strategic(patch),
+            )
+            .await
+        {
+            tracing::warn!(pod = %k, %error, "writing the PodScheduled condition");
+            return;
+        }
+        let event: Event = match serde_json::from_value(json!({
+            "metadata": {
+                "name": format!("{}.{}", pod.name_any(), &uuid::Uuid::new_v4().simple().to_string()[..16]),
+                "namespace": ns,
+            },
+            "involvedObject": {
+                "kind": "Pod",
+                "apiVersion": "v1",
+                "namespace": ns,
+                "name": pod.name_any(),
+                "uid": uid,
+            },
+            "reason": "FailedScheduling",
+            "message": message,
+            "type": "Warning",
+            "count": 1,
+            "source": {"component": SCHEDULER_NAME},
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "reportingComponent": SCHEDULER_NAME,
+        })) {
+            Ok(event) => event,
+            Err(_) => return,
+        };
+        let events: Api<Event> = Api::namespaced(self.client.clone(), &ns);
+        if let Err(error) = events.create(&PostParams::default(), &event).await {
+            tracing::warn!(pod = %k, %error, "posting the FailedScheduling event");
+        }
+        self.reported.insert(k, (uid, message.to_string()));
+    }
+}
+
+async fn bind(client: &Client, pod: &Pod, node: &str) -> Outcome {
+    let ns = pod.namespace().unwrap_or_default();
+    let name = pod.name_any();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let binding = json!({
+        "apiVersion": "v1",
+        "kind": "Binding",
+        "metadata": {"name": name, "namespace": ns, "uid": pod.uid()},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+    });
+    match pods
+        .create_subresource::<_, serde_json::Value>(
+            "binding",
+            &name,
+            &PostParams::default(),
+            &binding,
+        )
+        .await
+    {
+        Ok(_) => {
+            tracing::debug!(pod = %format!("{ns}/{name}"), %node, "bound");
+            Outcome::Bound
+        }
+        Err(kube::Error::Api(status)) if status.code == 409 => Outcome::AlreadyBound,
+        Err(error) => {
+            tracing::warn!(pod = %format!("{ns}/{name}"), %node, %error, "binding failed");
+            Outcome::Failed
+        }
+    }
+}

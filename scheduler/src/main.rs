@@ -1,0 +1,41 @@
+//! The `scheduler` binary: flags, tracing, client, then [`scheduler::run`]
+//! until SIGTERM.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Binds unscheduled pods to nodes.
+#[derive(Debug, Parser)]
+#[command(name = "scheduler", version)]
+struct Args {
+    #[command(flatten)]
+    client: client_util::ClientArgs,
+    /// Seconds between rounds when nothing changes.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    resync_seconds: u64,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    args.client.init_tracing();
+    let client = match args.client.client().await {
+        Ok(client) => client,
+        Err(e) => {
+            eprintln!("scheduler: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = scheduler::Config {
+        resync: std::time::Duration::from_secs(args.resync_seconds),
+        ..scheduler::Config::default()
+    };
+    match scheduler::run(client, config, client_util::shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("scheduler: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,810 @@
+//! The kubelet against a real Docker daemon (a private dockerd per test,
+//! from `mini_k8s_tests::docker`), with etcd and an in-process apiserver.
+//! Each test skips (printing why) when no dockerd can be started.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::api::{Api, DeleteParams, PostParams};
+use kube::Client;
+use kubelet::docker::DockerRuntime;
+use kubelet::{Config, Kubelet};
+use mini_k8s_tests::apiserver::TestCluster;
+use mini_k8s_tests::docker::{TestDocker, BUSYBOX_IMAGE, TEST_LABEL};
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+const NODE: &str = "node-1";
+
+async fn client(cluster: &TestCluster, dir: &std::path::Path) -> Result<Client> {
+    let path = mini_k8s_tests::kubeconfig::write(dir, cluster.url(), None, None)?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(&path)?,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await?;
+    Ok(Client::try_from(config)?)
+}
+
+/// A kubelet running in this process; stopped (containers left) on drop.
+struct TestKubelet {
+    task: tokio::task::JoinHandle<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    url: String,
+}
+
+impl Drop for TestKubelet {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.server.abort();
+    }
+}
+
+/// Everything a kubelet test needs. Field order is drop order: the kubelet
+/// stops first, then the apiserver and etcd, then Docker (which removes
+/// every test container).
+struct Env {
+    kubelet: Option<TestKubelet>,
+    client: Client,
+    _cluster: TestCluster,
+    root: tempfile::TempDir,
+    docker: TestDocker,
+    http: reqwest::Client,
+}
+
+impl Env {
+    async fn start() -> Result<Option<Self>> {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Docker, etcd, apiserver; the kubelet is started by [`Env::start_kubelet`].
+    async fn start_with(
+        adjust: impl Fn(&mut Config) + Send + Sync + 'static,
+    ) -> Result<Option<Self>> {
+        if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .try_init();
+        }
+        let Some(docker) = TestDocker::start()? else {
+            return Ok(None);
+        };
+        let cluster = TestCluster::start().await?;
+        let root = tempfile::Builder::new()
+            .prefix("mk8s-test-kubelet-")
+            .tempdir()?;
+        let client = client(&cluster, root.path()).await?;
+        let mut env = Self {
+            kubelet: None,
+            client,
+            _cluster: cluster,
+            root,
+            docker,
+            http: reqwest::Client::new(),
+        };
+        env.start_kubelet(Arc::new(adjust)).await?;
+        Ok(Some(env))
+    }
+
+    fn config(&self) -> Config {
+        let mut config = Config::new(NODE, "127.0.0.1");
+        config.sync.root_dir = self.root.path().join("kubelet");
+        config
+            .sync
+            .extra_labels
+            .insert(TEST_LABEL.into(), self.docker.run_id().into());
+        config.resync_period = Duration::from_secs(1);
+        config.heartbeat_period = Duration::from_secs(2);
+        config
+    }
+
+    async fn start_kubelet(
+        &mut self,
+        adjust: Arc<dyn Fn(&mut Config) + Send + Sync>,
+    ) -> Result<()> {
+        self.kubelet = None;
+        let mut config = self.config();
+        adjust(&mut config);
+        let runtime = Arc::new(DockerRuntime::new(self.docker.host()));
+        let (kubelet, services) = Kubelet::new(self.client.clone(), runtime, config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let server = tokio::spawn(kubelet::server::serve(kubelet.clone(), listener));
+        let task = tokio::spawn(kubelet.run(services));
+        self.kubelet = Some(TestKubelet { task, server, url });
+        Ok(())
+    }
+
+    fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), "default")
+    }
+
+    /// Creates a pod bound to the kubelet's node (there is no scheduler here).
+    async fn create_pod(&self, mut pod: Value) -> Result<Pod> {
+        pod["spec"]["nodeName"] = json!(NODE);
+        let pod: Pod = serde_json::from_value(pod)?;
+        Ok(self.pods().create(&PostParams::default(), &pod).await?)
+    }
+
+    /// The container's logs through the kubelet's HTTP server.
+    async fn logs(&self, pod: &str, container: &str) -> Result<String> {
+        let url = &self.kubelet.as_ref().context("no kubelet")?.url;
+        let response = self
+            .http
+            .get(format!("{url}/containerLogs/default/{pod}/{container}"))
+            .send()
+            .await?;
+        Ok(response.text().await?)
+    }
+
+    async fn wait_pod(&self, name: &str, what: &str, ok: impl Fn(&Pod) -> bool) -> Result<Pod> {
+        let pods = self.pods();
+        wait_for(what, Duration::from_secs(60), || async {
+            Ok(pods.get_opt(name).await?.filter(|p| ok(p)))
+        })
+        .await
+    }
+
+    async fn wait_running(&self, name: &str) -> Result<Pod> {
+        self.wait_pod(name, &format!("pod {name} running"), |p| {
+            phase(p) == "Running" && p.status.as_ref().and_then(|s| s.pod_ip.as_ref()).is_some()
+        })
+        .await
+    }
+}
+
+/// Polls `check` every 200 ms until it gives `Some` or `limit` passes.
+async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>>>,
+{
+    let deadline = Instant::now() + limit;
+    let mut last_error = None;
+    loop {
+        match check().await {
+            Ok(Some(value)) => return Ok(value),
+            Ok(None) => {}
+            Err(e) => last_error = Some(e),
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {limit:?} waiting for {what} (last error: {last_error:?})");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn phase(pod: &Pod) -> &str {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or_default()
+}
+
+fn container_status(pod: &Pod, name: &str) -> Option<k8s_openapi::api::core::v1::ContainerStatus> {
+    pod.status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .iter()
+        .find(|c| c.name == name)
+        .cloned()
+}
+
+fn waiting_reason(pod: &Pod, name: &str) -> Option<String> {
+    container_status(pod, name)?.state?.waiting?.reason
+}
+
+fn busybox(name: &str, script: &str) -> Value {
+    json!({"name": name, "image": BUSYBOX_IMAGE, "imagePullPolicy": "IfNotPresent",
+           "command": ["sh", "-c", script]})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_containers_of_one_pod_talk_over_localhost() -> Result<()> {
+    let Some(env) = Env::start().await? else {
+        return Ok(());
+    };
+    env.create_pod(json!({
+        "metadata": {"name": "pair"},
+        "spec": {"terminationGracePeriodSeconds": 1, "containers": [
+            busybox("server", "mkdir -p /www && echo hello-from-server > /www/index.html && exec httpd -f -p 8080 -h /www"),
+            busybox("client", "for i in $(seq 1 100); do printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 127.0.0.1 8080 && break; sleep 0.3; done; exec sleep 3600"),
+        ]}
+    }))
+    .await?;
+    let pod = env.wait_running("pair").await?;
+    assert_eq!(
+        pod.status.as_ref().unwrap().host_ip.as_deref(),
+        Some("127.0.0.1")
+    );
+    let logs = wait_for("the client's answer", Duration::from_secs(30), || async {
+        let logs = env.logs("pair", "client").await?;
+        Ok(logs.contains("hello-from-server").then_some(logs))
+    })
+    .await?;
+    assert!(logs.contains("200 OK"), "{logs}");
+    // One infra container, two apps, all running.
+    let containers = env.docker.containers()?;
+    assert_eq!(containers.len(), 3, "{containers:?}");
+    assert!(containers.iter().all(|c| c.running));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_path_volume_is_read_and_written_and_read_only_is_honoured() -> Result<()> {
+    let Some(env) = Env::start().await? else {
+        return Ok(());
+    };
+    let host = env.root.path().join("shared");
+    std::fs::create_dir_all(&host)?;
+    std::fs::write(host.join("in.txt"), "from-the-host\n")?;
+    env.create_pod(json!({
+        "metadata": {"name": "vol"},
+        "spec": {"terminationGracePeriodSeconds": 1,
+          "volumes": [{"name": "data", "hostPath": {"path": host.display().to_string()}},
+                      {"name": "ro", "hostPath": {"path": host.display().to_string()}},
+                      {"name": "scratch", "emptyDir": {}}],
+          "containers": [{
+            "name": "c", "image": BUSYBOX_IMAGE, "workingDir": "/data",
+            "env": [{"name": "GREETING", "value": "written-by-the-pod"}],
+            "command": ["sh", "-c"],
+            "args": ["cat in.txt > out.txt; echo $GREETING >> out.txt; (echo x > /ro/f) 2>/dev/null || echo ro-refused >> out.txt; echo s > /scratch/s && echo scratch-ok >> out.txt; exec sleep 3600"],
+            "volumeMounts": [{"name": "data", "mountPath": "/data"},
+                             {"name": "ro", "mountPath": "/ro", "readOnly": true},
+                             {"name": "scratch", "mountPath": "/scratch"}]
+          }]}
+    }))
+    .await?;
+    let text = wait_for("out.txt written", Duration::from_secs(60), || async {
+        let text = std::fs::read_to_string(host.join("out.txt")).unwrap_or_default();
+        Ok(text.contains("scratch-ok").then_some(text))
+    })
+    .await?;
+    assert_eq!(
+        text,
+        "from-the-host\nwritten-by-the-pod\nro-refused\nscratch-ok\n"
+    );
+    assert!(!host.join("f").exists());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_variables_of_two_services_are_in_the_container() -> Result<()> {
+    let Some(mut env) = Env::start().await? else {
+        return Ok(());
+    };
+    let services: Api<Service> = Api::namespaced(env.client.clone(), "default");
+    let mut ips = BTreeMap::new();
+    for svc in [
+        json!({"metadata": {"name": "redis-master"}, "spec": {"ports": [{"port": 6379}]}}),
+        json!({"metadata": {"name": "web"}, "spec": {"ports": [
+            {"name": "http", "port": 8080, "protocol": "TCP"},
+            {"name": "dns", "port": 53, "protocol": "UDP"}]}}),
+    ] {
+        let svc: Service = serde_json::from_value(svc)?;
+        let created = services.create(&PostParams::default(), &svc).await?;
+        ips.insert(
+            created.metadata.name.clone().unwrap(),
+            created.spec.unwrap().cluster_ip.unwrap(),
+        );
+    }
+    // A kubelet started after the services (the variables are fixed when a container starts).
+    env.start_kubelet(Arc::new(|_| {})).await?;
+    env.create_pod(json!({
+        "metadata": {"name": "env"},
+        "spec": {"terminationGracePeriodSeconds": 1,
+                 "containers": [busybox("c", "env | sort; exec sleep 3600")]}
+    }))
+    .await?;
+    env.wait_running("env").await?;
+    let logs = wait_for("the env dump", Duration::from_secs(30), || async {
+        let logs = env.logs("env", "c").await?;
+        Ok(logs.contains("WEB_SERVICE_HOST").then_some(logs))
+    })
+    .await?;
+    let redis = &ips["redis-master"];
+    let web = &ips["web"];
+    for line in [
+        format!("REDIS_MASTER_SERVICE_HOST={redis}"),
+        "REDIS_MASTER_SERVICE_PORT=6379".to_string(),
+        format!("REDIS_MASTER_PORT=tcp://{redis}:6379"),
+        format!("REDIS_MASTER_PORT_6379_TCP=tcp://{redis}:6379"),
+        "REDIS_MASTER_PORT_6379_TCP_PROTO=tcp".to_string(),
+        "REDIS_MASTER_PORT_6379_TCP_PORT=6379".to_string(),
+        format!("REDIS_MASTER_PORT_6379_TCP_ADDR={redis}"),
+        format!("WEB_SERVICE_HOST={web}"),
+        "WEB_SERVICE_PORT=8080".to_string(),
+        "WEB_SERVICE_PORT_HTTP=8080".to_string(),
+        format!("WEB_PORT_53_UDP=udp://{web}:53"),
+        "WEB_PORT_53_UDP_PROTO=udp".to_string(),
+    ] {
+        assert!(
+            logs.lines().any(|l| l == line),
+            "{line} missing from:\n{logs}"
+        );
+    }
+    // The apiserver's own service, as in 2014.
+    assert!(
+        logs.lines()
+            .any(|l| l.starts_with("KUBERNETES_SERVICE_HOST=")),
+        "{logs}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashing_container_backs_off_under_always_and_stays_dead_under_never() -> Result<()> {
+    let Some(env) = Env::start_with(|c| c.sync.backoff_base = Duration::from_secs(2)).await? else {
+        return Ok(());
+    };
+    env.create_pod(json!({
+        "metadata": {"name": "crash-always"},
+        "spec": {"terminationGracePeriodSeconds": 0, "containers": [busybox("c", "exit 3")]}
+    }))
+    .await?;
+    env.create_pod(json!({
+        "metadata": {"name": "crash-never"},
+        "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 0,
+                 "containers": [busybox("c", "exit 3")]}
+    }))
+    .await?;
+    // Watch the restart count climb; note when each restart is first seen.
+    let pods = env.pods();
+    let mut seen: Vec<Instant> = Vec::new();
+    let mut saw_back_off = false;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while seen.len() < 4 {
+        if Instant::now() > deadline {
+            bail!("restarts seen at {seen:?}: too few");
+        }
+        let pod = pods.get("crash-always").await?;
+        saw_back_off |= waiting_reason(&pod, "c").as_deref() == Some("CrashLoopBackOff");
+        let count = container_status(&pod, "c").map_or(0, |c| c.restart_count);
+        while seen.len() < usize::try_from(count).unwrap_or(0) {
+            seen.push(Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(saw_back_off, "CrashLoopBackOff never reported");
+    // Back-off 2 s, 4 s, 8 s after the first (immediate) restart.
+    let gap1 = seen[2] - seen[1];
+    let gap2 = seen[3] - seen[2];
+    assert!(gap1 >= Duration::from_millis(1500), "{gap1:?}");
+    assert!(
+        gap2 >= gap1 + Duration::from_millis(500),
+        "{gap1:?} then {gap2:?}"
+    );
+
+    let never = env
+        .wait_pod("crash-never", "crash-never failed", |p| {
+            phase(p) == "Failed"
+        })
+        .await?;
+    let status = container_status(&never, "c").unwrap();
+    assert_eq!(status.restart_count, 0);
+    assert_eq!(status.state.unwrap().terminated.unwrap().exit_code, 3);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let apps: Vec<_> = env
+        .docker
+        .containers()?
+        .into_iter()
+        .filter(|c| c.pod == "crash-never" && c.container == "c")
+        .collect();
+    assert_eq!(apps.len(), 1, "never restarted: {apps:?}");
+    assert!(!apps[0].running);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_image_is_err_image_pull_while_another_pod_runs() -> Result<()> {
+    let Some(env) = Env::start().await? else {
+        return Ok(());
+    };
+    env.create_pod(json!({
+        "metadata": {"name": "missing"},
+        "spec": {"terminationGracePeriodSeconds": 0, "containers": [
+            {"name": "c", "image": "mini-k8s/does-not-exist:v9", "imagePullPolicy": "IfNotPresent"}]}
+    }))
+    .await?;
+    env.create_pod(json!({
+        "metadata": {"name": "fine"},
+        "spec": {"terminationGracePeriodSeconds": 0, "containers": [busybox("c", "exec sleep 3600")]}
+    }))
+    .await?;
+    let missing = env
+        .wait_pod("missing", "ErrImagePull", |p| {
+            matches!(
+                waiting_reason(p, "c").as_deref(),
+                Some("ErrImagePull" | "ImagePullBackOff")
+            )
+        })
+        .await?;
+    assert_eq!(phase(&missing), "Pending");
+    env.wait_running("fine").await?;
+    env.wait_pod("missing", "ImagePullBackOff", |p| {
+        waiting_reason(p, "c").as_deref() == Some("ImagePullBackOff")
+    })
+    .await?;
+    assert!(env
+        .docker
+        .containers()?
+        .iter()
+        .all(|c| c.pod != "missing" || c.container == "POD"));
+    // The failure is an event on the pod.
+    let events: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(env.client.clone(), "default");
+    let failed = wait_for("a Failed event", Duration::from_secs(30), || async {
+        Ok(events
+            .list(&Default::default())
+            .await?
+            .items
+            .into_iter()
+            .find(|e| {
+                e.involved_object.name.as_deref() == Some("missing")
+                    && e.reason.as_deref() == Some("Failed")
+            }))
+    })
+    .await?;
+    assert_eq!(failed.type_.as_deref(), Some("Warning"));
+    assert!(failed
+        .message
+        .unwrap_or_default()
+        .contains("does-not-exist"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_kubelet_adopts_running_containers() -> Result<()> {
+    let Some(mut env) = Env::start().await? else {
+        return Ok(());
+    };
+    env.create_pod(json!({
+        "metadata": {"name": "keep"},
+        "spec": {"terminationGracePeriodSeconds": 0, "containers": [
+            busybox("a", "exec sleep 3600"), busybox("b", "exec sleep 3600")]}
+    }))
+    .await?;
+    env.wait_running("keep").await?;
+    let before: Vec<String> = env.docker.containers()?.into_iter().map(|c| c.id).collect();
+    assert_eq!(before.len(), 3);
+    env.kubelet = None;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    env.start_kubelet(Arc::new(|_| {})).await?;
+    // A few resyncs of the new kubelet.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let after: Vec<String> = env.docker.containers()?.into_iter().map(|c| c.id).collect();
+    assert_eq!(before, after);
+    let pod = env.pods().get("keep").await?;
+    assert_eq!(phase(&pod), "Running");
+    for c in ["a", "b"] {
+        assert_eq!(container_status(&pod, c).unwrap().restart_count, 0);
+    }
+    // The new kubelet serves the pod too.
+    assert!(env.logs("keep", "a").await.is_ok());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_pods_containers_are_gone_within_its_grace_period() -> Result<()> {
+    let Some(env) = Env::start().await? else {
+        return Ok(());
+    };
+    // busybox sleep as PID 1 ignores SIGTERM: only the SIGKILL after the grace period ends it.
+    env.create_pod(json!({
+        "metadata": {"name": "doomed"},
+        "spec": {"terminationGracePeriodSeconds": 3, "containers": [busybox("c", "exec sleep 3600")]}
+    }))
+    .await?;
+    env.wait_running("doomed").await?;
+    let start = Instant::now();
+    env.pods()
+        .delete("doomed", &DeleteParams::default())
+        .await?;
+    let pods = env.pods();
+    wait_for("the pod gone", Duration::from_secs(30), || async {
+        Ok(pods.get_opt("doomed").await?.is_none().then_some(()))
+    })
+    .await?;
+    let took = start.elapsed();
+    assert!(env.docker.containers()?.is_empty());
+    assert!(
+        took >= Duration::from_secs(2),
+        "SIGKILL came early: {took:?}"
+    );
+    assert!(took <= Duration::from_secs(3 + 5), "{took:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_pods_at_once_make_exactly_one_app_container_each() -> Result<()> {
+    // 200 pods (400 containers) take minutes on 2 shared cores: 50 by default.
+    let count: usize = std::env::var("MK8S_KUBELET_SCALE_PODS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    let Some(env) = Env::start().await? else {
+        return Ok(());
+    };
+    let started = Instant::now();
+    let creates = (0..count).map(|i| {
+        env.create_pod(json!({
+            "metadata": {"name": format!("many-{i}"), "labels": {"app": "many"}},
+            "spec": {"terminationGracePeriodSeconds": 0, "containers": [busybox("c", "exec sleep 3600")]}
+        }))
+    });
+    for result in futures::future::join_all(creates).await {
+        result?;
+    }
+    let pods = env.pods();
+    wait_for("every pod running", Duration::from_secs(300), || async {
+        let list = pods
+            .list(&kube::api::ListParams::default().labels("app=many"))
+            .await?;
+        let running = list.items.iter().filter(|p| phase(p) == "Running").count();
+        Ok((running == count).then_some(()))
+    })
+    .await?;
+    let running_after = started.elapsed();
+    let containers = env.docker.containers()?;
+    let apps = containers.iter().filter(|c| c.container == "c").count();
+    let infra = containers.iter().filter(|c| c.container == "POD").count();
+    assert_eq!((apps, infra), (count, count));
+    eprintln!("{count} pods running after {running_after:?}");
+    let deletes = (0..count).map(|i| {
+        let pods = pods.clone();
+        async move {
+            pods.delete(&format!("many-{i}"), &DeleteParams::default())
+                .await
+        }
+    });
+    for result in futures::future::join_all(deletes).await {
+        result?;
+    }
+    wait_for("every container gone", Duration::from_secs(300), || async {
+        Ok(env.docker.containers()?.is_empty().then_some(()))
+    })
+    .await?;
+    wait_for("every pod gone", Duration::from_secs(60), || async {
+        let list = pods
+            .list(&kube::api::ListParams::default().labels("app=many"))
+            .await?;
+        Ok(list.items.is_empty().then_some(()))
+    })
+    .await?;
+    eprintln!(
+        "{count} pods created and deleted in {:?}",
+        started.elapsed()
+    );
+    Ok(())
+}
+
+/// The hollow runtime needs no Docker: it runs in every environment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hollow_kubelet_registers_its_node_runs_pods_and_finishes_deletions() -> Result<()> {
+    use k8s_openapi::api::core::v1::Node;
+    let cluster = TestCluster::start().await?;
+    let dir = tempfile::Builder::new()
+        .prefix("mk8s-test-hollow-")
+        .tempdir()?;
+    let client = client(&cluster, dir.path()).await?;
+    let runtime = kubelet::hollow::HollowRuntime::new();
+    let mut config = Config::new("hollow-1", "127.0.0.1");
+    config.sync.root_dir = dir.path().join("kubelet");
+    config.resync_period = Duration::from_secs(1);
+    config.heartbeat_period = Duration::from_millis(300);
+    config.node.cpus = 4;
+    config.node.memory_kib = 8 * 1024 * 1024;
+    let (kubelet, services) = Kubelet::new(client.clone(), Arc::new(runtime.clone()), config);
+    let task = tokio::spawn(kubelet.run(services));
+    let _stop = TestKubelet {
+        task,
+        server: tokio::spawn(async { Ok(()) }),
+        url: String::new(),
+    };
+
+    let nodes: Api<Node> = Api::all(client.clone());
+    let ready = |n: &Node| {
+        n.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+            .map(|c| (c.status.clone(), c.reason.clone().unwrap_or_default()))
+    };
+    let node = wait_for(
+        "node registered and Ready",
+        Duration::from_secs(30),
+        || async {
+            Ok(nodes
+                .get_opt("hollow-1")
+                .await?
+                .filter(|n| ready(n).is_some_and(|(s, _)| s == "True")))
+        },
+    )
+    .await?;
+    let status = node.status.unwrap();
+    let capacity = status.capacity.unwrap();
+    assert_eq!(capacity["cpu"].0, "4");
+    assert_eq!(capacity["memory"].0, "8388608Ki");
+    assert_eq!(capacity["pods"].0, "110");
+    assert_eq!(status.allocatable.unwrap()["pods"].0, "110");
+    assert!(status.node_info.unwrap().kubelet_version.starts_with('v'));
+    assert!(status
+        .addresses
+        .unwrap()
+        .iter()
+        .any(|a| a.type_ == "InternalIP" && a.address == "127.0.0.1"));
+
+    // A runtime that stops answering makes the node NotReady, with a reason.
+    runtime.set_down(true);
+    wait_for("node NotReady", Duration::from_secs(30), || async {
+        let n = nodes.get("hollow-1").await?;
+        Ok(ready(&n).filter(|(s, r)| s == "False" && r == "ContainerRuntimeUnreachable"))
+    })
+    .await?;
+    runtime.set_down(false);
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    for i in 0..20 {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": format!("h-{i}")},
+            "spec": {"nodeName": "hollow-1", "containers": [{"name": "c", "image": "anything"}]}
+        }))?;
+        pods.create(&PostParams::default(), &pod).await?;
+    }
+    wait_for(
+        "20 hollow pods running",
+        Duration::from_secs(60),
+        || async {
+            let list = pods.list(&Default::default()).await?;
+            let running = list
+                .items
+                .iter()
+                .filter(|p| phase(p) == "Running" && p.status.as_ref().unwrap().pod_ip.is_some())
+                .count();
+            Ok((running == 20).then_some(()))
+        },
+    )
+    .await?;
+    assert_eq!(runtime.containers().len(), 40);
+    for i in 0..20 {
+        pods.delete(&format!("h-{i}"), &DeleteParams::default())
+            .await?;
+    }
+    wait_for("hollow pods deleted", Duration::from_secs(60), || async {
+        Ok(pods
+            .list(&Default::default())
+            .await?
+            .items
+            .is_empty()
+            .then_some(()))
+    })
+    .await?;
+    assert!(runtime.containers().is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_liveness_probe_restarts_its_container() -> Result<()> {
+    let Some(env) = Env::start().await? else {
+        return Ok(());
+    };
+    let mut container = busybox("c", "touch /tmp/ok; sleep 3; rm /tmp/ok; exec sleep 3600");
+    container["livenessProbe"] = json!({"exec": {"command": ["cat", "/tmp/ok"]},
+                                        "periodSeconds": 1, "failureThreshold": 2});
+    env.create_pod(json!({
+        "metadata": {"name": "sick"},
+        "spec": {"terminationGracePeriodSeconds": 0, "containers": [container]}
+    }))
+    .await?;
+    env.wait_running("sick").await?;
+    let pod = env
+        .wait_pod("sick", "a liveness restart", |p| {
+            container_status(p, "c").is_some_and(|c| c.restart_count >= 1)
+        })
+        .await?;
+    assert_eq!(phase(&pod), "Running");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_dir_pod_runs_and_is_mirrored() -> Result<()> {
+    let manifests = tempfile::Builder::new()
+        .prefix("mk8s-test-manifests-")
+        .tempdir()?;
+    let dir = manifests.path().to_path_buf();
+    std::fs::write(
+        dir.join("web.json"),
+        serde_json::to_vec(&json!({
+            "version": "v1beta1", "id": "static-web",
+            "containers": [{"name": "c", "image": BUSYBOX_IMAGE,
+                            "command": ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]}]
+        }))?,
+    )?;
+    let Some(env) = Env::start_with(move |c| c.manifest_dir = Some(dir.clone())).await? else {
+        return Ok(());
+    };
+    let mirror = env.wait_running("static-web-node-1").await?;
+    let annotations = mirror.metadata.annotations.clone().unwrap_or_default();
+    assert!(annotations.contains_key("kubernetes.io/config.mirror"));
+    let containers = env.docker.containers()?;
+    assert_eq!(
+        containers
+            .iter()
+            .filter(|c| c.pod == "static-web-node-1")
+            .count(),
+        2,
+        "{containers:?}"
+    );
+    // The file goes: the containers and the mirror pod go.
+    std::fs::remove_file(manifests.path().join("web.json"))?;
+    wait_for(
+        "the static pod removed",
+        Duration::from_secs(30),
+        || async {
+            let gone = env.docker.containers()?.is_empty()
+                && env.pods().get_opt("static-web-node-1").await?.is_none();
+            Ok(gone.then_some(()))
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_port_reaches_the_pod_and_limits_reach_docker() -> Result<()> {
+    let Some(env) = Env::start().await? else {
+        return Ok(());
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut server = busybox(
+        "web",
+        "mkdir -p /www && echo via-host-port > /www/index.html && exec httpd -f -p 8080 -h /www",
+    );
+    server["ports"] = json!([{"containerPort": 8080, "hostPort": port, "hostIP": "127.0.0.1"}]);
+    server["resources"] = json!({"limits": {"memory": "64Mi", "cpu": "250m"}});
+    env.create_pod(json!({
+        "metadata": {"name": "hostport"},
+        "spec": {"terminationGracePeriodSeconds": 0, "containers": [server]}
+    }))
+    .await?;
+    env.wait_running("hostport").await?;
+    let body = wait_for(
+        "an answer on the host port",
+        Duration::from_secs(30),
+        || async {
+            let answer = env
+                .http
+                .get(format!("http://127.0.0.1:{port}/"))
+                .send()
+                .await;
+            Ok(match answer {
+                Ok(r) => Some(r.text().await?),
+                Err(_) => None,
+            })
+        },
+    )
+    .await?;
+    assert_eq!(body, "via-host-port\n");
+    let app = env
+        .docker
+        .containers()?
+        .into_iter()
+        .find(|c| c.container == "web")
+        .context("no app container")?;
+    let limits = env.docker.cli(&[
+        "inspect",
+        "--format",
+        "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}}",
+        &app.id,
+    ])?;
+    assert_eq!(limits.trim(), "67108864 250000000");
+    Ok(())
+}
