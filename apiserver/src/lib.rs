@@ -13,6 +13,7 @@ pub mod codec;
 pub mod discovery;
 pub mod error;
 pub mod http;
+pub mod logs;
 pub mod metrics;
 pub mod registry;
 pub mod server;

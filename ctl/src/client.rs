@@ -385,6 +385,28 @@ impl Ctl {
         self.request(Method::DELETE, path, None).await
     }
 
+    /// `GET path` of a text body (a log), streamed chunk by chunk until the
+    /// server closes it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Ctl::request`] for opening the stream; each chunk may fail with
+    /// [`Error::Connect`] (the connection broke).
+    pub async fn stream_text(
+        &self,
+        path: &str,
+    ) -> Result<impl Stream<Item = Result<bytes::Bytes>> + use<>> {
+        let response = self.send_raw(Method::GET, path, None).await?;
+        let server = self.server.clone();
+        Ok(response
+            .into_body()
+            .into_data_stream()
+            .map_err(move |e| Error::Connect {
+                url: server.clone(),
+                cause: root_cause(&e),
+            }))
+    }
+
     /// `GET path` of a watch: one JSON value per line, until the server
     /// closes the stream.
     ///

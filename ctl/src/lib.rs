@@ -89,6 +89,8 @@ pub enum Command {
     /// Set a new size for a replication controller.
     #[command(visible_alias = "resize")]
     Scale(cmd::scale::Args),
+    /// Print a container's log (through the kubelet of the pod's node).
+    Logs(cmd::logs::Args),
     /// Replace a replication controller's pods with a new controller's, one at a time.
     RollingUpdate(cmd::rolling_update::Args),
     /// Run an image: a replication controller, or a pod with --restart=Never.
@@ -134,6 +136,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Delete(args) => cmd::delete::run(g, args).await,
         Command::Edit(args) => cmd::edit::run(g, args).await,
         Command::Scale(args) => cmd::scale::run(g, args).await,
+        Command::Logs(args) => cmd::logs::run(g, args).await,
         Command::RollingUpdate(args) => cmd::rolling_update::run(g, args).await,
         Command::Run(args) => cmd::run::run(g, args).await,
         Command::Expose(args) => cmd::expose::run(g, args).await,

@@ -50,7 +50,7 @@ impl Drop for TestKubelet {
 struct Env {
     kubelet: Option<TestKubelet>,
     client: Client,
-    _cluster: TestCluster,
+    cluster: TestCluster,
     root: tempfile::TempDir,
     docker: TestDocker,
     http: reqwest::Client,
@@ -82,7 +82,7 @@ impl Env {
         let mut env = Self {
             kubelet: None,
             client,
-            _cluster: cluster,
+            cluster,
             root,
             docker,
             http: reqwest::Client::new(),
@@ -108,12 +108,15 @@ impl Env {
         adjust: Arc<dyn Fn(&mut Config) + Send + Sync>,
     ) -> Result<()> {
         self.kubelet = None;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
         let mut config = self.config();
+        // The node reports the port its server really listens on, so the
+        // apiserver's pods/{name}/log reaches it.
+        config.node.kubelet_port = i32::from(listener.local_addr()?.port());
         adjust(&mut config);
         let runtime = Arc::new(DockerRuntime::new(self.docker.host()));
         let (kubelet, services) = Kubelet::new(self.client.clone(), runtime, config);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}", listener.local_addr()?);
         let server = tokio::spawn(kubelet::server::serve(kubelet.clone(), listener));
         let task = tokio::spawn(kubelet.run(services));
         self.kubelet = Some(TestKubelet { task, server, url });
@@ -229,6 +232,66 @@ async fn two_containers_of_one_pod_talk_over_localhost() -> Result<()> {
     })
     .await?;
     assert!(logs.contains("200 OK"), "{logs}");
+    // The same log through the apiserver, which asks the pod's kubelet.
+    let (code, _) = env
+        .cluster
+        .get("/api/v1/namespaces/default/pods/pair/log")
+        .await?;
+    assert_eq!(code, 400, "two containers: the container must be named");
+    let through_api = env
+        .http
+        .get(format!(
+            "{}/api/v1/namespaces/default/pods/pair/log?container=client&tailLines=5",
+            env.cluster.url()
+        ))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(through_api.contains("hello-from-server"), "{through_api}");
+    // And through the stock kubectl, when there is one.
+    if std::process::Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output()
+        .is_ok()
+    {
+        let dir = tempfile::tempdir()?;
+        let kubeconfig =
+            mini_k8s_tests::kubeconfig::write(dir.path(), env.cluster.url(), None, None)?;
+        let out = std::process::Command::new("kubectl")
+            .args(["logs", "pair", "-c", "client"])
+            .env("KUBECONFIG", &kubeconfig)
+            .output()?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("hello-from-server"),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // And through ctl, with the server's message when the container is not named.
+    let dir = tempfile::tempdir()?;
+    let kubeconfig = mini_k8s_tests::kubeconfig::write(dir.path(), env.cluster.url(), None, None)?;
+    let ctl = mini_k8s_tests::binaries::path("ctl")?;
+    let out = std::process::Command::new(&ctl)
+        .args(["logs", "pair", "-c", "client", "--tail", "20"])
+        .env("KUBECONFIG", &kubeconfig)
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("hello-from-server"),
+        "{stdout}"
+    );
+    let out = std::process::Command::new(&ctl)
+        .args(["logs", "pair"])
+        .env("KUBECONFIG", &kubeconfig)
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("a container name must be specified"),
+        "{stderr}"
+    );
     // One infra container, two apps, all running.
     let containers = env.docker.containers()?;
     assert_eq!(containers.len(), 3, "{containers:?}");

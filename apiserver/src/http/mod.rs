@@ -239,6 +239,15 @@ async fn dispatch(
             render(200, value)
         }
         (Method::GET, Some(name), Some("status")) => render(200, registry.get(ns, name).await?),
+        (Method::GET, Some(name), Some("log")) => {
+            crate::logs::pod_log(
+                state.storage.as_ref(),
+                ns.unwrap_or("default"),
+                name,
+                params,
+            )
+            .await
+        }
         (Method::GET, Some(name), Some("scale")) => {
             let value = registry.get(ns, name).await?;
             scale_response(&value)

@@ -13,6 +13,7 @@ pub mod edit;
 pub mod expose;
 pub mod get;
 pub mod label;
+pub mod logs;
 pub mod replace;
 pub mod rolling_update;
 pub mod run;
