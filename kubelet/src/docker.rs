@@ -103,16 +103,7 @@ impl DockerRuntime {
     }
 
     fn map_err(&self, e: bollard::errors::Error, what: &str) -> Error {
-        match e {
-            bollard::errors::Error::DockerResponseServerError {
-                status_code: 404,
-                message,
-            } => Error::NotFound(format!("{what}: {message}")),
-            bollard::errors::Error::DockerResponseServerError { message, .. } => {
-                Error::Other(message)
-            }
-            other => Error::Unreachable(format!("{}: {other}", self.endpoint)),
-        }
+        docker_error(&self.endpoint, e, what)
     }
 
     async fn call_failed(&self, e: &Error) {
@@ -372,6 +363,45 @@ impl Runtime for DockerRuntime {
             out.extend_from_slice(&chunk.into_bytes());
         }
         Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+
+    async fn follow_logs(
+        &self,
+        id: &str,
+        tail: Option<u64>,
+        follow: bool,
+    ) -> Result<futures::stream::BoxStream<'static, Result<Vec<u8>>>> {
+        let docker = self.docker().await?;
+        let tail = tail.map_or_else(|| "all".to_string(), |t| t.to_string());
+        let options = LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .follow(follow)
+            .tail(&tail)
+            .build();
+        let endpoint = self.endpoint.clone();
+        let id = id.to_string();
+        Ok(docker
+            .logs(&id.clone(), Some(options))
+            .map(move |chunk| {
+                chunk
+                    .map(|c| c.into_bytes().to_vec())
+                    .map_err(|e| docker_error(&endpoint, e, &id))
+            })
+            .boxed())
+    }
+}
+
+/// A bollard error as the runtime reports it: 404 is `NotFound`, another
+/// answer from Docker `Other`, no answer `Unreachable` (retryable).
+fn docker_error(endpoint: &str, e: bollard::errors::Error, what: &str) -> Error {
+    match e {
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            message,
+        } => Error::NotFound(format!("{what}: {message}")),
+        bollard::errors::Error::DockerResponseServerError { message, .. } => Error::Other(message),
+        other => Error::Unreachable(format!("{endpoint}: {other}")),
     }
 }
 

@@ -215,4 +215,20 @@ pub trait Runtime: Send + Sync + 'static {
         let _ = (id, tail);
         Err(Error::NotSupported("logs"))
     }
+
+    /// The container's output as it comes: what [`Runtime::logs`] gives,
+    /// then (with `follow`) every new chunk until the container stops. The
+    /// default has nothing to follow and ends after the current output.
+    async fn follow_logs(
+        &self,
+        id: &str,
+        tail: Option<u64>,
+        follow: bool,
+    ) -> Result<futures::stream::BoxStream<'static, Result<Vec<u8>>>> {
+        let _ = follow;
+        let text = self.logs(id, tail).await?;
+        Ok(Box::pin(futures::stream::once(async move {
+            Ok(text.into_bytes())
+        })))
+    }
 }

@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use futures::StreamExt;
 use serde_json::json;
 
 use crate::runtime::{ContainerState, LABEL_CONTAINER_NAME, LABEL_POD_UID};
@@ -86,8 +87,18 @@ async fn logs(
             .into_response();
     };
     let tail = query.get("tailLines").and_then(|t| t.parse().ok());
-    match kubelet.runtime().logs(&chosen.id, tail).await {
-        Ok(text) => text.into_response(),
+    let follow = query.get("follow").is_some_and(|v| v == "true");
+    match kubelet
+        .runtime()
+        .follow_logs(&chosen.id, tail, follow)
+        .await
+    {
+        Ok(chunks) => {
+            let body = axum::body::Body::from_stream(
+                chunks.map(|chunk| chunk.map_err(|e| std::io::Error::other(e.to_string()))),
+            );
+            ([("content-type", "text/plain")], body).into_response()
+        }
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     }
 }

@@ -871,3 +871,46 @@ async fn a_host_port_reaches_the_pod_and_limits_reach_docker() -> Result<()> {
     assert_eq!(limits.trim(), "67108864 250000000");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_follow_streams_lines_written_after_it_started() -> Result<()> {
+    use tokio::io::AsyncBufReadExt;
+    let Some(mut env) = Env::start().await? else {
+        return Ok(());
+    };
+    env.start_kubelet(Arc::new(|_| {})).await?;
+    env.create_pod(json!({
+        "metadata": {"name": "ticker"},
+        "spec": {"terminationGracePeriodSeconds": 1, "containers": [
+            busybox("tick", "i=0; while [ $i -lt 200 ]; do i=$((i+1)); echo tick $i; sleep 0.2; done; exec sleep 3600"),
+        ]}
+    }))
+    .await?;
+    env.wait_running("ticker").await?;
+    let dir = tempfile::tempdir()?;
+    let kubeconfig = mini_k8s_tests::kubeconfig::write(dir.path(), env.cluster.url(), None, None)?;
+    let mut follow = tokio::process::Command::new(mini_k8s_tests::binaries::path("ctl")?)
+        .args(["logs", "ticker", "-f", "--tail", "1"])
+        .env("KUBECONFIG", &kubeconfig)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut lines = tokio::io::BufReader::new(follow.stdout.take().context("no stdout")?).lines();
+    let first: u32 = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await??
+        .and_then(|l| l.strip_prefix("tick ").and_then(|n| n.parse().ok()))
+        .context("no first line")?;
+    // Five more ticks arrive on the same open stream.
+    let mut last = first;
+    while last < first + 5 {
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await??
+            .context("the stream ended")?;
+        last = line
+            .strip_prefix("tick ")
+            .and_then(|n| n.parse().ok())
+            .context("odd line")?;
+    }
+    follow.kill().await?;
+    Ok(())
+}
