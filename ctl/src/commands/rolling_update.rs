@@ -23,7 +23,7 @@ use crate::{emit, manifests, GlobalArgs};
 pub struct Args {
     /// The controller to replace.
     pub old: String,
-    /// The new controller's name (with --image; default OLD-<n>).
+    /// The new controller's name (with --image; default `OLD-<n>`).
     pub new: Option<String>,
     /// The new image (the old template otherwise unchanged).
     #[arg(long)]
