@@ -5,6 +5,7 @@
 //! against the same etcd. See `hack/bench/README.md`.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +24,8 @@ const MAX_OPS: usize = 20_000;
 const MAX_CLIENTS: usize = 64;
 /// Largest `--rounds` accepted.
 const MAX_ROUNDS: usize = 10;
+/// Largest `--slices` accepted.
+const MAX_SLICES: usize = 20;
 /// Largest `--phase-timeout` accepted, seconds.
 const MAX_PHASE_SECONDS: u64 = 600;
 /// Pods created (one client) before measuring, to warm connections and to
@@ -34,12 +37,13 @@ const WARMUP_PUTS: usize = 20;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Prefix of the keys the raw etcd phases write (outside `/registry`).
 const BENCH_PREFIX: &str = "/mk8s-bench";
+/// The key the `get` phase reads: what the namespace admission check reads.
+const NAMESPACE_KEY: &str = "/registry/namespaces/default";
+/// Stands for the pod name in the serialized pod template.
+const NAME_PLACEHOLDER: &str = "@@NAME@@";
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "mini-k8s-bench",
-    about = "Benchmarks of mini-k8s components"
-)]
+#[command(name = "mini-k8s-bench", about = "Benchmarks of mini-k8s components")]
 enum Command {
     /// Pods created per second through `POST /api/v1/namespaces/default/pods`
     /// next to etcd's raw put and create-txn rates for values of the same size.
@@ -54,23 +58,61 @@ struct CreateArgs {
     /// Concurrent clients, comma-separated; each count is measured in turn.
     #[arg(long, value_delimiter = ',', default_value = "1,8")]
     clients: Vec<usize>,
-    /// etcd puts (and txns) per measurement; defaults to `--pods`.
+    /// etcd puts, txns and gets per measurement; defaults to `--pods`.
     #[arg(long)]
     etcd_ops: Option<usize>,
     /// Rounds: every measurement is repeated this many times (at most 10);
-    /// the summary gives each round and the median.
+    /// the report gives each round and the median.
     #[arg(long, default_value_t = 1)]
     rounds: usize,
-    /// Seconds one phase may run; workers stop taking new work after it and
-    /// the rate is computed over what was done (and flagged).
+    /// Each measurement runs as this many interleaved slices (put, txn, get,
+    /// create, put, txn, ...), so that a machine whose load changes during
+    /// the run weighs on all of them alike.
+    #[arg(long, default_value_t = 4)]
+    slices: usize,
+    /// Seconds one measurement (all its slices) may run; after that its
+    /// workers take no new work and the rate is computed over what was
+    /// done (the row is flagged).
     #[arg(long, default_value_t = 120)]
     phase_timeout: u64,
+    /// The apiserver's `--default-watch-cache-size` (0: no watch cache, so
+    /// no etcd watch of pods while nobody watches); the apiserver's
+    /// default when not given.
+    #[arg(long)]
+    watch_cache_size: Option<usize>,
     /// Also print the results as one JSON object on the last line.
     #[arg(long)]
     json: bool,
 }
 
-/// What one phase measured.
+/// The operations measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    /// A plain etcd put of a fresh key.
+    Put,
+    /// What the apiserver's create sends: `create_revision == 0` compare, put.
+    Txn,
+    /// A linearizable get of one existing key (what the namespace existence
+    /// check costs); diagnostics only.
+    Get,
+    /// `POST /api/v1/namespaces/default/pods`.
+    Create,
+}
+
+impl Op {
+    const ALL: [Op; 4] = [Op::Put, Op::Txn, Op::Get, Op::Create];
+
+    fn name(self) -> &'static str {
+        match self {
+            Op::Put => "etcd put",
+            Op::Txn => "etcd txn",
+            Op::Get => "etcd get",
+            Op::Create => "pod create",
+        }
+    }
+}
+
+/// What one measurement found (summed over its slices).
 #[derive(Clone, Debug, Default)]
 struct Phase {
     ops: usize,
@@ -79,8 +121,10 @@ struct Phase {
     elapsed: Duration,
     latencies: Vec<Duration>,
     timed_out: bool,
-    /// etcd's own counters over the phase (gRPC calls by method, fsyncs).
-    etcd: BTreeMap<String, f64>,
+    /// How etcd's counters (`rpc:METHOD` calls handled, `fsync`s) and the
+    /// CPU seconds of this process (`cpu:self`: the benchmark's clients and
+    /// the in-process apiserver) and of etcd (`cpu:etcd`) moved.
+    counters: BTreeMap<String, f64>,
 }
 
 impl Phase {
@@ -104,33 +148,56 @@ impl Phase {
         sorted[rank.clamp(1, sorted.len()) - 1].as_secs_f64() * 1000.0
     }
 
-    /// A counter's increase over the phase, per successful op.
+    /// A counter's increase over the measurement, per successful operation.
     fn per_op(&self, counter: &str) -> f64 {
         if self.ops == 0 {
             return 0.0;
         }
-        self.etcd.get(counter).copied().unwrap_or(0.0) / self.ops as f64
+        self.counters.get(counter).copied().unwrap_or(0.0) / self.ops as f64
+    }
+
+    fn merge(&mut self, other: Phase) {
+        self.ops += other.ops;
+        self.errors += other.errors;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+        self.elapsed += other.elapsed;
+        self.latencies.extend(other.latencies);
+        self.timed_out |= other.timed_out;
+        for (k, v) in other.counters {
+            *self.counters.entry(k).or_insert(0.0) += v;
+        }
     }
 }
 
-/// The three measurements at one client count.
+/// The measurements at one client count in one round.
 #[derive(Clone, Debug)]
 struct Row {
     round: usize,
     clients: usize,
-    put: Phase,
-    txn: Phase,
-    create: Phase,
+    phases: BTreeMap<&'static str, Phase>,
 }
 
 impl Row {
+    fn phase(&self, op: Op) -> &Phase {
+        static EMPTY: std::sync::OnceLock<Phase> = std::sync::OnceLock::new();
+        self.phases
+            .get(op.name())
+            .unwrap_or_else(|| EMPTY.get_or_init(Phase::default))
+    }
+
     fn ratio(&self) -> f64 {
-        let put = self.put.rate();
+        let put = self.phase(Op::Put).rate();
         if put > 0.0 {
-            self.create.rate() / put
+            self.phase(Op::Create).rate() / put
         } else {
             0.0
         }
+    }
+
+    fn timed_out(&self) -> bool {
+        self.phases.values().any(|p| p.timed_out)
     }
 }
 
@@ -142,8 +209,6 @@ fn main() -> Result<()> {
         .build()
         .context("building the tokio runtime")?;
     let result = runtime.block_on(apiserver_create(&args));
-    // Whatever happened, nothing started by the benchmark outlives it: the
-    // apiserver and etcd were dropped inside `apiserver_create`.
     runtime.shutdown_timeout(Duration::from_secs(5));
     result
 }
@@ -159,7 +224,10 @@ fn validate(args: &CreateArgs) -> Result<()> {
             "--etcd-ops must be between 1 and {MAX_OPS}"
         );
     }
-    ensure!(!args.clients.is_empty(), "--clients needs at least one count");
+    ensure!(
+        !args.clients.is_empty(),
+        "--clients needs at least one count"
+    );
     for &c in &args.clients {
         ensure!(
             (1..=MAX_CLIENTS).contains(&c),
@@ -171,13 +239,20 @@ fn validate(args: &CreateArgs) -> Result<()> {
         "--rounds must be between 1 and {MAX_ROUNDS}"
     );
     ensure!(
+        (1..=MAX_SLICES).contains(&args.slices),
+        "--slices must be between 1 and {MAX_SLICES}"
+    );
+    ensure!(
         (1..=MAX_PHASE_SECONDS).contains(&args.phase_timeout),
         "--phase-timeout must be between 1 and {MAX_PHASE_SECONDS} seconds"
     );
     Ok(())
 }
 
+/// Starts etcd and the apiserver, measures, and stops both (the apiserver
+/// first) whatever the outcome.
 async fn apiserver_create(args: &CreateArgs) -> Result<()> {
+    let mut interrupts = Interrupts::catch()?;
     let etcd = tokio::task::spawn_blocking(Etcd::start)
         .await
         .context("etcd start panicked")??;
@@ -187,31 +262,99 @@ async fn apiserver_create(args: &CreateArgs) -> Result<()> {
         etcd.pid(),
         etcd.data_dir().display()
     );
-    let apiserver =
-        TestApiServer::start(apiserver::Config::with_etcd(etcd.endpoints())).await?;
-    eprintln!("apiserver (in-process) {}", apiserver.url());
-    let outcome = run(args, &etcd, apiserver.url()).await;
-    // Stop order: the apiserver (draining its requests), then etcd.
-    let stopped = apiserver.stop().await;
+    let mut config = apiserver::Config::with_etcd(etcd.endpoints());
+    if let Some(size) = args.watch_cache_size {
+        config.default_watch_cache_size = size;
+    }
+    let outcome = match TestApiServer::start(config).await {
+        Ok(apiserver) => {
+            eprintln!("apiserver (in-process) {}", apiserver.url());
+            // SIGINT or SIGTERM (apiserver.sh's time limit) ends the
+            // measurement early, but still through the orderly stop below.
+            let outcome = tokio::select! {
+                outcome = run(args, &etcd, apiserver.url()) => outcome,
+                signal = interrupts.next() => Err(anyhow::anyhow!("interrupted by {signal}")),
+            };
+            let stopped = apiserver.stop().await.context("stopping the apiserver");
+            outcome.and(stopped)
+        }
+        Err(e) => Err(e),
+    };
     drop(etcd);
-    let rows = outcome?;
-    stopped.context("stopping the apiserver")?;
-    let _ = rows;
-    Ok(())
+    outcome
 }
 
-async fn run(args: &CreateArgs, etcd: &Etcd, url: &str) -> Result<Vec<Row>> {
+/// SIGINT and SIGTERM, caught from the start so that they end the run
+/// through the orderly stop (apiserver, then etcd) instead of killing it.
+struct Interrupts {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Interrupts {
+    fn catch() -> Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            int: signal(SignalKind::interrupt()).context("catching SIGINT")?,
+            term: signal(SignalKind::terminate()).context("catching SIGTERM")?,
+        })
+    }
+
+    /// The name of the next signal received.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.int.recv() => "SIGINT",
+            _ = self.term.recv() => "SIGTERM",
+        }
+    }
+}
+
+/// Where a measurement's side effects are read: etcd's `/metrics` and the
+/// CPU time of this process and of etcd.
+struct Probe {
+    http: reqwest::Client,
+    metrics_url: String,
+    etcd_pid: u32,
+}
+
+impl Probe {
+    async fn counters(&self) -> Result<BTreeMap<String, f64>> {
+        let mut counters = etcd_counters(&self.http, &self.metrics_url).await?;
+        if let Some(cpu) = cpu_seconds("self") {
+            counters.insert("cpu:self".into(), cpu);
+        }
+        if let Some(cpu) = tree_cpu_seconds(self.etcd_pid) {
+            counters.insert("cpu:etcd".into(), cpu);
+        }
+        Ok(counters)
+    }
+}
+
+/// What the benchmark drives.
+struct Targets {
+    etcd: Client,
+    value: Arc<Vec<u8>>,
+    creator: PodCreator,
+}
+
+async fn run(args: &CreateArgs, etcd: &Etcd, url: &str) -> Result<()> {
     let phase_limit = Duration::from_secs(args.phase_timeout);
     let etcd_ops = args.etcd_ops.unwrap_or(args.pods);
     let client = etcd.client().await?;
-    let metrics_url = format!("{}/metrics", etcd.client_url());
-    let http = reqwest::Client::builder()
-        .timeout(REQUEST_TIMEOUT)
-        .build()?;
+    let probe = Probe {
+        http: reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .build()?,
+        metrics_url: format!("{}/metrics", etcd.client_url()),
+        etcd_pid: etcd.pid(),
+    };
+    let load_before = load_average();
 
     // Warm-up: a few pods through the apiserver, then read one back from
     // etcd to learn what the apiserver really stores for such a pod.
-    let warm = create_pods(url, "warmup", WARMUP_PODS, 1, phase_limit).await?;
+    let warm = PodCreator::new(url, "warmup", 1)?
+        .run(0..WARMUP_PODS, 1, Instant::now() + phase_limit)
+        .await;
     ensure!(
         warm.errors == 0,
         "warm-up creates failed: {}",
@@ -223,18 +366,28 @@ async fn run(args: &CreateArgs, etcd: &Etcd, url: &str) -> Result<Vec<Row>> {
         .get(stored_key, None)
         .await
         .context("reading a created pod from etcd")?;
-    let value = stored
-        .kvs()
-        .first()
-        .with_context(|| format!("{stored_key} is not in etcd"))?
-        .value()
-        .to_vec();
-    let value = Arc::new(value);
+    let value = Arc::new(
+        stored
+            .kvs()
+            .first()
+            .with_context(|| format!("{stored_key} is not in etcd"))?
+            .value()
+            .to_vec(),
+    );
     eprintln!(
-        "stored pod value: {} bytes (key {stored_key}); every etcd phase writes values of that size",
+        "stored pod: {} bytes (key {stored_key}); the etcd puts and txns write copies of it",
         value.len()
     );
-    let warm = etcd_phase(&client, Op::Put, "warmup", &value, WARMUP_PUTS, 1, phase_limit).await;
+    let warm = etcd_op(
+        &client,
+        Op::Put,
+        "warmup",
+        &value,
+        0..WARMUP_PUTS,
+        1,
+        Instant::now() + phase_limit,
+    )
+    .await;
     ensure!(
         warm.errors == 0,
         "warm-up puts failed: {}",
@@ -245,39 +398,32 @@ async fn run(args: &CreateArgs, etcd: &Etcd, url: &str) -> Result<Vec<Row>> {
     for round in 1..=args.rounds {
         for &clients in &args.clients {
             let tag = format!("r{round}-c{clients}");
-            let put = measured(&http, &metrics_url, || {
-                etcd_phase(&client, Op::Put, &tag, &value, etcd_ops, clients, phase_limit)
-            })
-            .await?;
-            let txn = measured(&http, &metrics_url, || {
-                etcd_phase(&client, Op::Txn, &tag, &value, etcd_ops, clients, phase_limit)
-            })
-            .await?;
-            let create = measured(&http, &metrics_url, || {
-                create_pods(url, &tag, args.pods, clients, phase_limit)
-            })
-            .await?;
-            let create = create?;
-            let row = Row {
-                round,
-                clients,
-                put,
-                txn,
-                create,
+            let targets = Targets {
+                etcd: client.clone(),
+                value: value.clone(),
+                creator: PodCreator::new(url, &tag, clients)?,
             };
+            let row = measure(&targets, &probe, args, etcd_ops, round, clients, &tag).await?;
             eprintln!(
                 "round {round}, {clients} client(s): etcd put {:.0}/s, txn {:.0}/s, apiserver {:.0} pods/s (ratio {:.2})",
-                row.put.rate(),
-                row.txn.rate(),
-                row.create.rate(),
+                row.phase(Op::Put).rate(),
+                row.phase(Op::Txn).rate(),
+                row.phase(Op::Create).rate(),
                 row.ratio()
             );
             rows.push(row);
         }
     }
-    print_report(args, etcd_ops, value.len(), &rows);
+    let load_after = load_average();
+    print_report(
+        args,
+        etcd_ops,
+        value.len(),
+        &rows,
+        (load_before.as_deref(), load_after.as_deref()),
+    );
     for row in &rows {
-        for (name, phase) in [("etcd put", &row.put), ("etcd txn", &row.txn), ("create", &row.create)] {
+        for (name, phase) in &row.phases {
             if phase.errors > 0 {
                 bail!(
                     "round {}, {} client(s): {} errors in {name}, first: {}",
@@ -289,43 +435,73 @@ async fn run(args: &CreateArgs, etcd: &Etcd, url: &str) -> Result<Vec<Row>> {
             }
         }
     }
-    Ok(rows)
+    Ok(())
 }
 
-/// Runs a phase and records how etcd's own counters moved over it.
-async fn measured<F, Fut, T>(http: &reqwest::Client, metrics_url: &str, phase: F) -> Result<T>
-where
-    F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = T>,
-    T: WithEtcdCounters,
-{
-    let before = etcd_counters(http, metrics_url).await?;
-    let mut result = phase().await;
-    let after = etcd_counters(http, metrics_url).await?;
-    let delta = after
-        .iter()
-        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0.0)))
-        .collect();
-    result.set_counters(delta);
-    Ok(result)
-}
-
-trait WithEtcdCounters {
-    fn set_counters(&mut self, counters: BTreeMap<String, f64>);
-}
-
-impl WithEtcdCounters for Phase {
-    fn set_counters(&mut self, counters: BTreeMap<String, f64>) {
-        self.etcd = counters;
-    }
-}
-
-impl WithEtcdCounters for Result<Phase> {
-    fn set_counters(&mut self, counters: BTreeMap<String, f64>) {
-        if let Ok(phase) = self {
-            phase.etcd = counters;
+/// One row: every operation in `args.slices` interleaved slices.
+async fn measure(
+    targets: &Targets,
+    probe: &Probe,
+    args: &CreateArgs,
+    etcd_ops: usize,
+    round: usize,
+    clients: usize,
+    tag: &str,
+) -> Result<Row> {
+    let mut phases: BTreeMap<&'static str, Phase> = BTreeMap::new();
+    let budget = Duration::from_secs(args.phase_timeout);
+    for slice in 0..args.slices {
+        for op in Op::ALL {
+            let total = if op == Op::Create {
+                args.pods
+            } else {
+                etcd_ops
+            };
+            let range = slice_range(total, args.slices, slice);
+            if range.is_empty() {
+                continue;
+            }
+            let phase = phases.entry(op.name()).or_default();
+            let left = budget.saturating_sub(phase.elapsed);
+            if left.is_zero() {
+                phase.timed_out = true;
+                continue;
+            }
+            let deadline = Instant::now() + left;
+            let before = probe.counters().await?;
+            let mut done = match op {
+                Op::Create => targets.creator.run(range, clients, deadline).await,
+                _ => {
+                    etcd_op(
+                        &targets.etcd,
+                        op,
+                        tag,
+                        &targets.value,
+                        range,
+                        clients,
+                        deadline,
+                    )
+                    .await
+                }
+            };
+            let after = probe.counters().await?;
+            done.counters = after
+                .iter()
+                .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0.0)))
+                .collect();
+            phase.merge(done);
         }
     }
+    Ok(Row {
+        round,
+        clients,
+        phases,
+    })
+}
+
+/// The `slice`-th of `slices` near-equal parts of `0..total`.
+fn slice_range(total: usize, slices: usize, slice: usize) -> Range<usize> {
+    (total * slice / slices)..(total * (slice + 1) / slices)
 }
 
 /// etcd's counters of interest from its `/metrics`: gRPC calls handled by
@@ -341,18 +517,18 @@ async fn etcd_counters(http: &reqwest::Client, url: &str) -> Result<BTreeMap<Str
         .await?;
     let mut counters = BTreeMap::new();
     for line in text.lines() {
-        let Some((name, value)) = line.rsplit_once(' ') else {
+        let Some((series, value)) = line.rsplit_once(' ') else {
             continue;
         };
         let Ok(value) = value.parse::<f64>() else {
             continue;
         };
-        let key = if name.starts_with("grpc_server_handled_total{") {
-            match label(name, "grpc_method") {
+        let key = if series.starts_with("grpc_server_handled_total{") {
+            match label(series, "grpc_method") {
                 Some(method) => format!("rpc:{method}"),
                 None => continue,
             }
-        } else if name == "etcd_disk_wal_fsync_duration_seconds_count" {
+        } else if series == "etcd_disk_wal_fsync_duration_seconds_count" {
             "fsync".to_string()
         } else {
             continue;
@@ -362,38 +538,80 @@ async fn etcd_counters(http: &reqwest::Client, url: &str) -> Result<BTreeMap<Str
     Ok(counters)
 }
 
-/// The value of `name="..."` in a Prometheus series name.
+/// The value of `name="..."` in a Prometheus series.
 fn label<'a>(series: &'a str, name: &str) -> Option<&'a str> {
     let start = series.find(&format!("{name}=\""))? + name.len() + 2;
     let rest = &series[start..];
     Some(&rest[..rest.find('"')?])
 }
 
-#[derive(Clone, Copy, Debug)]
-enum Op {
-    /// A plain put of a fresh key.
-    Put,
-    /// What the apiserver's create sends: `create_revision == 0` compare, put.
-    Txn,
+/// User + system CPU seconds of a process, from `/proc/PID/stat` (clock
+/// ticks of 1/100 s, Linux's `USER_HZ`).
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command name (in parentheses) come the fields from `state`
+    // (field 3 of proc(5)); utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }
 
-/// `count` etcd writes of fresh keys with `clients` concurrent workers over
-/// one shared client (as the apiserver shares one).
-async fn etcd_phase(
+/// CPU seconds of a process and its descendants (etcd may run under a
+/// wrapper: see `ETCD_FSYNC_DELAY_US` in `apiserver.sh`).
+fn tree_cpu_seconds(pid: u32) -> Option<f64> {
+    let mut total = cpu_seconds(&pid.to_string())?;
+    let mut pending = vec![(pid, 0)];
+    let mut seen = 0;
+    while let Some((parent, depth)) = pending.pop() {
+        // Bounded: a few levels, a few hundred processes.
+        if depth >= 4 || seen >= 256 {
+            break;
+        }
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{parent}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let children =
+                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            for child in children
+                .split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok())
+            {
+                seen += 1;
+                total += cpu_seconds(&child.to_string()).unwrap_or(0.0);
+                pending.push((child, depth + 1));
+            }
+        }
+    }
+    Some(total)
+}
+
+/// The 1-minute load average, to show how busy the machine was.
+fn load_average() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    text.split_whitespace().next().map(str::to_string)
+}
+
+/// etcd operations on fresh keys `range` with `clients` concurrent workers
+/// over one shared client (the apiserver shares one too).
+async fn etcd_op(
     client: &Client,
     op: Op,
     tag: &str,
     value: &Arc<Vec<u8>>,
-    count: usize,
+    range: Range<usize>,
     clients: usize,
-    limit: Duration,
+    deadline: Instant,
 ) -> Phase {
     let kind = match op {
         Op::Put => "put",
         Op::Txn => "txn",
+        Op::Get | Op::Create => "get",
     };
     let prefix = Arc::new(format!("{BENCH_PREFIX}/{kind}/{tag}"));
-    run_workers(count, clients, limit, |_| {
+    run_workers(range, clients, deadline, |_| {
         let client = client.clone();
         let prefix = prefix.clone();
         let value = value.clone();
@@ -413,7 +631,18 @@ async fn etcd_phase(
                             if response.succeeded() {
                                 Ok(())
                             } else {
-                                Err(etcd_client::Error::InvalidArgs("key existed".into()))
+                                Err(etcd_client::Error::InvalidArgs("the key existed".into()))
+                            }
+                        }
+                        // (`Create` is not an etcd operation: never passed here.)
+                        Op::Get | Op::Create => {
+                            let response = client.get(NAMESPACE_KEY, None).await?;
+                            if response.kvs().is_empty() {
+                                Err(etcd_client::Error::InvalidArgs(format!(
+                                    "{NAMESPACE_KEY} is missing"
+                                )))
+                            } else {
+                                Ok(())
                             }
                         }
                     }
@@ -471,68 +700,91 @@ fn pod(name: &str) -> Value {
     })
 }
 
-/// `count` pods created through the apiserver by `clients` concurrent HTTP
-/// clients, each with its own connection.
-async fn create_pods(
-    url: &str,
-    tag: &str,
-    count: usize,
-    clients: usize,
-    limit: Duration,
-) -> Result<Phase> {
-    let endpoint = Arc::new(format!("{url}/api/v1/namespaces/default/pods"));
-    let mut https = Vec::with_capacity(clients);
-    for _ in 0..clients {
-        https.push(
-            reqwest::Client::builder()
-                .timeout(REQUEST_TIMEOUT)
-                .pool_max_idle_per_host(1)
-                .build()?,
-        );
-    }
-    let tag = Arc::new(tag.to_string());
-    Ok(run_workers(count, clients, limit, |worker| {
-        let http = https[worker].clone();
-        let endpoint = endpoint.clone();
-        let tag = tag.clone();
-        move |i: usize| {
-            let body = serde_json::to_vec(&pod(&format!("bench-{tag}-{i:06}")));
-            let request = http
-                .post(endpoint.as_str())
-                .header("content-type", "application/json");
-            async move {
-                let body = body.map_err(|e| e.to_string())?;
-                let response = request.body(body).send().await.map_err(|e| e.to_string())?;
-                let status = response.status();
-                let text = response.bytes().await.map_err(|e| e.to_string())?;
-                if status.as_u16() == 201 {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "{status}: {}",
-                        String::from_utf8_lossy(&text[..text.len().min(300)])
-                    ))
-                }
-            }
-        }
-    })
-    .await)
+/// Creates pods `bench-{tag}-{index}` through the apiserver with one HTTP
+/// client (one keep-alive connection) per concurrent worker.
+struct PodCreator {
+    endpoint: Arc<String>,
+    clients: Vec<reqwest::Client>,
+    /// The serialized pod before and after its name: each request splices
+    /// its name in, so the clients spend little CPU next to the server
+    /// they share the machine with.
+    head: Arc<String>,
+    tail: Arc<String>,
+    tag: Arc<String>,
 }
 
-/// Runs `count` operations on `clients` workers: each worker takes the next
-/// index until all are taken or `limit` has passed since the start, and
-/// times each operation. `make(worker)` gives the worker's operation.
-async fn run_workers<M, F, Fut>(count: usize, clients: usize, limit: Duration, make: M) -> Phase
+impl PodCreator {
+    fn new(url: &str, tag: &str, clients: usize) -> Result<Self> {
+        let template = serde_json::to_string(&pod(NAME_PLACEHOLDER))?;
+        let (head, tail) = template
+            .split_once(NAME_PLACEHOLDER)
+            .context("the pod template has no name")?;
+        let clients = (0..clients)
+            .map(|_| {
+                reqwest::Client::builder()
+                    .timeout(REQUEST_TIMEOUT)
+                    .pool_max_idle_per_host(1)
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            endpoint: Arc::new(format!("{url}/api/v1/namespaces/default/pods")),
+            clients,
+            head: Arc::new(head.to_string()),
+            tail: Arc::new(tail.to_string()),
+            tag: Arc::new(tag.to_string()),
+        })
+    }
+
+    async fn run(&self, range: Range<usize>, workers: usize, deadline: Instant) -> Phase {
+        run_workers(range, workers, deadline, |worker| {
+            let http = self.clients[worker % self.clients.len()].clone();
+            let endpoint = self.endpoint.clone();
+            let (head, tail, tag) = (self.head.clone(), self.tail.clone(), self.tag.clone());
+            move |i: usize| {
+                let body = format!("{head}bench-{tag}-{i:06}{tail}");
+                let request = http
+                    .post(endpoint.as_str())
+                    .header("content-type", "application/json")
+                    .body(body);
+                async move {
+                    let response = request.send().await.map_err(|e| e.to_string())?;
+                    let status = response.status();
+                    let text = response.bytes().await.map_err(|e| e.to_string())?;
+                    if status.as_u16() == 201 {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "{status}: {}",
+                            String::from_utf8_lossy(&text[..text.len().min(300)])
+                        ))
+                    }
+                }
+            }
+        })
+        .await
+    }
+}
+
+/// Runs the operations `range` on `workers` concurrent tasks: each takes the
+/// next index until all are taken or `deadline` has passed, and times each
+/// operation. `make(worker)` gives a worker its operation.
+async fn run_workers<M, F, Fut>(
+    range: Range<usize>,
+    workers: usize,
+    deadline: Instant,
+    make: M,
+) -> Phase
 where
     M: Fn(usize) -> F,
     F: FnMut(usize) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = std::result::Result<(), String>> + Send,
 {
-    let next = Arc::new(AtomicUsize::new(0));
+    let next = Arc::new(AtomicUsize::new(range.start));
+    let end = range.end;
     let start = Instant::now();
-    let deadline = start + limit;
-    let mut tasks = Vec::with_capacity(clients);
-    for worker in 0..clients {
+    let mut tasks = Vec::with_capacity(workers);
+    for worker in 0..workers {
         let mut op = make(worker);
         let next = next.clone();
         tasks.push(tokio::spawn(async move {
@@ -542,7 +794,7 @@ where
             let mut timed_out = false;
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= count {
+                if i >= end {
                     break;
                 }
                 if Instant::now() >= deadline {
@@ -574,7 +826,9 @@ where
             }
             Err(e) => {
                 phase.errors += 1;
-                phase.first_error.get_or_insert(format!("worker panicked: {e}"));
+                phase
+                    .first_error
+                    .get_or_insert(format!("worker failed: {e}"));
             }
         }
     }
@@ -596,103 +850,183 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
-fn print_report(args: &CreateArgs, etcd_ops: usize, size: usize, rows: &[Row]) {
+const TABLE_HEADER: [&str; 9] = [
+    "round",
+    "clients",
+    "etcd puts/s",
+    "etcd txn/s",
+    "apiserver pods/s",
+    "ratio",
+    "p50 ms",
+    "p99 ms",
+    "value B",
+];
+
+#[allow(clippy::too_many_arguments)]
+fn table_line(
+    round: &str,
+    clients: usize,
+    puts: f64,
+    txns: f64,
+    pods: f64,
+    ratio: f64,
+    p50: f64,
+    p99: f64,
+    size: usize,
+) -> String {
+    format!(
+        "{round:>5} {clients:>7} {puts:>11.0} {txns:>10.0} {pods:>16.0} {ratio:>5.2} {p50:>7.2} {p99:>7.2} {size:>8}"
+    )
+}
+
+fn print_report(
+    args: &CreateArgs,
+    etcd_ops: usize,
+    size: usize,
+    rows: &[Row],
+    load: (Option<&str>, Option<&str>),
+) {
     println!();
     println!(
-        "apiserver-create: {} pods and {etcd_ops} etcd puts/txns per measurement, {} round(s), in-process apiserver, etcd {}",
+        "apiserver-create: {} pods and {etcd_ops} etcd puts/txns/gets per row in {} interleaved slices; \
+         in-process apiserver over one etcd member (harness); load average {} before, {} after",
         args.pods,
-        args.rounds,
-        "single member (harness)"
+        args.slices,
+        load.0.unwrap_or("?"),
+        load.1.unwrap_or("?"),
     );
+    let h = TABLE_HEADER;
     println!(
-        "{:>5} {:>7} {:>12} {:>10} {:>15} {:>6} {:>8} {:>8} {:>10}",
-        "round", "clients", "etcd puts/s", "etcd txn/s", "apiserver pods/s", "ratio", "p50 ms", "p99 ms", "value B"
+        "{:>5} {:>7} {:>11} {:>10} {:>16} {:>5} {:>7} {:>7} {:>8}",
+        h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8]
     );
     for row in rows {
-        let flag = if row.put.timed_out || row.txn.timed_out || row.create.timed_out {
-            " (phase timed out: partial)"
+        let create = row.phase(Op::Create);
+        let flag = if row.timed_out() {
+            "  (timed out: partial)"
         } else {
             ""
         };
         println!(
-            "{:>5} {:>7} {:>12.0} {:>10.0} {:>15.0} {:>6.2} {:>8.2} {:>8.2} {:>10}{flag}",
-            row.round,
-            row.clients,
-            row.put.rate(),
-            row.txn.rate(),
-            row.create.rate(),
-            row.ratio(),
-            row.create.percentile(50.0),
-            row.create.percentile(99.0),
-            size,
+            "{}{flag}",
+            table_line(
+                &row.round.to_string(),
+                row.clients,
+                row.phase(Op::Put).rate(),
+                row.phase(Op::Txn).rate(),
+                create.rate(),
+                row.ratio(),
+                create.percentile(50.0),
+                create.percentile(99.0),
+                size,
+            )
         );
     }
     if args.rounds > 1 {
-        println!("median over rounds:");
         for &clients in &args.clients {
             let of = |f: &dyn Fn(&Row) -> f64| {
-                median(rows.iter().filter(|r| r.clients == clients).map(f).collect())
+                median(
+                    rows.iter()
+                        .filter(|r| r.clients == clients)
+                        .map(f)
+                        .collect(),
+                )
             };
             println!(
-                "{:>5} {:>7} {:>12.0} {:>10.0} {:>15.0} {:>6.2} {:>8.2} {:>8.2} {:>10}",
-                "med",
-                clients,
-                of(&|r| r.put.rate()),
-                of(&|r| r.txn.rate()),
-                of(&|r| r.create.rate()),
-                of(&|r| r.ratio()),
-                of(&|r| r.create.percentile(50.0)),
-                of(&|r| r.create.percentile(99.0)),
-                size,
+                "{}",
+                table_line(
+                    "med",
+                    clients,
+                    of(&|r| r.phase(Op::Put).rate()),
+                    of(&|r| r.phase(Op::Txn).rate()),
+                    of(&|r| r.phase(Op::Create).rate()),
+                    of(&Row::ratio),
+                    of(&|r| r.phase(Op::Create).percentile(50.0)),
+                    of(&|r| r.phase(Op::Create).percentile(99.0)),
+                    size,
+                )
             );
         }
     }
+    println!("ratio = apiserver pods/s / etcd puts/s; goal: at least 0.80 at 1 and at 8 clients");
     println!();
-    println!("etcd per operation (from etcd's /metrics; RPCs also count the benchmark's own /metrics-free calls only):");
-    println!(
-        "{:>5} {:>7} {:>10} {:>10} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
-        "round", "clients", "put p50", "put p99", "txn p50", "put fs", "txn fs", "pod fs", "pod Rng", "pod Txn", "pod Put"
-    );
+    println!("diagnostics (latencies in ms; per operation: etcd fsyncs, CPU ms of etcd and of this process, etcd RPCs):");
     for row in rows {
-        println!(
-            "{:>5} {:>7} {:>10.2} {:>10.2} {:>10.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
-            row.round,
-            row.clients,
-            row.put.percentile(50.0),
-            row.put.percentile(99.0),
-            row.txn.percentile(50.0),
-            row.put.per_op("fsync"),
-            row.txn.per_op("fsync"),
-            row.create.per_op("fsync"),
-            row.create.per_op("rpc:Range"),
-            row.create.per_op("rpc:Txn"),
-            row.create.per_op("rpc:Put"),
-        );
+        println!("  round {}, {} client(s):", row.round, row.clients);
+        for op in Op::ALL {
+            let phase = row.phase(op);
+            let rpcs: Vec<String> = phase
+                .counters
+                .iter()
+                .filter_map(|(k, v)| {
+                    let method = k.strip_prefix("rpc:")?;
+                    (*v > 0.0).then(|| format!("{method} {:.2}", v / phase.ops.max(1) as f64))
+                })
+                .collect();
+            println!(
+                "    {:<10} {:>7.0}/s  p50 {:>6.2}  p99 {:>6.2}  fsync {:>4.2}  cpu etcd {:>5.3}  cpu self {:>5.3}  rpcs {}",
+                op.name(),
+                phase.rate(),
+                phase.percentile(50.0),
+                phase.percentile(99.0),
+                phase.per_op("fsync"),
+                phase.per_op("cpu:etcd") * 1000.0,
+                phase.per_op("cpu:self") * 1000.0,
+                rpcs.join(", "),
+            );
+        }
     }
-    println!("(p50/p99 in ms; fs = WAL fsyncs per operation; Rng/Txn/Put = etcd RPCs per created pod)");
+    println!("  (cpu self = this process: the benchmark's clients plus the in-process apiserver)");
     if args.json {
         let json_rows: Vec<Value> = rows
             .iter()
             .map(|r| {
+                let phases: serde_json::Map<String, Value> = r
+                    .phases
+                    .iter()
+                    .map(|(name, p)| {
+                        (
+                            name.replace(' ', "_"),
+                            json!({
+                                "ops": p.ops,
+                                "per_s": p.rate(),
+                                "p50_ms": p.percentile(50.0),
+                                "p99_ms": p.percentile(99.0),
+                                "fsyncs_per_op": p.per_op("fsync"),
+                                "cpu_ms_per_op": {
+                                    "etcd": p.per_op("cpu:etcd") * 1000.0,
+                                    "self": p.per_op("cpu:self") * 1000.0,
+                                },
+                                "etcd_ranges_per_op": p.per_op("rpc:Range"),
+                                "etcd_txns_per_op": p.per_op("rpc:Txn"),
+                                "timed_out": p.timed_out,
+                            }),
+                        )
+                    })
+                    .collect();
                 json!({
                     "round": r.round,
                     "clients": r.clients,
-                    "etcd_puts_per_s": r.put.rate(),
-                    "etcd_txn_per_s": r.txn.rate(),
-                    "apiserver_pods_per_s": r.create.rate(),
+                    "etcd_puts_per_s": r.phase(Op::Put).rate(),
+                    "etcd_txn_per_s": r.phase(Op::Txn).rate(),
+                    "apiserver_pods_per_s": r.phase(Op::Create).rate(),
                     "ratio": r.ratio(),
-                    "p50_ms": r.create.percentile(50.0),
-                    "p99_ms": r.create.percentile(99.0),
+                    "p50_ms": r.phase(Op::Create).percentile(50.0),
+                    "p99_ms": r.phase(Op::Create).percentile(99.0),
                     "value_bytes": size,
-                    "etcd_rpcs_per_pod": {
-                        "range": r.create.per_op("rpc:Range"),
-                        "txn": r.create.per_op("rpc:Txn"),
-                        "put": r.create.per_op("rpc:Put"),
-                    },
-                    "timed_out": r.put.timed_out || r.txn.timed_out || r.create.timed_out,
+                    "phases": phases,
                 })
             })
             .collect();
-        println!("{}", json!({ "pods": args.pods, "etcd_ops": etcd_ops, "rows": json_rows }));
+        println!(
+            "{}",
+            json!({
+                "pods": args.pods,
+                "etcd_ops": etcd_ops,
+                "slices": args.slices,
+                "load_average": { "before": load.0, "after": load.1 },
+                "rows": json_rows,
+            })
+        );
     }
 }
