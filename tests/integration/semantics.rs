@@ -256,3 +256,104 @@ async fn lists_page_with_limit_and_continue() -> Result<()> {
     assert_eq!(names, (0..7).map(|i| format!("p{i}")).collect::<Vec<_>>());
     Ok(())
 }
+
+/// etcd's count of handled `Range` calls (reads), from its `/metrics`.
+async fn etcd_reads(c: &TestCluster) -> Result<f64> {
+    let text = c
+        .http
+        .get(format!("{}/metrics", c.etcd.client_url()))
+        .send()
+        .await?
+        .text()
+        .await?;
+    Ok(text
+        .lines()
+        .filter(|l| {
+            l.starts_with("grpc_server_handled_total{") && l.contains("grpc_method=\"Range\"")
+        })
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_admission_is_cached_and_follows_the_namespace_watch() -> Result<()> {
+    let c = TestCluster::start().await?;
+    let pods = |ns: &str| format!("/api/v1/namespaces/{ns}/pods");
+    // Once the namespace watch is in sync, creates in an existing namespace
+    // read nothing from etcd.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut round = 0;
+    loop {
+        let before = etcd_reads(&c).await?;
+        for i in 0..5 {
+            let (code, body) = c
+                .post(&pods("default"), &pod(&format!("c{round}-{i}")))
+                .await?;
+            assert_eq!(code, 201, "{body}");
+        }
+        if etcd_reads(&c).await? == before {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "creates still read the namespace from etcd"
+        );
+        round += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A missing namespace is still answered 404 (from etcd).
+    let (code, missing) = c.post(&pods("nowhere"), &pod("p")).await?;
+    assert_eq!(code, 404, "{missing}");
+    // A new namespace is usable at once, before the watch reports it.
+    let (code, _) = c
+        .post(
+            "/api/v1/namespaces",
+            &json!({"metadata": {"name": "fresh"}}),
+        )
+        .await?;
+    assert_eq!(code, 201);
+    let (code, created) = c.post(&pods("fresh"), &pod("first")).await?;
+    assert_eq!(code, 201, "{created}");
+    // A namespace removed behind the apiserver's back (another apiserver,
+    // etcdctl) is forgotten when the watch reports it.
+    let mut etcd = c.etcd.client().await?;
+    etcd.delete("/registry/namespaces/fresh", None).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    for i in 0.. {
+        let (code, body) = c.post(&pods("fresh"), &pod(&format!("late{i}"))).await?;
+        if code == 404 {
+            break;
+        }
+        assert_eq!(code, 201, "{body}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the cache never learnt of the deletion"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A namespace being deleted refuses new content (403 while it is
+    // terminating, 404 once it is gone).
+    c.post(
+        "/api/v1/namespaces",
+        &json!({"metadata": {"name": "going"}}),
+    )
+    .await?;
+    let (code, _) = c.post(&pods("going"), &pod("p")).await?;
+    assert_eq!(code, 201);
+    let (code, _) = c.delete("/api/v1/namespaces/going").await?;
+    assert_eq!(code, 200);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    for i in 0.. {
+        let (code, body) = c.post(&pods("going"), &pod(&format!("q{i}"))).await?;
+        if code == 403 || code == 404 {
+            break;
+        }
+        assert_eq!(code, 201, "{body}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a deleted namespace kept taking content"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}

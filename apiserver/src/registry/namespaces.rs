@@ -20,14 +20,151 @@ const PROTECTED: [&str; 3] = ["default", "kube-system", "kube-public"];
 
 /// Admission of namespaced content: the namespace must exist and not be
 /// terminating.
+///
+/// Every create of namespaced content asks this, so the answer for the
+/// common case (the namespace exists and is active) comes from a cache of
+/// the active namespaces, kept by a watch of `/registry/namespaces/`, and
+/// costs no etcd round trip. Anything else is looked up in etcd as it is
+/// now: a namespace the cache does not list (missing, just created, or the
+/// cache not in sync yet) and a terminating one. So a missing namespace is
+/// always answered 404 from etcd itself, and a new one is usable at once.
+///
+/// The cache can lag etcd by the watch's delay (usually well under a
+/// millisecond): content created in that window after the namespace was
+/// marked for deletion is admitted, as Kubernetes' informer-based
+/// admission does. The check and the create were never one transaction
+/// (content could slip in between the read and the write before too).
 pub struct NamespaceLifecycle {
     storage: Arc<dyn Storage>,
+    cache: Arc<ActiveNamespaces>,
+    /// Started with the first admission (it needs a runtime); dropping the
+    /// sender, with `self`, stops the watch.
+    watching: std::sync::OnceLock<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// The namespaces known to exist and be active, while a watch keeps them.
+#[derive(Default)]
+struct ActiveNamespaces {
+    state: std::sync::RwLock<CacheState>,
+}
+
+#[derive(Default)]
+struct CacheState {
+    /// Whether `active` follows etcd (a watch is running from a listing).
+    synced: bool,
+    active: std::collections::HashSet<String>,
+}
+
+impl ActiveNamespaces {
+    fn is_active(&self, name: &str) -> bool {
+        self.state
+            .read()
+            .map(|s| s.synced && s.active.contains(name))
+            .unwrap_or(false)
+    }
+
+    fn replace(&self, synced: bool, active: std::collections::HashSet<String>) {
+        if let Ok(mut state) = self.state.write() {
+            state.synced = synced;
+            state.active = active;
+        }
+    }
+
+    fn set(&self, name: &str, active: bool) {
+        if let Ok(mut state) = self.state.write() {
+            if active {
+                state.active.insert(name.to_string());
+            } else {
+                state.active.remove(name);
+            }
+        }
+    }
+}
+
+/// The name of an active namespace from its stored value (`None` when it
+/// is terminating or unreadable).
+fn active_name(value: &[u8]) -> Option<String> {
+    let ns: Namespace = serde_json::from_slice(value).ok()?;
+    if ns.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    ns.metadata.name
+}
+
+/// Keeps `cache` equal to etcd's active namespaces: lists them, then
+/// applies the watch from the listing's revision; on any failure the cache
+/// goes out of sync (every admission asks etcd) and the loop starts over
+/// after a back-off. Ends when `stop` resolves (its sender is dropped).
+async fn watch_namespaces(
+    storage: Arc<dyn Storage>,
+    cache: Arc<ActiveNamespaces>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    use futures::StreamExt;
+    let prefix = kinds::NAMESPACES.prefix(None);
+    let mut delay = std::time::Duration::from_millis(100);
+    loop {
+        let watch = async {
+            let page = storage.list(&prefix, &ListOptions::default()).await?;
+            let active: std::collections::HashSet<String> = page
+                .items
+                .iter()
+                .filter_map(|item| active_name(&item.value))
+                .collect();
+            let stream = storage.watch(&prefix, page.revision).await?;
+            Ok::<_, crate::storage::StorageError>((active, stream))
+        };
+        let started = tokio::select! {
+            started = watch => started,
+            _ = &mut stop => return,
+        };
+        match started {
+            Ok((active, mut stream)) => {
+                cache.replace(true, active);
+                delay = std::time::Duration::from_millis(100);
+                loop {
+                    let event = tokio::select! {
+                        event = stream.next() => event,
+                        _ = &mut stop => return,
+                    };
+                    match event {
+                        Some(Ok(crate::storage::WatchEvent::Put { current, .. })) => {
+                            if let Some(name) = current.key.strip_prefix(&prefix) {
+                                cache.set(name, active_name(&current.value).is_some());
+                            }
+                        }
+                        Some(Ok(crate::storage::WatchEvent::Delete { key, .. })) => {
+                            if let Some(name) = key.strip_prefix(&prefix) {
+                                cache.set(name, false);
+                            }
+                        }
+                        Some(Err(e)) => {
+                            warn!(error = %e, "namespace watch failed; restarting it");
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot watch namespaces; retrying"),
+        }
+        cache.replace(false, Default::default());
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            _ = &mut stop => return,
+        }
+        delay = (delay * 2).min(std::time::Duration::from_secs(5));
+    }
 }
 
 impl NamespaceLifecycle {
     /// Checks namespaces in `storage`.
     pub fn new(storage: Arc<dyn Storage>) -> Self {
-        Self { storage }
+        Self {
+            storage,
+            cache: Arc::default(),
+            watching: std::sync::OnceLock::new(),
+        }
     }
 
     /// Refuses content for a namespace that is missing (404) or being
@@ -36,6 +173,18 @@ impl NamespaceLifecycle {
         let Some(namespace) = namespace else {
             return Ok(());
         };
+        self.watching.get_or_init(|| {
+            let (stop, stopped) = tokio::sync::oneshot::channel();
+            tokio::spawn(watch_namespaces(
+                self.storage.clone(),
+                self.cache.clone(),
+                stopped,
+            ));
+            stop
+        });
+        if self.cache.is_active(namespace) {
+            return Ok(());
+        }
         let stored = self
             .storage
             .get(&kinds::NAMESPACES.key(None, namespace))
