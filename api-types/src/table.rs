@@ -128,7 +128,8 @@ pub fn columns(resource: &ResourceKind) -> Vec<Column> {
     }
 }
 
-fn text(value: &Value, pointer: &str) -> String {
+/// The string at a JSON pointer, or `""` (also for non-strings).
+pub fn text(value: &Value, pointer: &str) -> String {
     value
         .pointer(pointer)
         .and_then(Value::as_str)
@@ -136,7 +137,8 @@ fn text(value: &Value, pointer: &str) -> String {
         .to_string()
 }
 
-fn or_none(s: String) -> String {
+/// `<none>` for an empty string, as kubectl prints absent values.
+pub fn or_none(s: String) -> String {
     if s.is_empty() {
         "<none>".into()
     } else {
@@ -144,7 +146,8 @@ fn or_none(s: String) -> String {
     }
 }
 
-fn array<'a>(value: &'a Value, pointer: &str) -> &'a [Value] {
+/// The array at a JSON pointer, or an empty slice.
+pub fn array<'a>(value: &'a Value, pointer: &str) -> &'a [Value] {
     value
         .pointer(pointer)
         .and_then(Value::as_array)

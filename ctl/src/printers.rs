@@ -3,6 +3,7 @@
 
 use api_types::kinds::ResourceKind;
 use api_types::table;
+use api_types::table::text;
 use serde_json::{json, Value};
 
 /// What is wrong with an `-o` flag or a template.
@@ -184,14 +185,6 @@ pub fn map_text(map: Option<&Value>, separator: &str) -> String {
     } else {
         pairs.join(separator)
     }
-}
-
-fn text(value: &Value, pointer: &str) -> String {
-    value
-        .pointer(pointer)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
 }
 
 /// Aligns rows as kubectl's tabwriter does: columns padded to their widest

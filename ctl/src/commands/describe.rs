@@ -4,6 +4,7 @@
 use anyhow::{Context, Result};
 use api_types::kinds::ResourceKind;
 use api_types::table::human_duration;
+use api_types::table::{array, or_none, text};
 use serde_json::Value;
 
 use crate::client::Ctl;
@@ -113,29 +114,6 @@ impl Sheet {
         }
         out
     }
-}
-
-fn text(value: &Value, pointer: &str) -> String {
-    value
-        .pointer(pointer)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
-}
-
-fn or_none(s: String) -> String {
-    if s.is_empty() {
-        "<none>".into()
-    } else {
-        s
-    }
-}
-
-fn array<'a>(value: &'a Value, pointer: &str) -> &'a [Value] {
-    value
-        .pointer(pointer)
-        .and_then(Value::as_array)
-        .map_or(&[], Vec::as_slice)
 }
 
 fn annotations(object: &Value) -> String {
