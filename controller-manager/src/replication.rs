@@ -365,14 +365,7 @@ async fn create_pods(
         .filter_map(|x| async move { x })
         .collect()
         .await;
-    if !failed.is_empty() {
-        let mut all = ctx.expectations.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(e) = all.get_mut(rc_key) {
-            for name in failed {
-                e.creates.remove(&name);
-            }
-        }
-    }
+    forget(ctx, rc_key, failed, |e| &mut e.creates);
 }
 
 async fn delete_pods(ctx: &Context, rc_key: &str, api: &Api<Pod>, victims: Vec<Arc<Pod>>) {
@@ -408,12 +401,25 @@ async fn delete_pods(ctx: &Context, rc_key: &str, api: &Api<Pod>, victims: Vec<A
         .filter_map(|x| async move { x })
         .collect()
         .await;
-    if !failed.is_empty() {
-        let mut all = ctx.expectations.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(e) = all.get_mut(rc_key) {
-            for name in failed {
-                e.deletes.remove(&name);
-            }
+    forget(ctx, rc_key, failed, |e| &mut e.deletes);
+}
+
+/// Stops expecting the creates or deletes that failed, so the next sync
+/// counts without them.
+fn forget(
+    ctx: &Context,
+    rc_key: &str,
+    failed: Vec<String>,
+    pending: fn(&mut Expectations) -> &mut HashSet<String>,
+) {
+    if failed.is_empty() {
+        return;
+    }
+    let mut all = ctx.expectations.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(e) = all.get_mut(rc_key) {
+        let pending = pending(e);
+        for name in failed {
+            pending.remove(&name);
         }
     }
 }
