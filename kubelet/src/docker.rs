@@ -18,8 +18,7 @@ use futures::StreamExt;
 use tokio::sync::Mutex;
 
 use crate::runtime::{
-    ContainerConfig, ContainerInfo, ContainerState, Error, PullPolicy, Result, Runtime,
-    LABEL_POD_UID,
+    ContainerConfig, ContainerInfo, ContainerState, Error, Result, Runtime, LABEL_POD_UID,
 };
 
 /// Docker API version spoken: 1.41 is dockerd 20.10's, and later daemons accept it.
@@ -202,29 +201,24 @@ impl Runtime for DockerRuntime {
         Ok(out)
     }
 
-    async fn ensure_image(&self, image: &str, policy: PullPolicy) -> Result<()> {
+    async fn image_present(&self, image: &str) -> Result<bool> {
         let docker = self.docker().await?;
-        let present = match docker.inspect_image(image).await {
-            Ok(_) => true,
+        match docker.inspect_image(image).await {
+            Ok(_) => Ok(true),
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
-            }) => false,
-            Err(e) => return Err(self.map_err(e, image)),
-        };
-        match (policy, present) {
-            (PullPolicy::Never, false) => Err(Error::ImagePull {
-                image: image.to_string(),
-                message: "image not present and imagePullPolicy is Never".to_string(),
-            }),
-            (PullPolicy::IfNotPresent | PullPolicy::Never, true) => Ok(()),
-            (PullPolicy::Always, _) | (PullPolicy::IfNotPresent, false) => {
-                match self.pull(&docker, image).await {
-                    // An image made locally (`docker import`) cannot be pulled; under Always it still runs.
-                    Err(_) if present => Ok(()),
-                    other => other,
-                }
+            }) => Ok(false),
+            Err(e) => {
+                let e = self.map_err(e, image);
+                self.call_failed(&e).await;
+                Err(e)
             }
         }
+    }
+
+    async fn pull_image(&self, image: &str) -> Result<()> {
+        let docker = self.docker().await?;
+        self.pull(&docker, image).await
     }
 
     async fn create_container(&self, c: &ContainerConfig) -> Result<String> {

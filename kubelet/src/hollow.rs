@@ -10,8 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::runtime::{
-    ContainerConfig, ContainerInfo, ContainerState, Error, PullPolicy, Result, Runtime,
-    LABEL_POD_UID,
+    ContainerConfig, ContainerInfo, ContainerState, Error, Result, Runtime, LABEL_POD_UID,
 };
 
 #[derive(Default)]
@@ -106,12 +105,15 @@ impl Runtime for HollowRuntime {
             .collect())
     }
 
-    async fn ensure_image(&self, image: &str, policy: PullPolicy) -> Result<()> {
+    async fn image_present(&self, image: &str) -> Result<bool> {
+        self.check()?;
+        Ok(!self.lock().missing_images.contains(image))
+    }
+
+    async fn pull_image(&self, image: &str) -> Result<()> {
         self.check()?;
         let mut s = self.lock();
-        if policy == PullPolicy::Always {
-            s.calls.push(format!("pull:{image}"));
-        }
+        s.calls.push(format!("pull:{image}"));
         if s.missing_images.contains(image) {
             return Err(Error::ImagePull {
                 image: image.to_string(),

@@ -399,6 +399,8 @@ impl Kubelet {
         let inner = &self.inner;
         let mut state = pod::PodState::default();
         let mut initialised = false;
+        // Killing events go out once per pod, not at every retry.
+        let mut killing_posted = false;
         loop {
             let desired = rx.borrow_and_update().clone();
             let mut wake = Instant::now() + inner.config.resync_period;
@@ -463,19 +465,27 @@ impl Kubelet {
                 Desired::Pod(pod) => {
                     // Terminating: stop everything, then finish the deletion.
                     let grace = pod::grace_period(&pod);
-                    let killing = pod::PodEvent {
-                        kind: "Normal",
-                        reason: "Killing",
-                        message: format!(
-                            "Stopping the pod's containers (grace period {}s)",
-                            grace.as_secs()
-                        ),
-                    };
-                    let _ = inner.events.try_send(event_for(
-                        &pod,
-                        &inner.config.sync.node_name,
-                        killing,
-                    ));
+                    if !killing_posted {
+                        killing_posted = true;
+                        let containers = pod.spec.as_ref().map(|s| s.containers.as_slice());
+                        for c in containers.unwrap_or_default() {
+                            let killing = pod::PodEvent {
+                                container: Some(c.name.clone()),
+                                kind: "Normal",
+                                reason: "Killing",
+                                message: format!(
+                                    "Stopping container {} (grace period {}s)",
+                                    c.name,
+                                    grace.as_secs()
+                                ),
+                            };
+                            let _ = inner.events.try_send(event_for(
+                                &pod,
+                                &inner.config.sync.node_name,
+                                killing,
+                            ));
+                        }
+                    }
                     let killed = {
                         let _permit = inner.syncs.acquire().await;
                         pod::kill_pod(
@@ -603,7 +613,8 @@ fn event_for(pod: &Pod, node: &str, e: pod::PodEvent) -> Event {
             namespace: Some(ns),
             name: Some(name),
             uid: pod.metadata.uid.clone(),
-            ..ObjectReference::default()
+            resource_version: pod.metadata.resource_version.clone(),
+            field_path: e.container.map(|c| format!("spec.containers{{{c}}}")),
         },
         reason: Some(e.reason.into()),
         message: Some(e.message),

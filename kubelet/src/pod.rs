@@ -64,18 +64,36 @@ pub struct PodState {
     waiting: HashMap<String, (String, String)>,
     /// Liveness probe state per container name.
     pub(crate) probes: HashMap<String, ProbeState>,
+    /// Readiness probe state per container name (containers with a readiness probe only).
+    readiness: HashMap<String, Readiness>,
     /// Events to post for the pod (drained by the worker).
     pub events: Vec<PodEvent>,
     /// The last status written (or read) for the pod.
     pub last_status: Option<PodStatus>,
 }
 
+impl PodState {
+    /// Makes every readiness probe due now (tests step through probe
+    /// periods without waiting them out).
+    #[cfg(test)]
+    pub(crate) fn make_probes_due(&mut self) {
+        let now = Instant::now();
+        for r in self.readiness.values_mut() {
+            r.next_at = now;
+        }
+    }
+}
+
 /// An event about the pod (`Normal` or `Warning`, a reason, a message).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodEvent {
+    /// The container it is about (the event's `fieldPath`
+    /// `spec.containers{name}`); `None` for the pod as a whole.
+    pub container: Option<String>,
     /// `Normal` or `Warning`.
     pub kind: &'static str,
-    /// `Created`, `Started`, `Killing`, `BackOff`, `Failed`, `Unhealthy`, `FailedMount`.
+    /// `Pulling`, `Pulled`, `Created`, `Started`, `Killing`, `BackOff`,
+    /// `Failed`, `ErrImageNeverPull`, `Unhealthy`, `FailedMount`.
     pub reason: &'static str,
     /// What happened.
     pub message: String,
@@ -84,6 +102,7 @@ pub struct PodEvent {
 /// Queues an event; bounded: a pod that cannot post keeps only its latest 50.
 fn push_event(
     events: &mut Vec<PodEvent>,
+    container: Option<&str>,
     kind: &'static str,
     reason: &'static str,
     message: String,
@@ -92,6 +111,7 @@ fn push_event(
         events.remove(0);
     }
     events.push(PodEvent {
+        container: container.map(str::to_string),
         kind,
         reason,
         message,
@@ -104,6 +124,18 @@ pub(crate) struct ProbeState {
     container_id: String,
     failures: u32,
     pub(crate) next_at: Instant,
+}
+
+/// One container's readiness: not ready until `successThreshold` probes
+/// in a row pass, not ready again after `failureThreshold` fail in a row.
+#[derive(Debug)]
+struct Readiness {
+    /// The instance probed (a new instance starts not ready).
+    container_id: String,
+    successes: u32,
+    failures: u32,
+    ready: bool,
+    next_at: Instant,
 }
 
 /// The result of one sync.
@@ -377,6 +409,96 @@ fn port_bindings(pod: &Pod) -> Vec<PortBinding> {
     out
 }
 
+/// Makes the container's `image` present as `policy` says, with the
+/// events Kubernetes posts (`Pulling`, `Pulled`, `Failed`,
+/// `ErrImageNeverPull`). `Some((reason, message))` when the image cannot
+/// be had: the container's waiting reason. Under `Always` a failed pull
+/// fails the container even when the image is present, as in Kubernetes:
+/// the pod asked for the registry's current image.
+async fn ensure_image(
+    runtime: &dyn Runtime,
+    image: &str,
+    policy: PullPolicy,
+    container: &str,
+    events: &mut Vec<PodEvent>,
+) -> Result<Option<(&'static str, String)>, Error> {
+    let present = runtime.image_present(image).await?;
+    let pull = match policy {
+        PullPolicy::Always => true,
+        PullPolicy::IfNotPresent => !present,
+        PullPolicy::Never if present => false,
+        PullPolicy::Never => {
+            let message =
+                format!("Container image {image:?} is not present with pull policy of Never");
+            push_event(
+                events,
+                Some(container),
+                "Warning",
+                "ErrImageNeverPull",
+                message.clone(),
+            );
+            return Ok(Some(("ErrImageNeverPull", message)));
+        }
+    };
+    if !pull {
+        push_event(
+            events,
+            Some(container),
+            "Normal",
+            "Pulled",
+            format!("Container image {image:?} already present on machine"),
+        );
+        return Ok(None);
+    }
+    push_event(
+        events,
+        Some(container),
+        "Normal",
+        "Pulling",
+        format!("Pulling image {image:?}"),
+    );
+    let started = Instant::now();
+    match runtime.pull_image(image).await {
+        Ok(()) => {
+            push_event(
+                events,
+                Some(container),
+                "Normal",
+                "Pulled",
+                format!(
+                    "Successfully pulled image {image:?} in {:.3}s",
+                    started.elapsed().as_secs_f64()
+                ),
+            );
+            Ok(None)
+        }
+        Err(Error::ImagePull { message, .. }) => {
+            let mut message = format!("Failed to pull image {image:?}: {message}");
+            if present {
+                message.push_str(
+                    "; the image is present on the node: imagePullPolicy IfNotPresent would use it",
+                );
+            }
+            push_event(
+                events,
+                Some(container),
+                "Warning",
+                "Failed",
+                message.clone(),
+            );
+            push_event(
+                events,
+                Some(container),
+                "Warning",
+                "Failed",
+                "Error: ErrImagePull".into(),
+            );
+            Ok(Some(("ErrImagePull", message)))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Stops (SIGTERM, `grace`, SIGKILL) and removes every container of the
 /// pod `uid` (app containers first, then the infra one), then its
 /// emptyDir volumes. Without `grace`, each container's
@@ -475,9 +597,9 @@ pub async fn sync_pod(
                         runtime.remove_container(&c.id).await?;
                     }
                 }
-                runtime
-                    .ensure_image(&cfg.infra_image, PullPolicy::IfNotPresent)
-                    .await?;
+                if !runtime.image_present(&cfg.infra_image).await? {
+                    runtime.pull_image(&cfg.infra_image).await?;
+                }
                 let restart = by_name
                     .get(INFRA_CONTAINER_NAME)
                     .and_then(|l| l.first())
@@ -529,6 +651,7 @@ pub async fn sync_pod(
                     } else if l.label(LABEL_SPEC_HASH) != Some(hash.as_str()) {
                         push_event(
                             &mut state.events,
+                            Some(name),
                             "Normal",
                             "Killing",
                             format!("Container {name} definition changed, will be restarted"),
@@ -573,6 +696,7 @@ pub async fn sync_pod(
                                     {
                                         push_event(
                                             &mut state.events,
+                                            Some(name),
                                             "Warning",
                                             "BackOff",
                                             format!("Back-off restarting failed container {name}"),
@@ -604,16 +728,29 @@ pub async fn sync_pod(
             // Image pull back-off.
             if let Some(b) = state.pull_backoff.get(name) {
                 if Instant::now() < b.until {
-                    let (_, message) = state.waiting.get(name).cloned().unwrap_or_default();
+                    let (reason, message) = state.waiting.get(name).cloned().unwrap_or_default();
+                    if reason == "ErrImageNeverPull" {
+                        // Not a pull failure: waiting longer will not help, so it stays the reason.
+                        wake(b.until);
+                        continue;
+                    }
                     if state.waiting.get(name).map(|w| w.0.as_str()) != Some("ImagePullBackOff") {
                         push_event(
                             &mut state.events,
+                            Some(name),
                             "Normal",
                             "BackOff",
                             format!(
                                 "Back-off pulling image {:?}",
                                 container.image.as_deref().unwrap_or_default()
                             ),
+                        );
+                        push_event(
+                            &mut state.events,
+                            Some(name),
+                            "Warning",
+                            "Failed",
+                            "Error: ImagePullBackOff".into(),
                         );
                     }
                     state
@@ -624,12 +761,12 @@ pub async fn sync_pod(
                 }
             }
             let image = container.image.clone().unwrap_or_default();
-            let pull = PullPolicy::parse(container.image_pull_policy.as_deref());
-            match runtime.ensure_image(&image, pull).await {
-                Ok(()) => {
+            let pull = PullPolicy::of(container.image_pull_policy.as_deref(), &image);
+            match ensure_image(runtime, &image, pull, name, &mut state.events).await? {
+                None => {
                     state.pull_backoff.remove(name);
                 }
-                Err(Error::ImagePull { message, .. }) => {
+                Some((reason, message)) => {
                     let delay = state
                         .pull_backoff
                         .get(name)
@@ -638,15 +775,10 @@ pub async fn sync_pod(
                     state
                         .pull_backoff
                         .insert(name.clone(), Backoff { delay, until });
-                    let message = format!("failed to pull image {image:?}: {message}");
-                    push_event(&mut state.events, "Warning", "Failed", message.clone());
-                    state
-                        .waiting
-                        .insert(name.clone(), ("ErrImagePull".into(), message));
+                    state.waiting.insert(name.clone(), (reason.into(), message));
                     wake(until);
                     continue;
                 }
-                Err(e) => return Err(e.into()),
             }
             let (memory_limit, nano_cpus) = limits(container);
             let mut labels = labels(pod, name, cfg);
@@ -665,7 +797,13 @@ pub async fn sync_pod(
                 binds: match binds(pod, container, cfg) {
                     Ok(binds) => binds,
                     Err(e) => {
-                        push_event(&mut state.events, "Warning", "FailedMount", e.to_string());
+                        push_event(
+                            &mut state.events,
+                            None,
+                            "Warning",
+                            "FailedMount",
+                            e.to_string(),
+                        );
                         return Err(e);
                     }
                 },
@@ -675,6 +813,7 @@ pub async fn sync_pod(
             let id = runtime.create_container(&config).await?;
             push_event(
                 &mut state.events,
+                Some(name),
                 "Normal",
                 "Created",
                 format!("Created container {name}"),
@@ -683,6 +822,7 @@ pub async fn sync_pod(
                 let _ = runtime.remove_container(&id).await;
                 push_event(
                     &mut state.events,
+                    Some(name),
                     "Warning",
                     "Failed",
                     format!("Error starting container {name}: {e}"),
@@ -700,6 +840,7 @@ pub async fn sync_pod(
             }
             push_event(
                 &mut state.events,
+                Some(name),
                 "Normal",
                 "Started",
                 format!("Started container {name}"),
@@ -747,6 +888,7 @@ pub async fn sync_pod(
                         let (failures, threshold) = (ps.failures, timing.failure_threshold);
                         push_event(
                             &mut state.events,
+                            Some(name),
                             "Warning",
                             "Unhealthy",
                             format!("Liveness probe failed: {why}"),
@@ -754,6 +896,7 @@ pub async fn sync_pod(
                         if failures >= threshold {
                             push_event(
                                 &mut state.events,
+                                Some(name),
                                 "Normal",
                                 "Killing",
                                 format!(
@@ -778,8 +921,102 @@ pub async fn sync_pod(
     }
 
     let after = group(runtime.list_pod_containers(Some(&uid)).await?);
-    let status = pod_status(pod, cfg, &after, state, done || finished(pod, &after));
+    let done = done || finished(pod, &after);
+    if done {
+        state.readiness.clear();
+    } else if let Some(at) = probe_readiness(runtime, pod, &spec_containers, &after, state).await {
+        wake(at);
+    }
+    let status = pod_status(pod, cfg, &after, state, done);
     Ok(SyncResult { status, wake_at })
+}
+
+/// Runs the readiness probes that are due, on the running instance of each
+/// container that has one; returns when the next one is due. A probe's
+/// initial delay counts from when its instance started, so a restarted
+/// kubelet does not wait it out again.
+async fn probe_readiness(
+    runtime: &dyn Runtime,
+    pod: &Pod,
+    containers: &[Container],
+    by_name: &HashMap<String, Vec<ContainerInfo>>,
+    state: &mut PodState,
+) -> Option<Instant> {
+    let pod_ip = by_name
+        .get(INFRA_CONTAINER_NAME)
+        .and_then(|l| l.iter().find(|c| c.state == ContainerState::Running))
+        .and_then(|c| c.ip.clone())
+        .unwrap_or_default();
+    let mut next: Option<Instant> = None;
+    for container in containers {
+        let name = &container.name;
+        let running = by_name
+            .get(name)
+            .and_then(|l| l.first())
+            .filter(|c| c.state == ContainerState::Running);
+        let (Some(probe), Some(running)) = (&container.readiness_probe, running) else {
+            state.readiness.remove(name);
+            continue;
+        };
+        let timing = crate::probe::Timing::of(probe);
+        let now = Instant::now();
+        let r = state
+            .readiness
+            .entry(name.clone())
+            .or_insert_with(|| Readiness {
+                container_id: String::new(),
+                successes: 0,
+                failures: 0,
+                ready: false,
+                next_at: now,
+            });
+        if r.container_id != running.id {
+            let ran = running.started_at.map_or(Duration::ZERO, |s| {
+                jiff::Timestamp::now().duration_since(s).unsigned_abs()
+            });
+            *r = Readiness {
+                container_id: running.id.clone(),
+                successes: 0,
+                failures: 0,
+                ready: false,
+                next_at: now + timing.initial_delay.saturating_sub(ran),
+            };
+        }
+        if now >= r.next_at {
+            let result = crate::probe::run(runtime, &running.id, container, probe, &pod_ip).await;
+            r.next_at = Instant::now() + timing.period;
+            match result {
+                Ok(()) => {
+                    r.failures = 0;
+                    r.successes = r.successes.saturating_add(1);
+                    if !r.ready && r.successes >= timing.success_threshold {
+                        tracing::debug!(pod = ?pod.metadata.name, container = %name, "ready");
+                        r.ready = true;
+                    }
+                }
+                Err(why) => {
+                    r.successes = 0;
+                    r.failures = r.failures.saturating_add(1);
+                    // One event per streak of failures, not one per probe.
+                    if r.failures == timing.failure_threshold {
+                        push_event(
+                            &mut state.events,
+                            Some(name),
+                            "Warning",
+                            "Unhealthy",
+                            format!("Readiness probe failed: {why}"),
+                        );
+                    }
+                    if r.ready && r.failures >= timing.failure_threshold {
+                        tracing::info!(pod = ?pod.metadata.name, container = %name, %why, "not ready");
+                        r.ready = false;
+                    }
+                }
+            }
+        }
+        next = Some(next.map_or(r.next_at, |n| n.min(r.next_at)));
+    }
+    next
 }
 
 fn time(t: Option<jiff::Timestamp>) -> Option<Time> {
@@ -889,7 +1126,13 @@ fn pod_status(
                 }
             }
         };
-        let ready = current.running.is_some();
+        let running = current.running.is_some();
+        let ready = running
+            && (container.readiness_probe.is_none()
+                || state
+                    .readiness
+                    .get(&container.name)
+                    .is_some_and(|r| r.ready && latest.is_some_and(|l| l.id == r.container_id)));
         all_ready &= ready;
         statuses.push(ContainerStatus {
             name: container.name.clone(),
@@ -900,7 +1143,7 @@ fn pod_status(
             container_id: latest.map(|l| format!("docker://{}", l.id)),
             ready,
             restart_count: latest.map_or(0, ContainerInfo::restart_count),
-            started: Some(ready),
+            started: Some(running),
             state: Some(current),
             last_state,
             ..ContainerStatus::default()

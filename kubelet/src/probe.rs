@@ -1,6 +1,7 @@
-//! Liveness probes: `exec` (in the container, exit 0), `httpGet` (a
-//! status 200..400 from the pod IP) and `tcpSocket` (a connection), each
-//! bounded by `timeoutSeconds`.
+//! Liveness and readiness probes: `exec` (in the container, exit 0),
+//! `httpGet` (a status 200..400 from the pod IP) and `tcpSocket` (a
+//! connection), each bounded by `timeoutSeconds`. What a result does
+//! (restart, or the container's `ready`) is `pod`'s business.
 
 use std::time::Duration;
 
@@ -19,8 +20,11 @@ pub struct Timing {
     pub period: Duration,
     /// One probe's limit.
     pub timeout: Duration,
-    /// Failures in a row that restart the container.
+    /// Failures in a row that restart the container (liveness) or make it
+    /// not ready (readiness).
     pub failure_threshold: u32,
+    /// Successes in a row that make a not-ready container ready (readiness).
+    pub success_threshold: u32,
 }
 
 fn secs(v: Option<i32>, default: u64) -> Duration {
@@ -28,7 +32,8 @@ fn secs(v: Option<i32>, default: u64) -> Duration {
 }
 
 impl Timing {
-    /// From a probe (defaults: delay 0, period 10 s, timeout 1 s, threshold 3).
+    /// From a probe (defaults: delay 0, period 10 s, timeout 1 s, failure
+    /// threshold 3, success threshold 1).
     pub fn of(probe: &Probe) -> Self {
         Self {
             initial_delay: secs(probe.initial_delay_seconds, 0),
@@ -38,6 +43,11 @@ impl Timing {
                 .failure_threshold
                 .and_then(|v| u32::try_from(v).ok())
                 .unwrap_or(3)
+                .max(1),
+            success_threshold: probe
+                .success_threshold
+                .and_then(|v| u32::try_from(v).ok())
+                .unwrap_or(1)
                 .max(1),
         }
     }

@@ -69,11 +69,17 @@ pub enum PullPolicy {
 }
 
 impl PullPolicy {
-    /// From the spec's string (`None` or unknown: `IfNotPresent`).
-    pub fn parse(policy: Option<&str>) -> Self {
+    /// From the spec's string. Unset (a pod that skipped the apiserver's
+    /// defaulting) is defaulted as the apiserver would: `Always` for a
+    /// `:latest` or untagged image, `IfNotPresent` otherwise.
+    pub fn of(policy: Option<&str>, image: &str) -> Self {
+        let policy = match policy.filter(|p| !p.is_empty()) {
+            Some(p) => p,
+            None => api_types::defaults::default_image_pull_policy(image),
+        };
         match policy {
-            Some("Always") => Self::Always,
-            Some("Never") => Self::Never,
+            "Always" => Self::Always,
+            "Never" => Self::Never,
             _ => Self::IfNotPresent,
         }
     }
@@ -189,8 +195,11 @@ pub trait Runtime: Send + Sync + 'static {
     /// running or not, fully inspected.
     async fn list_pod_containers(&self, pod_uid: Option<&str>) -> Result<Vec<ContainerInfo>>;
 
-    /// Makes `image` present according to `policy`; `Error::ImagePull` when it cannot be had.
-    async fn ensure_image(&self, image: &str, policy: PullPolicy) -> Result<()>;
+    /// Whether the runtime has `image` (the pull policy is the caller's).
+    async fn image_present(&self, image: &str) -> Result<bool>;
+
+    /// Pulls `image` from its registry; `Error::ImagePull` when it cannot be had.
+    async fn pull_image(&self, image: &str) -> Result<()>;
 
     /// Creates a container; returns its id.
     async fn create_container(&self, config: &ContainerConfig) -> Result<String>;

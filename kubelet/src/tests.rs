@@ -26,9 +26,18 @@ fn config(root: &std::path::Path) -> SyncConfig {
 fn pod(policy: &str, image: &str) -> Pod {
     serde_json::from_value(json!({
         "metadata": {"name": "p", "namespace": "default", "uid": "uid-1", "resourceVersion": "1"},
-        "spec": {"restartPolicy": policy, "containers": [{"name": "c", "image": image}]}
+        "spec": {"restartPolicy": policy, "containers": [
+            {"name": "c", "image": image, "imagePullPolicy": "IfNotPresent"}]}
     }))
     .unwrap()
+}
+
+fn reasons(state: &mut PodState) -> Vec<String> {
+    state
+        .events
+        .drain(..)
+        .map(|e| format!("{}:{}", e.reason, e.container.unwrap_or_default()))
+        .collect()
 }
 
 fn waiting_reason(status: &PodStatus) -> Option<String> {
@@ -122,7 +131,7 @@ async fn a_crashing_container_restarts_with_growing_back_off_under_always() {
     let reasons: Vec<&str> = state.events.iter().map(|e| e.reason).collect();
     assert_eq!(
         reasons,
-        ["Created", "Started", "Created", "Started", "BackOff"]
+        ["Pulled", "Created", "Started", "Pulled", "Created", "Started", "BackOff"]
     );
     let wake = r.wake_at.expect("a back-off wakes the worker");
     assert!(wake > tokio::time::Instant::now());
@@ -285,4 +294,148 @@ async fn a_failing_liveness_probe_restarts_the_container() {
     let r = sync_pod(&rt, &cfg, &p, &[], &mut state).await.unwrap();
     assert_ne!(app_id(&rt), first);
     assert_eq!(r.status.container_statuses.unwrap()[0].restart_count, 1);
+}
+
+#[tokio::test]
+async fn the_pull_policy_decides_whether_to_pull_and_the_events_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let with_policy = |policy: Option<&str>, image: &str| {
+        let mut p = pod("Always", image);
+        p.spec.as_mut().unwrap().containers[0].image_pull_policy = policy.map(str::to_string);
+        p
+    };
+    // Present and IfNotPresent: no pull.
+    let rt = HollowRuntime::new();
+    let mut state = PodState::default();
+    sync_pod(
+        &rt,
+        &cfg,
+        &with_policy(Some("IfNotPresent"), "img:latest"),
+        &[],
+        &mut state,
+    )
+    .await
+    .unwrap();
+    assert!(rt.take_calls().iter().all(|c| !c.starts_with("pull:")));
+    assert_eq!(reasons(&mut state), ["Pulled:c", "Created:c", "Started:c"]);
+    // Unset on a :latest image means Always (as the apiserver defaults it).
+    let rt = HollowRuntime::new();
+    let mut state = PodState::default();
+    sync_pod(&rt, &cfg, &with_policy(None, "img:latest"), &[], &mut state)
+        .await
+        .unwrap();
+    assert!(rt.take_calls().contains(&"pull:img:latest".to_string()));
+    assert_eq!(
+        reasons(&mut state),
+        ["Pulling:c", "Pulled:c", "Created:c", "Started:c"]
+    );
+    // Unset on a versioned tag means IfNotPresent.
+    let rt = HollowRuntime::new();
+    let mut state = PodState::default();
+    sync_pod(&rt, &cfg, &with_policy(None, "img:v1"), &[], &mut state)
+        .await
+        .unwrap();
+    assert!(rt.take_calls().iter().all(|c| !c.starts_with("pull:")));
+    // Never with an absent image: ErrImageNeverPull, no pull.
+    let rt = HollowRuntime::new();
+    rt.set_image_missing("gone:v1");
+    let mut state = PodState::default();
+    let r = sync_pod(
+        &rt,
+        &cfg,
+        &with_policy(Some("Never"), "gone:v1"),
+        &[],
+        &mut state,
+    )
+    .await
+    .unwrap();
+    assert!(rt.take_calls().iter().all(|c| !c.starts_with("pull:")));
+    assert_eq!(
+        waiting_reason(&r.status).as_deref(),
+        Some("ErrImageNeverPull")
+    );
+    assert_eq!(reasons(&mut state), ["ErrImageNeverPull:c"]);
+    // Always with a failed pull fails the container, and says why.
+    let rt = HollowRuntime::new();
+    rt.set_image_missing("gone:v1");
+    let mut state = PodState::default();
+    let r = sync_pod(
+        &rt,
+        &cfg,
+        &with_policy(Some("Always"), "gone:v1"),
+        &[],
+        &mut state,
+    )
+    .await
+    .unwrap();
+    assert_eq!(waiting_reason(&r.status).as_deref(), Some("ErrImagePull"));
+    assert_eq!(reasons(&mut state), ["Pulling:c", "Failed:c", "Failed:c"]);
+    assert!(rt
+        .containers()
+        .iter()
+        .all(|c| c.container_name() == INFRA_CONTAINER_NAME));
+}
+
+fn ready(status: &PodStatus) -> (bool, String) {
+    let container = status.container_statuses.as_ref().unwrap()[0].ready;
+    let condition = status
+        .conditions
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap()
+        .status
+        .clone();
+    (container, condition)
+}
+
+#[tokio::test]
+async fn a_readiness_probe_drives_ready_without_restarting_the_container() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = HollowRuntime::new();
+    let cfg = config(dir.path());
+    let mut p = pod("Always", "busybox");
+    p.spec.as_mut().unwrap().containers[0].readiness_probe = Some(
+        serde_json::from_value(json!({"exec": {"command": ["cat", "/ready"]},
+            "initialDelaySeconds": 2, "periodSeconds": 1,
+            "failureThreshold": 2, "successThreshold": 2}))
+        .unwrap(),
+    );
+    let mut state = PodState::default();
+    let r = sync_pod(&rt, &cfg, &p, &[], &mut state).await.unwrap();
+    assert_eq!(
+        ready(&r.status),
+        (false, "False".into()),
+        "not ready before the initial delay"
+    );
+    let first = app_id(&rt);
+    // The first probe is due after the initial delay: the worker is woken then.
+    let wake = r.wake_at.unwrap();
+    assert!(wake > tokio::time::Instant::now() + Duration::from_secs(1));
+    assert!(wake <= tokio::time::Instant::now() + Duration::from_secs(2));
+    state.make_probes_due();
+    let r = sync_pod(&rt, &cfg, &p, &[], &mut state).await.unwrap();
+    assert!(!ready(&r.status).0, "one success of the two needed");
+    state.make_probes_due();
+    let r = sync_pod(&rt, &cfg, &p, &[], &mut state).await.unwrap();
+    assert_eq!(ready(&r.status), (true, "True".into()));
+    // Failing probes: still ready after one, not ready after two.
+    rt.set_exec_exit_code(1);
+    state.make_probes_due();
+    let r = sync_pod(&rt, &cfg, &p, &[], &mut state).await.unwrap();
+    assert!(ready(&r.status).0);
+    state.make_probes_due();
+    let r = sync_pod(&rt, &cfg, &p, &[], &mut state).await.unwrap();
+    assert_eq!(ready(&r.status), (false, "False".into()));
+    assert!(reasons(&mut state).contains(&"Unhealthy:c".to_string()));
+    // A probe not yet due is not run again; the container is never restarted.
+    let r = sync_pod(&rt, &cfg, &p, &[], &mut state).await.unwrap();
+    assert!(!ready(&r.status).0);
+    assert_eq!(app_id(&rt), first);
+    let cs = &r.status.container_statuses.unwrap()[0];
+    assert_eq!(cs.restart_count, 0);
+    assert_eq!(cs.started, Some(true));
+    assert_eq!(r.status.phase.as_deref(), Some("Running"));
 }
