@@ -21,7 +21,11 @@ use tokio::time::Instant;
 const NODE: &str = "node-1";
 
 async fn client(cluster: &TestCluster, dir: &std::path::Path) -> Result<Client> {
-    let path = mini_k8s_tests::kubeconfig::write(dir, cluster.url(), None, None)?;
+    client_for(cluster.url(), dir).await
+}
+
+async fn client_for(url: &str, dir: &std::path::Path) -> Result<Client> {
+    let path = mini_k8s_tests::kubeconfig::write(dir, url, None, None)?;
     let config = kube::Config::from_custom_kubeconfig(
         kube::config::Kubeconfig::read_from(&path)?,
         &kube::config::KubeConfigOptions::default(),
@@ -107,6 +111,15 @@ impl Env {
         &mut self,
         adjust: Arc<dyn Fn(&mut Config) + Send + Sync>,
     ) -> Result<()> {
+        self.start_kubelet_with(self.client.clone(), adjust).await
+    }
+
+    /// A kubelet talking to the apiserver through `client`.
+    async fn start_kubelet_with(
+        &mut self,
+        client: Client,
+        adjust: Arc<dyn Fn(&mut Config) + Send + Sync>,
+    ) -> Result<()> {
         self.kubelet = None;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
@@ -116,7 +129,7 @@ impl Env {
         config.node.kubelet_port = i32::from(listener.local_addr()?.port());
         adjust(&mut config);
         let runtime = Arc::new(DockerRuntime::new(self.docker.host()));
-        let (kubelet, services) = Kubelet::new(self.client.clone(), runtime, config);
+        let (kubelet, services) = Kubelet::new(client, runtime, config);
         let server = tokio::spawn(kubelet::server::serve(kubelet.clone(), listener));
         let task = tokio::spawn(kubelet.run(services));
         self.kubelet = Some(TestKubelet { task, server, url });
@@ -314,7 +327,8 @@ async fn a_host_path_volume_is_read_and_written_and_read_only_is_honoured() -> R
                       {"name": "ro", "hostPath": {"path": host.display().to_string()}},
                       {"name": "scratch", "emptyDir": {}}],
           "containers": [{
-            "name": "c", "image": BUSYBOX_IMAGE, "workingDir": "/data",
+            "name": "c", "image": BUSYBOX_IMAGE, "imagePullPolicy": "IfNotPresent",
+            "workingDir": "/data",
             "env": [{"name": "GREETING", "value": "written-by-the-pod"}],
             "command": ["sh", "-c"],
             "args": ["cat in.txt > out.txt; echo $GREETING >> out.txt; (echo x > /ro/f) 2>/dev/null || echo ro-refused >> out.txt; echo s > /scratch/s && echo scratch-ok >> out.txt; exec sleep 3600"],
@@ -785,7 +799,7 @@ async fn a_manifest_dir_pod_runs_and_is_mirrored() -> Result<()> {
         dir.join("web.json"),
         serde_json::to_vec(&json!({
             "version": "v1beta1", "id": "static-web",
-            "containers": [{"name": "c", "image": BUSYBOX_IMAGE,
+            "containers": [{"name": "c", "image": BUSYBOX_IMAGE, "imagePullPolicy": "PullIfNotPresent",
                             "command": ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]}]
         }))?,
     )?;
@@ -912,5 +926,454 @@ async fn logs_follow_streams_lines_written_after_it_started() -> Result<()> {
             .context("odd line")?;
     }
     follow.kill().await?;
+    Ok(())
+}
+
+/// The events about pod `name`, oldest first.
+async fn events_of(env: &Env, name: &str) -> Result<Vec<k8s_openapi::api::core::v1::Event>> {
+    let events: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(env.client.clone(), "default");
+    let mut list: Vec<_> = events
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|e| e.involved_object.name.as_deref() == Some(name))
+        .collect();
+    list.sort_by_key(|e| e.metadata.name.clone());
+    Ok(list)
+}
+
+/// Waits for an event about `pod` with `reason` (and `fieldPath`, when given).
+async fn wait_event(
+    env: &Env,
+    pod: &str,
+    reason: &str,
+    field_path: Option<&str>,
+) -> Result<k8s_openapi::api::core::v1::Event> {
+    wait_for(
+        &format!("a {reason} event on {pod}"),
+        Duration::from_secs(60),
+        || async {
+            Ok(events_of(env, pod).await?.into_iter().find(|e| {
+                e.reason.as_deref() == Some(reason)
+                    && (field_path.is_none()
+                        || e.involved_object.field_path.as_deref() == field_path)
+            }))
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_policies_are_honoured_and_reported_as_events() -> Result<()> {
+    let Some(env) = Env::start().await? else {
+        return Ok(());
+    };
+    let on_c = Some("spec.containers{c}");
+    // No policy on a :latest image: the apiserver defaults it to Always, and
+    // the pull fails here (no registry), so the container fails although
+    // the image is present: Kubernetes does the same.
+    env.create_pod(json!({
+        "metadata": {"name": "always"},
+        "spec": {"terminationGracePeriodSeconds": 0, "containers": [
+            {"name": "c", "image": BUSYBOX_IMAGE, "command": ["sleep", "3600"]}]}
+    }))
+    .await?;
+    env.create_pod(json!({
+        "metadata": {"name": "never"},
+        "spec": {"terminationGracePeriodSeconds": 0, "containers": [
+            {"name": "c", "image": "mini-k8s/absent:v1", "imagePullPolicy": "Never"}]}
+    }))
+    .await?;
+    env.create_pod(json!({
+        "metadata": {"name": "local"},
+        "spec": {"terminationGracePeriodSeconds": 1, "containers": [busybox("c", "exec sleep 3600")]}
+    }))
+    .await?;
+    let always = env
+        .wait_pod("always", "ErrImagePull", |p| {
+            matches!(
+                waiting_reason(p, "c").as_deref(),
+                Some("ErrImagePull" | "ImagePullBackOff")
+            )
+        })
+        .await?;
+    assert_eq!(
+        always.spec.as_ref().unwrap().containers[0]
+            .image_pull_policy
+            .as_deref(),
+        Some("Always")
+    );
+    let pulling = wait_event(&env, "always", "Pulling", on_c).await?;
+    assert!(pulling.message.unwrap_or_default().contains(BUSYBOX_IMAGE));
+    let failed = wait_event(&env, "always", "Failed", on_c).await?;
+    assert_eq!(failed.type_.as_deref(), Some("Warning"));
+    let message = failed.message.unwrap_or_default();
+    assert!(
+        message.contains("Failed to pull image") && message.contains("IfNotPresent"),
+        "{message}"
+    );
+    let never = env
+        .wait_pod("never", "ErrImageNeverPull", |p| {
+            waiting_reason(p, "c").is_some_and(|r| r != "ContainerCreating")
+        })
+        .await?;
+    assert_eq!(
+        waiting_reason(&never, "c").as_deref(),
+        Some("ErrImageNeverPull")
+    );
+    wait_event(&env, "never", "ErrImageNeverPull", on_c).await?;
+    // IfNotPresent with the image present: no pull, and the steps as events.
+    env.wait_running("local").await?;
+    for reason in ["Pulled", "Created", "Started"] {
+        let event = wait_event(&env, "local", reason, on_c).await?;
+        assert_eq!(event.type_.as_deref(), Some("Normal"));
+        assert_eq!(event.involved_object.kind.as_deref(), Some("Pod"));
+        assert_eq!(event.source.and_then(|s| s.host).as_deref(), Some(NODE));
+    }
+    let pulled = wait_event(&env, "local", "Pulled", on_c).await?;
+    assert!(pulled
+        .message
+        .unwrap_or_default()
+        .contains("already present on machine"));
+    assert!(events_of(&env, "local")
+        .await?
+        .iter()
+        .all(|e| e.reason.as_deref() != Some("Pulling")));
+    // Neither failing pod has an app container.
+    assert!(env
+        .docker
+        .containers()?
+        .iter()
+        .all(|c| c.pod == "local" || c.container == "POD"));
+    env.pods().delete("local", &DeleteParams::default()).await?;
+    wait_event(&env, "local", "Killing", on_c).await?;
+    Ok(())
+}
+
+/// The pod's condition `kind` ("True"/"False").
+fn condition(pod: &Pod, kind: &str) -> Option<String> {
+    pod.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == kind)
+        .map(|c| c.status.clone())
+}
+
+fn app_container_id(env: &Env, pod: &str, container: &str) -> Result<String> {
+    env.docker
+        .containers()?
+        .into_iter()
+        .find(|c| c.pod == pod && c.container == container && c.running)
+        .map(|c| c.id)
+        .with_context(|| format!("no running container {container} of {pod}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_probes_make_the_pod_ready_and_not_ready_without_restarts() -> Result<()> {
+    let Some(env) = Env::start().await? else {
+        return Ok(());
+    };
+    // "file" is ready while /tmp/ready exists (exec probe); "web" while
+    // something answers HTTP on 8080 (httpGet from the kubelet to the pod
+    // IP, on the test dockerd's own bridge). The test makes both come and go.
+    let mut file = busybox("file", "exec sleep 3600");
+    file["readinessProbe"] = json!({"exec": {"command": ["cat", "/tmp/ready"]},
+                                    "periodSeconds": 1, "failureThreshold": 1});
+    let mut web = busybox(
+        "web",
+        "mkdir -p /www && echo ok > /www/index.html && exec sleep 3600",
+    );
+    web["ports"] = json!([{"name": "http", "containerPort": 8080}]);
+    web["readinessProbe"] = json!({"httpGet": {"port": "http", "path": "/index.html"},
+                                   "periodSeconds": 1, "failureThreshold": 2,
+                                   "successThreshold": 2});
+    env.create_pod(json!({
+        "metadata": {"name": "ready"},
+        "spec": {"terminationGracePeriodSeconds": 0, "containers": [file, web]}
+    }))
+    .await?;
+    env.wait_running("ready").await?;
+    // Both probes have failed at least once: nothing is ready.
+    wait_event(&env, "ready", "Unhealthy", Some("spec.containers{file}")).await?;
+    wait_event(&env, "ready", "Unhealthy", Some("spec.containers{web}")).await?;
+    let pod = env.pods().get("ready").await?;
+    assert_eq!(condition(&pod, "Ready").as_deref(), Some("False"));
+    assert_eq!(condition(&pod, "ContainersReady").as_deref(), Some("False"));
+    assert!(!container_status(&pod, "file").unwrap().ready);
+    let file_id = app_container_id(&env, "ready", "file")?;
+    let web_id = app_container_id(&env, "ready", "web")?;
+
+    env.docker.cli(&["exec", &file_id, "touch", "/tmp/ready"])?;
+    let pod = env
+        .wait_pod("ready", "file ready", |p| {
+            container_status(p, "file").is_some_and(|c| c.ready)
+        })
+        .await?;
+    assert_eq!(
+        condition(&pod, "Ready").as_deref(),
+        Some("False"),
+        "web is not ready yet"
+    );
+
+    env.docker.cli(&[
+        "exec", "-d", &web_id, "httpd", "-f", "-p", "8080", "-h", "/www",
+    ])?;
+    env.wait_pod("ready", "pod Ready", |p| {
+        condition(p, "Ready").as_deref() == Some("True")
+            && condition(p, "ContainersReady").as_deref() == Some("True")
+    })
+    .await?;
+
+    env.docker.cli(&["exec", &web_id, "killall", "httpd"])?;
+    let pod = env
+        .wait_pod("ready", "pod not Ready once httpd is gone", |p| {
+            condition(p, "Ready").as_deref() == Some("False")
+        })
+        .await?;
+    assert!(!container_status(&pod, "web").unwrap().ready);
+    assert!(container_status(&pod, "file").unwrap().ready);
+
+    env.docker.cli(&["exec", &file_id, "rm", "/tmp/ready"])?;
+    env.wait_pod("ready", "file not ready once the file is gone", |p| {
+        container_status(p, "file").is_some_and(|c| !c.ready)
+    })
+    .await?;
+
+    // Readiness never restarts anything.
+    let pod = env.pods().get("ready").await?;
+    assert_eq!(phase(&pod), "Running");
+    for c in ["file", "web"] {
+        assert_eq!(container_status(&pod, c).unwrap().restart_count, 0);
+    }
+    assert_eq!(app_container_id(&env, "ready", "file")?, file_id);
+    assert_eq!(app_container_id(&env, "ready", "web")?, web_id);
+    Ok(())
+}
+
+/// An apiserver over the test cluster's etcd on a fixed loopback address,
+/// which the test stops and starts again on that same address. (The
+/// cluster's own apiserver keeps running on the same etcd: through it the
+/// test changes pods while the kubelet's apiserver is down.)
+struct OutageApiServer {
+    address: std::net::SocketAddr,
+    etcd: Vec<String>,
+    running: Option<(tokio::sync::oneshot::Sender<()>, ServeTask)>,
+}
+
+type ServeTask = tokio::task::JoinHandle<Result<(), apiserver::ServerError>>;
+
+impl OutageApiServer {
+    async fn start(etcd: Vec<String>) -> Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let mut server = Self {
+            address: listener.local_addr()?,
+            etcd,
+            running: None,
+        };
+        server.serve(listener).await?;
+        Ok(server)
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    async fn serve(&mut self, listener: tokio::net::TcpListener) -> Result<()> {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let config = apiserver::Config::with_etcd(self.etcd.clone());
+        let task = tokio::spawn(apiserver::serve(config, listener, async move {
+            let _ = stopped.await;
+        }));
+        self.running = Some((stop, task));
+        let http = reqwest::Client::new();
+        let url = format!("{}/readyz", self.url());
+        wait_for("the apiserver ready", Duration::from_secs(30), || async {
+            Ok(http
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+                .then_some(()))
+        })
+        .await
+    }
+
+    async fn stop(&mut self) -> Result<()> {
+        if let Some((stop, task)) = self.running.take() {
+            let _ = stop.send(());
+            task.await??;
+        }
+        Ok(())
+    }
+
+    /// Serves again on the same address (retrying while the old socket lingers).
+    async fn restart(&mut self) -> Result<()> {
+        let address = self.address;
+        let listener = wait_for(
+            "the old port free",
+            Duration::from_secs(30),
+            || async move { Ok(tokio::net::TcpListener::bind(address).await.ok()) },
+        )
+        .await?;
+        self.serve(listener).await
+    }
+}
+
+impl Drop for OutageApiServer {
+    fn drop(&mut self) {
+        if let Some((stop, task)) = self.running.take() {
+            let _ = stop.send(());
+            task.abort();
+        }
+    }
+}
+
+/// CPU time this process has used (user + system), from /proc/self/stat.
+fn cpu_time() -> Result<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat
+        .rsplit_once(')')
+        .context("malformed /proc/self/stat")?
+        .1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    let per_second: u64 = String::from_utf8(
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()?
+            .stdout,
+    )?
+    .trim()
+    .parse()?;
+    Ok(Duration::from_millis(ticks * 1000 / per_second))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kubelet_catches_up_after_an_apiserver_outage() -> Result<()> {
+    let Some(mut env) = Env::start().await? else {
+        return Ok(());
+    };
+    let mut apiserver = OutageApiServer::start(env.cluster.etcd.endpoints()).await?;
+    let dir = env.root.path().join("outage");
+    std::fs::create_dir_all(&dir)?;
+    let kubelet_client = client_for(&apiserver.url(), &dir).await?;
+    env.start_kubelet_with(kubelet_client, Arc::new(|_| {}))
+        .await?;
+    let pod = |name: &str, grace: u32| {
+        json!({
+            "metadata": {"name": name},
+            "spec": {"terminationGracePeriodSeconds": grace,
+                     "containers": [busybox("c", "exec sleep 3600")]}
+        })
+    };
+    for (name, grace) in [
+        ("stays", 0),
+        ("deleted-gracefully", 1),
+        ("deleted-at-once", 0),
+    ] {
+        env.create_pod(pod(name, grace)).await?;
+    }
+    for name in ["stays", "deleted-gracefully", "deleted-at-once"] {
+        env.wait_running(name).await?;
+    }
+    let before: Vec<String> = env
+        .docker
+        .containers()?
+        .into_iter()
+        .filter(|c| c.pod == "stays")
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(before.len(), 2);
+
+    apiserver.stop().await?;
+    let outage_started = Instant::now();
+    let cpu_before = cpu_time()?;
+    // Changes the kubelet cannot see: one pod deleted with a grace period
+    // (it waits for its kubelet), one deleted outright, one created.
+    env.pods()
+        .delete("deleted-gracefully", &DeleteParams::default())
+        .await?;
+    env.pods()
+        .delete("deleted-at-once", &DeleteParams::default().grace_period(0))
+        .await?;
+    env.create_pod(pod("created", 0)).await?;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    // Running pods keep running while the apiserver is away.
+    let during = env.docker.containers()?;
+    assert!(
+        before
+            .iter()
+            .all(|id| during.iter().any(|c| &c.id == id && c.running)),
+        "{during:?}"
+    );
+    assert!(!during.iter().any(|c| c.pod == "created"));
+    // Retrying with back-off, not spinning: a busy loop would use a whole core.
+    let cpu = cpu_time()? - cpu_before;
+    let wall = outage_started.elapsed();
+    assert!(
+        cpu < wall / 2,
+        "the process used {cpu:?} of CPU during a {wall:?} outage"
+    );
+    assert!(
+        !env.kubelet
+            .as_ref()
+            .context("no kubelet")?
+            .task
+            .is_finished(),
+        "the kubelet stopped during the outage"
+    );
+
+    let restarted = jiff::Timestamp::now();
+    apiserver.restart().await?;
+    env.wait_running("created").await?;
+    let pods = env.pods();
+    wait_for(
+        "the deleted pods and their containers gone",
+        Duration::from_secs(90),
+        || async {
+            let containers = env.docker.containers()?;
+            let gone = !containers.iter().any(|c| c.pod.starts_with("deleted-"))
+                && pods.get_opt("deleted-gracefully").await?.is_none();
+            Ok(gone.then_some(()))
+        },
+    )
+    .await?;
+    // The pod that stayed was not touched.
+    let stays = env.pods().get("stays").await?;
+    assert_eq!(phase(&stays), "Running");
+    assert_eq!(container_status(&stays, "c").unwrap().restart_count, 0);
+    let after: Vec<String> = env
+        .docker
+        .containers()?
+        .into_iter()
+        .filter(|c| c.pod == "stays")
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(before, after);
+    // The heartbeat is back.
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(env.client.clone());
+    wait_for(
+        "a heartbeat after the outage",
+        Duration::from_secs(60),
+        || async {
+            let node = nodes.get(NODE).await?;
+            let beat = node
+                .status
+                .and_then(|s| s.conditions)
+                .and_then(|cs| cs.into_iter().find(|c| c.type_ == "Ready"))
+                .filter(|c| c.status == "True")
+                .and_then(|c| c.last_heartbeat_time);
+            Ok(beat.filter(|t| t.0 > restarted).map(|_| ()))
+        },
+    )
+    .await?;
+    env.kubelet = None;
+    apiserver.stop().await?;
     Ok(())
 }
