@@ -1,0 +1,568 @@
+#!/usr/bin/env bash
+# End-to-end tests (issue 7) on a local cluster of 3 minions: brings it up
+# with `hack/local-cluster.sh up 3`, runs the scenarios below with `ctl`,
+# and always takes the cluster down again (`down`, on any exit).
+#
+#   walkthrough   the 2014 v1beta1 files; the consumer reaches db and msg
+#                 through their portal IPs (its log); hostDir gets the log
+#   guestbook     3 frontends + backend; answers through the publicIP from
+#                 the host and through the portal IP from other minions;
+#                 requests spread over every frontend pod
+#   resize        `ctl resize rc frontend --replicas=5`, then 2
+#   rolling       `ctl rolling-update` to a new image tag while a bounded
+#                 loop of requests runs: no request may fail
+#   minion-down   kubelet + dockerd of a minion stopped: its frontend pods
+#                 come back on the others after the eviction timeout, and
+#                 the service answers throughout
+#   restart       apiserver and etcd restarted: every object is still
+#                 there and the cluster carries on (a new pod runs)
+#
+# Each scenario prints what it checked; the run ends with "N passed, M
+# failed" and exits 1 if any failed (2 if the cluster did not come up).
+# Only addresses the cluster made are ever contacted: 127.0.0.1 (the
+# apiserver), 10.245.1.0/24 (minions), 10.0.0.0/24 (portal IPs).
+#
+# Environment:
+#   BUILD_PROFILE  dev (default: target/debug, as hack/test.sh builds) or
+#                  release; SKIP_BUILD=1 uses what is built (local-cluster.sh)
+#   E2E_ONLY       scenarios to run, e.g. "walkthrough guestbook" (later
+#                  ones need the guestbook: list it too)
+#   E2E_KEEP=1     leave the cluster up at the end, for debugging (then
+#                  `hack/local-cluster.sh down` yourself)
+set -euo pipefail
+
+# shellcheck source=hack/lib/util.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/util.sh"
+util::cargo_path
+cd "$MK8S_ROOT"
+
+export BUILD_PROFILE="${BUILD_PROFILE:-dev}"
+CTL="$MK8S_ROOT/target/${BUILD_PROFILE/#dev/debug}/ctl"
+LOCAL_CLUSTER="$MK8S_ROOT/hack/local-cluster.sh"
+# local-cluster.sh's state dir (its default) and the kubeconfig it writes there.
+CLUSTER_STATE="${CLUSTER_STATE:-/tmp/mini-k8s-cluster}"
+export CLUSTER_STATE
+KUBECONFIG="$CLUSTER_STATE/kubeconfig"
+MINIONS=3
+# Minion K has 10.245.1.(K+1) on the bridge (DESIGN.md); minion 1 carries
+# the guestbook's publicIP (examples/guestbook/frontend-service.json).
+PUBLIC_IP=10.245.1.2
+FRONTEND_PORT=8000
+# Where the walk-through's hostDir volume writes (examples/walkthrough).
+WALKTHROUGH_LOGS=/tmp/mini-k8s-example-logs
+# The image tag the rolling update moves the frontend to.
+NEW_IMAGE=mini-k8s/busybox:v2
+
+[[ "$(id -u)" == 0 ]] || util::die "run as root: the cluster makes network namespaces and routes"
+[[ -x "$LOCAL_CLUSTER" ]] || util::die "$LOCAL_CLUSTER is missing"
+for tool in curl jq; do
+  util::have "$tool" || util::die "$tool is missing (hack/install-deps.sh)"
+done
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/mk8s-e2e.XXXXXX")"
+walkthrough_logs_were_there=0
+[[ -e "$WALKTHROUGH_LOGS" ]] && walkthrough_logs_were_there=1
+loop_pid=""
+
+# ---------------------------------------------------------------------------
+# Cluster access. Everything that depends on how hack/local-cluster.sh lays
+# the cluster out is here.
+
+# kc ARGS... - ctl against the cluster.
+kc() {
+  "$CTL" --kubeconfig "$KUBECONFIG" "$@"
+}
+
+# e2e::in_minion K COMMAND... - COMMAND (a host binary) inside minion K's
+# network namespace.
+e2e::in_minion() {
+  "$LOCAL_CLUSTER" exec "$@"
+}
+
+# e2e::minion_docker K ARGS... - the docker CLI against minion K's dockerd.
+e2e::minion_docker() {
+  "$LOCAL_CLUSTER" docker "$@"
+}
+
+# e2e::node_of_minion K - the Node name of minion K (by its InternalIP).
+e2e::node_of_minion() {
+  kc get nodes -o json | jq -r --arg ip "10.245.1.$(($1 + 1))" \
+    '.items[] | select(any(.status.addresses[]?; .address == $ip)) | .metadata.name'
+}
+
+# ---------------------------------------------------------------------------
+# Reporting and polling.
+
+scenario_failed=0
+passed=0
+failed=0
+summary=()
+
+# e2e::ok TEXT / e2e::fail TEXT - one checked fact. fail also marks the
+# scenario failed and returns 1, so `... || return 1` ends the scenario.
+e2e::ok() { echo "  ok    $*"; }
+e2e::fail() {
+  echo "  FAIL  $*"
+  scenario_failed=1
+  return 1
+}
+
+# e2e::check TEXT COMMAND... - run COMMAND once; ok or fail with its output.
+e2e::check() {
+  local text="$1" out
+  shift
+  if out="$("$@" 2>&1)"; then
+    e2e::ok "$text"
+  else
+    e2e::fail "$text"
+    e2e::indent <<<"$out"
+    return 1
+  fi
+}
+
+# e2e::poll SECONDS TEXT COMMAND... - run COMMAND every second until it
+# succeeds; fail with its last output after SECONDS.
+e2e::poll() {
+  local limit="$1" text="$2" start out
+  shift 2
+  start="$(date +%s)"
+  while true; do
+    if out="$("$@" 2>&1)"; then
+      e2e::ok "$text ($(util::seconds_since "$start")s)"
+      return 0
+    fi
+    if (($(util::seconds_since "$start") >= limit)); then
+      e2e::fail "$text: not within ${limit}s; last attempt said:"
+      e2e::indent <<<"$out"
+      return 1
+    fi
+    sleep 1
+  done
+}
+
+# e2e::indent - stdin, indented, at most 15 lines.
+e2e::indent() {
+  head -n 15 | sed 's/^/          /'
+}
+
+# e2e::scenario NAME - run e2e::scenario_NAME (unless E2E_ONLY leaves it out).
+e2e::scenario() {
+  local name="$1" start
+  if [[ -n "${E2E_ONLY:-}" && " $E2E_ONLY " != *" $name "* ]]; then
+    return 0
+  fi
+  echo
+  echo "=== $name"
+  start="$(date +%s)"
+  scenario_failed=0
+  "e2e::scenario_${name//-/_}" || scenario_failed=1
+  if ((scenario_failed)); then
+    failed=$((failed + 1))
+    summary+=("FAIL $name ($(util::seconds_since "$start")s)")
+    echo "--- FAIL $name ($(util::seconds_since "$start")s)"
+  else
+    passed=$((passed + 1))
+    summary+=("pass $name ($(util::seconds_since "$start")s)")
+    echo "--- pass $name ($(util::seconds_since "$start")s)"
+  fi
+}
+
+# ---------------------------------------------------------------------------
+# Facts about the cluster.
+
+# e2e::pods SELECTOR - "NAME NODE PHASE" of the live (not terminating) pods.
+e2e::pods() {
+  kc get pods -l "$1" -o json | jq -r '.items[]
+    | select(.metadata.deletionTimestamp == null)
+    | "\(.metadata.name) \(.spec.nodeName // "-") \(.status.phase // "-")"'
+}
+
+# e2e::running_exactly SELECTOR N - exactly N live pods match, all Running.
+e2e::running_exactly() {
+  local list
+  list="$(e2e::pods "$1")" || return 1
+  echo "want $2 Running, have:"
+  echo "${list:-(none)}"
+  [[ "$(grep -c . <<<"$list")" == "$2" ]] && ! grep -qv ' Running$' <<<"$list"
+}
+
+# e2e::portal_ip SERVICE - its portal IP, which must be in 10.0.0.0/24.
+e2e::portal_ip() {
+  local ip
+  ip="$(kc get svc "$1" -o json | jq -r '.spec.clusterIP // empty')"
+  [[ "$ip" =~ ^10\.0\.0\.[0-9]+$ ]] || {
+    echo "service $1 has portal IP '$ip', not one of 10.0.0.0/24" >&2
+    return 1
+  }
+  echo "$ip"
+}
+
+# e2e::page URL [MINION] - one guestbook request (from minion K's netns if
+# given): prints the page; fails unless it is a whole page with the
+# backend's answer.
+e2e::page() {
+  local url="$1" minion="${2:-}" page
+  if [[ -n "$minion" ]]; then
+    page="$(e2e::in_minion "$minion" curl -sS -f -m 5 "$url" 2>&1)" || {
+      echo "$page"
+      return 1
+    }
+  else
+    page="$(curl -sS -f -m 5 "$url" 2>&1)" || {
+      echo "$page"
+      return 1
+    }
+  fi
+  echo "$page"
+  grep -q '^guestbook frontend ' <<<"$page" && grep -q '^backend .* entries$' <<<"$page"
+}
+
+# e2e::log_has POD TEXT - the pod's log has a line containing TEXT.
+e2e::log_has() {
+  local log
+  log="$(kc logs "$1" 2>&1)" || {
+    echo "$log"
+    return 1
+  }
+  tail -n 4 <<<"$log"
+  grep -qF -- "$2" <<<"$log"
+}
+
+# e2e::frontends_spread URL MINION REQUESTS WANT - REQUESTS requests reach
+# WANT different frontend pods.
+e2e::frontends_spread() {
+  local url="$1" minion="$2" requests="$3" want="$4" hosts="" page i
+  for ((i = 0; i < requests; i++)); do
+    page="$(e2e::page "$url" "$minion")" || true
+    hosts+="$(sed -n 's/^guestbook frontend //p' <<<"$page")"$'\n'
+  done
+  echo "answers per frontend hostname over $requests requests:"
+  grep . <<<"$hosts" | sort | uniq -c
+  [[ "$(grep . <<<"$hosts" | sort -u | grep -c .)" -ge "$want" ]]
+}
+
+# e2e::start_requests URL NAME - a background loop of requests (at most
+# 1500, at most 10 minutes) recording "ok HOST" or "fail ..." per request
+# in $work/NAME.log until e2e::stop_requests.
+e2e::start_requests() {
+  local url="$1" log="$work/$2.log"
+  : >"$log"
+  rm -f "$work/stop"
+  (
+    end=$(($(date +%s) + 600))
+    for ((i = 0; i < 1500; i++)); do
+      [[ -e "$work/stop" || "$(date +%s)" -ge "$end" ]] && break
+      if page="$(curl -sS -f -m 5 "$url" 2>&1)" && grep -q '^backend .* entries$' <<<"$page"; then
+        echo "ok $(sed -n 's/^guestbook frontend //p' <<<"$page")" >>"$log"
+      else
+        echo "fail $(date +%T) $(tr '\n' ' ' <<<"$page" | cut -c1-160)" >>"$log"
+      fi
+      sleep 0.2
+    done
+  ) &
+  loop_pid=$!
+}
+
+# e2e::stop_requests NAME - stop the loop; check that no request failed.
+e2e::stop_requests() {
+  local log="$work/$1.log" total failures
+  touch "$work/stop"
+  if [[ -n "$loop_pid" ]]; then
+    wait "$loop_pid" 2>/dev/null || true
+  fi
+  loop_pid=""
+  total="$(grep -c . "$log" || true)"
+  failures="$(grep -c '^fail' "$log" || true)"
+  if ((total > 0 && failures == 0)); then
+    e2e::ok "the service answered all $total requests ($(awk '$1 == "ok" {print $2}' "$log" | sort -u | grep -c .) frontend hostnames)"
+  else
+    e2e::fail "the service failed $failures of $total requests:"
+    grep '^fail' "$log" | e2e::indent
+    return 1
+  fi
+}
+
+# ---------------------------------------------------------------------------
+# Scenarios.
+
+e2e::scenario_walkthrough() {
+  local dir=examples/walkthrough db_ip msg_ip
+  e2e::check "created the v1beta1 services db and msg" \
+    kc create -f "$dir/db-service.json" -f "$dir/msg-service.json" || return 1
+  e2e::check "created the v1beta1 pods db, msg and consumer" \
+    kc create -f "$dir/db-pod.json" -f "$dir/msg-pod.json" -f "$dir/consumer-pod.json" || return 1
+  e2e::poll 120 "db, msg and consumer are Running" \
+    e2e::running_exactly 'name in (db,msg,consumer)' 3 || return 1
+  db_ip="$(e2e::portal_ip db)" || e2e::fail "db has a portal IP" || return 1
+  msg_ip="$(e2e::portal_ip msg)" || e2e::fail "msg has a portal IP" || return 1
+  e2e::ok "portal IPs: db $db_ip, msg $msg_ip"
+  e2e::poll 60 "consumer's log: db answered at $db_ip:27017" \
+    e2e::log_has consumer "db at $db_ip:27017 says: db " || return 1
+  e2e::poll 60 "consumer's log: msg answered at $msg_ip:5672" \
+    e2e::log_has consumer "msg at $msg_ip:5672 says: msg " || return 1
+  e2e::check "db and msg wrote through their hostDir volume ($WALKTHROUGH_LOGS)" \
+    e2e::host_dir_logs || return 1
+}
+
+# e2e::host_dir_logs - db.log and msg.log in the walk-through's hostDir
+# (on this host: minions share its filesystem) have their pods' lines.
+e2e::host_dir_logs() {
+  tail -n 2 "$WALKTHROUGH_LOGS/db.log" "$WALKTHROUGH_LOGS/msg.log" &&
+    grep -q '^db ' "$WALKTHROUGH_LOGS/db.log" && grep -q '^msg ' "$WALKTHROUGH_LOGS/msg.log"
+}
+
+e2e::scenario_guestbook() {
+  local dir=examples/guestbook portal entry minion
+  e2e::check "created services backend and frontend (publicIP $PUBLIC_IP)" \
+    kc create -f "$dir/backend-service.json" -f "$dir/frontend-service.json" || return 1
+  e2e::check "created pod backend and controller frontend (3 replicas)" \
+    kc create -f "$dir/backend-pod.json" -f "$dir/frontend-controller.json" || return 1
+  e2e::poll 120 "backend is Running" e2e::running_exactly name=backend 1 || return 1
+  e2e::poll 120 "3 frontend pods are Running" e2e::running_exactly name=frontend 3 || return 1
+  e2e::pods name=frontend | e2e::indent
+  portal="$(e2e::portal_ip frontend)" || e2e::fail "frontend has a portal IP" || return 1
+  e2e::poll 60 "answers through the publicIP $PUBLIC_IP:$FRONTEND_PORT from the host" \
+    e2e::page "http://$PUBLIC_IP:$FRONTEND_PORT/" || return 1
+  entry="e2e-$RANDOM"
+  e2e::check "stores an entry through the publicIP (?msg=$entry)" \
+    e2e::page_has "http://$PUBLIC_IP:$FRONTEND_PORT/?msg=$entry" "" "$entry" || return 1
+  for minion in 2 3; do
+    e2e::poll 60 "answers through the portal IP $portal:$FRONTEND_PORT from minion $minion, with the entry" \
+      e2e::page_has "http://$portal:$FRONTEND_PORT/" "$minion" "$entry" || return 1
+  done
+  e2e::check "30 requests through the portal IP reach all 3 frontend pods" \
+    e2e::frontends_spread "http://$portal:$FRONTEND_PORT/" 2 30 3 || return 1
+}
+
+# e2e::page_has URL MINION TEXT - a whole page (from MINION, or the host if
+# empty) that contains TEXT.
+e2e::page_has() {
+  local page
+  page="$(e2e::page "$1" "$2")" || {
+    echo "$page"
+    return 1
+  }
+  echo "$page"
+  grep -qF -- "$3" <<<"$page"
+}
+
+e2e::scenario_resize() {
+  e2e::check "ctl resize rc frontend --replicas=5" kc resize rc frontend --replicas=5 || return 1
+  e2e::poll 120 "5 frontend pods Running" e2e::running_exactly name=frontend 5 || return 1
+  e2e::check "ctl resize rc frontend --replicas=2" kc resize rc frontend --replicas=2 || return 1
+  e2e::poll 120 "2 frontend pods Running, the others gone or terminating" \
+    e2e::running_exactly name=frontend 2 || return 1
+  e2e::poll 30 "the controller reports 2 replicas" e2e::rc_replicas frontend 2 || return 1
+  e2e::poll 30 "the service still answers through the publicIP" \
+    e2e::page "http://$PUBLIC_IP:$FRONTEND_PORT/" || return 1
+}
+
+# e2e::rc_replicas RC N - status.replicas is N.
+e2e::rc_replicas() {
+  local have
+  have="$(kc get rc "$1" -o json | jq -r '.status.replicas // 0')" || return 1
+  echo "status.replicas: $have"
+  [[ "$have" == "$2" ]]
+}
+
+# e2e::images_are SELECTOR IMAGE - every live matching pod runs IMAGE.
+e2e::images_are() {
+  local images
+  images="$(kc get pods -l "$1" -o json | jq -r '.items[]
+    | select(.metadata.deletionTimestamp == null)
+    | "\(.metadata.name) \(.spec.containers[].image)"')" || return 1
+  echo "$images"
+  [[ -n "$images" ]] && ! awk '{print $2}' <<<"$images" | grep -qvxF -- "$2"
+}
+
+e2e::scenario_rolling() {
+  local minion out rc=0
+  for ((minion = 1; minion <= MINIONS; minion++)); do
+    e2e::check "minion $minion has $NEW_IMAGE (tagged from mini-k8s/busybox:latest)" \
+      e2e::minion_docker "$minion" tag mini-k8s/busybox:latest "$NEW_IMAGE" || return 1
+  done
+  e2e::start_requests "http://$PUBLIC_IP:$FRONTEND_PORT/" rolling
+  out="$(timeout 300 "$CTL" --kubeconfig "$KUBECONFIG" rolling-update frontend frontend-v2 \
+    --image="$NEW_IMAGE" --update-period=5s --poll-interval=1s --timeout=2m 2>&1)" || rc=$?
+  if ((rc == 0)); then
+    e2e::ok "ctl rolling-update frontend frontend-v2 --image=$NEW_IMAGE"
+  else
+    e2e::fail "ctl rolling-update frontend frontend-v2 --image=$NEW_IMAGE (exit $rc):"
+  fi
+  e2e::indent <<<"$out"
+  e2e::poll 120 "2 frontend pods Running, all of $NEW_IMAGE" \
+    e2e::running_and_image name=frontend 2 "$NEW_IMAGE" || true
+  e2e::stop_requests rolling || true
+  ((scenario_failed == 0)) || return 1
+  e2e::check "controller frontend is gone, frontend-v2 has 2 replicas" \
+    e2e::rc_names_are "frontend-v2" || return 1
+}
+
+# e2e::running_and_image SELECTOR N IMAGE
+e2e::running_and_image() {
+  e2e::running_exactly "$1" "$2" && e2e::images_are "$1" "$3"
+}
+
+# e2e::rc_names_are NAMES - the replication controllers are exactly NAMES.
+e2e::rc_names_are() {
+  local have
+  have="$(kc get rc -o name | sort | tr '\n' ' ')"
+  echo "controllers: $have"
+  [[ "$have" == "replicationcontroller/$1 " ]]
+}
+
+e2e::scenario_minion_down() {
+  local minion node backend_node pods_there victim=""
+  backend_node="$(kc get pod backend -o json | jq -r '.spec.nodeName // empty')"
+  # A minion with frontend pods but not the backend (a bare pod, which
+  # nothing would recreate); minion 1 last, as it carries the publicIP.
+  for minion in 2 3 1; do
+    node="$(e2e::node_of_minion "$minion")"
+    [[ -n "$node" && "$node" != "$backend_node" ]] || continue
+    if e2e::pods name=frontend | awk -v n="$node" '$2 == n {found = 1} END {exit !found}'; then
+      victim="$minion"
+      break
+    fi
+  done
+  [[ -n "$victim" ]] || {
+    e2e::fail "no minion runs a frontend pod without the backend:"
+    e2e::pods app=guestbook | e2e::indent
+    return 1
+  }
+  node="$(e2e::node_of_minion "$victim")"
+  pods_there="$(kc get pods -o json | jq -r --arg n "$node" \
+    '.items[] | select(.spec.nodeName == $n) | .metadata.name' | tr '\n' ' ')"
+  e2e::ok "stopping minion $victim (node $node), which runs: $pods_there"
+  e2e::start_requests "http://$PUBLIC_IP:$FRONTEND_PORT/" minion-down
+  e2e::check "hack/local-cluster.sh stop-minion $victim" "$LOCAL_CLUSTER" stop-minion "$victim" || {
+    e2e::stop_requests minion-down || true
+    return 1
+  }
+  e2e::poll 150 "node $node is no longer Ready" e2e::node_not_ready "$node" || true
+  e2e::poll 180 "no pod is left on node $node (evicted)" e2e::no_pods_on "$node" || true
+  e2e::poll 120 "2 frontend pods Running on the other minions" \
+    e2e::running_not_on name=frontend 2 "$node" || true
+  e2e::stop_requests minion-down || true
+  e2e::check "hack/local-cluster.sh start-minion $victim" "$LOCAL_CLUSTER" start-minion "$victim" || return 1
+  e2e::poll 120 "node $node is Ready again" e2e::node_ready_is "$node" True || return 1
+  ((scenario_failed == 0))
+}
+
+# e2e::node_ready_is NODE STATUS - its Ready condition has STATUS.
+e2e::node_ready_is() {
+  local have
+  have="$(kc get node "$1" -o json | jq -r '.status.conditions[]? | select(.type == "Ready") | .status')" || return 1
+  echo "Ready: $have"
+  [[ "$have" == "$2" ]]
+}
+
+# e2e::node_not_ready NODE - its Ready condition is False or Unknown.
+e2e::node_not_ready() {
+  ! e2e::node_ready_is "$1" True
+}
+
+# e2e::no_pods_on NODE - no pod is bound to NODE any more.
+e2e::no_pods_on() {
+  local left
+  left="$(kc get pods -o json | jq -r --arg n "$1" '.items[] | select(.spec.nodeName == $n) | .metadata.name')" || return 1
+  echo "still there: ${left:-(none)}"
+  [[ -z "$left" ]]
+}
+
+# e2e::running_not_on SELECTOR N NODE - N Running, none of them on NODE.
+e2e::running_not_on() {
+  e2e::running_exactly "$1" "$2" || return 1
+  ! e2e::pods "$1" | awk -v n="$3" '$2 == n {found = 1} END {exit !found}'
+}
+
+# e2e::object_names - every pod, service, controller and node by name.
+e2e::object_names() {
+  kc get pods,services,replicationcontrollers,nodes -o name | sort
+}
+
+e2e::scenario_restart() {
+  local before after
+  before="$work/names.before"
+  after="$work/names.after"
+  e2e::object_names >"$before" || e2e::fail "listed the objects" || return 1
+  e2e::ok "$(grep -c . "$before") objects before: $(tr '\n' ' ' <"$before" | cut -c1-300)"
+  e2e::check "hack/local-cluster.sh restart-master (etcd and apiserver)" \
+    "$LOCAL_CLUSTER" restart-master || return 1
+  e2e::poll 60 "the apiserver answers again" kc get nodes || return 1
+  e2e::object_names >"$after" || e2e::fail "listed the objects again" || return 1
+  e2e::check "no object lost or added across the restart" diff "$before" "$after" || return 1
+  e2e::check "created pod after-restart" e2e::create_pod_after_restart || return 1
+  e2e::poll 120 "pod after-restart is Running" e2e::running_exactly name=after-restart 1 || return 1
+  e2e::poll 60 "its log says it is alive" e2e::log_has after-restart "alive after restart" || return 1
+  e2e::check "ctl resize rc frontend-v2 --replicas=3" kc resize rc frontend-v2 --replicas=3 || return 1
+  e2e::poll 120 "3 frontend pods Running" e2e::running_exactly name=frontend 3 || return 1
+  e2e::poll 30 "the guestbook answers through the publicIP" \
+    e2e::page "http://$PUBLIC_IP:$FRONTEND_PORT/" || return 1
+}
+
+# e2e::create_pod_after_restart - a v1 pod through stdin, like a user would.
+e2e::create_pod_after_restart() {
+  kc create -f - <<'POD'
+{
+  "apiVersion": "v1",
+  "kind": "Pod",
+  "metadata": {"name": "after-restart", "labels": {"name": "after-restart"}},
+  "spec": {
+    "containers": [{
+      "name": "main",
+      "image": "mini-k8s/busybox:latest",
+      "imagePullPolicy": "IfNotPresent",
+      "command": ["sh", "-c", "echo alive after restart; trap 'exit 0' TERM; sleep 3600 & wait"]
+    }]
+  }
+}
+POD
+}
+
+# ---------------------------------------------------------------------------
+
+# shellcheck disable=SC2317 # called by the trap
+e2e::teardown() {
+  trap - EXIT INT TERM
+  if [[ -n "$loop_pid" ]]; then
+    touch "$work/stop"
+    kill "$loop_pid" 2>/dev/null || true
+    wait "$loop_pid" 2>/dev/null || true
+  fi
+  if [[ "${E2E_KEEP:-0}" == 1 ]]; then
+    util::warn "E2E_KEEP=1: the cluster stays up; take it down with: $LOCAL_CLUSTER down"
+  else
+    util::log "taking the cluster down"
+    "$LOCAL_CLUSTER" down >"$work/down.log" 2>&1 || {
+      util::warn "hack/local-cluster.sh down failed:"
+      cat "$work/down.log" >&2
+    }
+    # The walk-through's hostDir, made by its pods' dockerd on this host.
+    ((walkthrough_logs_were_there)) || rm -rf "$WALKTHROUGH_LOGS"
+  fi
+  rm -rf "$work"
+}
+trap e2e::teardown EXIT INT TERM
+
+run_start="$(date +%s)"
+util::log "bringing up the cluster: $LOCAL_CLUSTER up $MINIONS (BUILD_PROFILE=$BUILD_PROFILE)"
+if ! "$LOCAL_CLUSTER" up "$MINIONS" >"$work/up.log" 2>&1; then
+  util::warn "hack/local-cluster.sh up $MINIONS failed:"
+  tail -n 40 "$work/up.log" >&2
+  echo "0 passed, 1 failed (the cluster did not come up)"
+  exit 2
+fi
+util::log "cluster up in $(util::seconds_since "$run_start")s: $(grep -m1 'minions Ready' "$work/up.log" || true)"
+[[ -x "$CTL" ]] || util::die "$CTL is missing although the cluster is up (BUILD_PROFILE=$BUILD_PROFILE)"
+
+e2e::scenario walkthrough
+e2e::scenario guestbook
+e2e::scenario resize
+e2e::scenario rolling
+e2e::scenario minion-down
+e2e::scenario restart
+
+echo
+printf '%s\n' "${summary[@]}"
+echo "$passed passed, $failed failed ($(util::seconds_since "$run_start")s)"
+((failed == 0))
