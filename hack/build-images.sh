@@ -5,7 +5,10 @@
 #                            built as a static binary (exits 0 on SIGTERM)
 #   mini-k8s/busybox:latest  Debian's busybox-static with every applet linked
 # Talks to the Docker daemon named by DOCKER_HOST (default socket otherwise).
-# An image that exists already is kept; --force rebuilds both.
+# An image that exists already is kept; --force rebuilds both. The root
+# filesystems are cached as tarballs in target/images (rebuilt when their
+# source is newer), so loading the images into many daemons (one per minion
+# of hack/local-cluster.sh) costs one import each.
 # Needs: docker CLI, rustc, /bin/busybox from busybox-static (install-deps).
 set -euo pipefail
 
@@ -18,6 +21,19 @@ force=0
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/mk8s-images.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
+cache="$MK8S_ROOT/target/images"
+mkdir -p "$cache"
+
+# images::fresh TARBALL SOURCE - whether the cached TARBALL is newer than SOURCE.
+images::fresh() {
+  [[ "$force" == 0 && -s "$1" && "$1" -nt "$2" ]]
+}
+
+# images::cache TARBALL - move $work's new TARBALL into the cache atomically
+# (several test processes may build at once).
+images::cache() {
+  mv -f "$work/$1" "$cache/$1.$$" && mv -f "$cache/$1.$$" "$cache/$1"
+}
 
 # images::exists NAME - whether the daemon has the image NAME.
 images::exists() {
@@ -25,12 +41,15 @@ images::exists() {
 }
 
 if ! images::exists mini-k8s/pause:latest; then
-  mkdir -p "$work/pause"
-  rustc --edition 2021 -O -C target-feature=+crt-static -C strip=symbols \
-    "$MK8S_ROOT/pause/src/main.rs" -o "$work/pause/pause"
-  tar -C "$work/pause" -cf "$work/pause.tar" pause
-  docker import --change 'ENTRYPOINT ["/pause"]' "$work/pause.tar" mini-k8s/pause:latest >/dev/null
-  util::log "built mini-k8s/pause:latest"
+  if ! images::fresh "$cache/pause.tar" "$MK8S_ROOT/pause/src/main.rs"; then
+    mkdir -p "$work/pause"
+    rustc --edition 2021 -O -C target-feature=+crt-static -C strip=symbols \
+      "$MK8S_ROOT/pause/src/main.rs" -o "$work/pause/pause"
+    tar -C "$work/pause" -cf "$work/pause.tar" pause
+    images::cache pause.tar
+  fi
+  docker import --change 'ENTRYPOINT ["/pause"]' "$cache/pause.tar" mini-k8s/pause:latest >/dev/null
+  util::log "imported mini-k8s/pause:latest"
 fi
 
 if ! images::exists mini-k8s/busybox:latest; then
@@ -39,6 +58,8 @@ if ! images::exists mini-k8s/busybox:latest; then
   if ldd "$busybox" >/dev/null 2>&1; then
     util::die "$busybox is dynamically linked: install busybox-static"
   fi
+fi
+if ! images::exists mini-k8s/busybox:latest && ! images::fresh "$cache/busybox.tar" "$busybox"; then
   root="$work/busybox"
   mkdir -p "$root/bin" "$root/etc" "$root/tmp" "$root/root" "$root/proc" "$root/sys" "$root/dev"
   chmod 1777 "$root/tmp"
@@ -49,7 +70,10 @@ if ! images::exists mini-k8s/busybox:latest; then
   printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$root/etc/passwd"
   printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
   tar -C "$root" -cf "$work/busybox.tar" .
+  images::cache busybox.tar
+fi
+if ! images::exists mini-k8s/busybox:latest; then
   docker import --change 'ENV PATH=/bin' --change 'CMD ["sh"]' \
-    "$work/busybox.tar" mini-k8s/busybox:latest >/dev/null
-  util::log "built mini-k8s/busybox:latest"
+    "$cache/busybox.tar" mini-k8s/busybox:latest >/dev/null
+  util::log "imported mini-k8s/busybox:latest"
 fi

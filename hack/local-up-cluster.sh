@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Brings a local cluster up on this host and keeps it up until Ctrl-C, then
-# stops everything it started and removes what it made.
-#
-# Today that is etcd and the apiserver: the kubelet, kube-proxy, scheduler
-# and controller-manager are not built yet (see the open issues), so pods
-# stay Pending. Everything a cluster user does through the API works.
+# Brings a one-node cluster up on this host and keeps it up until Ctrl-C,
+# then stops everything it started and removes what it made:
+#   installs what is missing (hack/lib/deps.sh), builds, builds the local
+#   images, then starts etcd, dockerd (unless one answers on
+#   /var/run/docker.sock), apiserver, scheduler, controller-manager, a
+#   kubelet and kube-proxy, and waits until the node is Ready.
+# Needs root (routes, a bridge, dockerd, iptables).
 #
 # Environment: ETCD_PORT (2379), API_PORT (8080), CLUSTER_STATE
-# (/tmp/mini-k8s-local: data, logs, kubeconfig), BUILD_PROFILE (release).
+# (/tmp/mini-k8s-local: data, logs, kubeconfig), BUILD_PROFILE (release;
+# dev builds faster), SKIP_BUILD=1 (use the binaries as they are).
 set -euo pipefail
 
 # shellcheck source=hack/lib/util.sh
@@ -16,65 +18,124 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/util.sh"
 source "$MK8S_ROOT/hack/lib/deps.sh"
 # shellcheck source=hack/lib/cluster.sh
 source "$MK8S_ROOT/hack/lib/cluster.sh"
+# shellcheck source=hack/lib/build.sh
+source "$MK8S_ROOT/hack/lib/build.sh"
 
 ETCD_PORT="${ETCD_PORT:-2379}"
 API_PORT="${API_PORT:-8080}"
 BUILD_PROFILE="${BUILD_PROFILE:-release}"
 CLUSTER_STATE="${CLUSTER_STATE:-/tmp/mini-k8s-local}"
 CLUSTER_LOGS="$CLUSTER_STATE/logs"
-# cargo puts the dev profile in target/debug.
-CLUSTER_BIN="$MK8S_ROOT/target/${BUILD_PROFILE/#dev/debug}"
+CLUSTER_BIN="$(build::bin_dir "$BUILD_PROFILE")"
+# The bridge and pod range of the dockerd this script starts when the host
+# has none (DESIGN.md: pods live in 10.244.0.0/16).
+LOCAL_BRIDGE="mk8s-local"
+LOCAL_POD_CIDR="10.244.0.0/24"
+LOCAL_BRIDGE_IP="10.244.0.1"
+NODE_NAME="$(hostname | tr '[:upper:]' '[:lower:]')"
+MASTER="http://127.0.0.1:$API_PORT"
 
-[[ "$(id -u)" == 0 ]] || util::die "run as root: the cluster adds routes (and later network namespaces)"
+[[ "$(id -u)" == 0 ]] || util::die "run as root: the cluster adds routes, a bridge, iptables rules and runs dockerd"
+script_started="$(date +%s%N)"
 
 deps::install_all
-util::cargo_path
-util::log "building ($BUILD_PROFILE)"
-(cd "$MK8S_ROOT" && cargo build --locked --profile "$BUILD_PROFILE" -p apiserver -p ctl)
-
-if [[ -f "$CLUSTER_STATE/pids" ]]; then
-  util::warn "a previous run left $CLUSTER_STATE behind; cleaning it up first"
-  cluster::stop_all
-  cluster::safety_routes_down
+if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
+  build::binaries "$BUILD_PROFILE"
 fi
-rm -rf "$CLUSTER_STATE"
+
+if [[ -d "$CLUSTER_STATE" ]]; then
+  util::warn "a previous run left $CLUSTER_STATE behind; cleaning it up first"
+  if [[ -n "$(cluster::pid_of dockerd)" ]]; then
+    cluster::remove_containers "unix://$CLUSTER_STATE/docker/docker.sock"
+  fi
+  cluster::stop_all
+  cluster::cleanup_kube_proxy ""
+  cluster::run_undo
+  cluster::remove_state
+fi
 mkdir -p "$CLUSTER_LOGS"
+own_docker=0
 
 # shellcheck disable=SC2317 # called by the trap
 cleanup() {
   trap - EXIT INT TERM
   util::log "stopping the cluster"
+  cluster::stop kube-proxy
+  cluster::stop kubelet
+  if [[ "$own_docker" == 1 ]]; then
+    cluster::remove_containers "unix://$CLUSTER_STATE/docker/docker.sock"
+  else
+    local ids
+    ids="$(docker ps -aq --filter "label=io.mini-k8s.cluster=$CLUSTER_STATE" 2>/dev/null || true)"
+    # shellcheck disable=SC2086 # one id per word
+    [[ -z "$ids" ]] || docker rm -f $ids >/dev/null 2>&1 || true
+  fi
   cluster::stop_all
-  cluster::safety_routes_down
-  rm -rf "$CLUSTER_STATE"
+  cluster::cleanup_kube_proxy ""
+  cluster::run_undo
+  cluster::remove_state
   util::log "stopped; nothing left behind"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT
+trap 'cleanup; exit 143' TERM
 
-started="$(date +%s)"
+started="$(date +%s%N)"
 cluster::safety_routes_up
 cluster::start_etcd "$ETCD_PORT"
-cluster::start_apiserver "http://127.0.0.1:$ETCD_PORT" "$API_PORT"
+
+# The container runtime: the host's dockerd if one answers, else one of our
+# own on a bridge of our own, with no way to pull from outside.
+if docker -H unix:///var/run/docker.sock version >/dev/null 2>&1; then
+  docker_host="unix:///var/run/docker.sock"
+  pod_cidr=""
+  node_ip="127.0.0.1"
+  util::log "using the dockerd that answers on /var/run/docker.sock"
+else
+  own_docker=1
+  docker_host="unix://$CLUSTER_STATE/docker/docker.sock"
+  pod_cidr="$LOCAL_POD_CIDR"
+  node_ip="127.0.0.1"
+  cluster::make_bridge "$LOCAL_BRIDGE" "$LOCAL_BRIDGE_IP/24"
+  cluster::allow_forward "$LOCAL_BRIDGE"
+  cluster::start_dockerd dockerd "" "$CLUSTER_STATE/docker" \
+    --bridge "$LOCAL_BRIDGE" --iptables=false --ip-masq=false
+fi
+
+cluster::start_apiserver "http://127.0.0.1:$ETCD_PORT" 127.0.0.1 "$API_PORT"
+cluster::start_scheduler "$MASTER"
+cluster::start_controller_manager "$MASTER"
+cluster::wait_dockerd dockerd "$docker_host"
+cluster::load_images "$docker_host"
+# Portal IPs are local addresses; connections to them leave from the
+# bridge's address (or the loopback one with the host's Docker).
+cluster::portal_local_route "" "$([[ "$own_docker" == 1 ]] && echo "$LOCAL_BRIDGE_IP" || echo 127.0.0.1)"
+cluster::start_kubelet kubelet "" "$MASTER" "$NODE_NAME" "$node_ip" "$pod_cidr" "$docker_host" \
+  "$CLUSTER_STATE/kubelet" --container-label "io.mini-k8s.cluster=$CLUSTER_STATE" --heartbeat-period 5
+cluster::start_kube_proxy kube-proxy "" "$MASTER" "$NODE_NAME" "$node_ip"
+cluster::wait_nodes_ready "$MASTER" 1 60
+now="$(date +%s%N)"
+elapsed_ms=$(((now - started) / 1000000))
+total_ms=$(((now - script_started) / 1000000))
+
 kubeconfig="$CLUSTER_STATE/kubeconfig"
-cluster::write_kubeconfig "http://127.0.0.1:$API_PORT" "$kubeconfig"
+cluster::write_kubeconfig "$MASTER" "$kubeconfig"
 
 cat <<USAGE
 
-mini-k8s is up in $(util::seconds_since "$started")s (etcd + apiserver; no kubelet yet, so pods stay Pending).
+mini-k8s is up: node $NODE_NAME Ready in $((total_ms / 1000)).$((total_ms % 1000 / 100))s ($((elapsed_ms / 1000)).$((elapsed_ms % 1000 / 100))s from the start of etcd; the rest is dependency checks and the build).
 
   export KUBECONFIG=$kubeconfig
   export PATH=$CLUSTER_BIN:\$PATH
-  ctl get pods,svc,rc,nodes          # or the stock kubectl, same kubeconfig
-  ctl create -f examples/            # v1 and 2014 v1beta1 manifests alike
-  curl http://127.0.0.1:$API_PORT/api/v1beta1/pods
+  ctl get nodes,pods,svc,rc           # or the stock kubectl, same kubeconfig
+  ctl create -f examples/walkthrough/ # v1 and 2014 v1beta1 manifests alike
+  curl $MASTER/api/v1beta1/minions
 
 Logs: $CLUSTER_LOGS    Press Ctrl-C to stop and clean up.
 USAGE
 
 # Stay up until interrupted, or until a component dies.
 while true; do
-  while read -r name pid; do
-    kill -0 "$pid" 2>/dev/null || util::die "$name (pid $pid) exited; see $CLUSTER_LOGS/$name.log"
-  done <"$(cluster::pids_file)"
+  cluster::check_alive
   sleep 1
 done

@@ -1,53 +1,196 @@
 #!/usr/bin/env bash
-# Functions that bring cluster components up and down. The local cluster
-# (hack/local-up-cluster.sh) uses them now; the multi-minion and Vagrant
-# clusters will share them. Each start function records the PID it started
-# so that stop only ever kills what this script started.
+# The steps that configure and start each cluster component, shared by
+#   hack/local-up-cluster.sh   everything on this host
+#   hack/local-cluster.sh      master on the host, minions in network namespaces
+#   cluster/provision-*.sh     master and minions as Vagrant VMs
+# A function that starts a daemon takes a network namespace name as its
+# second argument: "" runs it in the caller's own (the host, or a VM, which
+# is a minion's "namespace" there), NAME runs it with
+# `nsenter --net=/var/run/netns/NAME` (not `ip netns exec`, which remounts
+# /sys and leaves dockerd without its cgroups).
+#
+# The caller sets CLUSTER_STATE (a directory of its own), CLUSTER_LOGS and
+# CLUSTER_BIN (where the binaries are). Everything started is remembered by
+# PID in $CLUSTER_STATE/pids and stopped only by that PID; every change made
+# to the machine (routes, links, namespaces, firewall rules) is recorded in
+# $CLUSTER_STATE/undo with the command that reverts it, so a teardown, even
+# after a crash, removes exactly what was made and nothing else.
+# Source after hack/lib/util.sh.
 
 # The ranges of DESIGN.md's "Networks of the local clusters".
 CLUSTER_POD_RANGE="10.244.0.0/16"
 CLUSTER_PORTAL_RANGE="10.0.0.0/24"
+# A closed loopback port: every dockerd started here gets it as its HTTP(S)
+# proxy, so that a pull fails on this machine instead of leaving it.
+CLUSTER_NO_EGRESS_PROXY="http://127.0.0.1:9"
 
-# cluster::pids_file - where started PIDs are remembered.
+# cluster::pids_file - where started PIDs are remembered ("NAME PID" lines).
 cluster::pids_file() { echo "$CLUSTER_STATE/pids"; }
 
 # cluster::remember NAME PID
 cluster::remember() { echo "$1 $2" >>"$(cluster::pids_file)"; }
 
-# cluster::port_free PORT - true when nothing listens on 127.0.0.1:PORT.
+# cluster::pid_of NAME - the remembered PID of NAME, if any.
+cluster::pid_of() {
+  local file
+  file="$(cluster::pids_file)"
+  [[ -f "$file" ]] || return 0
+  awk -v n="$1" '$1 == n {print $2}' "$file" | tail -n1
+}
+
+# cluster::undo COMMAND... - record how to revert a change just made.
+cluster::undo() {
+  local arg line=""
+  for arg in "$@"; do line+="$(printf '%q' "$arg") "; done
+  echo "$line" >>"$CLUSTER_STATE/undo"
+}
+
+# cluster::run_undo - revert every recorded change, newest first.
+cluster::run_undo() {
+  local file="$CLUSTER_STATE/undo" line
+  [[ -f "$file" ]] || return 0
+  while IFS= read -r line; do
+    [[ -n "$line" ]] || continue
+    eval "$line" >/dev/null 2>&1 || util::warn "could not revert: $line"
+  done < <(tac "$file")
+  rm -f "$file"
+}
+
+# cluster::port_free PORT [IP] - true when nothing listens on IP:PORT.
 cluster::port_free() {
-  ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+  ! (exec 3<>"/dev/tcp/${2:-127.0.0.1}/$1") 2>/dev/null
+}
+
+# cluster::netns_prefix NETNS - prints the command prefix (NUL-separated)
+# that runs a command in NETNS; nothing for "".
+cluster::netns_prefix() {
+  [[ -n "$1" ]] && printf '%s\0' nsenter "--net=/var/run/netns/$1" --
+  return 0
+}
+
+# cluster::in_netns NETNS COMMAND... - run COMMAND in NETNS ("" = here).
+cluster::in_netns() {
+  local netns="$1" prefix
+  shift
+  mapfile -d '' -t prefix < <(cluster::netns_prefix "$netns")
+  "${prefix[@]}" "$@"
+}
+
+# cluster::spawn NAME NETNS COMMAND... - start a daemon in NETNS, in a
+# session of its own (so a Ctrl-C meant for the script does not hit it),
+# output appended to $CLUSTER_LOGS/NAME.log, PID remembered. setsid, nsenter
+# and env all exec, so the PID is the daemon's own.
+cluster::spawn() {
+  local name="$1" netns="$2" prefix
+  shift 2
+  mapfile -d '' -t prefix < <(cluster::netns_prefix "$netns")
+  setsid "${prefix[@]}" "$@" </dev/null >>"$CLUSTER_LOGS/$name.log" 2>&1 &
+  cluster::remember "$name" "$!"
+  util::log "$name: pid $!${netns:+ (netns $netns)}"
+}
+
+# cluster::stop NAME [GRACE_SECONDS] - SIGTERM the remembered NAME, SIGKILL
+# after the grace period (default 10 s), forget it.
+cluster::stop() {
+  local name="$1" grace="${2:-10}" pid file
+  file="$(cluster::pids_file)"
+  pid="$(cluster::pid_of "$name")"
+  [[ -n "$pid" ]] || return 0
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    local i
+    for ((i = 0; i < grace * 10; i++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      util::warn "$name (pid $pid) ignored SIGTERM for ${grace}s; killing it"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    util::log "stopped $name (pid $pid)"
+  fi
+  awk -v n="$name" '$1 != n' "$file" >"$file.new" && mv "$file.new" "$file"
+}
+
+# cluster::stop_all - stop every remembered process, newest first.
+cluster::stop_all() {
+  local file name
+  file="$(cluster::pids_file)"
+  [[ -f "$file" ]] || return 0
+  while read -r name _; do
+    cluster::stop "$name"
+  done < <(tac "$file")
+  rm -f "$file"
+}
+
+# cluster::check_alive - fail naming the first remembered process that died.
+cluster::check_alive() {
+  local name pid
+  while read -r name pid; do
+    kill -0 "$pid" 2>/dev/null || util::die "$name (pid $pid) exited; see $CLUSTER_LOGS/$name.log"
+  done <"$(cluster::pids_file)"
 }
 
 # cluster::safety_routes_up - `unreachable` routes for the pod and portal
 # ranges, so that a routing mistake can never send a packet off this host.
-# More specific routes to real nodes win over them. Records which it added.
+# More specific routes to real nodes win over them.
 cluster::safety_routes_up() {
   local range
   for range in "$CLUSTER_POD_RANGE" "$CLUSTER_PORTAL_RANGE"; do
     if ! ip route show type unreachable | grep -q "^unreachable $range"; then
       ip route add unreachable "$range"
-      echo "$range" >>"$CLUSTER_STATE/routes"
+      cluster::undo ip route del unreachable "$range"
       util::log "added route: unreachable $range"
     fi
   done
 }
 
-# cluster::safety_routes_down - removes the routes this cluster added.
-cluster::safety_routes_down() {
-  local range
-  [[ -f "$CLUSTER_STATE/routes" ]] || return 0
-  while read -r range; do
-    ip route del unreachable "$range" 2>/dev/null || true
-  done <"$CLUSTER_STATE/routes"
-  rm -f "$CLUSTER_STATE/routes"
+# cluster::portal_local_route NETNS SRC - make the portal range local
+# addresses in NETNS (a locally originated connect to a portal IP then
+# passes routing and kube-proxy DNATs it in nat OUTPUT), with SRC as the
+# source such connections use, a node address that the endpoints can answer
+# (the default would be 127.0.0.1, which may not leave the node). The
+# `unreachable` safety route stays: the local table is looked up first.
+cluster::portal_local_route() {
+  local netns="$1" src="$2"
+  cluster::in_netns "$netns" ip route replace local "$CLUSTER_PORTAL_RANGE" dev lo table local src "$src"
+  [[ -n "$netns" ]] || cluster::undo ip route del local "$CLUSTER_PORTAL_RANGE" dev lo table local
+}
+
+# cluster::allow_forward IFACE - let traffic routed or bridged between
+# ports of IFACE through a FORWARD chain that drops by default (the host's
+# Docker sets FORWARD to DROP): a rule in DOCKER-USER when that chain exists,
+# else in FORWARD when its policy is DROP, else nothing.
+cluster::allow_forward() {
+  local iface="$1" chain=""
+  if iptables -w -S DOCKER-USER >/dev/null 2>&1; then
+    chain=DOCKER-USER
+  elif iptables -w -S FORWARD 2>/dev/null | grep -qx -- '-P FORWARD DROP'; then
+    chain=FORWARD
+  fi
+  [[ -n "$chain" ]] || return 0
+  local rule=(-i "$iface" -o "$iface" -m comment --comment "mini-k8s $iface" -j ACCEPT)
+  iptables -w -I "$chain" 1 "${rule[@]}"
+  cluster::undo iptables -w -D "$chain" "${rule[@]}"
+  util::log "allowed forwarding on $iface in $chain"
+}
+
+# cluster::make_bridge NAME CIDR - a bridge with CIDR on it (replaced if a
+# crashed run left it), removed at teardown.
+cluster::make_bridge() {
+  local name="$1" cidr="$2"
+  ip link del "$name" 2>/dev/null || true
+  ip link add "$name" type bridge
+  cluster::undo ip link del "$name"
+  ip addr add "$cidr" dev "$name"
+  ip link set "$name" up
 }
 
 # cluster::wait_http URL SECONDS NAME - polls until URL answers 200.
 cluster::wait_http() {
   local url="$1" limit="$2" name="$3" start
   start="$(date +%s)"
-  until curl -fsS -o /dev/null "$url" 2>/dev/null; do
+  until curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null; do
     if (($(date +%s) - start > limit)); then
       util::die "$name did not become ready at $url within ${limit}s (log: $CLUSTER_LOGS/$name.log)"
     fi
@@ -55,28 +198,144 @@ cluster::wait_http() {
   done
 }
 
-# cluster::start_etcd PORT - one etcd member on loopback.
+# cluster::start_etcd PORT [DATA_DIR] - one etcd member on loopback. The data
+# directory is kept across restarts (cluster::restart_etcd).
 cluster::start_etcd() {
-  local port="$1" peer=$(( $1 + 1 ))
+  local port="$1" data="${2:-$CLUSTER_STATE/etcd}" peer=$(($1 + 1))
   cluster::port_free "$port" || util::die "port $port is taken: is another etcd running? (stop it or set ETCD_PORT)"
-  mkdir -p "$CLUSTER_STATE/etcd"
-  etcd --name local --data-dir "$CLUSTER_STATE/etcd" \
+  mkdir -p "$data"
+  cluster::spawn etcd "" etcd --name local --data-dir "$data" \
     --listen-client-urls "http://127.0.0.1:$port" --advertise-client-urls "http://127.0.0.1:$port" \
     --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
-    --initial-cluster "local=http://127.0.0.1:$peer" >"$CLUSTER_LOGS/etcd.log" 2>&1 &
-  cluster::remember etcd $!
-  util::log "etcd: pid $!, http://127.0.0.1:$port"
+    --initial-cluster "local=http://127.0.0.1:$peer"
 }
 
-# cluster::start_apiserver ETCD_URL PORT
+# cluster::start_apiserver ETCD_URL BIND_IP PORT - waits until it is ready.
 cluster::start_apiserver() {
-  local etcd="$1" port="$2"
-  cluster::port_free "$port" || util::die "port $port is taken: is another apiserver running? (stop it or set API_PORT)"
-  "$CLUSTER_BIN/apiserver" --etcd-servers "$etcd" --bind-address 127.0.0.1 --port "$port" \
-    --service-cluster-ip-range "$CLUSTER_PORTAL_RANGE" >"$CLUSTER_LOGS/apiserver.log" 2>&1 &
-  cluster::remember apiserver $!
-  cluster::wait_http "http://127.0.0.1:$port/readyz" 30 apiserver
-  util::log "apiserver: pid $!, http://127.0.0.1:$port"
+  local etcd="$1" bind="$2" port="$3"
+  cluster::port_free "$port" "$bind" || util::die "port $bind:$port is taken: is another apiserver running? (stop it or set API_PORT)"
+  cluster::spawn apiserver "" "$CLUSTER_BIN/apiserver" --etcd-servers "$etcd" \
+    --bind-address "$bind" --port "$port" --advertise-address "$bind" \
+    --service-cluster-ip-range "$CLUSTER_PORTAL_RANGE"
+  cluster::wait_http "http://$bind:$port/readyz" 30 apiserver
+}
+
+# cluster::start_scheduler MASTER_URL
+cluster::start_scheduler() {
+  cluster::spawn scheduler "" "$CLUSTER_BIN/scheduler" --master "$1"
+}
+
+# cluster::start_controller_manager MASTER_URL [FLAG...]
+cluster::start_controller_manager() {
+  local master="$1"
+  shift
+  cluster::spawn controller-manager "" "$CLUSTER_BIN/controller-manager" --master "$master" "$@"
+}
+
+# cluster::start_dockerd NAME NETNS DIR [DOCKERD_FLAG...] - a dockerd of its
+# own: data-root, exec-root, pid file and socket (unix://DIR/docker.sock)
+# under DIR, no egress (see CLUSTER_NO_EGRESS_PROXY). Does not wait; see
+# cluster::wait_dockerd.
+cluster::start_dockerd() {
+  local name="$1" netns="$2" dir="$3"
+  shift 3
+  mkdir -p "$dir"
+  cluster::spawn "$name" "$netns" env -u NO_PROXY -u no_proxy \
+    HTTP_PROXY="$CLUSTER_NO_EGRESS_PROXY" HTTPS_PROXY="$CLUSTER_NO_EGRESS_PROXY" \
+    http_proxy="$CLUSTER_NO_EGRESS_PROXY" https_proxy="$CLUSTER_NO_EGRESS_PROXY" \
+    dockerd --data-root "$dir/root" --exec-root "$dir/exec" --pidfile "$dir/docker.pid" \
+    -H "unix://$dir/docker.sock" --log-level warn "$@"
+}
+
+# cluster::wait_dockerd NAME DOCKER_HOST [SECONDS] - until the daemon answers.
+cluster::wait_dockerd() {
+  local name="$1" host="$2" limit="${3:-40}" start
+  start="$(date +%s)"
+  until docker -H "$host" version --format '{{.Server.Version}}' >/dev/null 2>&1; do
+    if (($(date +%s) - start > limit)); then
+      util::die "$name did not answer on $host within ${limit}s (log: $CLUSTER_LOGS/$name.log)"
+    fi
+    local pid
+    pid="$(cluster::pid_of "$name")"
+    if [[ -n "$pid" ]] && ! kill -0 "$pid" 2>/dev/null; then
+      util::die "$name exited; see $CLUSTER_LOGS/$name.log"
+    fi
+    sleep 0.2
+  done
+}
+
+# cluster::load_images DOCKER_HOST - the local images into that daemon
+# (built once, then imported from hack/build-images.sh's cache).
+cluster::load_images() {
+  DOCKER_HOST="$1" bash "$MK8S_ROOT/hack/build-images.sh"
+}
+
+# cluster::remove_containers DOCKER_HOST - every container of that daemon
+# (only call it on a daemon this cluster started).
+cluster::remove_containers() {
+  local host="$1" ids
+  ids="$(docker -H "$host" ps -aq 2>/dev/null)" || return 0
+  [[ -n "$ids" ]] || return 0
+  # shellcheck disable=SC2086 # one id per word
+  docker -H "$host" rm -f $ids >/dev/null 2>&1 || util::warn "could not remove some containers of $host"
+}
+
+# cluster::start_kubelet NAME NETNS MASTER_URL NODE_NAME NODE_IP POD_CIDR DOCKER_HOST ROOT_DIR [FLAG...]
+# POD_CIDR may be "" (the node then has no spec.podCIDR and gets no route).
+cluster::start_kubelet() {
+  local name="$1" netns="$2" master="$3" node="$4" ip="$5" cidr="$6" docker="$7" root="$8"
+  shift 8
+  local extra=("$@")
+  [[ -n "$cidr" ]] && extra+=(--pod-cidr "$cidr")
+  mkdir -p "$root"
+  cluster::spawn "$name" "$netns" "$CLUSTER_BIN/kubelet" --master "$master" \
+    --hostname-override "$node" --node-ip "$ip" --bind-address "$ip" \
+    --docker-endpoint "$docker" --root-dir "$root" "${extra[@]}"
+}
+
+# cluster::kube_proxy_built - whether the kube-proxy binary exists.
+cluster::kube_proxy_built() { [[ -x "$CLUSTER_BIN/kube-proxy" ]]; }
+
+# cluster::start_kube_proxy NAME NETNS MASTER_URL NODE_NAME BIND_IP [FLAG...]
+# Skipped (with a warning) while kube-proxy is not built.
+cluster::start_kube_proxy() {
+  local name="$1" netns="$2" master="$3" node="$4" bind="$5"
+  shift 5
+  if ! cluster::kube_proxy_built; then
+    util::warn "no $CLUSTER_BIN/kube-proxy: services are not forwarded on $node"
+    return 0
+  fi
+  cluster::spawn "$name" "$netns" "$CLUSTER_BIN/kube-proxy" --master "$master" \
+    --hostname-override "$node" --proxy-mode iptables --bind-address "$bind" "$@"
+}
+
+# cluster::cleanup_kube_proxy NETNS - remove kube-proxy's rules there
+# (after a crash; a kube-proxy stopped by SIGTERM removes its own).
+cluster::cleanup_kube_proxy() {
+  cluster::kube_proxy_built || return 0
+  cluster::in_netns "$1" "$CLUSTER_BIN/kube-proxy" --cleanup >/dev/null 2>&1 ||
+    util::warn "kube-proxy --cleanup failed${1:+ in $1}"
+}
+
+# cluster::ready_nodes MASTER_URL - how many nodes report Ready=True.
+cluster::ready_nodes() {
+  curl -fsS --max-time 2 "$1/api/v1/nodes" 2>/dev/null |
+    jq '[.items[] | select(any(.status.conditions[]?; .type == "Ready" and .status == "True"))] | length' 2>/dev/null ||
+    echo 0
+}
+
+# cluster::wait_nodes_ready MASTER_URL COUNT SECONDS - until COUNT nodes are
+# Ready, failing when a started process dies meanwhile.
+cluster::wait_nodes_ready() {
+  local master="$1" count="$2" limit="$3" start
+  start="$(date +%s)"
+  until (($(cluster::ready_nodes "$master") >= count)); do
+    cluster::check_alive
+    if (($(date +%s) - start > limit)); then
+      util::die "fewer than $count nodes Ready after ${limit}s (logs: $CLUSTER_LOGS)"
+    fi
+    sleep 0.2
+  done
 }
 
 # cluster::write_kubeconfig SERVER PATH - a kubeconfig for ctl and kubectl.
@@ -101,19 +360,18 @@ current-context: mini-k8s-local
 KUBECONFIG
 }
 
-# cluster::stop_all - SIGTERM each started process (newest first), then
-# SIGKILL what is left after a grace period.
-cluster::stop_all() {
-  local file name pid
-  file="$(cluster::pids_file)"
-  [[ -f "$file" ]] || return 0
-  tac "$file" | while read -r name pid; do
-    if kill -0 "$pid" 2>/dev/null; then
-      kill -TERM "$pid" 2>/dev/null || true
-      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      kill -KILL "$pid" 2>/dev/null || true
-      util::log "stopped $name (pid $pid)"
-    fi
-  done
-  rm -f "$file"
+# cluster::unmount_under DIR - lazily unmount what a killed dockerd left
+# mounted below DIR (deepest first), so that DIR can be removed.
+cluster::unmount_under() {
+  local dir="$1" mnt
+  [[ -d "$dir" ]] || return 0
+  while read -r mnt; do
+    umount -l "$mnt" 2>/dev/null || true
+  done < <(awk -v d="$dir/" 'index($2, d) == 1 {print $2}' /proc/self/mounts | sort -r)
+}
+
+# cluster::remove_state - delete CLUSTER_STATE (after teardown).
+cluster::remove_state() {
+  cluster::unmount_under "$CLUSTER_STATE"
+  rm -rf "$CLUSTER_STATE"
 }

@@ -32,6 +32,10 @@ struct Flags {
     /// The node's address reported as InternalIP and hostIP (default: the host name's first non-loopback IPv4, else 127.0.0.1).
     #[arg(long)]
     node_ip: Option<String>,
+    /// The node's pod range (`spec.podCIDR`), e.g. its Docker bridge's
+    /// `--bip` network; the route controller routes it to --node-ip.
+    #[arg(long, value_parser = ipv4_cidr)]
+    pod_cidr: Option<String>,
     /// Where the HTTP server listens.
     #[arg(long, default_value = "0.0.0.0")]
     bind_address: String,
@@ -74,6 +78,18 @@ struct Flags {
     /// Log verbosity (0 info, 1+ debug, 4+ trace); RUST_LOG wins.
     #[arg(short = 'v', default_value_t = 0)]
     verbosity: u8,
+}
+
+/// Accepts `A.B.C.D/N` with N <= 32.
+fn ipv4_cidr(text: &str) -> Result<String, String> {
+    let valid = text.split_once('/').is_some_and(|(ip, len)| {
+        ip.parse::<std::net::Ipv4Addr>().is_ok() && len.parse::<u8>().is_ok_and(|n| n <= 32)
+    });
+    if valid {
+        Ok(text.to_string())
+    } else {
+        Err(format!("{text:?} is not an IPv4 CIDR like 10.244.1.0/24"))
+    }
 }
 
 fn host_name() -> String {
@@ -150,6 +166,14 @@ async fn main() -> Result<()> {
         RuntimeKind::Hollow => Arc::new(HollowRuntime::new()),
     };
     let client = client(&flags).await?;
+    if let Some(cidr) = flags.pod_cidr.clone() {
+        tokio::spawn(kubelet::node::keep_pod_cidr(
+            kube::Api::all(client.clone()),
+            name.clone(),
+            cidr,
+            config.heartbeat_period,
+        ));
+    }
     let (kubelet, services) = Kubelet::new(client, runtime, config);
     let server = if flags.port == 0 {
         None

@@ -215,6 +215,48 @@ pub async fn run(
     }
 }
 
+/// Keeps `spec.podCIDR` and `spec.podCIDRs` of the Node `name` at `cidr`:
+/// the range this node's pods get their addresses from (its Docker bridge),
+/// which a route controller routes to the node's InternalIP. Checks every
+/// 200 ms until the Node is registered and set, then every `period`, so a
+/// Node deleted and registered again gets its CIDR back. A Node that already
+/// has another CIDR keeps it (the apiserver refuses the change; logged).
+pub async fn keep_pod_cidr(nodes: Api<Node>, name: String, cidr: String, period: Duration) {
+    let mut set = false;
+    loop {
+        match nodes.get_opt(&name).await {
+            Ok(Some(node)) => {
+                let current = node.spec.as_ref().and_then(|s| s.pod_cidr.as_deref());
+                if current == Some(cidr.as_str()) {
+                    set = true;
+                } else {
+                    let patch = json!({ "spec": { "podCIDR": cidr, "podCIDRs": [cidr] } });
+                    match nodes
+                        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await
+                    {
+                        Ok(_) => {
+                            tracing::info!(node = %name, %cidr, "pod CIDR set");
+                            set = true;
+                        }
+                        Err(e) => {
+                            tracing::warn!(node = %name, %cidr, error = %e, "setting the pod CIDR failed");
+                        }
+                    }
+                }
+            }
+            Ok(None) => set = false,
+            Err(e) => tracing::warn!(node = %name, error = %e, "reading the node failed"),
+        }
+        tokio::time::sleep(if set {
+            period
+        } else {
+            Duration::from_millis(200)
+        })
+        .await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
