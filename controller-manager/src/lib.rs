@@ -1,5 +1,6 @@
 //! The controller manager: the replication manager, the endpoints
-//! controller and node lifecycle, in one process over shared caches.
+//! controller, node lifecycle and (when asked) the route controller, in one
+//! process over shared caches.
 //!
 //! Pods, nodes and endpoints are each watched once (a `kube::runtime`
 //! watcher feeding a reflector store); replication controllers and services
@@ -10,6 +11,7 @@
 pub mod endpoints;
 pub mod node_lifecycle;
 pub mod replication;
+pub mod routes;
 
 use std::future::Future;
 use std::time::Duration;
@@ -29,6 +31,13 @@ pub enum Error {
     /// A cache's watch task ended before its first list finished.
     #[error("the {0} cache closed before it was ready")]
     CacheClosed(&'static str),
+    /// The netlink socket for the route controller could not be opened
+    /// (needs `CAP_NET_ADMIN`).
+    #[error("opening a netlink socket: {0}")]
+    NetlinkSocket(#[source] std::io::Error),
+    /// The kernel refused a route request. Retryable.
+    #[error("netlink: {0}")]
+    Netlink(#[source] rtnetlink::Error),
     /// A duration flag did not parse.
     #[error("invalid duration {0:?} (use e.g. 500ms, 40s, 5m, 1h)")]
     Duration(String),
@@ -50,6 +59,9 @@ pub struct Config {
     pub burst_replicas: usize,
     /// Every object is reconciled at least this often.
     pub resync: Duration,
+    /// Run the route controller ([`routes`]): keep a route to every node's
+    /// pod CIDR in this network namespace's main table. Needs root.
+    pub configure_routes: bool,
 }
 
 impl Default for Config {
@@ -60,6 +72,7 @@ impl Default for Config {
             node_monitor_period: Duration::from_secs(5),
             burst_replicas: 500,
             resync: Duration::from_secs(300),
+            configure_routes: false,
         }
     }
 }
@@ -93,12 +106,20 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
 ///
 /// # Errors
 ///
-/// [`Error::CacheClosed`] if a cache could not start.
+/// [`Error::CacheClosed`] if a cache could not start;
+/// [`Error::NetlinkSocket`] or [`Error::Netlink`] from the route controller.
 pub async fn run(
     client: Client,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    // Opened first so that a controller manager that cannot program routes
+    // fails at once instead of running without them.
+    let route_table = if config.configure_routes {
+        Some(routes::RouteTable::connect()?)
+    } else {
+        None
+    };
     let stop = StopFlag::new(shutdown);
     let pods = reflect(
         Api::<Pod>::all(client.clone()),
@@ -124,6 +145,15 @@ pub async fn run(
         } => ready?,
     }
     tracing::info!("controller-manager caches ready");
+    let routes = {
+        let (nodes, stop) = (nodes.clone(), stop.clone());
+        async move {
+            match route_table {
+                Some(table) => routes::run(table, nodes, stop).await,
+                None => Ok(()),
+            }
+        }
+    };
     let replication = replication::run(client.clone(), config.clone(), pods.clone(), stop.clone());
     let endpoints = endpoints::run(
         client.clone(),
@@ -133,9 +163,9 @@ pub async fn run(
         stop.clone(),
     );
     let lifecycle = node_lifecycle::run(client, config, nodes, pods, stop);
-    tokio::join!(replication, endpoints, lifecycle);
+    let ((), (), (), routes) = tokio::join!(replication, endpoints, lifecycle, routes);
     tracing::info!("controller-manager stopped");
-    Ok(())
+    routes
 }
 
 /// True for a pod in phase Succeeded or Failed.

@@ -26,6 +26,10 @@ struct Args {
     /// How often node health is checked.
     #[arg(long, default_value = "5s", value_parser = duration)]
     node_monitor_period: Duration,
+    /// Keep a route `podCIDR via InternalIP` to every node in this host's
+    /// main routing table (host-gateway networking; needs root).
+    #[arg(long)]
+    configure_routes: bool,
 }
 
 #[tokio::main]
@@ -36,6 +40,7 @@ async fn main() -> ExitCode {
         node_monitor_grace_period: args.node_monitor_grace_period,
         pod_eviction_timeout: args.pod_eviction_timeout,
         node_monitor_period: args.node_monitor_period.max(Duration::from_millis(10)),
+        configure_routes: args.configure_routes,
         ..controller_manager::Config::default()
     };
     let client = match args.client.client().await {
