@@ -37,6 +37,8 @@ mod kubectl;
 mod kubelet;
 /// Patches: merge, JSON, strategic.
 mod patch;
+/// kube-proxy in a node network namespace, both modes: balance, affinity, UDP, publicIPs, rule cleanup.
+mod proxy;
 /// The scheduler in-process: placement within capacity, unschedulable pods, host ports.
 mod scheduler;
 /// Namespaces, service IPs, bindings, scale, graceful deletion.

@@ -8,3 +8,4 @@ pub mod binaries;
 pub mod docker;
 pub mod etcd;
 pub mod kubeconfig;
+pub mod netns;
