@@ -92,24 +92,39 @@ cluster::spawn() {
 # cluster::stop NAME [GRACE_SECONDS] - SIGTERM the remembered NAME, SIGKILL
 # after the grace period (default 10 s), forget it.
 cluster::stop() {
-  local name="$1" grace="${2:-10}" pid file
+  cluster::stop_many "${2:-10}" "$1"
+}
+
+# cluster::stop_many GRACE_SECONDS NAME... - SIGTERM all of them at once,
+# wait until they are gone (SIGKILL after GRACE_SECONDS), forget them.
+cluster::stop_many() {
+  local grace="$1" name pid file i alive
+  shift
   file="$(cluster::pids_file)"
-  pid="$(cluster::pid_of "$name")"
-  [[ -n "$pid" ]] || return 0
-  if kill -0 "$pid" 2>/dev/null; then
+  local -A pids=()
+  for name in "$@"; do
+    pid="$(cluster::pid_of "$name")"
+    [[ -n "$pid" ]] || continue
+    pids[$name]="$pid"
     kill -TERM "$pid" 2>/dev/null || true
-    local i
-    for ((i = 0; i < grace * 10; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
+  done
+  for ((i = 0; i < grace * 10; i++)); do
+    alive=0
+    for pid in "${pids[@]}"; do
+      kill -0 "$pid" 2>/dev/null && alive=1 && break
     done
+    ((alive)) || break
+    sleep 0.1
+  done
+  for name in "${!pids[@]}"; do
+    pid="${pids[$name]}"
     if kill -0 "$pid" 2>/dev/null; then
       util::warn "$name (pid $pid) ignored SIGTERM for ${grace}s; killing it"
       kill -KILL "$pid" 2>/dev/null || true
     fi
     util::log "stopped $name (pid $pid)"
-  fi
-  awk -v n="$name" '$1 != n' "$file" >"$file.new" && mv "$file.new" "$file"
+    awk -v n="$name" '$1 != n' "$file" >"$file.new" && mv "$file.new" "$file"
+  done
 }
 
 # cluster::stop_all - stop every remembered process, newest first.
