@@ -39,6 +39,8 @@ mod kubelet;
 mod patch;
 /// kube-proxy in a node network namespace, both modes: balance, affinity, UDP, publicIPs, rule cleanup.
 mod proxy;
+/// The route controller in a network namespace: routes follow nodes, go on SIGTERM.
+mod routes;
 /// The scheduler in-process: placement within capacity, unschedulable pods, host ports.
 mod scheduler;
 /// Namespaces, service IPs, bindings, scale, graceful deletion.
