@@ -8,8 +8,11 @@
 # An image that exists already is kept; --force rebuilds both. The root
 # filesystems are cached as tarballs in target/images (rebuilt when their
 # source is newer), so loading the images into many daemons (one per minion
-# of hack/local-cluster.sh) costs one import each.
-# Needs: docker CLI, rustc, /bin/busybox from busybox-static (install-deps).
+# of hack/local-cluster.sh) costs one import each. --tarballs-only builds
+# the tarballs and imports nothing (no daemon needed: the Vagrant master
+# makes them for the minions, which share target/).
+# Needs: docker CLI, rustc, /bin/busybox from busybox-static (install-deps);
+# only the docker CLI when the tarballs are fresh.
 set -euo pipefail
 
 # shellcheck source=hack/lib/util.sh
@@ -17,7 +20,13 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/util.sh"
 util::cargo_path
 
 force=0
-[[ "${1:-}" == "--force" ]] && force=1
+import=1
+case "${1:-}" in
+  --force) force=1 ;;
+  --tarballs-only) import=0 ;;
+  "") ;;
+  *) util::die "usage: $0 [--force|--tarballs-only]" ;;
+esac
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/mk8s-images.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
@@ -35,9 +44,10 @@ images::cache() {
   mv -f "$work/$1" "$cache/$1.$$" && mv -f "$cache/$1.$$" "$cache/$1"
 }
 
-# images::exists NAME - whether the daemon has the image NAME.
+# images::exists NAME - whether the daemon has the image NAME (never, when
+# only the tarballs are wanted).
 images::exists() {
-  [[ "$force" == 0 ]] && docker image inspect "$1" >/dev/null 2>&1
+  [[ "$force" == 0 && "$import" == 1 ]] && docker image inspect "$1" >/dev/null 2>&1
 }
 
 if ! images::exists mini-k8s/pause:latest; then
@@ -48,8 +58,10 @@ if ! images::exists mini-k8s/pause:latest; then
     tar -C "$work/pause" -cf "$work/pause.tar" pause
     images::cache pause.tar
   fi
-  docker import --change 'ENTRYPOINT ["/pause"]' "$cache/pause.tar" mini-k8s/pause:latest >/dev/null
-  util::log "imported mini-k8s/pause:latest"
+  if [[ "$import" == 1 ]]; then
+    docker import --change 'ENTRYPOINT ["/pause"]' "$cache/pause.tar" mini-k8s/pause:latest >/dev/null
+    util::log "imported mini-k8s/pause:latest"
+  fi
 fi
 
 if ! images::exists mini-k8s/busybox:latest; then
@@ -72,7 +84,7 @@ if ! images::exists mini-k8s/busybox:latest && ! images::fresh "$cache/busybox.t
   tar -C "$root" -cf "$work/busybox.tar" .
   images::cache busybox.tar
 fi
-if ! images::exists mini-k8s/busybox:latest; then
+if [[ "$import" == 1 ]] && ! images::exists mini-k8s/busybox:latest; then
   docker import --change 'ENV PATH=/bin' --change 'CMD ["sh"]' \
     "$cache/busybox.tar" mini-k8s/busybox:latest >/dev/null
   util::log "imported mini-k8s/busybox:latest"

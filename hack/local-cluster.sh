@@ -74,8 +74,7 @@ valid_minion() {
 }
 
 start_master() {
-  cluster::start_etcd "$ETCD_PORT"
-  cluster::start_apiserver "http://127.0.0.1:$ETCD_PORT" "$MINION_MASTER_IP" "$API_PORT"
+  cluster::start_master "$ETCD_PORT" "$MINION_MASTER_IP" "$API_PORT"
 }
 
 stop_master() {
@@ -107,12 +106,16 @@ cmd_up() {
     util::die "up N: N from 1 to 200"
   fi
   [[ "$(id -u)" == 0 ]] || util::die "run as root: the cluster makes namespaces, a bridge, routes and runs dockerd"
-  deps::install_all
+  deps::ensure_packages
+  deps::ensure_rust
   if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
     build::binaries "$BUILD_PROFILE"
   fi
+  if cluster::any_alive; then
+    util::die "a cluster is already up ($CLUSTER_STATE): '$0 down' first"
+  fi
   if [[ -d "$CLUSTER_STATE" ]] || minion::leftovers_exist; then
-    util::warn "a previous cluster is still there ($CLUSTER_STATE); removing it first"
+    util::warn "a previous cluster was not taken down ($CLUSTER_STATE); removing what it left first"
     teardown
   fi
   mkdir -p "$CLUSTER_LOGS"
@@ -124,10 +127,7 @@ cmd_up() {
   cluster::safety_routes_up
   minion::host_network
   start_master
-  cluster::start_scheduler "$MASTER"
-  cluster::start_controller_manager "$MASTER" --configure-routes \
-    --node-monitor-period 1s --node-monitor-grace-period "$NODE_MONITOR_GRACE" \
-    --pod-eviction-timeout "$POD_EVICTION_TIMEOUT"
+  cluster::start_controllers "$MASTER" "$NODE_MONITOR_GRACE" "$POD_EVICTION_TIMEOUT"
   for k in $(seq 1 "$n"); do
     minion::network "$k"
     minion::start_dockerd "$k"
@@ -176,6 +176,15 @@ cmd_status() {
     "\(.metadata.name) \(.status.addresses[]? | select(.type == "InternalIP") | .address) \(.spec.podCIDR // "-") Ready=\(.status.conditions[]? | select(.type == "Ready") | .status)"' ||
     echo "apiserver not answering at $MASTER"
 }
+
+# One command at a time changes the cluster (an `up` racing a `down` would
+# tear down what the other just made).
+case "${1:-}" in
+  up | down | stop-minion | start-minion | restart-master)
+    exec 9>/run/lock/mini-k8s-local-cluster.lock
+    flock -w 300 9 || util::die "another local-cluster.sh command holds /run/lock/mini-k8s-local-cluster.lock"
+    ;;
+esac
 
 case "${1:-}" in
   up) cmd_up "${2:-}" ;;

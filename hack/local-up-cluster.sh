@@ -38,7 +38,8 @@ MASTER="http://127.0.0.1:$API_PORT"
 [[ "$(id -u)" == 0 ]] || util::die "run as root: the cluster adds routes, a bridge, iptables rules and runs dockerd"
 script_started="$(date +%s%N)"
 
-deps::install_all
+deps::ensure_packages
+deps::ensure_rust
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
   build::binaries "$BUILD_PROFILE"
 fi

@@ -29,8 +29,14 @@ verify::step fmt cargo fmt --all -- --check
 verify::step clippy cargo clippy --workspace --all-targets --locked -- -D warnings
 verify::step doc env RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps --locked
 # The scripts too (hack/install-deps.sh installs shellcheck).
-mapfile -t scripts < <(find hack .ci -type f \( -name '*.sh' -o -path .ci/run \) | sort)
+mapfile -t scripts < <(find hack cluster .ci -type f \( -name '*.sh' -o -path .ci/run \) | sort)
 verify::step shellcheck shellcheck -x "${scripts[@]}"
+# The Vagrantfile cannot be run here (no VirtualBox); its syntax can be checked.
+if util::have ruby; then
+  verify::step vagrantfile ruby -c Vagrantfile
+else
+  util::log "vagrantfile: ruby not installed; syntax check skipped (apt-get install ruby)"
+fi
 
 if ((${#failed[@]})); then
   util::die "verify failed: ${failed[*]}"

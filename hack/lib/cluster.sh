@@ -79,12 +79,14 @@ cluster::in_netns() {
 # cluster::spawn NAME NETNS COMMAND... - start a daemon in NETNS, in a
 # session of its own (so a Ctrl-C meant for the script does not hit it),
 # output appended to $CLUSTER_LOGS/NAME.log, PID remembered. setsid, nsenter
-# and env all exec, so the PID is the daemon's own.
+# and env all exec, so the PID is the daemon's own. File descriptor 9, the
+# scripts' lock (hack/local-cluster.sh), is not inherited: a daemon holding
+# it would block every later command.
 cluster::spawn() {
   local name="$1" netns="$2" prefix
   shift 2
   mapfile -d '' -t prefix < <(cluster::netns_prefix "$netns")
-  setsid "${prefix[@]}" "$@" </dev/null >>"$CLUSTER_LOGS/$name.log" 2>&1 &
+  setsid "${prefix[@]}" "$@" </dev/null >>"$CLUSTER_LOGS/$name.log" 2>&1 9>&- &
   cluster::remember "$name" "$!"
   util::log "$name: pid $!${netns:+ (netns $netns)}"
 }
@@ -138,6 +140,17 @@ cluster::stop_all() {
   rm -f "$file"
 }
 
+# cluster::any_alive - whether a remembered process still runs.
+cluster::any_alive() {
+  local file name pid
+  file="$(cluster::pids_file)"
+  [[ -f "$file" ]] || return 1
+  while read -r name pid; do
+    kill -0 "$pid" 2>/dev/null && return 0
+  done <"$file"
+  return 1
+}
+
 # cluster::check_alive - fail naming the first remembered process that died.
 cluster::check_alive() {
   local name pid
@@ -152,7 +165,9 @@ cluster::check_alive() {
 cluster::safety_routes_up() {
   local range
   for range in "$CLUSTER_POD_RANGE" "$CLUSTER_PORTAL_RANGE"; do
-    if ! ip route show type unreachable | grep -q "^unreachable $range"; then
+    # (grep -q on a here-string: in a pipe under pipefail, its early exit
+    # can fail the producer with SIGPIPE.)
+    if ! grep -q "^unreachable $range" <<<"$(ip route show type unreachable)"; then
       ip route add unreachable "$range"
       cluster::undo ip route del unreachable "$range"
       util::log "added route: unreachable $range"
@@ -180,7 +195,7 @@ cluster::allow_forward() {
   local iface="$1" chain=""
   if iptables -w -S DOCKER-USER >/dev/null 2>&1; then
     chain=DOCKER-USER
-  elif iptables -w -S FORWARD 2>/dev/null | grep -qx -- '-P FORWARD DROP'; then
+  elif grep -qx -- '-P FORWARD DROP' <<<"$(iptables -w -S FORWARD 2>/dev/null)"; then
     chain=FORWARD
   fi
   [[ -n "$chain" ]] || return 0
@@ -330,6 +345,62 @@ cluster::cleanup_kube_proxy() {
   cluster::kube_proxy_built || return 0
   cluster::in_netns "$1" "$CLUSTER_BIN/kube-proxy" --cleanup >/dev/null 2>&1 ||
     util::warn "kube-proxy --cleanup failed${1:+ in $1}"
+}
+
+# --- A node and a master, as both the local clusters and the VMs run them ---
+
+# cluster::node_routes NETNS MASTER_IP NODE_IP - a node's routes: the other
+# nodes' pods through the master (which routes each pod CIDR to its node,
+# see controller-manager --configure-routes), the portal range local with
+# NODE_IP as source. In a VM (NETNS "") the portal range also gets the
+# `unreachable` safety route (a VM has a default route; a network
+# namespace minion has none).
+cluster::node_routes() {
+  local netns="$1" master="$2" ip="$3"
+  cluster::in_netns "$netns" ip route replace "$CLUSTER_POD_RANGE" via "$master"
+  cluster::in_netns "$netns" sysctl -qw net.ipv4.ip_forward=1
+  cluster::portal_local_route "$netns" "$ip"
+  if [[ -z "$netns" ]] && ! grep -q "^unreachable $CLUSTER_PORTAL_RANGE" <<<"$(ip route show type unreachable)"; then
+    ip route add unreachable "$CLUSTER_PORTAL_RANGE"
+    cluster::undo ip route del unreachable "$CLUSTER_PORTAL_RANGE"
+  fi
+}
+
+# cluster::start_node_dockerd NAME NETNS DIR POD_CIDR - a node's dockerd:
+# its docker0 takes the first address of POD_CIDR (--bip), no iptables or
+# masquerading of its own (the master routes pod ranges), quick to stop.
+cluster::start_node_dockerd() {
+  local name="$1" netns="$2" dir="$3" cidr="$4"
+  local base="${cidr%/*}"
+  cluster::start_dockerd "$name" "$netns" "$dir" \
+    --bip "${base%.*}.$((${base##*.} + 1))/${cidr#*/}" --iptables=false --ip-masq=false --shutdown-timeout 3
+}
+
+# cluster::start_node_agents SUFFIX NETNS MASTER_URL NODE_NAME NODE_IP POD_CIDR DOCKER_HOST ROOT_DIR
+# A node's kubelet and kube-proxy (named kubelet$SUFFIX, kube-proxy$SUFFIX).
+# Heartbeats every 2 s, so a short node grace period on the controller
+# manager still tells a stopped node from a slow one.
+cluster::start_node_agents() {
+  local suffix="$1" netns="$2" master="$3" node="$4" ip="$5" cidr="$6" docker="$7" root="$8"
+  cluster::start_kubelet "kubelet$suffix" "$netns" "$master" "$node" "$ip" "$cidr" "$docker" "$root" \
+    --heartbeat-period 2 --sync-frequency 5
+  cluster::start_kube_proxy "kube-proxy$suffix" "$netns" "$master" "$node" "$ip"
+}
+
+# cluster::start_master ETCD_PORT BIND_IP API_PORT - etcd and the apiserver.
+cluster::start_master() {
+  cluster::start_etcd "$1"
+  cluster::start_apiserver "http://127.0.0.1:$1" "$2" "$3"
+}
+
+# cluster::start_controllers MASTER_URL GRACE EVICTION - the scheduler and
+# the controller manager with the route controller and the given node
+# grace period and pod eviction timeout.
+cluster::start_controllers() {
+  local master="$1" grace="$2" eviction="$3"
+  cluster::start_scheduler "$master"
+  cluster::start_controller_manager "$master" --configure-routes \
+    --node-monitor-period 1s --node-monitor-grace-period "$grace" --pod-eviction-timeout "$eviction"
 }
 
 # cluster::ready_nodes MASTER_URL - how many nodes report Ready=True.

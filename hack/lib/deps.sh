@@ -23,6 +23,7 @@ DEPS_PACKAGES=(
   "util-linux cmd:setpriv"                                   # setpriv (harness), nsenter
   "shellcheck cmd:shellcheck"                                # hack/verify.sh lints hack/
   "openssl cmd:openssl"                                      # certificates for the TLS tests
+  "ruby cmd:ruby"                                            # hack/verify.sh checks the Vagrantfile's syntax
 )
 
 # Oldest toolchain the workspace accepts (Cargo.toml rust-version).

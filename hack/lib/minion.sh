@@ -50,18 +50,14 @@ minion::network() {
   ip -n "$ns" link set lo up
   ip -n "$ns" addr add "$ip/24" dev eth0
   ip -n "$ns" link set eth0 up
-  ip -n "$ns" route add "$CLUSTER_POD_RANGE" via "$MINION_MASTER_IP"
-  cluster::in_netns "$ns" sysctl -qw net.ipv4.ip_forward=1
-  cluster::portal_local_route "$ns" "$ip"
+  cluster::node_routes "$ns" "$MINION_MASTER_IP" "$ip"
 }
 
 # minion::start_dockerd K - minion K's dockerd in its namespace, pods on
-# its docker0 in 10.244.K.0/24; no iptables of its own (the host routes),
-# no masquerading, quick to stop.
+# its docker0 in 10.244.K.0/24.
 minion::start_dockerd() {
-  local k="$1"
-  cluster::start_dockerd "dockerd-minion-$k" "$(minion::netns "$k")" "$(minion::dir "$k")/docker" \
-    --bip "10.244.$k.1/24" --iptables=false --ip-masq=false --shutdown-timeout 3
+  cluster::start_node_dockerd "dockerd-minion-$1" "$(minion::netns "$1")" "$(minion::dir "$1")/docker" \
+    "$(minion::pod_cidr "$1")"
 }
 
 # minion::wait_dockerd K
@@ -70,15 +66,10 @@ minion::wait_dockerd() {
 }
 
 # minion::start_agents K MASTER_URL - minion K's kubelet and kube-proxy.
-# Heartbeats every 2 s, so a short node grace period on the controller
-# manager still tells a stopped minion from a slow one.
 minion::start_agents() {
-  local k="$1" master="$2" ns ip
-  ns="$(minion::netns "$k")"
-  ip="$(minion::ip "$k")"
-  cluster::start_kubelet "kubelet-minion-$k" "$ns" "$master" "minion-$k" "$ip" "$(minion::pod_cidr "$k")" \
-    "$(minion::docker_host "$k")" "$(minion::dir "$k")/kubelet" --heartbeat-period 2 --sync-frequency 5
-  cluster::start_kube_proxy "kube-proxy-minion-$k" "$ns" "$master" "minion-$k" "$ip"
+  local k="$1"
+  cluster::start_node_agents "-minion-$k" "$(minion::netns "$k")" "$2" "minion-$k" "$(minion::ip "$k")" \
+    "$(minion::pod_cidr "$k")" "$(minion::docker_host "$k")" "$(minion::dir "$k")/kubelet"
 }
 
 # minion::stop [--remove] K... - stop minions as if they lost power: their
@@ -127,7 +118,7 @@ minion::kill_strays() {
 
 # minion::leftovers_exist - whether a namespace or link of ours is there.
 minion::leftovers_exist() {
-  ip netns list 2>/dev/null | grep -q "^$MINION_NETNS_PREFIX" ||
+  grep -q "^$MINION_NETNS_PREFIX" <<<"$(ip netns list 2>/dev/null)" ||
     ip link show "$MINION_BRIDGE" >/dev/null 2>&1
 }
 
