@@ -24,10 +24,12 @@ use crate::metrics::{Direction, Metrics};
 use crate::model::{Protocol, ServicePort, ServicePortName};
 use crate::rules::Portal;
 
+mod splice;
+
 /// How long one endpoint may take to accept before the next is tried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// Copy buffer per direction: large, so a bulk transfer moves in few
-/// syscalls.
+/// Copy buffer per direction when splice is not available: large, so a
+/// bulk transfer moves in few syscalls.
 const COPY_BUFFER: usize = 256 * 1024;
 /// The largest UDP payload.
 const DATAGRAM: usize = 65_536;
@@ -234,14 +236,21 @@ async fn forward_tcp(
     let _ = backend.set_nodelay(true);
     metrics.connection(service);
     tracing::trace!(%service, %peer, "connection forwarded");
-    match tokio::io::copy_bidirectional_with_sizes(
-        &mut client,
-        &mut backend,
-        COPY_BUFFER,
-        COPY_BUFFER,
-    )
-    .await
-    {
+    let copied = match splice::bidirectional(&client, &backend).await {
+        Err(splice::Error::NoPipe(error)) => {
+            tracing::debug!(%service, %error, "no pipe for splice; copying through buffers");
+            tokio::io::copy_bidirectional_with_sizes(
+                &mut client,
+                &mut backend,
+                COPY_BUFFER,
+                COPY_BUFFER,
+            )
+            .await
+        }
+        Err(splice::Error::Io(error)) => Err(error),
+        Ok(counts) => Ok(counts),
+    };
+    match copied {
         Ok((sent, received)) => {
             metrics.bytes(service, Direction::In, sent);
             metrics.bytes(service, Direction::Out, received);
