@@ -170,6 +170,81 @@ async fn watches_honour_label_and_field_selectors() -> Result<()> {
     Ok(())
 }
 
+/// Kubelets and the scheduler watch pods pinned to one `spec.nodeName`
+/// (the watch cache hands such watches only their node's changes): binding
+/// is a deletion for the unscheduled watch and an addition for the node's,
+/// other nodes' watches see nothing, and a resumed watch replays the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_pinned_watches_see_only_their_nodes_pods() -> Result<()> {
+    let c = TestCluster::start().await?;
+    let pods = "/api/v1/namespaces/default/pods";
+    let (_, list) = c.get(pods).await?;
+    let start = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let watch_of = |selector: &str| {
+        format!(
+            "{pods}?watch=true&resourceVersion={start}&fieldSelector=spec.nodeName%3D{selector}"
+        )
+    };
+    let mut unscheduled = WatchLines::open(&c, &watch_of("")).await?;
+    let mut node_a = WatchLines::open(&c, &watch_of("node-a")).await?;
+    let mut node_b = WatchLines::open(&c, &watch_of("node-b")).await?;
+    c.post(pods, &pod("p1", "x")).await?;
+    let binding = json!({"metadata": {"name": "p1"}, "target": {"kind": "Node", "name": "node-a"}});
+    let (code, _) = c.post(&format!("{pods}/p1/binding"), &binding).await?;
+    assert_eq!(code, 201);
+    c.post(pods, &pod("p2", "x")).await?;
+
+    let event = unscheduled.next(WAIT).await?;
+    assert_eq!(
+        (
+            event["type"].as_str(),
+            event["object"]["metadata"]["name"].as_str()
+        ),
+        (Some("ADDED"), Some("p1"))
+    );
+    let event = unscheduled.next(WAIT).await?;
+    assert_eq!(
+        (
+            event["type"].as_str(),
+            event["object"]["metadata"]["name"].as_str()
+        ),
+        (Some("DELETED"), Some("p1"))
+    );
+    let event = unscheduled.next(WAIT).await?;
+    assert_eq!(
+        (
+            event["type"].as_str(),
+            event["object"]["metadata"]["name"].as_str()
+        ),
+        (Some("ADDED"), Some("p2"))
+    );
+
+    let event = node_a.next(WAIT).await?;
+    assert_eq!(event["type"], "ADDED");
+    assert_eq!(event["object"]["spec"]["nodeName"], "node-a");
+    // Deleting the bound pod reaches its node's watch.
+    c.delete(&format!("{pods}/p1")).await?;
+    let event = node_a.next(WAIT).await?;
+    assert!(
+        matches!(event["type"].as_str(), Some("MODIFIED" | "DELETED")),
+        "node-a sees p1's deletion: {event}"
+    );
+    assert!(
+        node_b.next(Duration::from_millis(500)).await.is_err(),
+        "node-b saw a change of another node's pod"
+    );
+
+    // A watch resuming from the cache's history replays through the same filter.
+    let mut replayed = WatchLines::open(&c, &watch_of("node-a")).await?;
+    let event = replayed.next(WAIT).await?;
+    assert_eq!(event["type"], "ADDED");
+    assert_eq!(event["object"]["metadata"]["name"], "p1");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_v1beta1_watch_speaks_v1beta1() -> Result<()> {
     let c = TestCluster::start().await?;

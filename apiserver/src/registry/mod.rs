@@ -423,11 +423,13 @@ impl<S: Strategy> Store<S> {
     /// the last `capacity` changes for watches that resume.
     #[must_use]
     pub fn with_watch_cache(mut self, capacity: usize) -> Self {
-        let prefix = self.strategy.resource().prefix(None);
+        let resource = self.strategy.resource();
+        let index = (resource.plural == "pods").then_some(watch_cache::Index::POD_NODE);
         self.cache = Some(watch_cache::WatchCache::start(
             self.storage.clone(),
-            prefix,
+            resource.prefix(None),
             capacity,
+            index,
         ));
         self
     }
@@ -1017,10 +1019,12 @@ impl<S: Strategy> Rest for Store<S> {
             query: query.clone(),
             resource: self.resource(),
         });
-        let cached = self
-            .cache
-            .as_ref()
-            .and_then(|cache| cache.subscribe(&prefix, after));
+        let cached = self.cache.as_ref().and_then(|cache| {
+            let pinned = cache
+                .index_field()
+                .and_then(|field| query.fields.requires_exact_match(field));
+            cache.subscribe(&prefix, after, pinned)
+        });
         let mapped = match cached {
             Some(events) => events
                 .filter_map(move |event| {

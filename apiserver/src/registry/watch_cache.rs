@@ -12,15 +12,23 @@
 //! the cache. A subscriber that falls too far behind, or a cache whose etcd
 //! watch broke, ends its subscribers' streams; clients then watch again
 //! from the last resourceVersion they saw, as Kubernetes clients do.
+//!
+//! Every subscriber has a channel of its own. A resource may have an
+//! [`Index`] (pods: `spec.nodeName`): a watch whose field selector pins that
+//! field is only handed the changes whose object had or has that value, as
+//! Kubernetes' watch cache does with its trigger functions. Without it each
+//! pod change woke every kubelet's watch: with a thousand nodes, a thousand
+//! task wake-ups and selector checks per change, which bounded the whole
+//! cluster's pod write rate.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use serde_json::Value;
-use tokio::sync::broadcast;
+use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use crate::storage::{Storage, WatchEvent as StorageEvent};
@@ -39,68 +47,149 @@ pub struct CachedEvent {
     pub previous: Option<Value>,
 }
 
+/// A field whose value picks the subscribers a change is handed to.
+#[derive(Clone, Copy)]
+pub struct Index {
+    /// The field selector's name for it (`spec.nodeName`).
+    pub field: &'static str,
+    /// Its value in an object ("" when unset, as field selectors see it).
+    pub value_of: fn(&Value) -> String,
+}
+
+impl Index {
+    /// Pods by the node they are bound to: each kubelet watches
+    /// `spec.nodeName=<its node>`, the scheduler `spec.nodeName=`.
+    pub const POD_NODE: Index = Index {
+        field: "spec.nodeName",
+        value_of: |pod| {
+            pod.pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        },
+    };
+}
+
+type Subscriber = mpsc::Sender<Arc<CachedEvent>>;
+
+/// Who gets the changes: everyone, or only changes of one index value.
+#[derive(Default)]
+struct Subscribers {
+    all: Vec<Subscriber>,
+    by_value: HashMap<String, Vec<Subscriber>>,
+}
+
+impl Subscribers {
+    /// Hands `event` on; a subscriber whose channel is full (it fell behind)
+    /// or closed (its client left) is dropped, which ends its stream.
+    fn send(&mut self, event: &Arc<CachedEvent>, values: &[String]) {
+        let deliver = |list: &mut Vec<Subscriber>| {
+            list.retain(|s| s.try_send(event.clone()).is_ok());
+        };
+        deliver(&mut self.all);
+        for (i, value) in values.iter().enumerate() {
+            if values[..i].contains(value) {
+                continue;
+            }
+            if let Some(list) = self.by_value.get_mut(value) {
+                deliver(list);
+                if list.is_empty() {
+                    self.by_value.remove(value);
+                }
+            }
+        }
+    }
+}
+
 struct History {
     /// Every change after this revision is in `events`.
     covered_from: i64,
     events: VecDeque<Arc<CachedEvent>>,
-    sender: broadcast::Sender<Arc<CachedEvent>>,
+    subscribers: Subscribers,
 }
 
 /// The shared watch of one key prefix.
 pub struct WatchCache {
     history: Mutex<History>,
     capacity: usize,
+    index: Option<Index>,
 }
 
 impl WatchCache {
     /// Starts watching `prefix` in the background, keeping the last
-    /// `capacity` changes. The task ends when the cache is dropped.
-    pub fn start(storage: Arc<dyn Storage>, prefix: String, capacity: usize) -> Arc<Self> {
-        let (sender, _) = broadcast::channel(capacity.max(16));
+    /// `capacity` changes, fanning them out by `index` if given. The task
+    /// ends when the cache is dropped.
+    pub fn start(
+        storage: Arc<dyn Storage>,
+        prefix: String,
+        capacity: usize,
+        index: Option<Index>,
+    ) -> Arc<Self> {
         let cache = Arc::new(Self {
             history: Mutex::new(History {
                 // Nothing is covered until the first etcd watch is up.
                 covered_from: i64::MAX,
                 events: VecDeque::new(),
-                sender,
+                subscribers: Subscribers::default(),
             }),
             capacity,
+            index,
         });
         tokio::spawn(pump(Arc::downgrade(&cache), storage, prefix));
         cache
     }
 
+    /// The index field, if this cache has one.
+    pub fn index_field(&self) -> Option<&'static str> {
+        self.index.map(|i| i.field)
+    }
+
     /// The changes under `key_prefix` after revision `after`: the kept ones
-    /// first, then new ones as they come. `None` when the cache does not
-    /// hold every change after `after` (the caller watches etcd instead).
+    /// first, then new ones as they come. With `index_value`, only changes
+    /// whose object had or has that value of the index field (the caller's
+    /// selector pins it, so it would drop the others anyway). `None` when
+    /// the cache does not hold every change after `after` (the caller
+    /// watches etcd instead).
     pub fn subscribe(
         &self,
         key_prefix: &str,
         after: i64,
+        index_value: Option<&str>,
     ) -> Option<BoxStream<'static, Arc<CachedEvent>>> {
-        let history = self.history.lock().ok()?;
+        let mut history = self.history.lock().ok()?;
         if after < history.covered_from {
             return None;
         }
+        let index = self.index.filter(|_| index_value.is_some());
         let replay: Vec<Arc<CachedEvent>> = history
             .events
             .iter()
             .filter(|e| e.revision > after && e.key.starts_with(key_prefix))
+            .filter(|e| match (index, index_value) {
+                (Some(index), Some(value)) => e.index_values(index).iter().any(|v| v == value),
+                _ => true,
+            })
             .cloned()
             .collect();
         // Subscribing under the lock: the pump appends and sends under it
         // too, so nothing falls between the replay and the live events.
-        let receiver = history.sender.subscribe();
+        let (sender, receiver) = mpsc::channel(self.capacity.max(16));
+        match (index, index_value) {
+            (Some(_), Some(value)) => history
+                .subscribers
+                .by_value
+                .entry(value.to_owned())
+                .or_default()
+                .push(sender),
+            _ => history.subscribers.all.push(sender),
+        }
         drop(history);
         let prefix = key_prefix.to_string();
+        // The channel closes when this subscriber fell behind (events were
+        // lost to it) or the cache restarted: either way the stream ends and
+        // the client watches again from what it last saw.
         let live = futures::stream::unfold(receiver, |mut receiver| async move {
-            match receiver.recv().await {
-                Ok(event) => Some((event, receiver)),
-                // Lagged: events were lost to this subscriber; Closed: the
-                // cache restarted. Either way the stream ends and the client
-                // watches again from what it last saw.
-                Err(_) => None,
-            }
+            receiver.recv().await.map(|event| (event, receiver))
         })
         .filter(move |e| {
             let keep = e.revision > after && e.key.starts_with(&prefix);
@@ -120,8 +209,11 @@ impl WatchCache {
                 history.covered_from = dropped.revision;
             }
         }
-        // No receiver is fine: nobody is watching right now.
-        let _ = history.sender.send(event);
+        let values = self
+            .index
+            .map(|index| event.index_values(index))
+            .unwrap_or_default();
+        history.subscribers.send(&event, &values);
     }
 
     /// Starts over after a gap: history from `revision` on, and every
@@ -130,9 +222,19 @@ impl WatchCache {
         if let Ok(mut history) = self.history.lock() {
             history.events.clear();
             history.covered_from = revision;
-            let (sender, _) = broadcast::channel(self.capacity.max(16));
-            history.sender = sender;
+            history.subscribers = Subscribers::default();
         }
+    }
+}
+
+impl CachedEvent {
+    /// The index field's values before and after the change.
+    fn index_values(&self, index: Index) -> Vec<String> {
+        [&self.previous, &self.current]
+            .into_iter()
+            .flatten()
+            .map(index.value_of)
+            .collect()
     }
 }
 
