@@ -2,7 +2,13 @@
 //!
 //! `apiserver-create`: pods created per second through the apiserver next to
 //! etcd's own put rate for values of the same size, measured in the same run
-//! against the same etcd. See `hack/bench/README.md`.
+//! against the same etcd.
+//!
+//! `scheduler-density`: hollow nodes, pods created through replication
+//! controllers, the scheduler's bind rate and the components' memory
+//! (`density.rs`). See `hack/bench/README.md`.
+
+mod density;
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -48,6 +54,10 @@ enum Command {
     /// Pods created per second through `POST /api/v1/namespaces/default/pods`
     /// next to etcd's raw put and create-txn rates for values of the same size.
     ApiserverCreate(CreateArgs),
+    /// Hollow nodes and pods created through replication controllers: the
+    /// scheduler's bind rate, the time until every pod is Running, and the
+    /// memory of the scheduler and controller-manager.
+    SchedulerDensity(density::DensityArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -202,13 +212,21 @@ impl Row {
 }
 
 fn main() -> Result<()> {
-    let Command::ApiserverCreate(args) = Command::parse();
-    validate(&args)?;
+    let command = Command::parse();
+    match &command {
+        Command::ApiserverCreate(args) => validate(args)?,
+        Command::SchedulerDensity(args) => density::validate(args)?,
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("building the tokio runtime")?;
-    let result = runtime.block_on(apiserver_create(&args));
+    let result = runtime.block_on(async {
+        match &command {
+            Command::ApiserverCreate(args) => apiserver_create(args).await,
+            Command::SchedulerDensity(args) => density::scheduler_density(args).await,
+        }
+    });
     runtime.shutdown_timeout(Duration::from_secs(5));
     result
 }

@@ -1,0 +1,652 @@
+//! `scheduler-density`: many hollow nodes, many pods created through
+//! replication controllers, and how fast the scheduler binds them.
+//!
+//! Real etcd, and the real `apiserver`, `scheduler` and `controller-manager`
+//! binaries as processes (so their memory can be read from `/proc`); the
+//! hollow kubelets are the `kubelet` library with its hollow runtime, all in
+//! this process, each with its own node, heartbeat and pod watch, as
+//! Kubernetes' kubemark runs them. One watch of all pods records when each
+//! pod was first seen, bound and Running.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, ListParams};
+use kube::runtime::{watcher, WatchStreamExt};
+use kubelet::hollow::HollowRuntime;
+use kubelet::{Config as KubeletConfig, Kubelet};
+use mini_k8s_tests::etcd::Etcd;
+use serde_json::json;
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+/// Largest `--nodes`.
+const MAX_NODES: usize = 5_000;
+/// Largest `--pods`.
+const MAX_PODS: usize = 50_000;
+/// Largest `--timeout`, seconds.
+const MAX_TIMEOUT_SECONDS: u64 = 1_800;
+/// How long a component may take to answer `/readyz` or to register.
+const START_LIMIT: Duration = Duration::from_secs(120);
+
+#[derive(clap::Args, Debug)]
+pub struct DensityArgs {
+    /// Hollow nodes (at most 5000).
+    #[arg(long, default_value_t = 1000)]
+    nodes: usize,
+    /// Pods in all, spread over the replication controllers (at most 50000).
+    #[arg(long, default_value_t = 10_000)]
+    pods: usize,
+    /// Replication controllers the pods are created through.
+    #[arg(long, default_value_t = 10)]
+    rcs: usize,
+    /// Start the scheduler only once every pod exists (all Pending), so
+    /// that its rate is not bounded by how fast pods are created.
+    #[arg(long)]
+    scheduler_late: bool,
+    /// Nodes only, no kubelets: Ready Node objects the bench writes itself,
+    /// so that only the scheduler's own rate is measured (as Kubernetes'
+    /// scheduler_perf does); pods are bound but never run.
+    #[arg(long)]
+    bare_nodes: bool,
+    /// Seconds between each hollow node's heartbeats.
+    #[arg(long, default_value_t = 30)]
+    heartbeat_seconds: u64,
+    /// Seconds the whole measurement may take before it gives up.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+    /// Where the component binaries are (default: next to this one).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+}
+
+/// What was seen of one pod, as offsets from the first RC creation.
+#[derive(Default, Clone, Copy)]
+struct PodTimes {
+    seen: Option<Duration>,
+    bound: Option<Duration>,
+    running: Option<Duration>,
+}
+
+pub fn validate(args: &DensityArgs) -> Result<()> {
+    ensure!(
+        (1..=MAX_NODES).contains(&args.nodes),
+        "--nodes must be between 1 and {MAX_NODES}"
+    );
+    ensure!(
+        (1..=MAX_PODS).contains(&args.pods),
+        "--pods must be between 1 and {MAX_PODS}"
+    );
+    ensure!(
+        (1..=args.pods).contains(&args.rcs),
+        "--rcs must be between 1 and --pods"
+    );
+    ensure!(
+        (1..=MAX_TIMEOUT_SECONDS).contains(&args.timeout),
+        "--timeout must be between 1 and {MAX_TIMEOUT_SECONDS} seconds"
+    );
+    ensure!(
+        args.heartbeat_seconds >= 1,
+        "--heartbeat-seconds must be at least 1"
+    );
+    Ok(())
+}
+
+/// A component process; SIGTERM then wait on drop of the run, SIGKILL if
+/// this process dies first (`setpriv --pdeathsig`).
+struct Component {
+    name: &'static str,
+    child: Child,
+}
+
+impl Component {
+    fn spawn(name: &'static str, bin_dir: &Path, args: &[String], log_dir: &Path) -> Result<Self> {
+        let binary = bin_dir.join(name);
+        ensure!(
+            binary.is_file(),
+            "{} is missing: build it first (cargo build --release --bins)",
+            binary.display()
+        );
+        let log = std::fs::File::create(log_dir.join(format!("{name}.log")))
+            .with_context(|| format!("creating the log of {name}"))?;
+        let child = Command::new("setpriv")
+            .args(["--pdeathsig", "KILL", "--"])
+            .arg(&binary)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().context("duplicating a log file")?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        Ok(Self { name, child })
+    }
+
+    fn pid(&self) -> Result<u32> {
+        self.child
+            .id()
+            .with_context(|| format!("{} has already exited", self.name))
+    }
+
+    /// (VmRSS, VmHWM) in KiB.
+    fn memory_kib(&self) -> Result<(u64, u64)> {
+        let pid = self.pid()?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .with_context(|| format!("reading the status of {}", self.name))?;
+        let field = |key: &str| -> Result<u64> {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .with_context(|| format!("no {key} for {}", self.name))
+        };
+        Ok((field("VmRSS:")?, field("VmHWM:")?))
+    }
+
+    fn check_alive(&mut self) -> Result<()> {
+        if let Some(status) = self.child.try_wait().context("polling a child")? {
+            bail!("{} exited early ({status}); see its log", self.name);
+        }
+        Ok(())
+    }
+
+    async fn stop(mut self) -> Result<()> {
+        if let Some(pid) = self.child.id() {
+            let sent = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .await
+                .context("running kill")?;
+            ensure!(sent.success(), "could not signal {}", self.name);
+            if tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+                .await
+                .is_err()
+            {
+                self.child.start_kill().ok();
+                self.child.wait().await.ok();
+                bail!("{} did not stop within 15 s of SIGTERM", self.name);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+fn bin_dir(args: &DensityArgs) -> Result<PathBuf> {
+    if let Some(dir) = &args.bin_dir {
+        return Ok(dir.clone());
+    }
+    let exe = std::env::current_exe().context("locating this executable")?;
+    exe.parent()
+        .map(Path::to_path_buf)
+        .context("this executable has no directory")
+}
+
+pub async fn scheduler_density(args: &DensityArgs) -> Result<()> {
+    let bin_dir = bin_dir(args)?;
+    let work = tempfile_dir()?;
+    let etcd = tokio::task::spawn_blocking(Etcd::start)
+        .await
+        .context("etcd start panicked")??;
+    eprintln!("etcd {} (pid {})", etcd.client_url(), etcd.pid());
+    eprintln!("logs in {}", work.display());
+    let port = free_port()?;
+    let url = format!("http://127.0.0.1:{port}");
+    let apiserver = Component::spawn(
+        "apiserver",
+        &bin_dir,
+        &[
+            "--etcd-servers".into(),
+            etcd.client_url(),
+            "--bind-address".into(),
+            "127.0.0.1".into(),
+            "--port".into(),
+            port.to_string(),
+        ],
+        &work,
+    )?;
+    let mut components = vec![apiserver];
+    let outcome = measure(args, &bin_dir, &url, &work, &mut components).await;
+    let mut stopped = Ok(());
+    while let Some(component) = components.pop() {
+        let name = component.name;
+        if let Err(e) = component.stop().await {
+            eprintln!("stopping {name}: {e:#}");
+            stopped = Err(e);
+        }
+    }
+    drop(etcd);
+    if outcome.is_ok() && stopped.is_ok() {
+        std::fs::remove_dir_all(&work).ok();
+    }
+    outcome.and(stopped)
+}
+
+fn tempfile_dir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("mk8s-bench-density-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+async fn wait_ready(url: &str) -> Result<()> {
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + START_LIMIT;
+    loop {
+        if let Ok(r) = http.get(format!("{url}/readyz")).send().await {
+            if r.status().is_success() {
+                return Ok(());
+            }
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the apiserver did not get ready at {url}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn measure(
+    args: &DensityArgs,
+    bin_dir: &Path,
+    url: &str,
+    work: &Path,
+    components: &mut Vec<Component>,
+) -> Result<()> {
+    wait_ready(url).await?;
+    let config = kube::Config::new(url.parse().context("the apiserver URL")?);
+    let client = kube::Client::try_from(config).context("building a client")?;
+
+    // Hollow nodes: all registered and Ready before anything is measured.
+    let started = Instant::now();
+    let kubelets = if args.bare_nodes {
+        create_bare_nodes(args, url).await?;
+        Vec::new()
+    } else {
+        start_hollow_nodes(args, &client, work)
+    };
+    let nodes: Api<Node> = Api::all(client.clone());
+    let deadline = Instant::now() + START_LIMIT;
+    loop {
+        let ready = nodes
+            .list(&ListParams::default())
+            .await
+            .context("listing nodes")?
+            .items
+            .iter()
+            .filter(|n| node_ready(n))
+            .count();
+        if ready == args.nodes {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "only {ready} of {} hollow nodes became Ready",
+            args.nodes
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!(
+        "{} hollow nodes Ready in {:.1} s",
+        args.nodes,
+        started.elapsed().as_secs_f64()
+    );
+
+    let master = ["--master".to_string(), url.to_string()];
+    let mut cm_args = master.to_vec();
+    // Hollow heartbeats are sparse; the nodes must not go NotReady meanwhile.
+    cm_args.extend([
+        "--node-monitor-grace-period".into(),
+        if args.bare_nodes {
+            // Bare nodes never heartbeat.
+            "1h".to_string()
+        } else {
+            format!("{}s", args.heartbeat_seconds * 4 + 40)
+        },
+    ]);
+    components.push(Component::spawn(
+        "controller-manager",
+        bin_dir,
+        &cm_args,
+        work,
+    )?);
+    if !args.scheduler_late {
+        components.push(Component::spawn("scheduler", bin_dir, &master, work)?);
+    }
+
+    let times: Arc<std::sync::Mutex<HashMap<String, PodTimes>>> = Arc::default();
+    let origin = Instant::now();
+    let recorder = tokio::spawn(record_pods(client.clone(), times.clone(), origin));
+    let outcome = async {
+        let http = reqwest::Client::new();
+        let per_rc = args.pods / args.rcs;
+        for i in 0..args.rcs {
+            let replicas = per_rc + usize::from(i < args.pods % args.rcs);
+            let rc = json!({
+                "apiVersion": "v1", "kind": "ReplicationController",
+                "metadata": {"name": format!("density-{i}")},
+                "spec": {
+                    "replicas": replicas,
+                    "selector": {"app": format!("density-{i}")},
+                    "template": {
+                        "metadata": {"labels": {"app": format!("density-{i}")}},
+                        "spec": {"containers": [{
+                            "name": "pause", "image": "mini-k8s/pause:latest",
+                            "resources": {"requests": {"cpu": "10m", "memory": "20Mi"}}
+                        }]}
+                    }
+                }
+            });
+            let response = http
+                .post(format!(
+                    "{url}/api/v1/namespaces/default/replicationcontrollers"
+                ))
+                .json(&rc)
+                .send()
+                .await
+                .context("creating an RC")?;
+            ensure!(
+                response.status().is_success(),
+                "creating RC density-{i}: {}",
+                response.text().await.unwrap_or_default()
+            );
+        }
+        let deadline = origin + Duration::from_secs(args.timeout);
+        let mut scheduler_started = None;
+        loop {
+            for c in components.iter_mut() {
+                c.check_alive()?;
+            }
+            let (seen, bound, running) = counts(&times);
+            if args.scheduler_late && scheduler_started.is_none() && seen == args.pods {
+                eprintln!("all {seen} pods exist (Pending); starting the scheduler");
+                components.push(Component::spawn("scheduler", bin_dir, &master, work)?);
+                scheduler_started = Some(origin.elapsed());
+            }
+            let done = if args.bare_nodes { bound } else { running };
+            if done == args.pods {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "gave up after {} s: {seen} pods created, {bound} bound, {running} Running",
+                    args.timeout
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let memory = components
+            .iter()
+            .map(|c| c.memory_kib().map(|m| (c.name, m)))
+            .collect::<Result<Vec<_>>>()?;
+        let times = times.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        report(args, &times, scheduler_started, &memory);
+        print_requests(&http, url).await?;
+        Ok(())
+    }
+    .await;
+    recorder.abort();
+    for kubelet in kubelets {
+        kubelet.abort();
+    }
+    outcome
+}
+
+fn start_hollow_nodes(
+    args: &DensityArgs,
+    client: &kube::Client,
+    work: &Path,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..args.nodes)
+        .map(|i| {
+            let name = format!("hollow-{i:04}");
+            let mut config =
+                KubeletConfig::new(&name, &format!("127.0.{}.{}", i / 250, i % 250 + 1));
+            config.node.cpus = 4;
+            config.node.memory_kib = 16 * 1024 * 1024;
+            config.node.kubelet_port = 0;
+            config.heartbeat_period = Duration::from_secs(args.heartbeat_seconds);
+            config.resync_period = Duration::from_secs(60);
+            config.sync.root_dir = work.join("kubelet").join(&name);
+            let (kubelet, feed) =
+                Kubelet::new(client.clone(), Arc::new(HollowRuntime::new()), config);
+            tokio::spawn(kubelet.run(feed))
+        })
+        .collect()
+}
+
+async fn create_bare_nodes(args: &DensityArgs, url: &str) -> Result<()> {
+    let http = reqwest::Client::new();
+    let bodies = (0..args.nodes).map(|i| {
+        json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": format!("bare-{i:04}")},
+            "status": {
+                "capacity": {"cpu": "4", "memory": "16Gi", "pods": "110"},
+                "allocatable": {"cpu": "4", "memory": "16Gi", "pods": "110"},
+                "conditions": [{"type": "Ready", "status": "True",
+                                "lastHeartbeatTime": jiff_now(), "lastTransitionTime": jiff_now()}]
+            }
+        })
+    });
+    let results: Vec<Result<()>> = futures::stream::iter(bodies)
+        .map(|body| {
+            let http = http.clone();
+            async move {
+                let response = http
+                    .post(format!("{url}/api/v1/nodes"))
+                    .json(&body)
+                    .send()
+                    .await
+                    .context("creating a node")?;
+                ensure!(
+                    response.status().is_success(),
+                    "creating a node: {}",
+                    response.status()
+                );
+                Ok(())
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
+fn jiff_now() -> String {
+    k8s_openapi::jiff::Timestamp::now().to_string()
+}
+
+fn node_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+async fn record_pods(
+    client: kube::Client,
+    times: Arc<std::sync::Mutex<HashMap<String, PodTimes>>>,
+    origin: Instant,
+) -> Result<()> {
+    let pods: Api<Pod> = Api::all(client);
+    // Errors are retried with back-off by the stream itself.
+    let mut events = watcher(pods, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    while let Some(event) = events.next().await {
+        let Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) = event else {
+            continue;
+        };
+        let Some(name) = pod.metadata.name.clone() else {
+            continue;
+        };
+        let now = origin.elapsed();
+        let mut times = times.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = times.entry(name).or_default();
+        entry.seen.get_or_insert(now);
+        if pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_ref())
+            .is_some()
+        {
+            entry.bound.get_or_insert(now);
+        }
+        if pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") {
+            entry.running.get_or_insert(now);
+        }
+    }
+    Ok(())
+}
+
+fn counts(times: &std::sync::Mutex<HashMap<String, PodTimes>>) -> (usize, usize, usize) {
+    let times = times.lock().unwrap_or_else(|e| e.into_inner());
+    let count = |f: fn(&PodTimes) -> bool| times.values().filter(|t| f(t)).count();
+    (
+        count(|t| t.seen.is_some()),
+        count(|t| t.bound.is_some()),
+        count(|t| t.running.is_some()),
+    )
+}
+
+fn report(
+    args: &DensityArgs,
+    times: &HashMap<String, PodTimes>,
+    scheduler_started: Option<Duration>,
+    memory: &[(&str, (u64, u64))],
+) {
+    let all = |f: fn(&PodTimes) -> Option<Duration>| -> Vec<Duration> {
+        let mut v: Vec<Duration> = times.values().filter_map(f).collect();
+        v.sort();
+        v
+    };
+    let seen = all(|t| t.seen);
+    let bound = all(|t| t.bound);
+    let running = all(|t| t.running);
+    let secs = |d: Option<&Duration>| d.map_or(f64::NAN, Duration::as_secs_f64);
+    let bind_start = scheduler_started.or(seen.first().copied());
+    let bind_window = bound
+        .last()
+        .zip(bind_start)
+        .map(|(last, start)| last.saturating_sub(start));
+    println!(
+        "scheduler-density: {} hollow nodes, {} pods in {} RCs{}",
+        args.nodes,
+        args.pods,
+        args.rcs,
+        if args.scheduler_late {
+            ", scheduler started once all pods existed"
+        } else {
+            ""
+        }
+    );
+    if args.bare_nodes {
+        println!("  (bare nodes: no kubelets, pods are bound but not run)");
+    }
+    println!(
+        "  all pods created   {:>8.2} s after the first RC  ({:.0} pods/s by the replication manager)",
+        secs(seen.last()),
+        seen.len() as f64 / secs(seen.last())
+    );
+    println!("  all pods bound     {:>8.2} s", secs(bound.last()));
+    if !args.bare_nodes {
+        println!("  all pods Running   {:>8.2} s", secs(running.last()));
+    }
+    if let Some(window) = bind_window {
+        println!(
+            "  scheduler          {:>8.0} pods bound/s  ({} binds over {:.2} s from {})",
+            bound.len() as f64 / window.as_secs_f64(),
+            bound.len(),
+            window.as_secs_f64(),
+            if scheduler_started.is_some() {
+                "the scheduler's start"
+            } else {
+                "the first pod's creation"
+            }
+        );
+    }
+    println!("  peak binds in one second: {}", peak_per_second(&bound));
+    for (name, (rss, hwm)) in memory {
+        println!(
+            "  {name:<19} RSS {:>6.1} MiB, peak {:>6.1} MiB",
+            *rss as f64 / 1024.0,
+            *hwm as f64 / 1024.0
+        );
+    }
+}
+
+/// The apiserver's request counts by verb and resource (from its
+/// `/metrics`): what each pod cost the cluster, for reading the rates.
+async fn print_requests(http: &reqwest::Client, url: &str) -> Result<()> {
+    let text = http
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .context("reading the apiserver's metrics")?
+        .text()
+        .await
+        .context("reading the apiserver's metrics")?;
+    let mut totals: std::collections::BTreeMap<String, f64> = Default::default();
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+    {
+        let Some((labels, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let label = |name: &str| {
+            labels
+                .split(&format!("{name}=\""))
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        if matches!(
+            label("verb").to_ascii_lowercase().as_str(),
+            "watch" | "list" | "get"
+        ) {
+            continue;
+        }
+        let sub = label("subresource");
+        let what = format!(
+            "{} {}{}",
+            label("verb"),
+            label("resource"),
+            if sub.is_empty() {
+                String::new()
+            } else {
+                format!("/{sub}")
+            }
+        );
+        *totals.entry(what).or_default() += value.parse::<f64>().unwrap_or(0.0);
+    }
+    println!("  apiserver writes:");
+    for (what, count) in totals {
+        println!("    {what:<32} {count:>8.0}");
+    }
+    Ok(())
+}
+
+fn peak_per_second(sorted: &[Duration]) -> usize {
+    let mut peak = 0;
+    let mut start = 0;
+    for (end, t) in sorted.iter().enumerate() {
+        while sorted[start] + Duration::from_secs(1) <= *t {
+            start += 1;
+        }
+        peak = peak.max(end + 1 - start);
+    }
+    peak
+}
