@@ -87,6 +87,11 @@ struct Proxy {
 
 impl Proxy {
     fn start(env: &Env, mode: &str) -> Result<Self> {
+        Self::start_with(env, mode, &[])
+    }
+
+    /// Starts kube-proxy with `extra` flags after the usual ones.
+    fn start_with(env: &Env, mode: &str, extra: &[&str]) -> Result<Self> {
         let binary = mini_k8s_tests::binaries::path("kube-proxy")?;
         let child = tokio::process::Command::from(env.topology.node.command(binary))
             .args([
@@ -103,6 +108,7 @@ impl Proxy {
                 "-v",
                 "1",
             ])
+            .args(extra)
             .stdin(Stdio::null())
             .kill_on_drop(true)
             .spawn()
@@ -390,7 +396,9 @@ async fn three_backends_share_connections_iptables() -> Result<()> {
     spread("iptables").await
 }
 
-/// `sessionAffinity: ClientIP` keeps each client on one backend.
+/// `sessionAffinity: ClientIP` keeps each client on one backend. The proxy
+/// binds the node's address, as the cluster scripts run it
+/// (`--bind-address`: userspace listeners there, portal rules DNAT to it).
 async fn affinity(mode: &str) -> Result<()> {
     let env = Env::start(4).await?;
     let _backends = three_backends(&env).await?;
@@ -403,7 +411,8 @@ async fn affinity(mode: &str) -> Result<()> {
         .await?;
     env.endpoints("sticky", &[0, 1, 2], &[(BACKEND_PORT, "TCP")])
         .await?;
-    let _proxy = Proxy::start(&env, mode)?;
+    let node_ip = Topology::NODE_IP.to_string();
+    let _proxy = Proxy::start_with(&env, mode, &["--bind-address", &node_ip])?;
     let client = env.pod(3);
     wait_answers(client, portal(ip), &["pod0", "pod1", "pod2"]).await?;
     for from in [client, &env.topology.node] {
