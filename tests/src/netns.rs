@@ -228,8 +228,8 @@ pub struct Pod {
 ///  client (10.245.1.100/24) ── veth ── ext0 10.245.1.2/24  [node]  br0 10.244.1.1/24 ── pods 10.244.1.10+
 /// ```
 ///
-/// The node routes the portal range (10.0.0.0/24) `local` (as the cluster
-/// scripts do), forwards IPv4, and the client reaches pods and portals
+/// The node routes the portal range (10.0.0.0/24) `local` with its own
+/// address as source (as the cluster scripts do), forwards IPv4, and the client reaches pods and portals
 /// through it. Everything is deleted on drop.
 pub struct Topology {
     /// Pods first, so they are deleted before the node.
@@ -281,6 +281,8 @@ impl Topology {
             "lo",
             "table",
             "local",
+            "src",
+            "10.245.1.2",
         ])?;
         node.sysctl("net.ipv4.ip_forward", "1")?;
         let mut topology = Self {
