@@ -1072,6 +1072,77 @@ fn app_container_id(env: &Env, pod: &str, container: &str) -> Result<String> {
         .with_context(|| format!("no running container {container} of {pod}"))
 }
 
+/// The controller manager in this process (its endpoints controller is
+/// the one that matters here); stopped on drop.
+struct ControllerManager {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ControllerManager {
+    fn start(client: Client) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.await;
+            };
+            let config = controller_manager::Config::default();
+            if let Err(e) = controller_manager::run(client, config, shutdown).await {
+                eprintln!("controller-manager failed: {e}");
+            }
+        });
+        Self {
+            stop: Some(stop),
+            task,
+        }
+    }
+}
+
+impl Drop for ControllerManager {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.abort();
+    }
+}
+
+/// Waits until the Endpoints `name` lists exactly `ready` in `addresses`
+/// and `not_ready` in `notReadyAddresses`.
+async fn wait_endpoints(env: &Env, name: &str, ready: &[&str], not_ready: &[&str]) -> Result<()> {
+    let endpoints: Api<k8s_openapi::api::core::v1::Endpoints> =
+        Api::namespaced(env.client.clone(), "default");
+    let ips = |list: Option<&Vec<k8s_openapi::api::core::v1::EndpointAddress>>| {
+        let mut ips: Vec<String> = list.into_iter().flatten().map(|a| a.ip.clone()).collect();
+        ips.sort();
+        ips
+    };
+    let want = (
+        ready.iter().map(|s| (*s).to_string()).collect::<Vec<_>>(),
+        not_ready
+            .iter()
+            .map(|s| (*s).to_string())
+            .collect::<Vec<_>>(),
+    );
+    wait_for(
+        &format!("endpoints {name}: ready {ready:?}, not ready {not_ready:?}"),
+        Duration::from_secs(60),
+        || async {
+            let Some(e) = endpoints.get_opt(name).await? else {
+                return Ok(None);
+            };
+            let subsets = e.subsets.unwrap_or_default();
+            let mut got: (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
+            for s in &subsets {
+                got.0.extend(ips(s.addresses.as_ref()));
+                got.1.extend(ips(s.not_ready_addresses.as_ref()));
+            }
+            Ok((got == want).then_some(()))
+        },
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_probes_make_the_pod_ready_and_not_ready_without_restarts() -> Result<()> {
     let Some(env) = Env::start().await? else {
@@ -1092,14 +1163,28 @@ async fn readiness_probes_make_the_pod_ready_and_not_ready_without_restarts() ->
                                    "periodSeconds": 1, "failureThreshold": 2,
                                    "successThreshold": 2});
     env.create_pod(json!({
-        "metadata": {"name": "ready"},
+        "metadata": {"name": "ready", "labels": {"app": "ready"}},
         "spec": {"terminationGracePeriodSeconds": 0, "containers": [file, web]}
     }))
     .await?;
-    env.wait_running("ready").await?;
+    // The endpoints controller routes to the pod only while it is Ready.
+    let services: Api<Service> = Api::namespaced(env.client.clone(), "default");
+    let service: Service = serde_json::from_value(json!({
+        "metadata": {"name": "ready"},
+        "spec": {"selector": {"app": "ready"}, "ports": [{"port": 80, "targetPort": 8080}]}
+    }))?;
+    services.create(&PostParams::default(), &service).await?;
+    let _controllers = ControllerManager::start(env.client.clone());
+    let pod_ip = env
+        .wait_running("ready")
+        .await?
+        .status
+        .and_then(|s| s.pod_ip)
+        .context("no pod IP")?;
     // Both probes have failed at least once: nothing is ready.
     wait_event(&env, "ready", "Unhealthy", Some("spec.containers{file}")).await?;
     wait_event(&env, "ready", "Unhealthy", Some("spec.containers{web}")).await?;
+    wait_endpoints(&env, "ready", &[], &[&pod_ip]).await?;
     let pod = env.pods().get("ready").await?;
     assert_eq!(condition(&pod, "Ready").as_deref(), Some("False"));
     assert_eq!(condition(&pod, "ContainersReady").as_deref(), Some("False"));
@@ -1127,6 +1212,7 @@ async fn readiness_probes_make_the_pod_ready_and_not_ready_without_restarts() ->
             && condition(p, "ContainersReady").as_deref() == Some("True")
     })
     .await?;
+    wait_endpoints(&env, "ready", &[&pod_ip], &[]).await?;
 
     env.docker.cli(&["exec", &web_id, "killall", "httpd"])?;
     let pod = env
@@ -1136,6 +1222,7 @@ async fn readiness_probes_make_the_pod_ready_and_not_ready_without_restarts() ->
         .await?;
     assert!(!container_status(&pod, "web").unwrap().ready);
     assert!(container_status(&pod, "file").unwrap().ready);
+    wait_endpoints(&env, "ready", &[], &[&pod_ip]).await?;
 
     env.docker.cli(&["exec", &file_id, "rm", "/tmp/ready"])?;
     env.wait_pod("ready", "file not ready once the file is gone", |p| {
