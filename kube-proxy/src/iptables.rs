@@ -35,7 +35,7 @@ pub enum Error {
 /// syncing can be tested without a kernel.
 #[async_trait::async_trait]
 pub trait Iptables: Send + Sync {
-    /// `iptables-save -t nat`.
+    /// `iptables-save -c -t nat` (with counters).
     async fn save_nat(&self) -> Result<String, Error>;
     /// `iptables-restore --noflush` fed `text` (one atomic transaction).
     async fn restore(&self, text: &str) -> Result<(), Error>;
@@ -50,7 +50,7 @@ impl Iptables for Commands {
     async fn save_nat(&self) -> Result<String, Error> {
         let command = "iptables-save";
         let output = tokio::process::Command::new(command)
-            .args(["-t", "nat"])
+            .args(["-c", "-t", "nat"])
             .stdin(Stdio::null())
             .output()
             .await
@@ -99,6 +99,7 @@ impl Iptables for Commands {
 pub struct RuleWriter {
     iptables: Box<dyn Iptables>,
     last: Option<Ruleset>,
+    saved: Option<String>,
 }
 
 /// What a [`RuleWriter::sync`] did.
@@ -118,6 +119,7 @@ impl RuleWriter {
         Self {
             iptables,
             last: None,
+            saved: None,
         }
     }
 
@@ -136,7 +138,9 @@ impl RuleWriter {
         if !changed && !verify {
             return Ok(Outcome::Unchanged);
         }
-        let state = NatState::parse(&self.iptables.save_nat().await?);
+        let saved = self.iptables.save_nat().await?;
+        let state = NatState::parse(&saved);
+        self.saved = Some(saved);
         let Some(text) = rules::transaction(&desired, &state, changed) else {
             self.last = Some(desired);
             return Ok(Outcome::Verified);
@@ -147,6 +151,11 @@ impl RuleWriter {
         self.iptables.restore(&text).await?;
         self.last = Some(desired);
         Ok(Outcome::Written)
+    }
+
+    /// The `iptables-save -c -t nat` output the last sync read, once.
+    pub fn take_saved(&mut self) -> Option<String> {
+        self.saved.take()
     }
 
     /// Removes every chain and jump of ours (both modes).

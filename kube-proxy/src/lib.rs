@@ -27,7 +27,7 @@ pub mod node;
 pub mod rules;
 pub mod userspace;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -189,6 +189,7 @@ async fn sync_loop(
     let mut periodic = tokio::time::interval(config.sync_period);
     periodic.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut verify = true;
+    let mut dnat_seen = BTreeMap::new();
     loop {
         match node::ipv4_addresses().await {
             Ok(addresses) => local_ips = addresses,
@@ -229,6 +230,9 @@ async fn sync_loop(
                 Some(tokio::time::Instant::now() + config.retry_period)
             }
         };
+        if let Some(saved) = writer.take_saved() {
+            dnat_seen = count_dnat(&saved, &dnat_seen, metrics);
+        }
         let retry = async {
             match retry_at {
                 Some(at) => tokio::time::sleep_until(at).await,
@@ -244,6 +248,29 @@ async fn sync_loop(
             () = retry => true,
         };
     }
+}
+
+/// Adds the connections the DNAT rules counted since `seen` to the
+/// connection metric; returns the new counts. A counter lower than before
+/// belongs to a rule written since (it started from zero).
+fn count_dnat(
+    saved: &str,
+    seen: &BTreeMap<(String, String), u64>,
+    metrics: &Metrics,
+) -> BTreeMap<(String, String), u64> {
+    let now = rules::dnat_counts(saved);
+    for (key, &packets) in &now {
+        let before = seen.get(key).copied().unwrap_or(0);
+        let new = if packets >= before {
+            packets - before
+        } else {
+            packets
+        };
+        if new > 0 {
+            metrics.connections_by_name(&key.0, new);
+        }
+    }
+    now
 }
 
 /// `--cleanup`: removes every rule and chain either mode writes. `Ok(true)`

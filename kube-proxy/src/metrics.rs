@@ -72,7 +72,7 @@ impl Metrics {
         let connections = Family::<ServiceLabels, Counter>::default();
         registry.register(
             "kube_proxy_connections",
-            "Connections (TCP) and associations (UDP) forwarded by the userspace proxy, per service port",
+            "Connections (TCP) and associations (UDP) forwarded per service port (iptables mode: from the DNAT rules' counters, read every sync period)",
             connections.clone(),
         );
         let bytes = Family::<BytesLabels, Counter>::default();
@@ -125,6 +125,16 @@ impl Metrics {
             .get_or_create(&BytesLabels {
                 service: service.to_string(),
                 direction,
+            })
+            .inc_by(n);
+    }
+
+    /// `n` more connections for a service port named by its display form
+    /// (iptables mode, from rule counters).
+    pub fn connections_by_name(&self, service: &str, n: u64) {
+        self.connections
+            .get_or_create(&ServiceLabels {
+                service: service.to_string(),
             })
             .inc_by(n);
     }

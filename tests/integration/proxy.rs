@@ -375,14 +375,23 @@ async fn spread(mode: &str) -> Result<()> {
         metrics.contains("kube_proxy_syncs_total{result=\"written\"}"),
         "{metrics}"
     );
-    if mode == "userspace" {
-        let line = metrics
-            .lines()
-            .find(|l| l.starts_with("kube_proxy_connections_total{service=\"default/web\"}"))
-            .context("no connection counter for default/web")?;
-        let count: u64 = line.rsplit(' ').next().unwrap_or("0").parse()?;
-        assert!(count >= connections, "{line}");
-    }
+    // Userspace counts as it forwards; iptables mode reads its DNAT rules'
+    // counters every sync period (2 s here).
+    let node = &env.topology.node;
+    wait_until(
+        "the connection metric to count every connection",
+        || async {
+            http_get(node, "/metrics").await.is_ok_and(|text| {
+                text.lines()
+                    .find(|l| {
+                        l.starts_with("kube_proxy_connections_total{service=\"default/web\"}")
+                    })
+                    .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+                    .is_some_and(|count| count >= connections)
+            })
+        },
+    )
+    .await?;
     Ok(())
 }
 
