@@ -446,7 +446,8 @@ async fn client_ip_affinity_sticks_iptables() -> Result<()> {
 }
 
 /// A UDP service answers, from a pod and from the node; one client socket
-/// keeps talking to the same backend.
+/// keeps talking to the same backend (userspace: until its association
+/// idles out).
 async fn udp(mode: &str) -> Result<()> {
     let env = Env::start(3).await?;
     let _a = backend(env.pod(0), "pod0", Some(5353)).await?;
@@ -458,7 +459,7 @@ async fn udp(mode: &str) -> Result<()> {
         )
         .await?;
     env.endpoints("dns", &[0, 1], &[(5353, "UDP")]).await?;
-    let _proxy = Proxy::start(&env, mode)?;
+    let _proxy = Proxy::start_with(&env, mode, &["--udp-idle-timeout", "1"])?;
     let to = SocketAddr::from((ip, 53));
     let client = env.pod(2);
     wait_until("the udp service to answer", || async {
@@ -478,6 +479,17 @@ async fn udp(mode: &str) -> Result<()> {
             again,
             format!("{name}:more{i}"),
             "same association, same backend"
+        );
+    }
+    if mode == "userspace" {
+        // Once the association has idled out (1 s), the same client socket
+        // gets a new one, on the next endpoint in turn.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let after = ask_udp_on(&socket, to, "after").await?;
+        assert_ne!(
+            after.split_once(':').map(|(n, _)| n),
+            Some(name),
+            "a new association after the idle timeout: {after}"
         );
     }
     let from_node = ask_udp(&env.topology.node, to, "node").await?;
