@@ -357,3 +357,62 @@ async fn namespace_admission_is_cached_and_follows_the_namespace_watch() -> Resu
     }
     Ok(())
 }
+
+/// `metadata.finalizers` hold a deleted object (marked with a
+/// deletionTimestamp) until an update removes the last one, which deletes
+/// it; none may be added once it is being deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finalizers_hold_a_deleted_object_until_the_last_is_removed() -> Result<()> {
+    let c = TestCluster::start().await?;
+    let services = "/api/v1/namespaces/default/services";
+    let (code, body) = c
+        .post(
+            services,
+            &json!({"metadata": {"name": "held", "finalizers": ["example.com/a", "example.com/b"]},
+                    "spec": {"ports": [{"port": 80}]}}),
+        )
+        .await?;
+    assert_eq!(code, 201, "{body}");
+    let (code, marked) = c.delete(&format!("{services}/held")).await?;
+    assert_eq!(code, 200, "{marked}");
+    assert!(
+        !marked["metadata"]["deletionTimestamp"].is_null(),
+        "{marked}"
+    );
+    let (code, _) = c.get(&format!("{services}/held")).await?;
+    assert_eq!(code, 200, "still there while finalizers remain");
+
+    let (code, body) = c
+        .patch(
+            &format!("{services}/held"),
+            "application/merge-patch+json",
+            &json!({"metadata": {"finalizers": ["example.com/a", "example.com/b", "example.com/c"]}}),
+        )
+        .await?;
+    assert_eq!(code, 422, "no new finalizer while deleting: {body}");
+    assert_eq!(body["details"]["causes"][0]["field"], "metadata.finalizers");
+
+    let (code, body) = c
+        .patch(
+            &format!("{services}/held"),
+            "application/merge-patch+json",
+            &json!({"metadata": {"finalizers": ["example.com/b"]}}),
+        )
+        .await?;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(c.get(&format!("{services}/held")).await?.0, 200);
+    let (code, body) = c
+        .patch(
+            &format!("{services}/held"),
+            "application/merge-patch+json",
+            &json!({"metadata": {"finalizers": null}}),
+        )
+        .await?;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        c.get(&format!("{services}/held")).await?.0,
+        404,
+        "the last finalizer gone deletes it"
+    );
+    Ok(())
+}

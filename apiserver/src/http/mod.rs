@@ -12,7 +12,7 @@ use std::time::Duration;
 use api_types::fields::FieldSelector;
 use api_types::kinds::ResourceKind;
 use api_types::labels::Selector;
-use api_types::status::Reason;
+use api_types::status::{FieldError, Reason};
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
@@ -25,7 +25,7 @@ use self::path::{Target, Version};
 use crate::codec;
 use crate::error::{ApiError, Result};
 use crate::registry::{
-    DeleteOptions, FieldValidation, ListQuery, Patch, Subresource, WriteOptions,
+    DeleteOptions, FieldValidation, ListQuery, Patch, Propagation, Subresource, WriteOptions,
 };
 use crate::server::ApiState;
 
@@ -507,6 +507,58 @@ fn delete_options(params: &Params, body: Option<&AcceptedBody>) -> Result<Delete
         options.grace_period_seconds = Some(grace.parse().map_err(|_| {
             ApiError::bad_request(format!("gracePeriodSeconds {grace:?} is not a number"))
         })?);
+    }
+    let body_policy = body.and_then(|b| b.value.get("propagationPolicy"));
+    let policy = match params.get("propagationPolicy") {
+        Some(text) => Some(text.to_string()),
+        None => match body_policy {
+            Some(Value::String(text)) => Some(text.clone()),
+            Some(Value::Null) | None => None,
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "propagationPolicy must be a string, not {other}"
+                )))
+            }
+        },
+    };
+    options.propagation = match policy.as_deref() {
+        None => None,
+        Some(text) => Some(Propagation::parse(text).ok_or_else(|| {
+            ApiError::invalid(
+                "DeleteOptions",
+                "",
+                &[FieldError::not_supported(
+                    "propagationPolicy",
+                    text,
+                    &["Orphan", "Background", "Foreground"],
+                )],
+            )
+        })?),
+    };
+    // The older spelling: orphanDependents=true is Orphan, false Background.
+    let orphan = match params.get("orphanDependents") {
+        Some(text) => Some(text == "true"),
+        None => body
+            .and_then(|b| b.value.get("orphanDependents"))
+            .and_then(Value::as_bool),
+    };
+    if let Some(orphan) = orphan {
+        if options.propagation.is_some() {
+            return Err(ApiError::invalid(
+                "DeleteOptions",
+                "",
+                &[FieldError::invalid(
+                    "orphanDependents",
+                    orphan,
+                    "orphanDependents and propagationPolicy cannot both be set",
+                )],
+            ));
+        }
+        options.propagation = Some(if orphan {
+            Propagation::Orphan
+        } else {
+            Propagation::Background
+        });
     }
     Ok(options)
 }

@@ -131,6 +131,13 @@ pub trait Strategy: Send + Sync + 'static {
     /// Runs after an object was marked for deletion and stored.
     async fn after_delete_marked(&self, _object: &Self::Object) {}
 
+    /// Whether the garbage collector (the replication manager) looks after
+    /// this kind's dependents, so that a delete asking to orphan them or to
+    /// wait for them may leave a finalizer on it for the collector to clear.
+    fn has_collected_dependents(&self) -> bool {
+        false
+    }
+
     /// Refuses deletes of protected objects (the `default` namespace).
     fn check_delete(&self, _object: &Self::Object) -> Result<()> {
         Ok(())
@@ -285,7 +292,48 @@ pub struct DeleteOptions {
     pub precondition_uid: Option<String>,
     /// `preconditions.resourceVersion`.
     pub precondition_resource_version: Option<String>,
+    /// `propagationPolicy` (or the older `orphanDependents`).
+    pub propagation: Option<Propagation>,
 }
+
+/// What happens to an object's dependents when it is deleted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Propagation {
+    /// Dependents stay, their owner reference removed (the `orphan`
+    /// finalizer holds the owner until that is done).
+    Orphan,
+    /// The owner goes at once; the garbage collector deletes dependents.
+    Background,
+    /// The owner stays (finalizer `foregroundDeletion`) until its
+    /// dependents are gone.
+    Foreground,
+}
+
+impl Propagation {
+    /// The `propagationPolicy` spelling.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "Orphan" => Some(Self::Orphan),
+            "Background" => Some(Self::Background),
+            "Foreground" => Some(Self::Foreground),
+            _ => None,
+        }
+    }
+
+    /// The finalizer that makes the garbage collector do this, if any.
+    pub fn finalizer(self) -> Option<&'static str> {
+        match self {
+            Self::Orphan => Some(FINALIZER_ORPHAN),
+            Self::Background => None,
+            Self::Foreground => Some(FINALIZER_FOREGROUND),
+        }
+    }
+}
+
+/// Held by an owner until its dependents no longer point at it.
+pub const FINALIZER_ORPHAN: &str = "orphan";
+/// Held by an owner until its dependents are deleted.
+pub const FINALIZER_FOREGROUND: &str = "foregroundDeletion";
 
 /// A patch as received.
 #[derive(Clone, Debug)]
@@ -573,6 +621,40 @@ impl<S: Strategy> Store<S> {
             };
             if !errors.is_empty() {
                 return Err(ApiError::invalid(resource.kind, name, &errors));
+            }
+            let finalizers_of = |o: &S::Object| o.metadata().finalizers.clone().unwrap_or_default();
+            let (old_finalizers, new_finalizers) = (finalizers_of(&old), finalizers_of(&new));
+            if old.metadata().deletion_timestamp.is_some() {
+                if let Some(added) = new_finalizers.iter().find(|f| !old_finalizers.contains(f)) {
+                    return Err(ApiError::invalid(
+                        resource.kind,
+                        name,
+                        &[FieldError::forbidden(
+                            "metadata.finalizers",
+                            format!("no new finalizers can be added if the object is being deleted, found new finalizers [\"{added}\"]"),
+                        )],
+                    ));
+                }
+                // The last finalizer gone from an object whose deletion is
+                // due: the update is the delete.
+                let due = old.metadata().deletion_grace_period_seconds.unwrap_or(0) == 0;
+                if due && new_finalizers.is_empty() && !old_finalizers.is_empty() {
+                    match self.storage.delete(&key, Some(current.mod_revision)).await {
+                        Ok((_, revision)) => {
+                            let (_, mut value) = self.encode(&new)?;
+                            set_resource_version(&mut value, revision);
+                            return Ok((value, false));
+                        }
+                        Err(StorageError::Conflict { .. }) if precondition.is_none() => continue,
+                        Err(StorageError::Conflict { .. }) => {
+                            return Err(ApiError::stale(resource.plural, name))
+                        }
+                        Err(StorageError::NotFound { .. }) => {
+                            return Err(ApiError::not_found(resource.plural, name))
+                        }
+                        Err(other) => return Err(other.into()),
+                    }
+                }
             }
             let (_, old_value) = self.encode(&old)?;
             let (bytes, mut new_value) = self.encode(&new)?;
@@ -964,6 +1046,42 @@ impl<S: Strategy> Rest for Store<S> {
                     Ok(revision) => {
                         set_resource_version(&mut marked_value, revision);
                         self.strategy.after_delete_marked(&marked).await;
+                        return Ok(marked_value);
+                    }
+                    Err(StorageError::Conflict { .. }) => continue,
+                    Err(e) => return Err(ApiError::from_storage(e, resource.plural, name)),
+                }
+            }
+            // Finalizers hold the object (marked for deletion) until the
+            // controllers that own them remove the last one.
+            let requested = options
+                .propagation
+                .filter(|_| self.strategy.has_collected_dependents())
+                .and_then(Propagation::finalizer);
+            let mut finalizers = object.metadata().finalizers.clone().unwrap_or_default();
+            if let Some(finalizer) = requested {
+                if !finalizers.iter().any(|f| f == finalizer) {
+                    finalizers.push(finalizer.to_string());
+                }
+            }
+            if !finalizers.is_empty() {
+                let mut marked = object.clone();
+                let meta = marked.metadata_mut();
+                // Due now (grace 0): a pod's graceful deletion ends here too.
+                let due = meta.deletion_timestamp.is_some()
+                    && meta.deletion_grace_period_seconds == Some(0);
+                if due && meta.finalizers.as_ref() == Some(&finalizers) {
+                    return Ok(value);
+                }
+                meta.finalizers = Some(finalizers);
+                if !due {
+                    meta.deletion_timestamp = Some(now());
+                    meta.deletion_grace_period_seconds = Some(0);
+                }
+                let (bytes, mut marked_value) = self.encode(&marked)?;
+                match self.storage.update(&key, bytes, current.mod_revision).await {
+                    Ok(revision) => {
+                        set_resource_version(&mut marked_value, revision);
                         return Ok(marked_value);
                     }
                     Err(StorageError::Conflict { .. }) => continue,

@@ -21,6 +21,11 @@ pub struct ReplicationControllerStrategy {
 
 #[async_trait]
 impl Strategy for ReplicationControllerStrategy {
+    /// Its pods: the replication manager orphans them or deletes them first.
+    fn has_collected_dependents(&self) -> bool {
+        true
+    }
+
     type Object = ReplicationController;
 
     fn resource(&self) -> &'static ResourceKind {
