@@ -11,7 +11,10 @@
 //!
 //! The apiserver does no cascading deletion, so [`collect_garbage`] deletes
 //! pods whose controller owner reference names a replication controller
-//! that no longer exists.
+//! that no longer exists. It also finishes deletes that asked for another
+//! propagation: an RC held by the `orphan` finalizer has the owner
+//! reference removed from its pods, one held by `foregroundDeletion` has its
+//! pods deleted, and then the finalizer is removed (which lets the RC go).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -21,13 +24,18 @@ use client_util::{Reflected, StopFlag};
 use futures::{stream, StreamExt};
 use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tokio::time::Instant;
+
+/// The finalizers `propagationPolicy: Orphan` and `Foreground` leave on an
+/// RC (the apiserver's names).
+const FINALIZER_ORPHAN: &str = "orphan";
+const FINALIZER_FOREGROUND: &str = "foregroundDeletion";
 use tokio_stream::wrappers::WatchStream;
 
 use crate::{finished, pod_ready, Config, Error, Result};
@@ -495,6 +503,11 @@ pub async fn collect_garbage(
     let mut changes = pods.changes.clone();
     let mut gone: HashSet<String> = HashSet::new();
     loop {
+        for rc in rcs.state() {
+            if rc.metadata.deletion_timestamp.is_some() {
+                finalize_deleted(&client, &rc, &pods.store.state()).await;
+            }
+        }
         let live: HashSet<String> = rcs.state().iter().filter_map(|rc| rc.uid()).collect();
         let mut confirmed: HashMap<String, bool> = HashMap::new();
         for pod in pods.store.state() {
@@ -543,6 +556,93 @@ pub async fn collect_garbage(
             _ = changes.changed() => {}
             () = tokio::time::sleep(Duration::from_secs(2)) => {}
         }
+    }
+}
+
+/// For an RC marked for deletion: does what its `orphan` or
+/// `foregroundDeletion` finalizer asks to its pods, and removes the
+/// finalizer once no pod (read from the apiserver, not the cache) still
+/// names the RC as owner. Failures are retried on the next pass.
+async fn finalize_deleted(client: &Client, rc: &ReplicationController, cached: &[Arc<Pod>]) {
+    let finalizers = rc.finalizers();
+    let orphan = finalizers.iter().any(|f| f == FINALIZER_ORPHAN);
+    let foreground = finalizers.iter().any(|f| f == FINALIZER_FOREGROUND);
+    if !orphan && !foreground {
+        return;
+    }
+    let ns = rc.namespace().unwrap_or_default();
+    let Some(uid) = rc.uid() else {
+        return;
+    };
+    let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let owned = |pod: &Pod| pod.owner_references().iter().any(|o| o.uid == uid);
+    for pod in cached
+        .iter()
+        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()) && owned(p))
+    {
+        let result = if orphan {
+            let kept: Vec<&OwnerReference> = pod
+                .owner_references()
+                .iter()
+                .filter(|o| o.uid != uid)
+                .collect();
+            // Conditional on the cached version: a pod that changed since is
+            // looked at again on the next pass.
+            let patch = json!({"metadata": {
+                "ownerReferences": kept,
+                "resourceVersion": pod.resource_version(),
+            }});
+            api.patch(
+                &pod.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(patch),
+            )
+            .await
+            .map(|_| ())
+        } else if pod.metadata.deletion_timestamp.is_none() {
+            let params = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: pod.uid(),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            };
+            api.delete(&pod.name_any(), &params).await.map(|_| ())
+        } else {
+            Ok(())
+        };
+        if let Err(error) = result {
+            tracing::debug!(pod = %pod.name_any(), %error, "finishing a replication controller's deletion");
+        }
+    }
+    let remaining = match api.list(&ListParams::default()).await {
+        Ok(list) => list.items.iter().filter(|p| owned(p)).count(),
+        Err(error) => {
+            tracing::debug!(%error, "listing pods to finish a replication controller's deletion");
+            return;
+        }
+    };
+    if remaining > 0 {
+        return;
+    }
+    let kept: Vec<&String> = finalizers
+        .iter()
+        .filter(|f| *f != FINALIZER_ORPHAN && *f != FINALIZER_FOREGROUND)
+        .collect();
+    let patch = json!({"metadata": {"finalizers": kept, "resourceVersion": rc.resource_version()}});
+    let rcs: Api<ReplicationController> = Api::namespaced(client.clone(), &ns);
+    match rcs
+        .patch(
+            &rc.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(rc = %rc.name_any(), orphan, "replication controller's pods handled; its finalizer removed")
+        }
+        Err(error) => tracing::debug!(rc = %rc.name_any(), %error, "removing a deletion finalizer"),
     }
 }
 

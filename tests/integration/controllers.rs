@@ -225,6 +225,83 @@ async fn orphans_are_adopted_and_an_rcs_pods_go_when_it_is_deleted() -> Result<(
     cm.stop().await
 }
 
+/// `propagationPolicy: Orphan` keeps an RC's pods (their owner reference
+/// removed, the RC gone once that is done); `Foreground` deletes the pods
+/// before the RC goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_an_rc_can_orphan_its_pods_or_wait_for_them() -> Result<()> {
+    let c = TestCluster::start().await?;
+    let cm = start_controllers(&c, fast())?;
+    let rcs = "/api/v1/namespaces/default/replicationcontrollers";
+    for name in ["kept", "waited"] {
+        let (code, body) = c.post(rcs, &rc_json(name, 2)).await?;
+        assert_eq!(code, 201, "{body}");
+    }
+    wait_for("2 pods of each RC", Duration::from_secs(30), || async {
+        Ok(
+            active_pods(&c, "kept").await?.len() == 2
+                && active_pods(&c, "waited").await?.len() == 2,
+        )
+    })
+    .await?;
+
+    let (code, body) = c
+        .delete(&format!("{rcs}/kept?propagationPolicy=Orphan"))
+        .await?;
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|f| f == "orphan")),
+        "the RC is held by the orphan finalizer: {body}"
+    );
+    wait_for("the orphaning RC gone", Duration::from_secs(30), || async {
+        Ok(c.get(&format!("{rcs}/kept")).await?.0 == 404)
+    })
+    .await?;
+    let kept = active_pods(&c, "kept").await?;
+    assert_eq!(kept.len(), 2, "orphaned pods stay");
+    for pod in &kept {
+        assert!(
+            pod["metadata"]["ownerReferences"]
+                .as_array()
+                .is_none_or(Vec::is_empty),
+            "no owner reference left: {pod}"
+        );
+    }
+
+    let (code, body) = c
+        .delete(&format!("{rcs}/waited?propagationPolicy=Foreground"))
+        .await?;
+    assert_eq!(code, 200, "{body}");
+    let (code, held) = c.get(&format!("{rcs}/waited")).await?;
+    assert!(
+        code == 404 || !held["metadata"]["deletionTimestamp"].is_null(),
+        "a foreground delete marks the RC first: {held}"
+    );
+    wait_for(
+        "the foreground RC gone",
+        Duration::from_secs(30),
+        || async { Ok(c.get(&format!("{rcs}/waited")).await?.0 == 404) },
+    )
+    .await?;
+    assert!(
+        active_pods(&c, "waited").await?.is_empty(),
+        "its pods went first"
+    );
+
+    // Nobody collects the orphans: they outlive the controller manager's passes.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(active_pods(&c, "kept").await?.len(), 2);
+
+    let (code, body) = c
+        .delete(&format!("{rcs}/x?propagationPolicy=Sideways"))
+        .await?;
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(body["details"]["causes"][0]["field"], "propagationPolicy");
+    cm.stop().await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoints_follow_pods_as_they_come_go_and_change_readiness() -> Result<()> {
     let c = TestCluster::start().await?;
