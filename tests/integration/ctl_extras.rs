@@ -160,3 +160,35 @@ async fn rolling_update_scales_one_step_at_a_time_and_removes_the_old_controller
     assert!(message.contains("timed out"), "{message}");
     Ok(())
 }
+
+/// `delete --cascade=orphan` asks the apiserver to orphan the pods: with no
+/// replication manager here, the RC stays marked, held by the `orphan`
+/// finalizer the manager would clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_cascade_orphan_leaves_the_orphan_finalizer() -> Result<()> {
+    let (c, _dir, ctl) = setup().await?;
+    ctl.ok(&["run", "web", "--image=nginx", "--replicas=2"])
+        .await?;
+    assert_eq!(
+        ctl.ok(&["delete", "rc", "web", "--cascade=orphan"]).await?,
+        "replicationcontroller \"web\" deleted\n"
+    );
+    let (code, rc) = c
+        .get("/api/v1/namespaces/default/replicationcontrollers/web")
+        .await?;
+    assert_eq!(code, 200);
+    assert_eq!(rc["metadata"]["finalizers"], serde_json::json!(["orphan"]));
+    assert!(!rc["metadata"]["deletionTimestamp"].is_null());
+    // A usage error, reported by the flag parser like every other.
+    let out = ctl
+        .run(&["delete", "rc", "web", "--cascade=sideways"])
+        .await?;
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        error.starts_with("error: invalid value 'sideways' for '--cascade")
+            && error.contains("must be one of background, foreground, orphan"),
+        "{error}"
+    );
+    Ok(())
+}

@@ -31,6 +31,42 @@ pub struct Args {
     /// Treat "not found" as success.
     #[arg(long)]
     pub ignore_not_found: bool,
+    /// What happens to the objects' dependents (a replication controller's
+    /// pods): `background` deletes them after the owner, `foreground`
+    /// before it, `orphan` keeps them (`true` and `false` are the old
+    /// spellings of background and orphan).
+    #[arg(long, default_value = "background", value_parser = parse_cascade)]
+    pub cascade: Cascade,
+}
+
+/// `--cascade`, as the apiserver's `propagationPolicy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cascade {
+    /// `Background`.
+    Background,
+    /// `Foreground`.
+    Foreground,
+    /// `Orphan`.
+    Orphan,
+}
+
+impl Cascade {
+    fn policy(self) -> &'static str {
+        match self {
+            Self::Background => "Background",
+            Self::Foreground => "Foreground",
+            Self::Orphan => "Orphan",
+        }
+    }
+}
+
+fn parse_cascade(text: &str) -> Result<Cascade, String> {
+    match text {
+        "background" | "true" => Ok(Cascade::Background),
+        "foreground" => Ok(Cascade::Foreground),
+        "orphan" | "false" => Ok(Cascade::Orphan),
+        _ => Err("must be one of background, foreground, orphan".to_string()),
+    }
 }
 
 /// Runs `delete`.
@@ -54,10 +90,15 @@ pub async fn run(global: &GlobalArgs, args: Args) -> Result<()> {
     }
     let mut failures = Vec::new();
     for (resource, namespace, name) in targets {
-        match ctl
-            .delete(&resources::object_path(resource, &namespace, &name))
-            .await
-        {
+        let path = resources::with_query(
+            &resources::object_path(resource, &namespace, &name),
+            // Background is the server's default for every kind.
+            &[(
+                "propagationPolicy",
+                (args.cascade != Cascade::Background).then(|| args.cascade.policy()),
+            )],
+        );
+        match ctl.delete(&path).await {
             Ok(_) => emit(&format!("{} \"{name}\" deleted\n", resource.singular)),
             Err(crate::client::Error::Api(e)) if e.is_not_found() && args.ignore_not_found => {}
             Err(e @ crate::client::Error::Connect { .. }) => return Err(e.into()),
