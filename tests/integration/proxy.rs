@@ -802,3 +802,29 @@ async fn removed_service_closes_its_listener_userspace() -> Result<()> {
     assert!(env.pod(1).tcp_connect(portal(ip)).await.is_err());
     Ok(())
 }
+
+/// A pod reaches itself through its own service (hairpin). iptables mode
+/// masquerades it (the endpoint's own source; otherwise the pod would
+/// answer itself directly and drop the reply). The bridge needs no
+/// `hairpin` setting: the portal is off the pod's subnet, so the packet is
+/// routed by the node and leaves through the bridge, not bridged back out
+/// the port it came in on. Userspace mode: the proxy connects from the
+/// node.
+async fn hairpin(mode: &str) -> Result<()> {
+    let env = Env::start(1).await?;
+    let _a = backend(env.pod(0), "pod0", None).await?;
+    let ip = env.service("web", json!({})).await?;
+    env.endpoints("web", &[0], &[(BACKEND_PORT, "TCP")]).await?;
+    let _proxy = Proxy::start(&env, mode)?;
+    wait_answers(env.pod(0), portal(ip), &["pod0"]).await
+}
+
+#[tokio::test]
+async fn pod_reaches_itself_through_its_service_userspace() -> Result<()> {
+    hairpin("userspace").await
+}
+
+#[tokio::test]
+async fn pod_reaches_itself_through_its_service_iptables() -> Result<()> {
+    hairpin("iptables").await
+}
