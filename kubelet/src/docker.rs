@@ -245,6 +245,7 @@ impl Runtime for DockerRuntime {
         });
         let body = ContainerCreateBody {
             image: Some(c.image.clone()),
+            hostname: c.hostname.clone(),
             entrypoint: c.entrypoint.clone(),
             cmd: c.cmd.clone(),
             working_dir: c.working_dir.clone(),

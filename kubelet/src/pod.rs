@@ -386,6 +386,14 @@ fn limits(container: &Container) -> (Option<i64>, Option<i64>) {
     (memory, cpu)
 }
 
+/// The pod's name cut to a DNS label's 63 characters (a longer name is a
+/// valid pod name but not a valid host name).
+fn pod_hostname(pod: &Pod) -> Option<String> {
+    let name = pod.metadata.name.as_deref().filter(|n| !n.is_empty())?;
+    let cut: String = name.chars().take(63).collect();
+    Some(cut.trim_end_matches(['-', '.']).to_string())
+}
+
 fn port_bindings(pod: &Pod) -> Vec<PortBinding> {
     let mut out = Vec::new();
     for c in pod
@@ -611,6 +619,8 @@ pub async fn sync_pod(
                     image: cfg.infra_image.clone(),
                     labels,
                     port_bindings: port_bindings(pod),
+                    // As in Kubernetes, a pod's host name is its name.
+                    hostname: pod_hostname(pod),
                     ..ContainerConfig::default()
                 };
                 let id = runtime.create_container(&config).await?;
@@ -809,6 +819,7 @@ pub async fn sync_pod(
                 },
                 memory_limit,
                 nano_cpus,
+                hostname: None,
             };
             let id = runtime.create_container(&config).await?;
             push_event(

@@ -117,6 +117,9 @@ pub struct ContainerConfig {
     pub labels: BTreeMap<String, String>,
     /// `container:<id>` to join another container's network namespace.
     pub network_mode: Option<String>,
+    /// The host name (infra container only: the app containers joining
+    /// its network namespace see it too).
+    pub hostname: Option<String>,
     /// Published ports (infra container only).
     pub port_bindings: Vec<PortBinding>,
     /// Bind mounts `host:container[:ro]`.

@@ -376,15 +376,17 @@ async fn the_variables_of_two_services_are_in_the_container() -> Result<()> {
     env.create_pod(json!({
         "metadata": {"name": "env"},
         "spec": {"terminationGracePeriodSeconds": 1,
-                 "containers": [busybox("c", "env | sort; exec sleep 3600")]}
+                 "containers": [busybox("c", "env | sort; echo hostname=$(hostname); exec sleep 3600")]}
     }))
     .await?;
     env.wait_running("env").await?;
     let logs = wait_for("the env dump", Duration::from_secs(30), || async {
         let logs = env.logs("env", "c").await?;
-        Ok(logs.contains("WEB_SERVICE_HOST").then_some(logs))
+        Ok(logs.contains("hostname=").then_some(logs))
     })
     .await?;
+    // The pod's name is its host name, as in Kubernetes.
+    assert!(logs.lines().any(|l| l == "hostname=env"), "{logs}");
     let redis = &ips["redis-master"];
     let web = &ips["web"];
     for line in [
