@@ -805,14 +805,26 @@ async fn removed_service_closes_its_listener_userspace() -> Result<()> {
 
 /// A pod reaches itself through its own service (hairpin). iptables mode
 /// masquerades it (the endpoint's own source; otherwise the pod would
-/// answer itself directly and drop the reply). The bridge needs no
-/// `hairpin` setting: the portal is off the pod's subnet, so the packet is
-/// routed by the node and leaves through the bridge, not bridged back out
-/// the port it came in on. Userspace mode: the proxy connects from the
-/// node.
+/// answer itself directly and drop the reply), and the bridge must be able
+/// to send the frame back out the port it came in on: with br_netfilter
+/// the DNATed packet may be bridged rather than routed, so the pod's bridge
+/// port needs `hairpin on` (Docker sets it on its veths with
+/// `--userland-proxy=false`; without it this test fails now and then).
+/// Userspace mode needs neither: the proxy connects from the node.
 async fn hairpin(mode: &str) -> Result<()> {
     let env = Env::start(1).await?;
     let _a = backend(env.pod(0), "pod0", None).await?;
+    if mode == "iptables" {
+        env.topology.node.ip(&[
+            "link",
+            "set",
+            "vp0",
+            "type",
+            "bridge_slave",
+            "hairpin",
+            "on",
+        ])?;
+    }
     let ip = env.service("web", json!({})).await?;
     env.endpoints("web", &[0], &[(BACKEND_PORT, "TCP")]).await?;
     let _proxy = Proxy::start(&env, mode)?;
