@@ -57,7 +57,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             resync: Duration::from_secs(30),
-            bind_concurrency: 32,
+            bind_concurrency: 128,
             assume_ttl: Duration::from_secs(30),
         }
     }
@@ -291,17 +291,22 @@ impl Scheduler {
             t(a).cmp(&t(b)).then_with(|| key(a).cmp(&key(b)))
         });
 
-        let mut bindings = Vec::new();
+        // Placing is lazy: the stream places the next pod when a binding
+        // slot frees up, so the first bindings go out at once instead of
+        // after every pending pod has been placed, and each placement still
+        // sees every earlier one (in flight or done) on `nodes`.
         let mut unschedulable = Vec::new();
-        for pod in pending {
+        let client = &self.client;
+        let assumed = &mut self.assumed;
+        let placed = stream::iter(pending).filter_map(|pod| {
             let demand = algorithm::demand(&pod);
             let g = groups(&pod, &services);
             let selector = pod.spec.as_ref().and_then(|s| s.node_selector.as_ref());
-            match algorithm::place(&nodes, &demand, selector, &g) {
+            let binding = match algorithm::place(&nodes, &demand, selector, &g) {
                 Placement::Node(i) => {
                     nodes[i].add(&demand, &g);
                     let node = nodes[i].name.clone();
-                    self.assumed.insert(
+                    assumed.insert(
                         key(&pod),
                         Assumed {
                             uid: pod.uid().unwrap_or_default(),
@@ -311,14 +316,16 @@ impl Scheduler {
                             since: now,
                         },
                     );
-                    bindings.push((pod, node));
+                    Some((pod, node))
                 }
-                Placement::Unschedulable(message) => unschedulable.push((pod, message)),
-            }
-        }
-
-        let client = &self.client;
-        let results: Vec<(String, Outcome)> = stream::iter(bindings)
+                Placement::Unschedulable(message) => {
+                    unschedulable.push((pod, message));
+                    None
+                }
+            };
+            futures::future::ready(binding)
+        });
+        let results: Vec<(String, Outcome)> = placed
             .map(|(pod, node)| async move { (key(&pod), bind(client, &pod, &node).await) })
             .buffer_unordered(self.config.bind_concurrency.max(1))
             .collect()

@@ -14,6 +14,9 @@ struct Args {
     /// Seconds between rounds when nothing changes.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     resync_seconds: u64,
+    /// Bindings sent to the apiserver at once.
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    bind_concurrency: u64,
 }
 
 #[tokio::main]
@@ -29,6 +32,7 @@ async fn main() -> ExitCode {
     };
     let config = scheduler::Config {
         resync: std::time::Duration::from_secs(args.resync_seconds),
+        bind_concurrency: usize::try_from(args.bind_concurrency).unwrap_or(128),
         ..scheduler::Config::default()
     };
     match scheduler::run(client, config, client_util::shutdown_signal()).await {

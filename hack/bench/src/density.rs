@@ -58,6 +58,9 @@ pub struct DensityArgs {
     /// Seconds between each hollow node's heartbeats.
     #[arg(long, default_value_t = 30)]
     heartbeat_seconds: u64,
+    /// Extra flag for the scheduler (repeatable), e.g. `--scheduler-arg=--bind-concurrency=64`.
+    #[arg(long = "scheduler-arg", allow_hyphen_values = true)]
+    scheduler_args: Vec<String>,
     /// Seconds the whole measurement may take before it gives up.
     #[arg(long, default_value_t = 600)]
     timeout: u64,
@@ -303,6 +306,8 @@ async fn measure(
     );
 
     let master = ["--master".to_string(), url.to_string()];
+    let mut scheduler_args = master.to_vec();
+    scheduler_args.extend(args.scheduler_args.iter().cloned());
     let mut cm_args = master.to_vec();
     // Hollow heartbeats are sparse; the nodes must not go NotReady meanwhile.
     cm_args.extend([
@@ -321,7 +326,12 @@ async fn measure(
         work,
     )?);
     if !args.scheduler_late {
-        components.push(Component::spawn("scheduler", bin_dir, &master, work)?);
+        components.push(Component::spawn(
+            "scheduler",
+            bin_dir,
+            &scheduler_args,
+            work,
+        )?);
     }
 
     let times: Arc<std::sync::Mutex<HashMap<String, PodTimes>>> = Arc::default();
@@ -370,7 +380,12 @@ async fn measure(
             let (seen, bound, running) = counts(&times);
             if args.scheduler_late && scheduler_started.is_none() && seen == args.pods {
                 eprintln!("all {seen} pods exist (Pending); starting the scheduler");
-                components.push(Component::spawn("scheduler", bin_dir, &master, work)?);
+                components.push(Component::spawn(
+                    "scheduler",
+                    bin_dir,
+                    &scheduler_args,
+                    work,
+                )?);
                 scheduler_started = Some(origin.elapsed());
             }
             let done = if args.bare_nodes { bound } else { running };
@@ -574,6 +589,14 @@ fn report(
             } else {
                 "the first pod's creation"
             }
+        );
+    }
+    if let (Some(start), Some(first), Some(last)) = (scheduler_started, bound.first(), bound.last())
+    {
+        println!(
+            "  first bind {:.2} s after the scheduler started; {:.0} binds/s from the first to the last",
+            first.saturating_sub(start).as_secs_f64(),
+            bound.len().saturating_sub(1) as f64 / last.saturating_sub(*first).as_secs_f64()
         );
     }
     println!("  peak binds in one second: {}", peak_per_second(&bound));
