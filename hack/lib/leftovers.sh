@@ -16,7 +16,9 @@ LEFTOVERS_DOCKER_LABEL="io.mini-k8s.test"
 LEFTOVERS_IPTABLES_PATTERN='MK8S|KUBE-'
 
 # leftovers::processes - "PID CMDLINE" of live processes whose command line
-# mentions a test temp dir. Zombies have an empty cmdline and are skipped.
+# mentions a test temp dir or runs one of this checkout's binaries (a
+# component the end-to-end cluster started and did not stop). Zombies have
+# an empty cmdline and are skipped.
 leftovers::processes() {
   local file pid cmdline
   # One grep over every cmdline instead of a process per pid.
@@ -28,8 +30,12 @@ leftovers::processes() {
     [[ -n "$cmdline" ]] || continue
     # Skip grep/tr of this very function.
     [[ "$cmdline" == grep\ * ]] && continue
+    # Of this checkout's target dir, only its binaries count (not a rustc
+    # writing into it).
+    [[ "$cmdline" == *"/$LEFTOVERS_TEMP_PREFIX"* || "$cmdline" == "$MK8S_ROOT/target/"* ]] || continue
     echo "$pid ${cmdline% }"
-  done < <(grep -lsaF -- "/$LEFTOVERS_TEMP_PREFIX" /proc/[0-9]*/cmdline 2>/dev/null || true)
+  done < <(grep -lsaF -e "/$LEFTOVERS_TEMP_PREFIX" -e "$MK8S_ROOT/target/" \
+    /proc/[0-9]*/cmdline 2>/dev/null || true)
 }
 
 # leftovers::processes_under DIR - the lines of leftovers::processes that
@@ -106,17 +112,17 @@ leftovers::check() {
   : >"$dir/procs.old"
   : >"$dir/procs.other"
   while read -r pid rest; do
-    if [[ "$rest" == *"$run_tmp"* ]]; then
-      echo "$pid $rest" >>"$dir/procs.new"
-    elif grep -qx "$pid" "$dir/pids.before"; then
+    if grep -qx "$pid" "$dir/pids.before"; then
       echo "$pid $rest" >>"$dir/procs.old"
+    elif [[ "$rest" == *"$run_tmp"* || "$rest" == "$MK8S_ROOT/target/"* ]]; then
+      echo "$pid $rest" >>"$dir/procs.new"
     else
       # Started during the run, outside its temp dir: a test that ignores
       # TMPDIR, or another engineer's tests. Shown, not counted.
       echo "$pid $rest" >>"$dir/procs.other"
     fi
   done < <(leftovers::processes)
-  leftovers::_report "processes in the run's temp dir $run_tmp" \
+  leftovers::_report "processes in the run's temp dir $run_tmp or of $MK8S_ROOT/target" \
     "$dir/procs.new" "$dir/procs.old" "" || rc=1
   if [[ -s "$dir/procs.other" ]]; then
     util::warn "test processes started during the run outside $run_tmp (other tests on this machine?):"
