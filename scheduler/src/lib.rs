@@ -281,6 +281,9 @@ impl Scheduler {
                         .and_then(|s| s.scheduler_name.as_deref())
                         .is_none_or(|n| n == SCHEDULER_NAME)
                     && !self.assumed.contains_key(&key(p))
+                    // The two pod watches are not in step: a pod the bound
+                    // cache already shows may still be in the pending one.
+                    && bound_uids.get(&key(p)) != p.uid().as_ref()
             })
             .collect();
         if pending.is_empty() {

@@ -300,8 +300,9 @@ async fn measure(
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     eprintln!(
-        "{} hollow nodes Ready in {:.1} s",
+        "{} {} nodes Ready in {:.1} s",
         args.nodes,
+        if args.bare_nodes { "bare" } else { "hollow" },
         started.elapsed().as_secs_f64()
     );
 
@@ -556,8 +557,9 @@ fn report(
         .zip(bind_start)
         .map(|(last, start)| last.saturating_sub(start));
     println!(
-        "scheduler-density: {} hollow nodes, {} pods in {} RCs{}",
+        "scheduler-density: {} {} nodes, {} pods in {} RCs{}",
         args.nodes,
+        if args.bare_nodes { "bare" } else { "hollow" },
         args.pods,
         args.rcs,
         if args.scheduler_late {
