@@ -37,6 +37,24 @@ impl Drop for Backend {
     }
 }
 
+/// One test per proxy mode: `NAME::userspace` and `NAME::iptables`, each
+/// running `body(mode)`.
+macro_rules! in_both_modes {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn userspace() -> anyhow::Result<()> {
+                super::$body("userspace").await
+            }
+
+            #[tokio::test]
+            async fn iptables() -> anyhow::Result<()> {
+                super::$body("iptables").await
+            }
+        }
+    };
+}
+
 /// Starts a backend called `name` in `pod`: TCP on `BACKEND_PORT` and, if
 /// asked, UDP on `udp`.
 async fn backend(pod: &Netns, name: &str, udp: Option<u16>) -> Result<Backend> {
@@ -395,15 +413,7 @@ async fn spread(mode: &str) -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn three_backends_share_connections_userspace() -> Result<()> {
-    spread("userspace").await
-}
-
-#[tokio::test]
-async fn three_backends_share_connections_iptables() -> Result<()> {
-    spread("iptables").await
-}
+in_both_modes!(three_backends_share_connections, spread);
 
 /// `sessionAffinity: ClientIP` keeps each client on one backend. The proxy
 /// binds the node's address, as the cluster scripts run it
@@ -435,15 +445,7 @@ async fn affinity(mode: &str) -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn client_ip_affinity_sticks_userspace() -> Result<()> {
-    affinity("userspace").await
-}
-
-#[tokio::test]
-async fn client_ip_affinity_sticks_iptables() -> Result<()> {
-    affinity("iptables").await
-}
+in_both_modes!(client_ip_affinity_sticks, affinity);
 
 /// A UDP service answers, from a pod and from the node; one client socket
 /// keeps talking to the same backend (userspace: until its association
@@ -497,15 +499,7 @@ async fn udp(mode: &str) -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn udp_service_answers_userspace() -> Result<()> {
-    udp("userspace").await
-}
-
-#[tokio::test]
-async fn udp_service_answers_iptables() -> Result<()> {
-    udp("iptables").await
-}
+in_both_modes!(udp_service_answers, udp);
 
 /// A backend goes away while a client keeps connecting: no connection
 /// fails. Userspace: the backend stops first (its pod refuses) and the
@@ -579,15 +573,7 @@ async fn backend_removed(mode: &str) -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn removed_backend_costs_no_failed_connection_userspace() -> Result<()> {
-    backend_removed("userspace").await
-}
-
-#[tokio::test]
-async fn removed_backend_costs_no_failed_connection_iptables() -> Result<()> {
-    backend_removed("iptables").await
-}
+in_both_modes!(removed_backend_costs_no_failed_connection, backend_removed);
 
 /// A connection made before the endpoints change keeps working after it,
 /// even though its backend is no longer an endpoint.
@@ -620,15 +606,10 @@ async fn established(mode: &str) -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn established_connection_survives_endpoints_update_userspace() -> Result<()> {
-    established("userspace").await
-}
-
-#[tokio::test]
-async fn established_connection_survives_endpoints_update_iptables() -> Result<()> {
-    established("iptables").await
-}
+in_both_modes!(
+    established_connection_survives_endpoints_update,
+    established
+);
 
 /// A publicIP that is the node's address reaches the service from outside
 /// the node (and from a pod); one that is not this node's gets no rule.
@@ -666,15 +647,7 @@ async fn public_ip(mode: &str) -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn public_ips_reach_the_service_userspace() -> Result<()> {
-    public_ip("userspace").await
-}
-
-#[tokio::test]
-async fn public_ips_reach_the_service_iptables() -> Result<()> {
-    public_ip("iptables").await
-}
+in_both_modes!(public_ips_reach_the_service, public_ip);
 
 /// SIGTERM: the proxy exits 0 and no rule or chain of it remains.
 async fn sigterm(mode: &str) -> Result<()> {
@@ -712,15 +685,7 @@ async fn sigterm(mode: &str) -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn sigterm_removes_every_rule_userspace() -> Result<()> {
-    sigterm("userspace").await
-}
-
-#[tokio::test]
-async fn sigterm_removes_every_rule_iptables() -> Result<()> {
-    sigterm("iptables").await
-}
+in_both_modes!(sigterm_removes_every_rule, sigterm);
 
 /// A crashed userspace proxy's rules are replaced by the next proxy (here
 /// in iptables mode), and `--cleanup` removes a crashed proxy's rules.
@@ -831,12 +796,4 @@ async fn hairpin(mode: &str) -> Result<()> {
     wait_answers(env.pod(0), portal(ip), &["pod0"]).await
 }
 
-#[tokio::test]
-async fn pod_reaches_itself_through_its_service_userspace() -> Result<()> {
-    hairpin("userspace").await
-}
-
-#[tokio::test]
-async fn pod_reaches_itself_through_its_service_iptables() -> Result<()> {
-    hairpin("iptables").await
-}
+in_both_modes!(pod_reaches_itself_through_its_service, hairpin);
