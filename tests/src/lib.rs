@@ -7,5 +7,6 @@ pub mod apiserver;
 pub mod binaries;
 pub mod docker;
 pub mod etcd;
+pub mod interrupts;
 pub mod kubeconfig;
 pub mod netns;

@@ -22,6 +22,7 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kubelet::hollow::HollowRuntime;
 use kubelet::{Config as KubeletConfig, Kubelet};
 use mini_k8s_tests::etcd::Etcd;
+use mini_k8s_tests::interrupts::Interrupts;
 use serde_json::json;
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
@@ -197,6 +198,7 @@ fn bin_dir(args: &DensityArgs) -> Result<PathBuf> {
 }
 
 pub async fn scheduler_density(args: &DensityArgs) -> Result<()> {
+    let mut interrupts = Interrupts::catch()?;
     let bin_dir = bin_dir(args)?;
     let work = tempfile_dir()?;
     let etcd = tokio::task::spawn_blocking(Etcd::start)
@@ -220,7 +222,12 @@ pub async fn scheduler_density(args: &DensityArgs) -> Result<()> {
         &work,
     )?;
     let mut components = vec![apiserver];
-    let outcome = measure(args, &bin_dir, &url, &work, &mut components).await;
+    // SIGINT or SIGTERM (density.sh's time limit) ends the measurement
+    // early, still through the orderly stop below.
+    let outcome = tokio::select! {
+        outcome = measure(args, &bin_dir, &url, &work, &mut components) => outcome,
+        signal = interrupts.next() => Err(anyhow::anyhow!("interrupted by {signal}")),
+    };
     let mut stopped = Ok(());
     while let Some(component) = components.pop() {
         let name = component.name;

@@ -21,6 +21,7 @@ use clap::Parser;
 use etcd_client::{Client, Compare, CompareOp, Txn, TxnOp};
 use mini_k8s_tests::apiserver::TestApiServer;
 use mini_k8s_tests::etcd::Etcd;
+use mini_k8s_tests::interrupts::Interrupts;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
@@ -300,31 +301,6 @@ async fn apiserver_create(args: &CreateArgs) -> Result<()> {
     };
     drop(etcd);
     outcome
-}
-
-/// SIGINT and SIGTERM, caught from the start so that they end the run
-/// through the orderly stop (apiserver, then etcd) instead of killing it.
-struct Interrupts {
-    int: tokio::signal::unix::Signal,
-    term: tokio::signal::unix::Signal,
-}
-
-impl Interrupts {
-    fn catch() -> Result<Self> {
-        use tokio::signal::unix::{signal, SignalKind};
-        Ok(Self {
-            int: signal(SignalKind::interrupt()).context("catching SIGINT")?,
-            term: signal(SignalKind::terminate()).context("catching SIGTERM")?,
-        })
-    }
-
-    /// The name of the next signal received.
-    async fn next(&mut self) -> &'static str {
-        tokio::select! {
-            _ = self.int.recv() => "SIGINT",
-            _ = self.term.recv() => "SIGTERM",
-        }
-    }
 }
 
 /// Where a measurement's side effects are read: etcd's `/metrics` and the

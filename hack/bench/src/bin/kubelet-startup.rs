@@ -26,6 +26,7 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::{watcher, WatchStreamExt};
 use mini_k8s_tests::apiserver::TestCluster;
 use mini_k8s_tests::docker::{TestDocker, BUSYBOX_IMAGE, TEST_LABEL};
+use mini_k8s_tests::interrupts::Interrupts;
 use serde_json::json;
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
@@ -543,29 +544,6 @@ impl Report {
                     "idle_cpu_ms": self.idle_cpu.as_millis(),
                 })
             );
-        }
-    }
-}
-
-/// SIGINT and SIGTERM, caught so that they end the run through the orderly stop.
-struct Interrupts {
-    int: tokio::signal::unix::Signal,
-    term: tokio::signal::unix::Signal,
-}
-
-impl Interrupts {
-    fn catch() -> Result<Self> {
-        use tokio::signal::unix::{signal, SignalKind};
-        Ok(Self {
-            int: signal(SignalKind::interrupt()).context("catching SIGINT")?,
-            term: signal(SignalKind::terminate()).context("catching SIGTERM")?,
-        })
-    }
-
-    async fn next(&mut self) -> &'static str {
-        tokio::select! {
-            _ = self.int.recv() => "SIGINT",
-            _ = self.term.recv() => "SIGTERM",
         }
     }
 }
