@@ -62,6 +62,8 @@ pub struct Config {
     /// Run the route controller ([`routes`]): keep a route to every node's
     /// pod CIDR in this network namespace's main table. Needs root.
     pub configure_routes: bool,
+    /// The pod range: the route controller routes only pod CIDRs inside it.
+    pub cluster_cidr: ipnet::Ipv4Net,
 }
 
 impl Default for Config {
@@ -73,6 +75,8 @@ impl Default for Config {
             burst_replicas: 500,
             resync: Duration::from_secs(300),
             configure_routes: false,
+            cluster_cidr: ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(10, 244, 0, 0), 16)
+                .expect("16 is a valid IPv4 prefix length"),
         }
     }
 }
@@ -149,7 +153,7 @@ pub async fn run(
         let (nodes, stop) = (nodes.clone(), stop.clone());
         async move {
             match route_table {
-                Some(table) => routes::run(table, nodes, stop).await,
+                Some(table) => routes::run(table, nodes, config.cluster_cidr, stop).await,
                 None => Ok(()),
             }
         }

@@ -30,6 +30,10 @@ struct Args {
     /// main routing table (host-gateway networking; needs root).
     #[arg(long)]
     configure_routes: bool,
+    /// The pod range; the route controller routes only node pod CIDRs
+    /// inside it.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    cluster_cidr: ipnet::Ipv4Net,
 }
 
 #[tokio::main]
@@ -41,6 +45,7 @@ async fn main() -> ExitCode {
         pod_eviction_timeout: args.pod_eviction_timeout,
         node_monitor_period: args.node_monitor_period.max(Duration::from_millis(10)),
         configure_routes: args.configure_routes,
+        cluster_cidr: args.cluster_cidr,
         ..controller_manager::Config::default()
     };
     let client = match args.client.client().await {

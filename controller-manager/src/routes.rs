@@ -42,11 +42,13 @@ pub const ROUTE_PROTOCOL: u8 = 109;
 pub const RESYNC: Duration = Duration::from_secs(10);
 
 /// The routes the nodes ask for: pod CIDR → the node's InternalIP. Nodes
-/// without an IPv4 pod CIDR or InternalIP are skipped; when two nodes claim
-/// one CIDR, the first by name wins (the apiserver allows it; a route
-/// cannot).
+/// without an IPv4 pod CIDR or InternalIP are skipped, and so is a pod CIDR
+/// outside `cluster_cidr`: a node object must not be able to route the
+/// host's traffic anywhere but the pod range. When two nodes claim one
+/// CIDR, the first by name wins (the apiserver allows it; a route cannot).
 pub fn desired_routes<'a>(
     nodes: impl IntoIterator<Item = &'a Node>,
+    cluster_cidr: Ipv4Net,
 ) -> BTreeMap<Ipv4Net, Ipv4Addr> {
     let mut by_name: Vec<&Node> = nodes.into_iter().collect();
     by_name.sort_by_key(|n| n.name_any());
@@ -65,6 +67,10 @@ pub fn desired_routes<'a>(
             .and_then(|a| a.iter().find(|a| a.type_ == "InternalIP"))
             .and_then(|a| a.address.parse::<Ipv4Addr>().ok());
         if let (Some(cidr), Some(address)) = (cidr, address) {
+            if !cluster_cidr.contains(&cidr) {
+                tracing::warn!(node = %node.name_any(), %cidr, %cluster_cidr, "pod CIDR outside the cluster CIDR: no route");
+                continue;
+            }
             routes.entry(cidr).or_insert(address);
         }
     }
@@ -237,12 +243,17 @@ fn table_of(message: &RouteMessage) -> u32 {
 ///
 /// [`Error::Netlink`] when the routes cannot be removed at shutdown.
 /// Failures while running (e.g. no `CAP_NET_ADMIN`) are logged and retried.
-pub async fn run(table: RouteTable, nodes: Reflected<Node>, stop: StopFlag) -> Result<()> {
+pub async fn run(
+    table: RouteTable,
+    nodes: Reflected<Node>,
+    cluster_cidr: Ipv4Net,
+    stop: StopFlag,
+) -> Result<()> {
     let mut changes = nodes.changes.clone();
     let mut retry = Duration::from_millis(200);
     loop {
         let all = nodes.store.state();
-        let desired = desired_routes(all.iter().map(AsRef::as_ref));
+        let desired = desired_routes(all.iter().map(AsRef::as_ref), cluster_cidr);
         let wait = match table.reconcile(&desired).await {
             Ok(()) => {
                 retry = Duration::from_millis(200);
@@ -298,6 +309,10 @@ mod tests {
         }
     }
 
+    fn cluster() -> Ipv4Net {
+        "10.244.0.0/16".parse().unwrap()
+    }
+
     #[test]
     fn every_node_with_a_cidr_and_an_internal_ip_gets_a_route() {
         let nodes = [
@@ -307,8 +322,10 @@ mod tests {
             node("no-ip", Some("10.244.9.0/24"), None),
             node("v6", Some("10.244.8.0/24"), Some("fd00::1")),
             node("bad-cidr", Some("nonsense"), Some("10.245.1.8")),
+            node("outside", Some("0.0.0.0/0"), Some("10.245.1.7")),
+            node("elsewhere", Some("192.168.5.0/24"), Some("10.245.1.6")),
         ];
-        let routes = desired_routes(&nodes);
+        let routes = desired_routes(&nodes, cluster());
         let expected: BTreeMap<Ipv4Net, Ipv4Addr> = [
             (
                 "10.244.1.0/24".parse().unwrap(),
@@ -329,7 +346,7 @@ mod tests {
             node("b", Some("10.244.3.0/24"), Some("10.245.1.5")),
             node("a", Some("10.244.3.7/24"), Some("10.245.1.4")),
         ];
-        let routes = desired_routes(&nodes);
+        let routes = desired_routes(&nodes, cluster());
         assert_eq!(routes.len(), 1);
         assert_eq!(
             routes[&"10.244.3.0/24".parse::<Ipv4Net>().unwrap()],
