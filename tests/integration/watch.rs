@@ -77,9 +77,25 @@ async fn a_compacted_resource_version_gets_410_gone() -> Result<()> {
         .as_str()
         .unwrap()
         .parse::<i64>()?;
+    let mut last_rv = old_rv;
     for i in 0..3 {
-        c.post(pods, &pod(&format!("p{i}"), "a")).await?;
+        let (_, created) = c.post(pods, &pod(&format!("p{i}"), "a")).await?;
+        last_rv = created["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse()?;
     }
+    // Let the cache catch up first: a cache still behind when etcd compacts
+    // loses its etcd watch and restarts, ending its watches (clients then
+    // watch again), which is not what this test is about. A watch of the
+    // last change is served by a cache that has started, so its event
+    // means the cache has seen every create.
+    let mut latest = WatchLines::open(
+        &c,
+        &format!("{pods}?watch=true&resourceVersion={}", last_rv - 1),
+    )
+    .await?;
+    assert_eq!(latest.next(WAIT).await?["object"]["metadata"]["name"], "p2");
     let now = c.etcd.revision().await?;
     c.etcd.compact_to(now).await?;
     let mut watch = WatchLines::open(

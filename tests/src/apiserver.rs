@@ -274,7 +274,10 @@ impl WatchLines {
                 .context("no watch event in time")??;
             match chunk {
                 Some(bytes) => self.buffer.extend_from_slice(&bytes),
-                None => bail!("the watch ended"),
+                None => bail!(
+                    "the watch ended (unterminated: {:?})",
+                    String::from_utf8_lossy(&self.buffer)
+                ),
             }
         }
     }
