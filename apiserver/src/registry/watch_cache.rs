@@ -80,6 +80,17 @@ struct Subscribers {
 }
 
 impl Subscribers {
+    /// Drops the channels whose watch has ended. Sending finds them too, but
+    /// a node whose pods never change would keep every watch its kubelet
+    /// ever opened.
+    fn forget_closed(&mut self) {
+        self.all.retain(|s| !s.is_closed());
+        self.by_value.retain(|_, list| {
+            list.retain(|s| !s.is_closed());
+            !list.is_empty()
+        });
+    }
+
     /// Hands `event` on; a subscriber whose channel is full (it fell behind)
     /// or closed (its client left) is dropped, which ends its stream.
     fn send(&mut self, event: &Arc<CachedEvent>, values: &[String]) {
@@ -174,6 +185,7 @@ impl WatchCache {
         // Subscribing under the lock: the pump appends and sends under it
         // too, so nothing falls between the replay and the live events.
         let (sender, receiver) = mpsc::channel(self.capacity.max(16));
+        history.subscribers.forget_closed();
         match (index, index_value) {
             (Some(_), Some(value)) => history
                 .subscribers
@@ -322,5 +334,68 @@ async fn pump(cache: std::sync::Weak<WatchCache>, storage: Arc<dyn Storage>, pre
         // The stream ended or failed: start over (resetting subscribers,
         // who may have missed changes in between).
         tokio::time::sleep(delay).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(node_before: Option<&str>, node_after: Option<&str>) -> Arc<CachedEvent> {
+        let pod = |node: &str| serde_json::json!({"spec": {"nodeName": node}});
+        Arc::new(CachedEvent {
+            key: "/registry/pods/default/p".into(),
+            revision: 2,
+            current: node_after.map(pod),
+            previous: node_before.map(pod),
+        })
+    }
+
+    #[test]
+    fn a_change_reaches_the_watches_of_its_old_and_new_node_and_the_unindexed_ones() {
+        let mut subscribers = Subscribers::default();
+        let (all, mut all_rx) = mpsc::channel(4);
+        let (a, mut a_rx) = mpsc::channel(4);
+        let (b, mut b_rx) = mpsc::channel(4);
+        let (unbound, mut unbound_rx) = mpsc::channel(4);
+        subscribers.all.push(all);
+        subscribers.by_value.entry("a".into()).or_default().push(a);
+        subscribers.by_value.entry("b".into()).or_default().push(b);
+        subscribers
+            .by_value
+            .entry(String::new())
+            .or_default()
+            .push(unbound);
+        // Binding: the unscheduled watch and node a's see it; node b's not.
+        let binding = event(Some(""), Some("a"));
+        let values = binding.index_values(Index::POD_NODE);
+        subscribers.send(&binding, &values);
+        assert!(all_rx.try_recv().is_ok());
+        assert!(a_rx.try_recv().is_ok());
+        assert!(unbound_rx.try_recv().is_ok());
+        assert!(b_rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn ended_watches_are_forgotten_even_when_their_node_never_changes() {
+        let mut subscribers = Subscribers::default();
+        for _ in 0..3 {
+            let (sender, receiver) = mpsc::channel(4);
+            subscribers
+                .by_value
+                .entry("quiet".into())
+                .or_default()
+                .push(sender);
+            drop(receiver);
+        }
+        let (live, _live_rx) = mpsc::channel(4);
+        subscribers
+            .by_value
+            .entry("busy".into())
+            .or_default()
+            .push(live);
+        subscribers.forget_closed();
+        assert!(!subscribers.by_value.contains_key("quiet"));
+        assert_eq!(subscribers.by_value["busy"].len(), 1);
     }
 }
