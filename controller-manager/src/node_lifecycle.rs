@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 
 use client_util::{Reflected, StopFlag};
 use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod};
-use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use tokio::time::Instant;
@@ -201,11 +201,7 @@ async fn evict(client: &Client, evicted: &mut HashSet<String>, pods: &Reflected<
         let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
         let params = DeleteParams {
             grace_period_seconds: Some(0),
-            preconditions: Some(Preconditions {
-                uid: Some(uid.clone()),
-                resource_version: None,
-            }),
-            ..DeleteParams::default()
+            ..crate::replication::delete_only(&pod)
         };
         match api.delete(&pod.name_any(), &params).await {
             Ok(_) | Err(kube::Error::Api(_)) => {

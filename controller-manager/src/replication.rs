@@ -206,7 +206,7 @@ pub async fn reconcile(rc: Arc<ReplicationController>, ctx: Arc<Context>) -> Res
         }
     }
     for stray in strays {
-        release(&pod_api, &uid, &stray).await;
+        release(&pod_api, &uid, &stray, "its labels no longer match").await;
     }
 
     // Expectations: what we did that the cache does not show yet.
@@ -297,9 +297,23 @@ async fn adopt(api: &Api<Pod>, rc: &ReplicationController, pod: &Pod) -> bool {
     }
 }
 
-/// Removes `rc` as the controller of a pod whose labels no longer match its
-/// selector (the pod lives on, unowned).
-async fn release(api: &Api<Pod>, rc_uid: &str, pod: &Pod) {
+/// A delete of exactly this pod: one recreated under the same name since
+/// the cache saw it is left alone.
+pub(crate) fn delete_only(pod: &Pod) -> DeleteParams {
+    DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: pod.uid(),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    }
+}
+
+/// Removes the owner reference to `rc_uid` from a pod, conditional on the
+/// cached version (a pod that changed since is looked at again on the next
+/// pass): a pod whose labels no longer match, or one orphaned by its RC's
+/// deletion. The pod lives on, unowned.
+async fn release(api: &Api<Pod>, rc_uid: &str, pod: &Pod, why: &str) {
     let refs: Vec<OwnerReference> = pod
         .owner_references()
         .iter()
@@ -318,8 +332,8 @@ async fn release(api: &Api<Pod>, rc_uid: &str, pod: &Pod) {
         )
         .await
     {
-        Ok(_) => tracing::info!(pod = %pod.name_any(), "released a pod that no longer matches"),
-        Err(error) => tracing::debug!(pod = %pod.name_any(), %error, "release failed"),
+        Ok(_) => tracing::info!(pod = %pod.name_any(), why, "released"),
+        Err(error) => tracing::debug!(pod = %pod.name_any(), %error, why, "release failed"),
     }
 }
 
@@ -389,14 +403,7 @@ async fn delete_pods(ctx: &Context, rc_key: &str, api: &Api<Pod>, victims: Vec<A
     let failed: Vec<String> = stream::iter(victims)
         .map(|pod| async move {
             let name = pod.name_any();
-            let params = DeleteParams {
-                preconditions: Some(Preconditions {
-                    uid: pod.uid(),
-                    resource_version: None,
-                }),
-                ..DeleteParams::default()
-            };
-            match api.delete(&name, &params).await {
+            match api.delete(&name, &delete_only(&pod)).await {
                 Ok(_) => None,
                 Err(kube::Error::Api(s)) if s.code == 404 => None,
                 Err(error) => {
@@ -534,14 +541,7 @@ pub async fn collect_garbage(
                 continue;
             }
             let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-            let params = DeleteParams {
-                preconditions: Some(Preconditions {
-                    uid: Some(pod_uid.clone()),
-                    resource_version: None,
-                }),
-                ..DeleteParams::default()
-            };
-            match api.delete(&pod.name_any(), &params).await {
+            match api.delete(&pod.name_any(), &delete_only(&pod)).await {
                 Ok(_) | Err(kube::Error::Api(_)) => {
                     tracing::info!(pod = %pod.name_any(), owner = %owner.name, "deleted a pod whose replication controller is gone");
                     gone.insert(pod_uid);
@@ -580,39 +580,18 @@ async fn finalize_deleted(client: &Client, rc: &ReplicationController, cached: &
         .iter()
         .filter(|p| p.namespace().as_deref() == Some(ns.as_str()) && owned(p))
     {
-        let result = if orphan {
-            let kept: Vec<&OwnerReference> = pod
-                .owner_references()
-                .iter()
-                .filter(|o| o.uid != uid)
-                .collect();
-            // Conditional on the cached version: a pod that changed since is
-            // looked at again on the next pass.
-            let patch = json!({"metadata": {
-                "ownerReferences": kept,
-                "resourceVersion": pod.resource_version(),
-            }});
-            api.patch(
-                &pod.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(patch),
+        if orphan {
+            release(
+                &api,
+                &uid,
+                pod,
+                "its replication controller is deleted with orphaning",
             )
-            .await
-            .map(|_| ())
+            .await;
         } else if pod.metadata.deletion_timestamp.is_none() {
-            let params = DeleteParams {
-                preconditions: Some(Preconditions {
-                    uid: pod.uid(),
-                    resource_version: None,
-                }),
-                ..DeleteParams::default()
-            };
-            api.delete(&pod.name_any(), &params).await.map(|_| ())
-        } else {
-            Ok(())
-        };
-        if let Err(error) = result {
-            tracing::debug!(pod = %pod.name_any(), %error, "finishing a replication controller's deletion");
+            if let Err(error) = api.delete(&pod.name_any(), &delete_only(pod)).await {
+                tracing::debug!(pod = %pod.name_any(), %error, "foreground deletion of a pod");
+            }
         }
     }
     let remaining = match api.list(&ListParams::default()).await {
