@@ -267,9 +267,9 @@ mod tests {
             m.observe(&node("Unknown", "2026-01-01T00:00:30Z"), t100, &c),
             Verdict::NotReady
         );
-        let t400 = t0 + Duration::from_secs(372);
+        let t372 = t0 + Duration::from_secs(372);
         assert_eq!(
-            m.observe(&node("Unknown", "2026-01-01T00:00:30Z"), t400, &c),
+            m.observe(&node("Unknown", "2026-01-01T00:00:30Z"), t372, &c),
             Verdict::Evict
         );
         // It comes back.

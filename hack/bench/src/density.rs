@@ -365,19 +365,12 @@ async fn measure(
                     }
                 }
             });
-            let response = http
-                .post(format!(
-                    "{url}/api/v1/namespaces/default/replicationcontrollers"
-                ))
-                .json(&rc)
-                .send()
-                .await
-                .context("creating an RC")?;
-            ensure!(
-                response.status().is_success(),
-                "creating RC density-{i}: {}",
-                response.text().await.unwrap_or_default()
-            );
+            create(
+                &http,
+                &format!("{url}/api/v1/namespaces/default/replicationcontrollers"),
+                &rc,
+            )
+            .await?;
         }
         let deadline = origin + Duration::from_secs(args.timeout);
         let mut scheduler_started = None;
@@ -464,26 +457,32 @@ async fn create_bare_nodes(args: &DensityArgs, url: &str) -> Result<()> {
     });
     let results: Vec<Result<()>> = futures::stream::iter(bodies)
         .map(|body| {
-            let http = http.clone();
-            async move {
-                let response = http
-                    .post(format!("{url}/api/v1/nodes"))
-                    .json(&body)
-                    .send()
-                    .await
-                    .context("creating a node")?;
-                ensure!(
-                    response.status().is_success(),
-                    "creating a node: {}",
-                    response.status()
-                );
-                Ok(())
-            }
+            let (http, nodes) = (http.clone(), format!("{url}/api/v1/nodes"));
+            async move { create(&http, &nodes, &body).await }
         })
         .buffer_unordered(16)
         .collect()
         .await;
     results.into_iter().collect()
+}
+
+/// POSTs `body` to the collection at `url`; an error names the object and
+/// carries the apiserver's answer.
+async fn create(http: &reqwest::Client, url: &str, body: &serde_json::Value) -> Result<()> {
+    let name = body["metadata"]["name"].as_str().unwrap_or_default();
+    let response = http
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .with_context(|| format!("creating {name}"))?;
+    let status = response.status();
+    ensure!(
+        status.is_success(),
+        "creating {name}: {status} {}",
+        response.text().await.unwrap_or_default()
+    );
+    Ok(())
 }
 
 fn jiff_now() -> String {
