@@ -12,6 +12,18 @@ use serde_json::Value;
 
 use crate::resources;
 
+/// The `-f`/`-R` flags of the verbs that need manifests (`create`,
+/// `replace`, `apply`).
+#[derive(Debug, clap::Args)]
+pub struct FileArgs {
+    /// Files, directories or `-` (stdin) holding the objects.
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub files: Vec<String>,
+    /// Read directories recursively.
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
+}
+
 /// What is wrong with a manifest.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

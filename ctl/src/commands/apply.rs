@@ -13,15 +13,7 @@ use crate::{emit, manifests, report, GlobalArgs};
 pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Flags of `apply`.
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    /// Files, directories or `-` (stdin) holding the objects.
-    #[arg(short = 'f', long = "filename", required = true)]
-    pub files: Vec<String>,
-    /// Read directories recursively.
-    #[arg(short = 'R', long)]
-    pub recursive: bool,
-}
+pub type Args = manifests::FileArgs;
 
 /// Runs `apply`. 2014 manifests are converted to v1 here (v1beta1 has no
 /// PATCH), so what is recorded and compared is their v1 form.

@@ -5,15 +5,7 @@ use anyhow::{Context, Result};
 use crate::{emit, manifests, report, GlobalArgs};
 
 /// Flags of `create`.
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    /// Files, directories or `-` (stdin) holding the objects.
-    #[arg(short = 'f', long = "filename", required = true)]
-    pub files: Vec<String>,
-    /// Read directories recursively.
-    #[arg(short = 'R', long)]
-    pub recursive: bool,
-}
+pub type Args = manifests::FileArgs;
 
 /// Runs `create`: every object is tried; each failure is reported.
 ///

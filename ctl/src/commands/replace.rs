@@ -5,15 +5,7 @@ use anyhow::Result;
 use crate::{emit, manifests, report, GlobalArgs};
 
 /// Flags of `replace`.
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    /// Files, directories or `-` (stdin) holding the objects.
-    #[arg(short = 'f', long = "filename", required = true)]
-    pub files: Vec<String>,
-    /// Read directories recursively.
-    #[arg(short = 'R', long)]
-    pub recursive: bool,
-}
+pub type Args = manifests::FileArgs;
 
 /// Runs `replace`. Without a `resourceVersion` in the manifest the update is
 /// unconditional; with one, a stale value fails with the server's Conflict.
