@@ -172,19 +172,27 @@ pub fn labels(item: &Value) -> String {
 
 /// `k=v` pairs of a JSON map joined by `separator`, `<none>` when empty.
 pub fn map_text(map: Option<&Value>, separator: &str) -> String {
-    let pairs: Vec<String> = map
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let pairs = map_pairs(map);
     if pairs.is_empty() {
         "<none>".into()
     } else {
         pairs.join(separator)
     }
+}
+
+/// A JSON map of labels as a `labelSelector` (`k=v,k2=v2`; empty when none).
+pub fn label_selector(map: Option<&Value>) -> String {
+    map_pairs(map).join(",")
+}
+
+fn map_pairs(map: Option<&Value>) -> Vec<String> {
+    map.and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Aligns rows as kubectl's tabwriter does: columns padded to their widest

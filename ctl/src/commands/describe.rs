@@ -8,7 +8,7 @@ use api_types::table::{array, or_none, text};
 use serde_json::Value;
 
 use crate::client::Ctl;
-use crate::printers::{labels, map_text, render};
+use crate::printers::{label_selector, labels, map_text, render};
 use crate::resources;
 use crate::{emit, report, GlobalArgs};
 
@@ -433,19 +433,11 @@ async fn describe(
 }
 
 async fn pod_counts(ctl: &Ctl, rc: &Value) -> String {
-    let selector: Vec<String> = rc
-        .pointer("/spec/selector")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let selector = label_selector(rc.pointer("/spec/selector"));
     let ns = text(rc, "/metadata/namespace");
     let path = resources::with_query(
         &resources::collection_path(&api_types::kinds::PODS, Some(&ns)),
-        &[("labelSelector", Some(&selector.join(",")))],
+        &[("labelSelector", Some(&selector))],
     );
     let pods = ctl.get(&path).await.unwrap_or_default();
     let mut counts = [0usize; 4];

@@ -192,18 +192,10 @@ async fn from_image(ctl: &Ctl, old: &Value, args: &Args, image: &str) -> Result<
     });
     let rcs = &api_types::kinds::REPLICATION_CONTROLLERS;
     if old.pointer("/spec/selector/deployment").is_none() {
-        let selector: Vec<String> = old
-            .pointer("/spec/selector")
-            .and_then(Value::as_object)
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let selector = crate::printers::label_selector(old.pointer("/spec/selector"));
         let pods_path = resources::with_query(
             &resources::collection_path(&api_types::kinds::PODS, Some(&ctl.namespace)),
-            &[("labelSelector", Some(&selector.join(",")))],
+            &[("labelSelector", Some(&selector))],
         );
         let pods = ctl.get(&pods_path).await?;
         for pod in pods
