@@ -129,7 +129,8 @@ mini-k8s is up: node $NODE_NAME Ready in $((total_ms / 1000)).$((total_ms % 1000
   export KUBECONFIG=$kubeconfig
   export PATH=$CLUSTER_BIN:\$PATH
   ctl get nodes,pods,svc,rc           # or the stock kubectl, same kubeconfig
-  ctl create -f examples/walkthrough/ # v1 and 2014 v1beta1 manifests alike
+  ctl create -f examples/walkthrough/db-service.json -f examples/walkthrough/msg-service.json
+  ctl create -f examples/walkthrough/consumer-pod.json -f examples/walkthrough/db-pod.json -f examples/walkthrough/msg-pod.json
   curl $MASTER/api/v1beta1/minions
 
 Logs: $CLUSTER_LOGS    Press Ctrl-C to stop and clean up.
