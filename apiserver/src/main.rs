@@ -3,6 +3,12 @@
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+// glibc's malloc cost a third of the apiserver's CPU under load (perf, in
+// hack/bench/README.md); mimalloc is cheaper for these many small JSON
+// allocations across threads.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let config = apiserver::Config::parse();

@@ -36,6 +36,12 @@ struct Args {
     cluster_cidr: ipnet::Ipv4Net,
 }
 
+// glibc's malloc cost a third of the apiserver's CPU under load (perf, in
+// hack/bench/README.md); mimalloc is cheaper for these many small JSON
+// allocations across threads.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();

@@ -5,6 +5,8 @@
 mod apiserver_process;
 /// Bearer tokens and TLS.
 mod auth_tls;
+/// Writes starting from the watch cache's copy: no etcd read, nothing lost when stale.
+mod cached_writes;
 /// Optimistic concurrency: 409s and concurrent read-modify-write.
 mod concurrency;
 /// The controller manager in-process: replication, endpoints, node lifecycle.

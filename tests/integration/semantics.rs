@@ -257,24 +257,6 @@ async fn lists_page_with_limit_and_continue() -> Result<()> {
     Ok(())
 }
 
-/// etcd's count of handled `Range` calls (reads), from its `/metrics`.
-async fn etcd_reads(c: &TestCluster) -> Result<f64> {
-    let text = c
-        .http
-        .get(format!("{}/metrics", c.etcd.client_url()))
-        .send()
-        .await?
-        .text()
-        .await?;
-    Ok(text
-        .lines()
-        .filter(|l| {
-            l.starts_with("grpc_server_handled_total{") && l.contains("grpc_method=\"Range\"")
-        })
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn namespace_admission_is_cached_and_follows_the_namespace_watch() -> Result<()> {
     let c = TestCluster::start().await?;
@@ -284,14 +266,14 @@ async fn namespace_admission_is_cached_and_follows_the_namespace_watch() -> Resu
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let mut round = 0;
     loop {
-        let before = etcd_reads(&c).await?;
+        let before = c.etcd.reads_served().await?;
         for i in 0..5 {
             let (code, body) = c
                 .post(&pods("default"), &pod(&format!("c{round}-{i}")))
                 .await?;
             assert_eq!(code, 201, "{body}");
         }
-        if etcd_reads(&c).await? == before {
+        if c.etcd.reads_served().await? == before {
             break;
         }
         assert!(

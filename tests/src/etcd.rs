@@ -106,6 +106,26 @@ impl Etcd {
         self.group.members[0].client_url()
     }
 
+    /// How many reads (`Range` calls) etcd has answered, from its
+    /// `/metrics`: tests use it to show that a request read nothing.
+    ///
+    /// # Errors
+    ///
+    /// etcd's metrics cannot be fetched.
+    pub async fn reads_served(&self) -> Result<f64> {
+        let text = reqwest::get(format!("{}/metrics", self.client_url()))
+            .await?
+            .text()
+            .await?;
+        Ok(text
+            .lines()
+            .filter(|l| {
+                l.starts_with("grpc_server_handled_total{") && l.contains("grpc_method=\"Range\"")
+            })
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum())
+    }
+
     /// The client URL as a one-element list, the shape clients and `--etcd-servers` take.
     #[must_use]
     pub fn endpoints(&self) -> Vec<String> {

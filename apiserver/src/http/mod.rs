@@ -621,8 +621,12 @@ async fn bind(
             )],
         )
     })?;
+    let guess = state
+        .registry(&api_types::kinds::PODS)?
+        .latest(Some(namespace), &pod_name);
     let status =
-        crate::registry::pods::bind(state.storage.as_ref(), namespace, &pod_name, &node).await?;
+        crate::registry::pods::bind(state.storage.as_ref(), namespace, &pod_name, &node, guess)
+            .await?;
     Ok(match target.version {
         Version::V1 => json_response(201, &status),
         Version::V1beta1 => json_response(

@@ -391,6 +391,22 @@ pub trait Rest: Send + Sync {
     /// Watches for changes after `query.resource_version` (when it is
     /// empty or "0", first the current objects as `ADDED`).
     async fn watch(&self, namespace: Option<&str>, query: &ListQuery) -> Result<WatchStream>;
+    /// The watch cache's latest copy of an object, possibly stale: a first
+    /// guess for a write that compares the revision (see
+    /// [`watch_cache::WatchCache::latest`]).
+    fn latest(&self, _namespace: Option<&str>, _name: &str) -> Option<Arc<Stored>> {
+        None
+    }
+}
+
+/// How one attempt of an update ended.
+enum Attempt {
+    /// Stored (or created): the object as written, and whether it was created.
+    Written(Value, bool),
+    /// The update changed nothing: no write, the current object.
+    Unchanged(Value),
+    /// Another writer came first: read again and retry.
+    Retry,
 }
 
 /// The generic store for one resource.
@@ -582,6 +598,12 @@ impl<S: Strategy> Store<S> {
 
     /// Update with retries: `mutate` gets the current object each attempt
     /// and returns the new one (or an error).
+    ///
+    /// The first attempt starts from the watch cache's latest copy of the
+    /// object when it has one, saving an etcd read. Only a write can come of
+    /// such a guess (its transaction compares the revision, so a stale guess
+    /// fails there): any other outcome (an error, a conflict, "nothing
+    /// changed") is decided again on a fresh read.
     async fn write_loop<F>(
         &self,
         namespace: Option<&str>,
@@ -595,96 +617,29 @@ impl<S: Strategy> Store<S> {
     {
         let resource = self.resource();
         let key = self.key(namespace, name);
+        let mut guess = self.cache.as_ref().and_then(|cache| cache.latest(&key));
         for _ in 0..MAX_WRITE_ATTEMPTS {
-            let current = self.storage.get(&key).await?;
-            let current_value = current.as_ref().map(output).transpose()?;
-            let (body, precondition) = mutate(current_value.clone())?;
-            let Some(current) = current else {
-                if !self.strategy.allow_create_on_update() {
-                    return Err(ApiError::not_found(resource.plural, name));
-                }
-                let created = Rest::create(self, namespace, body, options).await?;
-                return Ok((created, true));
+            let (current, guessed) = match guess.take() {
+                Some(latest) => (Some(latest), true),
+                None => (self.storage.get(&key).await?.map(Arc::new), false),
             };
-            if let Some(expected) = precondition {
-                if expected != current.mod_revision {
-                    return Err(ApiError::stale(resource.plural, name));
-                }
-            }
-            let old: S::Object = self.decode(current_value.clone().unwrap_or_default(), None)?;
-            let mut new = self.decode(body, Some(options))?;
-            self.merge_for_update(&mut new, &old, namespace, name, subresource)?;
-            self.strategy.default_update(&mut new, &old);
-            let errors = match subresource {
-                Subresource::Main => self.strategy.validate_update(&new, &old),
-                Subresource::Status => self.strategy.validate_status_update(&new, &old),
-            };
-            if !errors.is_empty() {
-                return Err(ApiError::invalid(resource.kind, name, &errors));
-            }
-            let finalizers_of = |o: &S::Object| o.metadata().finalizers.clone().unwrap_or_default();
-            let (old_finalizers, new_finalizers) = (finalizers_of(&old), finalizers_of(&new));
-            if old.metadata().deletion_timestamp.is_some() {
-                if let Some(added) = new_finalizers.iter().find(|f| !old_finalizers.contains(f)) {
-                    return Err(ApiError::invalid(
-                        resource.kind,
-                        name,
-                        &[FieldError::forbidden(
-                            "metadata.finalizers",
-                            format!("no new finalizers can be added if the object is being deleted, found new finalizers [\"{added}\"]"),
-                        )],
-                    ));
-                }
-                // The last finalizer gone from an object whose deletion is
-                // due: the update is the delete.
-                let due = old.metadata().deletion_grace_period_seconds.unwrap_or(0) == 0;
-                if due && new_finalizers.is_empty() && !old_finalizers.is_empty() {
-                    match self.storage.delete(&key, Some(current.mod_revision)).await {
-                        Ok((_, revision)) => {
-                            let (_, mut value) = self.encode(&new)?;
-                            set_resource_version(&mut value, revision);
-                            return Ok((value, false));
-                        }
-                        Err(StorageError::Conflict { .. }) if precondition.is_none() => continue,
-                        Err(StorageError::Conflict { .. }) => {
-                            return Err(ApiError::stale(resource.plural, name))
-                        }
-                        Err(StorageError::NotFound { .. }) => {
-                            return Err(ApiError::not_found(resource.plural, name))
-                        }
-                        Err(other) => return Err(other.into()),
-                    }
-                }
-            }
-            let (_, old_value) = self.encode(&old)?;
-            let (bytes, mut new_value) = self.encode(&new)?;
-            if new_value == old_value {
-                // Nothing changed: no write, the resourceVersion stays.
-                set_resource_version(&mut new_value, current.mod_revision);
-                return Ok((new_value, false));
-            }
-            if new_value.get("spec") != old_value.get("spec") {
-                let generation = old.metadata().generation.unwrap_or(1) + 1;
-                new.metadata_mut().generation = Some(generation);
-            }
-            let (bytes, mut new_value) = if new.metadata().generation == old.metadata().generation {
-                (bytes, new_value)
-            } else {
-                self.encode(&new)?
-            };
-            match self.storage.update(&key, bytes, current.mod_revision).await {
-                Ok(revision) => {
-                    set_resource_version(&mut new_value, revision);
-                    return Ok((new_value, false));
-                }
-                Err(StorageError::Conflict { .. }) if precondition.is_none() => continue,
-                Err(StorageError::Conflict { .. }) => {
-                    return Err(ApiError::stale(resource.plural, name))
-                }
-                Err(StorageError::NotFound { .. }) => {
-                    return Err(ApiError::not_found(resource.plural, name))
-                }
-                Err(other) => return Err(other.into()),
+            let attempt = self
+                .write_attempt(
+                    &key,
+                    current.as_deref(),
+                    namespace,
+                    name,
+                    subresource,
+                    options,
+                    &mut mutate,
+                )
+                .await;
+            match attempt {
+                Ok(Attempt::Written(value, created)) => return Ok((value, created)),
+                _ if guessed => continue,
+                Ok(Attempt::Unchanged(value)) => return Ok((value, false)),
+                Ok(Attempt::Retry) => continue,
+                Err(e) => return Err(e),
             }
         }
         Err(ApiError::new(
@@ -694,6 +649,111 @@ impl<S: Strategy> Store<S> {
                 resource.plural
             ),
         ))
+    }
+
+    /// One attempt of [`Store::write_loop`] from `current`.
+    #[allow(clippy::too_many_arguments)]
+    async fn write_attempt<F>(
+        &self,
+        key: &str,
+        current: Option<&Stored>,
+        namespace: Option<&str>,
+        name: &str,
+        subresource: Subresource,
+        options: &WriteOptions,
+        mutate: &mut F,
+    ) -> Result<Attempt>
+    where
+        F: FnMut(Option<Value>) -> Result<(Value, Option<i64>)> + Send,
+    {
+        let resource = self.resource();
+        let current_value = current.map(output).transpose()?;
+        let (body, precondition) = mutate(current_value.clone())?;
+        let Some(current) = current else {
+            if !self.strategy.allow_create_on_update() {
+                return Err(ApiError::not_found(resource.plural, name));
+            }
+            let created = Rest::create(self, namespace, body, options).await?;
+            return Ok(Attempt::Written(created, true));
+        };
+        if let Some(expected) = precondition {
+            if expected != current.mod_revision {
+                return Err(ApiError::stale(resource.plural, name));
+            }
+        }
+        let old: S::Object = self.decode(current_value.clone().unwrap_or_default(), None)?;
+        let mut new = self.decode(body, Some(options))?;
+        self.merge_for_update(&mut new, &old, namespace, name, subresource)?;
+        self.strategy.default_update(&mut new, &old);
+        let errors = match subresource {
+            Subresource::Main => self.strategy.validate_update(&new, &old),
+            Subresource::Status => self.strategy.validate_status_update(&new, &old),
+        };
+        if !errors.is_empty() {
+            return Err(ApiError::invalid(resource.kind, name, &errors));
+        }
+        let finalizers_of = |o: &S::Object| o.metadata().finalizers.clone().unwrap_or_default();
+        let (old_finalizers, new_finalizers) = (finalizers_of(&old), finalizers_of(&new));
+        if old.metadata().deletion_timestamp.is_some() {
+            if let Some(added) = new_finalizers.iter().find(|f| !old_finalizers.contains(f)) {
+                return Err(ApiError::invalid(
+                    resource.kind,
+                    name,
+                    &[FieldError::forbidden(
+                        "metadata.finalizers",
+                        format!("no new finalizers can be added if the object is being deleted, found new finalizers [\"{added}\"]"),
+                    )],
+                ));
+            }
+            // The last finalizer gone from an object whose deletion is
+            // due: the update is the delete.
+            let due = old.metadata().deletion_grace_period_seconds.unwrap_or(0) == 0;
+            if due && new_finalizers.is_empty() && !old_finalizers.is_empty() {
+                match self.storage.delete(key, Some(current.mod_revision)).await {
+                    Ok((_, revision)) => {
+                        let (_, mut value) = self.encode(&new)?;
+                        set_resource_version(&mut value, revision);
+                        return Ok(Attempt::Written(value, false));
+                    }
+                    Err(StorageError::Conflict { .. }) if precondition.is_none() => {
+                        return Ok(Attempt::Retry)
+                    }
+                    Err(StorageError::Conflict { .. }) => {
+                        return Err(ApiError::stale(resource.plural, name))
+                    }
+                    Err(StorageError::NotFound { .. }) => {
+                        return Err(ApiError::not_found(resource.plural, name))
+                    }
+                    Err(other) => return Err(other.into()),
+                }
+            }
+        }
+        let (_, old_value) = self.encode(&old)?;
+        let (bytes, mut new_value) = self.encode(&new)?;
+        if new_value == old_value {
+            // Nothing changed: no write, the resourceVersion stays.
+            set_resource_version(&mut new_value, current.mod_revision);
+            return Ok(Attempt::Unchanged(new_value));
+        }
+        if new_value.get("spec") != old_value.get("spec") {
+            let generation = old.metadata().generation.unwrap_or(1) + 1;
+            new.metadata_mut().generation = Some(generation);
+        }
+        let (bytes, mut new_value) = if new.metadata().generation == old.metadata().generation {
+            (bytes, new_value)
+        } else {
+            self.encode(&new)?
+        };
+        match self.storage.update(key, bytes, current.mod_revision).await {
+            Ok(revision) => {
+                set_resource_version(&mut new_value, revision);
+                Ok(Attempt::Written(new_value, false))
+            }
+            Err(StorageError::Conflict { .. }) if precondition.is_none() => Ok(Attempt::Retry),
+            Err(StorageError::Conflict { .. }) => Err(ApiError::stale(resource.plural, name)),
+            Err(StorageError::NotFound { .. }) => Err(ApiError::not_found(resource.plural, name)),
+            Err(other) => Err(other.into()),
+        }
     }
 
     /// Carries over what an update may not change: identity, creation,
@@ -1099,6 +1159,10 @@ impl<S: Strategy> Rest for Store<S> {
             }
         }
         Err(ApiError::stale(resource.plural, name))
+    }
+
+    fn latest(&self, namespace: Option<&str>, name: &str) -> Option<Arc<Stored>> {
+        self.cache.as_ref()?.latest(&self.key(namespace, name))
     }
 
     async fn watch(&self, namespace: Option<&str>, query: &ListQuery) -> Result<WatchStream> {

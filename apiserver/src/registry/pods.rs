@@ -87,11 +87,17 @@ impl Strategy for PodStrategy {
 
 /// Assigns pod `name` to `node`, once: a pod already bound, or being
 /// deleted, answers 409 Conflict. Also records the `PodScheduled` condition.
+///
+/// `guess` is the watch cache's latest copy of the pod, if any: the first
+/// attempt starts from it instead of reading etcd. Only a successful write
+/// comes of a guess (the update compares the revision); a refusal is only
+/// ever given on a fresh read.
 pub async fn bind(
     storage: &dyn crate::storage::Storage,
     namespace: &str,
     name: &str,
     node: &str,
+    mut guess: Option<std::sync::Arc<crate::storage::Stored>>,
 ) -> Result<serde_json::Value> {
     use crate::error::ApiError;
     use crate::storage::StorageError;
@@ -106,20 +112,37 @@ pub async fn bind(
     }
     let key = kinds::PODS.key(Some(namespace), name);
     for _ in 0..super::MAX_WRITE_ATTEMPTS {
-        let current = storage
-            .get(&key)
-            .await?
-            .ok_or_else(|| ApiError::not_found("pods", name))?;
-        let mut pod: Pod = serde_json::from_slice(&current.value)
-            .map_err(|e| ApiError::internal(format!("stored pod {key} is corrupt: {e}")))?;
+        let (current, guessed) = match guess.take() {
+            Some(latest) => (latest, true),
+            None => {
+                let read = storage.get(&key).await?;
+                (
+                    std::sync::Arc::new(read.ok_or_else(|| ApiError::not_found("pods", name))?),
+                    false,
+                )
+            }
+        };
+        let mut pod: Pod = match serde_json::from_slice(&current.value) {
+            Ok(pod) => pod,
+            Err(_) if guessed => continue,
+            Err(e) => {
+                return Err(ApiError::internal(format!(
+                    "stored pod {key} is corrupt: {e}"
+                )))
+            }
+        };
+        let spec = pod.spec.get_or_insert_with(Default::default);
+        let bound = spec.node_name.as_deref().filter(|n| !n.is_empty());
+        if guessed && (pod.metadata.deletion_timestamp.is_some() || bound.is_some()) {
+            continue;
+        }
         if pod.metadata.deletion_timestamp.is_some() {
             return Err(ApiError::new(
                 Reason::Conflict,
                 format!("Operation cannot be fulfilled on pods/binding \"{name}\": pod {name} is being deleted, cannot be assigned to a host"),
             ));
         }
-        let spec = pod.spec.get_or_insert_with(Default::default);
-        if let Some(bound) = spec.node_name.as_deref().filter(|n| !n.is_empty()) {
+        if let Some(bound) = bound {
             return Err(ApiError::new(
                 Reason::Conflict,
                 format!("Operation cannot be fulfilled on pods/binding \"{name}\": pod {name} is already assigned to node \"{bound}\""),
@@ -144,6 +167,7 @@ pub async fn bind(
                 )
             }
             Err(StorageError::Conflict { .. }) => continue,
+            Err(StorageError::NotFound { .. }) if guessed => continue,
             Err(e) => return Err(ApiError::from_storage(e, "pods", name)),
         }
     }

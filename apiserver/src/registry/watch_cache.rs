@@ -13,6 +13,13 @@
 //! watch broke, ends its subscribers' streams; clients then watch again
 //! from the last resourceVersion they saw, as Kubernetes clients do.
 //!
+//! The cache also remembers the latest stored value of every key it saw
+//! change ([`WatchCache::latest`]). Writers use it as their first guess of
+//! the current object, as Kubernetes' cacher does for `GuaranteedUpdate`:
+//! the write compares the key's `mod_revision` in its etcd transaction, so
+//! a stale guess costs a retry from a real read, never a lost update. It
+//! saves the etcd read every bind and status update did first.
+//!
 //! Every subscriber has a channel of its own. A resource may have an
 //! [`Index`] (pods: `spec.nodeName`): a watch whose field selector pins that
 //! field is only handed the changes whose object had or has that value, as
@@ -31,7 +38,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use crate::storage::{Storage, WatchEvent as StorageEvent};
+use crate::storage::{Storage, Stored, WatchEvent as StorageEvent};
 
 /// One change, parsed once.
 #[derive(Debug)]
@@ -117,6 +124,9 @@ struct History {
     covered_from: i64,
     events: VecDeque<Arc<CachedEvent>>,
     subscribers: Subscribers,
+    /// The value each key got in its last change since the watch started
+    /// (deleted keys removed): raw bytes, about what etcd holds.
+    latest: HashMap<String, Arc<Stored>>,
 }
 
 /// The shared watch of one key prefix.
@@ -142,6 +152,7 @@ impl WatchCache {
                 covered_from: i64::MAX,
                 events: VecDeque::new(),
                 subscribers: Subscribers::default(),
+                latest: HashMap::new(),
             }),
             capacity,
             index,
@@ -210,10 +221,26 @@ impl WatchCache {
         Some(futures::stream::iter(replay).chain(live).boxed())
     }
 
-    fn record(&self, event: CachedEvent) {
+    /// The value `key` had after its last change this cache saw, if the
+    /// key changed since the cache's etcd watch (re)started and was not
+    /// deleted since. It may already be stale: a guess for writers whose
+    /// transaction compares the revision, never an answer to a read.
+    pub fn latest(&self, key: &str) -> Option<Arc<Stored>> {
+        self.history.lock().ok()?.latest.get(key).cloned()
+    }
+
+    fn record(&self, event: CachedEvent, stored: Option<Stored>) {
         let Ok(mut history) = self.history.lock() else {
             return;
         };
+        match stored {
+            Some(stored) => {
+                history.latest.insert(event.key.clone(), Arc::new(stored));
+            }
+            None => {
+                history.latest.remove(&event.key);
+            }
+        }
         let event = Arc::new(event);
         history.events.push_back(event.clone());
         while history.events.len() > self.capacity {
@@ -228,6 +255,12 @@ impl WatchCache {
         history.subscribers.send(&event, &values);
     }
 
+    fn forget_latest(&self, key: &str) {
+        if let Ok(mut history) = self.history.lock() {
+            history.latest.remove(key);
+        }
+    }
+
     /// Starts over after a gap: history from `revision` on, and every
     /// current subscriber's stream ended.
     fn reset(&self, revision: i64) {
@@ -235,6 +268,7 @@ impl WatchCache {
             history.events.clear();
             history.covered_from = revision;
             history.subscribers = Subscribers::default();
+            history.latest.clear();
         }
     }
 }
@@ -321,8 +355,18 @@ async fn pump(cache: std::sync::Weak<WatchCache>, storage: Arc<dyn Storage>, pre
             };
             match change {
                 Ok(change) => {
-                    if let Some(event) = cached(change) {
-                        cache.record(event);
+                    let stored = match &change {
+                        StorageEvent::Put { current, .. } => Some(current.clone()),
+                        StorageEvent::Delete { .. } => None,
+                    };
+                    match cached(change) {
+                        Some(event) => cache.record(event, stored),
+                        None => {
+                            // Unparsable: no guess rather than a wrong one.
+                            if let Some(stored) = stored {
+                                cache.forget_latest(&stored.key);
+                            }
+                        }
                     }
                 }
                 Err(e) => {

@@ -212,6 +212,9 @@ impl Row {
     }
 }
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> Result<()> {
     let command = Command::parse();
     match &command {
