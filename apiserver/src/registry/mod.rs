@@ -1222,7 +1222,7 @@ impl<S: Strategy> Rest for Store<S> {
                     let view = view.clone();
                     async move {
                         match event {
-                            Ok(event) => watch_cache::cached(event).and_then(|e| view.convert(&e)),
+                            Ok(event) => view.convert(&watch_cache::CachedEvent::new(event)),
                             Err(error) => Some(watch_error(error.into())),
                         }
                     }
@@ -1246,10 +1246,13 @@ impl StoreView {
     /// it, one that starts matching `ADDED`.
     fn convert(&self, event: &watch_cache::CachedEvent) -> Option<WatchEvent> {
         let was_matching = event
-            .previous
-            .as_ref()
+            .previous()
             .is_some_and(|v| matches(self.resource, &self.query, v));
-        match &event.current {
+        if !event.is_delete() && event.current().is_none() {
+            // A stored value that is not JSON: nothing to show.
+            return None;
+        }
+        match event.current() {
             Some(object) => {
                 let kind = match (was_matching, matches(self.resource, &self.query, object)) {
                     (false, true) => "ADDED",
@@ -1266,7 +1269,7 @@ impl StoreView {
                 if !was_matching {
                     return None;
                 }
-                let mut object = event.previous.clone()?;
+                let mut object = event.previous()?.clone();
                 set_resource_version(&mut object, event.revision);
                 Some(WatchEvent {
                     kind: "DELETED",

@@ -3,7 +3,8 @@
 //! Without it each `?watch=true` opened its own etcd watch and parsed every
 //! change itself, so a thousand kubelets watching pods parsed each pod
 //! change a thousand times. The cache watches the resource's prefix once,
-//! parses each change once, keeps the recent ones (so watches resuming
+//! parses each change at most once (when a watcher first needs it: with
+//! nobody watching, a write costs the cache no parsing), keeps the recent ones (so watches resuming
 //! from a recent resourceVersion replay from memory), and fans them out.
 //!
 //! A watch the cache cannot serve (its resourceVersion is older than the
@@ -29,7 +30,7 @@
 //! cluster's pod write rate.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures::stream::BoxStream;
@@ -40,20 +41,25 @@ use tracing::{debug, warn};
 
 use crate::storage::{Storage, Stored, WatchEvent as StorageEvent};
 
-/// One change, parsed once.
+/// One change, kept as etcd sent it and parsed on first use.
 #[derive(Debug)]
 pub struct CachedEvent {
     /// The etcd key.
     pub key: String,
     /// The revision of the change.
     pub revision: i64,
-    /// The object after the change (with its resourceVersion); `None` when
-    /// the change deleted it.
-    pub current: Option<Value>,
-    /// The object before the change, if it existed.
-    pub previous: Option<Value>,
+    /// The value after the change; `None` when the change deleted the key.
+    stored: Option<Arc<Stored>>,
+    /// The value before the change, if the key existed.
+    previous_bytes: Option<Vec<u8>>,
+    parsed: OnceLock<Parsed>,
 }
 
+#[derive(Debug)]
+struct Parsed {
+    current: Option<Value>,
+    previous: Option<Value>,
+}
 /// A field whose value picks the subscribers a change is handed to.
 #[derive(Clone, Copy)]
 pub struct Index {
@@ -229,13 +235,13 @@ impl WatchCache {
         self.history.lock().ok()?.latest.get(key).cloned()
     }
 
-    fn record(&self, event: CachedEvent, stored: Option<Stored>) {
+    fn record(&self, event: CachedEvent) {
         let Ok(mut history) = self.history.lock() else {
             return;
         };
-        match stored {
+        match &event.stored {
             Some(stored) => {
-                history.latest.insert(event.key.clone(), Arc::new(stored));
+                history.latest.insert(event.key.clone(), stored.clone());
             }
             None => {
                 history.latest.remove(&event.key);
@@ -248,17 +254,13 @@ impl WatchCache {
                 history.covered_from = dropped.revision;
             }
         }
-        let values = self
-            .index
-            .map(|index| event.index_values(index))
-            .unwrap_or_default();
+        // Only watches pinned to an index value need the values (and so
+        // the parse) here; the others parse in their own task.
+        let values = match self.index {
+            Some(index) if !history.subscribers.by_value.is_empty() => event.index_values(index),
+            _ => Vec::new(),
+        };
         history.subscribers.send(&event, &values);
-    }
-
-    fn forget_latest(&self, key: &str) {
-        if let Ok(mut history) = self.history.lock() {
-            history.latest.remove(key);
-        }
     }
 
     /// Starts over after a gap: history from `revision` on, and every
@@ -274,49 +276,74 @@ impl WatchCache {
 }
 
 impl CachedEvent {
+    /// A storage change, not parsed yet.
+    pub fn new(change: StorageEvent) -> Self {
+        match change {
+            StorageEvent::Put { current, previous } => Self {
+                key: current.key.clone(),
+                revision: current.mod_revision,
+                stored: Some(Arc::new(current)),
+                previous_bytes: previous,
+                parsed: OnceLock::new(),
+            },
+            StorageEvent::Delete {
+                key,
+                revision,
+                previous,
+            } => Self {
+                key,
+                revision,
+                stored: None,
+                previous_bytes: previous,
+                parsed: OnceLock::new(),
+            },
+        }
+    }
+
+    /// Whether the change deleted the key.
+    pub fn is_delete(&self) -> bool {
+        self.stored.is_none()
+    }
+
+    /// The object after the change, with its resourceVersion; `None` when
+    /// the change deleted it or the stored value is not JSON.
+    pub fn current(&self) -> Option<&Value> {
+        self.parsed().current.as_ref()
+    }
+
+    /// The object before the change, if it existed (and is JSON).
+    pub fn previous(&self) -> Option<&Value> {
+        self.parsed().previous.as_ref()
+    }
+
+    fn parsed(&self) -> &Parsed {
+        self.parsed.get_or_init(|| {
+            let parse = |bytes: &[u8]| serde_json::from_slice::<Value>(bytes).ok();
+            let current = self.stored.as_ref().and_then(|stored| {
+                let mut object = parse(&stored.value)?;
+                if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+                    meta.insert(
+                        "resourceVersion".into(),
+                        Value::String(stored.mod_revision.to_string()),
+                    );
+                }
+                Some(object)
+            });
+            Parsed {
+                current,
+                previous: self.previous_bytes.as_deref().and_then(parse),
+            }
+        })
+    }
+
     /// The index field's values before and after the change.
     fn index_values(&self, index: Index) -> Vec<String> {
-        [&self.previous, &self.current]
+        [self.previous(), self.current()]
             .into_iter()
             .flatten()
             .map(index.value_of)
             .collect()
     }
-}
-
-fn parse(bytes: &[u8]) -> Option<Value> {
-    serde_json::from_slice(bytes).ok()
-}
-
-/// A storage change, parsed (the object's resourceVersion filled in).
-pub fn cached(event: StorageEvent) -> Option<CachedEvent> {
-    Some(match event {
-        StorageEvent::Put { current, previous } => {
-            let mut object = parse(&current.value)?;
-            if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
-                meta.insert(
-                    "resourceVersion".into(),
-                    Value::String(current.mod_revision.to_string()),
-                );
-            }
-            CachedEvent {
-                key: current.key,
-                revision: current.mod_revision,
-                current: Some(object),
-                previous: previous.as_deref().and_then(parse),
-            }
-        }
-        StorageEvent::Delete {
-            key,
-            revision,
-            previous,
-        } => CachedEvent {
-            key,
-            revision,
-            current: None,
-            previous: previous.as_deref().and_then(parse),
-        },
-    })
 }
 
 /// Keeps one etcd watch of `prefix` running for as long as the cache lives.
@@ -354,21 +381,7 @@ async fn pump(cache: std::sync::Weak<WatchCache>, storage: Arc<dyn Storage>, pre
                 return;
             };
             match change {
-                Ok(change) => {
-                    let stored = match &change {
-                        StorageEvent::Put { current, .. } => Some(current.clone()),
-                        StorageEvent::Delete { .. } => None,
-                    };
-                    match cached(change) {
-                        Some(event) => cache.record(event, stored),
-                        None => {
-                            // Unparsable: no guess rather than a wrong one.
-                            if let Some(stored) = stored {
-                                cache.forget_latest(&stored.key);
-                            }
-                        }
-                    }
-                }
+                Ok(change) => cache.record(CachedEvent::new(change)),
                 Err(e) => {
                     warn!(%prefix, error = %e, "watch cache lost its etcd watch; restarting");
                     break;
@@ -384,15 +397,30 @@ async fn pump(cache: std::sync::Weak<WatchCache>, storage: Arc<dyn Storage>, pre
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::FutureExt;
 
     fn event(node_before: Option<&str>, node_after: Option<&str>) -> Arc<CachedEvent> {
-        let pod = |node: &str| serde_json::json!({"spec": {"nodeName": node}});
-        Arc::new(CachedEvent {
-            key: "/registry/pods/default/p".into(),
-            revision: 2,
-            current: node_after.map(pod),
-            previous: node_before.map(pod),
-        })
+        let pod = |node: &str| {
+            serde_json::to_vec(&serde_json::json!({"spec": {"nodeName": node}})).unwrap_or_default()
+        };
+        let key = "/registry/pods/default/p".to_string();
+        let previous = node_before.map(pod);
+        Arc::new(CachedEvent::new(match node_after {
+            Some(node) => StorageEvent::Put {
+                current: Stored {
+                    key,
+                    value: pod(node),
+                    mod_revision: 2,
+                    create_revision: 1,
+                },
+                previous,
+            },
+            None => StorageEvent::Delete {
+                key,
+                revision: 2,
+                previous,
+            },
+        }))
     }
 
     #[test]
@@ -418,6 +446,50 @@ mod tests {
         assert!(a_rx.try_recv().is_ok());
         assert!(unbound_rx.try_recv().is_ok());
         assert!(b_rx.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn changes_are_parsed_only_once_a_watch_needs_them() {
+        let cache = WatchCache {
+            history: Mutex::new(History {
+                covered_from: 1,
+                events: VecDeque::new(),
+                subscribers: Subscribers::default(),
+                latest: HashMap::new(),
+            }),
+            capacity: 10,
+            index: Some(Index::POD_NODE),
+        };
+        let binding = event(Some(""), Some("a"));
+        let unwatched = CachedEvent::new(StorageEvent::Put {
+            current: binding.stored.as_deref().cloned().expect("a put"),
+            previous: binding.previous_bytes.clone(),
+        });
+        cache.record(unwatched);
+        let recorded = cache.history.lock().expect("lock").events[0].clone();
+        assert!(
+            recorded.parsed.get().is_none(),
+            "parsed with nobody watching"
+        );
+        assert!(cache.latest("/registry/pods/default/p").is_some());
+
+        // A node's watch replays it: now it is parsed, and only the node's
+        // changes are handed to that watch.
+        let mut for_a = cache
+            .subscribe("/registry/pods/", 1, Some("a"))
+            .expect("covered");
+        let replayed = for_a.next().await.expect("replayed");
+        assert_eq!(
+            replayed.current().and_then(|p| p.pointer("/spec/nodeName")),
+            Some(&Value::from("a"))
+        );
+        assert!(recorded.parsed.get().is_some());
+        assert!(cache
+            .subscribe("/registry/pods/", 1, Some("b"))
+            .expect("covered")
+            .next()
+            .now_or_never()
+            .is_none());
     }
 
     #[test]
