@@ -55,13 +55,7 @@ impl Iptables for Commands {
             .output()
             .await
             .map_err(|source| Error::Spawn { command, source })?;
-        if !output.status.success() {
-            return Err(Error::Failed {
-                command,
-                status: output.status,
-                stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
-            });
-        }
+        succeeded(command, &output)?;
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
@@ -84,15 +78,20 @@ impl Iptables for Commands {
             .wait_with_output()
             .await
             .map_err(|source| Error::Spawn { command, source })?;
-        if !output.status.success() {
-            return Err(Error::Failed {
-                command,
-                status: output.status,
-                stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
-            });
-        }
-        Ok(())
+        succeeded(command, &output)
     }
+}
+
+/// `Failed` (with its stderr) unless `command` exited with success.
+fn succeeded(command: &'static str, output: &std::process::Output) -> Result<(), Error> {
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(Error::Failed {
+        command,
+        status: output.status,
+        stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+    })
 }
 
 /// Keeps the kernel's nat rules equal to the last desired [`Ruleset`].

@@ -399,6 +399,19 @@ pub trait Rest: Send + Sync {
     }
 }
 
+/// Where a write attempt starts: the watch cache's copy `guess` the first
+/// time (taken, and flagged as a guess), a fresh read of `key` after that.
+pub(crate) async fn guess_or_read(
+    storage: &dyn Storage,
+    key: &str,
+    guess: &mut Option<Arc<Stored>>,
+) -> Result<(Option<Arc<Stored>>, bool)> {
+    Ok(match guess.take() {
+        Some(latest) => (Some(latest), true),
+        None => (storage.get(key).await?.map(Arc::new), false),
+    })
+}
+
 /// How one attempt of an update ended.
 enum Attempt {
     /// Stored (or created): the object as written, and whether it was created.
@@ -619,10 +632,7 @@ impl<S: Strategy> Store<S> {
         let key = self.key(namespace, name);
         let mut guess = self.cache.as_ref().and_then(|cache| cache.latest(&key));
         for _ in 0..MAX_WRITE_ATTEMPTS {
-            let (current, guessed) = match guess.take() {
-                Some(latest) => (Some(latest), true),
-                None => (self.storage.get(&key).await?.map(Arc::new), false),
-            };
+            let (current, guessed) = guess_or_read(self.storage.as_ref(), &key, &mut guess).await?;
             let attempt = self
                 .write_attempt(
                     &key,
