@@ -5,7 +5,8 @@
 #   images, then starts etcd, dockerd (unless one answers on
 #   /var/run/docker.sock), apiserver, scheduler, controller-manager, a
 #   kubelet and kube-proxy, and waits until the node is Ready.
-# Needs root (routes, a bridge, dockerd, iptables).
+# Needs root (routes, a bridge, dockerd, iptables): run by a user, it
+# installs and builds as that user, then runs again through sudo.
 #
 # Environment: ETCD_PORT (2379), API_PORT (8080), CLUSTER_STATE
 # (/tmp/mini-k8s-local: data, logs, kubeconfig), BUILD_PROFILE (release;
@@ -35,14 +36,21 @@ LOCAL_BRIDGE_IP="10.244.0.1"
 NODE_NAME="$(hostname | tr '[:upper:]' '[:lower:]')"
 MASTER="http://127.0.0.1:$API_PORT"
 
-[[ "$(id -u)" == 0 ]] || util::die "run as root: the cluster adds routes, a bridge, iptables rules and runs dockerd"
 script_started="$(date +%s%N)"
 
+# The cluster needs root (routes, a bridge, iptables rules, dockerd). A
+# non-root caller installs (apt through sudo) and builds as themselves, so
+# target/ stays theirs, then the rest runs again as root through sudo.
+if ((EUID != 0)) && ! util::have sudo; then
+  util::die "this needs root and there is no sudo: run it from a root shell: bash $0"
+fi
 deps::ensure_packages
 deps::ensure_rust
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
   build::binaries "$BUILD_PROFILE"
 fi
+SKIP_BUILD=1 MK8S_ROOT_ENV="SKIP_BUILD BUILD_PROFILE ETCD_PORT API_PORT CLUSTER_STATE" \
+  util::reexec_as_root "$0" "$@"
 
 if [[ -d "$CLUSTER_STATE" ]]; then
   util::warn "a previous run left $CLUSTER_STATE behind; cleaning it up first"

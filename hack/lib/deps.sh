@@ -11,6 +11,7 @@ DEPS_PACKAGES=(
   "etcd-server cmd:etcd"                                     # storage; tests start their own
   "docker.io cmd:dockerd"                                    # kubelet runtime (docker-ce counts too)
   "protobuf-compiler cmd:protoc"                             # etcd-client's build script
+  "libprotobuf-dev file:/usr/include/google/protobuf/descriptor.proto" # protoc's well-known .proto files (not a recommends-less dependency of protobuf-compiler)
   "busybox-static dpkg"                                      # root fs of the local images
   "iproute2 cmd:ip"                                          # netns, bridge, routes
   "iptables cmd:iptables"                                    # kube-proxy, leftover check
@@ -24,6 +25,8 @@ DEPS_PACKAGES=(
   "shellcheck cmd:shellcheck"                                # hack/verify.sh lints hack/
   "openssl cmd:openssl"                                      # certificates for the TLS tests
   "ruby cmd:ruby"                                            # hack/verify.sh checks the Vagrantfile's syntax
+  "git cmd:git"                                              # hack/verify-fresh.sh clones the repository
+  "debootstrap cmd:debootstrap"                              # hack/verify-fresh.sh builds a bare Debian root
 )
 
 # Oldest toolchain the workspace accepts (Cargo.toml rust-version).
@@ -57,16 +60,11 @@ deps::missing_packages() {
 
 # deps::apt_install PACKAGE... - apt-get update once, then install.
 deps::apt_install() {
-  local sudo=()
-  if ((EUID != 0)); then
-    util::have sudo || util::die "not root and no sudo: install as root: apt-get install $*"
-    sudo=(sudo)
-  fi
   util::have apt-get || util::die "apt-get not found (not Debian?): install by hand: $*"
   util::log "installing: $*"
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq ||
+  util::as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq ||
     util::die "apt-get update failed"
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+  util::as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
     --no-install-recommends "$@" || util::die "apt-get install failed for: $*"
 }
 

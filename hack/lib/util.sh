@@ -43,3 +43,40 @@ util::cargo_path() {
 util::seconds_since() {
   echo $(($(date +%s) - $1))
 }
+
+# util::root_env - `env` arguments that carry the caller's Rust toolchain
+# across sudo (which resets PATH and HOME): PATH, RUSTUP_HOME, CARGO_HOME.
+util::root_env() {
+  printf '%s\0' "PATH=$PATH" "RUSTUP_HOME=${RUSTUP_HOME:-$HOME/.rustup}" "CARGO_HOME=${CARGO_HOME:-$HOME/.cargo}"
+}
+
+# util::as_root COMMAND... - run COMMAND as root: as it is when root, else
+# through sudo with the caller's toolchain (util::root_env). Without sudo
+# (a bare Debian has none) it says what to do instead.
+util::as_root() {
+  if ((EUID == 0)); then
+    "$@"
+    return
+  fi
+  util::have sudo || util::die "not root and no sudo: run this as root (su -), or install sudo: $*"
+  local envs
+  mapfile -d '' -t envs < <(util::root_env)
+  sudo env "${envs[@]}" "$@"
+}
+
+# util::reexec_as_root SCRIPT ARG... - when not root, run SCRIPT again as
+# root through sudo (with the caller's toolchain, and the environment
+# variables named in MK8S_ROOT_ENV, e.g. "SKIP_BUILD BUILD_PROFILE") and exit
+# with its status; when root, return. Without sudo, exit saying what to do.
+util::reexec_as_root() {
+  ((EUID != 0)) || return 0
+  local script="$1" name envs
+  shift
+  util::have sudo || util::die "this needs root and there is no sudo: run it from a root shell: bash $script $*"
+  mapfile -d '' -t envs < <(util::root_env)
+  for name in ${MK8S_ROOT_ENV:-}; do
+    [[ -z "${!name+set}" ]] || envs+=("$name=${!name}")
+  done
+  util::log "not root: running again through sudo"
+  exec sudo env "${envs[@]}" bash "$script" "$@"
+}
