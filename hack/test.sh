@@ -4,7 +4,10 @@
 #   2. hack/verify.sh        fmt, clippy -D warnings, rustdoc -D warnings
 #   3. cargo nextest         every workspace test (profile `ci`, .config/nextest.toml)
 #   4. hack/e2e.sh          end-to-end on a local cluster of 3 minions (root; ~1.5 min)
-#   5. leftover check        tests must leave no process, container, netns or iptables rule
+#   5. hack/verify-fresh.sh  the README's set-up (install-deps, workspace build) in a bare
+#                            Debian 12 root (root; ~N min cold; SKIP_FRESH=1 skips it)
+#   6. leftover check        tests must leave no process, container, netns or iptables rule
+# Steps 4 and 5 need root: run by a user, they go through sudo.
 # Needs no etcd or dockerd running beforehand: tests start their own etcd.
 # A failed verify does not stop the tests (both results are useful); the run
 # fails at the end if any step failed. Extra arguments go to nextest
@@ -22,10 +25,11 @@ run_start="$(date +%s)"
 results=()
 failed=0
 
-# test::result NAME STATUS - remember a step's outcome for the summary.
+# test::result NAME STATUS - remember a step's outcome for the summary
+# (ok, skipped or FAILED; only FAILED fails the run).
 test::result() {
   results+=("$1=$2")
-  [[ "$2" == ok ]] || failed=1
+  [[ "$2" == ok || "$2" == skipped ]] || failed=1
 }
 
 # 1. Dependencies: nothing else can work without them; stop on failure.
@@ -82,7 +86,7 @@ util::log "nextest: done ($(util::seconds_since "$step_start")s)"
 # processes that outlived `down`.
 step_start="$(date +%s)"
 util::log "e2e: hack/e2e.sh"
-if TMPDIR="$run_tmp" BUILD_PROFILE=dev SKIP_BUILD=1 bash hack/e2e.sh; then
+if (util::as_root env TMPDIR="$run_tmp" BUILD_PROFILE=dev SKIP_BUILD=1 bash hack/e2e.sh); then
   test::result e2e ok
 else
   test::result e2e FAILED
@@ -90,7 +94,21 @@ fi
 util::log "e2e: done ($(util::seconds_since "$step_start")s)"
 # <<< E2E
 
-# 5. Leftovers.
+# 5. A bare machine: the README's set-up in a fresh Debian 12 root (see the
+# script). SKIP_FRESH=1 is for quick local runs and for the run inside such
+# a root (verify-fresh.sh --full), where it cannot nest.
+step_start="$(date +%s)"
+if [[ "${SKIP_FRESH:-0}" == 1 ]]; then
+  util::log "fresh: skipped (SKIP_FRESH=1)"
+  test::result fresh skipped
+elif (util::as_root env CI="${CI:-}" bash hack/verify-fresh.sh); then
+  test::result fresh ok
+else
+  test::result fresh FAILED
+fi
+util::log "fresh: done ($(util::seconds_since "$step_start")s)"
+
+# 6. Leftovers.
 if leftovers::check "$state_dir" "$run_tmp"; then
   test::result leftovers ok
 else
