@@ -7,8 +7,13 @@
 # Usage (from the Vagrantfile): provision-minion.sh MASTER_IP K MINION_IP
 set -euo pipefail
 
+# Vagrant's shell provisioner uploads this file to /tmp/vagrant-shell and
+# runs it from there: the repository is the synced folder /vagrant, not
+# this file's directory.
+cluster_dir="$(dirname "${BASH_SOURCE[0]}")"
+[[ -f "$cluster_dir/common.sh" ]] || cluster_dir=/vagrant/cluster
 # shellcheck source=cluster/common.sh
-source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+source "$cluster_dir/common.sh"
 
 usage="usage: $0 MASTER_IP K MINION_IP"
 master_ip="${1:?$usage}"
