@@ -141,7 +141,15 @@ async fn a_stale_cached_copy_costs_a_retry_and_loses_no_write() -> Result<()> {
 
     // A binding and a status patch starting from the stale copy: their
     // revision check fails, they read etcd and apply on the real object.
-    bind(storage.as_ref(), "default", "p", "node-a", Some(stale)).await?;
+    bind(
+        storage.as_ref(),
+        "default",
+        "p",
+        "node-a",
+        Some(stale),
+        false,
+    )
+    .await?;
     let status = Patch::Merge(json!({"status": {"message": "written from a stale guess"}}));
     pods.patch(Some("default"), "p", &status, Subresource::Status, &options)
         .await?;
@@ -176,14 +184,22 @@ async fn a_stale_cached_copy_costs_a_retry_and_loses_no_write() -> Result<()> {
         String::from_utf8_lossy(&stale.value).contains("node-a"),
         "the cached copy is the old, bound pod"
     );
-    bind(storage.as_ref(), "default", "p", "node-b", Some(stale)).await?;
+    bind(
+        storage.as_ref(),
+        "default",
+        "p",
+        "node-b",
+        Some(stale),
+        false,
+    )
+    .await?;
     drop(held);
     let stored = pods.get(Some("default"), "p").await?;
     assert_eq!(stored["spec"]["nodeName"], "node-b");
     assert!(stored["metadata"]["labels"]["added"].is_null());
 
     // Refusals still hold, decided on a fresh read.
-    let again = bind(storage.as_ref(), "default", "p", "node-c", None).await;
+    let again = bind(storage.as_ref(), "default", "p", "node-c", None, false).await;
     let message = format!("{:?}", again.err().context("a second binding succeeded")?);
     assert!(message.contains("already assigned to node"), "{message}");
     Ok(())

@@ -9,12 +9,13 @@ use anyhow::{Context, Result};
 use mini_k8s_tests::apiserver::TestCluster;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-struct Kubectl {
-    kubeconfig: PathBuf,
+/// The stock kubectl with a kubeconfig of its own (other modules drive it too).
+pub(crate) struct Kubectl {
+    pub(crate) kubeconfig: PathBuf,
 }
 
 impl Kubectl {
-    async fn run(&self, args: &[&str]) -> Result<Output> {
+    pub(crate) async fn run(&self, args: &[&str]) -> Result<Output> {
         tokio::process::Command::new("kubectl")
             .args(args)
             .env("KUBECONFIG", &self.kubeconfig)
@@ -29,7 +30,7 @@ impl Kubectl {
     }
 
     /// Runs and expects success; returns stdout.
-    async fn ok(&self, args: &[&str]) -> Result<String> {
+    pub(crate) async fn ok(&self, args: &[&str]) -> Result<String> {
         let out = self.run(args).await?;
         anyhow::ensure!(
             out.status.success(),
@@ -42,7 +43,7 @@ impl Kubectl {
     }
 
     /// Runs and expects failure; returns stderr.
-    async fn fails(&self, args: &[&str]) -> Result<String> {
+    pub(crate) async fn fails(&self, args: &[&str]) -> Result<String> {
         let out = self.run(args).await?;
         anyhow::ensure!(
             !out.status.success(),
@@ -53,7 +54,7 @@ impl Kubectl {
     }
 }
 
-fn kubectl_available() -> bool {
+pub(crate) fn kubectl_available() -> bool {
     std::process::Command::new("kubectl")
         .args(["version", "--client"])
         .output()

@@ -11,6 +11,8 @@ mod cached_writes;
 mod concurrency;
 /// The controller manager in-process: replication, endpoints, node lifecycle.
 mod controllers;
+/// `dryRun=All` on every write: etcd unchanged; ExternalName turned ClusterIP.
+mod dry_run;
 /// CRUD of every kind through v1 and v1beta1, and conversion between them.
 mod crud;
 /// `ctl config|version|cluster-info|api-resources|describe|completion`, shared kubeconfig.

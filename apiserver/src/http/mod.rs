@@ -153,9 +153,11 @@ async fn dispatch(
         .get("accept")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    let dry_run = crate::registry::parse_dry_run(params.get("dryRun").map(String::as_str))?;
     let options = WriteOptions::new(FieldValidation::parse(
         params.get("fieldValidation").map(String::as_str),
-    )?);
+    )?)
+    .with_dry_run(dry_run);
     let render = |code: u16, value: Value| -> Result<Response> {
         let value = match version {
             Version::V1 => value,
@@ -254,11 +256,19 @@ async fn dispatch(
         }
         (Method::POST, None, None) if target.bindings => {
             let body = read_body(headers, body).await?;
-            bind(state, target, ns.unwrap_or("default"), None, body).await
+            bind(state, target, ns.unwrap_or("default"), None, body, dry_run).await
         }
         (Method::POST, Some(name), Some("binding")) => {
             let body = read_body(headers, body).await?;
-            bind(state, target, ns.unwrap_or("default"), Some(name), body).await
+            bind(
+                state,
+                target,
+                ns.unwrap_or("default"),
+                Some(name),
+                body,
+                dry_run,
+            )
+            .await
         }
         (Method::POST, None, None) => {
             let body = read_body(headers, body).await?;
@@ -491,6 +501,27 @@ fn decode_object(target: &Target, body: AcceptedBody) -> Result<Value> {
 
 fn delete_options(params: &Params, body: Option<&AcceptedBody>) -> Result<DeleteOptions> {
     let mut options = DeleteOptions::default();
+    let body_dry_run = match body.and_then(|b| b.value.get("dryRun")) {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(stages)) => stages
+            .iter()
+            .map(|stage| {
+                stage.as_str().ok_or_else(|| {
+                    ApiError::bad_request(format!("dryRun must be a list of strings, not {stage}"))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "dryRun must be a list of strings, not {other}"
+            )))
+        }
+    };
+    options.dry_run = crate::registry::parse_dry_run(
+        body_dry_run
+            .into_iter()
+            .chain(params.get("dryRun").map(String::as_str)),
+    )?;
     if let Some(body) = body {
         let value = &body.value;
         options.grace_period_seconds = value.get("gracePeriodSeconds").and_then(Value::as_i64);
@@ -583,6 +614,7 @@ async fn bind(
     namespace: &str,
     pod: Option<&str>,
     body: AcceptedBody,
+    dry_run: bool,
 ) -> Result<Response> {
     let (pod_name, node) = match target.version {
         Version::V1 => {
@@ -624,9 +656,15 @@ async fn bind(
     let guess = state
         .registry(&api_types::kinds::PODS)?
         .latest(Some(namespace), &pod_name);
-    let status =
-        crate::registry::pods::bind(state.storage.as_ref(), namespace, &pod_name, &node, guess)
-            .await?;
+    let status = crate::registry::pods::bind(
+        state.storage.as_ref(),
+        namespace,
+        &pod_name,
+        &node,
+        guess,
+        dry_run,
+    )
+    .await?;
     Ok(match target.version {
         Version::V1 => json_response(201, &status),
         Version::V1beta1 => json_response(

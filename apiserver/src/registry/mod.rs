@@ -90,6 +90,19 @@ pub trait Strategy: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Allocates on an update what a create of the new object would (a
+    /// service that becomes `ClusterIP` gets a portal IP) and drops what
+    /// the new object no longer may hold. Runs after the update's defaults
+    /// and before its validation. The guard it may return (the allocation
+    /// lock) is held until the update is stored.
+    async fn prepare_for_update(
+        &self,
+        _new: &mut Self::Object,
+        _old: &Self::Object,
+    ) -> Result<Option<tokio::sync::OwnedMutexGuard<()>>> {
+        Ok(None)
+    }
+
     /// Whether the kind has a `/status` subresource, so that the main
     /// resource's updates keep the stored status and `/status` updates keep
     /// everything else.
@@ -216,11 +229,33 @@ impl FieldValidation {
     }
 }
 
+/// Parses `dryRun` (query parameter or the `dryRun` list of a
+/// DeleteOptions body): absent is a real write, `All` a dry run; anything
+/// else is refused, as Kubernetes supports no other stage.
+pub fn parse_dry_run<'a>(values: impl IntoIterator<Item = &'a str>) -> Result<bool> {
+    let mut dry_run = false;
+    for value in values {
+        match value {
+            "All" => dry_run = true,
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "dryRun: Unsupported value: {other:?}: supported values: \"All\""
+                )))
+            }
+        }
+    }
+    Ok(dry_run)
+}
+
 /// Options of a write, and the warnings it produced.
 #[derive(Debug, Default)]
 pub struct WriteOptions {
     /// What to do with unknown fields.
     pub field_validation: FieldValidation,
+    /// `dryRun=All`: run the whole write path (decoding, defaults,
+    /// admission, validation, conflict checks) and answer what would have
+    /// been stored, but write and allocate nothing.
+    pub dry_run: bool,
     warnings: std::sync::Mutex<Vec<String>>,
 }
 
@@ -229,8 +264,16 @@ impl WriteOptions {
     pub fn new(field_validation: FieldValidation) -> Self {
         Self {
             field_validation,
+            dry_run: false,
             warnings: std::sync::Mutex::default(),
         }
+    }
+
+    /// The same options as a dry run (or not).
+    #[must_use]
+    pub fn with_dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
+        self
     }
 
     /// The warnings collected (for `Warning` headers).
@@ -294,6 +337,9 @@ pub struct DeleteOptions {
     pub precondition_resource_version: Option<String>,
     /// `propagationPolicy` (or the older `orphanDependents`).
     pub propagation: Option<Propagation>,
+    /// `dryRun=All`: every check of the delete runs, nothing is deleted or
+    /// marked.
+    pub dry_run: bool,
 }
 
 /// What happens to an object's dependents when it is deleted.
@@ -630,7 +676,13 @@ impl<S: Strategy> Store<S> {
     {
         let resource = self.resource();
         let key = self.key(namespace, name);
-        let mut guess = self.cache.as_ref().and_then(|cache| cache.latest(&key));
+        // A dry run writes nothing that could prove a cached copy current,
+        // so it always starts from a real read.
+        let mut guess = if options.dry_run {
+            None
+        } else {
+            self.cache.as_ref().and_then(|cache| cache.latest(&key))
+        };
         for _ in 0..MAX_WRITE_ATTEMPTS {
             let (current, guessed) = guess_or_read(self.storage.as_ref(), &key, &mut guess).await?;
             let attempt = self
@@ -695,6 +747,12 @@ impl<S: Strategy> Store<S> {
         let mut new = self.decode(body, Some(options))?;
         self.merge_for_update(&mut new, &old, namespace, name, subresource)?;
         self.strategy.default_update(&mut new, &old);
+        // Held until the write below: what it allocated is only taken once
+        // stored.
+        let _allocation = match subresource {
+            Subresource::Main => self.strategy.prepare_for_update(&mut new, &old).await?,
+            Subresource::Status => None,
+        };
         let errors = match subresource {
             Subresource::Main => self.strategy.validate_update(&new, &old),
             Subresource::Status => self.strategy.validate_status_update(&new, &old),
@@ -719,6 +777,11 @@ impl<S: Strategy> Store<S> {
             // due: the update is the delete.
             let due = old.metadata().deletion_grace_period_seconds.unwrap_or(0) == 0;
             if due && new_finalizers.is_empty() && !old_finalizers.is_empty() {
+                if options.dry_run {
+                    let (_, mut value) = self.encode(&new)?;
+                    set_resource_version(&mut value, current.mod_revision);
+                    return Ok(Attempt::Written(value, false));
+                }
                 match self.storage.delete(key, Some(current.mod_revision)).await {
                     Ok((_, revision)) => {
                         let (_, mut value) = self.encode(&new)?;
@@ -754,6 +817,11 @@ impl<S: Strategy> Store<S> {
         } else {
             self.encode(&new)?
         };
+        if options.dry_run {
+            // What would be stored; the resourceVersion stays the current one.
+            set_resource_version(&mut new_value, current.mod_revision);
+            return Ok(Attempt::Written(new_value, false));
+        }
         match self.storage.update(key, bytes, current.mod_revision).await {
             Ok(revision) => {
                 set_resource_version(&mut new_value, revision);
@@ -978,6 +1046,15 @@ impl<S: Strategy> Rest for Store<S> {
         self.validate_new(&object)?;
         let (bytes, mut value) = self.encode(&object)?;
         let key = self.key(namespace.or(object.metadata().namespace.as_deref()), &name);
+        if options.dry_run {
+            // The conflict a real create would meet, and nothing stored: no
+            // resourceVersion, no lease, no allocation (allocations are
+            // read from the stored objects).
+            if self.storage.get(&key).await?.is_some() {
+                return Err(ApiError::already_exists(resource.plural, &name));
+            }
+            return Ok(value);
+        }
         let revision = self
             .storage
             .create(&key, bytes, self.strategy.ttl())
@@ -1112,6 +1189,10 @@ impl<S: Strategy> Rest for Store<S> {
                 meta.deletion_grace_period_seconds = Some(grace);
                 self.strategy.on_delete_marked(&mut marked);
                 let (bytes, mut marked_value) = self.encode(&marked)?;
+                if options.dry_run {
+                    set_resource_version(&mut marked_value, current.mod_revision);
+                    return Ok(marked_value);
+                }
                 match self.storage.update(&key, bytes, current.mod_revision).await {
                     Ok(revision) => {
                         set_resource_version(&mut marked_value, revision);
@@ -1149,6 +1230,10 @@ impl<S: Strategy> Rest for Store<S> {
                     meta.deletion_grace_period_seconds = Some(0);
                 }
                 let (bytes, mut marked_value) = self.encode(&marked)?;
+                if options.dry_run {
+                    set_resource_version(&mut marked_value, current.mod_revision);
+                    return Ok(marked_value);
+                }
                 match self.storage.update(&key, bytes, current.mod_revision).await {
                     Ok(revision) => {
                         set_resource_version(&mut marked_value, revision);
@@ -1157,6 +1242,10 @@ impl<S: Strategy> Rest for Store<S> {
                     Err(StorageError::Conflict { .. }) => continue,
                     Err(e) => return Err(ApiError::from_storage(e, resource.plural, name)),
                 }
+            }
+            if options.dry_run {
+                // The object as it is: what the delete would have removed.
+                return Ok(value);
             }
             match self.storage.delete(&key, Some(current.mod_revision)).await {
                 Ok((last, revision)) => {

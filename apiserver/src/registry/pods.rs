@@ -98,6 +98,7 @@ pub async fn bind(
     name: &str,
     node: &str,
     mut guess: Option<std::sync::Arc<crate::storage::Stored>>,
+    dry_run: bool,
 ) -> Result<serde_json::Value> {
     use crate::error::ApiError;
     use crate::storage::StorageError;
@@ -151,6 +152,15 @@ pub async fn bind(
             ..Default::default()
         });
         let bytes = serde_json::to_vec(&pod).map_err(|e| ApiError::internal(e.to_string()))?;
+        if dry_run && !guessed {
+            return Ok(
+                serde_json::to_value(api_types::status::success("pods", name)).unwrap_or_default(),
+            );
+        }
+        if dry_run {
+            // A guess proves nothing without the write: decide on a read.
+            continue;
+        }
         match storage.update(&key, bytes, current.mod_revision).await {
             Ok(_) => {
                 return Ok(

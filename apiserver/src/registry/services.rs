@@ -153,8 +153,53 @@ impl Strategy for ServiceStrategy {
 
     async fn prepare_for_create(&self, service: &mut Service) -> Result<()> {
         service.status = Some(Default::default());
+        self.allocate(service).await
+    }
+
+    async fn prepare_for_update(
+        &self,
+        new: &mut Service,
+        old: &Service,
+    ) -> Result<Option<tokio::sync::OwnedMutexGuard<()>>> {
+        let old_spec = old.spec.clone().unwrap_or_default();
+        let new_spec = new.spec.get_or_insert_with(Default::default);
+        let old_ip = old_spec.cluster_ip.as_deref().filter(|ip| !ip.is_empty());
+        if is_external_name(new_spec) {
+            // Kubernetes' dropTypeDependentFields: turning ExternalName
+            // releases the cluster IP (allocations are the stored services)
+            // unless the client changed it, which validation then refuses.
+            if old_ip.is_some() && new_spec.cluster_ip.as_deref() == old_ip {
+                new_spec.cluster_ip = None;
+                new_spec.cluster_ips = None;
+                new_spec.ip_families = None;
+                new_spec.ip_family_policy = None;
+            }
+            return Ok(None);
+        }
+        if old_ip.is_some() {
+            // The IP it holds stays (validation refuses a change).
+            return Ok(None);
+        }
+        // From ExternalName (no IP) to a type with one: allocate, or check
+        // an asked-for IP against the range and the allocations, exactly as
+        // a create does, and hold the lock until the update is stored.
+        let guard = self.ips.lock.clone().lock_owned().await;
+        self.allocate(new).await?;
+        Ok(Some(guard))
+    }
+}
+
+fn is_external_name(spec: &api_types::v1::ServiceSpec) -> bool {
+    spec.type_.as_deref() == Some("ExternalName")
+}
+
+impl ServiceStrategy {
+    /// Gives `service` its cluster IP: the one it asks for if that is in
+    /// the range and free, else the first free one; none for ExternalName
+    /// and headless services. Call with the allocation lock held.
+    async fn allocate(&self, service: &mut Service) -> Result<()> {
         let spec = service.spec.get_or_insert_with(Default::default);
-        if spec.type_.as_deref() == Some("ExternalName") {
+        if is_external_name(spec) {
             return Ok(());
         }
         let requested = spec.cluster_ip.as_deref().filter(|ip| !ip.is_empty());
