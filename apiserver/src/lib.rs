@@ -15,6 +15,7 @@ pub mod error;
 pub mod http;
 pub mod logs;
 pub mod metrics;
+pub mod protobuf;
 pub mod registry;
 pub mod server;
 pub mod storage;

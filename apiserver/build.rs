@@ -1,0 +1,23 @@
+//! Compiles Kubernetes' `generated.proto` files (in `proto/`) into one
+//! `FileDescriptorSet` that the protobuf codec loads at run time.
+//!
+//! `protox` is a protobuf compiler in Rust, so this needs no `protoc` and
+//! no well-known `.proto` files on the build machine.
+
+use std::path::PathBuf;
+
+use prost::Message;
+
+const FILES: [&str; 3] = [
+    "k8s.io/api/core/v1/generated.proto",
+    "k8s.io/api/policy/v1/generated.proto",
+    "k8s.io/api/autoscaling/v1/generated.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=proto");
+    let set = protox::compile(FILES, ["proto"])?;
+    let out = PathBuf::from(std::env::var("OUT_DIR")?).join("kubernetes.fds");
+    std::fs::write(out, set.encode_to_vec())?;
+    Ok(())
+}
