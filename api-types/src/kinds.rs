@@ -65,7 +65,7 @@ pub const PODS: ResourceKind = ResourceKind {
     short_names: &["po"],
     namespaced: true,
     storage_prefix: "pods",
-    subresources: &["status", "binding", "log"],
+    subresources: &["status", "binding", "log", "eviction"],
 };
 
 /// `Service`.

@@ -75,6 +75,12 @@ fn subresource(resource: &ResourceKind, sub: &str) -> Value {
         "binding" => {
             json!({ "name": name, "singularName": "", "namespaced": true, "kind": "Binding", "verbs": ["create"] })
         }
+        // kubectl drain looks for exactly this entry (group and version
+        // set) before it posts evictions instead of deleting.
+        "eviction" => json!({
+            "name": name, "singularName": "", "namespaced": true, "group": "policy",
+            "version": "v1", "kind": "Eviction", "verbs": ["create"],
+        }),
         "scale" => json!({
             "name": name, "singularName": "", "namespaced": true, "group": "autoscaling",
             "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"],

@@ -1,4 +1,5 @@
-//! Request bodies (JSON or YAML, at most 3 MiB) and what a client accepts.
+//! Request bodies (JSON, YAML or protobuf, at most 3 MiB) and what a client
+//! accepts.
 
 use axum::body::Body;
 use axum::http::HeaderMap;
@@ -49,6 +50,10 @@ pub async fn read(headers: &HeaderMap, body: Body) -> Result<Option<AcceptedBody
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
+    if crate::protobuf::is_protobuf(&content_type) {
+        let value = crate::protobuf::decode(&bytes)?;
+        return Ok(Some(AcceptedBody { value }));
+    }
     let yaml =
         content_type.ends_with("yaml") || (content_type.is_empty() && !looks_like_json(&bytes));
     let value = if yaml {

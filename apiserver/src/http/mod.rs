@@ -24,6 +24,7 @@ use self::body::{wants_table, wants_yaml, AcceptedBody};
 use self::path::{Target, Version};
 use crate::codec;
 use crate::error::{ApiError, Result};
+use crate::protobuf;
 use crate::registry::{
     DeleteOptions, FieldValidation, ListQuery, Patch, Propagation, Subresource, WriteOptions,
 };
@@ -68,6 +69,51 @@ pub fn json_response(code: u16, body: &Value) -> Response {
     response
 }
 
+/// [`error_response`] in the media type the client prefers.
+pub fn error_response_for(
+    version: Version,
+    resource: Option<&ResourceKind>,
+    error: &ApiError,
+    accept: &str,
+) -> Response {
+    let response = error_response(version, resource, error);
+    if version != Version::V1 || !protobuf::wants_protobuf(accept) {
+        return response;
+    }
+    let mut value = serde_json::to_value(&*error.0).unwrap_or_default();
+    if let Some(map) = value.as_object_mut() {
+        map.insert("kind".into(), "Status".into());
+        map.insert("apiVersion".into(), "v1".into());
+    }
+    respond(error.code(), &value, accept, version)
+}
+
+/// A response in the media type the client prefers: protobuf (v1 only),
+/// YAML or JSON. An object with no protobuf message (none of ours lacks
+/// one) goes as JSON, which every Kubernetes client also accepts.
+pub fn respond(code: u16, value: &Value, accept: &str, version: Version) -> Response {
+    if version == Version::V1 && protobuf::wants_protobuf(accept) {
+        match protobuf::encode(value) {
+            Ok(bytes) => {
+                let mut response = Response::new(Body::from(bytes));
+                *response.status_mut() =
+                    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                response.headers_mut().insert(
+                    "content-type",
+                    HeaderValue::from_static(protobuf::MEDIA_TYPE),
+                );
+                return response;
+            }
+            Err(error) => tracing::debug!(%error, "answering in JSON"),
+        }
+    }
+    if wants_yaml(accept) {
+        yaml_response(code, value)
+    } else {
+        json_response(code, value)
+    }
+}
+
 fn yaml_response(code: u16, body: &Value) -> Response {
     match serde_yaml::to_string(body) {
         Ok(text) => {
@@ -104,7 +150,10 @@ pub async fn handle(
     let is_watch = verb == "watch";
     let response = match dispatch(&state, &method, &target, &headers, &params, body).await {
         Ok(response) => response,
-        Err(error) => error_response(version, Some(resource), &error),
+        Err(error) => {
+            let accept = headers.get("accept").and_then(|v| v.to_str().ok());
+            error_response_for(version, Some(resource), &error, accept.unwrap_or(""))
+        }
     };
     if !is_watch {
         state.metrics.observe(
@@ -163,11 +212,7 @@ async fn dispatch(
             Version::V1 => value,
             Version::V1beta1 => codec::object_to_v1beta1(resource, &value)?,
         };
-        let mut response = if wants_yaml(accept) {
-            yaml_response(code, &value)
-        } else {
-            json_response(code, &value)
-        };
+        let mut response = respond(code, &value, accept, version);
         for warning in options.warnings() {
             // RFC 7234 warning, as Kubernetes sends: 299 - "text".
             let text = format!("299 - {:?}", warning.replace('"', "'"));
@@ -219,11 +264,7 @@ async fn dispatch(
                     codec::list_to_v1beta1(resource, &list.items, &list.resource_version)?
                 }
             };
-            Ok(if wants_yaml(accept) {
-                yaml_response(200, &value)
-            } else {
-                json_response(200, &value)
-            })
+            Ok(respond(200, &value, accept, version))
         }
         (Method::GET, Some(name), None) => {
             let value = registry.get(ns, name).await?;
@@ -252,7 +293,7 @@ async fn dispatch(
         }
         (Method::GET, Some(name), Some("scale")) => {
             let value = registry.get(ns, name).await?;
-            scale_response(&value)
+            scale_response(&value, accept)
         }
         (Method::POST, None, None) if target.bindings => {
             let body = read_body(headers, body).await?;
@@ -269,6 +310,11 @@ async fn dispatch(
                 dry_run,
             )
             .await
+        }
+        (Method::POST, Some(name), Some("eviction")) if version == Version::V1 => {
+            let body = read_body(headers, body).await?;
+            let status = evict(registry.as_ref(), ns, name, params, body).await?;
+            Ok(respond(201, &status, accept, version))
         }
         (Method::POST, None, None) => {
             let body = read_body(headers, body).await?;
@@ -312,7 +358,7 @@ async fn dispatch(
             let value = registry
                 .patch(ns, name, &Patch::Merge(patch), Subresource::Main, &options)
                 .await?;
-            scale_response(&value)
+            scale_response(&value, accept)
         }
         (Method::PATCH, Some(name), sub @ (None | Some("status") | Some("scale"))) => {
             let content_type = headers
@@ -359,7 +405,7 @@ async fn dispatch(
                         &options,
                     )
                     .await?;
-                return scale_response(&value);
+                return scale_response(&value, accept);
             }
             let subresource = if sub.is_some() {
                 Subresource::Status
@@ -594,7 +640,48 @@ fn delete_options(params: &Params, body: Option<&AcceptedBody>) -> Result<Delete
     Ok(options)
 }
 
-fn scale_response(rc: &Value) -> Result<Response> {
+/// `POST pods/{name}/eviction`: the pod's graceful delete with the
+/// Eviction's `deleteOptions`, answered `201` with a Success Status as
+/// Kubernetes does. There are no PodDisruptionBudgets here, so nothing
+/// ever refuses an eviction (Kubernetes would answer 429 then).
+async fn evict(
+    registry: &dyn crate::registry::Rest,
+    namespace: Option<&str>,
+    name: &str,
+    params: &Params,
+    body: AcceptedBody,
+) -> Result<Value> {
+    let kind = body.value.get("kind").and_then(Value::as_str);
+    if kind.is_some_and(|k| k != "Eviction") {
+        return Err(ApiError::bad_request(format!(
+            "the body of an eviction must be an Eviction, not {}",
+            kind.unwrap_or_default()
+        )));
+    }
+    let named = body.value.pointer("/metadata/name").and_then(Value::as_str);
+    if named.is_some_and(|n| n != name) {
+        return Err(ApiError::bad_request(
+            "name in URL does not match name in Eviction object",
+        ));
+    }
+    let options = body
+        .value
+        .get("deleteOptions")
+        .filter(|o| !o.is_null())
+        .map(|value| AcceptedBody {
+            value: value.clone(),
+        });
+    let options = delete_options(params, options.as_ref())?;
+    registry.delete(namespace, name, &options).await?;
+    let mut status = serde_json::to_value(api_types::status::success("pods", name))
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    status["kind"] = "Status".into();
+    status["apiVersion"] = "v1".into();
+    status["code"] = 201.into();
+    Ok(status)
+}
+
+fn scale_response(rc: &Value, accept: &str) -> Result<Response> {
     let rc: api_types::v1::ReplicationController =
         serde_json::from_value(rc.clone()).map_err(|e| {
             ApiError::internal(format!("stored replication controller is corrupt: {e}"))
@@ -605,7 +692,7 @@ fn scale_response(rc: &Value) -> Result<Response> {
         map.insert("kind".into(), "Scale".into());
         map.insert("apiVersion".into(), "autoscaling/v1".into());
     }
-    Ok(json_response(200, &value))
+    Ok(respond(200, &value, accept, Version::V1))
 }
 
 async fn bind(
@@ -699,6 +786,7 @@ async fn watch(
     let version = target.version;
     let resource = target.resource;
     let as_table = version == Version::V1 && wants_table(accept);
+    let as_protobuf = version == Version::V1 && !as_table && protobuf::wants_protobuf(accept);
     let params = params.clone();
     let mut shutdown = state.shutdown.clone();
     let guard = state.metrics.watch_started(resource.plural);
@@ -740,14 +828,32 @@ async fn watch(
                     .unwrap_or_else(|e| serde_json::to_value(&*e.0).unwrap_or_default()),
             }
         };
+        if as_protobuf {
+            let mut object = object;
+            if let Some(map) = object.as_object_mut() {
+                map.entry("apiVersion").or_insert_with(|| "v1".into());
+                map.entry("kind").or_insert_with(|| resource.kind.into());
+            }
+            let frame = protobuf::watch_frame(event.kind, &object).unwrap_or_else(|error| {
+                // Every served kind has a message: this is a defect.
+                tracing::warn!(%error, "watch event left out: no protobuf form");
+                Vec::new()
+            });
+            return Ok(bytes::Bytes::from(frame));
+        }
         let mut line = serde_json::to_vec(&json!({ "type": event.kind, "object": object }))
             .unwrap_or_default();
         line.push(b'\n');
         Ok::<_, std::convert::Infallible>(bytes::Bytes::from(line))
     });
     let mut response = Response::new(Body::from_stream(lines));
+    let content_type = if as_protobuf {
+        protobuf::WATCH_MEDIA_TYPE
+    } else {
+        "application/json"
+    };
     response
         .headers_mut()
-        .insert("content-type", HeaderValue::from_static("application/json"));
+        .insert("content-type", HeaderValue::from_static(content_type));
     Ok(response.into_response())
 }
