@@ -41,6 +41,8 @@ mod kubectl;
 mod kubelet;
 /// Patches: merge, JSON, strategic.
 mod patch;
+/// Stock kubectl's protobuf bodies (typed `create`, `describe`), `drain` and `pods/eviction`.
+mod protobuf;
 /// kube-proxy in a node network namespace, both modes: balance, affinity, UDP, publicIPs, rule cleanup.
 mod proxy;
 /// The route controller in a network namespace: routes follow nodes, go on SIGTERM.
