@@ -78,13 +78,10 @@ where
     let object: T::V1 = serde_json::from_value(v1.clone())
         .map_err(|e| ApiError::internal(format!("stored object is corrupt: {e}")))?;
     let mut old = T::from_v1(&object);
-    let namespace = old.type_meta().namespace.clone();
+    // v0.5 linked every object it answered with (get, create, update and
+    // watch events alike) by its id, whatever the request's path.
     let name = old.type_meta().id.clone();
-    old.type_meta_mut().self_link = v1beta1::self_link(
-        resource,
-        Some(namespace.as_str()).filter(|ns| resource.namespaced && !ns.is_empty()),
-        &name,
-    );
+    old.type_meta_mut().self_link = v1beta1::self_link(resource, &name);
     serde_json::to_value(old).map_err(|e| ApiError::internal(format!("cannot encode: {e}")))
 }
 
@@ -100,10 +97,7 @@ where
                 .map_err(|e| ApiError::internal(format!("stored object is corrupt: {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
-    let link = format!(
-        "/api/v1beta1/{}",
-        resource.v1beta1_plural.unwrap_or(resource.plural)
-    );
+    let link = v1beta1::self_link(resource, "");
     let list = List::<T>::from_v1(&objects, Some(resource_version), &link);
     serde_json::to_value(list).map_err(|e| ApiError::internal(format!("cannot encode: {e}")))
 }
@@ -144,7 +138,8 @@ pub fn object_to_v1beta1(resource: &ResourceKind, v1: &Value) -> Result<Value> {
     by_kind!(resource, encode(resource, v1))
 }
 
-/// A list in its v1beta1 shape (`MinionList` carries `minions` too).
+/// A list in its v1beta1 shape (`MinionList` carries `minions` too), with
+/// `selfLink` on the list and on each item.
 pub fn list_to_v1beta1(
     resource: &ResourceKind,
     items: &[Value],

@@ -1,5 +1,5 @@
 use anyhow::Result;
-use mini_k8s_tests::apiserver::TestCluster;
+use mini_k8s_tests::apiserver::{TestCluster, WatchLines};
 use serde_json::{json, Value};
 
 fn pod(name: &str) -> Value {
@@ -298,5 +298,56 @@ async fn v1beta1_services_show_their_portal_ip_and_minions_list_twice() -> Resul
     assert_eq!(code, 200);
     assert_eq!(minions["items"], minions["minions"]);
     assert_eq!(minions["kind"], "MinionList");
+    Ok(())
+}
+
+/// Issue 12: v0.5 linked every v1beta1 object it answered with, each list
+/// and each list item: `/api/v1beta1/{resource}/{id}`, with no query (its
+/// `setSelfLink` cleared it, namespace included), the resource as routed
+/// (`replicationControllers`, `minions`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1beta1_objects_lists_items_and_watch_events_carry_v0_5_self_links() -> Result<()> {
+    let c = TestCluster::start().await?;
+    // No pods yet: the watch's first event is the pod created below.
+    let mut watch = WatchLines::open(&c, "/api/v1beta1/watch/pods").await?;
+
+    let body: Value = serde_json::from_str(V1BETA1_POD)?;
+    let (code, created) = c.post("/api/v1beta1/pods?namespace=default", &body).await?;
+    assert_eq!(code, 200, "{created}");
+    assert_eq!(created["selfLink"], "/api/v1beta1/pods/redis-master");
+    let (_, got) = c.get("/api/v1beta1/pods/redis-master").await?;
+    assert_eq!(got["selfLink"], "/api/v1beta1/pods/redis-master");
+    let (_, pods) = c.get("/api/v1beta1/pods?namespace=default").await?;
+    assert_eq!(pods["selfLink"], "/api/v1beta1/pods", "{pods}");
+    assert_eq!(
+        pods["items"][0]["selfLink"], "/api/v1beta1/pods/redis-master",
+        "{pods}"
+    );
+    let event = watch.next(std::time::Duration::from_secs(10)).await?;
+    assert_eq!(event["object"]["id"], "redis-master");
+    assert_eq!(
+        event["object"]["selfLink"], "/api/v1beta1/pods/redis-master",
+        "{event}"
+    );
+
+    let rc = json!({"id": "fe", "kind": "ReplicationController", "apiVersion": "v1beta1",
+        "desiredState": {"replicas": 0, "replicaSelector": {"name": "fe"},
+          "podTemplate": {"desiredState": {"manifest": {"version": "v1beta1", "id": "fe",
+             "containers": [{"name": "php", "image": "php"}]}}, "labels": {"name": "fe"}}}});
+    let (code, created) = c.post("/api/v1beta1/replicationControllers", &rc).await?;
+    assert_eq!(code, 200, "{created}");
+    let (_, rcs) = c.get("/api/v1beta1/replicationControllers").await?;
+    assert_eq!(rcs["selfLink"], "/api/v1beta1/replicationControllers");
+    assert_eq!(
+        rcs["items"][0]["selfLink"],
+        "/api/v1beta1/replicationControllers/fe"
+    );
+
+    c.post("/api/v1/nodes", &json!({"metadata": {"name": "m1"}}))
+        .await?;
+    let (_, minions) = c.get("/api/v1beta1/minions").await?;
+    assert_eq!(minions["selfLink"], "/api/v1beta1/minions");
+    assert_eq!(minions["items"][0]["selfLink"], "/api/v1beta1/minions/m1");
+    assert_eq!(minions["minions"][0]["selfLink"], "/api/v1beta1/minions/m1");
     Ok(())
 }

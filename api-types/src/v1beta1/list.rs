@@ -57,7 +57,9 @@ impl<T: Versioned> List<T> {
     /// The v1beta1 list of `items` (converted with
     /// [`Versioned::from_v1`], their `kind`/`apiVersion` cleared),
     /// `resourceVersion` from the v1 list's (non-numeric: left out) and
-    /// the given `selfLink`.
+    /// the given `selfLink` (see [`super::self_link`]). Each item's
+    /// `selfLink` is the list's joined with its id, as v0.5 wrote them
+    /// (none when the list has none).
     pub fn from_v1(items: &[T::V1], resource_version: Option<&str>, self_link: &str) -> Self {
         let items: Vec<T> = items
             .iter()
@@ -66,6 +68,7 @@ impl<T: Versioned> List<T> {
                 let tm = item.type_meta_mut();
                 tm.kind.clear();
                 tm.api_version.clear();
+                tm.self_link = super::item_link(self_link, &tm.id);
                 item
             })
             .collect();

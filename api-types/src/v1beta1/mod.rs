@@ -119,19 +119,26 @@ pub trait Versioned: Sized + Serialize + DeserializeOwned + Clone {
 }
 
 /// The v1beta1 `selfLink` of an object, as v0.5 wrote it:
-/// `/api/v1beta1/pods/foo?namespace=default` (no query for cluster-scoped
-/// kinds or when `namespace` is `None`). Pass an empty `name` for a list.
-/// Kinds v1beta1 does not serve get their v1 plural.
-pub fn self_link(resource: &ResourceKind, namespace: Option<&str>, name: &str) -> String {
+/// `/api/v1beta1/{plural}/{id}` (`/api/v1beta1/replicationControllers/fe`,
+/// `/api/v1beta1/minions/m1`); pass an empty `name` for a list
+/// (`/api/v1beta1/pods`). Kinds v1beta1 does not serve get their v1 plural.
+///
+/// v0.5 (`pkg/apiserver/resthandler.go` `setSelfLink`) cleared the query,
+/// so a namespaced object's link does not say its namespace (following it
+/// reads `default`): 2014 clients replayed against us must see the same
+/// string, so we keep that flaw rather than add `?namespace=`.
+pub fn self_link(resource: &ResourceKind, name: &str) -> String {
     let plural = resource.v1beta1_plural.unwrap_or(resource.plural);
-    let mut link = format!("/api/{API_VERSION}/{plural}");
-    if !name.is_empty() {
-        link.push('/');
-        link.push_str(name);
+    let link = format!("/api/{API_VERSION}/{plural}");
+    item_link(&link, name)
+}
+
+/// v0.5's `setSelfLinkAddName`: a list's (or collection's) link joined
+/// with the item's id. An empty `list` or `name` adds nothing.
+pub(crate) fn item_link(list: &str, name: &str) -> String {
+    if list.is_empty() || name.is_empty() {
+        list.to_string()
+    } else {
+        format!("{}/{name}", list.trim_end_matches('/'))
     }
-    if let (true, Some(ns)) = (resource.namespaced, namespace) {
-        link.push_str("?namespace=");
-        link.push_str(ns);
-    }
-    link
 }

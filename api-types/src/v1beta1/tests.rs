@@ -214,7 +214,7 @@ fn type_meta_order_and_times() {
         id: "a".into(),
         uid: "u".into(),
         creation_timestamp: Some("2014-11-17T12:30:00Z".parse().unwrap()),
-        self_link: "/api/v1beta1/pods/a?namespace=default".into(),
+        self_link: "/api/v1beta1/pods/a".into(),
         resource_version: Some(5),
         api_version: "v1beta1".into(),
         namespace: "default".into(),
@@ -415,8 +415,10 @@ fn minion_list_emits_minions_and_items() {
         json!({
             "kind": "MinionList", "creationTimestamp": null, "selfLink": "/api/v1beta1/minions",
             "resourceVersion": 100, "apiVersion": "v1beta1",
-            "minions": [{"id": "m1", "creationTimestamp": null, "resources": {}}],
-            "items": [{"id": "m1", "creationTimestamp": null, "resources": {}}]
+            "minions": [{"id": "m1", "creationTimestamp": null,
+                         "selfLink": "/api/v1beta1/minions/m1", "resources": {}}],
+            "items": [{"id": "m1", "creationTimestamp": null,
+                       "selfLink": "/api/v1beta1/minions/m1", "resources": {}}]
         })
     );
     let empty = to_json(&MinionList::from_v1(&[], None, ""));
@@ -942,20 +944,41 @@ fn endpoints_group_by_port_and_flatten_back() {
     );
 }
 
+/// v0.5's links (`pkg/apiserver/resthandler.go`: the canonical prefix, the
+/// resource as routed, the id; the query cleared, so no `?namespace=`).
 #[test]
 fn self_links_follow_v0_5() {
-    assert_eq!(
-        self_link(&kinds::PODS, Some("default"), "web"),
-        "/api/v1beta1/pods/web?namespace=default"
-    );
-    assert_eq!(
-        self_link(&kinds::REPLICATION_CONTROLLERS, Some("ns"), ""),
-        "/api/v1beta1/replicationControllers?namespace=ns"
-    );
-    assert_eq!(
-        self_link(&kinds::NODES, Some("x"), "m1"),
-        "/api/v1beta1/minions/m1"
-    );
+    let table = [
+        (&kinds::PODS, "/api/v1beta1/pods"),
+        (&kinds::SERVICES, "/api/v1beta1/services"),
+        (
+            &kinds::REPLICATION_CONTROLLERS,
+            "/api/v1beta1/replicationControllers",
+        ),
+        (&kinds::NODES, "/api/v1beta1/minions"),
+        (&kinds::ENDPOINTS, "/api/v1beta1/endpoints"),
+        (&kinds::EVENTS, "/api/v1beta1/events"),
+    ];
+    for (resource, list) in table {
+        assert_eq!(self_link(resource, ""), list, "{}", resource.plural);
+        assert_eq!(
+            self_link(resource, "x-1"),
+            format!("{list}/x-1"),
+            "{}",
+            resource.plural
+        );
+    }
+}
+
+#[test]
+fn list_items_are_linked_by_their_id() {
+    let list = PodList::from_v1(&[stored_pod()], Some("33"), "/api/v1beta1/pods");
+    let out = to_json(&list);
+    assert_eq!(out["selfLink"], "/api/v1beta1/pods");
+    assert_eq!(out["items"][0]["selfLink"], "/api/v1beta1/pods/web");
+    // No list link (a list that is not an answer): no item links either.
+    let bare = to_json(&PodList::from_v1(&[stored_pod()], None, ""));
+    assert!(bare["items"][0].get("selfLink").is_none());
 }
 
 // ---------------------------------------------------------------- round trips
