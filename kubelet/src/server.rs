@@ -1,6 +1,12 @@
 //! The kubelet's HTTP server (`--port`, 10250): `/healthz`, `/pods` (a
 //! PodList of the pods it runs, with the status it computed) and
-//! `/containerLogs/{ns}/{pod}/{container}` (`tailLines`, `previous`).
+//! `/containerLogs/{ns}/{pod}/{container}` (`tailLines`, `previous`,
+//! `follow`).
+//!
+//! Which instance of a container a log request reads is decided from the
+//! status this kubelet reported ([`log_instance`]), as Kubernetes' kubelet
+//! does: `previous` is the instance behind `lastState.terminated`, so the
+//! log matches what `kubectl describe` shows.
 
 use std::collections::HashMap;
 
@@ -12,8 +18,122 @@ use axum::{Json, Router};
 use futures::StreamExt;
 use serde_json::json;
 
-use crate::runtime::{ContainerState, LABEL_CONTAINER_NAME, LABEL_POD_UID};
+use k8s_openapi::api::core::v1::ContainerStatus;
+
 use crate::Kubelet;
+
+/// Why a container has no log to read (Kubernetes' kubelet messages; the
+/// server answers them as 400, as it does).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoLog {
+    /// The pod's status names no such container (not synced yet).
+    #[error("container {container:?} in pod {pod:?} is not available")]
+    NotAvailable {
+        /// The container.
+        container: String,
+        /// The pod.
+        pod: String,
+    },
+    /// `previous` was asked for and no earlier instance has terminated.
+    #[error("previous terminated container {container:?} in pod {pod:?} not found")]
+    NoPrevious {
+        /// The container.
+        container: String,
+        /// The pod.
+        pod: String,
+    },
+    /// Terminated, and the instance is not known.
+    #[error("container {container:?} in pod {pod:?} is terminated")]
+    Terminated {
+        /// The container.
+        container: String,
+        /// The pod.
+        pod: String,
+    },
+    /// Never started: nothing has written a log yet.
+    #[error("container {container:?} in pod {pod:?} is waiting to start: {why}")]
+    Waiting {
+        /// The container.
+        container: String,
+        /// The pod.
+        pod: String,
+        /// The waiting reason, in Kubernetes' words for image pulls.
+        why: String,
+    },
+}
+
+/// The runtime id (without `docker://`) of the instance whose log is asked
+/// for, from the container's reported status. Kubernetes'
+/// `validateContainerLogStatus`: `previous` reads the instance behind
+/// `lastState.terminated`; otherwise the running one, else the terminated
+/// one, else (waiting to restart, e.g. in `CrashLoopBackOff`) the last
+/// terminated one, so a crash-looping container's output can be read both
+/// ways while it backs off.
+///
+/// # Errors
+///
+/// [`NoLog`] when the status points at no instance.
+pub fn log_instance(
+    status: Option<&ContainerStatus>,
+    pod: &str,
+    container: &str,
+    previous: bool,
+) -> Result<String, NoLog> {
+    let names = || (container.to_string(), pod.to_string());
+    let Some(status) = status else {
+        let (container, pod) = names();
+        return Err(NoLog::NotAvailable { container, pod });
+    };
+    let id_of = |id: Option<&String>| {
+        id.filter(|id| !id.is_empty())
+            .map(|id| id.strip_prefix("docker://").unwrap_or(id).to_string())
+    };
+    let last = status
+        .last_state
+        .as_ref()
+        .and_then(|s| s.terminated.as_ref())
+        .map(|t| id_of(t.container_id.as_ref()));
+    let state = status.state.clone().unwrap_or_default();
+    if previous {
+        return last.flatten().ok_or_else(|| {
+            let (container, pod) = names();
+            NoLog::NoPrevious { container, pod }
+        });
+    }
+    if state.running.is_some() {
+        if let Some(id) = id_of(status.container_id.as_ref()) {
+            return Ok(id);
+        }
+    }
+    if let Some(terminated) = &state.terminated {
+        // A terminated state whose instance is unknown falls back on the
+        // one before it, as Kubernetes does.
+        return id_of(terminated.container_id.as_ref())
+            .or_else(|| last.flatten())
+            .ok_or_else(|| {
+                let (container, pod) = names();
+                NoLog::Terminated { container, pod }
+            });
+    }
+    if let Some(last) = last {
+        return last.ok_or_else(|| {
+            let (container, pod) = names();
+            NoLog::Terminated { container, pod }
+        });
+    }
+    let why = match state.waiting.and_then(|w| w.reason).as_deref() {
+        Some("ErrImagePull") => "image can't be pulled".to_string(),
+        Some("ImagePullBackOff") => "trying and failing to pull image".to_string(),
+        Some(reason) => reason.to_string(),
+        None => "no logs yet".to_string(),
+    };
+    let (container, pod) = names();
+    Err(NoLog::Waiting {
+        container,
+        pod,
+        why,
+    })
+}
 
 /// The router (serve it with `axum::serve` on a listener the caller binds).
 pub fn router(kubelet: Kubelet) -> Router {
@@ -57,48 +177,153 @@ async fn logs(
         )
             .into_response();
     };
-    let uid = found.metadata.uid.clone().unwrap_or_default();
-    let containers = match kubelet.runtime().list_pod_containers(Some(&uid)).await {
-        Ok(c) => c,
-        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
-    };
-    let mut instances: Vec<_> = containers
-        .into_iter()
-        .filter(|c| {
-            c.label(LABEL_POD_UID) == Some(uid.as_str())
-                && c.label(LABEL_CONTAINER_NAME) == Some(container.as_str())
-        })
-        .collect();
-    instances.sort_by_key(|c| std::cmp::Reverse((c.restart_count(), c.created_at)));
-    let previous = query.get("previous").is_some_and(|v| v == "true");
-    let chosen = if previous {
-        instances
-            .iter()
-            .skip(1)
-            .find(|c| c.state == ContainerState::Exited)
-    } else {
-        instances.first()
-    };
-    let Some(chosen) = chosen else {
+    let in_spec = found
+        .spec
+        .as_ref()
+        .is_some_and(|s| s.containers.iter().any(|c| c.name == container));
+    if !in_spec {
         return (
             StatusCode::NOT_FOUND,
             format!("container {container} of pod {ns}/{pod} not found\n"),
         )
             .into_response();
+    }
+    let status = found
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.name == container));
+    let previous = query.get("previous").is_some_and(|v| v == "true");
+    let id = match log_instance(status, &pod, &container, previous) {
+        Ok(id) => id,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
     };
     let tail = query.get("tailLines").and_then(|t| t.parse().ok());
     let follow = query.get("follow").is_some_and(|v| v == "true");
-    match kubelet
-        .runtime()
-        .follow_logs(&chosen.id, tail, follow)
-        .await
-    {
+    match kubelet.runtime().follow_logs(&id, tail, follow).await {
         Ok(chunks) => {
             let body = axum::body::Body::from_stream(
                 chunks.map(|chunk| chunk.map_err(|e| std::io::Error::other(e.to_string()))),
             );
             ([("content-type", "text/plain")], body).into_response()
         }
+        // The instance the status named is gone (removed since): as absent.
+        Err(crate::runtime::Error::NotFound(_)) => (
+            StatusCode::NOT_FOUND,
+            format!("container {container} of pod {ns}/{pod} not found\n"),
+        )
+            .into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::ContainerStatus;
+    use serde_json::json;
+
+    use super::{log_instance, NoLog};
+
+    fn status(value: serde_json::Value) -> ContainerStatus {
+        let mut base = json!({"name": "c", "image": "i", "imageID": "", "ready": false,
+                              "restartCount": 1});
+        if let (Some(b), Some(v)) = (base.as_object_mut(), value.as_object()) {
+            b.extend(v.clone());
+        }
+        serde_json::from_value(base).unwrap()
+    }
+
+    fn terminated(id: &str) -> serde_json::Value {
+        json!({"terminated": {"exitCode": 1, "containerID": id}})
+    }
+
+    /// Which instance each state's log requests read, as Kubernetes'
+    /// `validateContainerLogStatus` decides.
+    #[test]
+    fn previous_reads_the_instance_behind_last_state_terminated() {
+        let running = json!({"running": {}});
+        let back_off = json!({"waiting": {"reason": "CrashLoopBackOff"}});
+        let cases = [
+            // (state, containerID, lastState, previous, expected)
+            (
+                &running,
+                "docker://new",
+                Some("docker://old"),
+                false,
+                Ok("new"),
+            ),
+            (
+                &running,
+                "docker://new",
+                Some("docker://old"),
+                true,
+                Ok("old"),
+            ),
+            // Backing off: the dead instance is both current and previous.
+            (
+                &back_off,
+                "docker://old",
+                Some("docker://old"),
+                false,
+                Ok("old"),
+            ),
+            (
+                &back_off,
+                "docker://old",
+                Some("docker://old"),
+                true,
+                Ok("old"),
+            ),
+            (&running, "docker://new", None, false, Ok("new")),
+            (&running, "docker://new", None, true, Err("previous")),
+            (
+                &terminated("docker://done"),
+                "docker://done",
+                None,
+                false,
+                Ok("done"),
+            ),
+            (
+                &terminated("docker://done"),
+                "docker://done",
+                None,
+                true,
+                Err("previous"),
+            ),
+            (&terminated(""), "", Some("docker://old"), false, Ok("old")),
+            (&terminated(""), "", None, false, Err("terminated")),
+        ];
+        for (i, (state, id, last, previous, expected)) in cases.into_iter().enumerate() {
+            let mut s = json!({"state": state, "containerID": id});
+            if let Some(last) = last {
+                s["lastState"] = terminated(last);
+            }
+            let got = log_instance(Some(&status(s)), "p", "c", previous);
+            match (expected, got) {
+                (Ok(want), Ok(got)) => assert_eq!(got, want, "case {i}"),
+                (Err("previous"), Err(NoLog::NoPrevious { .. }))
+                | (Err("terminated"), Err(NoLog::Terminated { .. })) => {}
+                (want, got) => panic!("case {i}: want {want:?}, got {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_container_that_never_ran_has_no_log_and_says_why() {
+        let pulling = status(json!({"state": {"waiting": {"reason": "ErrImagePull"}}}));
+        let err = log_instance(Some(&pulling), "p", "c", false).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "container \"c\" in pod \"p\" is waiting to start: image can't be pulled"
+        );
+        let err = log_instance(Some(&pulling), "p", "c", true).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "previous terminated container \"c\" in pod \"p\" not found"
+        );
+        assert!(matches!(
+            log_instance(None, "p", "c", false),
+            Err(NoLog::NotAvailable { .. })
+        ));
     }
 }

@@ -109,6 +109,28 @@ async fn a_converged_pod_makes_no_runtime_changes() {
     );
 }
 
+/// Starts `p` (restartPolicy Always), crashes its app twice: restarted at
+/// once after the first crash, backing off after the second. Returns the
+/// last sync's result.
+async fn crash_twice(
+    rt: &HollowRuntime,
+    cfg: &SyncConfig,
+    p: &Pod,
+    state: &mut PodState,
+) -> crate::pod::SyncResult {
+    sync_pod(rt, cfg, p, &[], state).await.unwrap();
+    rt.exit_container(&app_id(rt), 1);
+    let r = sync_pod(rt, cfg, p, &[], state).await.unwrap();
+    assert_eq!(r.status.container_statuses.unwrap()[0].restart_count, 1);
+    rt.exit_container(&app_id(rt), 1);
+    let r = sync_pod(rt, cfg, p, &[], state).await.unwrap();
+    assert_eq!(
+        waiting_reason(&r.status).as_deref(),
+        Some("CrashLoopBackOff")
+    );
+    r
+}
+
 #[tokio::test]
 async fn a_crashing_container_restarts_with_growing_back_off_under_always() {
     let dir = tempfile::tempdir().unwrap();
@@ -116,18 +138,7 @@ async fn a_crashing_container_restarts_with_growing_back_off_under_always() {
     let cfg = config(dir.path());
     let p = pod("Always", "busybox");
     let mut state = PodState::default();
-    sync_pod(&rt, &cfg, &p, &[], &mut state).await.unwrap();
-    rt.exit_container(&app_id(&rt), 1);
-    // First crash: restarted at once.
-    let r = sync_pod(&rt, &cfg, &p, &[], &mut state).await.unwrap();
-    assert_eq!(r.status.container_statuses.unwrap()[0].restart_count, 1);
-    rt.exit_container(&app_id(&rt), 1);
-    // Second crash: back-off.
-    let r = sync_pod(&rt, &cfg, &p, &[], &mut state).await.unwrap();
-    assert_eq!(
-        waiting_reason(&r.status).as_deref(),
-        Some("CrashLoopBackOff")
-    );
+    let r = crash_twice(&rt, &cfg, &p, &mut state).await;
     let reasons: Vec<&str> = state.events.iter().map(|e| e.reason).collect();
     assert_eq!(
         reasons,
@@ -438,4 +449,30 @@ async fn a_readiness_probe_drives_ready_without_restarting_the_container() {
     assert_eq!(cs.restart_count, 0);
     assert_eq!(cs.started, Some(true));
     assert_eq!(r.status.phase.as_deref(), Some("Running"));
+}
+
+/// Issue 12: while a crash-looping container backs off, the status's
+/// `lastState.terminated` names the one instance the kubelet kept, so
+/// `logs --previous` (and the plain request) read it.
+#[tokio::test]
+async fn during_back_off_the_log_requests_read_the_kept_dead_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = HollowRuntime::new();
+    let cfg = config(dir.path());
+    let p = pod("Always", "busybox");
+    let mut state = PodState::default();
+    let r = crash_twice(&rt, &cfg, &p, &mut state).await;
+    let running = app_id(&rt);
+    let kept: Vec<String> = rt
+        .containers()
+        .iter()
+        .filter(|c| c.container_name() == "c")
+        .map(|c| c.id.clone())
+        .collect();
+    assert_eq!(kept, std::slice::from_ref(&running));
+    let statuses = r.status.container_statuses.unwrap();
+    for previous in [true, false] {
+        let id = crate::server::log_instance(statuses.first(), "p", "c", previous);
+        assert_eq!(id.as_deref(), Ok(running.as_str()), "previous={previous}");
+    }
 }

@@ -931,6 +931,56 @@ async fn logs_follow_streams_lines_written_after_it_started() -> Result<()> {
     Ok(())
 }
 
+/// Issue 12: while a crash-looping container backs off, `logs --previous`
+/// reads the instance behind `lastState.terminated` (the kubelet keeps
+/// it), and so does the plain request, as in Kubernetes (the next
+/// instance has not started). The old kubelet skipped the newest instance
+/// for `previous` and answered 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_previous_reads_the_crashed_instance_during_back_off() -> Result<()> {
+    use kubelet::Runtime as _;
+    let Some(env) = Env::start_with(|c| c.sync.backoff_base = Duration::from_secs(60)).await?
+    else {
+        return Ok(());
+    };
+    // Each instance prints a line of its own, so the test can tell them apart.
+    env.create_pod(json!({
+        "metadata": {"name": "crasher"},
+        "spec": {"terminationGracePeriodSeconds": 0, "containers": [
+            busybox("c", "echo \"run $(cat /proc/sys/kernel/random/uuid)\"; exit 1")]}
+    }))
+    .await?;
+    let pod = env
+        .wait_pod("crasher", "crasher in CrashLoopBackOff", |p| {
+            waiting_reason(p, "c").as_deref() == Some("CrashLoopBackOff")
+        })
+        .await?;
+    let status = container_status(&pod, "c").context("no container status")?;
+    let last = status
+        .last_state
+        .and_then(|s| s.terminated)
+        .context("no lastState.terminated")?;
+    let id = last
+        .container_id
+        .context("lastState.terminated has no containerID")?;
+    let id = id.strip_prefix("docker://").unwrap_or(&id);
+    let expected = DockerRuntime::new(env.docker.host()).logs(id, None).await?;
+    assert!(expected.starts_with("run "), "{expected:?}");
+
+    let url = format!(
+        "{}/api/v1/namespaces/default/pods/crasher/log",
+        env.cluster.url()
+    );
+    for query in ["?previous=true", ""] {
+        let response = env.http.get(format!("{url}{query}")).send().await?;
+        let code = response.status();
+        let text = response.text().await?;
+        assert_eq!(code, 200, "log{query}: {text}");
+        assert_eq!(text, expected, "log{query}");
+    }
+    Ok(())
+}
+
 /// The events about pod `name`, oldest first.
 async fn events_of(env: &Env, name: &str) -> Result<Vec<k8s_openapi::api::core::v1::Event>> {
     let events: Api<k8s_openapi::api::core::v1::Event> =
