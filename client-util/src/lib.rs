@@ -1,7 +1,10 @@
 //! Client wiring shared by the components that talk to the apiserver
-//! (scheduler, controller-manager): `--master`/`--kubeconfig` to a
-//! [`kube::Client`], `-v` to tracing, SIGTERM to a shutdown future, and
-//! reflector stores that announce their changes.
+//! (scheduler, controller-manager, kubelet): `--master`/`--kubeconfig` to a
+//! [`kube::Client`], `-v` to tracing, SIGTERM to a shutdown future,
+//! reflector stores that announce their changes, and [`events`] (a bounded
+//! queue of events posted off the caller's path).
+
+pub mod events;
 
 use std::fmt::Debug;
 use std::future::Future;

@@ -23,11 +23,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use client_util::events::{self, Recorder};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{
-    Event, EventSource, Node, ObjectReference, Pod, PodStatus, Service,
-};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::api::core::v1::{Event, EventSource, Node, Pod, PodStatus, Service};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -121,8 +119,9 @@ struct Inner {
     static_pods: Mutex<HashMap<String, Arc<Pod>>>,
     changed: Notify,
     /// Events to post (bounded: dropped when the apiserver lags far behind).
-    events: tokio::sync::mpsc::Sender<Event>,
-    events_rx: Mutex<Option<tokio::sync::mpsc::Receiver<Event>>>,
+    events: Recorder,
+    /// The task posting them, started by [`Kubelet::run`].
+    events_poster: Mutex<Option<futures::future::BoxFuture<'static, ()>>>,
 }
 
 /// A kubelet. Cloning shares it.
@@ -155,7 +154,8 @@ impl Kubelet {
     ) -> (Self, ServiceFeed) {
         let (services, writer) = reflector::store();
         let parallel = config.parallel_syncs.max(1);
-        let (events, events_rx) = tokio::sync::mpsc::channel(1000);
+        // One post at a time: a kubelet's events come a few per pod change.
+        let (events, poster) = Recorder::new(client.clone(), events::DEFAULT_QUEUE, 1);
         let kubelet = Self {
             inner: Arc::new(Inner {
                 client,
@@ -168,7 +168,7 @@ impl Kubelet {
                 static_pods: Mutex::new(HashMap::new()),
                 changed: Notify::new(),
                 events,
-                events_rx: Mutex::new(Some(events_rx)),
+                events_poster: Mutex::new(Some(Box::pin(poster))),
             }),
         };
         (kubelet, ServiceFeed { writer })
@@ -219,8 +219,8 @@ impl Kubelet {
             }),
         );
         let mut tasks = vec![heartbeat, service_watch, pod_watch];
-        if let Some(rx) = lock(&inner.events_rx).take() {
-            tasks.push(tokio::spawn(post_events(inner.client.clone(), rx)));
+        if let Some(poster) = lock(&inner.events_poster).take() {
+            tasks.push(tokio::spawn(poster));
         }
         let _guards = AbortOnDrop(tasks);
         let _workers = StopWorkers(self.inner.clone());
@@ -435,10 +435,9 @@ impl Kubelet {
                         .await
                     };
                     for e in state.events.drain(..) {
-                        let _ =
-                            inner
-                                .events
-                                .try_send(event_for(&pod, &inner.config.sync.node_name, e));
+                        inner
+                            .events
+                            .record(event_for(&pod, &inner.config.sync.node_name, e));
                     }
                     match result {
                         Ok(result) => {
@@ -479,7 +478,7 @@ impl Kubelet {
                                     grace.as_secs()
                                 ),
                             };
-                            let _ = inner.events.try_send(event_for(
+                            inner.events.record(event_for(
                                 &pod,
                                 &inner.config.sync.node_name,
                                 killing,
@@ -596,49 +595,19 @@ impl Kubelet {
     }
 }
 
-/// A core/v1 Event about `pod`.
+/// A core/v1 Event about `pod` from this node's kubelet.
 fn event_for(pod: &Pod, node: &str, e: pod::PodEvent) -> Event {
-    let now = Time(jiff::Timestamp::now());
-    let (ns, name) = key(pod);
-    let suffix = jiff::Timestamp::now().as_nanosecond();
-    Event {
-        metadata: ObjectMeta {
-            name: Some(format!("{name}.{suffix:x}")),
-            namespace: Some(ns.clone()),
-            ..ObjectMeta::default()
-        },
-        involved_object: ObjectReference {
-            kind: Some("Pod".into()),
-            api_version: Some("v1".into()),
-            namespace: Some(ns),
-            name: Some(name),
-            uid: pod.metadata.uid.clone(),
-            resource_version: pod.metadata.resource_version.clone(),
-            field_path: e.container.map(|c| format!("spec.containers{{{c}}}")),
-        },
-        reason: Some(e.reason.into()),
-        message: Some(e.message),
-        type_: Some(e.kind.into()),
-        source: Some(EventSource {
+    let field_path = e.container.map(|c| format!("spec.containers{{{c}}}"));
+    events::event(
+        events::pod_reference(pod, field_path),
+        EventSource {
             component: Some("kubelet".into()),
             host: Some(node.into()),
-        }),
-        first_timestamp: Some(now.clone()),
-        last_timestamp: Some(now),
-        count: Some(1),
-        ..Event::default()
-    }
-}
-
-/// Posts queued events, one at a time; a failure drops the event (they are advisory).
-async fn post_events(client: kube::Client, mut rx: tokio::sync::mpsc::Receiver<Event>) {
-    while let Some(event) = rx.recv().await {
-        let ns = event.metadata.namespace.clone().unwrap_or_default();
-        let api: Api<Event> = Api::namespaced(client.clone(), &ns);
-        if let Err(e) = api.create(&PostParams::default(), &event).await {
-            tracing::debug!(error = %e, "posting event");
-        }
-    }
+        },
+        e.kind,
+        e.reason,
+        e.message,
+    )
 }
 
 /// The writer half of the kubelet's service cache (handed to [`Kubelet::run`]).
