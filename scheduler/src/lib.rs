@@ -11,6 +11,11 @@
 //! gets `PodScheduled=False` (reason `Unschedulable`) and a
 //! `FailedScheduling` event, written only when the explanation changes; it
 //! is tried again in every later round, so node or pod changes free it.
+//!
+//! Each successful binding gets a `Scheduled` event ("Successfully assigned
+//! ns/pod to node"), queued on a [`client_util::events::Recorder`] and
+//! posted by a task of its own, so events never hold a binding slot; when
+//! the apiserver falls behind, the bounded queue drops them (counted).
 
 pub mod algorithm;
 
@@ -19,9 +24,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use client_util::events::{self, Recorder};
 use client_util::{reflect, Reflected, StopFlag};
 use futures::{stream, StreamExt};
-use k8s_openapi::api::core::v1::{Event, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Event, EventSource, Node, Pod, Service};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
@@ -120,11 +126,16 @@ pub async fn run(
         ready = wait_ready(&caches) => ready?,
     }
     tracing::info!("scheduler caches ready");
+    // Events trail the bindings: a few posts in flight keep up with most
+    // of a burst without taking the apiserver from the bindings.
+    let (recorder, poster) = Recorder::new(client.clone(), events::DEFAULT_QUEUE, 4);
+    let poster = AbortOnDrop(tokio::spawn(poster));
     let mut scheduler = Scheduler {
         client,
         config,
         assumed: HashMap::new(),
         reported: HashMap::new(),
+        recorder,
     };
     let mut node_changes = caches.nodes.changes.clone();
     let mut pending_changes = caches.pending.changes.clone();
@@ -145,8 +156,48 @@ pub async fn run(
             _ = service_changes.changed() => {}
         }
     }
+    let dropped = scheduler.recorder.dropped();
+    if dropped > 0 {
+        tracing::info!(dropped, "events dropped while the apiserver lagged");
+    }
+    drop(poster);
     tracing::info!("scheduler stopped");
     Ok(())
+}
+
+/// Stops the event poster with the scheduler (what is still queued is lost,
+/// as in Kubernetes).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Who the scheduler's events say posted them.
+fn source() -> EventSource {
+    EventSource {
+        component: Some(SCHEDULER_NAME.into()),
+        host: None,
+    }
+}
+
+/// Kubernetes' event for a binding: reason `Scheduled`, in its words.
+fn scheduled_event(pod: &Pod, node: &str) -> Event {
+    let mut event = events::event(
+        events::pod_reference(pod, None),
+        source(),
+        "Normal",
+        "Scheduled",
+        format!(
+            "Successfully assigned {}/{} to {node}",
+            pod.namespace().unwrap_or_default(),
+            pod.name_any()
+        ),
+    );
+    event.action = Some("Binding".into());
+    event
 }
 
 async fn wait_ready(c: &Caches) -> Result<(), Error> {
@@ -215,6 +266,8 @@ struct Scheduler {
     assumed: HashMap<String, Assumed>,
     /// The last unschedulable message written per pod key (with the uid).
     reported: HashMap<String, (String, String)>,
+    /// `Scheduled` and `FailedScheduling` events.
+    recorder: Recorder,
 }
 
 enum Outcome {
@@ -300,6 +353,7 @@ impl Scheduler {
         // sees every earlier one (in flight or done) on `nodes`.
         let mut unschedulable = Vec::new();
         let client = &self.client;
+        let recorder = &self.recorder;
         let assumed = &mut self.assumed;
         let placed = stream::iter(pending).filter_map(|pod| {
             let demand = algorithm::demand(&pod);
@@ -329,7 +383,15 @@ impl Scheduler {
             futures::future::ready(binding)
         });
         let results: Vec<(String, Outcome)> = placed
-            .map(|(pod, node)| async move { (key(&pod), bind(client, &pod, &node).await) })
+            .map(|(pod, node)| async move {
+                let outcome = bind(client, &pod, &node).await;
+                // Only a binding this scheduler made is announced: a 409
+                // means another one (or an earlier round) bound it.
+                if matches!(outcome, Outcome::Bound) {
+                    recorder.record(scheduled_event(&pod, &node));
+                }
+                (key(&pod), outcome)
+            })
             .buffer_unordered(self.config.bind_concurrency.max(1))
             .collect()
             .await;
@@ -395,34 +457,13 @@ impl Scheduler {
             tracing::warn!(pod = %k, %error, "writing the PodScheduled condition");
             return;
         }
-        let event: Event = match serde_json::from_value(json!({
-            "metadata": {
-                "name": format!("{}.{}", pod.name_any(), &uuid::Uuid::new_v4().simple().to_string()[..16]),
-                "namespace": ns,
-            },
-            "involvedObject": {
-                "kind": "Pod",
-                "apiVersion": "v1",
-                "namespace": ns,
-                "name": pod.name_any(),
-                "uid": uid,
-            },
-            "reason": "FailedScheduling",
-            "message": message,
-            "type": "Warning",
-            "count": 1,
-            "source": {"component": SCHEDULER_NAME},
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "reportingComponent": SCHEDULER_NAME,
-        })) {
-            Ok(event) => event,
-            Err(_) => return,
-        };
-        let events: Api<Event> = Api::namespaced(self.client.clone(), &ns);
-        if let Err(error) = events.create(&PostParams::default(), &event).await {
-            tracing::warn!(pod = %k, %error, "posting the FailedScheduling event");
-        }
+        self.recorder.record(events::event(
+            events::pod_reference(pod, None),
+            source(),
+            "Warning",
+            "FailedScheduling",
+            message.to_string(),
+        ));
         self.reported.insert(k, (uid, message.to_string()));
     }
 }

@@ -472,8 +472,16 @@ async fn a_converged_scheduler_does_nothing() -> Result<()> {
         let fits = all
             .iter()
             .any(|p| p["metadata"]["name"] == "fits" && node_of(p).is_some());
+        // Both events are posted off the binding path: wait for each, so
+        // neither lands in the window measured below.
         let (_, events) = c.get("/api/v1/namespaces/default/events").await?;
-        let reported = events["items"].as_array().is_some_and(|e| !e.is_empty());
+        let reasons: Vec<&str> = events["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["reason"].as_str())
+            .collect();
+        let reported = reasons.contains(&"FailedScheduling") && reasons.contains(&"Scheduled");
         Ok(fits && reported)
     })
     .await?;
@@ -556,5 +564,92 @@ async fn pods_arriving_while_bindings_are_in_flight_never_overcommit_a_node() ->
         },
     )
     .await?;
+    sched.stop().await
+}
+
+/// Issue 12: every binding gets Kubernetes' `Scheduled` event, which
+/// `kubectl describe pod` finds through its field selector on
+/// `involvedObject`; a pod the scheduler did not bind gets none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_binding_posts_a_scheduled_event_that_describe_finds() -> Result<()> {
+    let c = TestCluster::start().await?;
+    create_node(&c, "n1", "4", "4Gi", true).await?;
+    // Bound before the scheduler starts: not the scheduler's binding.
+    let mut elsewhere = pod_json("elsewhere", "100m", "64Mi", None);
+    elsewhere["spec"]["nodeName"] = json!("n1");
+    create_pod(&c, &elsewhere).await?;
+    let sched = start_scheduler(&c, ::scheduler::Config::default())?;
+    create_pod(&c, &pod_json("placed", "100m", "64Mi", None)).await?;
+    wait_for("placed bound", Duration::from_secs(30), || async {
+        let (_, pod) = c.get("/api/v1/namespaces/default/pods/placed").await?;
+        Ok(node_of(&pod) == Some("n1"))
+    })
+    .await?;
+    let (_, pod) = c.get("/api/v1/namespaces/default/pods/placed").await?;
+    let uid = pod["metadata"]["uid"]
+        .as_str()
+        .context("no uid")?
+        .to_string();
+    // kubectl describe's selector (name, namespace, kind, uid).
+    let selector = format!(
+        "involvedObject.name=placed,involvedObject.namespace=default,\
+         involvedObject.kind=Pod,involvedObject.uid={uid}"
+    );
+    let path = format!("/api/v1/namespaces/default/events?fieldSelector={selector}");
+    wait_for("the Scheduled event", Duration::from_secs(10), || async {
+        let (code, events) = c.get(&path).await?;
+        anyhow::ensure!(code == 200, "listing events: {code} {events}");
+        Ok(events["items"].as_array().is_some_and(|i| !i.is_empty()))
+    })
+    .await?;
+    let (_, events) = c.get(&path).await?;
+    let scheduled = events["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(scheduled.len(), 1, "{scheduled:?}");
+    let e = &scheduled[0];
+    assert_eq!(e["reason"], "Scheduled");
+    assert_eq!(e["type"], "Normal");
+    assert_eq!(e["message"], "Successfully assigned default/placed to n1");
+    assert_eq!(e["source"]["component"], "default-scheduler");
+    assert_eq!(e["reportingComponent"], "default-scheduler");
+    let o = &e["involvedObject"];
+    assert_eq!(
+        (&o["kind"], &o["apiVersion"], &o["namespace"], &o["name"]),
+        (
+            &json!("Pod"),
+            &json!("v1"),
+            &json!("default"),
+            &json!("placed")
+        )
+    );
+    assert_eq!(o["uid"], uid.as_str());
+    // The version the scheduler saw, before its binding changed the pod.
+    let seen: u64 = o["resourceVersion"]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .context("no resourceVersion")?;
+    let bound: u64 = pod["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .context("pod has no resourceVersion")?;
+    assert!(seen < bound, "{seen} vs {bound}");
+
+    if crate::kubectl::kubectl_available() {
+        let dir = tempfile::tempdir()?;
+        let kubectl = crate::kubectl::Kubectl {
+            kubeconfig: mini_k8s_tests::kubeconfig::write(dir.path(), c.url(), None, None)?,
+        };
+        let described = kubectl.ok(&["describe", "pod", "placed"]).await?;
+        assert!(
+            described.contains("Successfully assigned default/placed to n1"),
+            "{described}"
+        );
+    }
+    // Give a (wrong) event about the pod bound without the scheduler time
+    // to arrive: there must be none.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, events) = c
+        .get("/api/v1/namespaces/default/events?fieldSelector=involvedObject.name=elsewhere")
+        .await?;
+    assert_eq!(events["items"], json!([]), "{events}");
     sched.stop().await
 }
