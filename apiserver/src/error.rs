@@ -89,6 +89,12 @@ impl From<StorageError> for ApiError {
             StorageError::Unavailable(_) => {
                 Self::new(Reason::ServiceUnavailable, error.to_string())
             }
+            // Kubernetes answers this 500 too; the message says what to do.
+            StorageError::NoSpace(detail) => Self::internal(format!(
+                "etcd refuses writes: {detail} (its space quota is used up). Reads still work; \
+                 writes resume once an operator compacts and defragments etcd and disarms its \
+                 NOSPACE alarm (docs/operations.md)"
+            )),
             StorageError::NotFound { .. }
             | StorageError::AlreadyExists { .. }
             | StorageError::Conflict { .. }

@@ -77,6 +77,12 @@ pub struct Config {
     /// gives every watch its own etcd watch.
     #[arg(long, default_value_t = 1000)]
     pub default_watch_cache_size: usize,
+    /// How often etcd's history is compacted (a Go duration: `5m`, `10s`,
+    /// `1h30m`; `0` never). Each compaction drops what is older than the
+    /// previous one, so watches can resume across one interval; with
+    /// several apiservers on one etcd only one compacts per interval.
+    #[arg(long, default_value = "5m", value_parser = parse_interval)]
+    pub etcd_compaction_interval: Duration,
     /// How long events are kept, in seconds.
     #[arg(long, default_value_t = 3600)]
     pub event_ttl_seconds: i64,
@@ -101,11 +107,23 @@ impl Config {
             tls_cert_file: None,
             tls_private_key_file: None,
             default_watch_cache_size: 1000,
+            etcd_compaction_interval: Duration::from_secs(300),
             event_ttl_seconds: 3600,
             shutdown_grace_seconds: 10,
             verbosity: 0,
         }
     }
+}
+
+/// A non-negative Go duration (`5m0s`, `10s`, `0`), as Kubernetes' flags take.
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    let parsed: kube_core::Duration = text
+        .parse()
+        .map_err(|e| format!("{text:?} is not a duration such as 5m or 10s: {e}"))?;
+    if parsed.is_negative() {
+        return Err(format!("{text:?} is negative"));
+    }
+    Ok(parsed.into())
 }
 
 /// Why the server could not start or stopped.
@@ -463,9 +481,17 @@ pub async fn serve(
         } else {
             local.ip()
         });
-    let storage: Arc<dyn Storage> = Arc::new(EtcdStorage::connect(&config.etcd_servers).await?);
+    let etcd = EtcdStorage::connect(&config.etcd_servers).await?;
+    let storage: Arc<dyn Storage> = Arc::new(etcd.clone());
     let (registries, ips) = registries(&config, &storage);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    if !config.etcd_compaction_interval.is_zero() {
+        tokio::spawn(crate::storage::compaction::run(
+            etcd,
+            config.etcd_compaction_interval,
+            shutdown_tx.subscribe(),
+        ));
+    }
     let (bootstrapped_tx, bootstrapped_rx) = watch::channel(false);
     let state = Arc::new(ApiState {
         registries: registries.clone(),

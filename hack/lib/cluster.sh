@@ -229,7 +229,11 @@ cluster::wait_http() {
 }
 
 # cluster::start_etcd PORT [DATA_DIR] - one etcd member on loopback. The data
-# directory is kept across restarts (cluster::restart_etcd).
+# directory is kept across restarts (cluster::restart_etcd). The apiserver
+# compacts etcd's history (--etcd-compaction-interval), so etcd itself does
+# not auto-compact; its space quota is etcd's default made explicit
+# (ETCD_QUOTA_BACKEND_BYTES, 2 GiB). docs/operations.md says how to
+# defragment and recover from a full quota.
 cluster::start_etcd() {
   local port="$1" data="${2:-$CLUSTER_STATE/etcd}" peer=$(($1 + 1))
   cluster::port_free "$port" || util::die "port $port is taken: is another etcd running? (stop it or set ETCD_PORT)"
@@ -237,7 +241,8 @@ cluster::start_etcd() {
   cluster::spawn etcd "" etcd --name local --data-dir "$data" \
     --listen-client-urls "http://127.0.0.1:$port" --advertise-client-urls "http://127.0.0.1:$port" \
     --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
-    --initial-cluster "local=http://127.0.0.1:$peer"
+    --initial-cluster "local=http://127.0.0.1:$peer" \
+    --quota-backend-bytes "${ETCD_QUOTA_BACKEND_BYTES:-2147483648}"
 }
 
 # cluster::start_apiserver ETCD_URL BIND_IP PORT - waits until it is ready.

@@ -7,12 +7,12 @@ mod apiserver_process;
 mod auth_tls;
 /// Writes starting from the watch cache's copy: no etcd read, nothing lost when stale.
 mod cached_writes;
+/// etcd compaction by the apiserver, one claim per interval, a full etcd.
+mod compaction;
 /// Optimistic concurrency: 409s and concurrent read-modify-write.
 mod concurrency;
 /// The controller manager in-process: replication, endpoints, node lifecycle.
 mod controllers;
-/// `dryRun=All` on every write: etcd unchanged; ExternalName turned ClusterIP.
-mod dry_run;
 /// CRUD of every kind through v1 and v1beta1, and conversion between them.
 mod crud;
 /// `ctl config|version|cluster-info|api-resources|describe|completion`, shared kubeconfig.
@@ -27,6 +27,8 @@ mod ctl_get;
 mod ctl_harness;
 /// `ctl create|apply|replace|delete|label|annotate|scale`, v1beta1 manifests.
 mod ctl_manifests;
+/// `dryRun=All` on every write: etcd unchanged; ExternalName turned ClusterIP.
+mod dry_run;
 /// Errors: malformed bodies, oversize bodies, unknown paths, invalid objects.
 mod errors;
 /// etcd: the key layout and a 3-member cluster losing a member.

@@ -138,6 +138,30 @@ fn is_unreachable(error: &etcd_client::Error) -> bool {
 }
 
 impl EtcdStorage {
+    /// Runs a transaction as it is (the compactor's claim).
+    pub(crate) async fn raw_txn(&self, txn: Txn) -> Result<etcd_client::TxnResponse> {
+        self.txn(txn).await
+    }
+
+    /// Compacts etcd's history up to `revision` (older revisions can no
+    /// longer be read or watched from).
+    pub(crate) async fn compact(&self, revision: i64) -> Result<()> {
+        self.call(|mut c| async move { c.compact(revision, None).await })
+            .await
+            .map(|_| ())
+            .map_err(|e| match e {
+                etcd_client::Error::GRpcStatus(status)
+                    if status.message().contains("compacted") =>
+                {
+                    StorageError::Compacted {
+                        requested: revision,
+                        compacted: 0,
+                    }
+                }
+                other => unavailable(other),
+            })
+    }
+
     async fn txn(&self, txn: Txn) -> Result<etcd_client::TxnResponse> {
         self.call(|mut c| {
             let txn = txn.clone();
@@ -148,8 +172,18 @@ impl EtcdStorage {
     }
 }
 
+/// What an etcd error means to a caller. An exceeded space quota is said
+/// as such: etcd refuses every write until an operator frees space, which
+/// retrying does not do.
 fn unavailable(error: etcd_client::Error) -> StorageError {
-    StorageError::Unavailable(error.to_string())
+    match &error {
+        etcd_client::Error::GRpcStatus(status)
+            if status.message().contains("database space exceeded") =>
+        {
+            StorageError::NoSpace(status.message().to_string())
+        }
+        _ => StorageError::Unavailable(error.to_string()),
+    }
 }
 
 /// The first key after every key starting with `prefix`.

@@ -5,6 +5,7 @@
 //! v1 JSON of the object without `resourceVersion`, which is always the
 //! key's `mod_revision` and is filled in on the way out.
 
+pub mod compaction;
 pub mod etcd;
 
 use async_trait::async_trait;
@@ -47,6 +48,10 @@ pub enum StorageError {
     /// The store cannot be reached or did not answer in time.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// The store refuses writes: its space quota is exceeded (etcd's
+    /// NOSPACE alarm). Not worth retrying until an operator frees space.
+    #[error("storage out of space: {0}")]
+    NoSpace(String),
     /// The store answered something this layer does not understand.
     #[error("storage error: {0}")]
     Internal(String),
