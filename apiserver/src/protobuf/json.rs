@@ -11,7 +11,7 @@
 //! non-pointer field, set or not, so an empty string, a 0 or a false on the
 //! wire is usually "unset" — which Go's JSON (`omitempty`) and defaulting
 //! (`if x == ""`) also treat as unset. So zeros are dropped, except for the
-//! fields in [`KEEP_ZERO`], which are Go pointers (where 0 or false is a
+//! fields in `KEEP_ZERO`, which are Go pointers (where 0 or false is a
 //! choice, e.g. `gracePeriodSeconds: 0`) or required fields where 0 is a
 //! normal value (`restartCount`, `exitCode`).
 
