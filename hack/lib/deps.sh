@@ -20,7 +20,7 @@ DEPS_PACKAGES=(
   "ca-certificates file:/etc/ssl/certs/ca-certificates.crt"  # TLS roots for apt/cargo
   "build-essential cmd:cc"                                   # linker for cargo
   "pkg-config cmd:pkg-config"                                # native deps of crates
-  "procps cmd:kill"                                          # kill -TERM in the etcd harness
+  "procps file:/sbin/sysctl"                                 # sysctl (forwarding), kill (etcd harness); not cmd:kill, a bash builtin
   "util-linux cmd:setpriv"                                   # setpriv (harness), nsenter
   "shellcheck cmd:shellcheck"                                # hack/verify.sh lints hack/
   "openssl cmd:openssl"                                      # certificates for the TLS tests
