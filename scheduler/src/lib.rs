@@ -126,9 +126,12 @@ pub async fn run(
         ready = wait_ready(&caches) => ready?,
     }
     tracing::info!("scheduler caches ready");
-    // Events trail the bindings: a few posts in flight keep up with most
-    // of a burst without taking the apiserver from the bindings.
-    let (recorder, poster) = Recorder::new(client.clone(), events::DEFAULT_QUEUE, 4);
+    // Events trail the bindings one post at a time (client-go's sink is
+    // sequential too): an event costs the apiserver and etcd about what a
+    // binding does (a lease and a put), so posting in parallel would take
+    // CPU from the 128 binding slots on a busy machine; in a burst the
+    // queue fills and drops instead.
+    let (recorder, poster) = Recorder::new(client.clone(), events::DEFAULT_QUEUE, 1);
     let poster = AbortOnDrop(tokio::spawn(poster));
     let mut scheduler = Scheduler {
         client,
