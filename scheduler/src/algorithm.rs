@@ -421,4 +421,22 @@ mod tests {
         // a has more room but already holds one of the group.
         assert_eq!(place(&nodes, &d, None, &g), Placement::Node(1));
     }
+
+    #[test]
+    fn a_cordoned_node_takes_no_pods() {
+        // `kubectl cordon` / `drain` set spec.unschedulable.
+        let cordoned: Node = serde_json::from_value(json!({
+            "metadata": {"name": "a"},
+            "spec": {"unschedulable": true},
+            "status": {
+                "allocatable": {"cpu": "64", "memory": "64Gi", "pods": "110"},
+                "conditions": [{"type": "Ready", "status": "True"}]
+            }
+        }))
+        .unwrap();
+        let nodes = vec![NodeInfo::from_node(&cordoned), node("b", "4", "4Gi", true)];
+        let d = demand(&pod("1m", "1Ki", None));
+        assert_eq!(filter(&nodes[0], &d, None), vec![Reason::Unschedulable]);
+        assert_eq!(place(&nodes, &d, None, &[]), Placement::Node(1));
+    }
 }
