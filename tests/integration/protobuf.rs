@@ -77,6 +77,18 @@ async fn kubectl_create_generators_send_protobuf() -> Result<()> {
     let ext = create_service(&c, &kubectl, &args).await?;
     assert_eq!(ext["spec"]["externalName"], "db.example.test", "{ext}");
 
+    let lb = create_service(&c, &kubectl, &["loadbalancer", "lb", "--tcp=81:8081"]).await?;
+    assert_eq!(lb["spec"]["type"], "LoadBalancer", "{lb}");
+
+    // `kubectl run` is the generator for pods.
+    let out = kubectl
+        .ok(&["run", "r", "--image=busybox", "--labels=app=r"])
+        .await?;
+    assert!(out.contains("pod/r created"), "{out}");
+    let (_, pod) = c.get("/api/v1/namespaces/default/pods/r").await?;
+    assert_eq!(pod["spec"]["containers"][0]["image"], "busybox", "{pod}");
+    assert_eq!(pod["metadata"]["labels"], json!({ "app": "r" }), "{pod}");
+
     // A repeated create is a 409 Status, which kubectl reads in protobuf.
     let err = kubectl.fails(&["create", "namespace", "x"]).await?;
     assert!(
