@@ -118,6 +118,9 @@ async fn kubelet_url(
     ))
 }
 
+/// The most of a kubelet's error answer that is read.
+const MAX_KUBELET_ERROR_BYTES: usize = 64 * 1024;
+
 /// Streams the log; a kubelet that cannot be reached is a 503 naming it.
 pub async fn pod_log(
     storage: &dyn Storage,
@@ -142,21 +145,26 @@ pub async fn pod_log(
         .map_err(|e| unreachable(&e))?;
     let status = response.status();
     if !status.is_success() {
-        let text = response
-            .into_body()
+        // The kubelet's message is what the user needs ("previous
+        // terminated container ... not found"), passed on bare as
+        // Kubernetes does; read no more of it than a message can be.
+        let text = http_body_util::Limited::new(response.into_body(), MAX_KUBELET_ERROR_BYTES)
             .collect()
             .await
             .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
-            .unwrap_or_default();
+            .unwrap_or_else(|_| format!("the kubelet answered {status}"));
         let reason = if status == StatusCode::NOT_FOUND {
             Reason::NotFound
-        } else {
+        } else if status.is_client_error() {
             Reason::BadRequest
+        } else {
+            Reason::InternalError
         };
-        return Err(ApiError::new(
-            reason,
-            format!("the kubelet answered {status}: {}", text.trim()),
-        ));
+        let message = match text.trim() {
+            "" => format!("the kubelet answered {status}"),
+            message => message.to_string(),
+        };
+        return Err(ApiError::new(reason, message));
     }
     let mut answer = Response::new(Body::new(response.into_body()));
     answer
