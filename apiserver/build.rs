@@ -8,8 +8,9 @@ use std::path::PathBuf;
 
 use prost::Message;
 
-const FILES: [&str; 3] = [
+const FILES: [&str; 4] = [
     "k8s.io/api/core/v1/generated.proto",
+    "k8s.io/api/coordination/v1/generated.proto",
     "k8s.io/api/policy/v1/generated.proto",
     "k8s.io/api/autoscaling/v1/generated.proto",
 ];

@@ -4,12 +4,17 @@
 //! One table serves routing, discovery, storage keys and the CLI, so a
 //! resource is added in one place.
 
-/// One resource of the core API group.
+/// One resource of an API group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ResourceKind {
+    /// The API group: `""` for the core group (served under `/api`), a
+    /// DNS name for named groups (`coordination.k8s.io`, under `/apis`).
+    pub group: &'static str,
+    /// The version served (`v1`).
+    pub version: &'static str,
     /// The object's `kind` (`Pod`).
     pub kind: &'static str,
-    /// The plural on `/api/v1` (`pods`).
+    /// The plural in paths (`pods`).
     pub plural: &'static str,
     /// The singular name (`pod`).
     pub singular: &'static str,
@@ -53,10 +58,32 @@ impl ResourceKind {
     pub fn list_kind(&self) -> String {
         format!("{}List", self.kind)
     }
+
+    /// The `apiVersion` of its objects: `v1` for the core group,
+    /// `{group}/{version}` otherwise.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// The path its group-version is served under: `/api/v1` or
+    /// `/apis/{group}/{version}`.
+    pub fn group_version_path(&self) -> String {
+        if self.group.is_empty() {
+            format!("/api/{}", self.version)
+        } else {
+            format!("/apis/{}/{}", self.group, self.version)
+        }
+    }
 }
 
 /// `Pod`.
 pub const PODS: ResourceKind = ResourceKind {
+    group: "",
+    version: "v1",
     kind: "Pod",
     plural: "pods",
     singular: "pod",
@@ -70,6 +97,8 @@ pub const PODS: ResourceKind = ResourceKind {
 
 /// `Service`.
 pub const SERVICES: ResourceKind = ResourceKind {
+    group: "",
+    version: "v1",
     kind: "Service",
     plural: "services",
     singular: "service",
@@ -83,6 +112,8 @@ pub const SERVICES: ResourceKind = ResourceKind {
 
 /// `ReplicationController`.
 pub const REPLICATION_CONTROLLERS: ResourceKind = ResourceKind {
+    group: "",
+    version: "v1",
     kind: "ReplicationController",
     plural: "replicationcontrollers",
     singular: "replicationcontroller",
@@ -96,6 +127,8 @@ pub const REPLICATION_CONTROLLERS: ResourceKind = ResourceKind {
 
 /// `Node` (v1beta1 `Minion`).
 pub const NODES: ResourceKind = ResourceKind {
+    group: "",
+    version: "v1",
     kind: "Node",
     plural: "nodes",
     singular: "node",
@@ -109,6 +142,8 @@ pub const NODES: ResourceKind = ResourceKind {
 
 /// `Endpoints`.
 pub const ENDPOINTS: ResourceKind = ResourceKind {
+    group: "",
+    version: "v1",
     kind: "Endpoints",
     plural: "endpoints",
     singular: "endpoints",
@@ -122,6 +157,8 @@ pub const ENDPOINTS: ResourceKind = ResourceKind {
 
 /// `Namespace`.
 pub const NAMESPACES: ResourceKind = ResourceKind {
+    group: "",
+    version: "v1",
     kind: "Namespace",
     plural: "namespaces",
     singular: "namespace",
@@ -135,6 +172,8 @@ pub const NAMESPACES: ResourceKind = ResourceKind {
 
 /// `Event`.
 pub const EVENTS: ResourceKind = ResourceKind {
+    group: "",
+    version: "v1",
     kind: "Event",
     plural: "events",
     singular: "event",
@@ -146,8 +185,24 @@ pub const EVENTS: ResourceKind = ResourceKind {
     subresources: &[],
 };
 
-/// Every resource the API serves.
-pub const ALL: [ResourceKind; 7] = [
+/// `coordination.k8s.io/v1` `Lease`: node heartbeats (`kube-node-lease`)
+/// and, to come, leader election.
+pub const LEASES: ResourceKind = ResourceKind {
+    group: "coordination.k8s.io",
+    version: "v1",
+    kind: "Lease",
+    plural: "leases",
+    singular: "lease",
+    v1beta1_plural: None,
+    v1beta1_kind: "Lease",
+    short_names: &[],
+    namespaced: true,
+    storage_prefix: "leases",
+    subresources: &[],
+};
+
+/// Every resource the API serves, of every group.
+pub const ALL: [ResourceKind; 8] = [
     PODS,
     SERVICES,
     REPLICATION_CONTROLLERS,
@@ -155,11 +210,58 @@ pub const ALL: [ResourceKind; 7] = [
     ENDPOINTS,
     NAMESPACES,
     EVENTS,
+    LEASES,
 ];
 
-/// The resource a v1 plural names (`pods`).
+/// A named API group and its one served version, in the order `/apis`
+/// lists them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupVersion {
+    /// The group (`coordination.k8s.io`).
+    pub group: &'static str,
+    /// The version (`v1`).
+    pub version: &'static str,
+}
+
+/// The named groups (every group of [`ALL`] but the core one), each once.
+pub fn named_groups() -> Vec<GroupVersion> {
+    let mut groups: Vec<GroupVersion> = Vec::new();
+    for r in ALL.iter().filter(|r| !r.group.is_empty()) {
+        let gv = GroupVersion {
+            group: r.group,
+            version: r.version,
+        };
+        if !groups.contains(&gv) {
+            groups.push(gv);
+        }
+    }
+    groups
+}
+
+/// The resources of one group-version (`""`, `v1` for the core group).
+pub fn in_group<'a>(
+    group: &'a str,
+    version: &'a str,
+) -> impl Iterator<Item = &'static ResourceKind> + 'a {
+    ALL.iter()
+        .filter(move |r| r.group == group && r.version == version)
+}
+
+/// The core resource a v1 plural names (`pods`).
 pub fn by_plural(plural: &str) -> Option<&'static ResourceKind> {
-    ALL.iter().find(|r| r.plural == plural)
+    by_group_plural("", "v1", plural)
+}
+
+/// The resource a plural names in a group-version (`coordination.k8s.io`,
+/// `v1`, `leases`).
+pub fn by_group_plural(group: &str, version: &str, plural: &str) -> Option<&'static ResourceKind> {
+    in_group(group, version).find(|r| r.plural == plural)
+}
+
+/// The resource whose objects carry `apiVersion` and `kind`.
+pub fn by_api_version_kind(api_version: &str, kind: &str) -> Option<&'static ResourceKind> {
+    ALL.iter()
+        .find(|r| r.kind == kind && r.api_version() == api_version)
 }
 
 /// The resource a v1beta1 plural names (`replicationControllers`, `minions`).
@@ -218,6 +320,36 @@ mod tests {
         );
         assert_eq!(EVENTS.key(Some("a"), "e1"), "/registry/events/a/e1");
         assert_eq!(PODS.prefix(None), "/registry/pods/");
+        assert_eq!(
+            LEASES.key(Some("kube-node-lease"), "m1"),
+            "/registry/leases/kube-node-lease/m1"
+        );
+    }
+
+    #[test]
+    fn groups_name_their_paths_and_api_versions() {
+        assert_eq!(PODS.api_version(), "v1");
+        assert_eq!(PODS.group_version_path(), "/api/v1");
+        assert_eq!(LEASES.api_version(), "coordination.k8s.io/v1");
+        assert_eq!(LEASES.group_version_path(), "/apis/coordination.k8s.io/v1");
+        // A named group's plural is not a core one, and the reverse.
+        assert_eq!(by_plural("leases"), None);
+        assert_eq!(
+            by_group_plural("coordination.k8s.io", "v1", "leases"),
+            Some(&LEASES)
+        );
+        assert_eq!(by_group_plural("coordination.k8s.io", "v1", "pods"), None);
+        assert_eq!(
+            named_groups(),
+            vec![GroupVersion {
+                group: "coordination.k8s.io",
+                version: "v1"
+            }]
+        );
+        assert_eq!(
+            by_api_version_kind("coordination.k8s.io/v1", "Lease"),
+            Some(&LEASES)
+        );
     }
 
     #[test]

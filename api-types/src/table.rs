@@ -124,6 +124,12 @@ pub fn columns(resource: &ResourceKind) -> Vec<Column> {
             col("Object", "string", 0, "The object the event is about"),
             col("Message", "string", 0, "What happened"),
         ],
+        // Kubernetes' lease printer: NAME, HOLDER, AGE.
+        "Lease" => vec![
+            name,
+            col("Holder", "string", 0, "The holder of the lease"),
+            age,
+        ],
         _ => vec![name, age],
     }
 }
@@ -414,6 +420,7 @@ pub fn row(resource: &ResourceKind, object: &Value, now: jiff::Timestamp) -> Vec
                 t(text(object, "/message")),
             ]
         }
+        "Lease" => vec![name, t(text(object, "/spec/holderIdentity")), created],
         _ => vec![name, created],
     }
 }

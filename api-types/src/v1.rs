@@ -1,8 +1,10 @@
-//! The v1 (core/v1) wire format: the internal form of every object.
+//! The v1 wire format (core/v1, and coordination/v1 for Leases): the
+//! internal form of every object.
 //!
 //! These are `k8s-openapi`'s types, re-exported so that every crate names
 //! them one way.
 
+pub use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 pub use k8s_openapi::api::core::v1::{
     Binding, Container, ContainerPort, ContainerState, ContainerStatus, EndpointAddress,
     EndpointPort, EndpointSubset, Endpoints, EnvVar, Event, Namespace, NamespaceStatus, Node,

@@ -1,5 +1,7 @@
-//! Discovery: `/api`, `/api/v1`, `/api/v1beta1`, `/apis`, `/version`, so
-//! that a stock kubectl finds its way.
+//! Discovery: `/api`, `/api/v1`, `/api/v1beta1`, `/apis`,
+//! `/apis/{group}[/{version}]`, `/version`, so that a stock kubectl finds
+//! its way. Only the unaggregated form is served (kubectl asks for the
+//! aggregated `apidiscovery.k8s.io` form first and falls back to this).
 
 use api_types::kinds::{self, ResourceKind};
 use axum::response::Response;
@@ -37,9 +39,58 @@ pub fn api_versions(server_address: &str) -> Value {
     })
 }
 
-/// `GET /apis`: no groups beyond the core one.
+/// One named group as `/apis` and `/apis/{group}` describe it.
+fn api_group(gv: &kinds::GroupVersion) -> Value {
+    let version = json!({
+        "groupVersion": format!("{}/{}", gv.group, gv.version),
+        "version": gv.version,
+    });
+    json!({ "name": gv.group, "versions": [version], "preferredVersion": version })
+}
+
+/// `GET /apis`: every named group of `kinds::ALL`.
 pub fn api_groups() -> Value {
-    json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": [] })
+    let groups: Vec<Value> = kinds::named_groups().iter().map(api_group).collect();
+    json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": groups })
+}
+
+/// `GET /apis/{group}`, or `None` for a group not served.
+pub fn api_group_of(group: &str) -> Option<Value> {
+    let gv = kinds::named_groups()
+        .into_iter()
+        .find(|gv| gv.group == group)?;
+    let mut value = api_group(&gv);
+    value["kind"] = "APIGroup".into();
+    value["apiVersion"] = "v1".into();
+    Some(value)
+}
+
+/// `GET /apis/{group}/{version}`, or `None` for a group-version not
+/// served.
+pub fn group_resources(group: &str, version: &str) -> Option<Value> {
+    if group.is_empty() {
+        return None;
+    }
+    let resources = resources_of(group, version);
+    if resources.is_empty() {
+        return None;
+    }
+    Some(json!({
+        "kind": "APIResourceList", "apiVersion": "v1",
+        "groupVersion": format!("{group}/{version}"), "resources": resources,
+    }))
+}
+
+/// The discovery entries of a group-version's resources and subresources.
+fn resources_of(group: &str, version: &str) -> Vec<Value> {
+    let mut resources = Vec::new();
+    for resource in kinds::in_group(group, version) {
+        resources.push(entry(resource, resource.plural));
+        for sub in resource.subresources {
+            resources.push(subresource(resource, sub));
+        }
+    }
+    resources
 }
 
 const ALL_VERBS: [&str; 8] = [
@@ -94,13 +145,7 @@ fn subresource(resource: &ResourceKind, sub: &str) -> Value {
 
 /// `GET /api/v1`.
 pub fn v1_resources() -> Value {
-    let mut resources = Vec::new();
-    for resource in &kinds::ALL {
-        resources.push(entry(resource, resource.plural));
-        for sub in resource.subresources {
-            resources.push(subresource(resource, sub));
-        }
-    }
+    let mut resources = resources_of("", "v1");
     resources.push(json!({
         "name": "bindings", "singularName": "binding", "namespaced": true,
         "kind": "Binding", "verbs": ["create"],
@@ -110,8 +155,7 @@ pub fn v1_resources() -> Value {
 
 /// `GET /api/v1beta1`: the 2014 names.
 pub fn v1beta1_resources() -> Value {
-    let resources: Vec<Value> = kinds::ALL
-        .iter()
+    let resources: Vec<Value> = kinds::in_group("", "v1")
         .filter_map(|r| {
             r.v1beta1_plural.map(|plural| {
                 let mut e = entry(r, plural);
@@ -137,11 +181,19 @@ pub fn not_found(path: &str) -> Response {
 
 /// `GET /openapi/v3`: where each group-version's document is.
 pub fn openapi_v3_root() -> Value {
-    json!({
-        "paths": {
-            "api/v1": { "serverRelativeURL": format!("/openapi/v3/api/v1?hash={}", openapi_hash()) }
-        }
-    })
+    let mut paths = serde_json::Map::new();
+    paths.insert(
+        "api/v1".into(),
+        json!({ "serverRelativeURL": format!("/openapi/v3/api/v1?hash={}", openapi_hash()) }),
+    );
+    for gv in kinds::named_groups() {
+        let path = format!("apis/{}/{}", gv.group, gv.version);
+        paths.insert(
+            path.clone(),
+            json!({ "serverRelativeURL": format!("/openapi/v3/{path}?hash={}", openapi_hash()) }),
+        );
+    }
+    json!({ "paths": paths })
 }
 
 /// A stable hash of the v1 document, so clients may cache it per release.
@@ -160,6 +212,20 @@ fn openapi_hash() -> String {
 /// computes strategic patches from its built-in types, which the server
 /// accepts all the same.
 pub fn openapi_v3_v1() -> Value {
+    openapi_v3("", "v1").unwrap_or_default()
+}
+
+/// `GET /openapi/v3/apis/{group}/{version}`, or `None` when not served.
+pub fn openapi_v3_group(group: &str, version: &str) -> Option<Value> {
+    if group.is_empty() {
+        return None;
+    }
+    openapi_v3(group, version)
+}
+
+/// The OpenAPI v3 document of one group-version (see [`openapi_v3_v1`]).
+fn openapi_v3(group: &str, version: &str) -> Option<Value> {
+    kinds::in_group(group, version).next()?;
     let mut paths = serde_json::Map::new();
     let parameter = |name: &str| json!({ "name": name, "in": "query", "schema": { "type": "string", "uniqueItems": true } });
     let body = |types: &[&str]| {
@@ -170,8 +236,9 @@ pub fn openapi_v3_v1() -> Value {
         json!({ "content": content, "required": true })
     };
     let responses = json!({ "200": { "description": "OK" } });
-    for resource in &kinds::ALL {
-        let gvk = json!({ "group": "", "version": "v1", "kind": resource.kind });
+    for resource in kinds::in_group(group, version) {
+        let gvk =
+            json!({ "group": resource.group, "version": resource.version, "kind": resource.kind });
         let op = |action: &str, request: Option<Value>| {
             let mut op = json!({
                 "operationId": format!("{action}{}", resource.kind),
@@ -185,10 +252,11 @@ pub fn openapi_v3_v1() -> Value {
             }
             op
         };
+        let base = resource.group_version_path();
         let collection = if resource.namespaced {
-            format!("/api/v1/namespaces/{{namespace}}/{}", resource.plural)
+            format!("{base}/namespaces/{{namespace}}/{}", resource.plural)
         } else {
-            format!("/api/v1/{}", resource.plural)
+            format!("{base}/{}", resource.plural)
         };
         paths.insert(
             collection.clone(),
@@ -202,10 +270,10 @@ pub fn openapi_v3_v1() -> Value {
             }),
         );
     }
-    json!({
+    Some(json!({
         "openapi": "3.0.0",
         "info": { "title": "Kubernetes", "version": format!("v{}.{}.0", KUBERNETES_VERSION.0, KUBERNETES_VERSION.1) },
         "paths": paths,
         "components": { "schemas": {} },
-    })
+    }))
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use api_types::kinds::{self, ResourceKind};
-use axum::extract::{Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -29,6 +29,7 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::registry::endpoints::EndpointsStrategy;
 use crate::registry::events::EventStrategy;
+use crate::registry::leases::LeaseStrategy;
 use crate::registry::namespaces::{NamespaceLifecycle, NamespaceStrategy};
 use crate::registry::nodes::NodeStrategy;
 use crate::registry::pods::PodStrategy;
@@ -146,7 +147,7 @@ pub enum ServerError {
 /// What every handler shares.
 pub struct ApiState {
     /// One registry per resource, by v1 plural.
-    registries: HashMap<&'static str, Arc<dyn Rest>>,
+    registries: Registries,
     /// The store.
     pub storage: Arc<dyn Storage>,
     /// Request metrics.
@@ -161,11 +162,15 @@ pub struct ApiState {
     bootstrapped: watch::Receiver<bool>,
 }
 
+/// Every resource's registry, by group and plural (two groups may serve
+/// the same plural, as `events` and `events.k8s.io` events do).
+type Registries = HashMap<(&'static str, &'static str), Arc<dyn Rest>>;
+
 impl ApiState {
     /// The registry of a resource.
     pub fn registry(&self, resource: &ResourceKind) -> Result<&Arc<dyn Rest>, ApiError> {
         self.registries
-            .get(resource.plural)
+            .get(&(resource.group, resource.plural))
             .ok_or_else(|| ApiError::internal(format!("no registry for {}", resource.plural)))
     }
 }
@@ -188,10 +193,7 @@ fn store<S: crate::registry::Strategy>(
 fn registries(
     config: &Config,
     storage: &Arc<dyn Storage>,
-) -> (
-    HashMap<&'static str, Arc<dyn Rest>>,
-    Arc<ServiceIpAllocator>,
-) {
+) -> (Registries, Arc<ServiceIpAllocator>) {
     let namespaces = Arc::new(NamespaceLifecycle::new(storage.clone()));
     let ips = Arc::new(ServiceIpAllocator::new(
         config.service_cluster_ip_range,
@@ -238,15 +240,18 @@ fn registries(
         ),
         store(
             EventStrategy {
-                namespaces,
+                namespaces: namespaces.clone(),
                 ttl_seconds: config.event_ttl_seconds,
             },
             storage,
             size,
         ),
+        store(LeaseStrategy { namespaces }, storage, size),
     ];
     (
-        list.into_iter().map(|r| (r.resource().plural, r)).collect(),
+        list.into_iter()
+            .map(|r| ((r.resource().group, r.resource().plural), r))
+            .collect(),
         ips,
     )
 }
@@ -271,12 +276,43 @@ pub fn router(state: Arc<ApiState>) -> Router {
         )
         .route("/apis", get(|| async { Json(discovery::api_groups()) }))
         .route(
+            "/apis/{group}",
+            get(|Path(group): Path<String>| async move {
+                discovery::api_group_of(&group).map_or_else(
+                    || discovery::not_found(&format!("/apis/{group}")),
+                    |v| Json(v).into_response(),
+                )
+            }),
+        )
+        .route(
+            "/apis/{group}/{version}",
+            get(
+                |Path((group, version)): Path<(String, String)>| async move {
+                    discovery::group_resources(&group, &version).map_or_else(
+                        || discovery::not_found(&format!("/apis/{group}/{version}")),
+                        |v| Json(v).into_response(),
+                    )
+                },
+            ),
+        )
+        .route(
             "/openapi/v3",
             get(|| async { Json(discovery::openapi_v3_root()) }),
         )
         .route(
             "/openapi/v3/api/v1",
             get(|| async { Json(discovery::openapi_v3_v1()) }),
+        )
+        .route(
+            "/openapi/v3/apis/{group}/{version}",
+            get(
+                |Path((group, version)): Path<(String, String)>| async move {
+                    discovery::openapi_v3_group(&group, &version).map_or_else(
+                        || discovery::not_found(&format!("/openapi/v3/apis/{group}/{version}")),
+                        |v| Json(v).into_response(),
+                    )
+                },
+            ),
         )
         .fallback(crate::http::handle)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
@@ -347,11 +383,11 @@ async fn authenticate(
     next.run(request).await
 }
 
-/// Creates what must exist in every cluster: the `default`, `kube-system`
-/// and `kube-public` namespaces, and the `kubernetes` service in `default`
-/// whose endpoint is this apiserver. Idempotent.
+/// Creates what must exist in every cluster: the `default`, `kube-system`,
+/// `kube-public` and `kube-node-lease` namespaces, and the `kubernetes`
+/// service in `default` whose endpoint is this apiserver. Idempotent.
 async fn bootstrap(
-    registries: &HashMap<&'static str, Arc<dyn Rest>>,
+    registries: &Registries,
     storage: &Arc<dyn Storage>,
     ips: &ServiceIpAllocator,
     advertise: IpAddr,
@@ -360,12 +396,13 @@ async fn bootstrap(
 ) -> Result<(), ApiError> {
     let get = |r: &ResourceKind| {
         registries
-            .get(r.plural)
+            .get(&(r.group, r.plural))
             .cloned()
             .ok_or_else(|| ApiError::internal("missing registry"))
     };
     let namespaces = get(&kinds::NAMESPACES)?;
-    for name in ["default", "kube-system", "kube-public"] {
+    // kube-node-lease holds the kubelets' heartbeat Leases, as in Kubernetes.
+    for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         match namespaces
             .create(
                 None,

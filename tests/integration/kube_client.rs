@@ -8,7 +8,9 @@ use kube::{Api, Client};
 use mini_k8s_tests::apiserver::TestCluster;
 use serde_json::json;
 
-async fn client(cluster: &TestCluster, dir: &std::path::Path) -> Result<Client> {
+/// A `kube` client of `cluster` through a kubeconfig written in `dir`
+/// (other modules use it too).
+pub(crate) async fn client(cluster: &TestCluster, dir: &std::path::Path) -> Result<Client> {
     let path = mini_k8s_tests::kubeconfig::write(dir, cluster.url(), None, None)?;
     let config = kube::Config::from_custom_kubeconfig(
         kube::config::Kubeconfig::read_from(&path)?,

@@ -41,6 +41,8 @@ mod kube_client;
 mod kubectl;
 /// The kubelet on a private dockerd: pods as containers, volumes, env, restarts, deletion.
 mod kubelet;
+/// `coordination.k8s.io/v1` Leases: CRUD and watch under `/apis`, discovery, the kube crate, kubectl.
+mod leases;
 /// Patches: merge, JSON, strategic.
 mod patch;
 /// Stock kubectl's protobuf bodies (typed `create`, `describe`), `drain` and `pods/eviction`.

@@ -40,6 +40,7 @@
 mod controller;
 mod endpoints;
 mod event;
+mod lease;
 mod meta;
 mod names;
 mod namespace;
@@ -54,6 +55,7 @@ pub use controller::{
 };
 pub use endpoints::{validate_endpoints, validate_endpoints_update};
 pub use event::{validate_binding, validate_event};
+pub use lease::{validate_lease, validate_lease_update};
 pub use meta::{
     validate_annotations, validate_labels, validate_object_meta, validate_object_meta_update,
     validate_object_meta_with, NameValidator, TOTAL_ANNOTATION_SIZE_LIMIT_BYTES,

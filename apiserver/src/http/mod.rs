@@ -128,8 +128,8 @@ fn yaml_response(code: u16, body: &Value) -> Response {
     }
 }
 
-/// The entry point for every `/api/v1...` and `/api/v1beta1...` path that
-/// is not discovery.
+/// The entry point for every `/api/v1...`, `/api/v1beta1...` and
+/// `/apis/{group}/{version}/...` path that is not discovery.
 pub async fn handle(
     State(state): State<Arc<ApiState>>,
     method: Method,
@@ -255,7 +255,7 @@ async fn dispatch(
                     }
                     json!({
                         "kind": resource.list_kind(),
-                        "apiVersion": "v1",
+                        "apiVersion": resource.api_version(),
                         "metadata": metadata,
                         "items": list.items,
                     })
@@ -452,7 +452,7 @@ async fn dispatch(
             }
             render(
                 200,
-                json!({ "kind": resource.list_kind(), "apiVersion": "v1", "metadata": {}, "items": deleted }),
+                json!({ "kind": resource.list_kind(), "apiVersion": resource.api_version(), "metadata": {}, "items": deleted }),
             )
         }
         _ => {
@@ -831,7 +831,8 @@ async fn watch(
         if as_protobuf {
             let mut object = object;
             if let Some(map) = object.as_object_mut() {
-                map.entry("apiVersion").or_insert_with(|| "v1".into());
+                map.entry("apiVersion")
+                    .or_insert_with(|| resource.api_version().into());
                 map.entry("kind").or_insert_with(|| resource.kind.into());
             }
             let frame = protobuf::watch_frame(event.kind, &object).unwrap_or_else(|error| {

@@ -7,7 +7,8 @@ use crate::error::ApiError;
 /// The API version a request speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Version {
-    /// `/api/v1`.
+    /// `/api/v1` and every named group's `/apis/{group}/{version}`: the
+    /// modern shapes, as stored (the resource says which group-version).
     V1,
     /// `/api/v1beta1` (the 2014 API).
     V1beta1,
@@ -32,14 +33,28 @@ pub struct Target {
     pub bindings: bool,
 }
 
-/// The target of a path under `/api/`, or `None` when the path is not an
-/// API resource path (discovery paths are answered elsewhere).
+/// The target of a path under `/api/` or `/apis/{group}/{version}/`, or
+/// `None` when the path is not an API resource path (discovery paths are
+/// answered elsewhere).
 pub fn parse(path: &str) -> Result<Option<Target>, ApiError> {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let (version, rest) = match segments.as_slice() {
-        ["api", "v1", rest @ ..] => (Version::V1, rest),
-        ["api", "v1beta1", rest @ ..] => (Version::V1beta1, rest),
+    let (version, group, group_version, rest) = match segments.as_slice() {
+        ["api", "v1", rest @ ..] => (Version::V1, "", "v1", rest),
+        ["api", "v1beta1", rest @ ..] => (Version::V1beta1, "", "v1beta1", rest),
+        ["apis", group, group_version, rest @ ..] if !group.is_empty() => {
+            (Version::V1, *group, *group_version, rest)
+        }
         _ => return Ok(None),
+    };
+    // Only the core group has the namespace objects themselves and pod
+    // bindings; in a named group `namespaces` only scopes its resources.
+    let core = group.is_empty();
+    let served = |gv: &str| {
+        if core {
+            gv.to_string()
+        } else {
+            format!("{group}/{gv}")
+        }
     };
     if rest.is_empty() || rest.iter().any(|s| s.is_empty()) {
         return Ok(None);
@@ -53,16 +68,13 @@ pub fn parse(path: &str) -> Result<Option<Target>, ApiError> {
             api_types::status::Reason::NotFound,
             format!(
                 "the server could not find the requested resource ({name} in {})",
-                match version {
-                    Version::V1 => "v1",
-                    Version::V1beta1 => "v1beta1",
-                }
+                served(group_version)
             ),
         )
     };
     let lookup = |name: &str| -> Result<&'static ResourceKind, ApiError> {
         match version {
-            Version::V1 => kinds::by_plural(name),
+            Version::V1 => kinds::by_group_plural(group, group_version, name),
             Version::V1beta1 => kinds::by_v1beta1_plural(name),
         }
         .ok_or_else(|| unknown(name))
@@ -94,12 +106,13 @@ pub fn parse(path: &str) -> Result<Option<Target>, ApiError> {
     }
     let parsed = match rest {
         // The namespace object itself and its subresources.
-        ["namespaces"] => target(&kinds::NAMESPACES, None, None, None),
-        ["namespaces", name] => target(&kinds::NAMESPACES, None, Some(name), None),
-        ["namespaces", name, sub @ ("status" | "finalize")] => {
+        ["namespaces"] if core => target(&kinds::NAMESPACES, None, None, None),
+        ["namespaces", name] if core => target(&kinds::NAMESPACES, None, Some(name), None),
+        ["namespaces", name, sub @ ("status" | "finalize")] if core => {
             target(&kinds::NAMESPACES, None, Some(name), Some(sub))
         }
-        ["namespaces", ns, "bindings"] => {
+        ["namespaces"] | ["namespaces", _] => return Err(unknown(path)),
+        ["namespaces", ns, "bindings"] if core => {
             let mut t = target(&kinds::PODS, Some(ns), None, None);
             t.bindings = true;
             t
@@ -195,6 +208,38 @@ mod tests {
         assert_eq!(p("/api/v1beta1/minions").resource.kind, "Node");
         assert!(p("/api/v1beta1/watch/pods").watch_prefix);
         assert!(p("/api/v1beta1/bindings").bindings);
+    }
+
+    #[test]
+    fn named_group_paths() {
+        let t = p("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/m1");
+        assert_eq!(t.resource.kind, "Lease");
+        assert_eq!(t.version, Version::V1);
+        assert_eq!(t.namespace.as_deref(), Some("kube-node-lease"));
+        assert_eq!(t.name.as_deref(), Some("m1"));
+        let t = p("/apis/coordination.k8s.io/v1/leases");
+        assert_eq!((t.resource.kind, t.namespace), ("Lease", None));
+        let t = p("/apis/coordination.k8s.io/v1/watch/namespaces/a/leases");
+        assert!(t.watch_prefix);
+        assert_eq!(t.resource.kind, "Lease");
+        assert!(parse("/apis").unwrap().is_none());
+        assert!(parse("/apis/coordination.k8s.io").unwrap().is_none());
+        assert!(parse("/apis/coordination.k8s.io/v1").unwrap().is_none());
+        for path in [
+            // Core resources are not in the group, nor its resources in core.
+            "/apis/coordination.k8s.io/v1/pods",
+            "/apis/coordination.k8s.io/v1/namespaces/a",
+            "/apis/coordination.k8s.io/v1/namespaces",
+            "/apis/coordination.k8s.io/v2/leases",
+            "/apis/apps/v1/namespaces/a/leases",
+            "/api/v1/leases",
+            "/api/v1/namespaces/a/leases/m1",
+            // Leases are namespaced.
+            "/apis/coordination.k8s.io/v1/leases/m1",
+        ] {
+            let e = parse(path).unwrap_err();
+            assert_eq!(e.code(), 404, "{path}");
+        }
     }
 
     #[test]

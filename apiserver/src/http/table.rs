@@ -45,7 +45,7 @@ pub fn table_for(
                 "Object" => {
                     let mut object = item.clone();
                     object["kind"] = resource.kind.into();
-                    object["apiVersion"] = "v1".into();
+                    object["apiVersion"] = resource.api_version().into();
                     object
                 }
                 _ => json!({

@@ -29,9 +29,9 @@ use super::{ProtobufError, MAGIC};
 pub const MAX_DEPTH: usize = 64;
 
 /// Scalar fields whose zero value is kept: `*int32`/`*int64`/`*bool` in
-/// Kubernetes' Go types of core/v1, policy/v1, autoscaling/v1 and meta/v1
-/// (listed by `grep '\*\(int\|bool\)' types.go`), plus required non-pointer
-/// ones where 0 is common.
+/// Kubernetes' Go types of core/v1, coordination/v1, policy/v1,
+/// autoscaling/v1 and meta/v1 (listed by `grep '\*\(int\|bool\)'
+/// types.go`), plus required non-pointer ones where 0 is common.
 const KEEP_ZERO: &[&str] = &[
     "activeDeadlineSeconds",
     "allocateLoadBalancerNodePorts",
@@ -49,6 +49,8 @@ const KEEP_ZERO: &[&str] = &[
     "gracePeriodSeconds",
     "hostUsers",
     "immutable",
+    "leaseDurationSeconds",
+    "leaseTransitions",
     "minReplicas",
     "mode",
     "observedGeneration",

@@ -15,6 +15,7 @@ pub mod json;
 
 use std::sync::LazyLock;
 
+use api_types::kinds;
 use bytes::Bytes;
 use prost::Message;
 use prost_reflect::{
@@ -105,13 +106,23 @@ fn pool() -> Result<&'static DescriptorPool, ProtobufError> {
 }
 
 /// The message of a kind in an API version, for the kinds this server
-/// speaks: core `v1`, `policy/v1` (and `v1beta1`, whose Eviction is the
-/// same message), `autoscaling/v1` (Scale) and the `meta/v1` kinds.
+/// speaks: core `v1`, the named groups of `kinds::ALL` (Kubernetes'
+/// package for `{group}/{version}` is `k8s.io.api.{first label}.{version}`:
+/// `coordination.k8s.io/v1` → `k8s.io.api.coordination.v1`), `policy/v1`
+/// (and `v1beta1`, whose Eviction is the same message), `autoscaling/v1`
+/// (Scale) and the `meta/v1` kinds.
 pub fn message_for(api_version: &str, kind: &str) -> Result<MessageDescriptor, ProtobufError> {
+    let served = kinds::named_groups()
+        .into_iter()
+        .find(|gv| api_version.split_once('/') == Some((gv.group, gv.version)));
     let package = match api_version {
-        "v1" => Some("k8s.io.api.core.v1"),
-        "policy/v1" | "policy/v1beta1" => Some("k8s.io.api.policy.v1"),
-        "autoscaling/v1" => Some("k8s.io.api.autoscaling.v1"),
+        "v1" => Some("k8s.io.api.core.v1".to_string()),
+        _ if served.is_some() => served.map(|gv| {
+            let short = gv.group.split('.').next().unwrap_or(gv.group);
+            format!("k8s.io.api.{short}.{}", gv.version)
+        }),
+        "policy/v1" | "policy/v1beta1" => Some("k8s.io.api.policy.v1".to_string()),
+        "autoscaling/v1" => Some("k8s.io.api.autoscaling.v1".to_string()),
         "meta.k8s.io/v1" => None,
         _ => {
             return Err(ProtobufError::UnknownKind {
@@ -128,6 +139,7 @@ pub fn message_for(api_version: &str, kind: &str) -> Result<MessageDescriptor, P
     let found = plausible
         .then(|| {
             package
+                .as_ref()
                 .and_then(|p| pool.get_message_by_name(&format!("{p}.{kind}")))
                 .or_else(|| {
                     META_KINDS.contains(&kind).then(|| {

@@ -360,3 +360,31 @@ fn encode_raw(api_version: &str, kind: &str, raw: &[u8]) -> Vec<u8> {
     out.extend(envelope.encode_to_vec());
     out
 }
+
+/// A named group's messages are found by its apiVersion
+/// (`coordination.k8s.io/v1` → `k8s.io.api.coordination.v1`), MicroTimes
+/// included.
+#[test]
+fn lease_and_lease_list_round_trip() {
+    let lease = json!({
+        "metadata": meta("m1"),
+        "spec": {
+            "holderIdentity": "m1",
+            "leaseDurationSeconds": 40,
+            "acquireTime": "2026-01-02T03:04:05.123456Z",
+            "renewTime": "2026-01-02T03:04:15.000001Z",
+            "leaseTransitions": 0
+        },
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease"
+    });
+    round_trip(&lease);
+    round_trip(&json!({
+        "metadata": { "resourceVersion": "7" },
+        "items": [{ "metadata": meta("m1"), "spec": lease["spec"] }],
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "LeaseList"
+    }));
+    assert!(message_for("coordination.k8s.io/v2", "Lease").is_err());
+    assert!(message_for("v1", "Lease").is_err());
+}

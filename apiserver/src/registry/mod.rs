@@ -7,6 +7,7 @@
 
 pub mod endpoints;
 pub mod events;
+pub mod leases;
 pub mod namespaces;
 pub mod nodes;
 pub mod pods;
@@ -580,9 +581,10 @@ impl<S: Strategy> Store<S> {
             }
         }
         if let Some(version) = body.get("apiVersion").and_then(Value::as_str) {
-            if version != "v1" {
+            let served = resource.api_version();
+            if version != served {
                 return Err(ApiError::bad_request(format!(
-                    "the apiVersion {version:?} of the object does not match the endpoint, which serves v1"
+                    "the apiVersion {version:?} of the object does not match the endpoint, which serves {served}"
                 )));
             }
         }
