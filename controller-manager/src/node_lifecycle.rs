@@ -1,11 +1,15 @@
-//! Node lifecycle: a node whose `Ready` heartbeat has not changed for
-//! `node_monitor_grace_period` becomes `Ready=Unknown`; once a node has been
+//! Node lifecycle: a node that has given no sign of life for
+//! `node_monitor_grace_period` becomes `Ready=Unknown`. Signs of life are,
+//! as in Kubernetes' node lifecycle controller, a new `lastHeartbeatTime` of
+//! its `Ready` condition or a new `renewTime` of its Lease
+//! `kube-node-lease/<node>` (kubelets renew the Lease every 10 s and write
+//! the Node status only on change or every 5 minutes). Once a node has been
 //! not ready for `pod_eviction_timeout`, its pods are deleted so their
 //! controllers recreate them elsewhere. Meanwhile the pods of an `Unknown`
 //! node are marked `Ready=False`, so services stop sending them traffic.
 //!
 //! Heartbeat age is measured on this process's clock: the time at which the
-//! cache last showed a new `lastHeartbeatTime`, so clock skew between nodes
+//! cache last showed a new `lastHeartbeatTime` or `renewTime`, so clock skew between nodes
 //! and the controller manager does not matter (a restart gives every node a
 //! fresh grace period). Evicted pods are deleted with `gracePeriodSeconds=0`:
 //! their kubelet is unreachable, so nothing would finish a graceful delete.
@@ -13,8 +17,11 @@
 use std::collections::{HashMap, HashSet};
 
 use client_util::{Reflected, StopFlag};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod};
 use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use tokio::time::Instant;
@@ -25,6 +32,7 @@ use crate::Config;
 #[derive(Debug)]
 struct Health {
     heartbeat: Option<String>,
+    renewed: Option<String>,
     observed: Instant,
     not_ready_since: Option<Instant>,
 }
@@ -57,21 +65,41 @@ fn ready_condition(node: &Node) -> Option<&NodeCondition> {
         .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
 }
 
+/// The namespace of the nodes' Leases.
+const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
+
 impl Monitor {
-    /// Looks at one node at `now` and decides.
-    pub fn observe(&mut self, node: &Node, now: Instant, config: &Config) -> Verdict {
+    /// Looks at one node and its Lease (if it has one) at `now` and
+    /// decides.
+    pub fn observe(
+        &mut self,
+        node: &Node,
+        lease: Option<&Lease>,
+        now: Instant,
+        config: &Config,
+    ) -> Verdict {
         let name = node.name_any();
         let cond = ready_condition(node);
         let heartbeat = cond
             .and_then(|c| c.last_heartbeat_time.as_ref())
             .map(|t| t.0.to_string());
+        let renewed = lease
+            .and_then(|l| l.spec.as_ref())
+            .and_then(|s| s.renew_time.as_ref())
+            .map(|t| t.0.to_string());
         let health = self.nodes.entry(name).or_insert_with(|| Health {
             heartbeat: heartbeat.clone(),
+            renewed: renewed.clone(),
             observed: now,
             not_ready_since: None,
         });
+        // Either sign of life counts, as Kubernetes' probeTimestamp.
         if health.heartbeat != heartbeat {
             health.heartbeat = heartbeat;
+            health.observed = now;
+        }
+        if renewed.is_some() && health.renewed != renewed {
+            health.renewed = renewed;
             health.observed = now;
         }
         let status = cond.map_or("Unknown", |c| c.status.as_str());
@@ -108,13 +136,22 @@ pub async fn run(
 ) {
     let mut monitor = Monitor::default();
     let node_api: Api<Node> = Api::all(client.clone());
+    // Only this loop reads Leases, so their cache is its own.
+    let leases = client_util::reflect(
+        Api::<Lease>::namespaced(client.clone(), NODE_LEASE_NAMESPACE),
+        watcher::Config::default(),
+        stop.clone(),
+    );
     loop {
         let now = Instant::now();
         let all = nodes.store.state();
         let names: HashSet<String> = all.iter().map(|n| n.name_any()).collect();
         monitor.retain(&names);
         for node in &all {
-            match monitor.observe(node, now, &config) {
+            let lease = leases
+                .store
+                .get(&ObjectRef::new(&node.name_any()).within(NODE_LEASE_NAMESPACE));
+            match monitor.observe(node, lease.as_deref(), now, &config) {
                 Verdict::Healthy => {}
                 Verdict::NotReady => mark_pods_not_ready(&client, &pods, node).await,
                 Verdict::MarkUnknown => mark_unknown(&node_api, node).await,
@@ -241,42 +278,240 @@ mod tests {
         let c = config();
         let t0 = Instant::now();
         assert_eq!(
-            m.observe(&node("True", "2026-01-01T00:00:00Z"), t0, &c),
+            m.observe(&node("True", "2026-01-01T00:00:00Z"), None, t0, &c),
             Verdict::Healthy
         );
         // A new heartbeat at 30 s, checked at 60 s: 30 s old, still fine.
         let t30 = t0 + Duration::from_secs(30);
         assert_eq!(
-            m.observe(&node("True", "2026-01-01T00:00:30Z"), t30, &c),
+            m.observe(&node("True", "2026-01-01T00:00:30Z"), None, t30, &c),
             Verdict::Healthy
         );
         let t60 = t0 + Duration::from_secs(60);
         assert_eq!(
-            m.observe(&node("True", "2026-01-01T00:00:30Z"), t60, &c),
+            m.observe(&node("True", "2026-01-01T00:00:30Z"), None, t60, &c),
             Verdict::Healthy
         );
         // No new heartbeat for 41 s.
         let t71 = t0 + Duration::from_secs(71);
         assert_eq!(
-            m.observe(&node("True", "2026-01-01T00:00:30Z"), t71, &c),
+            m.observe(&node("True", "2026-01-01T00:00:30Z"), None, t71, &c),
             Verdict::MarkUnknown
         );
         // Once Unknown, nothing more until the eviction timeout.
         let t100 = t0 + Duration::from_secs(100);
         assert_eq!(
-            m.observe(&node("Unknown", "2026-01-01T00:00:30Z"), t100, &c),
+            m.observe(&node("Unknown", "2026-01-01T00:00:30Z"), None, t100, &c),
             Verdict::NotReady
         );
         let t372 = t0 + Duration::from_secs(372);
         assert_eq!(
-            m.observe(&node("Unknown", "2026-01-01T00:00:30Z"), t372, &c),
+            m.observe(&node("Unknown", "2026-01-01T00:00:30Z"), None, t372, &c),
             Verdict::Evict
         );
         // It comes back.
         let t401 = t0 + Duration::from_secs(401);
         assert_eq!(
-            m.observe(&node("True", "2026-01-01T00:06:40Z"), t401, &c),
+            m.observe(&node("True", "2026-01-01T00:06:40Z"), None, t401, &c),
             Verdict::Healthy
         );
+    }
+
+    fn lease(renewed: &str) -> Lease {
+        serde_json::from_value(json!({
+            "metadata": {"name": "n1", "namespace": "kube-node-lease"},
+            "spec": {"holderIdentity": "n1", "leaseDurationSeconds": 40, "renewTime": renewed}
+        }))
+        .unwrap()
+    }
+
+    /// One observation: seconds after the start, the Ready condition's
+    /// status and heartbeat, the Lease's renewTime (None: no Lease), and
+    /// the verdict expected.
+    type Step = (
+        u64,
+        &'static str,
+        &'static str,
+        Option<&'static str>,
+        Verdict,
+    );
+
+    // Kubernetes' rule: a node is alive while either its Ready heartbeat or
+    // its Lease's renewTime changed within the grace period (40 s here).
+    #[test]
+    fn either_a_heartbeat_or_a_lease_renewal_keeps_a_node_alive() {
+        let beat = "2026-01-01T00:00:00Z";
+        let r = |s: &'static str| Some(s);
+        let cases: Vec<(&str, Vec<Step>)> = vec![
+            (
+                "a renewed lease keeps a node whose status is old healthy",
+                vec![
+                    (
+                        0,
+                        "True",
+                        beat,
+                        r("2026-01-01T00:00:00.000000Z"),
+                        Verdict::Healthy,
+                    ),
+                    (
+                        30,
+                        "True",
+                        beat,
+                        r("2026-01-01T00:00:30.000000Z"),
+                        Verdict::Healthy,
+                    ),
+                    (
+                        60,
+                        "True",
+                        beat,
+                        r("2026-01-01T00:01:00.000000Z"),
+                        Verdict::Healthy,
+                    ),
+                    (
+                        300,
+                        "True",
+                        beat,
+                        r("2026-01-01T00:05:00.000000Z"),
+                        Verdict::Healthy,
+                    ),
+                ],
+            ),
+            (
+                "a lease that stops being renewed, status old too: Unknown",
+                vec![
+                    (
+                        0,
+                        "True",
+                        beat,
+                        r("2026-01-01T00:00:00.000000Z"),
+                        Verdict::Healthy,
+                    ),
+                    (
+                        30,
+                        "True",
+                        beat,
+                        r("2026-01-01T00:00:30.000000Z"),
+                        Verdict::Healthy,
+                    ),
+                    (
+                        60,
+                        "True",
+                        beat,
+                        r("2026-01-01T00:00:30.000000Z"),
+                        Verdict::Healthy,
+                    ),
+                    (
+                        71,
+                        "True",
+                        beat,
+                        r("2026-01-01T00:00:30.000000Z"),
+                        Verdict::MarkUnknown,
+                    ),
+                ],
+            ),
+            (
+                "status heartbeats alone still count (no lease, an old kubelet)",
+                vec![
+                    (0, "True", beat, None, Verdict::Healthy),
+                    (30, "True", "2026-01-01T00:00:30Z", None, Verdict::Healthy),
+                    (
+                        71,
+                        "True",
+                        "2026-01-01T00:00:30Z",
+                        None,
+                        Verdict::MarkUnknown,
+                    ),
+                ],
+            ),
+            (
+                "a lease gone (deleted) leaves the status heartbeat to decide",
+                vec![
+                    (
+                        0,
+                        "True",
+                        beat,
+                        r("2026-01-01T00:00:00.000000Z"),
+                        Verdict::Healthy,
+                    ),
+                    (30, "True", beat, None, Verdict::Healthy),
+                    (41, "True", beat, None, Verdict::MarkUnknown),
+                ],
+            ),
+            (
+                "a fresh lease with Ready=False is not ready, then evicted",
+                vec![
+                    (
+                        0,
+                        "False",
+                        beat,
+                        r("2026-01-01T00:00:00.000000Z"),
+                        Verdict::NotReady,
+                    ),
+                    (
+                        200,
+                        "False",
+                        beat,
+                        r("2026-01-01T00:03:20.000000Z"),
+                        Verdict::NotReady,
+                    ),
+                    (
+                        301,
+                        "False",
+                        beat,
+                        r("2026-01-01T00:05:01.000000Z"),
+                        Verdict::Evict,
+                    ),
+                ],
+            ),
+            (
+                "an Unknown node whose lease is renewed again is not re-marked",
+                vec![
+                    (
+                        0,
+                        "True",
+                        beat,
+                        r("2026-01-01T00:00:00.000000Z"),
+                        Verdict::Healthy,
+                    ),
+                    (
+                        41,
+                        "True",
+                        beat,
+                        r("2026-01-01T00:00:00.000000Z"),
+                        Verdict::MarkUnknown,
+                    ),
+                    (
+                        50,
+                        "Unknown",
+                        beat,
+                        r("2026-01-01T00:00:50.000000Z"),
+                        Verdict::NotReady,
+                    ),
+                    // Its kubelet writes Ready=True (a status change).
+                    (
+                        60,
+                        "True",
+                        "2026-01-01T00:01:00Z",
+                        r("2026-01-01T00:01:00.000000Z"),
+                        Verdict::Healthy,
+                    ),
+                ],
+            ),
+        ];
+        let c = config();
+        for (name, steps) in cases {
+            let mut m = Monitor::default();
+            let t0 = Instant::now();
+            for (at, status, heartbeat, renewed, verdict) in steps {
+                let lease = renewed.map(lease);
+                let got = m.observe(
+                    &node(status, heartbeat),
+                    lease.as_ref(),
+                    t0 + Duration::from_secs(at),
+                    &c,
+                );
+                assert_eq!(got, verdict, "{name}: at {at}s");
+            }
+        }
     }
 }

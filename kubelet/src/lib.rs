@@ -46,8 +46,15 @@ pub struct Config {
     pub node: NodeConfig,
     /// Every pod is synced at least this often (and orphans are looked for).
     pub resync_period: Duration,
-    /// The Node's Ready condition is written this often.
+    /// The node's Lease (`kube-node-lease/<node>`) is renewed this often:
+    /// the heartbeat the node lifecycle controller reads.
     pub heartbeat_period: Duration,
+    /// The Lease's `leaseDurationSeconds`.
+    pub node_lease_duration_seconds: i32,
+    /// The Node status is computed this often and written when it changed.
+    pub node_status_update_frequency: Duration,
+    /// An unchanged Node status is written again after this long.
+    pub node_status_report_frequency: Duration,
     /// Static pod manifests.
     pub manifest_dir: Option<PathBuf>,
     /// Pod syncs running at once (they queue beyond it).
@@ -57,9 +64,12 @@ pub struct Config {
 impl Config {
     /// Defaults for node `name` at `address`: infra image
     /// `mini-k8s/pause:latest`, root dir `/var/lib/mini-k8s/kubelet`,
-    /// resync 10 s, heartbeat 10 s, back-off 10 s doubling to 5 min.
+    /// resync 10 s, Lease renewed every 10 s for 40 s, Node status computed
+    /// every 10 s and written on change or every 5 min (Kubernetes'
+    /// defaults), back-off 10 s doubling to 5 min.
     pub fn new(name: &str, address: &str) -> Self {
         let (cpus, memory_kib) = NodeConfig::host_resources();
+        let beats = node::Heartbeats::default();
         Self {
             sync: SyncConfig {
                 node_name: name.into(),
@@ -80,7 +90,10 @@ impl Config {
                 kubelet_port: 10250,
             },
             resync_period: Duration::from_secs(10),
-            heartbeat_period: Duration::from_secs(10),
+            heartbeat_period: beats.lease_renew_interval,
+            node_lease_duration_seconds: beats.lease_duration_seconds,
+            node_status_update_frequency: beats.status_update_frequency,
+            node_status_report_frequency: beats.status_report_frequency,
             manifest_dir: None,
             parallel_syncs: 8,
         }
@@ -179,17 +192,29 @@ impl Kubelet {
         &self.inner.runtime
     }
 
-    /// Runs until dropped (abort the task): node registration and
-    /// heartbeat, the pod and service watches, the static pods, the
+    /// Runs until dropped (abort the task): node registration, status and
+    /// Lease, the pod and service watches, the static pods, the
     /// resync timer. Running containers are left running when it stops.
     pub async fn run(self, services: ServiceFeed) {
         let inner = &self.inner;
         let node_name = inner.config.sync.node_name.clone();
+        let beats = node::Heartbeats {
+            lease_renew_interval: inner.config.heartbeat_period,
+            lease_duration_seconds: inner.config.node_lease_duration_seconds,
+            status_update_frequency: inner.config.node_status_update_frequency,
+            status_report_frequency: inner.config.node_status_report_frequency,
+        };
         let heartbeat = tokio::spawn(node::run(
             Api::<Node>::all(inner.client.clone()),
             inner.config.node.clone(),
             inner.runtime.clone(),
-            inner.config.heartbeat_period,
+            beats,
+        ));
+        let lease = tokio::spawn(node::run_lease(
+            Api::namespaced(inner.client.clone(), node::NODE_LEASE_NAMESPACE),
+            Api::<Node>::all(inner.client.clone()),
+            node_name.clone(),
+            beats,
         ));
         let service_watch = tokio::spawn(
             reflector::reflector(
@@ -218,7 +243,7 @@ impl Kubelet {
                 async {}
             }),
         );
-        let mut tasks = vec![heartbeat, service_watch, pod_watch];
+        let mut tasks = vec![heartbeat, lease, service_watch, pod_watch];
         if let Some(poster) = lock(&inner.events_poster).take() {
             tasks.push(tokio::spawn(poster));
         }

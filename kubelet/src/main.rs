@@ -69,9 +69,20 @@ struct Flags {
     /// Seconds between full resyncs.
     #[arg(long, default_value_t = 10)]
     sync_frequency: u64,
-    /// Seconds between node heartbeats.
+    /// Seconds between renewals of the node's Lease in kube-node-lease
+    /// (its heartbeat).
     #[arg(long, default_value_t = 10)]
     heartbeat_period: u64,
+    /// The node Lease's leaseDurationSeconds.
+    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(i32).range(1..))]
+    node_lease_duration_seconds: i32,
+    /// How often the node status is computed and, when it changed, posted
+    /// (a duration: 10s, 1m).
+    #[arg(long, default_value = "10s", value_parser = positive_duration)]
+    node_status_update_frequency: Duration,
+    /// How often an unchanged node status is posted all the same.
+    #[arg(long, default_value = "5m", value_parser = positive_duration)]
+    node_status_report_frequency: Duration,
     /// Label `KEY=VALUE` added to every container (repeatable).
     #[arg(long = "container-label")]
     container_labels: Vec<String>,
@@ -90,6 +101,22 @@ fn ipv4_cidr(text: &str) -> Result<String, String> {
     } else {
         Err(format!("{text:?} is not an IPv4 CIDR like 10.244.1.0/24"))
     }
+}
+
+/// A positive Go duration (`10s`, `5m0s`), as Kubernetes' kubelet flags
+/// take them.
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    let parsed: kube::core::Duration = text
+        .parse()
+        .map_err(|e| format!("{text:?} is not a duration such as 10s or 5m: {e}"))?;
+    if parsed.is_negative() {
+        return Err(format!("{text:?} is negative"));
+    }
+    let parsed: Duration = parsed.into();
+    if parsed.is_zero() {
+        return Err(format!("{text:?} must be more than zero"));
+    }
+    Ok(parsed)
 }
 
 fn host_name() -> String {
@@ -159,6 +186,9 @@ async fn main() -> Result<()> {
     config.node.kubelet_port = i32::from(flags.port);
     config.resync_period = Duration::from_secs(flags.sync_frequency.max(1));
     config.heartbeat_period = Duration::from_secs(flags.heartbeat_period.max(1));
+    config.node_lease_duration_seconds = flags.node_lease_duration_seconds;
+    config.node_status_update_frequency = flags.node_status_update_frequency;
+    config.node_status_report_frequency = flags.node_status_report_frequency;
     config.manifest_dir = flags.manifest_dir.clone();
 
     let runtime: Arc<dyn Runtime> = match flags.runtime {

@@ -1,15 +1,26 @@
-//! The Node object: registration and the heartbeat of its Ready condition.
+//! The Node object and the node's heartbeats, as Kubernetes' kubelet does
+//! them since 1.17:
+//!
+//! - a `coordination.k8s.io/v1` Lease `kube-node-lease/<node>` renewed every
+//!   `--heartbeat-period` (10 s): the cheap heartbeat, a few hundred bytes;
+//! - the Node status (Ready condition, addresses, capacity) computed every
+//!   `--node-status-update-frequency` (10 s) but written only when it
+//!   changed or `--node-status-report-frequency` (5 min) has passed since the
+//!   last write: with hundreds of nodes, a whole status every 10 s each was
+//!   most of etcd's history.
 
 use std::time::Duration;
 
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{
     DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeStatus,
     NodeSystemInfo,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference, Time};
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use serde_json::json;
+use serde_json::{json, Value};
+use tokio::time::Instant;
 
 use crate::runtime::Runtime;
 
@@ -116,16 +127,43 @@ pub fn node_status(cfg: &NodeConfig, runtime_error: Option<&str>) -> NodeStatus 
     }
 }
 
-/// Creates the Node if it does not exist, then writes its status.
+/// The namespace of the nodes' heartbeat Leases.
+pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
+
+/// How often the node heartbeats and reports, with Kubernetes' defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heartbeats {
+    /// How often the Lease is renewed (Kubernetes: a quarter of its
+    /// duration, 10 s).
+    pub lease_renew_interval: Duration,
+    /// The Lease's `leaseDurationSeconds` (`--node-lease-duration-seconds`,
+    /// 40).
+    pub lease_duration_seconds: i32,
+    /// How often the Node status is computed and, if changed, written
+    /// (`--node-status-update-frequency`, 10 s).
+    pub status_update_frequency: Duration,
+    /// The longest an unchanged status goes unwritten
+    /// (`--node-status-report-frequency`, 5 min).
+    pub status_report_frequency: Duration,
+}
+
+impl Default for Heartbeats {
+    fn default() -> Self {
+        Self {
+            lease_renew_interval: Duration::from_secs(10),
+            lease_duration_seconds: 40,
+            status_update_frequency: Duration::from_secs(10),
+            status_report_frequency: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Creates the Node if it does not exist.
 ///
 /// # Errors
 ///
 /// The apiserver's (retry later).
-pub async fn register(
-    nodes: &Api<Node>,
-    cfg: &NodeConfig,
-    runtime: &dyn Runtime,
-) -> kube::Result<()> {
+pub async fn register(nodes: &Api<Node>, cfg: &NodeConfig) -> kube::Result<()> {
     let node = Node {
         metadata: ObjectMeta {
             name: Some(cfg.name.clone()),
@@ -135,39 +173,77 @@ pub async fn register(
         ..Node::default()
     };
     match nodes.create(&PostParams::default(), &node).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 409 => {}
-        Err(e) => return Err(e),
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(e),
     }
-    heartbeat(nodes, cfg, runtime).await
 }
 
-/// Writes the Ready condition (and addresses, capacity) through nodes/status.
-/// The previous transition time is kept while the condition stays the same.
+/// What a status write says, without the heartbeat times: two statuses
+/// with equal content say the same, however far apart they were computed.
+/// `stored` fields we do not write (other conditions' absence, say) count
+/// only where we write them, so a difference is always ours to fix.
+fn content(status: &NodeStatus) -> Value {
+    let mut value = serde_json::to_value(status).unwrap_or_default();
+    if let Some(conditions) = value.get_mut("conditions").and_then(Value::as_array_mut) {
+        for condition in conditions {
+            if let Some(map) = condition.as_object_mut() {
+                map.remove("lastHeartbeatTime");
+            }
+        }
+    }
+    value
+}
+
+/// Whether `new` says something `stored` does not (Kubernetes'
+/// `nodeStatusHasChanged`: everything but heartbeat times counts).
+pub fn status_changed(stored: &NodeStatus, new: &NodeStatus) -> bool {
+    let stored = content(stored);
+    let new = content(new);
+    let Some(fields) = new.as_object() else {
+        return true;
+    };
+    fields
+        .iter()
+        .any(|(field, value)| stored.get(field) != Some(value))
+}
+
+/// Computes the Node status and writes it through `nodes/status` when it
+/// changed, or when `force` (the report frequency passed, or the first
+/// write of this kubelet). The previous transition time is kept while the
+/// Ready condition stays the same. Returns whether it wrote.
 ///
 /// # Errors
 ///
 /// The apiserver's; 404 when the Node was deleted (register again).
-pub async fn heartbeat(
+pub async fn update_status(
     nodes: &Api<Node>,
     cfg: &NodeConfig,
     runtime: &dyn Runtime,
-) -> kube::Result<()> {
+    force: bool,
+) -> kube::Result<bool> {
     let error = runtime.ping().await.err().map(|e| e.to_string());
     let mut status = node_status(cfg, error.as_deref());
-    if let Ok(current) = nodes.get_status(&cfg.name).await {
-        let old = current
-            .status
-            .and_then(|s| s.conditions)
-            .and_then(|cs| cs.into_iter().find(|c| c.type_ == "Ready"));
-        if let (Some(old), Some(new)) = (
-            old,
-            status.conditions.as_mut().and_then(|cs| cs.first_mut()),
-        ) {
-            if old.status == new.status {
-                new.last_transition_time = old.last_transition_time;
-            }
+    let stored = nodes
+        .get_status(&cfg.name)
+        .await?
+        .status
+        .unwrap_or_default();
+    let old = stored
+        .conditions
+        .as_ref()
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"));
+    if let (Some(old), Some(new)) = (
+        old,
+        status.conditions.as_mut().and_then(|cs| cs.first_mut()),
+    ) {
+        if old.status == new.status {
+            new.last_transition_time
+                .clone_from(&old.last_transition_time);
         }
+    }
+    if !force && !status_changed(&stored, &status) {
+        return Ok(false);
     }
     nodes
         .patch_status(
@@ -176,28 +252,38 @@ pub async fn heartbeat(
             &Patch::Merge(json!({ "status": status })),
         )
         .await?;
-    Ok(())
+    Ok(true)
 }
 
-/// Registers, then heartbeats every `period` forever, with back-off while
-/// the apiserver is unreachable.
+/// Registers the Node, then keeps its status: computed every
+/// `status_update_frequency`, written on change or every
+/// `status_report_frequency`, with back-off while the apiserver is
+/// unreachable. Runs forever.
 pub async fn run(
     nodes: Api<Node>,
     cfg: NodeConfig,
     runtime: std::sync::Arc<dyn Runtime>,
-    period: Duration,
+    beats: Heartbeats,
 ) {
+    let period = beats.status_update_frequency;
     let mut registered = false;
+    let mut last_write: Option<Instant> = None;
     let mut delay = Duration::from_millis(200);
     loop {
-        let result = if registered {
-            heartbeat(&nodes, &cfg, runtime.as_ref()).await
-        } else {
-            register(&nodes, &cfg, runtime.as_ref()).await
-        };
-        match result {
-            Ok(()) => {
+        let result = async {
+            if !registered {
+                register(&nodes, &cfg).await?;
                 registered = true;
+            }
+            let due = last_write.is_none_or(|at| at.elapsed() >= beats.status_report_frequency);
+            update_status(&nodes, &cfg, runtime.as_ref(), due).await
+        }
+        .await;
+        match result {
+            Ok(wrote) => {
+                if wrote {
+                    last_write = Some(Instant::now());
+                }
                 delay = Duration::from_millis(200);
                 tokio::time::sleep(period).await;
             }
@@ -205,9 +291,121 @@ pub async fn run(
                 if let kube::Error::Api(s) = &e {
                     if s.code == 404 {
                         registered = false;
+                        last_write = None;
                     }
                 }
                 tracing::warn!(node = %cfg.name, error = %e, "node status update failed");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(period);
+            }
+        }
+    }
+}
+
+/// The owner reference a node's Lease carries, as Kubernetes' kubelet
+/// sets it: deleting the Node collects its Lease.
+fn node_owner(node: &Node) -> Option<OwnerReference> {
+    Some(OwnerReference {
+        api_version: "v1".into(),
+        kind: "Node".into(),
+        name: node.metadata.name.clone()?,
+        uid: node.metadata.uid.clone()?,
+        ..OwnerReference::default()
+    })
+}
+
+/// The Lease `existing` renewed (or a new one) at `now` for node `name`,
+/// owned by `node` when it is known.
+pub fn renewed_lease(
+    existing: Option<Lease>,
+    name: &str,
+    duration_seconds: i32,
+    node: Option<&Node>,
+    now: jiff::Timestamp,
+) -> Lease {
+    let mut lease = existing.unwrap_or_else(|| Lease {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(NODE_LEASE_NAMESPACE.into()),
+            ..ObjectMeta::default()
+        },
+        spec: None,
+    });
+    let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+    spec.holder_identity = Some(name.into());
+    spec.lease_duration_seconds = Some(duration_seconds);
+    spec.renew_time = Some(MicroTime(now));
+    let owned = lease
+        .metadata
+        .owner_references
+        .as_ref()
+        .is_some_and(|refs| refs.iter().any(|r| r.kind == "Node"));
+    if !owned {
+        if let Some(owner) = node.and_then(node_owner) {
+            lease
+                .metadata
+                .owner_references
+                .get_or_insert_with(Vec::new)
+                .push(owner);
+        }
+    }
+    lease
+}
+
+/// Renews the Lease once: creates it when missing, replaces it otherwise
+/// (a conflict means someone wrote it since the read; the next renewal
+/// wins).
+///
+/// # Errors
+///
+/// The apiserver's.
+pub async fn renew_lease(
+    leases: &Api<Lease>,
+    nodes: &Api<Node>,
+    name: &str,
+    duration_seconds: i32,
+) -> kube::Result<()> {
+    let existing = leases.get_opt(name).await?;
+    let owned = existing
+        .as_ref()
+        .and_then(|l| l.metadata.owner_references.as_ref())
+        .is_some_and(|refs| refs.iter().any(|r| r.kind == "Node"));
+    // The Node is read only until the Lease carries its owner reference.
+    let node = if owned {
+        None
+    } else {
+        nodes.get_opt(name).await?
+    };
+    let creating = existing.is_none();
+    let lease = renewed_lease(
+        existing,
+        name,
+        duration_seconds,
+        node.as_ref(),
+        jiff::Timestamp::now(),
+    );
+    if creating {
+        leases.create(&PostParams::default(), &lease).await?;
+    } else {
+        leases.replace(name, &PostParams::default(), &lease).await?;
+    }
+    Ok(())
+}
+
+/// Renews the node's Lease every `lease_renew_interval` forever; failures
+/// are retried at 200 ms doubling up to the interval, as Kubernetes'
+/// lease controller backs off.
+pub async fn run_lease(leases: Api<Lease>, nodes: Api<Node>, name: String, beats: Heartbeats) {
+    let period = beats.lease_renew_interval;
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match renew_lease(&leases, &nodes, &name, beats.lease_duration_seconds).await {
+            Ok(()) => {
+                delay = Duration::from_millis(200);
+                tokio::time::sleep(period).await;
+            }
+            Err(e) => {
+                tracing::warn!(node = %name, error = %e, "renewing the node lease failed");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(period);
             }
@@ -263,14 +461,7 @@ mod tests {
 
     #[test]
     fn an_unreachable_runtime_makes_the_node_not_ready_with_a_reason() {
-        let cfg = NodeConfig {
-            name: "n1".into(),
-            address: "127.0.0.1".into(),
-            cpus: 2,
-            memory_kib: 1024,
-            max_pods: 110,
-            kubelet_port: 10250,
-        };
+        let cfg = cfg();
         let ready = node_status(&cfg, None);
         let ready = &ready.conditions.unwrap()[0];
         assert_eq!(ready.status, "True");
@@ -281,5 +472,77 @@ mod tests {
         let down = &down.conditions.unwrap()[0];
         assert_eq!(down.status, "False");
         assert_eq!(down.reason.as_deref(), Some("ContainerRuntimeUnreachable"));
+    }
+
+    fn cfg() -> NodeConfig {
+        NodeConfig {
+            name: "n1".into(),
+            address: "127.0.0.1".into(),
+            cpus: 2,
+            memory_kib: 1024,
+            max_pods: 110,
+            kubelet_port: 10250,
+        }
+    }
+
+    #[test]
+    fn only_a_new_heartbeat_time_is_no_change() {
+        let stored = node_status(&cfg(), None);
+        let mut later = node_status(&cfg(), None);
+        // Computed later: only the heartbeat (and, without the stored
+        // transition carried over, the transition) differ.
+        if let (Some(new), Some(old)) = (
+            later.conditions.as_mut().and_then(|c| c.first_mut()),
+            stored.conditions.as_ref().and_then(|c| c.first()),
+        ) {
+            new.last_heartbeat_time = Some(Time(jiff::Timestamp::UNIX_EPOCH));
+            new.last_transition_time
+                .clone_from(&old.last_transition_time);
+        }
+        assert!(!status_changed(&stored, &later));
+        let down = node_status(&cfg(), Some("no socket"));
+        assert!(status_changed(&stored, &down));
+        let mut bigger = cfg();
+        bigger.max_pods = 111;
+        let mut resized = node_status(&bigger, None);
+        resized.conditions.clone_from(&stored.conditions);
+        assert!(status_changed(&stored, &resized));
+        // A status written by someone else (the node lifecycle controller's
+        // Ready=Unknown) is a change to undo.
+        let mut unknown = stored.clone();
+        if let Some(c) = unknown.conditions.as_mut().and_then(|c| c.first_mut()) {
+            c.status = "Unknown".into();
+        }
+        assert!(status_changed(&unknown, &stored));
+        assert!(status_changed(&NodeStatus::default(), &stored));
+    }
+
+    #[test]
+    fn a_lease_is_held_by_its_node_and_owned_by_it() {
+        let t = jiff::Timestamp::UNIX_EPOCH;
+        let node: Node = serde_json::from_value(json!({
+            "metadata": { "name": "n1", "uid": "u-1" }
+        }))
+        .unwrap();
+        let lease = renewed_lease(None, "n1", 40, Some(&node), t);
+        assert_eq!(lease.metadata.namespace.as_deref(), Some("kube-node-lease"));
+        let spec = lease.spec.clone().unwrap();
+        assert_eq!(spec.holder_identity.as_deref(), Some("n1"));
+        assert_eq!(spec.lease_duration_seconds, Some(40));
+        assert_eq!(spec.renew_time, Some(MicroTime(t)));
+        let owners = lease.metadata.owner_references.clone().unwrap();
+        assert_eq!(owners.len(), 1);
+        assert_eq!(
+            (owners[0].kind.as_str(), owners[0].uid.as_str()),
+            ("Node", "u-1")
+        );
+        // Renewed later: a new time, the owner not repeated.
+        let later = t + jiff::SignedDuration::from_secs(10);
+        let again = renewed_lease(Some(lease), "n1", 40, Some(&node), later);
+        assert_eq!(again.spec.unwrap().renew_time, Some(MicroTime(later)));
+        assert_eq!(again.metadata.owner_references.unwrap().len(), 1);
+        // A Node not registered yet: no owner until it is.
+        let orphan = renewed_lease(None, "n1", 40, None, t);
+        assert!(orphan.metadata.owner_references.is_none());
     }
 }

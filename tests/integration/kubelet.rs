@@ -663,6 +663,157 @@ async fn many_pods_at_once_make_exactly_one_app_container_each() -> Result<()> {
     Ok(())
 }
 
+/// A hollow kubelet for node `name` in this process (no Docker), its
+/// client and runtime; stopped when the returned guard drops.
+async fn hollow_kubelet(
+    cluster: &TestCluster,
+    dir: &std::path::Path,
+    name: &str,
+    adjust: impl FnOnce(&mut Config),
+) -> Result<(Client, kubelet::hollow::HollowRuntime, TestKubelet)> {
+    let client = client(cluster, dir).await?;
+    let runtime = kubelet::hollow::HollowRuntime::new();
+    let mut config = Config::new(name, "127.0.0.1");
+    config.sync.root_dir = dir.join("kubelet");
+    adjust(&mut config);
+    let (kubelet, services) = Kubelet::new(client.clone(), Arc::new(runtime.clone()), config);
+    let stop = TestKubelet {
+        task: tokio::spawn(kubelet.run(services)),
+        server: tokio::spawn(async { Ok(()) }),
+        url: String::new(),
+    };
+    Ok((client, runtime, stop))
+}
+
+/// The node's heartbeat is its Lease, renewed every `heartbeat_period`;
+/// the Node status is written only when it changes (or every
+/// `node_status_report_frequency`, here an hour). Hollow runtime, so it
+/// runs without Docker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubelet_renews_its_lease_and_writes_node_status_only_on_change() -> Result<()> {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::api::core::v1::Node;
+    use mini_k8s_tests::apiserver::WatchLines;
+    const NAME: &str = "hollow-lease";
+    let cluster = TestCluster::start().await?;
+    let dir = tempfile::Builder::new()
+        .prefix("mk8s-test-hollow-")
+        .tempdir()?;
+    let (client, runtime, _stop) = hollow_kubelet(&cluster, dir.path(), NAME, |config| {
+        config.heartbeat_period = Duration::from_millis(300);
+        config.node_status_update_frequency = Duration::from_millis(200);
+        config.node_status_report_frequency = Duration::from_secs(3600);
+    })
+    .await?;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    let ready = |n: &Node| {
+        n.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+            .map(|c| c.status.clone())
+    };
+    let node = wait_for("node Ready", Duration::from_secs(30), || async {
+        Ok(nodes
+            .get_opt(NAME)
+            .await?
+            .filter(|n| ready(n).as_deref() == Some("True")))
+    })
+    .await?;
+    // The Lease: held by the node for 40 s, owned by the Node object.
+    let lease = wait_for(
+        "the node's lease, owned",
+        Duration::from_secs(30),
+        || async {
+            Ok(leases.get_opt(NAME).await?.filter(|l| {
+                l.metadata
+                    .owner_references
+                    .as_ref()
+                    .is_some_and(|o| !o.is_empty())
+            }))
+        },
+    )
+    .await?;
+    let spec = lease.spec.clone().unwrap_or_default();
+    assert_eq!(spec.holder_identity.as_deref(), Some(NAME));
+    assert_eq!(spec.lease_duration_seconds, Some(40));
+    let owner = &lease.metadata.owner_references.clone().unwrap_or_default()[0];
+    assert_eq!(
+        (owner.api_version.as_str(), owner.kind.as_str()),
+        ("v1", "Node")
+    );
+    assert_eq!(
+        (Some(&owner.name), Some(&owner.uid)),
+        (node.metadata.name.as_ref(), node.metadata.uid.as_ref())
+    );
+
+    // Over 3 s of a steady node: the Lease renewed several times, the Node
+    // (status computed every 200 ms) not written once.
+    let rv = nodes
+        .get(NAME)
+        .await?
+        .metadata
+        .resource_version
+        .unwrap_or_default();
+    let mut node_writes = WatchLines::open(
+        &cluster,
+        &format!(
+            "/api/v1/nodes?watch=true&fieldSelector=metadata.name%3D{NAME}&resourceVersion={rv}"
+        ),
+    )
+    .await?;
+    let mut lease_writes = WatchLines::open(
+        &cluster,
+        &format!(
+            "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases?watch=true&resourceVersion={}",
+            lease.metadata.resource_version.clone().unwrap_or_default()
+        ),
+    )
+    .await?;
+    let window = Instant::now() + Duration::from_secs(3);
+    let mut writes = Vec::new();
+    while let Ok(event) = node_writes.next(window - Instant::now()).await {
+        writes.push(event);
+    }
+    let versions: Vec<&Value> = writes
+        .iter()
+        .map(|w| &w["object"]["metadata"]["resourceVersion"])
+        .collect();
+    assert!(
+        versions.is_empty(),
+        "node written with nothing changed, at resourceVersions {versions:?}"
+    );
+    let mut renewals = 0;
+    while let Ok(event) = lease_writes.next(Duration::from_millis(100)).await {
+        assert_eq!(event["type"], "MODIFIED", "{event}");
+        renewals += 1;
+    }
+    assert!(
+        renewals >= 5,
+        "{renewals} lease renewals in 3 s at a 300 ms period"
+    );
+
+    // A change is written within the update frequency: the runtime goes
+    // down, the node goes NotReady at once.
+    let went_down = Instant::now();
+    runtime.set_down(true);
+    let event = node_writes.next(Duration::from_secs(5)).await?;
+    assert_eq!(event["type"], "MODIFIED");
+    let conditions = event["object"]["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        conditions
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "False"),
+        "{event}"
+    );
+    assert!(went_down.elapsed() < Duration::from_secs(2));
+    Ok(())
+}
+
 /// The hollow runtime needs no Docker: it runs in every environment.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hollow_kubelet_registers_its_node_runs_pods_and_finishes_deletions() -> Result<()> {
@@ -671,21 +822,13 @@ async fn a_hollow_kubelet_registers_its_node_runs_pods_and_finishes_deletions() 
     let dir = tempfile::Builder::new()
         .prefix("mk8s-test-hollow-")
         .tempdir()?;
-    let client = client(&cluster, dir.path()).await?;
-    let runtime = kubelet::hollow::HollowRuntime::new();
-    let mut config = Config::new("hollow-1", "127.0.0.1");
-    config.sync.root_dir = dir.path().join("kubelet");
-    config.resync_period = Duration::from_secs(1);
-    config.heartbeat_period = Duration::from_millis(300);
-    config.node.cpus = 4;
-    config.node.memory_kib = 8 * 1024 * 1024;
-    let (kubelet, services) = Kubelet::new(client.clone(), Arc::new(runtime.clone()), config);
-    let task = tokio::spawn(kubelet.run(services));
-    let _stop = TestKubelet {
-        task,
-        server: tokio::spawn(async { Ok(()) }),
-        url: String::new(),
-    };
+    let (client, runtime, _stop) = hollow_kubelet(&cluster, dir.path(), "hollow-1", |config| {
+        config.resync_period = Duration::from_secs(1);
+        config.heartbeat_period = Duration::from_millis(300);
+        config.node.cpus = 4;
+        config.node.memory_kib = 8 * 1024 * 1024;
+    })
+    .await?;
 
     let nodes: Api<Node> = Api::all(client.clone());
     let ready = |n: &Node| {
@@ -1495,20 +1638,20 @@ async fn the_kubelet_catches_up_after_an_apiserver_outage() -> Result<()> {
         .map(|c| c.id)
         .collect();
     assert_eq!(before, after);
-    // The heartbeat is back.
-    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(env.client.clone());
+    // The heartbeat is back: the node's Lease is renewed again (its status,
+    // unchanged, is not rewritten until the report frequency).
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(env.client.clone(), "kube-node-lease");
     wait_for(
         "a heartbeat after the outage",
         Duration::from_secs(60),
         || async {
-            let node = nodes.get(NODE).await?;
-            let beat = node
-                .status
-                .and_then(|s| s.conditions)
-                .and_then(|cs| cs.into_iter().find(|c| c.type_ == "Ready"))
-                .filter(|c| c.status == "True")
-                .and_then(|c| c.last_heartbeat_time);
-            Ok(beat.filter(|t| t.0 > restarted).map(|_| ()))
+            let renewed = leases
+                .get_opt(NODE)
+                .await?
+                .and_then(|l| l.spec)
+                .and_then(|s| s.renew_time);
+            Ok(renewed.filter(|t| t.0 > restarted).map(|_| ()))
         },
     )
     .await?;
