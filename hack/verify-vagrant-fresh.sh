@@ -5,7 +5,9 @@
 # them unchanged, then the 2014 walk-through (examples/walkthrough) runs on
 # that cluster with hack/e2e.sh's checks.
 #
-#   bash hack/verify-vagrant-fresh.sh        (root; ~N min, not part of CI)
+#   bash hack/verify-vagrant-fresh.sh   (root; not in CI: over 30 min on 2 shared
+#                                       cores with a cold /vagrant/target, mostly the
+#                                       master's release build)
 #
 # What stands in for what:
 #   VM disk           a copy of the cached debootstrap root, one per VM
