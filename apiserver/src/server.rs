@@ -231,13 +231,7 @@ fn registries(
             storage,
             size,
         ),
-        store(
-            NamespaceStrategy {
-                storage: storage.clone(),
-            },
-            storage,
-            size,
-        ),
+        store(NamespaceStrategy, storage, size),
         store(
             EventStrategy {
                 namespaces: namespaces.clone(),
@@ -388,7 +382,6 @@ async fn authenticate(
 /// service in `default` whose endpoint is this apiserver. Idempotent.
 async fn bootstrap(
     registries: &Registries,
-    storage: &Arc<dyn Storage>,
     ips: &ServiceIpAllocator,
     advertise: IpAddr,
     port: u16,
@@ -467,7 +460,6 @@ async fn bootstrap(
             &WriteOptions::default(),
         )
         .await?;
-    crate::registry::namespaces::resume_finalizers(storage.clone()).await?;
     Ok(())
 }
 
@@ -541,21 +533,11 @@ pub async fn serve(
     });
     // Bootstrap retries until etcd answers; meanwhile /readyz says why not.
     let mut stop_bootstrap = shutdown_tx.subscribe();
-    let boot_storage = storage.clone();
     let is_tls = tls.is_some();
     tokio::spawn(async move {
         let mut delay = Duration::from_millis(100);
         loop {
-            match bootstrap(
-                &registries,
-                &boot_storage,
-                &ips,
-                advertise,
-                local.port(),
-                is_tls,
-            )
-            .await
-            {
+            match bootstrap(&registries, &ips, advertise, local.port(), is_tls).await {
                 Ok(()) => {
                     let _ = bootstrapped_tx.send(true);
                     return;

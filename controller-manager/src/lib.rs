@@ -1,6 +1,6 @@
 //! The controller manager: the replication manager, the endpoints
-//! controller, node lifecycle and (when asked) the route controller, in one
-//! process over shared caches.
+//! controller, node lifecycle, the namespace controller and (when asked)
+//! the route controller, in one process over shared caches.
 //!
 //! Pods, nodes and endpoints are each watched once (a `kube::runtime`
 //! watcher feeding a reflector store); replication controllers and services
@@ -9,6 +9,7 @@
 //! what the caches show with what is wanted and acts on the difference only.
 
 pub mod endpoints;
+pub mod namespaces;
 pub mod node_lifecycle;
 pub mod replication;
 pub mod routes;
@@ -38,6 +39,10 @@ pub enum Error {
     /// The kernel refused a route request. Retryable.
     #[error("netlink: {0}")]
     Netlink(#[source] rtnetlink::Error),
+    /// Some of a deleted namespace's content could not be discovered or
+    /// listed. Retryable.
+    #[error("namespace content: {0}")]
+    NamespaceContent(String),
     /// A duration flag did not parse.
     #[error("invalid duration {0:?} (use e.g. 500ms, 40s, 5m, 1h)")]
     Duration(String),
@@ -166,8 +171,10 @@ pub async fn run(
         endpoints,
         stop.clone(),
     );
+    let namespaces = namespaces::run(client.clone(), config.clone(), pods.clone(), stop.clone());
     let lifecycle = node_lifecycle::run(client, config, nodes, pods, stop);
-    let ((), (), (), routes) = tokio::join!(replication, endpoints, lifecycle, routes);
+    let ((), (), (), (), routes) =
+        tokio::join!(replication, endpoints, namespaces, lifecycle, routes);
     tracing::info!("controller-manager stopped");
     routes
 }

@@ -105,12 +105,7 @@ async fn a_stale_cached_copy_costs_a_retry_and_loses_no_write() -> Result<()> {
         gate: gate.clone(),
     });
     let options = WriteOptions::new(FieldValidation::Strict);
-    let namespaces = Store::new(
-        NamespaceStrategy {
-            storage: storage.clone(),
-        },
-        storage.clone(),
-    );
+    let namespaces = Store::new(NamespaceStrategy, storage.clone());
     namespaces
         .create(None, json!({"metadata": {"name": "default"}}), &options)
         .await?;

@@ -15,7 +15,10 @@ use crate::scheduler::{
     writes, Running,
 };
 
-fn start_controllers(c: &TestCluster, config: controller_manager::Config) -> Result<Running> {
+pub(crate) fn start_controllers(
+    c: &TestCluster,
+    config: controller_manager::Config,
+) -> Result<Running> {
     let client = client(c)?;
     Ok(Running::spawn(move |rx| async move {
         let stop = async move {
@@ -83,7 +86,7 @@ async fn set_pod_status(c: &TestCluster, name: &str, ip: &str, ready: bool) -> R
     Ok(())
 }
 
-fn fast() -> controller_manager::Config {
+pub(crate) fn fast() -> controller_manager::Config {
     controller_manager::Config {
         node_monitor_period: Duration::from_millis(100),
         ..controller_manager::Config::default()
@@ -510,6 +513,174 @@ async fn a_node_that_stops_heartbeating_goes_unknown_and_its_pods_move() -> Resu
     beats.abort();
     cm.stop().await?;
     sched.stop().await
+}
+
+/// The namespace's condition of `type_`, as (status, message).
+async fn namespace_condition(c: &TestCluster, ns: &str, type_: &str) -> Result<(String, String)> {
+    let (_, body) = c.get(&format!("/api/v1/namespaces/{ns}")).await?;
+    let found = body["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == type_)
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or_default().to_string(),
+                c["message"].as_str().unwrap_or_default().to_string(),
+            )
+        });
+    Ok(found.unwrap_or_default())
+}
+
+/// Deleting a namespace goes through the API, as Kubernetes' namespace
+/// controller does: a running pod bound to a node is only marked (its
+/// kubelet, played here, finishes it with grace 0), an object with a
+/// finalizer of its own holds the namespace until that is removed, and a
+/// controller manager restarted half-way finishes the job. (The apiserver
+/// used to delete everything straight from etcd: the pod and the held
+/// service vanished at once.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_namespace_empties_through_the_api_then_goes() -> Result<()> {
+    let c = TestCluster::start().await?;
+    let cm = start_controllers(&c, fast())?;
+    let (code, created) = c
+        .post("/api/v1/namespaces", &json!({"metadata": {"name": "team"}}))
+        .await?;
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(created["spec"]["finalizers"], json!(["kubernetes"]));
+    let pods = "/api/v1/namespaces/team/pods";
+    let (code, body) = c
+        .post(
+            pods,
+            &json!({"metadata": {"name": "web"}, "spec": {"nodeName": "m1",
+                "terminationGracePeriodSeconds": 30,
+                "containers": [{"name": "c", "image": "busybox"}]}}),
+        )
+        .await?;
+    assert_eq!(code, 201, "{body}");
+    let (code, body) = c
+        .patch(
+            &format!("{pods}/web/status"),
+            "application/merge-patch+json",
+            &json!({"status": {"phase": "Running"}}),
+        )
+        .await?;
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = c
+        .post(
+            pods,
+            &json!({"metadata": {"name": "loose"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}),
+        )
+        .await?;
+    assert_eq!(code, 201, "{body}");
+    let held = "/api/v1/namespaces/team/services/held";
+    let (code, body) = c
+        .post(
+            "/api/v1/namespaces/team/services",
+            &json!({"metadata": {"name": "held", "finalizers": ["example.com/hold"]},
+                "spec": {"ports": [{"port": 80}]}}),
+        )
+        .await?;
+    assert_eq!(code, 201, "{body}");
+
+    let (code, terminating) = c.delete("/api/v1/namespaces/team").await?;
+    assert_eq!(code, 200, "{terminating}");
+    assert_eq!(terminating["status"]["phase"], "Terminating");
+    let (code, again) = c.delete("/api/v1/namespaces/team").await?;
+    assert_eq!(code, 200, "a repeated delete: {again}");
+    assert_eq!(again["status"]["phase"], "Terminating");
+    let (code, refused) = c
+        .post(
+            pods,
+            &json!({"metadata": {"name": "late"},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]}}),
+        )
+        .await?;
+    assert_eq!(code, 403, "{refused}");
+
+    // The controller deletes through the API: the unbound pod goes, the
+    // bound one and the held service are only marked.
+    wait_for(
+        "the content marked for deletion",
+        Duration::from_secs(20),
+        || async {
+            let (_, web) = c.get(&format!("{pods}/web")).await?;
+            let (_, service) = c.get(held).await?;
+            let (loose, _) = c.get(&format!("{pods}/loose")).await?;
+            Ok(web["metadata"]["deletionTimestamp"].is_string()
+                && service["metadata"]["deletionTimestamp"].is_string()
+                && loose == 404)
+        },
+    )
+    .await?;
+    let (_, web) = c.get(&format!("{pods}/web")).await?;
+    assert_eq!(
+        web["metadata"]["deletionGracePeriodSeconds"], 30,
+        "forced: {web}"
+    );
+    wait_for(
+        "conditions naming what remains",
+        Duration::from_secs(20),
+        || async {
+            let (remaining, _) =
+                namespace_condition(&c, "team", "NamespaceContentRemaining").await?;
+            let (_, finalizers) =
+                namespace_condition(&c, "team", "NamespaceFinalizersRemaining").await?;
+            Ok(remaining == "True"
+                && finalizers.contains("example.com/hold in 1 resource instances"))
+        },
+    )
+    .await?;
+
+    // A controller manager restarted mid-deletion takes it up again.
+    cm.stop().await?;
+    let cm = start_controllers(&c, fast())?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (code, web) = c.get(&format!("{pods}/web")).await?;
+    assert_eq!(
+        code, 200,
+        "the bound pod was removed without its kubelet: {web}"
+    );
+
+    // The kubelet has stopped the pod: it finishes the deletion.
+    let (code, body) = c
+        .delete(&format!("{pods}/web?gracePeriodSeconds=0"))
+        .await?;
+    assert_eq!(code, 200, "{body}");
+    wait_for(
+        "only the held service left",
+        Duration::from_secs(20),
+        || async {
+            let (_, remaining) =
+                namespace_condition(&c, "team", "NamespaceContentRemaining").await?;
+            Ok(remaining.ends_with("services has 1 resource instances")
+                && !remaining.contains("pods"))
+        },
+    )
+    .await?;
+    let (code, ns) = c.get("/api/v1/namespaces/team").await?;
+    assert_eq!(
+        code, 200,
+        "the namespace went while a finalizer held its content"
+    );
+    assert_eq!(ns["status"]["phase"], "Terminating");
+
+    // Its owner removes the finalizer: the service goes, then the namespace.
+    let (code, body) = c
+        .patch(
+            held,
+            "application/merge-patch+json",
+            &json!({"metadata": {"finalizers": null}}),
+        )
+        .await?;
+    assert_eq!(code, 200, "{body}");
+    wait_for("the namespace gone", Duration::from_secs(20), || async {
+        Ok(c.get("/api/v1/namespaces/team").await?.0 == 404)
+    })
+    .await?;
+    let keys = c.etcd_keys().await?;
+    assert!(!keys.iter().any(|k| k.contains("/team")), "{keys:?}");
+    cm.stop().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -109,6 +109,9 @@ async fn portal_ips_are_unique_reusable_and_checked() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn namespaces_gate_and_own_their_content() -> Result<()> {
     let c = TestCluster::start().await?;
+    // The controller manager's namespace controller empties a deleted
+    // namespace; the apiserver alone only marks it.
+    let cm = crate::controllers::start_controllers(&c, crate::controllers::fast())?;
     let (code, missing) = c.post("/api/v1/namespaces/nowhere/pods", &pod("p")).await?;
     assert_eq!(code, 404, "{missing}");
     assert!(missing["message"].as_str().unwrap().contains("nowhere"));
@@ -141,7 +144,7 @@ async fn namespaces_gate_and_own_their_content() -> Result<()> {
     assert!(!keys.iter().any(|k| k.contains("/temp/")), "{keys:?}");
     let (code, refused) = c.delete("/api/v1/namespaces/default").await?;
     assert_eq!(code, 403, "{refused}");
-    Ok(())
+    cm.stop().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -337,6 +340,73 @@ async fn namespace_admission_is_cached_and_follows_the_namespace_watch() -> Resu
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    Ok(())
+}
+
+/// A namespace's `spec.finalizers` change only through `/finalize`: a PUT
+/// of the namespace keeps them. A deleted namespace stays `Terminating`
+/// while they hold it (nothing here empties it: no controller manager
+/// runs) and goes when `/finalize` removes the last; one without
+/// finalizers goes at once. (`/finalize` was answered 405 before.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_goes_when_finalize_removes_its_last_finalizer() -> Result<()> {
+    let c = TestCluster::start().await?;
+    let held = "/api/v1/namespaces/held";
+    let (code, _) = c
+        .post("/api/v1/namespaces", &json!({"metadata": {"name": "held"}}))
+        .await?;
+    assert_eq!(code, 201);
+    let (code, put) = c
+        .put(
+            held,
+            &json!({"metadata": {"name": "held", "labels": {"a": "b"}}}),
+        )
+        .await?;
+    assert_eq!(code, 200, "{put}");
+    assert_eq!(put["spec"]["finalizers"], json!(["kubernetes"]), "{put}");
+    let (code, marked) = c.delete(held).await?;
+    assert_eq!(code, 200, "{marked}");
+    assert_eq!(marked["status"]["phase"], "Terminating");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (code, still) = c.get(held).await?;
+    assert_eq!(code, 200, "went with its finalizer: {still}");
+    let (code, finalized) = c
+        .put(
+            &format!("{held}/finalize"),
+            &json!({"metadata": {"name": "held"}, "spec": {"finalizers": []}}),
+        )
+        .await?;
+    assert_eq!(code, 200, "{finalized}");
+    assert_eq!(
+        c.get(held).await?.0,
+        404,
+        "the last finalizer gone deletes it"
+    );
+
+    let bare = "/api/v1/namespaces/bare";
+    c.post("/api/v1/namespaces", &json!({"metadata": {"name": "bare"}}))
+        .await?;
+    let (code, finalized) = c
+        .put(
+            &format!("{bare}/finalize"),
+            &json!({"metadata": {"name": "bare", "labels": {"ignored": "yes"}}, "spec": {"finalizers": []}}),
+        )
+        .await?;
+    assert_eq!(code, 200, "{finalized}");
+    assert!(
+        finalized["spec"]["finalizers"]
+            .as_array()
+            .is_none_or(Vec::is_empty),
+        "{finalized}"
+    );
+    assert!(
+        finalized["metadata"]["labels"].get("ignored").is_none(),
+        "{finalized}"
+    );
+    assert_eq!(finalized["status"]["phase"], "Active");
+    let (code, _) = c.delete(bare).await?;
+    assert_eq!(code, 200);
+    assert_eq!(c.get(bare).await?.0, 404, "nothing held it");
     Ok(())
 }
 

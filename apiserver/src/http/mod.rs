@@ -343,6 +343,16 @@ async fn dispatch(
                 updated,
             )
         }
+        // A namespace's spec.finalizers (the namespace controller removes
+        // `kubernetes` here once the namespace is empty).
+        (Method::PUT, Some(name), Some("finalize")) => {
+            let body = read_body(headers, body).await?;
+            let value = decode_object(target, body)?;
+            let (updated, _) = registry
+                .update(ns, name, value, Subresource::Finalize, &options)
+                .await?;
+            render(200, updated)
+        }
         (Method::PUT, Some(name), Some("scale")) => {
             let body = read_body(headers, body).await?;
             let replicas = body

@@ -47,6 +47,8 @@ pub enum Subresource {
     Main,
     /// `/status`: only the status changes.
     Status,
+    /// `/finalize` (namespaces): only `spec.finalizers` changes.
+    Finalize,
 }
 
 /// Per-resource behaviour plugged into [`Store`].
@@ -129,8 +131,8 @@ pub trait Strategy: Send + Sync + 'static {
 
     /// Called with a delete request. Returns `Some(grace)` when the object
     /// should not go yet but be marked for deletion (pods bound to a node,
-    /// namespaces with content): the store then stamps `deletionTimestamp`
-    /// and lets [`Strategy::after_delete_marked`] finish the job.
+    /// namespaces until their finalizers are done): the store then stamps
+    /// `deletionTimestamp`.
     fn graceful_deletion(
         &self,
         _object: &Self::Object,
@@ -142,8 +144,25 @@ pub trait Strategy: Send + Sync + 'static {
     /// Amends an object just marked for deletion (a namespace's phase).
     fn on_delete_marked(&self, _object: &mut Self::Object) {}
 
-    /// Runs after an object was marked for deletion and stored.
-    async fn after_delete_marked(&self, _object: &Self::Object) {}
+    /// `/finalize`: makes `new` the stored `old` with only what that
+    /// subresource may change taken from `new` (a namespace's
+    /// `spec.finalizers`). Kinds without the subresource refuse it.
+    fn merge_finalize(&self, _new: &mut Self::Object, _old: &Self::Object) -> Result<()> {
+        Err(ApiError::new(
+            api_types::status::Reason::MethodNotAllowed,
+            format!(
+                "the server does not allow this method on the requested resource ({}/finalize)",
+                self.resource().plural
+            ),
+        ))
+    }
+
+    /// Whether something besides `metadata.finalizers` holds the object
+    /// once it is marked for deletion (a namespace's `spec.finalizers`):
+    /// the update that clears the last of both deletes it.
+    fn held_by_spec(&self, _object: &Self::Object) -> bool {
+        false
+    }
 
     /// Whether the garbage collector (the replication manager) looks after
     /// this kind's dependents, so that a delete asking to orphan them or to
@@ -753,10 +772,10 @@ impl<S: Strategy> Store<S> {
         // stored.
         let _allocation = match subresource {
             Subresource::Main => self.strategy.prepare_for_update(&mut new, &old).await?,
-            Subresource::Status => None,
+            Subresource::Status | Subresource::Finalize => None,
         };
         let errors = match subresource {
-            Subresource::Main => self.strategy.validate_update(&new, &old),
+            Subresource::Main | Subresource::Finalize => self.strategy.validate_update(&new, &old),
             Subresource::Status => self.strategy.validate_status_update(&new, &old),
         };
         if !errors.is_empty() {
@@ -776,9 +795,12 @@ impl<S: Strategy> Store<S> {
                 ));
             }
             // The last finalizer gone from an object whose deletion is
-            // due: the update is the delete.
+            // due: the update is the delete. A namespace's spec.finalizers
+            // hold it as metadata.finalizers do.
             let due = old.metadata().deletion_grace_period_seconds.unwrap_or(0) == 0;
-            if due && new_finalizers.is_empty() && !old_finalizers.is_empty() {
+            let held_new = !new_finalizers.is_empty() || self.strategy.held_by_spec(&new);
+            let held_old = !old_finalizers.is_empty() || self.strategy.held_by_spec(&old);
+            if due && !held_new && held_old {
                 if options.dry_run {
                     let (_, mut value) = self.encode(&new)?;
                     set_resource_version(&mut value, current.mod_revision);
@@ -859,7 +881,9 @@ impl<S: Strategy> Store<S> {
             }
             self.settle_namespace(meta, namespace)?;
         }
-        if self.strategy.has_status_subresource() {
+        if subresource == Subresource::Finalize {
+            self.strategy.merge_finalize(new, old)?;
+        } else if self.strategy.has_status_subresource() {
             let mut new_value =
                 serde_json::to_value(&*new).map_err(|e| ApiError::internal(e.to_string()))?;
             let old_value =
@@ -875,7 +899,7 @@ impl<S: Strategy> Store<S> {
                         }
                     }
                 },
-                Subresource::Status => {
+                Subresource::Status | Subresource::Finalize => {
                     let status = new_value.get("status").cloned();
                     let mut merged = old_value;
                     if let Some(map) = merged.as_object_mut() {
@@ -1198,7 +1222,6 @@ impl<S: Strategy> Rest for Store<S> {
                 match self.storage.update(&key, bytes, current.mod_revision).await {
                     Ok(revision) => {
                         set_resource_version(&mut marked_value, revision);
-                        self.strategy.after_delete_marked(&marked).await;
                         return Ok(marked_value);
                     }
                     Err(StorageError::Conflict { .. }) => continue,

@@ -1,6 +1,7 @@
 //! Namespaces: `default` exists from the start, content may only be created
-//! in an existing, active namespace, and deleting a namespace deletes
-//! everything in it before the namespace itself goes.
+//! in an existing, active namespace, and a deleted namespace stays
+//! `Terminating` until its finalizers are removed (the controller manager's
+//! namespace controller empties it, then removes `kubernetes`).
 
 use std::sync::Arc;
 
@@ -9,7 +10,7 @@ use api_types::status::Reason;
 use api_types::v1::{Namespace, NamespaceStatus};
 use api_types::{defaults, validation, FieldError};
 use async_trait::async_trait;
-use tracing::{info, warn};
+use tracing::warn;
 
 use super::Strategy;
 use crate::error::{ApiError, Result};
@@ -203,9 +204,22 @@ impl NamespaceLifecycle {
 }
 
 /// The namespace strategy.
-pub struct NamespaceStrategy {
-    /// Where the namespace's content is deleted from.
-    pub storage: Arc<dyn Storage>,
+///
+/// Deleting a namespace marks it (`deletionTimestamp`, phase
+/// `Terminating`) while its `spec.finalizers` hold it: the controller
+/// manager's namespace controller deletes its content through the API, then
+/// removes the `kubernetes` finalizer through `/finalize`, and the update that
+/// leaves no finalizer of either kind deletes the namespace (as Kubernetes'
+/// namespace registry does).
+pub struct NamespaceStrategy;
+
+/// The namespace's `spec.finalizers`.
+fn spec_finalizers(namespace: &Namespace) -> &[String] {
+    namespace
+        .spec
+        .as_ref()
+        .and_then(|s| s.finalizers.as_deref())
+        .unwrap_or_default()
 }
 
 #[async_trait]
@@ -223,6 +237,32 @@ impl Strategy for NamespaceStrategy {
     /// The `kubernetes` finalizer is added on create only, so that an
     /// update does not bring back one that was removed.
     fn default_update(&self, _new: &mut Namespace, _old: &Namespace) {}
+
+    /// `spec.finalizers` change only through `/finalize`, as in Kubernetes:
+    /// a PUT of a namespace without them (an edited manifest) must not let
+    /// its deletion skip the controller that empties it.
+    async fn prepare_for_update(
+        &self,
+        new: &mut Namespace,
+        old: &Namespace,
+    ) -> Result<Option<tokio::sync::OwnedMutexGuard<()>>> {
+        let finalizers = old.spec.as_ref().and_then(|s| s.finalizers.clone());
+        new.spec.get_or_insert_with(Default::default).finalizers = finalizers;
+        Ok(None)
+    }
+
+    fn merge_finalize(&self, new: &mut Namespace, old: &Namespace) -> Result<()> {
+        let finalizers = new.spec.as_ref().and_then(|s| s.finalizers.clone());
+        let mut merged = old.clone();
+        merged.metadata.name.clone_from(&new.metadata.name);
+        merged.spec.get_or_insert_with(Default::default).finalizers = finalizers;
+        *new = merged;
+        Ok(())
+    }
+
+    fn held_by_spec(&self, namespace: &Namespace) -> bool {
+        !spec_finalizers(namespace).is_empty()
+    }
 
     fn validate(&self, namespace: &Namespace) -> Vec<FieldError> {
         validation::validate_namespace(namespace)
@@ -251,74 +291,20 @@ impl Strategy for NamespaceStrategy {
         Ok(())
     }
 
-    fn graceful_deletion(&self, _namespace: &Namespace, _requested: Option<i64>) -> Option<i64> {
-        Some(0)
+    /// Marked (grace 0, so the update clearing the last finalizer deletes
+    /// it) while any finalizer holds it; a namespace without finalizers
+    /// goes at once, as in Kubernetes.
+    fn graceful_deletion(&self, namespace: &Namespace, _requested: Option<i64>) -> Option<i64> {
+        let held = self.held_by_spec(namespace)
+            || namespace
+                .metadata
+                .finalizers
+                .as_ref()
+                .is_some_and(|f| !f.is_empty());
+        held.then_some(0)
     }
 
     fn on_delete_marked(&self, namespace: &mut Namespace) {
         namespace.status.get_or_insert_with(Default::default).phase = Some("Terminating".into());
     }
-
-    async fn after_delete_marked(&self, namespace: &Namespace) {
-        let name = namespace.metadata.name.clone().unwrap_or_default();
-        let storage = self.storage.clone();
-        tokio::spawn(async move { finalize(storage.as_ref(), &name).await });
-    }
-}
-
-/// Deletes everything in a terminating namespace, then the namespace.
-/// Runs after a delete and again at start-up for any namespace a stopped
-/// apiserver left terminating. Failures are logged and retried with back-off.
-pub async fn finalize(storage: &dyn Storage, namespace: &str) {
-    let mut delay = std::time::Duration::from_millis(200);
-    for attempt in 1..=10 {
-        match delete_content(storage, namespace).await {
-            Ok(()) => {
-                let key = kinds::NAMESPACES.key(None, namespace);
-                match storage.delete(&key, None).await {
-                    Ok(_) | Err(crate::storage::StorageError::NotFound { .. }) => {
-                        info!(namespace, "namespace deleted with its content");
-                        return;
-                    }
-                    Err(e) => warn!(namespace, attempt, error = %e, "cannot delete namespace"),
-                }
-            }
-            Err(e) => warn!(namespace, attempt, error = %e, "cannot delete namespace content"),
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(std::time::Duration::from_secs(10));
-    }
-}
-
-async fn delete_content(storage: &dyn Storage, namespace: &str) -> crate::storage::Result<()> {
-    for resource in kinds::ALL.iter().filter(|r| r.namespaced) {
-        let page = storage
-            .list(&resource.prefix(Some(namespace)), &ListOptions::default())
-            .await?;
-        for item in page.items {
-            match storage.delete(&item.key, None).await {
-                Ok(_) | Err(crate::storage::StorageError::NotFound { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Finishes the deletion of namespaces a previous run left terminating.
-pub async fn resume_finalizers(storage: Arc<dyn Storage>) -> crate::storage::Result<()> {
-    let page = storage
-        .list(&kinds::NAMESPACES.prefix(None), &ListOptions::default())
-        .await?;
-    for item in page.items {
-        let Ok(ns) = serde_json::from_slice::<Namespace>(&item.value) else {
-            continue;
-        };
-        if ns.metadata.deletion_timestamp.is_some() {
-            let name = ns.metadata.name.unwrap_or_default();
-            let storage = storage.clone();
-            tokio::spawn(async move { finalize(storage.as_ref(), &name).await });
-        }
-    }
-    Ok(())
 }
