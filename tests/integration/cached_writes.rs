@@ -41,8 +41,14 @@ impl Storage for GatedWatches {
     async fn create(&self, key: &str, value: Vec<u8>, ttl: Option<i64>) -> StorageResult<i64> {
         self.etcd.create(key, value, ttl).await
     }
-    async fn update(&self, key: &str, value: Vec<u8>, expected: i64) -> StorageResult<i64> {
-        self.etcd.update(key, value, expected).await
+    async fn update(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        expected: i64,
+        ttl: Option<i64>,
+    ) -> StorageResult<i64> {
+        self.etcd.update(key, value, expected, ttl).await
     }
     async fn delete(&self, key: &str, expected: Option<i64>) -> StorageResult<(Stored, i64)> {
         self.etcd.delete(key, expected).await

@@ -846,7 +846,11 @@ impl<S: Strategy> Store<S> {
             set_resource_version(&mut new_value, current.mod_revision);
             return Ok(Attempt::Written(new_value, false));
         }
-        match self.storage.update(key, bytes, current.mod_revision).await {
+        match self
+            .storage
+            .update(key, bytes, current.mod_revision, self.strategy.ttl())
+            .await
+        {
             Ok(revision) => {
                 set_resource_version(&mut new_value, revision);
                 Ok(Attempt::Written(new_value, false))
@@ -1219,7 +1223,11 @@ impl<S: Strategy> Rest for Store<S> {
                     set_resource_version(&mut marked_value, current.mod_revision);
                     return Ok(marked_value);
                 }
-                match self.storage.update(&key, bytes, current.mod_revision).await {
+                match self
+                    .storage
+                    .update(&key, bytes, current.mod_revision, self.strategy.ttl())
+                    .await
+                {
                     Ok(revision) => {
                         set_resource_version(&mut marked_value, revision);
                         return Ok(marked_value);
@@ -1259,7 +1267,11 @@ impl<S: Strategy> Rest for Store<S> {
                     set_resource_version(&mut marked_value, current.mod_revision);
                     return Ok(marked_value);
                 }
-                match self.storage.update(&key, bytes, current.mod_revision).await {
+                match self
+                    .storage
+                    .update(&key, bytes, current.mod_revision, self.strategy.ttl())
+                    .await
+                {
                     Ok(revision) => {
                         set_resource_version(&mut marked_value, revision);
                         return Ok(marked_value);

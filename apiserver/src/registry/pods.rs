@@ -161,7 +161,10 @@ pub async fn bind(
             // A guess proves nothing without the write: decide on a read.
             continue;
         }
-        match storage.update(&key, bytes, current.mod_revision).await {
+        match storage
+            .update(&key, bytes, current.mod_revision, None)
+            .await
+        {
             Ok(_) => {
                 return Ok(
                     serde_json::to_value(api_types::status::success("pods", name))

@@ -31,6 +31,58 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct EtcdStorage {
     clients: Arc<Vec<Client>>,
     current: Arc<AtomicUsize>,
+    leases: Arc<tokio::sync::Mutex<LeaseReuse>>,
+}
+
+/// Longest a granted lease is handed to further writes (Kubernetes'
+/// `--lease-reuse-duration-seconds`, 60 by default).
+const LEASE_REUSE_SECONDS: i64 = 60;
+/// At most this share of the TTL is added for reuse (Kubernetes' 5%), so
+/// a short TTL is kept almost exactly.
+const LEASE_REUSE_PERCENT: i64 = 5;
+/// Objects attached to one lease at most (Kubernetes'
+/// `leaseMaxAttachedObjectCount`): revoking a lease deletes them in one
+/// etcd transaction, which must stay small.
+const LEASE_MAX_OBJECTS: u64 = 1000;
+
+/// The last lease granted, shared by writes with a TTL, as Kubernetes'
+/// `leaseManager` does: with an event written on every occurrence, one
+/// grant per write would double the etcd round trips.
+#[derive(Debug, Default)]
+struct LeaseReuse {
+    /// The lease, when it expires, and how many writes took it.
+    last: Option<(i64, tokio::time::Instant, u64)>,
+}
+
+impl LeaseReuse {
+    /// Seconds added to a lease of `ttl` so that later writes can share it.
+    fn extra(ttl: i64) -> i64 {
+        (ttl * LEASE_REUSE_PERCENT / 100).min(LEASE_REUSE_SECONDS)
+    }
+
+    /// The lease a write at `now` with `ttl` may share: one that outlives
+    /// `now + ttl` but by no more than the reuse margin, so an object
+    /// lives at least `ttl` and at most `ttl + extra` seconds. Counts the
+    /// write against the lease it returns.
+    fn reusable(&mut self, now: tokio::time::Instant, ttl: i64) -> Option<i64> {
+        let (id, expires, attached) = self.last.as_mut()?;
+        let lifetime = Duration::from_secs(ttl.max(0) as u64);
+        let margin = Duration::from_secs((ttl + Self::extra(ttl)).max(0) as u64);
+        let valid = now + lifetime < *expires;
+        let sufficient = now + margin >= *expires;
+        if valid && sufficient && *attached < LEASE_MAX_OBJECTS {
+            *attached += 1;
+            Some(*id)
+        } else {
+            None
+        }
+    }
+
+    /// Records a lease granted at `now` for `seconds`, taken by one write.
+    fn granted(&mut self, id: i64, now: tokio::time::Instant, seconds: i64) {
+        let expires = now + Duration::from_secs(seconds.max(0) as u64);
+        self.last = Some((id, expires, 1));
+    }
 }
 
 impl EtcdStorage {
@@ -70,7 +122,27 @@ impl EtcdStorage {
         Ok(Self {
             clients: Arc::new(clients),
             current: Arc::new(AtomicUsize::new(0)),
+            leases: Arc::default(),
         })
+    }
+
+    /// A lease for a write whose value should expire in `ttl` seconds:
+    /// the last one granted when it still fits ([`LeaseReuse`]), a new one
+    /// (with the reuse margin added) otherwise. The lock is held across the
+    /// grant so that a burst of writes waits for one grant, not many.
+    async fn lease(&self, ttl: i64) -> Result<i64> {
+        let mut leases = self.leases.lock().await;
+        let now = tokio::time::Instant::now();
+        if let Some(id) = leases.reusable(now, ttl) {
+            return Ok(id);
+        }
+        let seconds = ttl + LeaseReuse::extra(ttl);
+        let lease = self
+            .call(|mut c| async move { c.lease_grant(seconds, None).await })
+            .await
+            .map_err(unavailable)?;
+        leases.granted(lease.id(), now, seconds);
+        Ok(lease.id())
     }
 
     /// Runs `op` against the current member, moving on to the next member
@@ -263,11 +335,7 @@ impl Storage for EtcdStorage {
     async fn create(&self, key: &str, value: Vec<u8>, ttl: Option<i64>) -> Result<i64> {
         let mut put = PutOptions::new();
         if let Some(ttl) = ttl {
-            let lease = self
-                .call(|mut c| async move { c.lease_grant(ttl, None).await })
-                .await
-                .map_err(unavailable)?;
-            put = put.with_lease(lease.id());
+            put = put.with_lease(self.lease(ttl).await?);
         }
         let txn = Txn::new()
             .when([Compare::create_revision(key, CompareOp::Equal, 0)])
@@ -281,10 +349,25 @@ impl Storage for EtcdStorage {
         Ok(response.header().map_or(0, |h| h.revision()))
     }
 
-    async fn update(&self, key: &str, value: Vec<u8>, expected: i64) -> Result<i64> {
+    async fn update(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        expected: i64,
+        ttl: Option<i64>,
+    ) -> Result<i64> {
+        // A put without a lease detaches the key from the one it had, so an
+        // expiring object keeps expiring only if every write attaches one.
+        // A fresh TTL from this write, not the remainder of the old lease,
+        // as Kubernetes' GuaranteedUpdate does: an event still occurring
+        // (its count rising) stays for a TTL after its last occurrence.
+        let put = match ttl {
+            Some(ttl) => Some(PutOptions::new().with_lease(self.lease(ttl).await?)),
+            None => None,
+        };
         let txn = Txn::new()
             .when([Compare::mod_revision(key, CompareOp::Equal, expected)])
-            .and_then([TxnOp::put(key, value, None)])
+            .and_then([TxnOp::put(key, value, put)])
             .or_else([TxnOp::get(key, None)]);
         let response = self.txn(txn).await?;
         if !response.succeeded() {
@@ -452,7 +535,57 @@ fn convert_events(response: &etcd_client::WatchResponse) -> Result<Vec<WatchEven
 
 #[cfg(test)]
 mod tests {
-    use super::prefix_end;
+    use super::{prefix_end, LeaseReuse, LEASE_MAX_OBJECTS};
+    use std::time::Duration;
+    use tokio::time::Instant;
+
+    #[test]
+    fn a_lease_is_shared_within_the_reuse_margin_and_no_longer() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        // (ttl, seconds after the grant, shared?)
+        let cases = [
+            // 3600 s: granted for 3660 s; shared while it outlives now+3600.
+            (3600, 0, true),
+            (3600, 59, true),
+            (3600, 60, false),
+            // A short TTL gets no margin (5% of 4 s rounds to 0): never shared,
+            // so it is kept exactly.
+            (4, 0, false),
+            // 100 s: margin 5 s.
+            (100, 4, true),
+            (100, 5, false),
+        ];
+        for (ttl, after, shared) in cases {
+            let mut leases = LeaseReuse::default();
+            leases.granted(7, t0, ttl + LeaseReuse::extra(ttl));
+            let got = leases.reusable(t0 + s(after), ttl);
+            assert_eq!(
+                got.is_some(),
+                shared,
+                "ttl {ttl}, {after} s after the grant"
+            );
+        }
+        // A lease granted for a long TTL is not handed to a much shorter one:
+        // the object would outlive its TTL by far.
+        let mut leases = LeaseReuse::default();
+        leases.granted(7, t0, 3660);
+        assert_eq!(leases.reusable(t0, 60), None);
+        // Nothing granted yet: nothing to share.
+        assert_eq!(LeaseReuse::default().reusable(t0, 60), None);
+    }
+
+    #[test]
+    fn a_lease_takes_a_bounded_number_of_objects() {
+        let t0 = Instant::now();
+        let mut leases = LeaseReuse::default();
+        leases.granted(7, t0, 3660);
+        let shared = (0..2 * LEASE_MAX_OBJECTS)
+            .filter(|_| leases.reusable(t0, 3600).is_some())
+            .count() as u64;
+        // The grant's own write counts as the first.
+        assert_eq!(shared, LEASE_MAX_OBJECTS - 1);
+    }
 
     #[test]
     fn prefix_end_is_the_first_key_past_the_prefix() {

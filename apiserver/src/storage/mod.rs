@@ -135,8 +135,17 @@ pub trait Storage: Send + Sync + 'static {
     /// Creates `key`; fails with `AlreadyExists` if it exists. With `ttl`
     /// (seconds) the key expires by itself. Returns the new revision.
     async fn create(&self, key: &str, value: Vec<u8>, ttl: Option<i64>) -> Result<i64>;
-    /// Replaces `key` if its revision is still `expected`. Returns the new revision.
-    async fn update(&self, key: &str, value: Vec<u8>, expected: i64) -> Result<i64>;
+    /// Replaces `key` if its revision is still `expected`. Returns the new
+    /// revision. With `ttl` (seconds) the new value expires by itself
+    /// again, counted from this write (as a create's); without it the key
+    /// no longer expires.
+    async fn update(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        expected: i64,
+        ttl: Option<i64>,
+    ) -> Result<i64>;
     /// Deletes `key` (if its revision is `expected`, when given). Returns
     /// the deleted value and the revision of the deletion.
     async fn delete(&self, key: &str, expected: Option<i64>) -> Result<(Stored, i64)>;
