@@ -33,6 +33,8 @@ mod dry_run;
 mod errors;
 /// etcd: the key layout and a 3-member cluster losing a member.
 mod etcd_storage;
+/// Events: the recorder's correlation against a real apiserver, TTL leases on updates.
+mod events;
 /// The manifests under examples/ are accepted as written.
 mod examples;
 /// The `kube` crate (list, watch through `kube::runtime::watcher`).
