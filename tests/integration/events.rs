@@ -37,6 +37,12 @@ fn occurrence(
     ))
 }
 
+/// A recorder posting to `c`, and its poster task.
+fn start_recorder(c: &TestCluster) -> Result<(Recorder, tokio::task::JoinHandle<()>)> {
+    let (recorder, poster) = Recorder::new(kube_client(c)?, events::DEFAULT_QUEUE, 1);
+    Ok((recorder, tokio::spawn(poster)))
+}
+
 async fn events_of(c: &TestCluster, pod: &str) -> Result<Vec<Value>> {
     let path = format!("/api/v1/namespaces/default/events?fieldSelector=involvedObject.name={pod}");
     let (code, list) = c.get(&path).await?;
@@ -50,8 +56,7 @@ async fn events_of(c: &TestCluster, pod: &str) -> Result<Vec<Value>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_recorder_counts_repeats_aggregates_and_filters_spam() -> Result<()> {
     let c = TestCluster::start().await?;
-    let (recorder, poster) = Recorder::new(kube_client(&c)?, events::DEFAULT_QUEUE, 1);
-    let poster = tokio::spawn(poster);
+    let (recorder, poster) = start_recorder(&c)?;
     for _ in 0..20 {
         recorder.record(occurrence(
             "repeat",
@@ -106,8 +111,7 @@ async fn the_recorder_counts_repeats_aggregates_and_filters_spam() -> Result<()>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_recorder_counts_what_the_spam_filter_dropped() -> Result<()> {
     let c = TestCluster::start().await?;
-    let (recorder, poster) = Recorder::new(kube_client(&c)?, events::DEFAULT_QUEUE, 1);
-    let poster = tokio::spawn(poster);
+    let (recorder, poster) = start_recorder(&c)?;
     for i in 0..40 {
         recorder.record(occurrence("spam", "Unhealthy", format!("{i}"))?);
     }
@@ -197,5 +201,100 @@ async fn an_updated_event_keeps_a_lease_and_expires() -> Result<()> {
     }
     let (code, _) = c.get(path).await?;
     assert_eq!(code, 404);
+    Ok(())
+}
+
+/// Measures (and bounds) the Event writes of one pod's life on a hollow
+/// kubelet: bound, pulled, created, started, killed. Each occurrence is a
+/// distinct reason, so correlation saves nothing here; it saves on repeats
+/// (back-offs, probe failures), which the tests above count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_pods_life_on_a_hollow_kubelet_writes_few_events() -> Result<()> {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, DeleteParams, PostParams};
+    let c = TestCluster::start().await?;
+    let dir = tempfile::Builder::new()
+        .prefix("mk8s-test-events-")
+        .tempdir()?;
+    let client = kube_client(&c)?;
+    let mut config = kubelet::Config::new("hollow-e", "127.0.0.1");
+    config.sync.root_dir = dir.path().join("kubelet");
+    config.resync_period = Duration::from_secs(1);
+    let runtime = kubelet::hollow::HollowRuntime::new();
+    let (kubelet, services) =
+        kubelet::Kubelet::new(client.clone(), std::sync::Arc::new(runtime), config);
+    let task = tokio::spawn(kubelet.run(services));
+    let start = c.etcd.revision().await?;
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "life"},
+        "spec": {"nodeName": "hollow-e", "terminationGracePeriodSeconds": 1,
+                 "containers": [{"name": "c", "image": "anything"}]}
+    }))?;
+    pods.create(&PostParams::default(), &pod).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let phase = pods.get("life").await?.status.and_then(|s| s.phase);
+        if phase.as_deref() == Some("Running") {
+            break;
+        }
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "never Running");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A few resyncs of a running pod: they must write no event.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    pods.delete("life", &DeleteParams::default()).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while pods.get_opt("life").await?.is_some() {
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "never gone");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    task.abort();
+
+    // Every write of an event key since the start, from etcd's history.
+    let mut etcd = c.etcd.client().await?;
+    let mut watch = etcd
+        .watch(
+            "/registry/events/",
+            Some(
+                etcd_client::WatchOptions::new()
+                    .with_prefix()
+                    .with_start_revision(start + 1),
+            ),
+        )
+        .await?;
+    let end = c.etcd.revision().await?;
+    let (mut creates, mut updates, mut reasons) = (0, 0, Vec::new());
+    'read: while let Some(response) = tokio::time::timeout(Duration::from_secs(2), watch.message())
+        .await
+        .ok()
+        .transpose()?
+        .flatten()
+    {
+        for event in response.events() {
+            let Some(kv) = event.kv() else { continue };
+            if kv.mod_revision() > end {
+                break 'read;
+            }
+            if event.event_type() == etcd_client::EventType::Put {
+                if kv.create_revision() == kv.mod_revision() {
+                    creates += 1;
+                } else {
+                    updates += 1;
+                }
+                let e: Value = serde_json::from_slice(kv.value())?;
+                if e["involvedObject"]["name"] == "life" {
+                    reasons.push(format!("{}x{}", e["reason"], e["count"]));
+                }
+            }
+        }
+    }
+    eprintln!("one pod's life: {creates} event creates, {updates} updates: {reasons:?}");
+    assert!(
+        creates + updates <= 6,
+        "{creates} creates, {updates} updates: {reasons:?}"
+    );
     Ok(())
 }
