@@ -25,6 +25,13 @@ async fn keys_in_etcd_follow_the_design_layout() -> Result<()> {
     c.post("/api/v1/nodes", &json!({"metadata": {"name": "m1"}}))
         .await?;
     c.post(&format!("{ns}/events"), &json!({"metadata": {"name": "e"}, "involvedObject": {"kind": "Pod", "name": "p", "namespace": "shop"}, "reason": "R", "message": "m"})).await?;
+    let (code, _) = c
+        .post(
+            "/apis/coordination.k8s.io/v1/namespaces/shop/leases",
+            &json!({"metadata": {"name": "l"}, "spec": {"holderIdentity": "m1"}}),
+        )
+        .await?;
+    assert_eq!(code, 201);
     let keys = c.etcd_keys().await?;
     let expected = [
         "/registry/pods/shop/p",
@@ -34,10 +41,12 @@ async fn keys_in_etcd_follow_the_design_layout() -> Result<()> {
         "/registry/minions/m1",
         "/registry/namespaces/shop",
         "/registry/events/shop/e",
+        "/registry/leases/shop/l",
         // Made at start-up:
         "/registry/namespaces/default",
         "/registry/namespaces/kube-system",
         "/registry/namespaces/kube-public",
+        "/registry/namespaces/kube-node-lease",
         "/registry/services/specs/default/kubernetes",
         "/registry/services/endpoints/default/kubernetes",
     ];
