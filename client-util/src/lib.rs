@@ -2,9 +2,11 @@
 //! (scheduler, controller-manager, kubelet): `--master`/`--kubeconfig` to a
 //! [`kube::Client`], `-v` to tracing, SIGTERM to a shutdown future,
 //! reflector stores that announce their changes, and [`events`] (a bounded
-//! queue of events posted off the caller's path).
+//! queue of events posted off the caller's path) and [`leader_election`]
+//! on a Lease so that one of several copies acts.
 
 pub mod events;
+pub mod leader_election;
 
 use std::fmt::Debug;
 use std::future::Future;

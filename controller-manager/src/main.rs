@@ -17,6 +17,8 @@ fn duration(text: &str) -> Result<Duration, String> {
 struct Args {
     #[command(flatten)]
     client: client_util::ClientArgs,
+    #[command(flatten)]
+    leader_election: client_util::leader_election::LeaderElectionArgs,
     /// A node whose heartbeat is older than this becomes Ready=Unknown.
     #[arg(long, default_value = "40s", value_parser = duration)]
     node_monitor_grace_period: Duration,
@@ -61,11 +63,12 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match controller_manager::run(client, config, client_util::shutdown_signal()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("controller-manager: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    client_util::leader_election::main_while_leading(
+        "controller-manager",
+        "kube-controller-manager",
+        client.clone(),
+        &args.leader_election,
+        |stop| controller_manager::run(client, config, stop),
+    )
+    .await
 }

@@ -11,6 +11,8 @@ use clap::Parser;
 struct Args {
     #[command(flatten)]
     client: client_util::ClientArgs,
+    #[command(flatten)]
+    leader_election: client_util::leader_election::LeaderElectionArgs,
     /// Seconds between rounds when nothing changes.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     resync_seconds: u64,
@@ -41,11 +43,12 @@ async fn main() -> ExitCode {
         bind_concurrency: usize::try_from(args.bind_concurrency).unwrap_or(128),
         ..scheduler::Config::default()
     };
-    match scheduler::run(client, config, client_util::shutdown_signal()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("scheduler: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    client_util::leader_election::main_while_leading(
+        "scheduler",
+        "kube-scheduler",
+        client.clone(),
+        &args.leader_election,
+        |stop| scheduler::run(client, config, stop),
+    )
+    .await
 }

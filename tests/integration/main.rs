@@ -43,6 +43,8 @@ mod kube_client;
 mod kubectl;
 /// The kubelet on a private dockerd: pods as containers, volumes, env, restarts, deletion.
 mod kubelet;
+/// Leader election on a Lease: one leads, a dead leader is replaced, a release is quick.
+mod leader_election;
 /// `coordination.k8s.io/v1` Leases: CRUD and watch under `/apis`, discovery, the kube crate, kubectl.
 mod leases;
 /// Patches: merge, JSON, strategic.

@@ -1,0 +1,424 @@
+//! Leader election on a `coordination.k8s.io/v1` Lease, as client-go's
+//! `leaderelection` does it, so that two or three copies of the scheduler
+//! or the controller-manager can run and exactly one acts.
+//!
+//! A candidate tries every `retry_period` to take the Lease: it may when
+//! the Lease is free (no holder, or it says it was released) or when its
+//! holder has not renewed it for `lease_duration` *as observed locally*
+//! (the candidate's own clock measures how long the record has not
+//! changed, so clock skew between machines does not matter). The leader
+//! renews every `retry_period`; if it cannot renew for `renew_deadline` it
+//! has lost the lease and must stop acting (the components exit, as
+//! Kubernetes' do). Every write is an update conditional on the
+//! resourceVersion read, so two candidates cannot both win.
+//!
+//! kube-rs has no leader election of its own. Third-party crates offer
+//! one, each pinned to some kube major version; this one is small and
+//! written against the workspace's own kube `Api`, so it moves with it.
+
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::api::{Api, PostParams};
+use kube::Client;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+/// Why leader election failed (not a lost lease: see [`Leadership::lost`]).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The durations do not make sense together.
+    #[error("leader election: {0}")]
+    Config(String),
+    /// The lease could not be renewed in time, or another candidate took
+    /// it: this process stopped acting.
+    #[error("leader election lost")]
+    Lost,
+}
+
+/// The `--leader-elect*` flags, spelled and defaulted as Kubernetes'
+/// components spell them.
+#[derive(Clone, Debug, clap::Args)]
+pub struct LeaderElectionArgs {
+    /// Take a Lease before acting, so that several copies can run and
+    /// exactly one acts.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+    /// How long a leader's Lease holds after its last renewal.
+    #[arg(long, default_value = "15s", value_parser = go_duration)]
+    pub leader_elect_lease_duration: Duration,
+    /// How long a leader keeps trying to renew before it gives up leading.
+    #[arg(long, default_value = "10s", value_parser = go_duration)]
+    pub leader_elect_renew_deadline: Duration,
+    /// How often candidates try to take the Lease, and leaders renew it.
+    #[arg(long, default_value = "2s", value_parser = go_duration)]
+    pub leader_elect_retry_period: Duration,
+    /// The Lease's namespace.
+    #[arg(long, default_value = "kube-system")]
+    pub leader_elect_resource_namespace: String,
+    /// The Lease's name (the component's name by default).
+    #[arg(long)]
+    pub leader_elect_resource_name: Option<String>,
+}
+
+/// A Go duration (`15s`, `1m30s`), as Kubernetes' flags take.
+fn go_duration(text: &str) -> Result<Duration, String> {
+    let parsed: kube::core::Duration = text
+        .parse()
+        .map_err(|e| format!("{text:?} is not a duration such as 15s: {e}"))?;
+    if parsed.is_negative() {
+        return Err(format!("{text:?} is negative"));
+    }
+    Ok(parsed.into())
+}
+
+/// What an election runs with.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The Lease's namespace.
+    pub namespace: String,
+    /// The Lease's name.
+    pub name: String,
+    /// This candidate's identity (unique per process).
+    pub identity: String,
+    /// See [`LeaderElectionArgs::leader_elect_lease_duration`].
+    pub lease_duration: Duration,
+    /// See [`LeaderElectionArgs::leader_elect_renew_deadline`].
+    pub renew_deadline: Duration,
+    /// See [`LeaderElectionArgs::leader_elect_retry_period`].
+    pub retry_period: Duration,
+}
+
+impl LeaderElectionArgs {
+    /// The election these flags ask for, for `component` (the Lease's
+    /// default name), or `None` with `--leader-elect=false`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when the durations do not nest as Kubernetes
+    /// requires (lease duration > renew deadline > retry period).
+    pub fn config(&self, component: &str) -> Result<Option<Config>, Error> {
+        if !self.leader_elect {
+            return Ok(None);
+        }
+        let config = Config {
+            namespace: self.leader_elect_resource_namespace.clone(),
+            name: self
+                .leader_elect_resource_name
+                .clone()
+                .unwrap_or_else(|| component.to_string()),
+            identity: identity(),
+            lease_duration: self.leader_elect_lease_duration,
+            renew_deadline: self.leader_elect_renew_deadline,
+            retry_period: self.leader_elect_retry_period,
+        };
+        config.check()?;
+        Ok(Some(config))
+    }
+}
+
+impl Config {
+    fn check(&self) -> Result<(), Error> {
+        if self.lease_duration <= self.renew_deadline {
+            return Err(Error::Config(
+                "--leader-elect-lease-duration must be greater than --leader-elect-renew-deadline"
+                    .into(),
+            ));
+        }
+        if self.renew_deadline <= self.retry_period {
+            return Err(Error::Config(
+                "--leader-elect-renew-deadline must be greater than --leader-elect-retry-period"
+                    .into(),
+            ));
+        }
+        if self.retry_period.is_zero() {
+            return Err(Error::Config(
+                "--leader-elect-retry-period must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `hostname_<uuid>`, as client-go's components name themselves.
+fn identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    format!("{host}_{}", uuid::Uuid::new_v4())
+}
+
+/// Held while this process leads. Renewals run in the background;
+/// [`Leadership::lost`] resolves when they fail for the renew deadline.
+pub struct Leadership {
+    lost: watch::Receiver<bool>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    renewer: tokio::task::JoinHandle<()>,
+}
+
+impl Leadership {
+    /// Resolves when the lease is lost; the holder must stop acting.
+    pub async fn lost(&mut self) {
+        let _ = self.lost.wait_for(|lost| *lost).await;
+    }
+
+    /// Stops renewing and gives the Lease up (holder cleared, duration
+    /// one second), so another candidate takes over at its next try
+    /// instead of waiting out the lease.
+    pub async fn release(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.renewer).await;
+    }
+}
+
+impl Drop for Leadership {
+    fn drop(&mut self) {
+        self.renewer.abort();
+    }
+}
+
+/// Runs `work` while this process leads: waits for the Lease (without
+/// `election`, starts at once), then runs `work` with a stop future that
+/// resolves on `shutdown` or when the lease is lost, and releases the Lease
+/// afterwards. `Ok(None)` when `shutdown` came before leadership.
+///
+/// # Errors
+///
+/// [`Error::Lost`] when `work` was stopped because the lease was lost.
+pub async fn run_while_leading<W, Fut, T>(
+    client: Client,
+    election: Option<Config>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    work: W,
+) -> Result<Option<T>, Error>
+where
+    W: FnOnce(futures::future::BoxFuture<'static, ()>) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let (stopping_tx, stopping) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stopping_tx.send(true);
+    });
+    let mut until_shutdown = stopping.clone();
+    let Some(config) = election else {
+        let stop = async move {
+            let _ = until_shutdown.wait_for(|s| *s).await;
+        };
+        return Ok(Some(work(Box::pin(stop)).await));
+    };
+    let Some(leadership) = acquire(client, config, stopping).await else {
+        return Ok(None);
+    };
+    let mut lost = leadership.lost.clone();
+    let stop = async move {
+        tokio::select! {
+            _ = until_shutdown.wait_for(|s| *s) => {}
+            _ = lost.wait_for(|l| *l) => {}
+        }
+    };
+    let result = work(Box::pin(stop)).await;
+    let was_lost = *leadership.lost.borrow();
+    leadership.release().await;
+    if was_lost {
+        return Err(Error::Lost);
+    }
+    Ok(Some(result))
+}
+
+/// A component's main after its client is built: elects (as `args` say,
+/// on the Lease named `lease`), runs `work` while leading, and reports any
+/// failure as one line `component: error`.
+pub async fn main_while_leading<W, Fut, E>(
+    component: &str,
+    lease: &str,
+    client: Client,
+    args: &LeaderElectionArgs,
+    work: W,
+) -> std::process::ExitCode
+where
+    W: FnOnce(futures::future::BoxFuture<'static, ()>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let fail = |e: &dyn std::fmt::Display| {
+        eprintln!("{component}: {e}");
+        std::process::ExitCode::FAILURE
+    };
+    let election = match args.config(lease) {
+        Ok(election) => election,
+        Err(e) => return fail(&e),
+    };
+    match run_while_leading(client, election, crate::shutdown_signal(), work).await {
+        Ok(None | Some(Ok(()))) => std::process::ExitCode::SUCCESS,
+        Ok(Some(Err(e))) => fail(&e),
+        Err(e) => fail(&e),
+    }
+}
+
+/// What a try found.
+enum Outcome {
+    /// This candidate holds the Lease (it just took or renewed it).
+    Held,
+    /// Another holder's lease is still valid.
+    HeldByOther(String),
+}
+
+/// The record last seen, and when (by this process's clock) it last changed.
+#[derive(Default)]
+struct Observed {
+    record: Option<(Option<String>, Option<MicroTime>)>,
+    at: Option<Instant>,
+}
+
+/// Waits until this process holds the Lease, or `None` when `shutdown`
+/// turns true first. Errors talking to the apiserver are logged and
+/// retried every `retry_period`: a candidate never gives up.
+pub async fn acquire(
+    client: Client,
+    config: Config,
+    mut shutdown: watch::Receiver<bool>,
+) -> Option<Leadership> {
+    let leases: Api<Lease> = Api::namespaced(client, &config.namespace);
+    let mut observed = Observed::default();
+    let mut last_holder = None;
+    info!(lease = %format!("{}/{}", config.namespace, config.name), identity = %config.identity, "waiting to lead");
+    loop {
+        match try_acquire_or_renew(&leases, &config, &mut observed).await {
+            Ok(Outcome::Held) => break,
+            Ok(Outcome::HeldByOther(holder)) => {
+                if last_holder.as_ref() != Some(&holder) {
+                    info!(%holder, "another candidate leads");
+                    last_holder = Some(holder);
+                }
+            }
+            Err(error) => warn!(%error, "could not take the lease; trying again"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(config.retry_period) => {}
+            _ = shutdown.wait_for(|stopping| *stopping) => return None,
+        }
+    }
+    info!(identity = %config.identity, "leading");
+    let (lost_tx, lost) = watch::channel(false);
+    let (stop, mut stopped) = tokio::sync::oneshot::channel();
+    let renewer = tokio::spawn(async move {
+        let mut last_renewal = Instant::now();
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(config.retry_period) => {}
+                _ = &mut stopped => {
+                    release(&leases, &config).await;
+                    return;
+                }
+            }
+            match try_acquire_or_renew(&leases, &config, &mut observed).await {
+                Ok(Outcome::Held) => last_renewal = Instant::now(),
+                Ok(Outcome::HeldByOther(holder)) => {
+                    warn!(%holder, "another candidate took the lease");
+                    let _ = lost_tx.send(true);
+                    return;
+                }
+                Err(error) => warn!(%error, "could not renew the lease"),
+            }
+            if last_renewal.elapsed() >= config.renew_deadline {
+                warn!(deadline = ?config.renew_deadline, "no renewal within the deadline: leadership lost");
+                let _ = lost_tx.send(true);
+                return;
+            }
+        }
+    });
+    Some(Leadership {
+        lost,
+        stop: Some(stop),
+        renewer,
+    })
+}
+
+/// One try: take the Lease if it is free or expired, renew it if held.
+async fn try_acquire_or_renew(
+    leases: &Api<Lease>,
+    config: &Config,
+    observed: &mut Observed,
+) -> Result<Outcome, kube::Error> {
+    let now = MicroTime(jiff::Timestamp::now());
+    let duration_seconds =
+        i32::try_from(config.lease_duration.as_secs().max(1)).unwrap_or(i32::MAX);
+    let Some(mut lease) = leases.get_opt(&config.name).await? else {
+        let lease = Lease {
+            metadata: ObjectMeta {
+                name: Some(config.name.clone()),
+                namespace: Some(config.namespace.clone()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(LeaseSpec {
+                holder_identity: Some(config.identity.clone()),
+                lease_duration_seconds: Some(duration_seconds),
+                acquire_time: Some(now.clone()),
+                renew_time: Some(now),
+                lease_transitions: Some(0),
+                ..LeaseSpec::default()
+            }),
+        };
+        leases.create(&PostParams::default(), &lease).await?;
+        return Ok(Outcome::Held);
+    };
+    let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+    let holder = spec.holder_identity.clone().filter(|h| !h.is_empty());
+    let record = (holder.clone(), spec.renew_time.clone());
+    if observed.record.as_ref() != Some(&record) {
+        observed.record = Some(record);
+        observed.at = Some(Instant::now());
+    }
+    let held_by_me = holder.as_deref() == Some(config.identity.as_str());
+    if let Some(other) = holder.filter(|_| !held_by_me) {
+        // The holder's own duration counts (a released lease says 1 s).
+        let its_duration = spec
+            .lease_duration_seconds
+            .and_then(|s| u64::try_from(s).ok())
+            .map_or(config.lease_duration, Duration::from_secs);
+        let unchanged_for = observed.at.map_or(Duration::ZERO, |at| at.elapsed());
+        if unchanged_for < its_duration {
+            return Ok(Outcome::HeldByOther(other));
+        }
+        debug!(holder = %other, "the lease expired; taking it");
+    }
+    if !held_by_me {
+        spec.acquire_time = Some(now.clone());
+        spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
+    }
+    spec.holder_identity = Some(config.identity.clone());
+    spec.lease_duration_seconds = Some(duration_seconds);
+    spec.renew_time = Some(now);
+    // Conditional on the resourceVersion read: a rival's write in between
+    // makes this a 409, and the next try sees the rival.
+    leases
+        .replace(&config.name, &PostParams::default(), &lease)
+        .await?;
+    Ok(Outcome::Held)
+}
+
+/// Gives the Lease up if this candidate still holds it.
+async fn release(leases: &Api<Lease>, config: &Config) {
+    let Ok(Some(mut lease)) = leases.get_opt(&config.name).await else {
+        return;
+    };
+    let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+    if spec.holder_identity.as_deref() != Some(config.identity.as_str()) {
+        return;
+    }
+    spec.holder_identity = None;
+    spec.lease_duration_seconds = Some(1);
+    spec.renew_time = Some(MicroTime(jiff::Timestamp::now()));
+    match leases
+        .replace(&config.name, &PostParams::default(), &lease)
+        .await
+    {
+        Ok(_) => info!("released the lease"),
+        Err(error) => warn!(%error, "could not release the lease; it expires by itself"),
+    }
+}
