@@ -5,8 +5,8 @@
 #   3. cargo nextest         every workspace test (profile `ci`, .config/nextest.toml)
 #   4. hack/e2e.sh          end-to-end on a local cluster of 3 minions (root; ~1.5 min)
 #   5. hack/verify-fresh.sh  the README's set-up (install-deps, workspace build) in a bare
-#                            Debian 12 root (root; ~15 min on 2 idle cores, estimated: mostly
-#                            building cargo-nextest and the workspace; SKIP_FRESH=1 skips it)
+#                            Debian 12 root (root; apt and a cold workspace build; the
+#                            machine's cargo-nextest is lent; SKIP_FRESH=1 skips it)
 #   6. leftover check        tests must leave no process, container, netns or iptables rule
 # Steps 4 and 5 need root: run by a user, they go through sudo.
 # Needs no etcd or dockerd running beforehand: tests start their own etcd.

@@ -10,7 +10,8 @@
 # in $FRESH_CACHE (default /var/tmp/mk8s-fresh-base), copied for every run.
 # A clone of this repository's HEAD (committed work only, as CI and a
 # newcomer see it) is the working directory. Lent from this host, and nothing
-# else: the Rust toolchain read-only (rustup home and cargo's bin directory;
+# else: the Rust toolchain read-only (rustup home, cargo's bin directory and,
+# unless FRESH_BUILD_NEXTEST=1, the machine's cargo-nextest;
 # Debian's rustc is too old and rustup cannot be installed from the package
 # registries), this network's extra CA certificates
 # (/usr/local/share/ca-certificates/*.crt, which reach crates.io and the
@@ -43,7 +44,7 @@ case "${1:-}" in
   "") ;;
   *) util::die "usage: $0 [--full]" ;;
 esac
-MK8S_ROOT_ENV="FRESH_CACHE FRESH_TIMEOUT FRESH_KEEP CI" util::reexec_as_root "$0" "$@"
+MK8S_ROOT_ENV="FRESH_CACHE FRESH_TIMEOUT FRESH_KEEP FRESH_BUILD_NEXTEST CI" util::reexec_as_root "$0" "$@"
 
 if [[ "$mode" == full ]]; then
   FRESH_TIMEOUT="${FRESH_TIMEOUT:-5400}"
@@ -53,6 +54,7 @@ fi
 # Where the lent toolchain appears inside the root (read-only).
 FRESH_RUSTUP=/opt/rustup
 FRESH_CARGO_BIN=/opt/cargo-bin
+FRESH_NEXTEST_BIN=/opt/nextest-bin
 
 run_dir=""
 # shellcheck disable=SC2317 # called by the trap
@@ -76,6 +78,16 @@ util::log "fresh root: $root (copied in $(util::seconds_since "$copy_start")s)"
 fresh::mount_system "$root"
 fresh::bind "${RUSTUP_HOME:-$HOME/.rustup}" "$root$FRESH_RUSTUP" ro
 fresh::bind "$(dirname "$(command -v cargo)")" "$root$FRESH_CARGO_BIN" ro
+# cargo-nextest comes with this machine's toolchain; lent too, so that the
+# check does not spend most of its time (~10-25 min on 2 cores) building
+# it. FRESH_BUILD_NEXTEST=1 lends none, and install-deps builds it from
+# crates.io, as on a machine without it (done once by hand: it works).
+if [[ "${FRESH_BUILD_NEXTEST:-0}" != 1 ]] && nextest="$(command -v cargo-nextest)"; then
+  mkdir -p "$root$FRESH_NEXTEST_BIN"
+  touch "$root$FRESH_NEXTEST_BIN/cargo-nextest"
+  fresh::mount --bind "$nextest" "$root$FRESH_NEXTEST_BIN/cargo-nextest"
+  mount -o remount,bind,ro "$root$FRESH_NEXTEST_BIN/cargo-nextest"
+fi
 
 git clone -q "$MK8S_ROOT" "$root/root/project"
 util::log "cloned $(git -C "$MK8S_ROOT" rev-parse --short HEAD) into the fresh root"
@@ -95,7 +107,7 @@ fresh::run() {
   local envs
   mapfile -d '' -t envs < <(fresh::chroot_env)
   timeout --kill-after=30 "$left" "${pre[@]}" chroot "$root" /usr/bin/env -i "${envs[@]}" \
-    PATH="/root/.cargo/bin:$FRESH_CARGO_BIN:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+    PATH="/root/.cargo/bin:$FRESH_CARGO_BIN:$FRESH_NEXTEST_BIN:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
     RUSTUP_HOME="$FRESH_RUSTUP" CARGO_HOME=/root/.cargo \
     bash -c "set -euo pipefail; cd /root/project; $1"
 }
