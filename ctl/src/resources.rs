@@ -81,13 +81,15 @@ pub fn parse(args: &[String]) -> Result<Vec<Selection>, Error> {
         .collect()
 }
 
-/// The v1 path of a collection: `/api/v1/namespaces/{ns}/{plural}`, or
-/// `/api/v1/{plural}` for cluster-scoped kinds and for all namespaces
+/// The path of a collection in its group-version (`/api/v1` or
+/// `/apis/{group}/{version}`): `.../namespaces/{ns}/{plural}`, or
+/// `.../{plural}` for cluster-scoped kinds and for all namespaces
 /// (`namespace` `None`).
 pub fn collection_path(resource: &ResourceKind, namespace: Option<&str>) -> String {
+    let base = resource.group_version_path();
     match (resource.namespaced, namespace) {
-        (true, Some(ns)) => format!("/api/v1/namespaces/{ns}/{}", resource.plural),
-        _ => format!("/api/v1/{}", resource.plural),
+        (true, Some(ns)) => format!("{base}/namespaces/{ns}/{}", resource.plural),
+        _ => format!("{base}/{}", resource.plural),
     }
 }
 
@@ -171,6 +173,10 @@ mod tests {
             "/api/v1/namespaces/ns1/pods"
         );
         assert_eq!(collection_path(&kinds::NODES, Some("ns1")), "/api/v1/nodes");
+        assert_eq!(
+            collection_path(&kinds::LEASES, Some("kube-node-lease")),
+            "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
+        );
         assert_eq!(
             v1beta1_path(&kinds::REPLICATION_CONTROLLERS, Some("default"), Some("fe")).unwrap(),
             "/api/v1beta1/replicationControllers/fe?namespace=default"

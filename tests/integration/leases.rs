@@ -286,5 +286,19 @@ async fn kubectl_gets_leases_in_every_namespace() -> Result<()> {
         ])
         .await?;
     assert_eq!(out.trim(), "lease.coordination.k8s.io/m1");
+    // Our own ctl finds the group's path as well.
+    let ctl = crate::ctl_harness::Ctl::new(dir.path(), c.url(), None)?;
+    let out = ctl.ok(&["get", "leases", "--all-namespaces"]).await?;
+    let header: Vec<&str> = out
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(header, ["NAMESPACE", "NAME", "HOLDER", "AGE"], "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("kube-node-lease")),
+        "{out}"
+    );
     Ok(())
 }
