@@ -47,13 +47,13 @@ pub struct LeaderElectionArgs {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub leader_elect: bool,
     /// How long a leader's Lease holds after its last renewal.
-    #[arg(long, default_value = "15s", value_parser = go_duration)]
+    #[arg(long, default_value = "15s", value_parser = crate::go_duration)]
     pub leader_elect_lease_duration: Duration,
     /// How long a leader keeps trying to renew before it gives up leading.
-    #[arg(long, default_value = "10s", value_parser = go_duration)]
+    #[arg(long, default_value = "10s", value_parser = crate::go_duration)]
     pub leader_elect_renew_deadline: Duration,
     /// How often candidates try to take the Lease, and leaders renew it.
-    #[arg(long, default_value = "2s", value_parser = go_duration)]
+    #[arg(long, default_value = "2s", value_parser = crate::go_duration)]
     pub leader_elect_retry_period: Duration,
     /// The Lease's namespace.
     #[arg(long, default_value = "kube-system")]
@@ -61,17 +61,6 @@ pub struct LeaderElectionArgs {
     /// The Lease's name (the component's name by default).
     #[arg(long)]
     pub leader_elect_resource_name: Option<String>,
-}
-
-/// A Go duration (`15s`, `1m30s`), as Kubernetes' flags take.
-fn go_duration(text: &str) -> Result<Duration, String> {
-    let parsed: kube::core::Duration = text
-        .parse()
-        .map_err(|e| format!("{text:?} is not a duration such as 15s: {e}"))?;
-    if parsed.is_negative() {
-        return Err(format!("{text:?} is negative"));
-    }
-    Ok(parsed.into())
 }
 
 /// What an election runs with.

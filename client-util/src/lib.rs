@@ -19,6 +19,22 @@ use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
+/// A non-negative Go duration (`15s`, `1m30s`, `5m0s`), as Kubernetes'
+/// flags take them; for clap's `value_parser`.
+///
+/// # Errors
+///
+/// A message naming the text when it is no duration or is negative.
+pub fn go_duration(text: &str) -> Result<std::time::Duration, String> {
+    let parsed: kube::core::Duration = text
+        .parse()
+        .map_err(|e| format!("{text:?} is not a duration such as 10s or 5m: {e}"))?;
+    if parsed.is_negative() {
+        return Err(format!("{text:?} is negative"));
+    }
+    Ok(parsed.into())
+}
+
 /// Why a client could not be built. Not retryable: the flags or the
 /// kubeconfig are wrong.
 #[derive(Debug, thiserror::Error)]

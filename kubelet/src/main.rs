@@ -106,13 +106,7 @@ fn ipv4_cidr(text: &str) -> Result<String, String> {
 /// A positive Go duration (`10s`, `5m0s`), as Kubernetes' kubelet flags
 /// take them.
 fn positive_duration(text: &str) -> Result<Duration, String> {
-    let parsed: kube::core::Duration = text
-        .parse()
-        .map_err(|e| format!("{text:?} is not a duration such as 10s or 5m: {e}"))?;
-    if parsed.is_negative() {
-        return Err(format!("{text:?} is negative"));
-    }
-    let parsed: Duration = parsed.into();
+    let parsed = client_util::go_duration(text)?;
     if parsed.is_zero() {
         return Err(format!("{text:?} must be more than zero"));
     }

@@ -658,6 +658,36 @@ impl<S: Strategy> Store<S> {
         Err(ApiError::invalid(self.resource().kind, &name, &errors))
     }
 
+    /// Stores `marked` (the object marked for deletion) over `current`, or
+    /// for a dry run only answers it at the current revision. `None` when
+    /// another writer came first: the caller reads again.
+    async fn store_marked(
+        &self,
+        key: &str,
+        current: &Stored,
+        marked: &S::Object,
+        dry_run: bool,
+        name: &str,
+    ) -> Result<Option<Value>> {
+        let (bytes, mut marked_value) = self.encode(marked)?;
+        if dry_run {
+            set_resource_version(&mut marked_value, current.mod_revision);
+            return Ok(Some(marked_value));
+        }
+        match self
+            .storage
+            .update(key, bytes, current.mod_revision, self.strategy.ttl())
+            .await
+        {
+            Ok(revision) => {
+                set_resource_version(&mut marked_value, revision);
+                Ok(Some(marked_value))
+            }
+            Err(StorageError::Conflict { .. }) => Ok(None),
+            Err(e) => Err(ApiError::from_storage(e, self.resource().plural, name)),
+        }
+    }
+
     /// Checks the namespace of the body against the request's and makes them one.
     fn settle_namespace(&self, meta: &mut ObjectMeta, namespace: Option<&str>) -> Result<()> {
         if !self.resource().namespaced {
@@ -1218,22 +1248,12 @@ impl<S: Strategy> Rest for Store<S> {
                 ));
                 meta.deletion_grace_period_seconds = Some(grace);
                 self.strategy.on_delete_marked(&mut marked);
-                let (bytes, mut marked_value) = self.encode(&marked)?;
-                if options.dry_run {
-                    set_resource_version(&mut marked_value, current.mod_revision);
-                    return Ok(marked_value);
-                }
                 match self
-                    .storage
-                    .update(&key, bytes, current.mod_revision, self.strategy.ttl())
-                    .await
+                    .store_marked(&key, &current, &marked, options.dry_run, name)
+                    .await?
                 {
-                    Ok(revision) => {
-                        set_resource_version(&mut marked_value, revision);
-                        return Ok(marked_value);
-                    }
-                    Err(StorageError::Conflict { .. }) => continue,
-                    Err(e) => return Err(ApiError::from_storage(e, resource.plural, name)),
+                    Some(marked_value) => return Ok(marked_value),
+                    None => continue,
                 }
             }
             // Finalizers hold the object (marked for deletion) until the
@@ -1262,22 +1282,12 @@ impl<S: Strategy> Rest for Store<S> {
                     meta.deletion_timestamp = Some(now());
                     meta.deletion_grace_period_seconds = Some(0);
                 }
-                let (bytes, mut marked_value) = self.encode(&marked)?;
-                if options.dry_run {
-                    set_resource_version(&mut marked_value, current.mod_revision);
-                    return Ok(marked_value);
-                }
                 match self
-                    .storage
-                    .update(&key, bytes, current.mod_revision, self.strategy.ttl())
-                    .await
+                    .store_marked(&key, &current, &marked, options.dry_run, name)
+                    .await?
                 {
-                    Ok(revision) => {
-                        set_resource_version(&mut marked_value, revision);
-                        return Ok(marked_value);
-                    }
-                    Err(StorageError::Conflict { .. }) => continue,
-                    Err(e) => return Err(ApiError::from_storage(e, resource.plural, name)),
+                    Some(marked_value) => return Ok(marked_value),
+                    None => continue,
                 }
             }
             if options.dry_run {
