@@ -32,10 +32,6 @@ pub enum Error {
     /// The durations do not make sense together.
     #[error("leader election: {0}")]
     Config(String),
-    /// The lease could not be renewed in time, or another candidate took
-    /// it: this process stopped acting.
-    #[error("leader election lost")]
-    Lost,
 }
 
 /// The `--leader-elect*` flags, spelled and defaulted as Kubernetes'
@@ -172,20 +168,25 @@ impl Drop for Leadership {
 
 /// Runs `work` while this process leads: waits for the Lease (without
 /// `election`, starts at once), then runs `work` with a stop future that
-/// resolves on `shutdown` or when the lease is lost, and releases the Lease
-/// afterwards. `Ok(None)` when `shutdown` came before leadership.
+/// resolves on `shutdown` or when the lease is lost. A lost lease stops
+/// that term's work and the process campaigns again, so a leader cut off
+/// from the apiserver for longer than the renew deadline (an apiserver
+/// restart) stops acting and later leads again, without a supervisor to
+/// restart it. (Kubernetes' components exit instead and rely on one.) On
+/// `shutdown` the Lease is released. `Ok(None)` when `shutdown` came
+/// before leadership.
 ///
 /// # Errors
 ///
-/// [`Error::Lost`] when `work` was stopped because the lease was lost.
+/// None of its own; what `work` returns is passed on in `Some`.
 pub async fn run_while_leading<W, Fut, T>(
     client: Client,
     election: Option<Config>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    work: W,
+    mut work: W,
 ) -> Result<Option<T>, Error>
 where
-    W: FnOnce(futures::future::BoxFuture<'static, ()>) -> Fut,
+    W: FnMut(futures::future::BoxFuture<'static, ()>) -> Fut,
     Fut: std::future::Future<Output = T>,
 {
     let (stopping_tx, stopping) = watch::channel(false);
@@ -193,30 +194,34 @@ where
         shutdown.await;
         let _ = stopping_tx.send(true);
     });
-    let mut until_shutdown = stopping.clone();
     let Some(config) = election else {
+        let mut until_shutdown = stopping.clone();
         let stop = async move {
             let _ = until_shutdown.wait_for(|s| *s).await;
         };
         return Ok(Some(work(Box::pin(stop)).await));
     };
-    let Some(leadership) = acquire(client, config, stopping).await else {
-        return Ok(None);
-    };
-    let mut lost = leadership.lost.clone();
-    let stop = async move {
-        tokio::select! {
-            _ = until_shutdown.wait_for(|s| *s) => {}
-            _ = lost.wait_for(|l| *l) => {}
+    loop {
+        let Some(leadership) = acquire(client.clone(), config.clone(), stopping.clone()).await
+        else {
+            return Ok(None);
+        };
+        let mut until_shutdown = stopping.clone();
+        let mut lost = leadership.lost.clone();
+        let stop = async move {
+            tokio::select! {
+                _ = until_shutdown.wait_for(|s| *s) => {}
+                _ = lost.wait_for(|l| *l) => {}
+            }
+        };
+        let result = work(Box::pin(stop)).await;
+        let was_lost = *leadership.lost.borrow();
+        leadership.release().await;
+        if !was_lost || *stopping.borrow() {
+            return Ok(Some(result));
         }
-    };
-    let result = work(Box::pin(stop)).await;
-    let was_lost = *leadership.lost.borrow();
-    leadership.release().await;
-    if was_lost {
-        return Err(Error::Lost);
+        warn!("leadership lost: stopped acting; campaigning again");
     }
-    Ok(Some(result))
 }
 
 /// A component's main after its client is built: elects (as `args` say,
@@ -230,7 +235,7 @@ pub async fn main_while_leading<W, Fut, E>(
     work: W,
 ) -> std::process::ExitCode
 where
-    W: FnOnce(futures::future::BoxFuture<'static, ()>) -> Fut,
+    W: FnMut(futures::future::BoxFuture<'static, ()>) -> Fut,
     Fut: std::future::Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {

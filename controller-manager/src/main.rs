@@ -68,7 +68,7 @@ async fn main() -> ExitCode {
         "kube-controller-manager",
         client.clone(),
         &args.leader_election,
-        |stop| controller_manager::run(client, config, stop),
+        move |stop| controller_manager::run(client.clone(), config.clone(), stop),
     )
     .await
 }

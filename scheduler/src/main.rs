@@ -48,7 +48,7 @@ async fn main() -> ExitCode {
         "kube-scheduler",
         client.clone(),
         &args.leader_election,
-        |stop| scheduler::run(client, config, stop),
+        move |stop| scheduler::run(client.clone(), config.clone(), stop),
     )
     .await
 }

@@ -90,9 +90,12 @@ async fn only_the_leading_copy_runs_and_shutdown_before_leading_runs_nothing() -
         async move {
             let _ = stopping_a.await;
         },
-        move |stop| async move {
-            ran_flag.store(true, std::sync::atomic::Ordering::SeqCst);
-            stop.await;
+        move |stop| {
+            let ran_flag = ran_flag.clone();
+            async move {
+                ran_flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                stop.await;
+            }
         },
     ));
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -115,6 +118,57 @@ async fn only_the_leading_copy_runs_and_shutdown_before_leading_runs_nothing() -
     let _ = stop_b.send(());
     let outcome = tokio::time::timeout(Duration::from_secs(10), b).await??;
     ensure!(matches!(outcome, Ok(None)), "b: {outcome:?}");
+    let _ = stop_a.send(());
+    let outcome = tokio::time::timeout(Duration::from_secs(10), a).await??;
+    ensure!(matches!(outcome, Ok(Some(()))), "a: {outcome:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_loses_its_lease_stops_and_campaigns_again() -> Result<()> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let c = TestCluster::start().await?;
+    let leases: Api<Lease> = Api::namespaced(client(&c)?, "kube-system");
+    let terms = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = terms.clone();
+    let (stop_a, stopping_a) = tokio::sync::oneshot::channel::<()>();
+    let a = tokio::spawn(run_while_leading(
+        client(&c)?,
+        Some(candidate("a", 2)),
+        async move {
+            let _ = stopping_a.await;
+        },
+        move |stop| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            stop
+        },
+    ));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while terms.load(Ordering::SeqCst) < 1 {
+        ensure!(tokio::time::Instant::now() < deadline, "a never led");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Someone else takes the lease (as a rival would after a's renewals
+    // failed): a stops acting, then, once the thief's lease runs out
+    // unrenewed, leads again in a second term, in the same process.
+    let mut lease = leases.get("test-component").await?;
+    let spec = lease.spec.as_mut().context("lease without spec")?;
+    spec.holder_identity = Some("thief".into());
+    spec.renew_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+        jiff::Timestamp::now(),
+    ));
+    leases
+        .replace("test-component", &Default::default(), &lease)
+        .await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while terms.load(Ordering::SeqCst) < 2 {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "a did not lead again after losing its lease"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(holder(&leases).await?.0.as_deref(), Some("a"));
     let _ = stop_a.send(());
     let outcome = tokio::time::timeout(Duration::from_secs(10), a).await??;
     ensure!(matches!(outcome, Ok(Some(()))), "a: {outcome:?}");
