@@ -279,15 +279,8 @@ async fn an_external_name_service_turned_cluster_ip_is_allocated_like_a_create()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_dry_run_server_and_diff_change_nothing() -> Result<()> {
-    use super::kubectl::{kubectl_available, Kubectl};
-    if !kubectl_available() {
-        println!("SKIPPED: kubectl is not installed on this machine");
+    let Some((c, dir, kubectl)) = super::kubectl::kubectl_cluster().await? else {
         return Ok(());
-    }
-    let c = TestCluster::start().await?;
-    let dir = tempfile::tempdir()?;
-    let kubectl = Kubectl {
-        kubeconfig: mini_k8s_tests::kubeconfig::write(dir.path(), c.url(), None, None)?,
     };
     let manifest = dir.path().join("pod.yaml");
     let write_pod = |image: &str| {

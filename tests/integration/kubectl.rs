@@ -54,6 +54,22 @@ impl Kubectl {
     }
 }
 
+/// A fresh cluster and a kubectl for it (its kubeconfig in the returned
+/// directory), or `None`, with a printed reason, where no kubectl is
+/// installed.
+pub(crate) async fn kubectl_cluster() -> Result<Option<(TestCluster, tempfile::TempDir, Kubectl)>> {
+    if !kubectl_available() {
+        println!("SKIPPED: kubectl is not installed on this machine");
+        return Ok(None);
+    }
+    let c = TestCluster::start().await?;
+    let dir = tempfile::tempdir()?;
+    let kubectl = Kubectl {
+        kubeconfig: mini_k8s_tests::kubeconfig::write(dir.path(), c.url(), None, None)?,
+    };
+    Ok(Some((c, dir, kubectl)))
+}
+
 pub(crate) fn kubectl_available() -> bool {
     std::process::Command::new("kubectl")
         .args(["version", "--client"])
@@ -122,14 +138,8 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stock_kubectl_works_against_the_apiserver() -> Result<()> {
-    if !kubectl_available() {
-        println!("SKIPPED: kubectl is not installed on this machine");
+    let Some((_cluster, dir, kubectl)) = kubectl_cluster().await? else {
         return Ok(());
-    }
-    let c = TestCluster::start().await?;
-    let dir = tempfile::tempdir()?;
-    let kubectl = Kubectl {
-        kubeconfig: mini_k8s_tests::kubeconfig::write(dir.path(), c.url(), None, None)?,
     };
     let files = dir.path().join("manifests.yaml");
     std::fs::write(&files, MANIFESTS)?;

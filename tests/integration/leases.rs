@@ -15,7 +15,7 @@ use mini_k8s_tests::apiserver::{TestCluster, WatchLines};
 use serde_json::{json, Value};
 
 use crate::kube_client::client;
-use crate::kubectl::{kubectl_available, Kubectl};
+use crate::kubectl::kubectl_cluster;
 
 const GROUP_VERSION: &str = "/apis/coordination.k8s.io/v1";
 
@@ -244,11 +244,9 @@ async fn the_kube_crate_drives_leases() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_gets_leases_in_every_namespace() -> Result<()> {
-    if !kubectl_available() {
-        println!("SKIPPED: kubectl is not installed on this machine");
+    let Some((c, dir, kubectl)) = kubectl_cluster().await? else {
         return Ok(());
-    }
-    let c = TestCluster::start().await?;
+    };
     let (code, body) = c
         .post(
             &format!("{GROUP_VERSION}/namespaces/kube-node-lease/leases"),
@@ -256,10 +254,6 @@ async fn kubectl_gets_leases_in_every_namespace() -> Result<()> {
         )
         .await?;
     assert_eq!(code, 201, "{body}");
-    let dir = tempfile::tempdir()?;
-    let kubectl = Kubectl {
-        kubeconfig: mini_k8s_tests::kubeconfig::write(dir.path(), c.url(), None, None)?,
-    };
     let out = kubectl.ok(&["get", "leases", "-A"]).await?;
     let mut lines = out.lines();
     let header: Vec<&str> = lines

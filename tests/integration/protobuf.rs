@@ -6,20 +6,7 @@ use anyhow::Result;
 use mini_k8s_tests::apiserver::TestCluster;
 use serde_json::{json, Value};
 
-use crate::kubectl::{kubectl_available, Kubectl};
-
-async fn cluster() -> Result<Option<(TestCluster, tempfile::TempDir, Kubectl)>> {
-    if !kubectl_available() {
-        println!("SKIPPED: kubectl is not installed on this machine");
-        return Ok(None);
-    }
-    let c = TestCluster::start().await?;
-    let dir = tempfile::tempdir()?;
-    let kubectl = Kubectl {
-        kubeconfig: mini_k8s_tests::kubeconfig::write(dir.path(), c.url(), None, None)?,
-    };
-    Ok(Some((c, dir, kubectl)))
-}
+use crate::kubectl::{kubectl_cluster as cluster, Kubectl};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_create_generators_send_protobuf() -> Result<()> {
