@@ -352,9 +352,11 @@ pub fn renewed_lease(
     lease
 }
 
-/// Renews the Lease once: creates it when missing, replaces it otherwise
-/// (a conflict means someone wrote it since the read; the next renewal
-/// wins).
+/// Renews the Lease once: creates it when missing, replaces it otherwise.
+/// `latest` is the Lease as this kubelet last wrote it: a renewal starts
+/// from it with no read (as Kubernetes' lease controller does), and reads
+/// only when there is none, which a failed write (a conflict: someone else
+/// wrote it) makes so.
 ///
 /// # Errors
 ///
@@ -364,8 +366,12 @@ pub async fn renew_lease(
     nodes: &Api<Node>,
     name: &str,
     duration_seconds: i32,
+    latest: &mut Option<Lease>,
 ) -> kube::Result<()> {
-    let existing = leases.get_opt(name).await?;
+    let existing = match latest.take() {
+        Some(lease) => Some(lease),
+        None => leases.get_opt(name).await?,
+    };
     let owned = existing
         .as_ref()
         .and_then(|l| l.metadata.owner_references.as_ref())
@@ -384,11 +390,12 @@ pub async fn renew_lease(
         node.as_ref(),
         jiff::Timestamp::now(),
     );
-    if creating {
-        leases.create(&PostParams::default(), &lease).await?;
+    let written = if creating {
+        leases.create(&PostParams::default(), &lease).await?
     } else {
-        leases.replace(name, &PostParams::default(), &lease).await?;
-    }
+        leases.replace(name, &PostParams::default(), &lease).await?
+    };
+    *latest = Some(written);
     Ok(())
 }
 
@@ -398,8 +405,17 @@ pub async fn renew_lease(
 pub async fn run_lease(leases: Api<Lease>, nodes: Api<Node>, name: String, beats: Heartbeats) {
     let period = beats.lease_renew_interval;
     let mut delay = Duration::from_millis(200);
+    let mut latest = None;
     loop {
-        match renew_lease(&leases, &nodes, &name, beats.lease_duration_seconds).await {
+        match renew_lease(
+            &leases,
+            &nodes,
+            &name,
+            beats.lease_duration_seconds,
+            &mut latest,
+        )
+        .await
+        {
             Ok(()) => {
                 delay = Duration::from_millis(200);
                 tokio::time::sleep(period).await;
