@@ -1,6 +1,6 @@
 //! Client wiring shared by the components that talk to the apiserver
-//! (scheduler, controller-manager, kubelet): `--master`/`--kubeconfig` to a
-//! [`kube::Client`], `-v` to tracing, SIGTERM to a shutdown future,
+//! (scheduler, controller-manager, kube-proxy, kubelet): `--master`/`--kubeconfig`
+//! to a [`kube::Client`], `-v`/`--v` to tracing (the apiserver's too), SIGTERM to a shutdown future,
 //! reflector stores that announce their changes, and [`events`] (a bounded
 //! queue of events posted off the caller's path) and [`leader_election`]
 //! on a Lease so that one of several copies acts.
@@ -60,24 +60,64 @@ pub enum Error {
     Client(#[source] kube::Error),
 }
 
-/// How to reach the apiserver, and how loud to log: the flags every
-/// component shares (DESIGN.md "Flags").
-#[derive(Clone, Debug, Default, clap::Args)]
-pub struct ClientArgs {
-    /// The apiserver's URL (overrides the kubeconfig's server).
-    #[arg(long, env = "KUBERNETES_MASTER")]
-    pub master: Option<String>,
-    /// A kubeconfig file (server, token, CA).
-    #[arg(long)]
-    pub kubeconfig: Option<PathBuf>,
+/// How loud to log: `-v N` / `--v N` (Kubernetes spells it `--v`), the
+/// one verbosity flag of every binary, the apiserver's included.
+#[derive(Clone, Copy, Debug, Default, clap::Args)]
+pub struct Verbosity {
     /// Log verbosity: 0 info, 1-2 debug, 3+ trace (`RUST_LOG` overrides).
     #[arg(short = 'v', long = "v", default_value_t = 0)]
     pub verbosity: u8,
 }
 
+impl Verbosity {
+    /// Starts a tracing subscriber at this verbosity, unless `RUST_LOG` is set.
+    pub fn init_tracing(self) {
+        init_tracing(self.verbosity);
+    }
+}
+
+/// Starts a tracing subscriber writing to stderr at `verbosity`
+/// (docs/conventions.md's table: 0 info, 1-2 debug, 3+ trace), unless
+/// `RUST_LOG` is set. A second call does nothing.
+pub fn init_tracing(verbosity: u8) {
+    let level = match verbosity {
+        0 => "info",
+        1 | 2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!(
+            "{level},h2=info,tower=info,hyper=info,hyper_util=info,rustls=info"
+        ))
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Where a client goes when neither `--master` nor `--kubeconfig` says.
+pub const DEFAULT_MASTER: &str = "http://127.0.0.1:8080";
+
+/// How to reach the apiserver, and how loud to log: the flags every
+/// component shares (DESIGN.md "Flags"), flattened into each binary's own.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct ClientArgs {
+    /// The apiserver's URL (overrides the kubeconfig's server, as
+    /// Kubernetes' `--master` does).
+    #[arg(long, env = "KUBERNETES_MASTER")]
+    pub master: Option<String>,
+    /// A kubeconfig file (server, token, CA).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// `-v` / `--v`.
+    #[command(flatten)]
+    pub verbosity: Verbosity,
+}
+
 impl ClientArgs {
     /// Builds a client: the kubeconfig if given (with `--master` replacing
-    /// its server), else `--master`, else `http://localhost:8080`.
+    /// its server), else `--master`, else [`DEFAULT_MASTER`].
     ///
     /// # Errors
     ///
@@ -98,7 +138,7 @@ impl ClientArgs {
                 .await
                 .map_err(|e| err(e.to_string()))?
             }
-            None => kube::Config::new(parse_url("http://localhost:8080")?),
+            None => kube::Config::new(parse_url(DEFAULT_MASTER)?),
         };
         if let Some(master) = &self.master {
             config.cluster_url = parse_url(master)?;
@@ -109,20 +149,7 @@ impl ClientArgs {
     /// Starts a tracing subscriber at the verbosity `-v` asks for, unless
     /// `RUST_LOG` is set.
     pub fn init_tracing(&self) {
-        let level = match self.verbosity {
-            0 => "info",
-            1 | 2 => "debug",
-            _ => "trace",
-        };
-        let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-            tracing_subscriber::EnvFilter::new(format!(
-                "{level},h2=info,tower=info,hyper=info,hyper_util=info,rustls=info"
-            ))
-        });
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .try_init();
+        self.verbosity.init_tracing();
     }
 }
 
@@ -196,32 +223,45 @@ impl<K: Resource<DynamicType = ()> + 'static> Clone for Reflected<K> {
 }
 
 /// Starts a watcher → reflector for `api` with `config` in a task that ends
-/// when `stop` is raised. Watch errors are retried with the default backoff
-/// (all of the watcher's errors are retryable); relists on 410 Gone.
+/// when `stop` is raised. Watch errors are logged and retried with the
+/// default backoff (all of the watcher's errors are retryable); relists on
+/// 410 Gone.
 pub fn reflect<K>(api: Api<K>, config: watcher::Config, stop: StopFlag) -> Reflected<K>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let (store, writer) = reflector::store();
     let (tx, changes) = watch::channel(0u64);
-    let kind = K::kind(&()).to_string();
     tokio::spawn(async move {
-        let stream = reflector::reflector(writer, watcher(api, config).default_backoff());
-        let mut stream = std::pin::pin!(stream);
-        loop {
-            tokio::select! {
-                () = stop.stopped() => break,
-                next = stream.next() => match next {
-                    Some(Ok(_)) => {
-                        tx.send_modify(|n| *n = n.wrapping_add(1));
-                    }
-                    Some(Err(error)) => {
-                        tracing::warn!(%kind, %error, "watch failed; retrying");
-                    }
-                    None => break,
-                },
-            }
+        tokio::select! {
+            () = stop.stopped() => {}
+            () = reflect_into(writer, api, config, tx) => {}
         }
     });
     Reflected { store, changes }
+}
+
+/// The loop behind [`reflect`], for a caller that made the store itself
+/// (to hand out readers before the watch starts) and runs the loop in a
+/// task of its own: applies the watch of `api` to `writer`, ticks
+/// `changes` after every applied event, logs each watch error at `warn`
+/// and retries it with the default backoff. Ends only if the watch stream
+/// does (it does not in practice): drop the future to stop it.
+pub async fn reflect_into<K>(
+    writer: reflector::store::Writer<K>,
+    api: Api<K>,
+    config: watcher::Config,
+    changes: watch::Sender<u64>,
+) where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let kind = K::kind(&()).to_string();
+    let stream = reflector::reflector(writer, watcher(api, config).default_backoff());
+    let mut stream = std::pin::pin!(stream);
+    while let Some(next) = stream.next().await {
+        match next {
+            Ok(_) => changes.send_modify(|n| *n = n.wrapping_add(1)),
+            Err(error) => tracing::warn!(%kind, %error, "watch failed; retrying"),
+        }
+    }
 }
