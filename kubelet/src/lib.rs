@@ -24,13 +24,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use client_util::events::{self, Recorder};
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Event, EventSource, Node, Pod, PodStatus, Service};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::reflector::{self, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::watcher;
 use serde_json::json;
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
 
 pub use node::NodeConfig;
@@ -130,7 +129,6 @@ struct Inner {
     shown: Mutex<Shown>,
     /// Static pods by uid (their mirror pods are found by name).
     static_pods: Mutex<HashMap<String, Arc<Pod>>>,
-    changed: Notify,
     /// Events to post (bounded: dropped when the apiserver lags far behind).
     events: Recorder,
     /// The task posting them, started by [`Kubelet::run`].
@@ -179,7 +177,6 @@ impl Kubelet {
                 syncs: Semaphore::new(parallel),
                 shown: Mutex::new(Shown::default()),
                 static_pods: Mutex::new(HashMap::new()),
-                changed: Notify::new(),
                 events,
                 events_poster: Mutex::new(Some(Box::pin(poster))),
             }),
@@ -216,33 +213,22 @@ impl Kubelet {
             node_name.clone(),
             beats,
         ));
-        let service_watch = tokio::spawn(
-            reflector::reflector(
-                services.writer,
-                watcher(
-                    Api::<Service>::all(inner.client.clone()),
-                    watcher::Config::default(),
-                ),
-            )
-            .default_backoff()
-            .for_each(|_| async {}),
-        );
+        // Both watches go through client_util, as every component's do: watch
+        // errors are logged and retried, never dropped.
+        let service_watch = tokio::spawn(client_util::reflect_into(
+            services.writer,
+            Api::<Service>::all(inner.client.clone()),
+            watcher::Config::default(),
+            watch::channel(0).0,
+        ));
         let (pod_reader, pod_writer) = reflector::store::<Pod>();
-        let this = self.clone();
-        let pod_watch = tokio::spawn(
-            reflector::reflector(
-                pod_writer,
-                watcher(
-                    Api::<Pod>::all(inner.client.clone()),
-                    watcher::Config::default().fields(&format!("spec.nodeName={node_name}")),
-                ),
-            )
-            .default_backoff()
-            .for_each(move |_| {
-                this.inner.changed.notify_one();
-                async {}
-            }),
-        );
+        let (pod_changes, mut pods_changed) = watch::channel(0u64);
+        let pod_watch = tokio::spawn(client_util::reflect_into(
+            pod_writer,
+            Api::<Pod>::all(inner.client.clone()),
+            watcher::Config::default().fields(&format!("spec.nodeName={node_name}")),
+            pod_changes,
+        ));
         let mut tasks = vec![heartbeat, lease, service_watch, pod_watch];
         if let Some(poster) = lock(&inner.events_poster).take() {
             tasks.push(tokio::spawn(poster));
@@ -276,7 +262,7 @@ impl Kubelet {
                 }
             }
             tokio::select! {
-                () = inner.changed.notified() => {
+                Ok(()) = pods_changed.changed() => {
                     // Let a burst of events land before the next full pass.
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }

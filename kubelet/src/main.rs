@@ -1,4 +1,6 @@
-//! `kubelet`: flags, tracing, wiring. The logic is in the library.
+//! `kubelet`: flags, tracing, wiring. The logic is in the library; the
+//! client flags, tracing and signals are `client_util`'s, as in every
+//! other component.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,12 +22,8 @@ enum RuntimeKind {
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Flags {
-    /// The apiserver's URL (when no --kubeconfig).
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    master: String,
-    /// A kubeconfig file (server, token, CA); wins over --master.
-    #[arg(long)]
-    kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    client: client_util::ClientArgs,
     /// The node's name (default: the host name).
     #[arg(long)]
     hostname_override: Option<String>,
@@ -86,9 +84,6 @@ struct Flags {
     /// Label `KEY=VALUE` added to every container (repeatable).
     #[arg(long = "container-label")]
     container_labels: Vec<String>,
-    /// Log verbosity (0 info, 1+ debug, 4+ trace); RUST_LOG wins.
-    #[arg(short = 'v', default_value_t = 0)]
-    verbosity: u8,
 }
 
 /// Accepts `A.B.C.D/N` with N <= 32.
@@ -130,34 +125,10 @@ fn default_ip(host: &str) -> String {
         .map_or_else(|| "127.0.0.1".to_string(), |a| a.ip().to_string())
 }
 
-async fn client(flags: &Flags) -> Result<kube::Client> {
-    let config = match &flags.kubeconfig {
-        Some(path) => {
-            kube::Config::from_custom_kubeconfig(
-                kube::config::Kubeconfig::read_from(path).context("reading kubeconfig")?,
-                &kube::config::KubeConfigOptions::default(),
-            )
-            .await?
-        }
-        None => kube::Config::new(flags.master.parse().context("--master is not a URL")?),
-    };
-    Ok(kube::Client::try_from(config)?)
-}
-
 #[tokio::main]
 async fn main() -> Result<()> {
     let flags = Flags::parse();
-    let level = match flags.verbosity {
-        0 => "info",
-        1..=3 => "debug",
-        _ => "trace",
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
-        )
-        .init();
+    flags.client.init_tracing();
 
     let name = flags.hostname_override.clone().unwrap_or_else(host_name);
     let ip = flags.node_ip.clone().unwrap_or_else(|| default_ip(&name));
@@ -189,7 +160,7 @@ async fn main() -> Result<()> {
         RuntimeKind::Docker => Arc::new(DockerRuntime::new(&flags.docker_endpoint)),
         RuntimeKind::Hollow => Arc::new(HollowRuntime::new()),
     };
-    let client = client(&flags).await?;
+    let client = flags.client.client().await?;
     if let Some(cidr) = flags.pod_cidr.clone() {
         tokio::spawn(kubelet::node::keep_pod_cidr(
             kube::Api::all(client.clone()),
@@ -211,11 +182,9 @@ async fn main() -> Result<()> {
         )))
     };
     tracing::info!(node = %name, address = %ip, "kubelet starting");
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         () = kubelet.run(services) => {}
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
+        () = client_util::shutdown_signal() => {}
     }
     if let Some(server) = server {
         server.abort();
