@@ -10,22 +10,23 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, ListParams};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
 use kube::runtime::{watcher, WatchStreamExt};
-use kubelet::hollow::HollowRuntime;
-use kubelet::{Config as KubeletConfig, Kubelet};
 use mini_k8s_tests::etcd::Etcd;
 use mini_k8s_tests::interrupts::Interrupts;
 use serde_json::json;
-use tokio::process::{Child, Command};
 use tokio::time::Instant;
+
+use crate::cluster::{
+    bin_dir, create, free_port, spawn_apiserver, start_hollow_nodes, stop_all, wait_nodes_ready,
+    wait_ready, work_dir, Component,
+};
 
 /// Largest `--nodes`.
 const MAX_NODES: usize = 5_000;
@@ -33,8 +34,6 @@ const MAX_NODES: usize = 5_000;
 const MAX_PODS: usize = 50_000;
 /// Largest `--timeout`, seconds.
 const MAX_TIMEOUT_SECONDS: u64 = 1_800;
-/// How long a component may take to answer `/readyz` or to register.
-const START_LIMIT: Duration = Duration::from_secs(120);
 
 #[derive(clap::Args, Debug)]
 pub struct DensityArgs {
@@ -102,105 +101,10 @@ pub fn validate(args: &DensityArgs) -> Result<()> {
     Ok(())
 }
 
-/// A component process; SIGTERM then wait on drop of the run, SIGKILL if
-/// this process dies first (`setpriv --pdeathsig`).
-struct Component {
-    name: &'static str,
-    child: Child,
-}
-
-impl Component {
-    fn spawn(name: &'static str, bin_dir: &Path, args: &[String], log_dir: &Path) -> Result<Self> {
-        let binary = bin_dir.join(name);
-        ensure!(
-            binary.is_file(),
-            "{} is missing: build it first (cargo build --release --bins)",
-            binary.display()
-        );
-        let log = std::fs::File::create(log_dir.join(format!("{name}.log")))
-            .with_context(|| format!("creating the log of {name}"))?;
-        let child = Command::new("setpriv")
-            .args(["--pdeathsig", "KILL", "--"])
-            .arg(&binary)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().context("duplicating a log file")?)
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        Ok(Self { name, child })
-    }
-
-    fn pid(&self) -> Result<u32> {
-        self.child
-            .id()
-            .with_context(|| format!("{} has already exited", self.name))
-    }
-
-    /// (VmRSS, VmHWM) in KiB.
-    fn memory_kib(&self) -> Result<(u64, u64)> {
-        let pid = self.pid()?;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .with_context(|| format!("reading the status of {}", self.name))?;
-        let field = |key: &str| -> Result<u64> {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-                .with_context(|| format!("no {key} for {}", self.name))
-        };
-        Ok((field("VmRSS:")?, field("VmHWM:")?))
-    }
-
-    fn check_alive(&mut self) -> Result<()> {
-        if let Some(status) = self.child.try_wait().context("polling a child")? {
-            bail!("{} exited early ({status}); see its log", self.name);
-        }
-        Ok(())
-    }
-
-    async fn stop(mut self) -> Result<()> {
-        if let Some(pid) = self.child.id() {
-            let sent = Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status()
-                .await
-                .context("running kill")?;
-            ensure!(sent.success(), "could not signal {}", self.name);
-            if tokio::time::timeout(Duration::from_secs(15), self.child.wait())
-                .await
-                .is_err()
-            {
-                self.child.start_kill().ok();
-                self.child.wait().await.ok();
-                bail!("{} did not stop within 15 s of SIGTERM", self.name);
-            }
-        }
-        Ok(())
-    }
-}
-
-fn free_port() -> Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(listener.local_addr()?.port())
-}
-
-fn bin_dir(args: &DensityArgs) -> Result<PathBuf> {
-    if let Some(dir) = &args.bin_dir {
-        return Ok(dir.clone());
-    }
-    let exe = std::env::current_exe().context("locating this executable")?;
-    exe.parent()
-        .map(Path::to_path_buf)
-        .context("this executable has no directory")
-}
-
 pub async fn scheduler_density(args: &DensityArgs) -> Result<()> {
     let mut interrupts = Interrupts::catch()?;
-    let bin_dir = bin_dir(args)?;
-    let work = tempfile_dir()?;
+    let bin_dir = bin_dir(args.bin_dir.as_ref())?;
+    let work = work_dir("density")?;
     let etcd = tokio::task::spawn_blocking(Etcd::start)
         .await
         .context("etcd start panicked")??;
@@ -208,19 +112,7 @@ pub async fn scheduler_density(args: &DensityArgs) -> Result<()> {
     eprintln!("logs in {}", work.display());
     let port = free_port()?;
     let url = format!("http://127.0.0.1:{port}");
-    let apiserver = Component::spawn(
-        "apiserver",
-        &bin_dir,
-        &[
-            "--etcd-servers".into(),
-            etcd.client_url(),
-            "--bind-address".into(),
-            "127.0.0.1".into(),
-            "--port".into(),
-            port.to_string(),
-        ],
-        &work,
-    )?;
+    let apiserver = spawn_apiserver(&bin_dir, etcd.client_url(), port, &[], &work)?;
     let mut components = vec![apiserver];
     // SIGINT or SIGTERM (density.sh's time limit) ends the measurement
     // early, still through the orderly stop below.
@@ -228,42 +120,12 @@ pub async fn scheduler_density(args: &DensityArgs) -> Result<()> {
         outcome = measure(args, &bin_dir, &url, &work, &mut components) => outcome,
         signal = interrupts.next() => Err(anyhow::anyhow!("interrupted by {signal}")),
     };
-    let mut stopped = Ok(());
-    while let Some(component) = components.pop() {
-        let name = component.name;
-        if let Err(e) = component.stop().await {
-            eprintln!("stopping {name}: {e:#}");
-            stopped = Err(e);
-        }
-    }
+    let stopped = stop_all(&mut components).await;
     drop(etcd);
     if outcome.is_ok() && stopped.is_ok() {
         std::fs::remove_dir_all(&work).ok();
     }
     outcome.and(stopped)
-}
-
-fn tempfile_dir() -> Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("mk8s-bench-density-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    Ok(dir)
-}
-
-async fn wait_ready(url: &str) -> Result<()> {
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + START_LIMIT;
-    loop {
-        if let Ok(r) = http.get(format!("{url}/readyz")).send().await {
-            if r.status().is_success() {
-                return Ok(());
-            }
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "the apiserver did not get ready at {url}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn measure(
@@ -283,29 +145,13 @@ async fn measure(
         create_bare_nodes(args, url).await?;
         Vec::new()
     } else {
-        start_hollow_nodes(args, &client, work)
+        let heartbeat = Duration::from_secs(args.heartbeat_seconds);
+        start_hollow_nodes(args.nodes, &client, work, |config| {
+            config.heartbeat_period = heartbeat;
+            config.resync_period = Duration::from_secs(60);
+        })
     };
-    let nodes: Api<Node> = Api::all(client.clone());
-    let deadline = Instant::now() + START_LIMIT;
-    loop {
-        let ready = nodes
-            .list(&ListParams::default())
-            .await
-            .context("listing nodes")?
-            .items
-            .iter()
-            .filter(|n| node_ready(n))
-            .count();
-        if ready == args.nodes {
-            break;
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "only {ready} of {} hollow nodes became Ready",
-            args.nodes
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    wait_nodes_ready(&client, args.nodes).await?;
     eprintln!(
         "{} {} nodes Ready in {:.1} s",
         args.nodes,
@@ -418,29 +264,6 @@ async fn measure(
     outcome
 }
 
-fn start_hollow_nodes(
-    args: &DensityArgs,
-    client: &kube::Client,
-    work: &Path,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    (0..args.nodes)
-        .map(|i| {
-            let name = format!("hollow-{i:04}");
-            let mut config =
-                KubeletConfig::new(&name, &format!("127.0.{}.{}", i / 250, i % 250 + 1));
-            config.node.cpus = 4;
-            config.node.memory_kib = 16 * 1024 * 1024;
-            config.node.kubelet_port = 0;
-            config.heartbeat_period = Duration::from_secs(args.heartbeat_seconds);
-            config.resync_period = Duration::from_secs(60);
-            config.sync.root_dir = work.join("kubelet").join(&name);
-            let (kubelet, feed) =
-                Kubelet::new(client.clone(), Arc::new(HollowRuntime::new()), config);
-            tokio::spawn(kubelet.run(feed))
-        })
-        .collect()
-}
-
 async fn create_bare_nodes(args: &DensityArgs, url: &str) -> Result<()> {
     let http = reqwest::Client::new();
     let bodies = (0..args.nodes).map(|i| {
@@ -466,34 +289,8 @@ async fn create_bare_nodes(args: &DensityArgs, url: &str) -> Result<()> {
     results.into_iter().collect()
 }
 
-/// POSTs `body` to the collection at `url`; an error names the object and
-/// carries the apiserver's answer.
-async fn create(http: &reqwest::Client, url: &str, body: &serde_json::Value) -> Result<()> {
-    let name = body["metadata"]["name"].as_str().unwrap_or_default();
-    let response = http
-        .post(url)
-        .json(body)
-        .send()
-        .await
-        .with_context(|| format!("creating {name}"))?;
-    let status = response.status();
-    ensure!(
-        status.is_success(),
-        "creating {name}: {status} {}",
-        response.text().await.unwrap_or_default()
-    );
-    Ok(())
-}
-
 fn jiff_now() -> String {
     k8s_openapi::jiff::Timestamp::now().to_string()
-}
-
-fn node_ready(node: &Node) -> bool {
-    node.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 async fn record_pods(

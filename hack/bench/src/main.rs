@@ -6,9 +6,15 @@
 //!
 //! `scheduler-density`: hollow nodes, pods created through replication
 //! controllers, the scheduler's bind rate and the components' memory
-//! (`density.rs`). See `hack/bench/README.md`.
+//! (`density.rs`).
+//!
+//! `soak`: hollow nodes and a steady churn for a bounded time with sped-up
+//! heartbeats; etcd's DB size and each component's memory and fds sampled
+//! into a CSV and a PNG (`soak/`). See `hack/bench/README.md`.
 
+mod cluster;
 mod density;
+mod soak;
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -59,6 +65,10 @@ enum Command {
     /// scheduler's bind rate, the time until every pod is Running, and the
     /// memory of the scheduler and controller-manager.
     SchedulerDensity(density::DensityArgs),
+    /// A day of a 100-node cluster in 30 minutes: hollow nodes, churn of
+    /// pods, services and RCs, etcd's DB size and every component's RSS
+    /// and fds sampled; flatness verdict and lost-writes check.
+    Soak(soak::SoakArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -220,6 +230,7 @@ fn main() -> Result<()> {
     match &command {
         Command::ApiserverCreate(args) => validate(args)?,
         Command::SchedulerDensity(args) => density::validate(args)?,
+        Command::Soak(args) => soak::validate(args)?,
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -229,6 +240,7 @@ fn main() -> Result<()> {
         match &command {
             Command::ApiserverCreate(args) => apiserver_create(args).await,
             Command::SchedulerDensity(args) => density::scheduler_density(args).await,
+            Command::Soak(args) => soak::soak(args).await,
         }
     });
     runtime.shutdown_timeout(Duration::from_secs(5));
