@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod codec;
 pub mod discovery;
+pub mod endpoint_reconciler;
 pub mod error;
 pub mod http;
 pub mod logs;
@@ -20,4 +21,4 @@ pub mod registry;
 pub mod server;
 pub mod storage;
 
-pub use server::{serve, Config, ServerError};
+pub use server::{serve, Config, EndpointReconcilerType, ServerError};

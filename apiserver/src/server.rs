@@ -25,6 +25,7 @@ use tracing::{debug, info, warn};
 
 use crate::auth::TokenAuth;
 use crate::discovery;
+use crate::endpoint_reconciler::EndpointReconciler;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::registry::endpoints::EndpointsStrategy;
@@ -34,7 +35,8 @@ use crate::registry::namespaces::{NamespaceLifecycle, NamespaceStrategy};
 use crate::registry::nodes::NodeStrategy;
 use crate::registry::pods::PodStrategy;
 use crate::registry::replication_controllers::ReplicationControllerStrategy;
-use crate::registry::services::{ServiceIpAllocator, ServiceStrategy};
+use crate::registry::service_ips::ServiceIpAllocator;
+use crate::registry::services::ServiceStrategy;
 use crate::registry::{Rest, Store, WriteOptions};
 use crate::storage::etcd::EtcdStorage;
 use crate::storage::Storage;
@@ -84,6 +86,26 @@ pub struct Config {
     /// several apiservers on one etcd only one compacts per interval.
     #[arg(long, default_value = "5m", value_parser = parse_interval)]
     pub etcd_compaction_interval: Duration,
+    /// How often the service IP allocation record is checked against the
+    /// stored services (IPs of services it lacks are marked; an IP no
+    /// service holds is freed after three checks in a row). mini-k8s's
+    /// own flag: Kubernetes runs the same repair every 3 minutes.
+    #[arg(long, default_value = "3m", value_parser = parse_positive_interval)]
+    pub service_cluster_ip_repair_interval: Duration,
+    /// How the `kubernetes` service's endpoints are kept: `lease` (each
+    /// apiserver renews a record on an etcd lease; the endpoints list the
+    /// live ones) or `none` (not managed).
+    #[arg(long, value_enum, default_value = "lease")]
+    pub endpoint_reconciler_type: EndpointReconcilerType,
+    /// How often this apiserver renews its endpoint record and reconciles
+    /// the `kubernetes` endpoints (mini-k8s's own flag; Kubernetes: 10s).
+    #[arg(long, default_value = "10s", value_parser = parse_positive_interval)]
+    pub endpoint_reconcile_interval: Duration,
+    /// How long an apiserver's endpoint record outlives its last renewal,
+    /// so how long a killed apiserver stays listed (mini-k8s's own flag;
+    /// Kubernetes: 15s). Must exceed --endpoint-reconcile-interval.
+    #[arg(long, default_value = "15s", value_parser = parse_positive_interval)]
+    pub endpoint_lease_ttl: Duration,
     /// How long events are kept, in seconds.
     #[arg(long, default_value_t = 3600)]
     pub event_ttl_seconds: i64,
@@ -109,6 +131,10 @@ impl Config {
             tls_private_key_file: None,
             default_watch_cache_size: 1000,
             etcd_compaction_interval: Duration::from_secs(300),
+            service_cluster_ip_repair_interval: Duration::from_secs(180),
+            endpoint_reconciler_type: EndpointReconcilerType::Lease,
+            endpoint_reconcile_interval: Duration::from_secs(10),
+            endpoint_lease_ttl: Duration::from_secs(15),
             event_ttl_seconds: 3600,
             shutdown_grace_seconds: 10,
             verbosity: 0,
@@ -125,6 +151,24 @@ fn parse_interval(text: &str) -> Result<Duration, String> {
         return Err(format!("{text:?} is negative"));
     }
     Ok(parsed.into())
+}
+
+/// A positive Go duration (`10s`, `3m`).
+fn parse_positive_interval(text: &str) -> Result<Duration, String> {
+    let parsed = parse_interval(text)?;
+    if parsed.is_zero() {
+        return Err(format!("{text:?} must be longer than zero"));
+    }
+    Ok(parsed)
+}
+
+/// How the `kubernetes` service's endpoints are kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum EndpointReconcilerType {
+    /// Every live apiserver, from records on etcd leases.
+    Lease,
+    /// Not managed by the apiserver.
+    None,
 }
 
 /// Why the server could not start or stopped.
@@ -383,10 +427,16 @@ async fn authenticate(
 async fn bootstrap(
     registries: &Registries,
     ips: &ServiceIpAllocator,
-    advertise: IpAddr,
+    endpoints: Option<&EndpointReconciler>,
     port: u16,
     tls: bool,
 ) -> Result<(), ApiError> {
+    // Before anything allocates: the record must cover the services that
+    // exist (a cluster older than the record, or a changed range).
+    let report = ips.repair().await?;
+    if !report.duplicates.is_empty() {
+        warn!(ips = ?report.duplicates, "services share cluster IPs; change all but one of each");
+    }
     let get = |r: &ResourceKind| {
         registries
             .get(&(r.group, r.plural))
@@ -443,23 +493,9 @@ async fn bootstrap(
         }
         Err(e) => return Err(e),
     }
-    let endpoints = get(&kinds::ENDPOINTS)?;
-    let wanted = json!({
-        "metadata": { "name": "kubernetes", "namespace": "default" },
-        "subsets": [{
-            "addresses": [{ "ip": advertise.to_string() }],
-            "ports": [{ "name": port_name, "port": port, "protocol": "TCP" }],
-        }]
-    });
-    endpoints
-        .update(
-            Some("default"),
-            "kubernetes",
-            wanted,
-            crate::registry::Subresource::Main,
-            &WriteOptions::default(),
-        )
-        .await?;
+    if let Some(endpoints) = endpoints {
+        endpoints.reconcile().await?;
+    }
     Ok(())
 }
 
@@ -531,16 +567,47 @@ pub async fn serve(
         server_address: format!("{advertise}:{}", local.port()),
         bootstrapped: bootstrapped_rx,
     });
-    // Bootstrap retries until etcd answers; meanwhile /readyz says why not.
-    let mut stop_bootstrap = shutdown_tx.subscribe();
     let is_tls = tls.is_some();
-    tokio::spawn(async move {
+    let reconciler = match (
+        config.endpoint_reconciler_type,
+        registries.get(&(kinds::ENDPOINTS.group, kinds::ENDPOINTS.plural)),
+    ) {
+        (EndpointReconcilerType::Lease, Some(endpoints)) => {
+            Some(Arc::new(EndpointReconciler::new(
+                storage.clone(),
+                endpoints.clone(),
+                advertise,
+                local.port(),
+                if is_tls { "https" } else { "http" },
+                config.endpoint_lease_ttl,
+            )))
+        }
+        _ => None,
+    };
+    // Bootstrap retries until etcd answers; meanwhile /readyz says why not.
+    // Then the same task keeps the service IP record repaired and the
+    // `kubernetes` endpoints current until shutdown, when it takes this
+    // apiserver out of them (awaited below).
+    let mut stop_bootstrap = shutdown_tx.subscribe();
+    let (repair_every, reconcile_every) = (
+        config.service_cluster_ip_repair_interval,
+        config.endpoint_reconcile_interval,
+    );
+    let background = tokio::spawn(async move {
         let mut delay = Duration::from_millis(100);
         loop {
-            match bootstrap(&registries, &ips, advertise, local.port(), is_tls).await {
+            match bootstrap(
+                &registries,
+                &ips,
+                reconciler.as_deref(),
+                local.port(),
+                is_tls,
+            )
+            .await
+            {
                 Ok(()) => {
                     let _ = bootstrapped_tx.send(true);
-                    return;
+                    break;
                 }
                 Err(e) => warn!(error = %e, "bootstrap failed; retrying"),
             }
@@ -549,6 +616,13 @@ pub async fn serve(
                 _ = stop_bootstrap.wait_for(|s| *s) => return,
             }
             delay = (delay * 2).min(Duration::from_secs(5));
+        }
+        let repair = ips.run_repair(repair_every, stop_bootstrap.clone());
+        match reconciler {
+            Some(reconciler) => {
+                tokio::join!(repair, reconciler.run(reconcile_every, stop_bootstrap));
+            }
+            None => repair.await,
         }
     });
     let app = router(state);
@@ -608,6 +682,14 @@ pub async fn serve(
     info!("shutting down: closing watches and draining requests");
     let _ = shutdown_tx.send(true);
     drop(listener);
+    // Out of the `kubernetes` endpoints before the last requests drain, so
+    // clients stop being sent here (bounded: etcd may be the reason we stop).
+    if tokio::time::timeout(Duration::from_secs(5), background)
+        .await
+        .is_err()
+    {
+        warn!("could not leave the kubernetes endpoints within 5s; the record expires by itself");
+    }
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
     if tokio::time::timeout(grace, graceful.shutdown())
         .await

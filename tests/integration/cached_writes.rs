@@ -53,6 +53,15 @@ impl Storage for GatedWatches {
     async fn delete(&self, key: &str, expected: Option<i64>) -> StorageResult<(Stored, i64)> {
         self.etcd.delete(key, expected).await
     }
+    async fn put_with_own_lease(&self, key: &str, value: Vec<u8>, ttl: i64) -> StorageResult<i64> {
+        self.etcd.put_with_own_lease(key, value, ttl).await
+    }
+    async fn keep_alive(&self, lease: i64) -> StorageResult<bool> {
+        self.etcd.keep_alive(lease).await
+    }
+    async fn revoke(&self, lease: i64) -> StorageResult<()> {
+        self.etcd.revoke(lease).await
+    }
     async fn watch(&self, prefix: &str, after: i64) -> StorageResult<WatchStream> {
         let gate = self.gate.clone();
         let changes = self.etcd.watch(prefix, after).await?;

@@ -59,5 +59,7 @@ mod routes;
 mod scheduler;
 /// Namespaces, service IPs, bindings, scale, graceful deletion.
 mod semantics;
+/// Several apiservers on one etcd: shared service IP allocation, the kubernetes endpoints.
+mod several_apiservers;
 /// Watch: order, resume, 410 Gone, selectors.
 mod watch;

@@ -48,7 +48,13 @@ async fn defaults_and_server_set_fields_are_filled() -> Result<()> {
     let (_, ep) = c
         .get("/api/v1/namespaces/default/endpoints/kubernetes")
         .await?;
-    assert_eq!(ep["subsets"][0]["addresses"][0]["ip"], "127.0.0.1");
+    // An apiserver advertising loopback is no endpoint pods could reach
+    // (and endpoints may not name loopback): the endpoints exist, empty.
+    assert_eq!(ep["metadata"]["name"], "kubernetes", "{ep}");
+    assert!(
+        ep["subsets"].as_array().is_none_or(|s| s.is_empty()),
+        "{ep}"
+    );
     Ok(())
 }
 

@@ -12,6 +12,7 @@ pub mod namespaces;
 pub mod nodes;
 pub mod pods;
 pub mod replication_controllers;
+pub mod service_ips;
 pub mod services;
 pub mod watch_cache;
 
@@ -93,18 +94,36 @@ pub trait Strategy: Send + Sync + 'static {
         Ok(())
     }
 
-    /// Allocates on an update what a create of the new object would (a
-    /// service that becomes `ClusterIP` gets a portal IP) and drops what
-    /// the new object no longer may hold. Runs after the update's defaults
-    /// and before its validation. The guard it may return (the allocation
-    /// lock) is held until the update is stored.
-    async fn prepare_for_update(
+    /// Drops on an update what the new object no longer may hold (a
+    /// service turned `ExternalName` gives up its cluster IP). Runs after
+    /// the update's defaults and before [`Strategy::allocate`].
+    async fn prepare_for_update(&self, _new: &mut Self::Object, _old: &Self::Object) -> Result<()> {
+        Ok(())
+    }
+
+    /// Takes from a pool shared by every apiserver what `new` needs (a
+    /// service's portal IP), before its create (`old` none) or update is
+    /// stored; with `dry_run` only decides what it would take. Returns
+    /// whether something was taken: if the write then fails,
+    /// [`Strategy::release`] gives it back.
+    async fn allocate(
         &self,
         _new: &mut Self::Object,
-        _old: &Self::Object,
-    ) -> Result<Option<tokio::sync::OwnedMutexGuard<()>>> {
-        Ok(None)
+        _old: Option<&Self::Object>,
+        _dry_run: bool,
+    ) -> Result<bool> {
+        Ok(false)
     }
+
+    /// Gives back what [`Strategy::allocate`] took for `new` when its write
+    /// did not happen.
+    async fn release(&self, _new: &Self::Object, _old: Option<&Self::Object>) {}
+
+    /// After an update is stored: frees what `old` held and `new` does not.
+    async fn after_update(&self, _new: &Self::Object, _old: &Self::Object) {}
+
+    /// After the object is gone from storage: frees what it held.
+    async fn after_delete(&self, _object: &Self::Object) {}
 
     /// Whether the kind has a `/status` subresource, so that the main
     /// resource's updates keep the stored status and `/status` updates keep
@@ -121,12 +140,6 @@ pub trait Strategy: Send + Sync + 'static {
     /// Whether a PUT of a missing object creates it (endpoints, events).
     fn allow_create_on_update(&self) -> bool {
         false
-    }
-
-    /// A lock held from allocation to the stored write of a create, for
-    /// kinds whose create allocates from a shared pool (service IPs).
-    async fn create_lock(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
-        None
     }
 
     /// Called with a delete request. Returns `Some(grace)` when the object
@@ -658,6 +671,37 @@ impl<S: Strategy> Store<S> {
         Err(ApiError::invalid(self.resource().kind, &name, &errors))
     }
 
+    /// The rest of a create once allocations are made: defaults,
+    /// validation, and the stored write (for a dry run only the conflict
+    /// a real create would meet).
+    async fn store_new(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        object: &mut S::Object,
+        options: &WriteOptions,
+    ) -> Result<Value> {
+        let resource = self.resource();
+        self.strategy.default(object);
+        self.validate_new(object)?;
+        let (bytes, mut value) = self.encode(object)?;
+        let key = self.key(namespace.or(object.metadata().namespace.as_deref()), name);
+        if options.dry_run {
+            // Nothing stored: no resourceVersion, no lease, no allocation.
+            if self.storage.get(&key).await?.is_some() {
+                return Err(ApiError::already_exists(resource.plural, name));
+            }
+            return Ok(value);
+        }
+        let revision = self
+            .storage
+            .create(&key, bytes, self.strategy.ttl())
+            .await
+            .map_err(|e| ApiError::from_storage(e, resource.plural, name))?;
+        set_resource_version(&mut value, revision);
+        Ok(value)
+    }
+
     /// Stores `marked` (the object marked for deletion) over `current`, or
     /// for a dry run only answers it at the current revision. `None` when
     /// another writer came first: the caller reads again.
@@ -798,12 +842,52 @@ impl<S: Strategy> Store<S> {
         let mut new = self.decode(body, Some(options))?;
         self.merge_for_update(&mut new, &old, namespace, name, subresource)?;
         self.strategy.default_update(&mut new, &old);
-        // Held until the write below: what it allocated is only taken once
-        // stored.
-        let _allocation = match subresource {
-            Subresource::Main => self.strategy.prepare_for_update(&mut new, &old).await?,
-            Subresource::Status | Subresource::Finalize => None,
+        let allocated = match subresource {
+            Subresource::Main => {
+                self.strategy.prepare_for_update(&mut new, &old).await?;
+                self.strategy
+                    .allocate(&mut new, Some(&old), options.dry_run)
+                    .await?
+            }
+            Subresource::Status | Subresource::Finalize => false,
         };
+        let outcome = self
+            .store_update(
+                key,
+                current,
+                new.clone(),
+                &old,
+                name,
+                subresource,
+                options,
+                precondition,
+            )
+            .await;
+        let written = matches!(outcome, Ok(Attempt::Written(..)));
+        if allocated && !written && !options.dry_run {
+            self.strategy.release(&new, Some(&old)).await;
+        }
+        outcome
+    }
+
+    /// The rest of [`Store::write_attempt`] once allocations are made:
+    /// validation, then the stored write (a delete when the last finalizer
+    /// of an object being deleted goes), then what the old object held
+    /// and the new one does not is freed.
+    #[allow(clippy::too_many_arguments)]
+    async fn store_update(
+        &self,
+        key: &str,
+        current: &Stored,
+        mut new: S::Object,
+        old: &S::Object,
+        name: &str,
+        subresource: Subresource,
+        options: &WriteOptions,
+        precondition: Option<i64>,
+    ) -> Result<Attempt> {
+        let resource = self.resource();
+        let old = old.clone();
         let errors = match subresource {
             Subresource::Main | Subresource::Finalize => self.strategy.validate_update(&new, &old),
             Subresource::Status => self.strategy.validate_status_update(&new, &old),
@@ -838,6 +922,7 @@ impl<S: Strategy> Store<S> {
                 }
                 match self.storage.delete(key, Some(current.mod_revision)).await {
                     Ok((_, revision)) => {
+                        self.strategy.after_delete(&old).await;
                         let (_, mut value) = self.encode(&new)?;
                         set_resource_version(&mut value, revision);
                         return Ok(Attempt::Written(value, false));
@@ -882,6 +967,7 @@ impl<S: Strategy> Store<S> {
             .await
         {
             Ok(revision) => {
+                self.strategy.after_update(&new, &old).await;
                 set_resource_version(&mut new_value, revision);
                 Ok(Attempt::Written(new_value, false))
             }
@@ -1100,28 +1186,16 @@ impl<S: Strategy> Rest for Store<S> {
         }
         let name = object.metadata().name.clone().unwrap_or_default();
         self.strategy.admit_create(&object).await?;
-        let _allocation = self.strategy.create_lock().await;
         self.strategy.prepare_for_create(&mut object).await?;
-        self.strategy.default(&mut object);
-        self.validate_new(&object)?;
-        let (bytes, mut value) = self.encode(&object)?;
-        let key = self.key(namespace.or(object.metadata().namespace.as_deref()), &name);
-        if options.dry_run {
-            // The conflict a real create would meet, and nothing stored: no
-            // resourceVersion, no lease, no allocation (allocations are
-            // read from the stored objects).
-            if self.storage.get(&key).await?.is_some() {
-                return Err(ApiError::already_exists(resource.plural, &name));
-            }
-            return Ok(value);
+        let allocated = self
+            .strategy
+            .allocate(&mut object, None, options.dry_run)
+            .await?;
+        let result = self.store_new(namespace, &name, &mut object, options).await;
+        if result.is_err() && allocated && !options.dry_run {
+            self.strategy.release(&object, None).await;
         }
-        let revision = self
-            .storage
-            .create(&key, bytes, self.strategy.ttl())
-            .await
-            .map_err(|e| ApiError::from_storage(e, resource.plural, &name))?;
-        set_resource_version(&mut value, revision);
-        Ok(value)
+        result
     }
 
     async fn get(&self, namespace: Option<&str>, name: &str) -> Result<Value> {
@@ -1296,6 +1370,7 @@ impl<S: Strategy> Rest for Store<S> {
             }
             match self.storage.delete(&key, Some(current.mod_revision)).await {
                 Ok((last, revision)) => {
+                    self.strategy.after_delete(&object).await;
                     let mut value = output(&last)?;
                     set_resource_version(&mut value, revision);
                     return Ok(value);

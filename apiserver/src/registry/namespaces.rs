@@ -241,14 +241,10 @@ impl Strategy for NamespaceStrategy {
     /// `spec.finalizers` change only through `/finalize`, as in Kubernetes:
     /// a PUT of a namespace without them (an edited manifest) must not let
     /// its deletion skip the controller that empties it.
-    async fn prepare_for_update(
-        &self,
-        new: &mut Namespace,
-        old: &Namespace,
-    ) -> Result<Option<tokio::sync::OwnedMutexGuard<()>>> {
+    async fn prepare_for_update(&self, new: &mut Namespace, old: &Namespace) -> Result<()> {
         let finalizers = old.spec.as_ref().and_then(|s| s.finalizers.clone());
         new.spec.get_or_insert_with(Default::default).finalizers = finalizers;
-        Ok(None)
+        Ok(())
     }
 
     fn merge_finalize(&self, new: &mut Namespace, old: &Namespace) -> Result<()> {

@@ -386,6 +386,51 @@ impl Storage for EtcdStorage {
         Ok(response.header().map_or(0, |h| h.revision()))
     }
 
+    async fn put_with_own_lease(&self, key: &str, value: Vec<u8>, ttl: i64) -> Result<i64> {
+        let lease = self
+            .call(|mut c| async move { c.lease_grant(ttl, None).await })
+            .await
+            .map_err(unavailable)?
+            .id();
+        let put = PutOptions::new().with_lease(lease);
+        self.call(|mut c| {
+            let (value, put) = (value.clone(), put.clone());
+            async move { c.put(key, value, Some(put)).await }
+        })
+        .await
+        .map_err(unavailable)?;
+        Ok(lease)
+    }
+
+    async fn keep_alive(&self, lease: i64) -> Result<bool> {
+        let response = self
+            .call(|mut c| async move {
+                let (mut keeper, mut responses) = c.lease_keep_alive(lease).await?;
+                keeper.keep_alive().await?;
+                responses.message().await
+            })
+            .await
+            .map_err(unavailable)?;
+        // etcd answers an expired or unknown lease with a TTL of 0.
+        Ok(response.is_some_and(|r| r.ttl() > 0))
+    }
+
+    async fn revoke(&self, lease: i64) -> Result<()> {
+        match self
+            .call(|mut c| async move { c.lease_revoke(lease).await })
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Already expired: its keys are gone, which is what was asked.
+            Err(etcd_client::Error::GRpcStatus(status))
+                if status.message().contains("requested lease not found") =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
     async fn delete(&self, key: &str, expected: Option<i64>) -> Result<(Stored, i64)> {
         let compare = match expected {
             Some(revision) => Compare::mod_revision(key, CompareOp::Equal, revision),

@@ -149,6 +149,16 @@ pub trait Storage: Send + Sync + 'static {
     /// Deletes `key` (if its revision is `expected`, when given). Returns
     /// the deleted value and the revision of the deletion.
     async fn delete(&self, key: &str, expected: Option<i64>) -> Result<(Stored, i64)>;
+    /// Puts `key` (whatever is there) on a lease of its own, which expires
+    /// `ttl` seconds from now unless [`Storage::keep_alive`] extends it;
+    /// the key goes with the lease. Returns the lease. For presence records
+    /// (an apiserver's endpoint): renewing writes nothing to the history.
+    async fn put_with_own_lease(&self, key: &str, value: Vec<u8>, ttl: i64) -> Result<i64>;
+    /// Extends `lease` by its TTL; `Ok(false)` when it has already expired
+    /// (its keys are gone).
+    async fn keep_alive(&self, lease: i64) -> Result<bool>;
+    /// Ends `lease` now, deleting its keys.
+    async fn revoke(&self, lease: i64) -> Result<()>;
     /// Watches every key under `prefix` for changes after revision `after`.
     /// Fails with `Compacted` when `after` is older than the store keeps.
     async fn watch(&self, prefix: &str, after: i64) -> Result<WatchStream>;
