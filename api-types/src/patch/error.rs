@@ -38,6 +38,15 @@ pub enum PatchError {
         failure: JsonPatchFailure,
     },
 
+    /// A JSON patch has more operations than [`super::MAX_JSON_PATCH_OPERATIONS`].
+    #[error("the allowed maximum operations in a JSON patch is {max}, got {got}")]
+    TooManyOperations {
+        /// The limit.
+        max: usize,
+        /// The patch's count.
+        got: usize,
+    },
+
     /// Strategic merge patch has no patch metadata for this kind (a kind the
     /// API does not serve, or a custom resource).
     #[error("strategic merge patch is not supported for kind {0:?}")]
@@ -71,6 +80,7 @@ impl PatchError {
         match self {
             Self::JsonPatchNotArray
             | Self::MalformedOperation { .. }
+            | Self::TooManyOperations { .. }
             | Self::UnsupportedKind(_)
             | Self::NotAnObject { .. } => true,
             Self::OperationFailed { .. } => false,
@@ -116,6 +126,15 @@ pub enum JsonPatchFailure {
     /// `remove` of the whole document.
     #[error("cannot remove the whole document")]
     RemoveRoot,
+    /// The `copy` operations of the patch together add more than the limit
+    /// (each copy of a value into itself doubles it: CVE-2019-1002100).
+    #[error(
+        "unable to complete the copy: the copies of this patch add more than {limit} bytes, the most allowed"
+    )]
+    CopyLimit {
+        /// The limit, in bytes of JSON.
+        limit: usize,
+    },
 }
 
 /// Why a strategic merge patch failed.

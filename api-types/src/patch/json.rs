@@ -5,6 +5,15 @@ use serde_json::Value;
 use super::error::{JsonPatchFailure, PatchError};
 use super::value::json_equal;
 
+/// The most operations one JSON patch may have, as Kubernetes'
+/// `maxJSONPatchOperations`.
+pub const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
+
+/// The most bytes (of JSON) the `copy` operations of one patch may add
+/// together, as Kubernetes' `JSONPatchMaxCopyBytes` (3 MiB, the largest
+/// request body).
+pub const MAX_JSON_PATCH_COPY_BYTES: usize = 3 * 1024 * 1024;
+
 /// Applies an RFC 6902 JSON patch (`add`, `remove`, `replace`, `move`,
 /// `copy`, `test`) to `target`.
 ///
@@ -15,19 +24,28 @@ use super::value::json_equal;
 /// # Errors
 ///
 /// [`PatchError::JsonPatchNotArray`] or [`PatchError::MalformedOperation`]
-/// for a malformed patch (checked before anything is applied), and
+/// for a malformed patch (checked before anything is applied),
+/// [`PatchError::TooManyOperations`] past [`MAX_JSON_PATCH_OPERATIONS`], and
 /// [`PatchError::OperationFailed`] naming the operation's index, op and path
-/// for one that cannot be applied (a missing path, a failed `test`...).
+/// for one that cannot be applied (a missing path, a failed `test`, copies
+/// adding more than [`MAX_JSON_PATCH_COPY_BYTES`]...).
 pub fn apply_json_patch(target: &mut Value, patch: &Value) -> Result<(), PatchError> {
     let ops = patch.as_array().ok_or(PatchError::JsonPatchNotArray)?;
+    if ops.len() > MAX_JSON_PATCH_OPERATIONS {
+        return Err(PatchError::TooManyOperations {
+            max: MAX_JSON_PATCH_OPERATIONS,
+            got: ops.len(),
+        });
+    }
     let ops = ops
         .iter()
         .enumerate()
         .map(|(index, op)| Operation::parse(index, op))
         .collect::<Result<Vec<_>, _>>()?;
     let mut doc = target.clone();
+    let mut copy_budget = MAX_JSON_PATCH_COPY_BYTES;
     for op in &ops {
-        op.apply(&mut doc)?;
+        op.apply(&mut doc, &mut copy_budget)?;
     }
     *target = doc;
     Ok(())
@@ -126,7 +144,7 @@ impl<'a> Operation<'a> {
         }
     }
 
-    fn apply(&self, doc: &mut Value) -> Result<(), PatchError> {
+    fn apply(&self, doc: &mut Value, copy_budget: &mut usize) -> Result<(), PatchError> {
         let value = || self.value.cloned().unwrap_or(Value::Null);
         match self.op {
             Op::Add => add(doc, &self.tokens, value()),
@@ -139,12 +157,12 @@ impl<'a> Operation<'a> {
                     Err(JsonPatchFailure::TestFailed)
                 }
             }),
-            Op::Move | Op::Copy => return self.move_or_copy(doc),
+            Op::Move | Op::Copy => return self.move_or_copy(doc, copy_budget),
         }
         .map_err(|f| self.fail(f))
     }
 
-    fn move_or_copy(&self, doc: &mut Value) -> Result<(), PatchError> {
+    fn move_or_copy(&self, doc: &mut Value, copy_budget: &mut usize) -> Result<(), PatchError> {
         let Some((from, from_tokens)) = &self.from else {
             return Ok(());
         };
@@ -164,11 +182,49 @@ impl<'a> Operation<'a> {
             }
             remove(doc, from_tokens)
         } else {
-            get_mut(doc, from_tokens).map(|v| v.clone())
+            get_mut(doc, from_tokens).and_then(|v| {
+                // Measured before cloning, so a doubling copy stops here.
+                let size = json_size(v, *copy_budget).ok_or(JsonPatchFailure::CopyLimit {
+                    limit: MAX_JSON_PATCH_COPY_BYTES,
+                })?;
+                *copy_budget -= size;
+                Ok(v.clone())
+            })
         }
         .map_err(|f| self.fail(from_failure(f)))?;
         add(doc, &self.tokens, moved).map_err(|f| self.fail(f))
     }
+}
+
+/// The size of `value` written as compact JSON (strings counted without
+/// escapes), or `None` once it passes `limit`: the walk stops there, so
+/// measuring costs no more than the limit.
+fn json_size(value: &Value, limit: usize) -> Option<usize> {
+    fn walk(value: &Value, total: &mut usize, limit: usize) -> Option<()> {
+        let own = match value {
+            Value::Null | Value::Bool(_) => 5,
+            Value::Number(n) => n.to_string().len(),
+            Value::String(s) => s.len() + 2,
+            Value::Array(items) => {
+                for item in items {
+                    walk(item, total, limit)?;
+                }
+                items.len() + 1
+            }
+            Value::Object(map) => {
+                for (key, item) in map {
+                    *total += key.len() + 3;
+                    walk(item, total, limit)?;
+                }
+                map.len() + 1
+            }
+        };
+        *total += own;
+        (*total <= limit).then_some(())
+    }
+    let mut total = 0;
+    walk(value, &mut total, limit)?;
+    Some(total)
 }
 
 /// Splits an RFC 6901 JSON pointer into unescaped reference tokens.
@@ -614,5 +670,49 @@ mod tests {
             assert_eq!(e.to_string(), want);
             assert_eq!(target, doc);
         }
+    }
+
+    #[test]
+    fn a_patch_has_at_most_10000_operations() {
+        let test = json!({"op": "test", "path": "/a", "value": 1});
+        let doc = json!({"a": 1});
+        assert_eq!(
+            patched(doc.clone(), Value::Array(vec![test.clone(); 10_000])),
+            Ok(doc.clone())
+        );
+        let e = patched(doc, Value::Array(vec![test; 10_001])).unwrap_err();
+        assert_eq!(
+            e,
+            PatchError::TooManyOperations {
+                max: 10_000,
+                got: 10_001
+            }
+        );
+        assert!(e.is_malformed());
+    }
+
+    #[test]
+    fn doubling_copies_stop_at_the_copy_limit() {
+        let doc = json!({"a": {"seed": "x".repeat(1024)}});
+        let doubling: Vec<Value> = (0..40)
+            .map(|i| json!({"op": "copy", "from": "/a", "path": format!("/a/c{i}")}))
+            .collect();
+        let e = patched(doc.clone(), Value::Array(doubling)).unwrap_err();
+        // 1 KiB doubled: the 12th copy would pass 3 MiB in total.
+        match &e {
+            PatchError::OperationFailed { index, failure, .. } => {
+                assert_eq!(*failure, JsonPatchFailure::CopyLimit { limit: 3 << 20 });
+                assert!((10..=12).contains(index), "{e}");
+            }
+            other => panic!("{other}"),
+        }
+        assert!(!e.is_malformed());
+        // Moves cost nothing, and small copies stay under the limit.
+        let moves = json!([{"op": "move", "from": "/a", "path": "/b"},
+                           {"op": "copy", "from": "/b", "path": "/c"}]);
+        assert!(patched(doc, moves).is_ok());
+        // `{"ab":[1,null,"x"]}` is 19 bytes; the count errs a little high.
+        assert_eq!(json_size(&json!({"ab": [1, null, "x"]}), 100), Some(20));
+        assert_eq!(json_size(&json!({"ab": [1, null, "x"]}), 10), None);
     }
 }

@@ -28,7 +28,7 @@ mod kubectl_tests;
 use serde_json::Value;
 
 pub use error::{JsonPatchFailure, PatchError, StrategicFailure};
-pub use json::apply_json_patch;
+pub use json::{apply_json_patch, MAX_JSON_PATCH_COPY_BYTES, MAX_JSON_PATCH_OPERATIONS};
 pub use merge::{apply_merge_patch, create_merge_patch, create_three_way_merge_patch};
 pub use strategic::{apply_strategic_merge_patch, supports_strategic_merge_patch};
 

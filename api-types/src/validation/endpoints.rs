@@ -4,7 +4,7 @@ use crate::status::FieldError;
 use crate::v1::{EndpointAddress, EndpointPort, Endpoints};
 
 use super::names::{
-    is_dns1123_label, is_valid_ip, is_valid_port_num, name_is_dns_subdomain, special_ip_errors,
+    is_dns1123_label, is_non_special_ip, is_valid_ip, is_valid_port_num, name_is_dns_subdomain,
 };
 use super::{
     child, index, push_invalid, validate_object_meta_update, validate_object_meta_with,
@@ -13,12 +13,10 @@ use super::{
 
 /// Validates endpoints: metadata (namespaced, the name a DNS subdomain, in
 /// practice the service's name) and each subset: at least one address, every
-/// address a valid IP that is not unspecified or link-local, optional
-/// hostname a DNS label, ports valid and named when more than one.
-///
-/// Unlike Kubernetes, loopback addresses are allowed: an apiserver bound to
-/// 127.0.0.1 (the default here) advertises itself there as the `kubernetes`
-/// service's endpoint.
+/// address a valid IP that is not unspecified, loopback, link-local or
+/// link-local multicast (Kubernetes' `validateNonSpecialIP`: a proxy would
+/// dial the node's own 127.0.0.1, where etcd listens), optional hostname a
+/// DNS label, ports valid and named when more than one.
 pub fn validate_endpoints(endpoints: &Endpoints) -> FieldErrors {
     let mut errs =
         validate_object_meta_with(&endpoints.metadata, true, name_is_dns_subdomain, "metadata");
@@ -54,12 +52,7 @@ fn validate_address(address: &EndpointAddress, path: &str, errs: &mut FieldError
     let ip_path = child(path, "ip");
     let msgs = is_valid_ip(&address.ip);
     if msgs.is_empty() {
-        push_invalid(
-            errs,
-            &ip_path,
-            &address.ip,
-            special_ip_errors(&address.ip, true),
-        );
+        push_invalid(errs, &ip_path, &address.ip, is_non_special_ip(&address.ip));
     } else {
         push_invalid(errs, &ip_path, &address.ip, msgs);
     }
@@ -144,11 +137,40 @@ mod tests {
     #[test]
     fn valid_endpoints() {
         assert_valid(&validate_endpoints(&endpoints(vec![EndpointSubset {
-            addresses: Some(vec![address("10.244.1.5"), address("127.0.0.1")]),
+            addresses: Some(vec![address("10.244.1.5")]),
             not_ready_addresses: Some(vec![address("10.244.3.2")]),
             ports: Some(vec![port(None, 6379)]),
         }])));
         assert_valid(&validate_endpoints(&endpoints(Vec::new())));
+    }
+
+    #[test]
+    fn special_addresses_are_refused() {
+        let on = |ip: &str| {
+            endpoints(vec![EndpointSubset {
+                addresses: Some(vec![address(ip)]),
+                not_ready_addresses: None,
+                ports: Some(vec![port(None, 6443)]),
+            }])
+        };
+        for special in [
+            "127.0.0.1",
+            "127.1.2.3",
+            "::1",
+            "0.0.0.0",
+            "::",
+            "169.254.169.254",
+            "224.0.0.251",
+            "fe80::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert_exactly(
+                &validate_endpoints(&on(special)),
+                &[("subsets[0].addresses[0].ip", Invalid)],
+            );
+        }
+        assert_valid(&validate_endpoints(&on("10.245.1.1")));
     }
 
     #[test]

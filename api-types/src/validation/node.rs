@@ -8,7 +8,7 @@ use crate::status::FieldError;
 use crate::v1::Node;
 
 use super::names::{is_qualified_name, is_valid_ip, is_valid_label_value, name_is_dns_subdomain};
-use super::quantity::{ParsedQuantity, QUANTITY_FORMAT_ERROR};
+use super::quantity::{quantity_error, ParsedQuantity};
 use super::{
     child, index, key, push_invalid, validate_object_meta_update, validate_object_meta_with,
     FieldErrors, IS_NEGATIVE_ERROR_MSG,
@@ -110,7 +110,7 @@ fn validate_status(status: &NodeStatus, errs: &mut FieldErrors) {
             let p = key(&child("status", field), name);
             push_invalid(errs, &p, name, is_qualified_name(name));
             match ParsedQuantity::parse(&q.0) {
-                Err(_) => errs.push(FieldError::invalid(&p, &q.0, QUANTITY_FORMAT_ERROR)),
+                Err(e) => errs.push(quantity_error(&p, &q.0, &e)),
                 Ok(v) if v.is_negative() => {
                     errs.push(FieldError::invalid(&p, &q.0, IS_NEGATIVE_ERROR_MSG));
                 }

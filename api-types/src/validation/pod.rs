@@ -22,7 +22,7 @@ use super::names::{
     is_env_var_name, is_http_header_name, is_qualified_name, is_valid_ip, is_valid_label_value,
     is_valid_port_name, is_valid_port_num, name_is_dns_subdomain, name_is_dns_subdomain_any_case,
 };
-use super::quantity::{ParsedQuantity, QUANTITY_FORMAT_ERROR};
+use super::quantity::{quantity_error, ParsedQuantity};
 use super::{
     child, index, key, push_invalid, unset, validate_nonnegative, validate_object_meta_update,
     validate_object_meta_with, validate_protocol, FieldErrors, IS_NEGATIVE_ERROR_MSG,
@@ -646,11 +646,7 @@ fn validate_resource_field_selector(
     }
     if let Some(divisor) = &selector.divisor {
         match ParsedQuantity::parse(&divisor.0) {
-            Err(_) => errs.push(FieldError::invalid(
-                child(path, "divisor"),
-                &divisor.0,
-                QUANTITY_FORMAT_ERROR,
-            )),
+            Err(e) => errs.push(quantity_error(child(path, "divisor"), &divisor.0, &e)),
             Ok(q) if q.is_negative() || q.is_zero() => errs.push(FieldError::invalid(
                 child(path, "divisor"),
                 &divisor.0,
@@ -710,6 +706,14 @@ fn validate_volume_mounts(
         }
         if m.mount_path.is_empty() {
             errs.push(FieldError::required(child(&p, "mountPath"), ""));
+        } else if m.mount_path.contains(':') {
+            // Docker reads a bind as `source:target:options`, so a colon
+            // here would add options (or a path) of the pod's choosing.
+            errs.push(FieldError::invalid(
+                child(&p, "mountPath"),
+                &m.mount_path,
+                "must not contain ':'",
+            ));
         } else if !mount_points.insert(m.mount_path.as_str()) {
             errs.push(FieldError::invalid(
                 child(&p, "mountPath"),
@@ -897,11 +901,7 @@ fn validate_volume_source(v: &Volume, path: &str, errs: &mut FieldErrors) {
         }
         if let Some(limit) = &empty_dir.size_limit {
             match ParsedQuantity::parse(&limit.0) {
-                Err(_) => errs.push(FieldError::invalid(
-                    child(&p, "sizeLimit"),
-                    &limit.0,
-                    QUANTITY_FORMAT_ERROR,
-                )),
+                Err(e) => errs.push(quantity_error(child(&p, "sizeLimit"), &limit.0, &e)),
                 Ok(q) if q.is_negative() => errs.push(FieldError::forbidden(
                     child(&p, "sizeLimit"),
                     "SizeLimit field must be a valid resource quantity",
@@ -1074,13 +1074,39 @@ fn validate_handler(h: &Handler<'_>, path: &str, errs: &mut FieldErrors) {
                     ));
                 }
             }
-            for header in http.http_headers.iter().flatten() {
+            if let Some(path) = http.path.as_deref() {
+                let shown = path.escape_default().to_string();
+                push_invalid(errs, &child(&p, "path"), &shown, request_line_errors(path));
+            }
+            if let Some(host) = http.host.as_deref().filter(|h| !h.is_empty()) {
+                let mut msgs = request_line_errors(host);
+                if msgs.is_empty() && !is_valid_ip(host).is_empty() {
+                    msgs = is_dns1123_subdomain(host)
+                        .into_iter()
+                        .map(|m| format!("must be an IP address or a DNS name: {m}"))
+                        .collect();
+                }
+                push_invalid(
+                    errs,
+                    &child(&p, "host"),
+                    &host.escape_default().to_string(),
+                    msgs,
+                );
+            }
+            for (i, header) in http.http_headers.iter().flatten().enumerate() {
                 push_invalid(
                     errs,
                     &child(&p, "httpHeaders"),
                     &header.name,
                     is_http_header_name(&header.name),
                 );
+                if header.value.chars().any(char::is_control) {
+                    errs.push(FieldError::invalid(
+                        child(&index(&child(&p, "httpHeaders"), i), "value"),
+                        header.value.escape_default(),
+                        "must not contain control characters (line breaks would end the header)",
+                    ));
+                }
             }
         }
     }
@@ -1110,6 +1136,17 @@ fn validate_handler(h: &Handler<'_>, path: &str, errs: &mut FieldErrors) {
     }
     if count == 0 {
         errs.push(FieldError::required(path, "must specify a handler type"));
+    }
+}
+
+/// Why `value` cannot go into an HTTP request line as it is: the kubelet
+/// writes a probe's path and host there, and a line break or space in them
+/// smuggled a request of the pod's making to a service on the node.
+fn request_line_errors(value: &str) -> Vec<String> {
+    if value.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        vec!["must not contain spaces or control characters (it is sent in the probe's request line)".to_string()]
+    } else {
+        Vec::new()
     }
 }
 
@@ -1341,9 +1378,12 @@ fn validate_quantity_value(
     path: &str,
     errs: &mut FieldErrors,
 ) -> Option<ParsedQuantity> {
-    let Ok(q) = ParsedQuantity::parse(text) else {
-        errs.push(FieldError::invalid(path, text, QUANTITY_FORMAT_ERROR));
-        return None;
+    let q = match ParsedQuantity::parse(text) {
+        Ok(q) => q,
+        Err(e) => {
+            errs.push(quantity_error(path, text, &e));
+            return None;
+        }
     };
     if q.is_negative() {
         errs.push(FieldError::invalid(path, text, IS_NEGATIVE_ERROR_MSG));

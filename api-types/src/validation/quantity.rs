@@ -28,7 +28,16 @@ pub enum QuantityError {
     /// The decimal exponent does not fit in 32 bits.
     #[error("quantity exponent is out of range")]
     ExponentRange,
+    /// Longer than [`MAX_QUANTITY_LENGTH`]: arithmetic on the digits is
+    /// quadratic, so a million-digit `cpu` blocked a worker (and the
+    /// scheduler, every cycle) for seconds.
+    #[error("quantities must be at most {MAX_QUANTITY_LENGTH} characters, not {0}")]
+    TooLong(usize),
 }
+
+/// The longest quantity parsed: far past any value Kubernetes writes (an
+/// int64 of digits, a fraction and a suffix fit in 30).
+pub const MAX_QUANTITY_LENGTH: usize = 64;
 
 /// A parsed quantity: `±mantissa × 10^exp10 × 2^exp2`, exactly.
 ///
@@ -228,12 +237,39 @@ impl std::str::FromStr for ParsedQuantity {
     }
 }
 
+/// The field error for a quantity that did not parse: Kubernetes' message
+/// for a malformed one, the length limit for a long one, whose value is
+/// cut short rather than echoed whole.
+pub fn quantity_error(
+    path: impl Into<String>,
+    text: &str,
+    error: &QuantityError,
+) -> crate::status::FieldError {
+    match error {
+        QuantityError::TooLong(_) => {
+            let mut end = 32;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            crate::status::FieldError::invalid(
+                path,
+                format!("{}...", &text[..end]),
+                error.to_string(),
+            )
+        }
+        _ => crate::status::FieldError::invalid(path, text, QUANTITY_FORMAT_ERROR),
+    }
+}
+
 /// Parses a k8s-openapi [`Quantity`].
 pub fn parse_quantity(quantity: &Quantity) -> Result<ParsedQuantity, QuantityError> {
     parse(&quantity.0)
 }
 
 fn parse(text: &str) -> Result<ParsedQuantity, QuantityError> {
+    if text.len() > MAX_QUANTITY_LENGTH {
+        return Err(QuantityError::TooLong(text.len()));
+    }
     let bytes = text.as_bytes();
     let mut pos = 0;
     let mut negative = false;
@@ -435,6 +471,12 @@ mod tests {
             ParsedQuantity::parse("1e99999999999"),
             Err(QuantityError::ExponentRange)
         );
+        let long = format!("1{}", "0".repeat(MAX_QUANTITY_LENGTH));
+        assert_eq!(
+            ParsedQuantity::parse(&long),
+            Err(QuantityError::TooLong(MAX_QUANTITY_LENGTH + 1))
+        );
+        assert!(ParsedQuantity::parse(&long[1..]).is_ok());
         assert_eq!(
             QuantityError::Format.to_string(),
             "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"

@@ -716,6 +716,56 @@ fn probes() {
     );
 }
 
+/// The kubelet writes an httpGet's path and host into its request line.
+#[test]
+fn probe_request_lines_cannot_be_smuggled() {
+    let l = "/spec/containers/0/livenessProbe";
+    let f = "spec.containers[0].livenessProbe";
+    for path in ["/a\r\nHost: x", "/a b", "/\n", "/\u{0}"] {
+        expect_one(
+            l,
+            json!({"httpGet": {"port": 80, "path": path}}),
+            &format!("{f}.httpGet.path"),
+            Invalid,
+        );
+    }
+    for host in ["10.0.0.1\r\nX: y", "a b", "evil/path", "user@host"] {
+        expect_one(
+            l,
+            json!({"httpGet": {"port": 80, "host": host}}),
+            &format!("{f}.httpGet.host"),
+            Invalid,
+        );
+    }
+    expect_one(
+        l,
+        json!({"httpGet": {"port": 80, "httpHeaders": [{"name": "X", "value": "a\r\nB: c"}]}}),
+        &format!("{f}.httpGet.httpHeaders[0].value"),
+        Invalid,
+    );
+    for fine in [
+        json!({"httpGet": {"port": 80, "path": "/healthz?x=%20y", "host": "10.0.0.1"}}),
+        json!({"httpGet": {"port": 80, "host": "db.default.svc", "httpHeaders": [{"name": "X", "value": "a b"}]}}),
+        json!({"httpGet": {"port": 80, "host": "::1"}}),
+    ] {
+        assert_valid(&with(l, fine));
+    }
+}
+
+/// Docker reads `source:target:options`.
+#[test]
+fn mount_paths_have_no_colon() {
+    let mut pod = good_pod();
+    pod["spec"]["volumes"] = json!([{"name": "v", "emptyDir": {}}]);
+    pod["spec"]["containers"][0]["volumeMounts"] = json!([{"name": "v", "mountPath": "/data:ro"}]);
+    assert_exactly(
+        &errs_of(pod.clone()),
+        &[("spec.containers[0].volumeMounts[0].mountPath", Invalid)],
+    );
+    pod["spec"]["containers"][0]["volumeMounts"] = json!([{"name": "v", "mountPath": "/data"}]);
+    assert_exactly(&errs_of(pod), &[]);
+}
+
 #[test]
 fn init_containers() {
     expect_one(
