@@ -63,11 +63,17 @@ impl HollowRuntime {
 
     /// Marks a container exited with `code` (a crash, for tests).
     pub fn exit_container(&self, id: &str, code: i64) {
+        self.exit_container_at(id, code, jiff::Timestamp::now());
+    }
+
+    /// Marks a container exited with `code` at `when` (tests on paused
+    /// time give the wall time that goes with it).
+    pub fn exit_container_at(&self, id: &str, code: i64, when: jiff::Timestamp) {
         let mut s = self.lock();
         if let Some(c) = s.containers.iter_mut().find(|c| c.id == id) {
             c.state = ContainerState::Exited;
             c.exit_code = code;
-            c.finished_at = Some(jiff::Timestamp::now());
+            c.finished_at = Some(when);
         }
     }
 

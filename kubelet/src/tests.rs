@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use serde_json::json;
 
 use crate::hollow::HollowRuntime;
-use crate::pod::{kill_pod, sync_pod, PodState, SyncConfig};
+use crate::pod::{kill_pod, sync_pod, sync_pod_at, Now, PodState, SyncConfig};
 use crate::runtime::{ContainerState, Runtime, INFRA_CONTAINER_NAME};
 
 fn config(root: &std::path::Path) -> SyncConfig {
@@ -20,6 +20,41 @@ fn config(root: &std::path::Path) -> SyncConfig {
         backoff_max: Duration::from_secs(5),
         backoff_reset: Duration::from_secs(600),
         extra_labels: Default::default(),
+    }
+}
+
+/// Wall time that moves with tokio's paused clock from the test's start,
+/// so a back-off (measured from the container's wall-clock `finishedAt`)
+/// is waited out with `tokio::time::advance`, in no time.
+struct PausedClock {
+    wall: jiff::Timestamp,
+    mono: tokio::time::Instant,
+}
+
+impl PausedClock {
+    fn new() -> Self {
+        Self {
+            wall: jiff::Timestamp::now(),
+            mono: tokio::time::Instant::now(),
+        }
+    }
+
+    fn now(&self) -> Now {
+        let mono = tokio::time::Instant::now();
+        let passed = jiff::SignedDuration::try_from(mono - self.mono).unwrap();
+        Now {
+            wall: self.wall + passed,
+            mono,
+        }
+    }
+}
+
+/// [`config`] with Kubernetes' back-off: 10 s doubling to 5 min.
+fn paused_config(root: &std::path::Path) -> SyncConfig {
+    SyncConfig {
+        backoff_base: Duration::from_secs(10),
+        backoff_max: Duration::from_secs(300),
+        ..config(root)
     }
 }
 
@@ -117,13 +152,20 @@ async fn crash_twice(
     cfg: &SyncConfig,
     p: &Pod,
     state: &mut PodState,
+    clock: &PausedClock,
 ) -> crate::pod::SyncResult {
-    sync_pod(rt, cfg, p, &[], state).await.unwrap();
-    rt.exit_container(&app_id(rt), 1);
-    let r = sync_pod(rt, cfg, p, &[], state).await.unwrap();
+    sync_pod_at(rt, cfg, p, &[], state, clock.now())
+        .await
+        .unwrap();
+    rt.exit_container_at(&app_id(rt), 1, clock.now().wall);
+    let r = sync_pod_at(rt, cfg, p, &[], state, clock.now())
+        .await
+        .unwrap();
     assert_eq!(r.status.container_statuses.unwrap()[0].restart_count, 1);
-    rt.exit_container(&app_id(rt), 1);
-    let r = sync_pod(rt, cfg, p, &[], state).await.unwrap();
+    rt.exit_container_at(&app_id(rt), 1, clock.now().wall);
+    let r = sync_pod_at(rt, cfg, p, &[], state, clock.now())
+        .await
+        .unwrap();
     assert_eq!(
         waiting_reason(&r.status).as_deref(),
         Some("CrashLoopBackOff")
@@ -131,37 +173,60 @@ async fn crash_twice(
     r
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_crashing_container_restarts_with_growing_back_off_under_always() {
     let dir = tempfile::tempdir().unwrap();
     let rt = HollowRuntime::new();
-    let cfg = config(dir.path());
+    let cfg = paused_config(dir.path());
+    let clock = PausedClock::new();
     let p = pod("Always", "busybox");
     let mut state = PodState::default();
-    let r = crash_twice(&rt, &cfg, &p, &mut state).await;
+    let r = crash_twice(&rt, &cfg, &p, &mut state, &clock).await;
     let reasons: Vec<&str> = state.events.iter().map(|e| e.reason).collect();
     assert_eq!(
         reasons,
         ["Pulled", "Created", "Started", "Pulled", "Created", "Started", "BackOff"]
     );
     let wake = r.wake_at.expect("a back-off wakes the worker");
-    assert!(wake > tokio::time::Instant::now());
-    tokio::time::sleep(Duration::from_millis(350)).await;
-    let r = sync_pod(&rt, &cfg, &p, &[], &mut state).await.unwrap();
-    assert_eq!(r.status.container_statuses.unwrap()[0].restart_count, 2);
-    rt.exit_container(&app_id(&rt), 1);
-    tokio::time::sleep(Duration::from_millis(350)).await;
-    // The delay doubled: 300 ms is not enough any more.
-    let r = sync_pod(&rt, &cfg, &p, &[], &mut state).await.unwrap();
+    let left = wake - tokio::time::Instant::now();
+    assert!(
+        left > Duration::from_secs(9) && left <= Duration::from_secs(10),
+        "{left:?}"
+    );
+    // Not over yet one second before it ends.
+    tokio::time::advance(left - Duration::from_secs(1)).await;
+    let r = sync_pod_at(&rt, &cfg, &p, &[], &mut state, clock.now())
+        .await
+        .unwrap();
     assert_eq!(
         waiting_reason(&r.status).as_deref(),
         Some("CrashLoopBackOff")
     );
+    tokio::time::advance(Duration::from_secs(2)).await;
+    let r = sync_pod_at(&rt, &cfg, &p, &[], &mut state, clock.now())
+        .await
+        .unwrap();
+    assert_eq!(r.status.container_statuses.unwrap()[0].restart_count, 2);
+    rt.exit_container_at(&app_id(&rt), 1, clock.now().wall);
+    tokio::time::advance(Duration::from_secs(11)).await;
+    // The delay doubled: 10 s is not enough any more, 20 s is.
+    let r = sync_pod_at(&rt, &cfg, &p, &[], &mut state, clock.now())
+        .await
+        .unwrap();
+    assert_eq!(
+        waiting_reason(&r.status).as_deref(),
+        Some("CrashLoopBackOff")
+    );
+    tokio::time::advance(Duration::from_secs(10)).await;
+    let r = sync_pod_at(&rt, &cfg, &p, &[], &mut state, clock.now())
+        .await
+        .unwrap();
+    assert_eq!(r.status.container_statuses.unwrap()[0].restart_count, 3);
     // Only the newest dead instance is kept.
     let dead = rt
         .containers()
         .iter()
-        .filter(|c| c.container_name() == "c")
+        .filter(|c| c.container_name() == "c" && c.state == ContainerState::Exited)
         .count();
     assert_eq!(dead, 1);
 }
@@ -454,14 +519,14 @@ async fn a_readiness_probe_drives_ready_without_restarting_the_container() {
 /// Issue 12: while a crash-looping container backs off, the status's
 /// `lastState.terminated` names the one instance the kubelet kept, so
 /// `logs --previous` (and the plain request) read it.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn during_back_off_the_log_requests_read_the_kept_dead_instance() {
     let dir = tempfile::tempdir().unwrap();
     let rt = HollowRuntime::new();
-    let cfg = config(dir.path());
+    let cfg = paused_config(dir.path());
     let p = pod("Always", "busybox");
     let mut state = PodState::default();
-    let r = crash_twice(&rt, &cfg, &p, &mut state).await;
+    let r = crash_twice(&rt, &cfg, &p, &mut state, &PausedClock::new()).await;
     let running = app_id(&rt);
     let kept: Vec<String> = rt
         .containers()

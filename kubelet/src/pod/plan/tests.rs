@@ -1,0 +1,444 @@
+//! The plan as a table: observed containers + spec + the worker's memory +
+//! the time → actions. No runtime, no clock.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::json;
+use tokio::time::Instant;
+
+use super::{group, kill, plan, Action, KillPlan, Now};
+use crate::pod::{container_hash, Backoff, PodState, SyncConfig};
+use crate::runtime::{
+    ContainerInfo, ContainerState, INFRA_CONTAINER_NAME, LABEL_CONTAINER_NAME, LABEL_GRACE_PERIOD,
+    LABEL_RESTART_COUNT, LABEL_SPEC_HASH,
+};
+
+const BASE: Duration = Duration::from_secs(10);
+const GRACE: Duration = Duration::from_secs(30);
+/// Stands for the hash of the case's own container spec.
+const SAME_SPEC: &str = "same";
+
+fn cfg() -> SyncConfig {
+    SyncConfig {
+        node_name: "n1".into(),
+        host_ip: "127.0.0.1".into(),
+        infra_image: "pause".into(),
+        root_dir: "/nonexistent".into(),
+        backoff_base: BASE,
+        backoff_max: Duration::from_secs(300),
+        backoff_reset: Duration::from_secs(600),
+        extra_labels: BTreeMap::default(),
+    }
+}
+
+/// A pod with one container `c` (plus `probe` as its liveness probe).
+fn pod(policy: &str, liveness: bool) -> Pod {
+    let mut c = json!({"name": "c", "image": "img:v1"});
+    if liveness {
+        c["livenessProbe"] = json!({"exec": {"command": ["true"]}});
+    }
+    serde_json::from_value(json!({
+        "metadata": {"name": "p", "namespace": "default", "uid": "u"},
+        "spec": {"restartPolicy": policy, "containers": [c]}
+    }))
+    .unwrap()
+}
+
+/// The fixed instant every case is planned at.
+fn now() -> Now {
+    Now {
+        wall: "2026-12-06T05:00:00Z".parse().unwrap(),
+        mono: Instant::now(),
+    }
+}
+
+fn ago(secs: i64) -> jiff::Timestamp {
+    now().wall - jiff::SignedDuration::from_secs(secs)
+}
+
+/// A container of `name`, instance `restart`, in `state`; an exited one
+/// ran from 100 s before `finished` (seconds ago) until then.
+fn container(
+    id: &str,
+    name: &str,
+    restart: i32,
+    state: ContainerState,
+    finished: i64,
+) -> ContainerInfo {
+    let mut labels = BTreeMap::from([
+        (LABEL_CONTAINER_NAME.to_string(), name.to_string()),
+        (LABEL_RESTART_COUNT.to_string(), restart.to_string()),
+        (LABEL_GRACE_PERIOD.to_string(), "7".to_string()),
+    ]);
+    if name != INFRA_CONTAINER_NAME {
+        // The case's own spec hash (see the runner).
+        labels.insert(LABEL_SPEC_HASH.into(), SAME_SPEC.into());
+    }
+    let exited = state == ContainerState::Exited;
+    ContainerInfo {
+        id: id.into(),
+        labels,
+        state,
+        image: "img:v1".into(),
+        image_id: "sha256:img".into(),
+        exit_code: 0,
+        oom_killed: false,
+        created_at: Some(ago(finished + 100)),
+        started_at: Some(ago(finished + 100)),
+        finished_at: exited.then(|| ago(finished)),
+        ip: (name == INFRA_CONTAINER_NAME).then(|| "10.244.0.5".into()),
+    }
+}
+
+fn infra() -> ContainerInfo {
+    container("infra", INFRA_CONTAINER_NAME, 0, ContainerState::Running, 0)
+}
+
+fn running(id: &str, restart: i32) -> ContainerInfo {
+    container(id, "c", restart, ContainerState::Running, 0)
+}
+
+/// Exited with `code`, `secs` ago.
+fn exited(id: &str, restart: i32, code: i64, secs: i64) -> ContainerInfo {
+    let mut c = container(id, "c", restart, ContainerState::Exited, secs);
+    c.exit_code = code;
+    c
+}
+
+fn with_crash_delay(delay: Duration) -> PodState {
+    let mut state = PodState::default();
+    state.crash_delay.insert("c".into(), delay);
+    state
+}
+
+fn stop(id: &str) -> Action {
+    Action::Stop {
+        id: id.into(),
+        grace: GRACE,
+    }
+}
+
+fn start(restart: i32) -> Action {
+    Action::Start {
+        name: "c".into(),
+        restart,
+    }
+}
+
+fn set_delay(delay: Duration) -> Action {
+    Action::SetCrashDelay {
+        name: "c".into(),
+        delay,
+    }
+}
+
+struct Case {
+    name: &'static str,
+    pod: Pod,
+    observed: Vec<ContainerInfo>,
+    state: PodState,
+    actions: Vec<Action>,
+    /// Seconds from now the worker wants to be woken, if at all.
+    wake_in: Option<u64>,
+    done: bool,
+}
+
+fn case(name: &'static str, pod: Pod, observed: Vec<ContainerInfo>, actions: Vec<Action>) -> Case {
+    Case {
+        name,
+        pod,
+        observed,
+        state: PodState::default(),
+        actions,
+        wake_in: None,
+        done: false,
+    }
+}
+
+#[test]
+fn the_plan_as_a_table() {
+    let now = now();
+    let mut changed = pod("Always", false);
+    changed.spec.as_mut().unwrap().containers[0].args = Some(vec!["x".into()]);
+    let cases = vec![
+        case(
+            "converged: nothing to do",
+            pod("Always", false),
+            vec![infra(), running("c1", 0)],
+            vec![],
+        ),
+        case(
+            "converged with a liveness probe: only the probe",
+            pod("Always", true),
+            vec![infra(), running("c1", 0)],
+            vec![Action::Liveness {
+                name: "c".into(),
+                id: "c1".into(),
+            }],
+        ),
+        case(
+            "a new pod: infra container, then the app",
+            pod("Always", false),
+            vec![],
+            vec![Action::CreateInfra { restart: 0 }, start(0)],
+        ),
+        case(
+            "infra container gone: the apps are stopped and recreated in a new one",
+            pod("Always", true),
+            vec![
+                container("old", INFRA_CONTAINER_NAME, 0, ContainerState::Exited, 5),
+                running("c1", 0),
+            ],
+            vec![
+                stop("c1"),
+                Action::Remove { id: "old".into() },
+                Action::CreateInfra { restart: 1 },
+                start(1),
+            ],
+        ),
+        case(
+            "spec changed (hash): stop the container, start it again",
+            changed,
+            vec![infra(), {
+                let mut c = running("c1", 0);
+                let old = &pod("Always", false).spec.unwrap().containers[0];
+                c.labels.insert(LABEL_SPEC_HASH.into(), container_hash(old));
+                c
+            }],
+            vec![
+                Action::StopChanged {
+                    name: "c".into(),
+                    id: "c1".into(),
+                    grace: GRACE,
+                },
+                start(1),
+            ],
+        ),
+        case(
+            "older dead instances are removed, the newest kept",
+            pod("Always", false),
+            vec![
+                infra(),
+                running("c3", 2),
+                exited("c2", 1, 1, 50),
+                exited("c1", 0, 1, 90),
+            ],
+            vec![
+                Action::Remove { id: "c2".into() },
+                Action::Remove { id: "c1".into() },
+            ],
+        ),
+        case(
+            "exited 0 under Always: restarted, first back-off remembered",
+            pod("Always", false),
+            vec![infra(), exited("c1", 0, 0, 1)],
+            vec![set_delay(BASE), start(1)],
+        ),
+        case(
+            "exited 1 under OnFailure: restarted",
+            pod("OnFailure", false),
+            vec![infra(), exited("c1", 0, 1, 1)],
+            vec![set_delay(BASE), start(1)],
+        ),
+        Case {
+            done: true,
+            ..case(
+                "exited 0 under OnFailure: done, the infra container stops at once",
+                pod("OnFailure", false),
+                vec![infra(), exited("c1", 0, 0, 1)],
+                vec![Action::Stop {
+                    id: "infra".into(),
+                    grace: Duration::ZERO,
+                }],
+            )
+        },
+        Case {
+            done: true,
+            ..case(
+                "exited 1 under Never: done",
+                pod("Never", false),
+                vec![infra(), exited("c1", 0, 1, 1)],
+                vec![Action::Stop {
+                    id: "infra".into(),
+                    grace: Duration::ZERO,
+                }],
+            )
+        },
+        Case {
+            done: true,
+            ..case(
+                "done and its infra container already stopped: nothing",
+                pod("Never", false),
+                vec![
+                    container("infra", INFRA_CONTAINER_NAME, 0, ContainerState::Exited, 1),
+                    exited("c1", 0, 1, 1),
+                ],
+                vec![],
+            )
+        },
+        Case {
+            state: with_crash_delay(BASE),
+            wake_in: Some(6),
+            ..case(
+                "back-off not yet over: CrashLoopBackOff, woken when it ends",
+                pod("Always", false),
+                vec![infra(), exited("c1", 1, 1, 4)],
+                vec![Action::CrashLoopBackOff {
+                    name: "c".into(),
+                    delay: BASE,
+                    announce: true,
+                }],
+            )
+        },
+        Case {
+            state: {
+                let mut s = with_crash_delay(BASE);
+                s.waiting
+                    .insert("c".into(), ("CrashLoopBackOff".into(), String::new()));
+                s
+            },
+            wake_in: Some(6),
+            ..case(
+                "still backing off: no second BackOff event",
+                pod("Always", false),
+                vec![infra(), exited("c1", 1, 1, 4)],
+                vec![Action::CrashLoopBackOff {
+                    name: "c".into(),
+                    delay: BASE,
+                    announce: false,
+                }],
+            )
+        },
+        Case {
+            state: with_crash_delay(BASE),
+            ..case(
+                "back-off over: restarted, the next one doubled",
+                pod("Always", false),
+                vec![infra(), exited("c1", 1, 1, 11)],
+                vec![set_delay(2 * BASE), start(2)],
+            )
+        },
+        Case {
+            state: with_crash_delay(Duration::from_secs(300)),
+            ..case(
+                "back-off at its cap stays there",
+                pod("Always", false),
+                vec![infra(), exited("c1", 5, 1, 301)],
+                vec![set_delay(Duration::from_secs(300)), start(6)],
+            )
+        },
+        Case {
+            state: with_crash_delay(Duration::from_secs(300)),
+            ..case(
+                "a container that ran past backoff_reset starts over at the base delay",
+                pod("Always", false),
+                vec![infra(), {
+                    let mut c = exited("c1", 5, 1, 1);
+                    c.started_at = Some(ago(700));
+                    c
+                }],
+                vec![set_delay(BASE), start(6)],
+            )
+        },
+        Case {
+            state: {
+                let mut s = PodState::default();
+                let until = now.mono + Duration::from_secs(8);
+                s.pull_backoff
+                    .insert("c".into(), Backoff { delay: BASE, until });
+                s.waiting
+                    .insert("c".into(), ("ErrImagePull".into(), "no such image".into()));
+                s
+            },
+            wake_in: Some(8),
+            ..case(
+                "image pull backing off: ImagePullBackOff, no start",
+                pod("Always", false),
+                vec![infra()],
+                vec![Action::ImagePullBackOff {
+                    name: "c".into(),
+                    announce: true,
+                }],
+            )
+        },
+        Case {
+            state: {
+                let mut s = PodState::default();
+                let until = now.mono + Duration::from_secs(8);
+                s.pull_backoff
+                    .insert("c".into(), Backoff { delay: BASE, until });
+                s.waiting
+                    .insert("c".into(), ("ErrImageNeverPull".into(), String::new()));
+                s
+            },
+            wake_in: Some(8),
+            ..case(
+                "ErrImageNeverPull stays the reason while it backs off",
+                pod("Always", false),
+                vec![infra()],
+                vec![],
+            )
+        },
+        Case {
+            state: {
+                let mut s = PodState::default();
+                s.pull_backoff.insert(
+                    "c".into(),
+                    Backoff {
+                        delay: BASE,
+                        until: now.mono,
+                    },
+                );
+                s
+            },
+            ..case(
+                "image pull back-off over: started (pulled) again",
+                pod("Always", false),
+                vec![infra()],
+                vec![start(0)],
+            )
+        },
+    ];
+    let mut failures = Vec::new();
+    for mut c in cases {
+        let hash = container_hash(&c.pod.spec.as_ref().unwrap().containers[0]);
+        for o in &mut c.observed {
+            if o.label(LABEL_SPEC_HASH) == Some(SAME_SPEC) {
+                o.labels.insert(LABEL_SPEC_HASH.into(), hash.clone());
+            }
+        }
+        let planned = plan(&c.pod, &group(c.observed), &c.state, &cfg(), now);
+        let wake_in = planned
+            .wake_at
+            .map(|w| w.duration_since(now.mono).as_secs());
+        if (&planned.actions, wake_in, planned.done) != (&c.actions, c.wake_in, c.done) {
+            failures.push(format!(
+                "{}:\n  planned {:?} wake_in {wake_in:?} done {}\n  wanted  {:?} wake_in {:?} done {}",
+                c.name, planned.actions, planned.done, c.actions, c.wake_in, c.done
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn a_deleted_pod_is_killed_apps_first_then_infra_then_removed() {
+    let observed = vec![infra(), running("c2", 1), exited("c1", 0, 1, 30)];
+    assert_eq!(
+        kill(&observed, Some(Duration::from_secs(2))),
+        KillPlan {
+            stop_apps: vec![("c2".into(), Duration::from_secs(2))],
+            stop_infra: vec![("infra".into(), Duration::from_secs(2))],
+            remove: vec!["c2".into(), "c1".into(), "infra".into()],
+        }
+    );
+    // Gone from the API (no grace known): each container's own label.
+    assert_eq!(
+        kill(&observed, None).stop_apps,
+        [("c2".to_string(), Duration::from_secs(7))]
+    );
+    // Nothing left: nothing to do.
+    assert_eq!(kill(&[], None), KillPlan::default());
+}
