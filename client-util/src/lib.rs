@@ -116,13 +116,23 @@ pub struct ClientArgs {
 }
 
 impl ClientArgs {
-    /// Builds a client: the kubeconfig if given (with `--master` replacing
-    /// its server), else `--master`, else [`DEFAULT_MASTER`].
+    /// Builds a client from [`ClientArgs::config`].
     ///
     /// # Errors
     ///
     /// [`Error::Kubeconfig`], [`Error::Master`] or [`Error::Client`].
     pub async fn client(&self) -> Result<Client, Error> {
+        Client::try_from(self.config().await?).map_err(Error::Client)
+    }
+
+    /// The client configuration: the kubeconfig if given (with `--master`
+    /// replacing its server, as Kubernetes' clients do), else `--master`,
+    /// else [`DEFAULT_MASTER`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Kubeconfig`] or [`Error::Master`].
+    pub async fn config(&self) -> Result<kube::Config, Error> {
         let mut config = match &self.kubeconfig {
             Some(path) => {
                 let err = |message: String| Error::Kubeconfig {
@@ -143,7 +153,7 @@ impl ClientArgs {
         if let Some(master) = &self.master {
             config.cluster_url = parse_url(master)?;
         }
-        Client::try_from(config).map_err(Error::Client)
+        Ok(config)
     }
 
     /// Starts a tracing subscriber at the verbosity `-v` asks for, unless
@@ -263,5 +273,62 @@ pub async fn reflect_into<K>(
             Ok(_) => changes.send_modify(|n| *n = n.wrapping_add(1)),
             Err(error) => tracing::warn!(%kind, %error, "watch failed; retrying"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::ClientArgs;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        client: ClientArgs,
+    }
+
+    fn parse(args: &[&str]) -> ClientArgs {
+        Flags::try_parse_from(std::iter::once("test").chain(args.iter().copied()))
+            .unwrap()
+            .client
+    }
+
+    #[test]
+    fn verbosity_is_spelt_v_and_dash_dash_v() {
+        assert_eq!(parse(&["-v", "3"]).verbosity.verbosity, 3);
+        assert_eq!(parse(&["--v", "2"]).verbosity.verbosity, 2);
+        assert_eq!(parse(&["--v=4"]).verbosity.verbosity, 4);
+        assert_eq!(parse(&[]).verbosity.verbosity, 0);
+    }
+
+    #[tokio::test]
+    async fn master_overrides_the_kubeconfigs_server_and_defaults_to_loopback() {
+        let dir = std::env::temp_dir().join(format!("client-util-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let kubeconfig = dir.join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            "apiVersion: v1\nkind: Config\ncurrent-context: c\n\
+             clusters: [{name: k, cluster: {server: 'http://127.0.0.9:6443'}}]\n\
+             users: [{name: u, user: {token: t}}]\n\
+             contexts: [{name: c, context: {cluster: k, user: u}}]\n",
+        )
+        .unwrap();
+        let path = kubeconfig.to_str().unwrap();
+        let url = |args: ClientArgs| async move { args.config().await.unwrap().cluster_url };
+        let from_file = url(parse(&["--kubeconfig", path])).await;
+        let both = url(parse(&[
+            "--kubeconfig",
+            path,
+            "--master",
+            "http://127.0.0.8:8080",
+        ]))
+        .await;
+        let neither = url(parse(&[])).await;
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(from_file.to_string(), "http://127.0.0.9:6443/");
+        assert_eq!(both.to_string(), "http://127.0.0.8:8080/");
+        assert_eq!(neither.to_string(), "http://127.0.0.1:8080/");
     }
 }
