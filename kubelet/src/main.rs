@@ -126,10 +126,20 @@ fn default_ip(host: &str) -> String {
 }
 
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() -> std::process::ExitCode {
     let flags = Flags::parse();
     flags.client.init_tracing();
+    match run(flags).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, as every component reports why it cannot go on.
+            eprintln!("kubelet: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
 
+async fn run(flags: Flags) -> Result<()> {
     let name = flags.hostname_override.clone().unwrap_or_else(host_name);
     let ip = flags.node_ip.clone().unwrap_or_else(|| default_ip(&name));
     let mut config = Config::new(&name, &ip);
