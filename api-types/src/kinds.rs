@@ -201,8 +201,38 @@ pub const LEASES: ResourceKind = ResourceKind {
     subresources: &[],
 };
 
+/// `ConfigMap`: settings for pods, read through env and volumes.
+pub const CONFIG_MAPS: ResourceKind = ResourceKind {
+    group: "",
+    version: "v1",
+    kind: "ConfigMap",
+    plural: "configmaps",
+    singular: "configmap",
+    v1beta1_plural: None,
+    v1beta1_kind: "ConfigMap",
+    short_names: &["cm"],
+    namespaced: true,
+    storage_prefix: "configmaps",
+    subresources: &[],
+};
+
+/// `Secret`: like a ConfigMap, for credentials (base64 `data`).
+pub const SECRETS: ResourceKind = ResourceKind {
+    group: "",
+    version: "v1",
+    kind: "Secret",
+    plural: "secrets",
+    singular: "secret",
+    v1beta1_plural: None,
+    v1beta1_kind: "Secret",
+    short_names: &[],
+    namespaced: true,
+    storage_prefix: "secrets",
+    subresources: &[],
+};
+
 /// Every resource the API serves, of every group.
-pub const ALL: [ResourceKind; 8] = [
+pub const ALL: [ResourceKind; 10] = [
     PODS,
     SERVICES,
     REPLICATION_CONTROLLERS,
@@ -210,6 +240,8 @@ pub const ALL: [ResourceKind; 8] = [
     ENDPOINTS,
     NAMESPACES,
     EVENTS,
+    CONFIG_MAPS,
+    SECRETS,
     LEASES,
 ];
 

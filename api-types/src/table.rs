@@ -124,6 +124,13 @@ pub fn columns(resource: &ResourceKind) -> Vec<Column> {
             col("Object", "string", 0, "The object the event is about"),
             col("Message", "string", 0, "What happened"),
         ],
+        "ConfigMap" => vec![name, col("Data", "integer", 0, "Number of keys"), age],
+        "Secret" => vec![
+            name,
+            col("Type", "string", 0, "The secret's type"),
+            col("Data", "integer", 0, "Number of keys"),
+            age,
+        ],
         // Kubernetes' lease printer: NAME, HOLDER, AGE.
         "Lease" => vec![
             name,
@@ -418,6 +425,31 @@ pub fn row(resource: &ResourceKind, object: &Value, now: jiff::Timestamp) -> Vec
                 t(text(object, "/reason")),
                 t(format!("{kind}/{}", text(object, "/involvedObject/name"))),
                 t(text(object, "/message")),
+            ]
+        }
+        "ConfigMap" => {
+            let count = |p: &str| {
+                object
+                    .pointer(p)
+                    .and_then(Value::as_object)
+                    .map_or(0, |m| m.len())
+            };
+            vec![
+                name,
+                Cell::Int((count("/data") + count("/binaryData")) as i64),
+                created,
+            ]
+        }
+        "Secret" => {
+            let count = object
+                .pointer("/data")
+                .and_then(Value::as_object)
+                .map_or(0, |m| m.len());
+            vec![
+                name,
+                t(text(object, "/type")),
+                Cell::Int(count as i64),
+                created,
             ]
         }
         "Lease" => vec![name, t(text(object, "/spec/holderIdentity")), created],

@@ -6,12 +6,12 @@
 
 pub use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 pub use k8s_openapi::api::core::v1::{
-    Binding, Container, ContainerPort, ContainerState, ContainerStatus, EndpointAddress,
+    Binding, ConfigMap, Container, ContainerPort, ContainerState, ContainerStatus, EndpointAddress,
     EndpointPort, EndpointSubset, Endpoints, EnvVar, Event, Namespace, NamespaceStatus, Node,
     NodeAddress, NodeCondition, NodeStatus, ObjectReference, Pod, PodCondition, PodSpec, PodStatus,
     PodTemplateSpec, Probe, ReplicationController, ReplicationControllerSpec,
-    ReplicationControllerStatus, ResourceRequirements, Service, ServicePort, ServiceSpec, Volume,
-    VolumeMount,
+    ReplicationControllerStatus, ResourceRequirements, Secret, Service, ServicePort, ServiceSpec,
+    Volume, VolumeMount,
 };
 pub use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::{

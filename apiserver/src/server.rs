@@ -28,6 +28,7 @@ use crate::discovery;
 use crate::endpoint_reconciler::EndpointReconciler;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::registry::config::{ConfigMapStrategy, SecretStrategy};
 use crate::registry::endpoints::EndpointsStrategy;
 use crate::registry::events::EventStrategy;
 use crate::registry::leases::LeaseStrategy;
@@ -280,6 +281,20 @@ fn registries(
             EventStrategy {
                 namespaces: namespaces.clone(),
                 ttl_seconds: config.event_ttl_seconds,
+            },
+            storage,
+            size,
+        ),
+        store(
+            ConfigMapStrategy {
+                namespaces: namespaces.clone(),
+            },
+            storage,
+            size,
+        ),
+        store(
+            SecretStrategy {
+                namespaces: namespaces.clone(),
             },
             storage,
             size,

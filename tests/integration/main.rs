@@ -9,6 +9,8 @@ mod auth_tls;
 mod cached_writes;
 /// etcd compaction by the apiserver, one claim per interval, a full etcd.
 mod compaction;
+/// ConfigMaps and Secrets: kubectl's create commands, stringData, validation (#16).
+mod config_and_secrets;
 /// Optimistic concurrency: 409s and concurrent read-modify-write.
 mod concurrency;
 /// The controller manager in-process: replication, endpoints, node lifecycle.

@@ -37,6 +37,7 @@
 //! Name helpers ([`is_dns1123_label`] and friends) return the messages
 //! Kubernetes returns, so error texts match what its users know.
 
+mod config;
 mod controller;
 mod endpoints;
 mod event;
@@ -49,6 +50,10 @@ mod pod;
 pub mod quantity;
 mod service;
 
+pub use config::{
+    validate_config_map, validate_config_map_update, validate_secret, validate_secret_update,
+    MAX_CONFIG_SIZE_BYTES,
+};
 pub use controller::{
     validate_replication_controller, validate_replication_controller_status_update,
     validate_replication_controller_update,

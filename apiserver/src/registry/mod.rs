@@ -5,6 +5,7 @@
 //!
 //! A request flows: decode → strategy prepare → defaults → validate → store.
 
+pub mod config;
 pub mod endpoints;
 pub mod events;
 pub mod leases;

@@ -1,0 +1,207 @@
+//! ConfigMaps and Secrets through the stock kubectl, the `kube` crate and
+//! plain HTTP: creation from literals, files and env files, `stringData`
+//! merged into `data`, key and size validation, `immutable`.
+
+use anyhow::{Context, Result};
+use base64::Engine as _;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Api, PostParams};
+use serde_json::{json, Value};
+
+use crate::kubectl::kubectl_cluster;
+
+fn decoded(secret: &Value, key: &str) -> Result<String> {
+    let text = secret["data"][key].as_str().context("no such key")?;
+    Ok(String::from_utf8(
+        base64::engine::general_purpose::STANDARD.decode(text)?,
+    )?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_creates_config_maps_and_secrets_from_literals_files_and_env_files() -> Result<()> {
+    let Some((c, dir, kubectl)) = kubectl_cluster().await? else {
+        return Ok(());
+    };
+    let file = dir.path().join("app.properties");
+    std::fs::write(&file, "color=blue\nsize=3\n")?;
+    let env_file = dir.path().join("settings.env");
+    std::fs::write(&env_file, "# a comment\nMODE=fast\nLEVEL=2\n")?;
+    kubectl
+        .ok(&[
+            "create",
+            "configmap",
+            "app",
+            "--from-literal=greeting=hello",
+            &format!("--from-file={}", file.display()),
+        ])
+        .await?;
+    kubectl
+        .ok(&[
+            "create",
+            "configmap",
+            "env",
+            &format!("--from-env-file={}", env_file.display()),
+        ])
+        .await?;
+    let app: Value = serde_json::from_str(&kubectl.ok(&["get", "cm", "app", "-o", "json"]).await?)?;
+    assert_eq!(app["data"]["greeting"], "hello", "{app}");
+    assert_eq!(
+        app["data"]["app.properties"], "color=blue\nsize=3\n",
+        "{app}"
+    );
+    let env: Value = serde_json::from_str(
+        &kubectl
+            .ok(&["get", "configmap", "env", "-o", "json"])
+            .await?,
+    )?;
+    assert_eq!(env["data"], json!({"MODE": "fast", "LEVEL": "2"}), "{env}");
+    let table = kubectl.ok(&["get", "configmaps"]).await?;
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("app ") && l.contains(" 2 ")),
+        "{table}"
+    );
+
+    kubectl
+        .ok(&[
+            "create",
+            "secret",
+            "generic",
+            "db",
+            "--from-literal=password=hunter2",
+            &format!("--from-file=props={}", file.display()),
+        ])
+        .await?;
+    let db: Value =
+        serde_json::from_str(&kubectl.ok(&["get", "secret", "db", "-o", "json"]).await?)?;
+    assert_eq!(db["type"], "Opaque", "{db}");
+    assert_eq!(decoded(&db, "password")?, "hunter2");
+    assert_eq!(decoded(&db, "props")?, "color=blue\nsize=3\n");
+    let table = kubectl.ok(&["get", "secrets"]).await?;
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("db ") && l.contains("Opaque") && l.contains(" 2 ")),
+        "{table}"
+    );
+    // A key that is no file name: kubectl refuses it itself, with the
+    // message Kubernetes' validation gives; the server's own answer to a
+    // client that does not check is a 422 naming the field.
+    let refused = kubectl
+        .fails(&["create", "configmap", "bad", "--from-literal=a/b=c"])
+        .await?;
+    assert!(
+        refused.contains("a valid config key must consist of"),
+        "{refused}"
+    );
+    let (code, body) = c
+        .post(
+            "/api/v1/namespaces/default/configmaps",
+            &json!({"metadata": {"name": "bad"}, "data": {"a/b": "c"}}),
+        )
+        .await?;
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(body["details"]["causes"][0]["field"], "data[a/b]", "{body}");
+    let (code, _) = c.get("/api/v1/namespaces/default/configmaps/bad").await?;
+    assert_eq!(code, 404, "a refused config map was stored");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_string_data_is_merged_and_immutable_objects_keep_their_data() -> Result<()> {
+    let Some((c, _dir, _kubectl)) = kubectl_cluster().await? else {
+        return Ok(());
+    };
+    let secrets = "/api/v1/namespaces/default/secrets";
+    let (code, created) = c
+        .post(
+            secrets,
+            &json!({"metadata": {"name": "s"}, "data": {"a": "b2xk"},
+                    "stringData": {"a": "new", "b": "plain"}}),
+        )
+        .await?;
+    assert_eq!(code, 201, "{created}");
+    assert!(created.get("stringData").is_none(), "{created}");
+    assert_eq!(decoded(&created, "a")?, "new", "stringData wins over data");
+    assert_eq!(decoded(&created, "b")?, "plain");
+    let (code, tls) = c
+        .post(
+            secrets,
+            &json!({"metadata": {"name": "t"}, "type": "kubernetes.io/tls", "data": {"tls.crt": "eA=="}}),
+        )
+        .await?;
+    assert_eq!(code, 422, "{tls}");
+    assert_eq!(
+        tls["details"]["causes"][0]["field"], "data[tls.key]",
+        "{tls}"
+    );
+
+    let maps = "/api/v1/namespaces/default/configmaps";
+    let (code, frozen) = c
+        .post(
+            maps,
+            &json!({"metadata": {"name": "frozen"}, "data": {"k": "v"}, "immutable": true}),
+        )
+        .await?;
+    assert_eq!(code, 201, "{frozen}");
+    let mut changed = frozen.clone();
+    changed["data"]["k"] = json!("other");
+    let (code, refused) = c.put(&format!("{maps}/frozen"), &changed).await?;
+    assert_eq!(code, 422, "{refused}");
+    assert_eq!(
+        refused["details"]["causes"][0]["field"], "data",
+        "{refused}"
+    );
+    let (_, now) = c.get(&format!("{maps}/frozen")).await?;
+    assert_eq!(now["data"]["k"], "v");
+    let (code, big) = c
+        .post(
+            maps,
+            &json!({"metadata": {"name": "big"}, "data": {"k": "x".repeat(1024 * 1024 + 1)}}),
+        )
+        .await?;
+    assert_eq!(code, 422, "{big}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kube_crate_creates_and_reads_config_maps_and_secrets() -> Result<()> {
+    let Some((c, dir, _kubectl)) = kubectl_cluster().await? else {
+        return Ok(());
+    };
+    let client = crate::kube_client::client(&c, dir.path()).await?;
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let map: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "k"}, "data": {"x": "1"}, "binaryData": {"y": "AAE="}
+    }))?;
+    maps.create(&PostParams::default(), &map).await?;
+    let read = maps.get("k").await?;
+    assert_eq!(
+        read.data.unwrap_or_default().get("x").map(String::as_str),
+        Some("1")
+    );
+    assert_eq!(
+        read.binary_data
+            .unwrap_or_default()
+            .get("y")
+            .map(|b| b.0.clone()),
+        Some(vec![0, 1])
+    );
+    let secrets: Api<Secret> = Api::namespaced(client, "default");
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "k"}, "stringData": {"token": "t0k"}
+    }))?;
+    secrets.create(&PostParams::default(), &secret).await?;
+    let read = secrets.get("k").await?;
+    assert_eq!(read.type_.as_deref(), Some("Opaque"));
+    assert_eq!(
+        read.data
+            .unwrap_or_default()
+            .get("token")
+            .map(|b| b.0.clone()),
+        Some(b"t0k".to_vec())
+    );
+    assert_eq!(secrets.list(&Default::default()).await?.items.len(), 1);
+    Ok(())
+}
