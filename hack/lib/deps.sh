@@ -27,6 +27,7 @@ DEPS_PACKAGES=(
   "ruby cmd:ruby"                                            # hack/verify.sh checks the Vagrantfile's syntax
   "git cmd:git"                                              # hack/verify-fresh.sh clones the repository
   "debootstrap cmd:debootstrap"                              # hack/verify-fresh.sh builds a bare Debian root
+  "python3-kubernetes file:/usr/lib/python3/dist-packages/kubernetes/__init__.py" # the Python client, driven by tests as users drive it
 )
 
 # Oldest toolchain the workspace accepts (Cargo.toml rust-version).

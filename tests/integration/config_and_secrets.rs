@@ -205,3 +205,45 @@ async fn the_kube_crate_creates_and_reads_config_maps_and_secrets() -> Result<()
     assert_eq!(secrets.list(&Default::default()).await?.items.len(), 1);
     Ok(())
 }
+
+/// The Debian package of the Python client (`hack/lib/deps.sh`), run by
+/// the system interpreter so that a Python of another install cannot hide
+/// a missing package.
+const PYTHON: &str = "/usr/bin/python3";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_client_creates_and_reads_config_maps_and_secrets() -> Result<()> {
+    let Some((c, _dir, _kubectl)) = kubectl_cluster().await? else {
+        return Ok(());
+    };
+    let script = r#"
+import base64, sys
+from kubernetes import client
+configuration = client.Configuration()
+configuration.host = sys.argv[1]
+api = client.CoreV1Api(client.ApiClient(configuration))
+api.create_namespaced_config_map("default", client.V1ConfigMap(
+    metadata=client.V1ObjectMeta(name="py"), data={"mode": "fast"}))
+api.create_namespaced_secret("default", client.V1Secret(
+    metadata=client.V1ObjectMeta(name="py"), string_data={"password": "s3cret"}))
+config_map = api.read_namespaced_config_map("py", "default")
+secret = api.read_namespaced_secret("py", "default")
+names = [s.metadata.name for s in api.list_namespaced_secret("default").items]
+print(config_map.data["mode"], secret.type,
+      base64.b64decode(secret.data["password"]).decode(), ",".join(names))
+"#;
+    let out = tokio::process::Command::new(PYTHON)
+        .args(["-c", script, c.url()])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .context("running the Python client (hack/install-deps.sh installs python3-kubernetes)")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    anyhow::ensure!(
+        out.status.success(),
+        "the Python client failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.trim(), "fast Opaque s3cret py");
+    Ok(())
+}
