@@ -275,21 +275,61 @@ fn canonical(subsets: &[EndpointSubset]) -> serde_json::Value {
     serde_json::Value::Array(out)
 }
 
-/// Writes the service's endpoints when they differ from the desired set.
-///
-/// # Errors
-///
-/// [`Error::Api`] when the write fails (retryable; a conflict means the
-/// cache was stale and the next pass sees the newer object).
-pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action> {
+/// The one write the endpoints controller makes for a service.
+#[derive(Debug, PartialEq)]
+pub enum Write {
+    /// The endpoints object is right, or is not ours to write.
+    Nothing,
+    /// No endpoints object exists: create this one.
+    Create(Endpoints),
+    /// The endpoints object differs: replace it with this one (the cached
+    /// object with new subsets, so its resourceVersion guards the write).
+    Replace(Endpoints),
+}
+
+/// What `service`'s endpoints need, given the pods of its namespace and the
+/// endpoints object the cache holds for it. Services without a selector and
+/// services being deleted get [`Write::Nothing`].
+pub fn plan(service: &Service, pods: &[Arc<Pod>], current: Option<&Endpoints>) -> Write {
     let has_selector = service
         .spec
         .as_ref()
         .and_then(|s| s.selector.as_ref())
         .is_some_and(|s| !s.is_empty());
     if !has_selector || service.metadata.deletion_timestamp.is_some() {
-        return Ok(Action::requeue(ctx.config.resync));
+        return Write::Nothing;
     }
+    let subsets = desired_subsets(service, pods);
+    match current {
+        Some(current) => {
+            let have = current.subsets.clone().unwrap_or_default();
+            if canonical(&have) == canonical(&subsets) {
+                return Write::Nothing;
+            }
+            let mut next = current.clone();
+            next.subsets = Some(subsets);
+            Write::Replace(next)
+        }
+        None => Write::Create(Endpoints {
+            metadata: ObjectMeta {
+                name: Some(service.name_any()),
+                namespace: Some(service.namespace().unwrap_or_default()),
+                labels: service.metadata.labels.clone(),
+                ..ObjectMeta::default()
+            },
+            subsets: Some(subsets),
+        }),
+    }
+}
+
+/// Writes the service's endpoints when they differ from the desired set
+/// ([`plan`]).
+///
+/// # Errors
+///
+/// [`Error::Api`] when the write fails (retryable; a conflict means the
+/// cache was stale and the next pass sees the newer object).
+pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action> {
     let ns = service.namespace().unwrap_or_default();
     let name = service.name_any();
     let pods: Vec<Arc<Pod>> = ctx
@@ -298,34 +338,19 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
         .into_iter()
         .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
         .collect();
-    let subsets = desired_subsets(&service, &pods);
     let current = ctx
         .endpoints
         .get(&ObjectRef::<Endpoints>::new(&name).within(&ns));
     let api: Api<Endpoints> = Api::namespaced(ctx.client.clone(), &ns);
-    match current {
-        Some(current) => {
-            let have = current.subsets.clone().unwrap_or_default();
-            if canonical(&have) == canonical(&subsets) {
-                return Ok(Action::requeue(ctx.config.resync));
-            }
-            let mut next = (*current).clone();
-            next.subsets = Some(subsets);
+    match plan(&service, &pods, current.as_deref()) {
+        Write::Nothing => {}
+        Write::Replace(next) => {
             tracing::debug!(service = %format!("{ns}/{name}"), "updating endpoints");
             api.replace(&name, &PostParams::default(), &next)
                 .await
                 .map_err(Error::Api)?;
         }
-        None => {
-            let endpoints = Endpoints {
-                metadata: ObjectMeta {
-                    name: Some(name.clone()),
-                    namespace: Some(ns.clone()),
-                    labels: service.metadata.labels.clone(),
-                    ..ObjectMeta::default()
-                },
-                subsets: Some(subsets),
-            };
+        Write::Create(endpoints) => {
             tracing::debug!(service = %format!("{ns}/{name}"), "creating endpoints");
             match api.create(&PostParams::default(), &endpoints).await {
                 Ok(_) => {}
@@ -399,5 +424,172 @@ mod tests {
         b[0].addresses.as_mut().unwrap().reverse();
         assert_eq!(canonical(&a), canonical(&b));
         assert_ne!(canonical(&a), canonical(&[]));
+    }
+
+    /// The endpoints object the controller would have written for `pods`,
+    /// as the cache returns it (with a resourceVersion).
+    fn written(pods: &[Arc<Pod>]) -> Endpoints {
+        let Write::Create(mut endpoints) = plan(&service(), pods, None) else {
+            panic!("no endpoints yet: a create")
+        };
+        endpoints.metadata.resource_version = Some("7".into());
+        endpoints
+    }
+
+    fn ips(addresses: Option<&Vec<EndpointAddress>>) -> Vec<&str> {
+        addresses
+            .iter()
+            .flat_map(|a| a.iter())
+            .map(|a| a.ip.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn converged_endpoints_are_not_written() {
+        let pods = [pod("a", "10.0.0.1", true), pod("c", "10.0.0.3", false)];
+        let current = written(&pods);
+        assert_eq!(plan(&service(), &pods, Some(&current)), Write::Nothing);
+        // The same set in another order is the same set.
+        let reversed = [pods[1].clone(), pods[0].clone()];
+        assert_eq!(plan(&service(), &reversed, Some(&current)), Write::Nothing);
+    }
+
+    #[test]
+    fn a_new_ready_pod_is_added_to_addresses() {
+        let current = written(&[pod("a", "10.0.0.1", true)]);
+        let pods = [pod("a", "10.0.0.1", true), pod("c", "10.0.0.3", true)];
+        let Write::Replace(next) = plan(&service(), &pods, Some(&current)) else {
+            panic!("expected a replace")
+        };
+        assert_eq!(next.metadata.resource_version.as_deref(), Some("7"));
+        let subsets = next.subsets.unwrap();
+        assert_eq!(subsets.len(), 1);
+        assert_eq!(ips(subsets[0].addresses.as_ref()), ["10.0.0.1", "10.0.0.3"]);
+        assert_eq!(subsets[0].not_ready_addresses, None);
+    }
+
+    #[test]
+    fn a_new_not_ready_pod_is_added_to_not_ready_addresses() {
+        let current = written(&[pod("a", "10.0.0.1", true)]);
+        let pods = [pod("a", "10.0.0.1", true), pod("c", "10.0.0.3", false)];
+        let Write::Replace(next) = plan(&service(), &pods, Some(&current)) else {
+            panic!("expected a replace")
+        };
+        let subsets = next.subsets.unwrap();
+        assert_eq!(ips(subsets[0].addresses.as_ref()), ["10.0.0.1"]);
+        assert_eq!(ips(subsets[0].not_ready_addresses.as_ref()), ["10.0.0.3"]);
+    }
+
+    #[test]
+    fn a_pod_that_turns_unready_moves_and_a_terminating_one_leaves() {
+        let current = written(&[pod("a", "10.0.0.1", true), pod("c", "10.0.0.3", true)]);
+        let mut terminating = (*pod("c", "10.0.0.3", true)).clone();
+        terminating.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH),
+        );
+        let Write::Replace(next) = plan(
+            &service(),
+            &[pod("a", "10.0.0.1", false), Arc::new(terminating)],
+            Some(&current),
+        ) else {
+            panic!("expected a replace")
+        };
+        let subsets = next.subsets.unwrap();
+        assert_eq!(subsets[0].addresses, None);
+        assert_eq!(ips(subsets[0].not_ready_addresses.as_ref()), ["10.0.0.1"]);
+    }
+
+    #[test]
+    fn a_service_without_endpoints_gets_them_created() {
+        let mut svc = service();
+        svc.metadata.labels = Some([("tier".into(), "front".into())].into());
+        let Write::Create(endpoints) = plan(&svc, &[pod("a", "10.0.0.1", true)], None) else {
+            panic!("expected a create")
+        };
+        assert_eq!(endpoints.metadata.name.as_deref(), Some("web"));
+        assert_eq!(endpoints.metadata.namespace.as_deref(), Some("default"));
+        assert_eq!(endpoints.metadata.labels, svc.metadata.labels);
+        // No pods yet: the object is still created, empty.
+        let Write::Create(empty) = plan(&svc, &[], None) else {
+            panic!("expected a create")
+        };
+        assert_eq!(empty.subsets, Some(Vec::new()));
+    }
+
+    #[test]
+    fn services_without_a_selector_or_being_deleted_are_left_alone() {
+        let pods = [pod("a", "10.0.0.1", true)];
+        let mut manual = service();
+        manual.spec.as_mut().unwrap().selector = None;
+        let users = Endpoints {
+            metadata: ObjectMeta {
+                name: Some("web".into()),
+                namespace: Some("default".into()),
+                ..ObjectMeta::default()
+            },
+            subsets: None,
+        };
+        assert_eq!(plan(&manual, &pods, Some(&users)), Write::Nothing);
+        assert_eq!(plan(&manual, &pods, None), Write::Nothing);
+        let mut deleting = service();
+        deleting.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH),
+        );
+        assert_eq!(plan(&deleting, &pods, None), Write::Nothing);
+    }
+
+    fn context(client: Client, pods: &[Arc<Pod>], endpoints: Option<Endpoints>) -> Arc<Context> {
+        Arc::new(Context {
+            client,
+            pods: crate::testing::store(pods.iter().map(|p| (**p).clone())),
+            endpoints: crate::testing::store(endpoints),
+            config: Config::default(),
+        })
+    }
+
+    #[tokio::test]
+    async fn reconcile_of_converged_endpoints_sends_no_request() {
+        let (client, api) = crate::testing::ApiServer::client();
+        let pods = [pod("a", "10.0.0.1", true), pod("c", "10.0.0.3", false)];
+        let ctx = context(client, &pods, Some(written(&pods)));
+        let action = reconcile(Arc::new(service()), ctx.clone()).await.unwrap();
+        assert_eq!(api.lines(), Vec::<String>::new());
+        assert_eq!(action, Action::requeue(ctx.config.resync));
+    }
+
+    #[tokio::test]
+    async fn reconcile_replaces_endpoints_that_miss_a_pod() {
+        let (client, api) = crate::testing::ApiServer::client();
+        let current = written(&[pod("a", "10.0.0.1", true)]);
+        let pods = [pod("a", "10.0.0.1", true), pod("c", "10.0.0.3", false)];
+        let ctx = context(client, &pods, Some(current));
+        reconcile(Arc::new(service()), ctx).await.unwrap();
+        assert_eq!(
+            api.lines(),
+            ["PUT /api/v1/namespaces/default/endpoints/web"]
+        );
+        let body = &api.requests()[0].body;
+        assert_eq!(body["metadata"]["resourceVersion"], "7");
+        assert_eq!(body["subsets"][0]["notReadyAddresses"][0]["ip"], "10.0.0.3");
+    }
+
+    #[tokio::test]
+    async fn reconcile_creates_missing_endpoints_and_waits_out_a_conflict() {
+        let (client, api) = crate::testing::ApiServer::client();
+        let ctx = context(client, &[pod("a", "10.0.0.1", true)], None);
+        reconcile(Arc::new(service()), ctx).await.unwrap();
+        assert_eq!(api.lines(), ["POST /api/v1/namespaces/default/endpoints"]);
+
+        // Created meanwhile, not yet cached: no error, a quick second look.
+        let (client, api) = crate::testing::ApiServer::scripted(|_| {
+            Some((
+                http::StatusCode::CONFLICT,
+                crate::testing::status(http::StatusCode::CONFLICT, "AlreadyExists"),
+            ))
+        });
+        let ctx = context(client, &[pod("a", "10.0.0.1", true)], None);
+        let action = reconcile(Arc::new(service()), ctx).await.unwrap();
+        assert_eq!(api.requests().len(), 1);
+        assert_eq!(action, Action::requeue(Duration::from_secs(1)));
     }
 }

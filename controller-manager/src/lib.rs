@@ -13,6 +13,8 @@ pub mod namespaces;
 pub mod node_lifecycle;
 pub mod replication;
 pub mod routes;
+#[cfg(test)]
+mod testing;
 
 use std::future::Future;
 use std::time::Duration;
@@ -125,7 +127,7 @@ pub async fn run(
     // Opened first so that a controller manager that cannot program routes
     // fails at once instead of running without them.
     let route_table = if config.configure_routes {
-        Some(routes::RouteTable::connect()?)
+        Some(routes::NetlinkRouteTable::connect()?)
     } else {
         None
     };

@@ -152,6 +152,76 @@ fn deletion_rank(pod: &Pod) -> (bool, u8, bool, std::cmp::Reverse<Option<jiff::T
     (scheduled, phase, pod_ready(pod), std::cmp::Reverse(created))
 }
 
+/// The live pods of an RC's namespace, sorted by what the RC does with
+/// them. Finished pods and pods being deleted are in none of the lists:
+/// they neither count towards `spec.replicas` nor get adopted.
+#[derive(Debug, Default)]
+struct Classified {
+    /// Matching and controlled by the RC: the pods it counts.
+    active: Vec<Arc<Pod>>,
+    /// Matching and controlled by no one: to adopt.
+    orphans: Vec<Arc<Pod>>,
+    /// Controlled by the RC but no longer matching: to release.
+    strays: Vec<Arc<Pod>>,
+}
+
+/// Sorts `pods` (one namespace's) for the RC whose uid is `rc_uid`.
+fn classify(rc_uid: &str, selector: &BTreeMap<String, String>, pods: &[Arc<Pod>]) -> Classified {
+    let mut out = Classified::default();
+    for pod in pods {
+        if finished(pod) || pod.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let ours = controller_ref(pod).map(|o| o.uid == rc_uid);
+        match (matches(selector, pod), ours) {
+            (true, Some(true)) => out.active.push(pod.clone()),
+            (true, None) => out.orphans.push(pod.clone()),
+            (false, Some(true)) => out.strays.push(pod.clone()),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// What one sync does about the number of pods.
+#[derive(Debug)]
+enum Scale {
+    /// The count is right (or will be once what was asked shows up).
+    Hold,
+    /// Create this many pods.
+    Create(usize),
+    /// Delete these pods.
+    Delete(Vec<Arc<Pod>>),
+}
+
+/// Compares the active pods, plus creates and minus deletes asked for but
+/// not yet seen, with `want`; at most `burst` pods either way. Victims are
+/// taken in [`deletion_rank`] order, never one already being deleted.
+fn scale(
+    active: &[Arc<Pod>],
+    want: usize,
+    pending_creates: usize,
+    pending_deletes: &HashSet<String>,
+    burst: usize,
+) -> Scale {
+    let effective = (active.len() + pending_creates).saturating_sub(pending_deletes.len());
+    if effective < want {
+        Scale::Create((want - effective).min(burst))
+    } else if effective > want {
+        let n = (effective - want).min(burst);
+        let mut victims: Vec<Arc<Pod>> = active
+            .iter()
+            .filter(|p| !pending_deletes.contains(&p.name_any()))
+            .cloned()
+            .collect();
+        victims.sort_by_key(|p| deletion_rank(p));
+        victims.truncate(n);
+        Scale::Delete(victims)
+    } else {
+        Scale::Hold
+    }
+}
+
 /// Makes the number of active pods of `rc` equal `spec.replicas`, adopting
 /// orphans, then writes the status if it changed.
 ///
@@ -185,21 +255,11 @@ pub async fn reconcile(rc: Arc<ReplicationController>, ctx: Arc<Context>) -> Res
     let present: HashMap<String, Arc<Pod>> =
         in_ns.iter().map(|p| (p.name_any(), p.clone())).collect();
 
-    let mut active = Vec::new();
-    let mut orphans = Vec::new();
-    let mut strays = Vec::new();
-    for pod in &in_ns {
-        if finished(pod) || pod.metadata.deletion_timestamp.is_some() {
-            continue;
-        }
-        let ours = controller_ref(pod).map(|o| o.uid == uid);
-        match (matches(&selector, pod), ours) {
-            (true, Some(true)) => active.push(pod.clone()),
-            (true, None) => orphans.push(pod.clone()),
-            (false, Some(true)) => strays.push(pod.clone()),
-            _ => {}
-        }
-    }
+    let Classified {
+        mut active,
+        orphans,
+        strays,
+    } = classify(&uid, &selector, &in_ns);
     for orphan in orphans {
         if adopt(&pod_api, &rc, &orphan).await {
             active.push(orphan);
@@ -228,21 +288,16 @@ pub async fn reconcile(rc: Arc<ReplicationController>, ctx: Arc<Context>) -> Res
         }
         (e.creates.len(), e.deletes.clone())
     };
-    let effective = (active.len() + pending_creates).saturating_sub(pending_deletes.len());
-
-    if effective < want {
-        let n = (want - effective).min(ctx.config.burst_replicas);
-        create_pods(&ctx, &rc, &rc_key, &pod_api, n).await;
-    } else if effective > want {
-        let n = (effective - want).min(ctx.config.burst_replicas);
-        let mut victims: Vec<Arc<Pod>> = active
-            .iter()
-            .filter(|p| !pending_deletes.contains(&p.name_any()))
-            .cloned()
-            .collect();
-        victims.sort_by_key(|p| deletion_rank(p));
-        victims.truncate(n);
-        delete_pods(&ctx, &rc_key, &pod_api, victims).await;
+    match scale(
+        &active,
+        want,
+        pending_creates,
+        &pending_deletes,
+        ctx.config.burst_replicas,
+    ) {
+        Scale::Hold => {}
+        Scale::Create(n) => create_pods(&ctx, &rc, &rc_key, &pod_api, n).await,
+        Scale::Delete(victims) => delete_pods(&ctx, &rc_key, &pod_api, victims).await,
     }
 
     write_status(&ctx, &rc, &active).await?;
@@ -439,11 +494,9 @@ fn forget(
     }
 }
 
-async fn write_status(
-    ctx: &Context,
-    rc: &ReplicationController,
-    active: &[Arc<Pod>],
-) -> Result<()> {
+/// The status patch `rc` needs given its active pods; `None` when its
+/// status already says so.
+fn status_patch(rc: &ReplicationController, active: &[Arc<Pod>]) -> Option<serde_json::Value> {
     let replicas = i32::try_from(active.len()).unwrap_or(i32::MAX);
     let ready = i32::try_from(active.iter().filter(|p| pod_ready(p)).count()).unwrap_or(i32::MAX);
     let template_labels = rc
@@ -472,18 +525,27 @@ async fn write_status(
         && status.available_replicas.unwrap_or(0) == ready
         && status.fully_labeled_replicas.unwrap_or(0) == fully_labeled
         && status.observed_generation == generation;
-    if same {
+    (!same).then(|| {
+        json!({"status": {
+            "replicas": replicas,
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+            "fullyLabeledReplicas": fully_labeled,
+            "observedGeneration": generation,
+        }})
+    })
+}
+
+async fn write_status(
+    ctx: &Context,
+    rc: &ReplicationController,
+    active: &[Arc<Pod>],
+) -> Result<()> {
+    let Some(patch) = status_patch(rc, active) else {
         return Ok(());
-    }
+    };
     let api: Api<ReplicationController> =
         Api::namespaced(ctx.client.clone(), &rc.namespace().unwrap_or_default());
-    let patch = json!({"status": {
-        "replicas": replicas,
-        "readyReplicas": ready,
-        "availableReplicas": ready,
-        "fullyLabeledReplicas": fully_labeled,
-        "observedGeneration": generation,
-    }});
     api.patch_status(
         &rc.name_any(),
         &PatchParams::default(),
@@ -632,5 +694,347 @@ async fn owner_missing(client: &Client, ns: &str, owner: &OwnerReference) -> boo
         Ok(Some(rc)) => rc.uid().as_deref() != Some(owner.uid.as_str()),
         Ok(None) => true,
         Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RC_UID: &str = "rc-uid";
+
+    fn rc(replicas: i32, status: serde_json::Value) -> ReplicationController {
+        serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "default", "uid": RC_UID, "generation": 1},
+            "spec": {"replicas": replicas, "selector": {"app": "web"},
+                "template": {"metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "c", "image": "i"}]}}},
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    fn settled(replicas: i32, ready: i32) -> serde_json::Value {
+        json!({"replicas": replicas, "readyReplicas": ready, "availableReplicas": ready,
+            "fullyLabeledReplicas": replicas, "observedGeneration": 1})
+    }
+
+    /// A pod of `web` created at second `created`; `node` empty for an
+    /// unscheduled one.
+    fn pod(name: &str, created: i64, node: &str, phase: &str, ready: bool) -> Arc<Pod> {
+        let created = jiff::Timestamp::from_second(1_700_000_000 + created).unwrap();
+        let mut pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "default", "uid": format!("{name}-uid"),
+                "labels": {"app": "web"}, "creationTimestamp": created.to_string(),
+                "ownerReferences": [{"apiVersion": "v1", "kind": "ReplicationController",
+                    "name": "web", "uid": RC_UID, "controller": true}]},
+            "spec": {"containers": [{"name": "c", "image": "i"}]},
+            "status": {"phase": phase,
+                "conditions": [{"type": "Ready", "status": if ready {"True"} else {"False"}}]},
+        }))
+        .unwrap();
+        if !node.is_empty() {
+            pod.spec.as_mut().unwrap().node_name = Some(node.into());
+        }
+        Arc::new(pod)
+    }
+
+    fn running(name: &str, created: i64) -> Arc<Pod> {
+        pod(name, created, "minion-1", "Running", true)
+    }
+
+    fn plan(rc: &ReplicationController, pods: &[Arc<Pod>]) -> (Classified, Scale) {
+        let classified = classify(RC_UID, &selector(rc), pods);
+        let want = rc.spec.as_ref().unwrap().replicas.unwrap() as usize;
+        let scale = scale(&classified.active, want, 0, &HashSet::new(), 500);
+        (classified, scale)
+    }
+
+    fn names(pods: &[Arc<Pod>]) -> Vec<String> {
+        pods.iter().map(|p| p.name_any()).collect()
+    }
+
+    #[test]
+    fn converged_state_does_nothing() {
+        let rc = rc(2, settled(2, 2));
+        let pods = [running("a", 1), running("b", 2)];
+        let (classified, scale) = plan(&rc, &pods);
+        assert!(matches!(scale, Scale::Hold), "{scale:?}");
+        assert!(classified.orphans.is_empty() && classified.strays.is_empty());
+        assert_eq!(status_patch(&rc, &classified.active), None);
+    }
+
+    #[test]
+    fn one_pod_too_few_creates_one() {
+        let rc = rc(3, settled(3, 3));
+        let (classified, scale) = plan(&rc, &[running("a", 1), running("b", 2)]);
+        assert!(matches!(scale, Scale::Create(1)), "{scale:?}");
+        let patch = status_patch(&rc, &classified.active).expect("status is behind");
+        assert_eq!(patch["status"]["replicas"], 2);
+    }
+
+    #[test]
+    fn one_pod_too_many_deletes_the_newest_of_equals() {
+        let rc = rc(2, settled(3, 3));
+        let (_, scale) = plan(&rc, &[running("a", 1), running("c", 3), running("b", 2)]);
+        let Scale::Delete(victims) = scale else {
+            panic!("{scale:?}")
+        };
+        assert_eq!(names(&victims), ["c"]);
+    }
+
+    #[test]
+    fn the_victim_is_unscheduled_before_pending_before_not_ready_before_ready() {
+        let rc = rc(1, settled(5, 2));
+        let ready_old = running("ready-old", 1);
+        let ready_new = running("ready-new", 9);
+        let not_ready = pod("not-ready", 2, "minion-1", "Running", false);
+        let pending = pod("pending", 3, "minion-1", "Pending", false);
+        let unscheduled = pod("unscheduled", 4, "", "Pending", false);
+        let all = [
+            ready_old.clone(),
+            ready_new.clone(),
+            not_ready.clone(),
+            pending.clone(),
+            unscheduled.clone(),
+        ];
+        for (keep, victim) in [
+            (4, "unscheduled"),
+            (3, "pending"),
+            (2, "not-ready"),
+            (1, "ready-new"),
+        ] {
+            let rc = self::rc(keep, settled(5, 2));
+            let (_, scale) = plan(&rc, &all);
+            let Scale::Delete(victims) = scale else {
+                panic!("{scale:?}")
+            };
+            assert_eq!(victims.len(), 5 - keep as usize);
+            assert_eq!(victims.last().unwrap().name_any(), victim, "keeping {keep}");
+        }
+        let (_, scale) = plan(&rc, &all);
+        let Scale::Delete(victims) = scale else {
+            panic!("{scale:?}")
+        };
+        assert_eq!(
+            names(&victims),
+            ["unscheduled", "pending", "not-ready", "ready-new"]
+        );
+    }
+
+    #[test]
+    fn terminating_and_finished_pods_are_not_counted() {
+        let rc = rc(2, settled(2, 2));
+        let mut terminating = (*running("terminating", 2)).clone();
+        terminating.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH),
+        );
+        let done = pod("done", 3, "minion-1", "Succeeded", false);
+        let failed = pod("failed", 4, "minion-1", "Failed", false);
+        let (classified, scale) =
+            plan(&rc, &[running("a", 1), Arc::new(terminating), done, failed]);
+        assert_eq!(names(&classified.active), ["a"]);
+        assert!(matches!(scale, Scale::Create(1)), "{scale:?}");
+    }
+
+    #[test]
+    fn orphans_are_adopted_and_strays_released_and_others_ignored() {
+        let rc = rc(2, settled(2, 2));
+        let mut orphan = (*running("orphan", 1)).clone();
+        orphan.metadata.owner_references = None;
+        let mut stray = (*running("stray", 2)).clone();
+        stray.metadata.labels = Some([("app".into(), "other".into())].into());
+        let mut theirs = (*running("theirs", 3)).clone();
+        theirs.metadata.owner_references.as_mut().unwrap()[0].uid = "other-rc".into();
+        let mut unlabelled = (*running("unlabelled", 4)).clone();
+        unlabelled.metadata.owner_references = None;
+        unlabelled.metadata.labels = None;
+        let pods = [
+            running("a", 0),
+            Arc::new(orphan),
+            Arc::new(stray),
+            Arc::new(theirs),
+            Arc::new(unlabelled),
+        ];
+        let classified = classify(RC_UID, &selector(&rc), &pods);
+        assert_eq!(names(&classified.active), ["a"]);
+        assert_eq!(names(&classified.orphans), ["orphan"]);
+        assert_eq!(names(&classified.strays), ["stray"]);
+    }
+
+    #[test]
+    fn what_was_asked_but_not_yet_seen_counts_as_done() {
+        let pods = [running("a", 1), running("b", 2), running("c", 3)];
+        // Three seen, one create in flight: four, as wanted.
+        assert!(matches!(
+            scale(&pods, 4, 1, &HashSet::new(), 500),
+            Scale::Hold
+        ));
+        // Three seen, "c" being deleted: two, as wanted.
+        let deleting: HashSet<String> = ["c".to_string()].into();
+        assert!(matches!(scale(&pods, 2, 0, &deleting, 500), Scale::Hold));
+        // One more to delete: never "c" again, though it ranks first.
+        let Scale::Delete(victims) = scale(&pods, 1, 0, &deleting, 500) else {
+            panic!("expected a delete")
+        };
+        assert_eq!(names(&victims), ["b"]);
+    }
+
+    #[test]
+    fn one_sync_creates_or_deletes_at_most_a_burst() {
+        assert!(matches!(
+            scale(&[], 10, 0, &HashSet::new(), 3),
+            Scale::Create(3)
+        ));
+        let pods: Vec<Arc<Pod>> = (0..10).map(|i| running(&format!("p{i}"), i)).collect();
+        let Scale::Delete(victims) = scale(&pods, 0, 0, &HashSet::new(), 3) else {
+            panic!("expected a delete")
+        };
+        assert_eq!(victims.len(), 3);
+    }
+
+    #[test]
+    fn the_status_is_written_only_when_it_changed() {
+        let pods = [running("a", 1), pod("b", 2, "minion-1", "Running", false)];
+        assert_eq!(status_patch(&rc(2, settled(2, 1)), &pods), None);
+        let patch = status_patch(&rc(2, settled(2, 2)), &pods).expect("one pod went unready");
+        assert_eq!(patch["status"]["readyReplicas"], 1);
+        assert_eq!(patch["status"]["availableReplicas"], 1);
+        let mut newer = rc(2, settled(2, 1));
+        newer.metadata.generation = Some(2);
+        let patch = status_patch(&newer, &pods).expect("a new generation is observed");
+        assert_eq!(patch["status"]["observedGeneration"], 2);
+    }
+
+    fn context(client: Client, pods: &[Arc<Pod>]) -> Arc<Context> {
+        Arc::new(Context {
+            client,
+            pods: crate::testing::store(pods.iter().map(|p| (**p).clone())),
+            config: Config::default(),
+            expectations: Mutex::new(HashMap::new()),
+        })
+    }
+
+    #[tokio::test]
+    async fn reconcile_of_a_converged_rc_sends_no_request() {
+        let (client, api) = crate::testing::ApiServer::client();
+        let ctx = context(client, &[running("a", 1), running("b", 2)]);
+        let action = reconcile(Arc::new(rc(2, settled(2, 2))), ctx.clone())
+            .await
+            .unwrap();
+        assert_eq!(api.lines(), Vec::<String>::new());
+        assert_eq!(action, Action::requeue(ctx.config.resync));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reconcile_creates_a_missing_pod_once_until_the_expectation_expires() {
+        let (client, api) = crate::testing::ApiServer::client();
+        let ctx = context(client, &[running("a", 1), running("b", 2)]);
+        let rc = Arc::new(rc(3, settled(2, 2)));
+        let action = reconcile(rc.clone(), ctx.clone()).await.unwrap();
+        assert_eq!(api.lines(), ["POST /api/v1/namespaces/default/pods"]);
+        let created = &api.requests()[0].body;
+        assert_eq!(created["metadata"]["labels"]["app"], "web");
+        assert_eq!(created["metadata"]["ownerReferences"][0]["uid"], RC_UID);
+        assert_eq!(
+            created["metadata"]["ownerReferences"][0]["controller"],
+            true
+        );
+        // Not yet in the cache: waiting for it, not creating another.
+        assert_eq!(action, Action::requeue(Duration::from_secs(1)));
+        reconcile(rc.clone(), ctx.clone()).await.unwrap();
+        assert_eq!(api.requests().len(), 1);
+        // A create never seen is given up after the TTL and made again.
+        tokio::time::sleep(EXPECTATION_TTL + Duration::from_secs(1)).await;
+        reconcile(rc, ctx).await.unwrap();
+        assert_eq!(
+            api.lines(),
+            [
+                "POST /api/v1/namespaces/default/pods",
+                "POST /api/v1/namespaces/default/pods"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_create_is_not_expected_and_is_tried_again() {
+        let (client, api) = crate::testing::ApiServer::scripted(|r| {
+            (r.method == http::Method::POST).then(|| {
+                (
+                    http::StatusCode::INTERNAL_SERVER_ERROR,
+                    crate::testing::status(
+                        http::StatusCode::INTERNAL_SERVER_ERROR,
+                        "InternalError",
+                    ),
+                )
+            })
+        });
+        let ctx = context(client, &[running("a", 1)]);
+        let rc = Arc::new(rc(2, settled(1, 1)));
+        reconcile(rc.clone(), ctx.clone()).await.unwrap();
+        reconcile(rc, ctx).await.unwrap();
+        assert_eq!(
+            api.lines(),
+            [
+                "POST /api/v1/namespaces/default/pods",
+                "POST /api/v1/namespaces/default/pods"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn reconcile_deletes_exactly_the_worst_ranked_pod() {
+        let (client, api) = crate::testing::ApiServer::client();
+        let pods = [
+            running("a", 1),
+            pod("pending", 2, "minion-1", "Pending", false),
+            running("c", 3),
+        ];
+        let ctx = context(client, &pods);
+        let rc = Arc::new(rc(2, settled(3, 2)));
+        reconcile(rc.clone(), ctx.clone()).await.unwrap();
+        let requests = api.requests();
+        assert_eq!(
+            api.lines(),
+            ["DELETE /api/v1/namespaces/default/pods/pending"]
+        );
+        // Only this incarnation of the pod: a same-named successor is safe.
+        assert_eq!(requests[0].body["preconditions"]["uid"], "pending-uid");
+        // The delete in flight is not repeated on the next pass.
+        reconcile(rc, ctx).await.unwrap();
+        assert_eq!(api.requests().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn reconcile_adopts_an_orphan_and_counts_it() {
+        let (client, api) = crate::testing::ApiServer::client();
+        let mut orphan = (*running("orphan", 2)).clone();
+        orphan.metadata.owner_references = None;
+        orphan.metadata.resource_version = Some("42".into());
+        let ctx = context(client, &[running("a", 1), Arc::new(orphan)]);
+        reconcile(Arc::new(rc(2, settled(2, 2))), ctx)
+            .await
+            .unwrap();
+        assert_eq!(
+            api.lines(),
+            ["PATCH /api/v1/namespaces/default/pods/orphan"]
+        );
+        let patch = &api.requests()[0].body["metadata"];
+        assert_eq!(patch["ownerReferences"][0]["uid"], RC_UID);
+        assert_eq!(patch["resourceVersion"], "42");
+    }
+
+    #[tokio::test]
+    async fn reconcile_writes_a_changed_status() {
+        let (client, api) = crate::testing::ApiServer::client();
+        let ctx = context(client, &[running("a", 1), running("b", 2)]);
+        reconcile(Arc::new(rc(2, settled(2, 1))), ctx)
+            .await
+            .unwrap();
+        assert_eq!(
+            api.lines(),
+            ["PATCH /api/v1/namespaces/default/replicationcontrollers/web/status"]
+        );
+        assert_eq!(api.requests()[0].body["status"]["readyReplicas"], 2);
     }
 }

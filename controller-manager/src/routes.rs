@@ -16,8 +16,13 @@
 //! protocol, compares them with what the node cache asks for and fixes the
 //! difference. It runs on every node change and every [`RESYNC`] besides,
 //! so a route deleted by hand comes back.
+//!
+//! The kernel is behind the [`RouteTable`] trait ([`NetlinkRouteTable`]),
+//! so the decision ([`reconcile`]) is unit-tested on a fake table that
+//! records its calls.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
@@ -77,20 +82,48 @@ pub fn desired_routes<'a>(
     routes
 }
 
-/// One of our routes as the kernel reports it.
+/// One of our routes as a [`RouteTable`] lists it. `handle` is what the
+/// table needs to delete exactly this route (for netlink, the kernel's own
+/// message, so a delete never hits a route that merely looks the same).
 #[derive(Debug, Clone)]
-struct KernelRoute {
-    destination: Ipv4Net,
-    gateway: Option<Ipv4Addr>,
-    message: RouteMessage,
+pub struct OwnedRoute<H> {
+    /// The pod CIDR routed.
+    pub destination: Ipv4Net,
+    /// The next hop, if the route has one.
+    pub gateway: Option<Ipv4Addr>,
+    /// The table's own identity of the route.
+    pub handle: H,
+}
+
+/// The route controller's seam: the routes of ours in one routing table.
+/// [`NetlinkRouteTable`] is the kernel's main table; tests use a fake that
+/// records calls. Every error is retryable.
+pub trait RouteTable: Send + Sync {
+    /// How the table identifies one listed route for [`RouteTable::delete`].
+    type Handle: Clone + std::fmt::Debug + Send + Sync;
+
+    /// Our routes only: a route someone else made is never listed, so it
+    /// is never changed or deleted.
+    fn list(&self) -> impl Future<Output = Result<Vec<OwnedRoute<Self::Handle>>>> + Send;
+
+    /// Adds `destination via gateway` as ours. Must fail, not overwrite,
+    /// when another route for `destination` exists.
+    fn add(
+        &self,
+        destination: Ipv4Net,
+        gateway: Ipv4Addr,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Deletes one route that [`RouteTable::list`] returned.
+    fn delete(&self, route: &OwnedRoute<Self::Handle>) -> impl Future<Output = Result<()>> + Send;
 }
 
 /// Our routes in the main table, through one netlink connection.
-pub struct RouteTable {
+pub struct NetlinkRouteTable {
     handle: rtnetlink::Handle,
 }
 
-impl RouteTable {
+impl NetlinkRouteTable {
     /// Opens a netlink connection in this process's network namespace. Must
     /// be called inside a tokio runtime (the connection is a spawned task).
     ///
@@ -102,9 +135,13 @@ impl RouteTable {
         tokio::spawn(connection);
         Ok(Self { handle })
     }
+}
+
+impl RouteTable for NetlinkRouteTable {
+    type Handle = RouteMessage;
 
     /// Our IPv4 routes in the main table.
-    async fn ours(&self) -> Result<Vec<KernelRoute>> {
+    async fn list(&self) -> Result<Vec<OwnedRoute<RouteMessage>>> {
         let query = RouteMessageBuilder::<Ipv4Addr>::new().build();
         let all: Vec<RouteMessage> = self
             .handle
@@ -114,34 +151,7 @@ impl RouteTable {
             .try_collect()
             .await
             .map_err(Error::Netlink)?;
-        Ok(all
-            .into_iter()
-            .filter(|m| {
-                m.header.protocol == RouteProtocol::from(ROUTE_PROTOCOL)
-                    && table_of(m) == u32::from(RouteHeader::RT_TABLE_MAIN)
-            })
-            .filter_map(|message| {
-                let mut destination = None;
-                let mut gateway = None;
-                for attr in &message.attributes {
-                    match attr {
-                        RouteAttribute::Destination(RouteAddress::Inet(a)) => {
-                            destination = Some(*a)
-                        }
-                        RouteAttribute::Gateway(RouteAddress::Inet(a)) => gateway = Some(*a),
-                        _ => {}
-                    }
-                }
-                let prefix = message.header.destination_prefix_length;
-                let destination =
-                    Ipv4Net::new(destination.unwrap_or(Ipv4Addr::UNSPECIFIED), prefix).ok()?;
-                Some(KernelRoute {
-                    destination,
-                    gateway,
-                    message,
-                })
-            })
-            .collect())
+        Ok(owned(all))
     }
 
     async fn add(&self, destination: Ipv4Net, gateway: Ipv4Addr) -> Result<()> {
@@ -160,68 +170,100 @@ impl RouteTable {
             .map_err(Error::Netlink)
     }
 
-    async fn delete(&self, route: &KernelRoute) -> Result<()> {
+    async fn delete(&self, route: &OwnedRoute<RouteMessage>) -> Result<()> {
         self.handle
             .route()
-            .del(route.message.clone())
+            .del(route.handle.clone())
             .execute()
             .await
             .map_err(Error::Netlink)
     }
+}
 
-    /// Makes our routes equal to `desired`: deletes ours that are not
-    /// wanted or point elsewhere, adds the missing ones. Every difference is
-    /// tried even when one fails; the first error is returned.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Netlink`] when listing fails or a change is refused (e.g. a
-    /// gateway that is not on a connected network yet). Retryable.
-    pub async fn reconcile(&self, desired: &BTreeMap<Ipv4Net, Ipv4Addr>) -> Result<()> {
-        let mut first_error = None;
-        let mut present = BTreeMap::new();
-        for route in self.ours().await? {
-            let wanted = desired.get(&route.destination).copied();
-            if wanted.is_some()
-                && wanted == route.gateway
-                && !present.contains_key(&route.destination)
-            {
-                present.insert(route.destination, route.gateway);
-                continue;
+/// The routes among a kernel dump that are ours: our protocol number, the
+/// main table.
+fn owned(all: Vec<RouteMessage>) -> Vec<OwnedRoute<RouteMessage>> {
+    all.into_iter()
+        .filter(|m| {
+            m.header.protocol == RouteProtocol::from(ROUTE_PROTOCOL)
+                && table_of(m) == u32::from(RouteHeader::RT_TABLE_MAIN)
+        })
+        .filter_map(|message| {
+            let mut destination = None;
+            let mut gateway = None;
+            for attr in &message.attributes {
+                match attr {
+                    RouteAttribute::Destination(RouteAddress::Inet(a)) => destination = Some(*a),
+                    RouteAttribute::Gateway(RouteAddress::Inet(a)) => gateway = Some(*a),
+                    _ => {}
+                }
             }
-            match self.delete(&route).await {
-                Ok(()) => {
-                    tracing::info!(destination = %route.destination, gateway = ?route.gateway, "route removed")
-                }
-                Err(e) => {
-                    tracing::warn!(destination = %route.destination, error = %e, "removing route failed");
-                    first_error.get_or_insert(e);
-                }
+            let prefix = message.header.destination_prefix_length;
+            let destination =
+                Ipv4Net::new(destination.unwrap_or(Ipv4Addr::UNSPECIFIED), prefix).ok()?;
+            Some(OwnedRoute {
+                destination,
+                gateway,
+                handle: message,
+            })
+        })
+        .collect()
+}
+
+/// Makes our routes in `table` equal to `desired`: deletes ours that are
+/// not wanted, point elsewhere or duplicate another, adds the missing ones.
+/// Every difference is tried even when one fails; the first error is
+/// returned. A converged table gets one list and no change.
+///
+/// # Errors
+///
+/// [`Error::Netlink`] when listing fails or a change is refused (e.g. a
+/// gateway that is not on a connected network yet). Retryable.
+pub async fn reconcile<T: RouteTable>(
+    table: &T,
+    desired: &BTreeMap<Ipv4Net, Ipv4Addr>,
+) -> Result<()> {
+    let mut first_error = None;
+    let mut present = BTreeMap::new();
+    for route in table.list().await? {
+        let wanted = desired.get(&route.destination).copied();
+        if wanted.is_some() && wanted == route.gateway && !present.contains_key(&route.destination)
+        {
+            present.insert(route.destination, route.gateway);
+            continue;
+        }
+        match table.delete(&route).await {
+            Ok(()) => {
+                tracing::info!(destination = %route.destination, gateway = ?route.gateway, "route removed")
+            }
+            Err(e) => {
+                tracing::warn!(destination = %route.destination, error = %e, "removing route failed");
+                first_error.get_or_insert(e);
             }
         }
-        for (destination, gateway) in desired {
-            if present.contains_key(destination) {
-                continue;
-            }
-            match self.add(*destination, *gateway).await {
-                Ok(()) => tracing::info!(%destination, %gateway, "route added"),
-                Err(e) => {
-                    tracing::warn!(%destination, %gateway, error = %e, "adding route failed");
-                    first_error.get_or_insert(e);
-                }
+    }
+    for (destination, gateway) in desired {
+        if present.contains_key(destination) {
+            continue;
+        }
+        match table.add(*destination, *gateway).await {
+            Ok(()) => tracing::info!(%destination, %gateway, "route added"),
+            Err(e) => {
+                tracing::warn!(%destination, %gateway, error = %e, "adding route failed");
+                first_error.get_or_insert(e);
             }
         }
-        first_error.map_or(Ok(()), Err)
     }
+    first_error.map_or(Ok(()), Err)
+}
 
-    /// Deletes every route of ours.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Netlink`] as for [`RouteTable::reconcile`].
-    pub async fn remove_all(&self) -> Result<()> {
-        self.reconcile(&BTreeMap::new()).await
-    }
+/// Deletes every route of ours in `table`.
+///
+/// # Errors
+///
+/// [`Error::Netlink`] as for [`reconcile`].
+pub async fn remove_all<T: RouteTable>(table: &T) -> Result<()> {
+    reconcile(table, &BTreeMap::new()).await
 }
 
 /// The table of a route: the `RTA_TABLE` attribute when present (tables
@@ -243,8 +285,8 @@ fn table_of(message: &RouteMessage) -> u32 {
 ///
 /// [`Error::Netlink`] when the routes cannot be removed at shutdown.
 /// Failures while running (e.g. no `CAP_NET_ADMIN`) are logged and retried.
-pub async fn run(
-    table: RouteTable,
+pub async fn run<T: RouteTable>(
+    table: T,
     nodes: Reflected<Node>,
     cluster_cidr: Ipv4Net,
     stop: StopFlag,
@@ -254,7 +296,7 @@ pub async fn run(
     loop {
         let all = nodes.store.state();
         let desired = desired_routes(all.iter().map(AsRef::as_ref), cluster_cidr);
-        let wait = match table.reconcile(&desired).await {
+        let wait = match reconcile(&table, &desired).await {
             Ok(()) => {
                 retry = Duration::from_millis(200);
                 RESYNC
@@ -270,7 +312,7 @@ pub async fn run(
             () = tokio::time::sleep(wait) => {}
         }
     }
-    table.remove_all().await?;
+    remove_all(&table).await?;
     tracing::info!("route controller stopped; its routes are removed");
     Ok(())
 }
@@ -352,5 +394,369 @@ mod tests {
             routes[&"10.244.3.0/24".parse::<Ipv4Net>().unwrap()],
             Ipv4Addr::new(10, 245, 1, 4)
         );
+    }
+
+    /// Who made a route in the fake kernel table.
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    enum Owner {
+        Us,
+        Someone,
+    }
+
+    #[derive(Clone, Debug, PartialEq)]
+    enum Call {
+        List,
+        Add(Ipv4Net, Ipv4Addr),
+        Delete(Ipv4Net, Option<Ipv4Addr>),
+    }
+
+    /// A routing table in memory that records every call. Like the kernel
+    /// without `NLM_F_REPLACE`, an add for a prefix already routed fails.
+    #[derive(Default)]
+    struct FakeRouteTable {
+        routes: std::sync::Mutex<Vec<(Ipv4Net, Ipv4Addr, Owner)>>,
+        calls: std::sync::Mutex<Vec<Call>>,
+    }
+
+    impl FakeRouteTable {
+        fn with(routes: &[(&str, &str, Owner)]) -> Self {
+            let table = Self::default();
+            *table.routes.lock().unwrap() = routes
+                .iter()
+                .map(|(d, g, o)| (d.parse().unwrap(), g.parse().unwrap(), *o))
+                .collect();
+            table
+        }
+
+        fn calls(&self) -> Vec<Call> {
+            self.calls.lock().unwrap().clone()
+        }
+
+        fn routes(&self) -> Vec<(Ipv4Net, Ipv4Addr, Owner)> {
+            self.routes.lock().unwrap().clone()
+        }
+    }
+
+    impl RouteTable for FakeRouteTable {
+        type Handle = usize;
+
+        async fn list(&self) -> Result<Vec<OwnedRoute<usize>>> {
+            self.calls.lock().unwrap().push(Call::List);
+            Ok(self
+                .routes
+                .lock()
+                .unwrap()
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.2 == Owner::Us)
+                .map(|(i, r)| OwnedRoute {
+                    destination: r.0,
+                    gateway: Some(r.1),
+                    handle: i,
+                })
+                .collect())
+        }
+
+        async fn add(&self, destination: Ipv4Net, gateway: Ipv4Addr) -> Result<()> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(Call::Add(destination, gateway));
+            let mut routes = self.routes.lock().unwrap();
+            if routes.iter().any(|r| r.0 == destination) {
+                return Err(Error::Netlink(rtnetlink::Error::RequestFailed));
+            }
+            routes.push((destination, gateway, Owner::Us));
+            Ok(())
+        }
+
+        async fn delete(&self, route: &OwnedRoute<usize>) -> Result<()> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(Call::Delete(route.destination, route.gateway));
+            // Tombstoned, not removed, so the listed indices stay valid.
+            let mut routes = self.routes.lock().unwrap();
+            routes[route.handle] = (
+                "0.0.0.0/32".parse().unwrap(),
+                Ipv4Addr::UNSPECIFIED,
+                Owner::Someone,
+            );
+            Ok(())
+        }
+    }
+
+    fn net(s: &str) -> Ipv4Net {
+        s.parse().unwrap()
+    }
+
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    fn two_nodes() -> Vec<Node> {
+        vec![
+            node("minion-1", Some("10.244.1.0/24"), Some("10.245.1.2")),
+            node("minion-2", Some("10.244.2.0/24"), Some("10.245.1.3")),
+        ]
+    }
+
+    fn converged() -> FakeRouteTable {
+        FakeRouteTable::with(&[
+            ("10.244.1.0/24", "10.245.1.2", Owner::Us),
+            ("10.244.2.0/24", "10.245.1.3", Owner::Us),
+        ])
+    }
+
+    #[tokio::test]
+    async fn converged_routes_make_no_change() {
+        let table = converged();
+        reconcile(&table, &desired_routes(&two_nodes(), cluster()))
+            .await
+            .unwrap();
+        assert_eq!(table.calls(), [Call::List]);
+    }
+
+    #[tokio::test]
+    async fn a_new_node_gets_one_add() {
+        let table = converged();
+        let mut nodes = two_nodes();
+        nodes.push(node("minion-3", Some("10.244.3.0/24"), Some("10.245.1.4")));
+        reconcile(&table, &desired_routes(&nodes, cluster()))
+            .await
+            .unwrap();
+        assert_eq!(
+            table.calls(),
+            [
+                Call::List,
+                Call::Add(net("10.244.3.0/24"), ip("10.245.1.4"))
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_changed_pod_cidr_is_deleted_then_added() {
+        let table = converged();
+        let mut nodes = two_nodes();
+        nodes[1] = node("minion-2", Some("10.244.7.0/24"), Some("10.245.1.3"));
+        reconcile(&table, &desired_routes(&nodes, cluster()))
+            .await
+            .unwrap();
+        assert_eq!(
+            table.calls(),
+            [
+                Call::List,
+                Call::Delete(net("10.244.2.0/24"), Some(ip("10.245.1.3"))),
+                Call::Add(net("10.244.7.0/24"), ip("10.245.1.3")),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_changed_internal_ip_is_deleted_then_added() {
+        let table = converged();
+        let mut nodes = two_nodes();
+        nodes[0] = node("minion-1", Some("10.244.1.0/24"), Some("10.245.1.9"));
+        reconcile(&table, &desired_routes(&nodes, cluster()))
+            .await
+            .unwrap();
+        assert_eq!(
+            table.calls(),
+            [
+                Call::List,
+                Call::Delete(net("10.244.1.0/24"), Some(ip("10.245.1.2"))),
+                Call::Add(net("10.244.1.0/24"), ip("10.245.1.9")),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_node_gone_has_its_route_deleted() {
+        let table = converged();
+        let nodes = &two_nodes()[..1];
+        reconcile(&table, &desired_routes(nodes, cluster()))
+            .await
+            .unwrap();
+        assert_eq!(
+            table.calls(),
+            [
+                Call::List,
+                Call::Delete(net("10.244.2.0/24"), Some(ip("10.245.1.3")))
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_duplicate_of_ours_is_deleted_and_the_first_kept() {
+        let table = FakeRouteTable::with(&[
+            ("10.244.1.0/24", "10.245.1.2", Owner::Us),
+            ("10.244.1.0/24", "10.245.1.2", Owner::Us),
+            ("10.244.2.0/24", "10.245.1.3", Owner::Us),
+        ]);
+        reconcile(&table, &desired_routes(&two_nodes(), cluster()))
+            .await
+            .unwrap();
+        assert_eq!(
+            table.calls(),
+            [
+                Call::List,
+                Call::Delete(net("10.244.1.0/24"), Some(ip("10.245.1.2")))
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn routes_it_does_not_own_are_left_alone() {
+        let table = FakeRouteTable::with(&[
+            ("10.244.1.0/24", "10.245.1.2", Owner::Us),
+            ("10.244.2.0/24", "192.168.9.9", Owner::Someone),
+            ("192.168.0.0/16", "10.0.0.1", Owner::Someone),
+        ]);
+        // minion-2's prefix is taken by someone else: the add fails and is
+        // reported (retried by the loop), nothing of theirs is touched.
+        let result = reconcile(&table, &desired_routes(&two_nodes(), cluster())).await;
+        assert!(matches!(result, Err(Error::Netlink(_))), "{result:?}");
+        assert_eq!(
+            table.calls(),
+            [
+                Call::List,
+                Call::Add(net("10.244.2.0/24"), ip("10.245.1.3"))
+            ]
+        );
+        remove_all(&table).await.unwrap();
+        let left: Vec<_> = table
+            .routes()
+            .into_iter()
+            .filter(|r| r.0 != net("0.0.0.0/32"))
+            .collect();
+        assert_eq!(
+            left,
+            [
+                (net("10.244.2.0/24"), ip("192.168.9.9"), Owner::Someone),
+                (net("192.168.0.0/16"), ip("10.0.0.1"), Owner::Someone),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn every_difference_is_tried_when_one_fails() {
+        let table = FakeRouteTable::with(&[
+            ("10.244.9.0/24", "10.245.1.9", Owner::Us),
+            ("10.244.1.0/24", "192.168.9.9", Owner::Someone),
+        ]);
+        let result = reconcile(&table, &desired_routes(&two_nodes(), cluster())).await;
+        assert!(result.is_err());
+        assert_eq!(
+            table.calls(),
+            [
+                Call::List,
+                Call::Delete(net("10.244.9.0/24"), Some(ip("10.245.1.9"))),
+                Call::Add(net("10.244.1.0/24"), ip("10.245.1.2")),
+                Call::Add(net("10.244.2.0/24"), ip("10.245.1.3")),
+            ]
+        );
+    }
+
+    fn kernel_route(destination: &str, gateway: &str, protocol: u8, table: u32) -> RouteMessage {
+        let destination = net(destination);
+        let mut message = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(destination.addr(), destination.prefix_len())
+            .gateway(ip(gateway))
+            .protocol(RouteProtocol::from(protocol))
+            .build();
+        message.attributes.push(RouteAttribute::Table(table));
+        message
+    }
+
+    #[test]
+    fn only_our_protocol_in_the_main_table_is_ours() {
+        let main = u32::from(RouteHeader::RT_TABLE_MAIN);
+        let ours = owned(vec![
+            kernel_route("10.244.1.0/24", "10.245.1.2", ROUTE_PROTOCOL, main),
+            // The same prefix added by hand (proto static) or by another
+            // daemon, and ours in another table: not ours to touch.
+            kernel_route("10.244.2.0/24", "10.245.1.3", 4, main),
+            kernel_route("10.244.3.0/24", "10.245.1.4", 186, main),
+            kernel_route("10.244.4.0/24", "10.245.1.5", ROUTE_PROTOCOL, 1000),
+        ]);
+        assert_eq!(ours.len(), 1);
+        assert_eq!(ours[0].destination, net("10.244.1.0/24"));
+        assert_eq!(ours[0].gateway, Some(ip("10.245.1.2")));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_loop_follows_node_changes_and_removes_its_routes_on_stop() {
+        use kube::runtime::watcher::Event;
+        let (store, mut writer) = kube::runtime::reflector::store::<Node>();
+        let (tick, changes) = tokio::sync::watch::channel(0u64);
+        writer.apply_watcher_event(&Event::Init);
+        writer.apply_watcher_event(&Event::InitApply(two_nodes()[0].clone()));
+        writer.apply_watcher_event(&Event::InitDone);
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let stop = StopFlag::new(async move {
+            let _ = stop_rx.await;
+        });
+        let table = std::sync::Arc::new(FakeRouteTable::default());
+        let task = tokio::spawn(run(
+            SharedTable(table.clone()),
+            Reflected { store, changes },
+            cluster(),
+            stop,
+        ));
+        settle().await;
+        assert_eq!(
+            table.calls(),
+            [
+                Call::List,
+                Call::Add(net("10.244.1.0/24"), ip("10.245.1.2"))
+            ]
+        );
+        writer.apply_watcher_event(&Event::Apply(two_nodes()[1].clone()));
+        tick.send_modify(|n| *n += 1);
+        settle().await;
+        assert_eq!(table.calls().len(), 4, "{:?}", table.calls());
+        assert_eq!(
+            table.calls()[3],
+            Call::Add(net("10.244.2.0/24"), ip("10.245.1.3"))
+        );
+        // A route deleted by hand comes back at the next resync.
+        table.routes.lock().unwrap().clear();
+        tokio::time::sleep(RESYNC).await;
+        settle().await;
+        assert_eq!(
+            table.routes().iter().filter(|r| r.2 == Owner::Us).count(),
+            2
+        );
+        stop_tx.send(()).unwrap();
+        task.await.unwrap().unwrap();
+        assert!(table.routes().iter().all(|r| r.2 == Owner::Someone));
+    }
+
+    /// Lets every other task run until it waits (paused time: no timer
+    /// fires meanwhile).
+    async fn settle() {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// The fake behind an `Arc`, so the test keeps a handle on what `run`
+    /// owns.
+    struct SharedTable(std::sync::Arc<FakeRouteTable>);
+
+    impl RouteTable for SharedTable {
+        type Handle = usize;
+
+        async fn list(&self) -> Result<Vec<OwnedRoute<usize>>> {
+            self.0.list().await
+        }
+
+        async fn add(&self, destination: Ipv4Net, gateway: Ipv4Addr) -> Result<()> {
+            self.0.add(destination, gateway).await
+        }
+
+        async fn delete(&self, route: &OwnedRoute<usize>) -> Result<()> {
+            self.0.delete(route).await
+        }
     }
 }
