@@ -201,6 +201,8 @@ pub enum Reason {
     UnsupportedMediaType,
     /// 422: the object fails validation.
     Invalid,
+    /// 429: past a limit (requests in flight, watches); retry later.
+    TooManyRequests,
     /// 500: a server fault.
     InternalError,
     /// 503: storage is unreachable or the server is shutting down.
@@ -223,6 +225,7 @@ impl Reason {
             Self::RequestEntityTooLarge => 413,
             Self::UnsupportedMediaType => 415,
             Self::Invalid => 422,
+            Self::TooManyRequests => 429,
             Self::InternalError => 500,
             Self::ServiceUnavailable => 503,
             Self::Timeout => 504,
@@ -243,6 +246,7 @@ impl Reason {
             Self::RequestEntityTooLarge => "RequestEntityTooLarge",
             Self::UnsupportedMediaType => "UnsupportedMediaType",
             Self::Invalid => "Invalid",
+            Self::TooManyRequests => "TooManyRequests",
             Self::InternalError => "InternalError",
             Self::ServiceUnavailable => "ServiceUnavailable",
             Self::Timeout => "Timeout",

@@ -1,5 +1,8 @@
 //! Prometheus metrics: requests by verb, resource and code, request
-//! latency, open watches.
+//! latency, open watches, requests in flight and refused past the limits.
+//! Every label value comes from a fixed set (verbs, the served resources
+//! and their subresources, codes): a label from the request itself would
+//! make one series per request.
 
 use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
@@ -31,15 +34,22 @@ struct WatchLabels {
     resource: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InflightLabels {
+    request_kind: &'static str,
+}
+
 /// The apiserver's metrics.
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: Family<LatencyLabels, Histogram>,
     watches: Family<WatchLabels, Gauge<i64, AtomicI64>>,
+    inflight: Family<InflightLabels, Gauge<i64, AtomicI64>>,
+    refused: Family<InflightLabels, Counter>,
 }
 
-/// Keeps a watch counted while it lives.
+/// Keeps a watch (or a request in flight) counted while it lives.
 pub struct WatchGuard {
     gauge: Gauge<i64, AtomicI64>,
 }
@@ -80,12 +90,44 @@ impl Metrics {
             "Open watches by resource",
             watches.clone(),
         );
+        let inflight = Family::<InflightLabels, Gauge<i64, AtomicI64>>::default();
+        registry.register(
+            "apiserver_current_inflight_requests",
+            "Requests being served, by kind (readOnly, mutating), as the in-flight limits count them",
+            inflight.clone(),
+        );
+        let refused = Family::<InflightLabels, Counter>::default();
+        registry.register(
+            "apiserver_dropped_requests",
+            "Requests answered 429 past the in-flight limits, by kind",
+            refused.clone(),
+        );
         Self {
             registry,
             requests,
             latency,
             watches,
+            inflight,
+            refused,
         }
+    }
+
+    /// Counts a request in flight of `kind` (`readOnly`, `mutating`) until
+    /// the guard drops.
+    pub fn inflight_started(&self, kind: &'static str) -> WatchGuard {
+        let gauge = self
+            .inflight
+            .get_or_create(&InflightLabels { request_kind: kind })
+            .clone();
+        gauge.inc();
+        WatchGuard { gauge }
+    }
+
+    /// Counts a request of `kind` refused past its in-flight limit.
+    pub fn inflight_refused(&self, kind: &'static str) {
+        self.refused
+            .get_or_create(&InflightLabels { request_kind: kind })
+            .inc();
     }
 
     /// Counts one finished request.

@@ -15,18 +15,20 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use ipnet::Ipv4Net;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tower::ServiceExt as _;
 use tracing::{debug, info, warn};
 
 use crate::auth::TokenAuth;
 use crate::discovery;
 use crate::endpoint_reconciler::EndpointReconciler;
 use crate::error::ApiError;
+use crate::http::limits::{ClientAddr, FirstByteDeadline};
 use crate::metrics::Metrics;
 use crate::registry::config::{ConfigMapStrategy, SecretStrategy};
 use crate::registry::endpoints::EndpointsStrategy;
@@ -113,6 +115,34 @@ pub struct Config {
     /// How long shutdown waits for in-flight requests, in seconds.
     #[arg(long, default_value_t = 10)]
     pub shutdown_grace_seconds: u64,
+    /// The most read-only requests (get, list, discovery) served at once;
+    /// more are answered 429 with `Retry-After: 1`. Watches and logs are
+    /// long-running and not counted. 0 is no limit.
+    #[arg(long, default_value_t = 400)]
+    pub max_requests_inflight: usize,
+    /// The most mutating requests (create, update, patch, delete) served
+    /// at once; more are answered 429 with `Retry-After: 1`. 0 is no limit.
+    #[arg(long, default_value_t = 200)]
+    pub max_mutating_requests_inflight: usize,
+    /// How long a request other than a watch or a log may take before it is
+    /// answered 504 (a Go duration: `1m0s`, `30s`).
+    #[arg(long, default_value = "1m0s", value_parser = parse_interval)]
+    pub request_timeout: Duration,
+    /// The shortest time, in seconds, a watch without `timeoutSeconds` stays
+    /// open; each gets a random time between this and twice it, so clients
+    /// do not all reconnect at once.
+    #[arg(long, default_value_t = 1800)]
+    pub min_request_timeout: u64,
+    /// The most watches one client (its IP address) may hold open at once;
+    /// more are answered 429. 0 is no limit.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_watches_per_client: usize,
+    /// How long a connection may take to send a request's headers (and an
+    /// idle keep-alive connection may wait for the next request), and how
+    /// long a TLS handshake may take, before the connection is closed (a Go
+    /// duration). Kubernetes' apiserver uses 32s.
+    #[arg(long, default_value = "32s", value_parser = parse_interval)]
+    pub header_read_timeout: Duration,
     /// Log verbosity (0-4; `RUST_LOG` overrides).
     #[arg(short = 'v', long = "v", default_value_t = 0)]
     pub verbosity: u8,
@@ -138,6 +168,12 @@ impl Config {
             endpoint_lease_ttl: Duration::from_secs(15),
             event_ttl_seconds: 3600,
             shutdown_grace_seconds: 10,
+            max_requests_inflight: 400,
+            max_mutating_requests_inflight: 200,
+            request_timeout: Duration::from_secs(60),
+            min_request_timeout: 1800,
+            max_watches_per_client: 10_000,
+            header_read_timeout: Duration::from_secs(32),
             verbosity: 0,
         }
     }
@@ -205,6 +241,8 @@ pub struct ApiState {
     pub server_address: String,
     /// Turns true once the bootstrap objects exist.
     bootstrapped: watch::Receiver<bool>,
+    /// In-flight limits, the request timeout, watches per client.
+    pub limits: Arc<crate::http::limits::Limits>,
 }
 
 /// Every resource's registry, by group and plural (two groups may serve
@@ -368,6 +406,12 @@ pub fn router(state: Arc<ApiState>) -> Router {
             ),
         )
         .fallback(crate::http::handle)
+        // Inside authentication, as Kubernetes' handler chain: only
+        // authenticated requests take a slot.
+        .layer(middleware::from_fn_with_state(
+            state.limits.clone(),
+            crate::http::limits::enforce,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
 }
@@ -573,10 +617,13 @@ pub async fn serve(
         ));
     }
     let (bootstrapped_tx, bootstrapped_rx) = watch::channel(false);
+    let metrics = Arc::new(Metrics::new());
+    let limits = Arc::new(crate::http::limits::Limits::new(&config, metrics.clone()));
     let state = Arc::new(ApiState {
         registries: registries.clone(),
         storage: storage.clone(),
-        metrics: Arc::new(Metrics::new()),
+        metrics,
+        limits,
         auth,
         shutdown: shutdown_rx,
         server_address: format!("{advertise}:{}", local.port()),
@@ -643,7 +690,17 @@ pub async fn serve(
     let app = router(state);
     info!(address = %local, tls = is_tls, "serving the API");
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // A client gets --header-read-timeout to send a request's headers, and
+    // an idle keep-alive connection as long to start the next request;
+    // then hyper closes it, so idle or slow connections cannot hold file
+    // descriptors for ever (Kubernetes: ReadHeaderTimeout 32s).
+    let header_timeout = config.header_read_timeout;
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    builder.http2().timer(TokioTimer::new());
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -658,28 +715,43 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let service = TowerToHyperService::new(app.clone());
+        // Watches are counted per client address.
+        let service = TowerToHyperService::new(app.clone().map_request(
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ClientAddr(peer));
+                request
+            },
+        ));
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
         tokio::spawn(async move {
             let result = match tls {
-                Some(acceptor) => match acceptor.accept(stream).await {
-                    Ok(stream) => {
-                        watcher
-                            .watch(
-                                builder
-                                    .serve_connection(TokioIo::new(stream), service)
-                                    .into_owned(),
-                            )
-                            .await
+                // Go bounds the handshake by the same timeout.
+                Some(acceptor) => {
+                    match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            let stream = FirstByteDeadline::new(stream, header_timeout);
+                            watcher
+                                .watch(
+                                    builder
+                                        .serve_connection(TokioIo::new(stream), service)
+                                        .into_owned(),
+                                )
+                                .await
+                        }
+                        Ok(Err(e)) => {
+                            debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            debug!(%peer, "TLS handshake timed out after {header_timeout:?}");
+                            return;
+                        }
                     }
-                    Err(e) => {
-                        debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                },
+                }
                 None => {
+                    let stream = FirstByteDeadline::new(stream, header_timeout);
                     watcher
                         .watch(
                             builder

@@ -91,8 +91,27 @@ pub async fn run(
         }
         if let Some(http) = &probe.http_get {
             let port = port(container, &http.port).ok_or("unknown port")?;
-            let host = http.host.clone().unwrap_or_else(|| pod_ip.to_string());
-            let path = http.path.clone().unwrap_or_else(|| "/".into());
+            let host = http
+                .host
+                .clone()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| pod_ip.to_string());
+            let path = http
+                .path
+                .clone()
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| "/".into());
+            // The apiserver refuses these, but a pod stored before it did
+            // could still smuggle a second request in the request line.
+            if let Some(bad) = [&host, &path]
+                .into_iter()
+                .find(|v| v.chars().any(|c| c.is_control() || c.is_whitespace()))
+            {
+                return Err(format!(
+                    "http probe: {:?} has spaces or control characters; not sent",
+                    bad.escape_default().to_string()
+                ));
+            }
             let mut stream = tokio::net::TcpStream::connect((host.as_str(), port))
                 .await
                 .map_err(|e| format!("http probe connect {host}:{port}: {e}"))?;
@@ -160,6 +179,12 @@ mod tests {
         assert_eq!(run(&rt, "x", &container, &http, "127.0.0.1").await, Ok(()));
         let failed = run(&rt, "x", &container, &http, "127.0.0.1").await;
         assert!(failed.unwrap_err().contains("500"));
+        let smuggler: Probe = serde_json::from_value(
+            json!({"httpGet": {"port": "web", "path": "/ HTTP/1.0\r\n\r\nDELETE /x"}}),
+        )
+        .unwrap();
+        let refused = run(&rt, "x", &container, &smuggler, "127.0.0.1").await;
+        assert!(refused.unwrap_err().contains("not sent"));
         let tcp: Probe = serde_json::from_value(json!({"tcpSocket": {"port": 1}})).unwrap();
         assert!(run(&rt, "x", &container, &tcp, "127.0.0.1").await.is_err());
         let exec: Probe = serde_json::from_value(json!({"exec": {"command": ["true"]}})).unwrap();

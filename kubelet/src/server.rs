@@ -144,13 +144,84 @@ pub fn router(kubelet: Kubelet) -> Router {
         .with_state(kubelet)
 }
 
+/// How long a client may take to send a request's headers, and an idle
+/// keep-alive connection to start its next request, before the connection
+/// is closed (the apiserver's default, Kubernetes' 32 s).
+pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(32);
+
+/// The most connections served at once; more are closed on accept, so
+/// clients cannot use up the kubelet's file descriptors.
+pub const MAX_CONNECTIONS: usize = 1024;
+
 /// Serves `router(kubelet)` on `listener` until the task is aborted.
+///
+/// Hand-written instead of `axum::serve`, which has no header-read timeout:
+/// a client that sent nothing held its connection for ever.
 ///
 /// # Errors
 ///
-/// When accepting fails.
+/// None today: accept errors (out of file descriptors) are logged and
+/// retried after a pause.
 pub async fn serve(kubelet: Kubelet, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-    axum::serve(listener, router(kubelet)).await
+    serve_with(kubelet, listener, HEADER_READ_TIMEOUT, MAX_CONNECTIONS).await
+}
+
+/// [`serve`] with the given bounds (tests use small ones).
+///
+/// # Errors
+///
+/// As [`serve`].
+pub async fn serve_with(
+    kubelet: Kubelet,
+    listener: tokio::net::TcpListener,
+    header_read_timeout: std::time::Duration,
+    max_connections: usize,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let app = router(kubelet);
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(max_connections));
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, "connection refused: {max_connections} open");
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            // hyper's timeout starts after hyper-util has read the first
+            // bytes (to tell HTTP/1 from 2): a client sending nothing
+            // would wait there for ever.
+            let mut first = [0u8; 1];
+            if !matches!(
+                tokio::time::timeout(header_read_timeout, stream.peek(&mut first)).await,
+                Ok(Ok(1..))
+            ) {
+                tracing::debug!(%peer, "connection closed: no request within {header_read_timeout:?}");
+                return;
+            }
+            if let Err(error) = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            }
+        });
+    }
 }
 
 async fn pods(State(kubelet): State<Kubelet>) -> Json<serde_json::Value> {

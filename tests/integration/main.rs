@@ -59,6 +59,8 @@ mod proxy;
 mod routes;
 /// The scheduler in-process: placement within capacity, unschedulable pods, host ports.
 mod scheduler;
+/// Issue #13: bounds on every input and connection, one test per attack.
+mod security;
 /// Namespaces, service IPs, bindings, scale, graceful deletion.
 mod semantics;
 /// Several apiservers on one etcd: shared service IP allocation, the kubernetes endpoints.

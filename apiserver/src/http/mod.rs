@@ -2,6 +2,7 @@
 //! and the translation between requests and registry calls.
 
 pub mod body;
+pub mod limits;
 pub mod path;
 pub mod table;
 
@@ -29,9 +30,6 @@ use crate::registry::{
     DeleteOptions, FieldValidation, ListQuery, Patch, Propagation, Subresource, WriteOptions,
 };
 use crate::server::ApiState;
-
-/// The longest a watch stays open without `timeoutSeconds`.
-const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(1800);
 
 /// Query parameters, as sent.
 pub type Params = HashMap<String, String>;
@@ -379,7 +377,19 @@ async fn dispatch(
             let body = read_body(headers, body).await?;
             let patch = match content_type.split(';').next().unwrap_or("").trim() {
                 "application/merge-patch+json" => Patch::Merge(body.value),
-                "application/json-patch+json" => Patch::Json(body.value),
+                "application/json-patch+json" => {
+                    let ops = body.value.as_array().map_or(0, Vec::len);
+                    if ops > api_types::patch::MAX_JSON_PATCH_OPERATIONS {
+                        return Err(ApiError::new(
+                            Reason::RequestEntityTooLarge,
+                            format!(
+                                "the allowed maximum operations in a JSON patch is {}, got {ops}",
+                                api_types::patch::MAX_JSON_PATCH_OPERATIONS
+                            ),
+                        ));
+                    }
+                    Patch::Json(body.value)
+                }
                 "application/strategic-merge-patch+json" => Patch::Strategic(body.value),
                 "application/apply-patch+yaml" => {
                     return Err(ApiError::new(
@@ -441,6 +451,17 @@ async fn dispatch(
                     ),
                 )),
             }
+        }
+        // Kubernetes serves no deletecollection of a namespaced resource
+        // across namespaces: `DELETE /api/v1/pods` deleted every pod.
+        (Method::DELETE, None, None) if resource.namespaced && ns.is_none() => {
+            Err(ApiError::new(
+                Reason::MethodNotAllowed,
+                format!(
+                    "the server does not allow this method on the requested resource (DELETE {}): {} are deleted one namespace at a time (/api/v1/namespaces/{{namespace}}/{})",
+                    resource.plural, resource.plural, resource.plural
+                ),
+            ))
         }
         (Method::DELETE, None, None) => {
             let body = read_optional_body(headers, body).await?;
@@ -792,7 +813,7 @@ async fn watch(
     let timeout = params
         .get("timeoutSeconds")
         .and_then(|t| t.parse::<u64>().ok())
-        .map_or(DEFAULT_WATCH_TIMEOUT, Duration::from_secs);
+        .map_or_else(|| state.limits.watch_timeout(), Duration::from_secs);
     let version = target.version;
     let resource = target.resource;
     let as_table = version == Version::V1 && wants_table(accept);

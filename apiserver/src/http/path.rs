@@ -95,14 +95,13 @@ pub fn parse(path: &str) -> Result<Option<Target>, ApiError> {
             t.bindings = true;
             return Ok(Some(t));
         }
-        return match rest {
-            [resource] => Ok(Some(target(lookup(resource)?, None, None, None))),
-            [resource, name] => Ok(Some(target(lookup(resource)?, None, Some(name), None))),
-            [resource, name, sub] => {
-                Ok(Some(target(lookup(resource)?, None, Some(name), Some(sub))))
-            }
-            _ => Err(unknown(path)),
+        let parsed = match rest {
+            [resource] => target(lookup(resource)?, None, None, None),
+            [resource, name] => target(lookup(resource)?, None, Some(name), None),
+            [resource, name, sub] => target(lookup(resource)?, None, Some(name), Some(sub)),
+            _ => return Err(unknown(path)),
         };
+        return known_subresource(parsed, &unknown).map(Some);
     }
     let parsed = match rest {
         // The namespace object itself and its subresources.
@@ -152,12 +151,21 @@ pub fn parse(path: &str) -> Result<Option<Target>, ApiError> {
         }
         _ => return Err(unknown(path)),
     };
-    if let Some(sub) = &parsed.subresource {
-        if !parsed.resource.subresources.contains(&sub.as_str()) && sub != "finalize" {
-            return Err(unknown(&format!("{}/{sub}", parsed.resource.plural)));
+    known_subresource(parsed, &unknown).map(Some)
+}
+
+/// `target` if its subresource is one the resource has. Anything else is
+/// a 404 here, before it can name a metrics series (one per request).
+fn known_subresource(
+    target: Target,
+    unknown: &dyn Fn(&str) -> ApiError,
+) -> Result<Target, ApiError> {
+    if let Some(sub) = &target.subresource {
+        if !target.resource.subresources.contains(&sub.as_str()) && sub != "finalize" {
+            return Err(unknown(&format!("{}/{sub}", target.resource.plural)));
         }
     }
-    Ok(Some(parsed))
+    Ok(target)
 }
 
 fn namespaced(
@@ -208,6 +216,13 @@ mod tests {
         assert_eq!(p("/api/v1beta1/minions").resource.kind, "Node");
         assert!(p("/api/v1beta1/watch/pods").watch_prefix);
         assert!(p("/api/v1beta1/bindings").bindings);
+        assert_eq!(
+            p("/api/v1beta1/pods/web/status").subresource.as_deref(),
+            Some("status")
+        );
+        // An unknown subresource is not a new metrics series per request.
+        let e = parse("/api/v1beta1/pods/web/anything-at-all").unwrap_err();
+        assert_eq!(e.code(), 404);
     }
 
     #[test]
