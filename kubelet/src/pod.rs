@@ -76,18 +76,6 @@ pub struct PodState {
     pub last_status: Option<PodStatus>,
 }
 
-impl PodState {
-    /// Makes every readiness probe due now (tests step through probe
-    /// periods without waiting them out).
-    #[cfg(test)]
-    pub(crate) fn make_probes_due(&mut self) {
-        let now = Instant::now();
-        for r in self.readiness.values_mut() {
-            r.next_at = now;
-        }
-    }
-}
-
 /// An event about the pod (`Normal` or `Warning`, a reason, a message).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodEvent {

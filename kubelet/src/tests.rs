@@ -336,7 +336,7 @@ async fn killing_a_pod_stops_apps_before_infra_and_removes_everything() {
     assert!(!scratch.exists());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_failing_liveness_probe_restarts_the_container() {
     let dir = tempfile::tempdir().unwrap();
     let rt = HollowRuntime::new();
@@ -357,13 +357,15 @@ async fn a_failing_liveness_probe_restarts_the_container() {
         &format!("exec:{first}:cat /ok")
     );
     rt.set_exec_exit_code(1);
-    // Two failures in a row (the period is 10 s: step over it by forgetting it).
+    // Not due again within its period (10 s).
+    tokio::time::advance(Duration::from_secs(9)).await;
+    sync_pod(&rt, &cfg, &p, &[], &mut state).await.unwrap();
+    assert!(rt.take_calls().iter().all(|c| !c.starts_with("exec:")));
+    // Two failures in a row, a period apart.
     for _ in 0..2 {
-        state
-            .probes
-            .values_mut()
-            .for_each(|p| p.next_at = tokio::time::Instant::now());
+        tokio::time::advance(Duration::from_secs(1)).await;
         sync_pod(&rt, &cfg, &p, &[], &mut state).await.unwrap();
+        tokio::time::advance(Duration::from_secs(9)).await;
     }
     let calls = rt.take_calls();
     assert!(calls.contains(&format!("stop:{first}")), "{calls:?}");
@@ -467,7 +469,7 @@ fn ready(status: &PodStatus) -> (bool, String) {
     (container, condition)
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_readiness_probe_drives_ready_without_restarting_the_container() {
     let dir = tempfile::tempdir().unwrap();
     let rt = HollowRuntime::new();
@@ -491,18 +493,18 @@ async fn a_readiness_probe_drives_ready_without_restarting_the_container() {
     let wake = r.wake_at.unwrap();
     assert!(wake > tokio::time::Instant::now() + Duration::from_secs(1));
     assert!(wake <= tokio::time::Instant::now() + Duration::from_secs(2));
-    state.make_probes_due();
+    tokio::time::advance(wake - tokio::time::Instant::now()).await;
     let r = sync_pod(&rt, &cfg, &p, &[], &mut state).await.unwrap();
     assert!(!ready(&r.status).0, "one success of the two needed");
-    state.make_probes_due();
+    tokio::time::advance(Duration::from_secs(1)).await;
     let r = sync_pod(&rt, &cfg, &p, &[], &mut state).await.unwrap();
     assert_eq!(ready(&r.status), (true, "True".into()));
     // Failing probes: still ready after one, not ready after two.
     rt.set_exec_exit_code(1);
-    state.make_probes_due();
+    tokio::time::advance(Duration::from_secs(1)).await;
     let r = sync_pod(&rt, &cfg, &p, &[], &mut state).await.unwrap();
     assert!(ready(&r.status).0);
-    state.make_probes_due();
+    tokio::time::advance(Duration::from_secs(1)).await;
     let r = sync_pod(&rt, &cfg, &p, &[], &mut state).await.unwrap();
     assert_eq!(ready(&r.status), (false, "False".into()));
     assert!(reasons(&mut state).contains(&"Unhealthy:c".to_string()));
