@@ -777,7 +777,7 @@ async fn connect<S: AsRef<str>>(endpoints: &[S]) -> Result<Client> {
 /// `PR_SET_PDEATHSIG` fires when the thread that forked the child exits, not
 /// the process: spawning from a test thread or a tokio blocking thread would
 /// kill etcd when that thread ends, while its handle may still be in use.
-fn spawn_from_long_lived_thread(cmd: Command) -> Result<Child> {
+pub(crate) fn spawn_from_long_lived_thread(cmd: Command) -> Result<Child> {
     type Request = (Command, mpsc::Sender<io::Result<Child>>);
     static SPAWNER: OnceLock<Mutex<mpsc::Sender<Request>>> = OnceLock::new();
     let spawner = SPAWNER.get_or_init(|| {
@@ -816,7 +816,7 @@ fn etcd_binary() -> Result<PathBuf> {
     )
 }
 
-fn find_in_path(name: &str) -> Option<PathBuf> {
+pub(crate) fn find_in_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_else(|| OsString::from("/usr/bin:/bin"));
     std::env::split_paths(&path)
         .map(|dir| dir.join(name))

@@ -4,9 +4,11 @@
 //! process or data directory behind.
 
 pub mod apiserver;
+pub mod balancer;
 pub mod binaries;
 pub mod docker;
 pub mod etcd;
 pub mod interrupts;
 pub mod kubeconfig;
 pub mod netns;
+pub mod processes;
