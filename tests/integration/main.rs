@@ -35,6 +35,8 @@ mod dry_run;
 mod errors;
 /// etcd: the key layout and a 3-member cluster losing a member.
 mod etcd_storage;
+/// Survive losing a process: kill -9 of each component of an HA cluster under load (#14).
+mod fault_tolerance;
 /// Events: the recorder's correlation against a real apiserver, TTL leases on updates.
 mod events;
 /// The manifests under examples/ are accepted as written.
