@@ -14,7 +14,7 @@ use crate::resources;
 
 /// The `-f`/`-R` flags of the verbs that need manifests (`create`,
 /// `replace`, `apply`).
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct FileArgs {
     /// Files, directories or `-` (stdin) holding the objects.
     #[arg(short = 'f', long = "filename", required = true)]

@@ -247,3 +247,59 @@ print(config_map.data["mode"], secret.type,
     assert_eq!(stdout.trim(), "fast Opaque s3cret py");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctl_creates_config_maps_and_secrets_as_kubectl_does() -> Result<()> {
+    let c = mini_k8s_tests::apiserver::TestCluster::start().await?;
+    let dir = tempfile::tempdir()?;
+    let ctl = crate::ctl_harness::Ctl::new(dir.path(), c.url(), None)?;
+    let file = ctl.file("app.properties", "color=blue\n")?;
+    let env_file = ctl.file("settings.env", "MODE=fast\n")?;
+    let out = ctl
+        .ok(&[
+            "create",
+            "configmap",
+            "app",
+            "--from-literal=greeting=hello",
+            &format!("--from-file={file}"),
+            &format!("--from-env-file={env_file}"),
+        ])
+        .await?;
+    assert_eq!(out, "configmap/app created\n");
+    let out = ctl
+        .ok(&[
+            "create",
+            "secret",
+            "generic",
+            "db",
+            "--from-literal=password=hunter2",
+        ])
+        .await?;
+    assert_eq!(out, "secret/db created\n");
+    let (_, app) = c.get("/api/v1/namespaces/default/configmaps/app").await?;
+    assert_eq!(
+        app["data"],
+        json!({"greeting": "hello", "app.properties": "color=blue\n", "MODE": "fast"})
+    );
+    let (_, db) = c.get("/api/v1/namespaces/default/secrets/db").await?;
+    assert_eq!(decoded(&db, "password")?, "hunter2");
+    let table = ctl.ok(&["get", "configmaps"]).await?;
+    assert!(table.contains("app"), "{table}");
+    // One line saying what is wrong, and nothing created.
+    let err = ctl
+        .fails(&[
+            "create",
+            "configmap",
+            "bad",
+            "--from-literal=k=1",
+            "--from-literal=k=2",
+        ])
+        .await?;
+    assert!(
+        err.contains("another key by that name already exists"),
+        "{err}"
+    );
+    let (code, _) = c.get("/api/v1/namespaces/default/configmaps/bad").await?;
+    assert_eq!(code, 404);
+    Ok(())
+}

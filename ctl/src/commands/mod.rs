@@ -7,6 +7,7 @@ pub mod cluster_info;
 pub mod completion;
 pub mod config;
 pub mod create;
+pub mod create_data;
 pub mod delete;
 pub mod describe;
 pub mod edit;
