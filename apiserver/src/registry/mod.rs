@@ -37,6 +37,10 @@ use serde_json::Value;
 use crate::error::{ApiError, Result};
 use crate::storage::{ListOptions, Storage, StorageError, Stored};
 
+/// The largest etcd read a filtered list grows its pages to (Kubernetes'
+/// `maxLimit`).
+const MAX_FILTERED_PAGE: i64 = 10_000;
+
 /// How many times a write without a client-given resourceVersion is retried
 /// after losing a race with another writer.
 const MAX_WRITE_ATTEMPTS: usize = 16;
@@ -1080,11 +1084,16 @@ impl<S: Strategy> Store<S> {
         let limit = query.limit.filter(|l| *l > 0);
         let mut items = Vec::new();
         let mut revision;
-        let mut last_key;
+        let mut last_key: Option<String>;
         let mut more;
         let mut remaining;
+        // With a selector a page may come back short: keep reading at the
+        // same revision, each read twice the last (Kubernetes' growing
+        // pages), so a selector matching little costs a few reads, not one
+        // per object.
+        let mut page_size = limit;
         loop {
-            options.limit = limit.map(|l| l - items.len() as i64);
+            options.limit = page_size;
             let page = self.storage.list(&prefix, &options).await.map_err(|e| match e {
                 StorageError::Compacted { .. } => ApiError::new(
                     api_types::status::Reason::Gone,
@@ -1096,20 +1105,30 @@ impl<S: Strategy> Store<S> {
             more = page.more;
             remaining = page.remaining;
             last_key = page.items.last().map(|s| s.key.clone());
-            for stored in &page.items {
+            let read = page.items.len();
+            for (index, stored) in page.items.iter().enumerate() {
                 let value = output(stored)?;
                 if !filtered || matches(self.resource(), query, &value) {
                     items.push(value);
                 }
+                if limit.is_some_and(|l| items.len() as i64 >= l) {
+                    // Full: continue after this key (what is left of the
+                    // page is read again by the next request).
+                    if index + 1 < read {
+                        more = true;
+                        remaining += (read - index - 1) as i64;
+                        last_key = Some(stored.key.clone());
+                    }
+                    break;
+                }
             }
-            // With a selector a page may come back short: keep reading
-            // (at the same revision) until it is full or the keys run out.
             let full = limit.is_some_and(|l| items.len() as i64 >= l);
             if !more || full || limit.is_none() {
                 break;
             }
             options.start_after.clone_from(&last_key);
             options.revision = Some(revision);
+            page_size = page_size.map(|size| (size * 2).min(MAX_FILTERED_PAGE));
         }
         let continue_token = match (more, last_key) {
             (true, Some(start)) => {

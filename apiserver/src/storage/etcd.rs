@@ -34,6 +34,14 @@ pub struct EtcdStorage {
     leases: Arc<tokio::sync::Mutex<LeaseReuse>>,
 }
 
+/// Keys per etcd read of an unpaged list: one gRPC answer each, at one
+/// revision.
+const UNPAGED_READ_PAGE: i64 = 1000;
+
+/// The largest etcd answer read (tonic's default is 4 MiB): a page of
+/// large objects (etcd takes values up to 1.5 MiB) must still fit.
+const MAX_READ_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+
 /// Longest a granted lease is handed to further writes (Kubernetes'
 /// `--lease-reuse-duration-seconds`, 60 by default).
 const LEASE_REUSE_SECONDS: i64 = 60;
@@ -234,6 +242,64 @@ impl EtcdStorage {
             })
     }
 
+    /// One etcd range read: at most `options.limit` keys, in one answer.
+    async fn list_once(&self, prefix: &str, options: &ListOptions) -> Result<ListPage> {
+        let start = match &options.start_after {
+            // The smallest key greater than `after` is `after` + NUL.
+            Some(after) => {
+                let mut key = after.as_bytes().to_vec();
+                key.push(0);
+                key
+            }
+            None => prefix.as_bytes().to_vec(),
+        };
+        let mut get = GetOptions::new().with_range(prefix_end(prefix));
+        if let Some(limit) = options.limit {
+            get = get.with_limit(limit);
+        }
+        if let Some(revision) = options.revision {
+            get = get.with_revision(revision);
+        }
+        let response = self
+            .call(|c| {
+                let (start, get) = (start.clone(), get.clone());
+                async move {
+                    c.kv_client()
+                        .max_decoding_message_size(MAX_READ_MESSAGE_BYTES)
+                        .get(start, Some(get))
+                        .await
+                }
+            })
+            .await
+            .map_err(|e| match e {
+                etcd_client::Error::GRpcStatus(status)
+                    if status.message().contains("compacted") =>
+                {
+                    StorageError::Compacted {
+                        requested: options.revision.unwrap_or_default(),
+                        compacted: 0,
+                    }
+                }
+                other => unavailable(other),
+            })?;
+        let items = response
+            .kvs()
+            .iter()
+            .map(Self::stored)
+            .collect::<Result<Vec<_>>>()?;
+        let revision = match options.revision {
+            Some(revision) => revision,
+            None => response.header().map_or(0, |h| h.revision()),
+        };
+        let remaining = response.count() - items.len() as i64;
+        Ok(ListPage {
+            items,
+            revision,
+            more: response.more(),
+            remaining,
+        })
+    }
+
     async fn txn(&self, txn: Txn) -> Result<etcd_client::TxnResponse> {
         self.call(|mut c| {
             let txn = txn.clone();
@@ -281,57 +347,26 @@ impl Storage for EtcdStorage {
     }
 
     async fn list(&self, prefix: &str, options: &ListOptions) -> Result<ListPage> {
-        let start = match &options.start_after {
-            // The smallest key greater than `after` is `after` + NUL.
-            Some(after) => {
-                let mut key = after.as_bytes().to_vec();
-                key.push(0);
-                key
-            }
-            None => prefix.as_bytes().to_vec(),
-        };
-        let mut get = GetOptions::new().with_range(prefix_end(prefix));
-        if let Some(limit) = options.limit {
-            get = get.with_limit(limit);
+        if options.limit.is_some() {
+            return self.list_once(prefix, options).await;
         }
-        if let Some(revision) = options.revision {
-            get = get.with_revision(revision);
-        }
-        let response = self
-            .call(|mut c| {
-                let (start, get) = (start.clone(), get.clone());
-                async move { c.get(start, Some(get)).await }
-            })
-            .await
-            .map_err(|e| match e {
-                etcd_client::Error::GRpcStatus(status)
-                    if status.message().contains("compacted") =>
-                {
-                    StorageError::Compacted {
-                        requested: options.revision.unwrap_or_default(),
-                        compacted: 0,
-                    }
-                }
-                other => unavailable(other),
-            })?;
-        let items = response
-            .kvs()
-            .iter()
-            .map(Self::stored)
-            .collect::<Result<Vec<_>>>()?;
-        let revision = match options.revision {
-            Some(revision) => revision,
-            None => response.header().map_or(0, |h| h.revision()),
+        // Unpaged: read in pages at one revision, so no single gRPC answer
+        // has to hold the whole prefix (30,000 pods are ~50 MB).
+        let mut page_options = ListOptions {
+            limit: Some(UNPAGED_READ_PAGE),
+            ..options.clone()
         };
-        let remaining = response.count() - items.len() as i64;
-        Ok(ListPage {
-            items,
-            revision,
-            more: response.more(),
-            remaining,
-        })
+        let mut all = self.list_once(prefix, &page_options).await?;
+        while all.more {
+            page_options.start_after = all.items.last().map(|s| s.key.clone());
+            page_options.revision = Some(all.revision);
+            let page = self.list_once(prefix, &page_options).await?;
+            all.items.extend(page.items);
+            all.more = page.more;
+        }
+        all.remaining = 0;
+        Ok(all)
     }
-
     async fn create(&self, key: &str, value: Vec<u8>, ttl: Option<i64>) -> Result<i64> {
         let mut put = PutOptions::new();
         if let Some(ttl) = ttl {
