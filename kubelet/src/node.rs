@@ -402,26 +402,37 @@ pub async fn renew_lease(
 /// Renews the node's Lease every `lease_renew_interval` forever; failures
 /// are retried at 200 ms doubling up to the interval, as Kubernetes'
 /// lease controller backs off.
+///
+/// Each renewal may take at most one interval (Kubernetes gives the
+/// kubelet's heartbeat client the same bound): a request stuck on an etcd
+/// member that lost its leader would otherwise hold every heartbeat for
+/// etcd's own timeout, long enough for a live node to look dead.
 pub async fn run_lease(leases: Api<Lease>, nodes: Api<Node>, name: String, beats: Heartbeats) {
     let period = beats.lease_renew_interval;
     let mut delay = Duration::from_millis(200);
     let mut latest = None;
     loop {
-        match renew_lease(
+        let renewal = renew_lease(
             &leases,
             &nodes,
             &name,
             beats.lease_duration_seconds,
             &mut latest,
-        )
-        .await
-        {
-            Ok(()) => {
+        );
+        // A renewal cut short leaves `latest` empty (it is taken first), so
+        // the next one reads the Lease: the write may or may not have landed.
+        let failure = match tokio::time::timeout(period, renewal).await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some(format!("no answer within {period:?}")),
+        };
+        match failure {
+            None => {
                 delay = Duration::from_millis(200);
                 tokio::time::sleep(period).await;
             }
-            Err(e) => {
-                tracing::warn!(node = %name, error = %e, "renewing the node lease failed");
+            Some(error) => {
+                tracing::warn!(node = %name, %error, "renewing the node lease failed");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(period);
             }
