@@ -282,7 +282,7 @@ pub async fn acquire(
     let mut last_holder = None;
     info!(lease = %format!("{}/{}", config.namespace, config.name), identity = %config.identity, "waiting to lead");
     loop {
-        match try_acquire_or_renew(&leases, &config, &mut observed).await {
+        match bounded_try(&leases, &config, &mut observed).await {
             Ok(Outcome::Held) => break,
             Ok(Outcome::HeldByOther(holder)) => {
                 if last_holder.as_ref() != Some(&holder) {
@@ -310,7 +310,7 @@ pub async fn acquire(
                     return;
                 }
             }
-            match try_acquire_or_renew(&leases, &config, &mut observed).await {
+            match bounded_try(&leases, &config, &mut observed).await {
                 Ok(Outcome::Held) => last_renewal = Instant::now(),
                 Ok(Outcome::HeldByOther(holder)) => {
                     warn!(%holder, "another candidate took the lease");
@@ -331,6 +331,26 @@ pub async fn acquire(
         stop: Some(stop),
         renewer,
     })
+}
+
+/// One try that may take at most `retry_period`. A request stuck on an
+/// etcd member that lost its leader would otherwise hold the renewals for
+/// etcd's own timeout (about 7 s) and cost a live leader its lease; cut
+/// short, the next try (a fresh read) goes out a retry period later.
+async fn bounded_try(
+    leases: &Api<Lease>,
+    config: &Config,
+    observed: &mut Observed,
+) -> Result<Outcome, String> {
+    match tokio::time::timeout(
+        config.retry_period,
+        try_acquire_or_renew(leases, config, observed),
+    )
+    .await
+    {
+        Ok(outcome) => outcome.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no answer within {:?}", config.retry_period)),
+    }
 }
 
 /// One try: take the Lease if it is free or expired, renew it if held.
