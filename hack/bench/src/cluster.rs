@@ -183,6 +183,15 @@ pub async fn wait_ready(url: &str) -> Result<()> {
     }
 }
 
+/// A hollow kubelet running in this process.
+pub struct Hollow {
+    pub task: tokio::task::JoinHandle<()>,
+    /// Its runtime: it logs every call it gets for the unit tests, and a
+    /// long run must drain that log ([`drain_call_logs`]).
+    pub runtime: HollowRuntime,
+    pub kubelet: Kubelet,
+}
+
 /// `count` hollow kubelets (`hollow-0000`, ...) in this process, each with
 /// 4 CPUs and 16 GiB; `tune` sets their periods.
 pub fn start_hollow_nodes(
@@ -190,7 +199,7 @@ pub fn start_hollow_nodes(
     client: &kube::Client,
     work: &Path,
     tune: impl Fn(&mut KubeletConfig),
-) -> Vec<tokio::task::JoinHandle<()>> {
+) -> Vec<Hollow> {
     (0..count)
         .map(|i| {
             let name = format!("hollow-{i:04}");
@@ -201,11 +210,26 @@ pub fn start_hollow_nodes(
             config.node.kubelet_port = 0;
             config.sync.root_dir = work.join("kubelet").join(&name);
             tune(&mut config);
-            let (kubelet, feed) =
-                Kubelet::new(client.clone(), Arc::new(HollowRuntime::new()), config);
-            tokio::spawn(kubelet.run(feed))
+            let runtime = HollowRuntime::new();
+            let (kubelet, feed) = Kubelet::new(client.clone(), Arc::new(runtime.clone()), config);
+            Hollow {
+                task: tokio::spawn(kubelet.clone().run(feed)),
+                runtime,
+                kubelet,
+            }
         })
         .collect()
+}
+
+/// Empties the call logs of hollow runtimes (kept for the kubelet's unit
+/// tests, never trimmed by the runtime); returns (entries, bytes) dropped.
+pub fn drain_call_logs(hollows: &[Hollow]) -> (u64, u64) {
+    hollows
+        .iter()
+        .flat_map(|h| h.runtime.take_calls())
+        .fold((0, 0), |(n, bytes), call| {
+            (n + 1, bytes + call.len() as u64)
+        })
 }
 
 /// Waits until `count` nodes are Ready, at most [`START_LIMIT`].

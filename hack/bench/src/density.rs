@@ -258,8 +258,8 @@ async fn measure(
     }
     .await;
     recorder.abort();
-    for kubelet in kubelets {
-        kubelet.abort();
+    for hollow in kubelets {
+        hollow.task.abort();
     }
     outcome
 }

@@ -67,6 +67,12 @@ pub struct Ledger {
 /// The end check.
 #[derive(Debug, Default)]
 pub struct Check {
+    /// Entries and bytes drained from the hollow runtimes' call logs
+    /// (`None`: left to grow, `--keep-hollow-call-logs`).
+    pub drained: Option<(u64, u64)>,
+    pub hollow_pods: usize,
+    pub hollow_containers: usize,
+    pub bound_pods: usize,
     pub checked: usize,
     pub lost: Vec<String>,
     pub wrong_replicas: Vec<String>,
