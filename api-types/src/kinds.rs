@@ -231,8 +231,70 @@ pub const SECRETS: ResourceKind = ResourceKind {
     subresources: &[],
 };
 
+/// `rbac.authorization.k8s.io/v1` `Role`: rules within one namespace.
+pub const ROLES: ResourceKind = ResourceKind {
+    group: "rbac.authorization.k8s.io",
+    version: "v1",
+    kind: "Role",
+    plural: "roles",
+    singular: "role",
+    v1beta1_plural: None,
+    v1beta1_kind: "Role",
+    short_names: &[],
+    namespaced: true,
+    storage_prefix: "roles",
+    subresources: &[],
+};
+
+/// `rbac.authorization.k8s.io/v1` `RoleBinding`: grants a Role (or a
+/// ClusterRole's rules) to subjects within one namespace.
+pub const ROLE_BINDINGS: ResourceKind = ResourceKind {
+    group: "rbac.authorization.k8s.io",
+    version: "v1",
+    kind: "RoleBinding",
+    plural: "rolebindings",
+    singular: "rolebinding",
+    v1beta1_plural: None,
+    v1beta1_kind: "RoleBinding",
+    short_names: &[],
+    namespaced: true,
+    storage_prefix: "rolebindings",
+    subresources: &[],
+};
+
+/// `rbac.authorization.k8s.io/v1` `ClusterRole`: rules cluster-wide.
+pub const CLUSTER_ROLES: ResourceKind = ResourceKind {
+    group: "rbac.authorization.k8s.io",
+    version: "v1",
+    kind: "ClusterRole",
+    plural: "clusterroles",
+    singular: "clusterrole",
+    v1beta1_plural: None,
+    v1beta1_kind: "ClusterRole",
+    short_names: &[],
+    namespaced: false,
+    storage_prefix: "clusterroles",
+    subresources: &[],
+};
+
+/// `rbac.authorization.k8s.io/v1` `ClusterRoleBinding`: grants a
+/// ClusterRole to subjects in every namespace.
+pub const CLUSTER_ROLE_BINDINGS: ResourceKind = ResourceKind {
+    group: "rbac.authorization.k8s.io",
+    version: "v1",
+    kind: "ClusterRoleBinding",
+    plural: "clusterrolebindings",
+    singular: "clusterrolebinding",
+    v1beta1_plural: None,
+    v1beta1_kind: "ClusterRoleBinding",
+    short_names: &[],
+    namespaced: false,
+    storage_prefix: "clusterrolebindings",
+    subresources: &[],
+};
+
 /// Every resource the API serves, of every group.
-pub const ALL: [ResourceKind; 10] = [
+pub const ALL: [ResourceKind; 14] = [
     PODS,
     SERVICES,
     REPLICATION_CONTROLLERS,
@@ -243,6 +305,10 @@ pub const ALL: [ResourceKind; 10] = [
     CONFIG_MAPS,
     SECRETS,
     LEASES,
+    ROLES,
+    ROLE_BINDINGS,
+    CLUSTER_ROLES,
+    CLUSTER_ROLE_BINDINGS,
 ];
 
 /// A named API group and its one served version, in the order `/apis`
@@ -373,10 +439,24 @@ mod tests {
         assert_eq!(by_group_plural("coordination.k8s.io", "v1", "pods"), None);
         assert_eq!(
             named_groups(),
-            vec![GroupVersion {
-                group: "coordination.k8s.io",
-                version: "v1"
-            }]
+            vec![
+                GroupVersion {
+                    group: "coordination.k8s.io",
+                    version: "v1"
+                },
+                GroupVersion {
+                    group: "rbac.authorization.k8s.io",
+                    version: "v1"
+                }
+            ]
+        );
+        assert_eq!(
+            CLUSTER_ROLES.key(None, "view"),
+            "/registry/clusterroles/view"
+        );
+        assert_eq!(
+            ROLE_BINDINGS.key(Some("a"), "b"),
+            "/registry/rolebindings/a/b"
         );
         assert_eq!(
             by_api_version_kind("coordination.k8s.io/v1", "Lease"),

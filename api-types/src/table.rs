@@ -137,6 +137,10 @@ pub fn columns(resource: &ResourceKind) -> Vec<Column> {
             col("Holder", "string", 0, "The holder of the lease"),
             age,
         ],
+        // Kubernetes' binding printers: NAME, ROLE (`Role/pod-reader`), AGE.
+        "RoleBinding" | "ClusterRoleBinding" => {
+            vec![name, col("Role", "string", 0, "The role granted"), age]
+        }
         _ => vec![name, age],
     }
 }
@@ -453,6 +457,15 @@ pub fn row(resource: &ResourceKind, object: &Value, now: jiff::Timestamp) -> Vec
             ]
         }
         "Lease" => vec![name, t(text(object, "/spec/holderIdentity")), created],
+        "RoleBinding" | "ClusterRoleBinding" => vec![
+            name,
+            t(format!(
+                "{}/{}",
+                text(object, "/roleRef/kind"),
+                text(object, "/roleRef/name")
+            )),
+            created,
+        ],
         _ => vec![name, created],
     }
 }

@@ -48,6 +48,7 @@ mod namespace;
 mod node;
 mod pod;
 pub mod quantity;
+mod rbac;
 mod service;
 
 pub use config::{
@@ -79,6 +80,11 @@ pub use node::{validate_node, validate_node_update};
 pub use pod::{
     validate_pod, validate_pod_spec, validate_pod_status_update, validate_pod_template_spec,
     validate_pod_update, validate_resource_requirements,
+};
+pub use rbac::{
+    name_is_path_segment, validate_cluster_role, validate_cluster_role_binding,
+    validate_cluster_role_binding_update, validate_cluster_role_update, validate_role,
+    validate_role_binding, validate_role_binding_update, validate_role_update, RBAC_GROUP,
 };
 pub use service::{validate_service, validate_service_update, NODE_PORT_RANGE};
 
