@@ -2,7 +2,9 @@
 //!
 //! The file is Kubernetes' static token CSV: `token,user,uid[,"group1,group2"]`,
 //! one per line. With it, every request but the health checks needs
-//! `Authorization: Bearer <token>`; without it, the API is open.
+//! `Authorization: Bearer <token>`; without it, the API is open (and
+//! unauthorized: see [`crate::authz`]). Groups are kept, and every
+//! authenticated user is also in `system:authenticated`, as in Kubernetes.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -14,7 +16,15 @@ pub struct User {
     pub name: String,
     /// The user's uid.
     pub uid: String,
+    /// The groups from the file, then `system:authenticated`.
+    pub groups: Vec<String>,
 }
+
+/// The group every authenticated user is in.
+pub const AUTHENTICATED_GROUP: &str = "system:authenticated";
+
+/// The group whose members may do anything, whatever the authorizer says.
+pub const MASTERS_GROUP: &str = "system:masters";
 
 /// A token file could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -67,12 +77,27 @@ impl TokenAuth {
             }
             let fields: Vec<&str> = line.splitn(4, ',').map(str::trim).collect();
             match fields.as_slice() {
-                [token, user, uid, ..] if !token.is_empty() && !user.is_empty() => {
+                [token, user, uid, rest @ ..] if !token.is_empty() && !user.is_empty() => {
+                    // The fourth column is one CSV field, quoted when it
+                    // lists several groups: `"g1,g2"`.
+                    let mut groups: Vec<String> = rest
+                        .first()
+                        .map(|g| g.trim_matches('"'))
+                        .into_iter()
+                        .flat_map(|g| g.split(','))
+                        .map(str::trim)
+                        .filter(|g| !g.is_empty())
+                        .map(str::to_string)
+                        .collect();
+                    if !groups.iter().any(|g| g == AUTHENTICATED_GROUP) {
+                        groups.push(AUTHENTICATED_GROUP.to_string());
+                    }
                     tokens.insert(
                         (*token).to_string(),
                         User {
                             name: (*user).to_string(),
                             uid: (*uid).to_string(),
+                            groups,
                         },
                     );
                 }
@@ -107,6 +132,19 @@ mod tests {
             "admin"
         );
         assert_eq!(auth.authenticate(Some("Bearer other")).unwrap().uid, "2");
+        assert_eq!(
+            auth.authenticate(Some("Bearer secret")).unwrap().groups,
+            ["system:masters", "system:authenticated"]
+        );
+        assert_eq!(
+            auth.authenticate(Some("Bearer other")).unwrap().groups,
+            ["system:authenticated"]
+        );
+        let two = TokenAuth::parse("t,u,3,\"a, b\"\n").unwrap();
+        assert_eq!(
+            two.authenticate(Some("Bearer t")).unwrap().groups,
+            ["a", "b", "system:authenticated"]
+        );
         assert!(auth.authenticate(Some("Bearer nope")).is_none());
         assert!(auth.authenticate(Some("Basic secret")).is_none());
         assert!(auth.authenticate(None).is_none());

@@ -48,17 +48,30 @@ fn api_group(gv: &kinds::GroupVersion) -> Value {
     json!({ "name": gv.group, "versions": [version], "preferredVersion": version })
 }
 
-/// `GET /apis`: every named group of `kinds::ALL`.
+/// `authorization.k8s.io/v1`: the access reviews, served by
+/// [`crate::authz::review`] rather than a store.
+const AUTHORIZATION: kinds::GroupVersion = kinds::GroupVersion {
+    group: "authorization.k8s.io",
+    version: "v1",
+};
+
+/// Every named group: those of `kinds::ALL`, then the reviews'.
+fn served_groups() -> Vec<kinds::GroupVersion> {
+    let mut groups = kinds::named_groups();
+    groups.push(AUTHORIZATION);
+    groups
+}
+
+/// `GET /apis`: every named group of `kinds::ALL`, and
+/// `authorization.k8s.io`.
 pub fn api_groups() -> Value {
-    let groups: Vec<Value> = kinds::named_groups().iter().map(api_group).collect();
+    let groups: Vec<Value> = served_groups().iter().map(api_group).collect();
     json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": groups })
 }
 
 /// `GET /apis/{group}`, or `None` for a group not served.
 pub fn api_group_of(group: &str) -> Option<Value> {
-    let gv = kinds::named_groups()
-        .into_iter()
-        .find(|gv| gv.group == group)?;
+    let gv = served_groups().into_iter().find(|gv| gv.group == group)?;
     let mut value = api_group(&gv);
     value["kind"] = "APIGroup".into();
     value["apiVersion"] = "v1".into();
@@ -84,6 +97,14 @@ pub fn group_resources(group: &str, version: &str) -> Option<Value> {
 /// The discovery entries of a group-version's resources and subresources.
 fn resources_of(group: &str, version: &str) -> Vec<Value> {
     let mut resources = Vec::new();
+    if (group, version) == (AUTHORIZATION.group, AUTHORIZATION.version) {
+        for (plural, kind) in crate::authz::review::RESOURCES {
+            resources.push(json!({
+                "name": plural, "singularName": "", "namespaced": false,
+                "kind": kind, "verbs": ["create"],
+            }));
+        }
+    }
     for resource in kinds::in_group(group, version) {
         resources.push(entry(resource, resource.plural));
         for sub in resource.subresources {

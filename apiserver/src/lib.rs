@@ -5,10 +5,12 @@
 //! - [`http`]: paths, bodies, content negotiation, watch streaming.
 //! - [`codec`]: the `/api/v1beta1` translation to and from v1.
 //! - [`discovery`], [`metrics`], [`auth`]: what clients need besides objects.
+//! - [`authz`]: authorization (RBAC) and the access reviews.
 //! - [`server`]: configuration, wiring and the accept loop.
 #![deny(missing_docs)]
 
 pub mod auth;
+pub mod authz;
 pub mod codec;
 pub mod discovery;
 pub mod endpoint_reconciler;

@@ -25,8 +25,8 @@ use tower::ServiceExt as _;
 use tracing::{debug, info, warn};
 
 use crate::auth::TokenAuth;
+use crate::authz::{self, Authorizer};
 use crate::discovery;
-use crate::endpoint_reconciler::EndpointReconciler;
 use crate::error::ApiError;
 use crate::http::limits::{ClientAddr, FirstByteDeadline};
 use crate::metrics::Metrics;
@@ -37,7 +37,11 @@ use crate::registry::leases::LeaseStrategy;
 use crate::registry::namespaces::{NamespaceLifecycle, NamespaceStrategy};
 use crate::registry::nodes::NodeStrategy;
 use crate::registry::pods::PodStrategy;
+use crate::registry::rbac::{
+    ClusterRoleBindingStrategy, ClusterRoleStrategy, RoleBindingStrategy, RoleStrategy,
+};
 use crate::registry::replication_controllers::ReplicationControllerStrategy;
+use crate::endpoint_reconciler::EndpointReconciler;
 use crate::registry::service_ips::ServiceIpAllocator;
 use crate::registry::services::ServiceStrategy;
 use crate::registry::{Rest, Store, WriteOptions};
@@ -73,6 +77,12 @@ pub struct Config {
     /// every request but the health checks needs one.
     #[arg(long)]
     pub token_auth_file: Option<PathBuf>,
+    /// Authorizers asked in order, comma-separated: `AlwaysAllow`,
+    /// `AlwaysDeny`, `RBAC`. Default: `RBAC` with --token-auth-file,
+    /// `AlwaysAllow` without (no authentication, no authorization).
+    /// `system:masters` is always allowed.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub authorization_mode: Vec<authz::Mode>,
     /// PEM certificate to serve TLS with (needs --tls-private-key-file).
     #[arg(long, requires = "tls_private_key_file")]
     pub tls_cert_file: Option<PathBuf>,
@@ -159,6 +169,7 @@ impl Config {
             advertise_address: None,
             service_cluster_ip_range: "10.0.0.0/24".parse().unwrap_or_else(|_| Ipv4Net::default()),
             token_auth_file: None,
+            authorization_mode: Vec::new(),
             tls_cert_file: None,
             tls_private_key_file: None,
             default_watch_cache_size: 1000,
@@ -236,6 +247,8 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// Tokens, when authentication is on.
     pub auth: Option<TokenAuth>,
+    /// The authorizer, when authentication is on.
+    pub authorizer: Option<Arc<Authorizer>>,
     /// Turns true when the server is stopping (watches end).
     pub shutdown: watch::Receiver<bool>,
     /// `host:port` clients reach the server on.
@@ -338,7 +351,23 @@ fn registries(
             storage,
             size,
         ),
-        store(LeaseStrategy { namespaces }, storage, size),
+        store(
+            LeaseStrategy {
+                namespaces: namespaces.clone(),
+            },
+            storage,
+            size,
+        ),
+        store(
+            RoleStrategy {
+                namespaces: namespaces.clone(),
+            },
+            storage,
+            size,
+        ),
+        store(RoleBindingStrategy { namespaces }, storage, size),
+        store(ClusterRoleStrategy, storage, size),
+        store(ClusterRoleBindingStrategy, storage, size),
     ];
     (
         list.into_iter()
@@ -406,7 +435,14 @@ pub fn router(state: Arc<ApiState>) -> Router {
                 },
             ),
         )
+        .merge(authz::review::routes(state.authorizer.clone()))
         .fallback(crate::http::handle)
+        // Innermost, as Kubernetes' chain: authentication, limits, then
+        // authorization.
+        .layer(middleware::from_fn_with_state(
+            state.authorizer.clone(),
+            authz::authorize,
+        ))
         // Inside authentication, as Kubernetes' handler chain: only
         // authenticated requests take a slot.
         .layer(middleware::from_fn_with_state(
@@ -452,7 +488,7 @@ async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
 
 async fn authenticate(
     State(state): State<Arc<ApiState>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     if let Some(auth) = &state.auth {
@@ -463,7 +499,9 @@ async fn authenticate(
                 .and_then(|v| v.to_str().ok());
             match auth.authenticate(header) {
                 Some(user) => {
-                    debug!(user = %user.name, path = %request.uri().path(), "authenticated")
+                    debug!(user = %user.name, path = %request.uri().path(), "authenticated");
+                    let user = user.clone();
+                    request.extensions_mut().insert(user);
                 }
                 None => {
                     return crate::http::json_response(
@@ -556,7 +594,36 @@ async fn bootstrap(
     if let Some(endpoints) = endpoints {
         endpoints.reconcile().await?;
     }
+    authz::bootstrap::reconcile(
+        get(&kinds::CLUSTER_ROLES)?.as_ref(),
+        get(&kinds::CLUSTER_ROLE_BINDINGS)?.as_ref(),
+    )
+    .await?;
     Ok(())
+}
+
+/// The authorizer when authentication is on (its RBAC cache watching the
+/// four RBAC registries until shutdown), `None` otherwise.
+fn authorizer(
+    config: &Config,
+    authenticating: bool,
+    registries: &Registries,
+    shutdown: &watch::Sender<bool>,
+) -> Option<Arc<Authorizer>> {
+    if !authenticating {
+        return None;
+    }
+    let get = |r: &ResourceKind| registries.get(&(r.group, r.plural)).cloned();
+    let cache = authz::RbacCache::start(
+        get(&kinds::ROLES)?,
+        get(&kinds::CLUSTER_ROLES)?,
+        get(&kinds::ROLE_BINDINGS)?,
+        get(&kinds::CLUSTER_ROLE_BINDINGS)?,
+        shutdown.subscribe(),
+    );
+    let modes = authz::modes(&config.authorization_mode, authenticating);
+    info!(?modes, "authorization");
+    Some(Arc::new(Authorizer::new(modes, cache)))
 }
 
 fn load_tls(config: &Config) -> Result<Option<tokio_rustls::TlsAcceptor>, ServerError> {
@@ -619,6 +686,7 @@ pub async fn serve(
     }
     let (bootstrapped_tx, bootstrapped_rx) = watch::channel(false);
     let metrics = Arc::new(Metrics::new());
+    let authorizer = authorizer(&config, auth.is_some(), &registries, &shutdown_tx);
     let limits = Arc::new(crate::http::limits::Limits::new(&config, metrics.clone()));
     let state = Arc::new(ApiState {
         registries: registries.clone(),
@@ -626,6 +694,7 @@ pub async fn serve(
         metrics,
         limits,
         auth,
+        authorizer,
         shutdown: shutdown_rx,
         server_address: format!("{advertise}:{}", local.port()),
         bootstrapped: bootstrapped_rx,
@@ -635,16 +704,14 @@ pub async fn serve(
         config.endpoint_reconciler_type,
         registries.get(&(kinds::ENDPOINTS.group, kinds::ENDPOINTS.plural)),
     ) {
-        (EndpointReconcilerType::Lease, Some(endpoints)) => {
-            Some(Arc::new(EndpointReconciler::new(
-                storage.clone(),
-                endpoints.clone(),
-                advertise,
-                local.port(),
-                if is_tls { "https" } else { "http" },
-                config.endpoint_lease_ttl,
-            )))
-        }
+        (EndpointReconcilerType::Lease, Some(endpoints)) => Some(Arc::new(EndpointReconciler::new(
+            storage.clone(),
+            endpoints.clone(),
+            advertise,
+            local.port(),
+            if is_tls { "https" } else { "http" },
+            config.endpoint_lease_ttl,
+        ))),
         _ => None,
     };
     // Bootstrap retries until etcd answers; meanwhile /readyz says why not.
@@ -659,15 +726,7 @@ pub async fn serve(
     let background = tokio::spawn(async move {
         let mut delay = Duration::from_millis(100);
         loop {
-            match bootstrap(
-                &registries,
-                &ips,
-                reconciler.as_deref(),
-                local.port(),
-                is_tls,
-            )
-            .await
-            {
+            match bootstrap(&registries, &ips, reconciler.as_deref(), local.port(), is_tls).await {
                 Ok(()) => {
                     let _ = bootstrapped_tx.send(true);
                     break;

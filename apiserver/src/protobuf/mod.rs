@@ -123,6 +123,7 @@ pub fn message_for(api_version: &str, kind: &str) -> Result<MessageDescriptor, P
         }),
         "policy/v1" | "policy/v1beta1" => Some("k8s.io.api.policy.v1".to_string()),
         "autoscaling/v1" => Some("k8s.io.api.autoscaling.v1".to_string()),
+        "authorization.k8s.io/v1" => Some("k8s.io.api.authorization.v1".to_string()),
         "meta.k8s.io/v1" => None,
         _ => {
             return Err(ProtobufError::UnknownKind {

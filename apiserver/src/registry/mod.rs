@@ -12,6 +12,7 @@ pub mod leases;
 pub mod namespaces;
 pub mod nodes;
 pub mod pods;
+pub mod rbac;
 pub mod replication_controllers;
 pub mod service_ips;
 pub mod services;

@@ -1,0 +1,496 @@
+//! The default roles (Kubernetes' bootstrap policy, cut to what mini-k8s
+//! serves and its components call), reconciled at every start: missing
+//! roles, rules, bindings and subjects are added; nothing a user added is
+//! removed, and objects annotated
+//! `rbac.authorization.kubernetes.io/autoupdate: "false"` are left alone.
+
+use api_types::v1::{ClusterRole, ClusterRoleBinding, ObjectMeta, PolicyRule, RoleRef, Subject};
+use api_types::validation::RBAC_GROUP;
+use serde_json::Value;
+use tracing::info;
+
+use super::rbac::uncovered;
+use crate::error::ApiError;
+use crate::registry::{Rest, Subresource, WriteOptions};
+
+const AUTOUPDATE: &str = "rbac.authorization.kubernetes.io/autoupdate";
+
+fn strings(values: &[&str]) -> Vec<String> {
+    values.iter().map(|s| (*s).to_string()).collect()
+}
+
+/// A resource rule.
+fn rule(verbs: &[&str], groups: &[&str], resources: &[&str]) -> PolicyRule {
+    PolicyRule {
+        verbs: strings(verbs),
+        api_groups: Some(strings(groups)),
+        resources: Some(strings(resources)),
+        ..PolicyRule::default()
+    }
+}
+
+/// A non-resource URL rule.
+fn urls(verbs: &[&str], paths: &[&str]) -> PolicyRule {
+    PolicyRule {
+        verbs: strings(verbs),
+        non_resource_urls: Some(strings(paths)),
+        ..PolicyRule::default()
+    }
+}
+
+const READ: &[&str] = &["get", "list", "watch"];
+const WRITE: &[&str] = &["create", "delete", "deletecollection", "patch", "update"];
+const EVENTS: &[&str] = &["create", "patch", "update"];
+const COORDINATION: &str = "coordination.k8s.io";
+
+/// What `view` may read in a namespace (not secrets, as Kubernetes).
+fn view_rules() -> Vec<PolicyRule> {
+    vec![
+        rule(
+            READ,
+            &[""],
+            &[
+                "pods",
+                "pods/log",
+                "pods/status",
+                "services",
+                "services/status",
+                "endpoints",
+                "replicationcontrollers",
+                "replicationcontrollers/scale",
+                "replicationcontrollers/status",
+                "configmaps",
+                "events",
+                "namespaces",
+                "namespaces/status",
+            ],
+        ),
+        rule(READ, &[COORDINATION], &["leases"]),
+    ]
+}
+
+/// What `edit` adds: writes of the workload kinds, and secrets.
+fn edit_rules() -> Vec<PolicyRule> {
+    let mut rules = view_rules();
+    rules.push(rule(
+        WRITE,
+        &[""],
+        &[
+            "pods",
+            "services",
+            "endpoints",
+            "replicationcontrollers",
+            "replicationcontrollers/scale",
+            "configmaps",
+            "secrets",
+        ],
+    ));
+    rules.push(rule(READ, &[""], &["secrets"]));
+    rules.push(rule(&["create"], &[""], &["pods/eviction"]));
+    rules.push(rule(WRITE, &[COORDINATION], &["leases"]));
+    rules
+}
+
+/// What `admin` adds: the namespace's roles and bindings.
+fn admin_rules() -> Vec<PolicyRule> {
+    let mut rules = edit_rules();
+    rules.push(rule(
+        &[
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch",
+        ],
+        &[RBAC_GROUP],
+        &["roles", "rolebindings"],
+    ));
+    rules.push(rule(
+        &["create"],
+        &["authorization.k8s.io"],
+        &["localsubjectaccessreviews"],
+    ));
+    rules
+}
+
+/// Every default ClusterRole.
+pub fn cluster_roles() -> Vec<ClusterRole> {
+    let role = |name: &str, rules: Vec<PolicyRule>| ClusterRole {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            labels: Some(
+                [(
+                    "kubernetes.io/bootstrapping".to_string(),
+                    "rbac-defaults".to_string(),
+                )]
+                .into(),
+            ),
+            annotations: Some([(AUTOUPDATE.to_string(), "true".to_string())].into()),
+            ..ObjectMeta::default()
+        },
+        rules: Some(rules),
+        aggregation_rule: None,
+    };
+    vec![
+        role(
+            "cluster-admin",
+            vec![rule(&["*"], &["*"], &["*"]), urls(&["*"], &["*"])],
+        ),
+        role("admin", admin_rules()),
+        role("edit", edit_rules()),
+        role("view", view_rules()),
+        role(
+            "system:discovery",
+            vec![urls(
+                &["get"],
+                &[
+                    "/api",
+                    "/api/*",
+                    "/apis",
+                    "/apis/*",
+                    "/healthz",
+                    "/livez",
+                    "/openapi",
+                    "/openapi/*",
+                    "/readyz",
+                    "/version",
+                    "/version/",
+                ],
+            )],
+        ),
+        role(
+            "system:public-info-viewer",
+            vec![urls(
+                &["get"],
+                &["/healthz", "/livez", "/readyz", "/version", "/version/"],
+            )],
+        ),
+        role(
+            "system:basic-user",
+            vec![rule(
+                &["create"],
+                &["authorization.k8s.io"],
+                &["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
+            )],
+        ),
+        // scheduler/src: watches pods, nodes, services; binds; marks pods
+        // unschedulable; events; leader election.
+        role(
+            "system:kube-scheduler",
+            vec![
+                rule(
+                    READ,
+                    &[""],
+                    &[
+                        "pods",
+                        "nodes",
+                        "services",
+                        "replicationcontrollers",
+                        "namespaces",
+                    ],
+                ),
+                rule(&["create"], &[""], &["pods/binding", "bindings"]),
+                rule(&["patch", "update"], &[""], &["pods/status"]),
+                rule(&["delete"], &[""], &["pods"]),
+                rule(EVENTS, &["", "events.k8s.io"], &["events"]),
+                rule(&["create"], &[COORDINATION], &["leases"]),
+                rule(&["get", "update", "patch"], &[COORDINATION], &["leases"]),
+            ],
+        ),
+        // controller-manager/src: replication, endpoints, node lifecycle,
+        // namespace deletion (every namespaced kind), routes, leader election.
+        role(
+            "system:kube-controller-manager",
+            vec![
+                rule(READ, &["*"], &["*"]),
+                rule(&["delete", "deletecollection"], &["*"], &["*"]),
+                rule(
+                    &["create", "patch", "update"],
+                    &[""],
+                    &[
+                        "pods",
+                        "pods/status",
+                        "replicationcontrollers",
+                        "replicationcontrollers/status",
+                        "endpoints",
+                        "services",
+                        "services/status",
+                        "nodes",
+                        "nodes/status",
+                        "namespaces",
+                        "namespaces/status",
+                        "namespaces/finalize",
+                    ],
+                ),
+                rule(&["create"], &[""], &["pods/eviction"]),
+                rule(EVENTS, &["", "events.k8s.io"], &["events"]),
+                rule(
+                    &["create", "get", "update", "patch"],
+                    &[COORDINATION],
+                    &["leases"],
+                ),
+            ],
+        ),
+        // kubelet/src: registers and heartbeats its node, runs pods and
+        // reports their status, reads what pods mount.
+        role(
+            "system:node",
+            vec![
+                rule(
+                    &[
+                        "get", "list", "watch", "create", "update", "patch", "delete",
+                    ],
+                    &[""],
+                    &["nodes"],
+                ),
+                rule(
+                    &["patch", "update"],
+                    &[""],
+                    &["nodes/status", "pods/status"],
+                ),
+                rule(
+                    &["get", "list", "watch", "create", "delete"],
+                    &[""],
+                    &["pods"],
+                ),
+                rule(&["create"], &[""], &["pods/eviction"]),
+                rule(
+                    READ,
+                    &[""],
+                    &["services", "endpoints", "configmaps", "secrets"],
+                ),
+                rule(EVENTS, &["", "events.k8s.io"], &["events"]),
+                rule(
+                    &["get", "create", "update", "patch", "delete"],
+                    &[COORDINATION],
+                    &["leases"],
+                ),
+            ],
+        ),
+        // kube-proxy/src: services and endpoints, its node, events.
+        role(
+            "system:node-proxier",
+            vec![
+                rule(READ, &[""], &["services", "endpoints"]),
+                rule(&["get", "list", "watch"], &[""], &["nodes"]),
+                rule(EVENTS, &["", "events.k8s.io"], &["events"]),
+            ],
+        ),
+    ]
+}
+
+/// Every default ClusterRoleBinding: (name, role, subjects as (kind, name)).
+pub fn cluster_role_bindings() -> Vec<ClusterRoleBinding> {
+    let binding = |name: &str, role: &str, subjects: &[(&str, &str)]| ClusterRoleBinding {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            labels: Some(
+                [(
+                    "kubernetes.io/bootstrapping".to_string(),
+                    "rbac-defaults".to_string(),
+                )]
+                .into(),
+            ),
+            annotations: Some([(AUTOUPDATE.to_string(), "true".to_string())].into()),
+            ..ObjectMeta::default()
+        },
+        role_ref: RoleRef {
+            api_group: RBAC_GROUP.into(),
+            kind: "ClusterRole".into(),
+            name: role.into(),
+        },
+        subjects: Some(
+            subjects
+                .iter()
+                .map(|(kind, name)| Subject {
+                    kind: (*kind).into(),
+                    api_group: Some(RBAC_GROUP.into()),
+                    name: (*name).into(),
+                    namespace: None,
+                })
+                .collect(),
+        ),
+    };
+    vec![
+        binding(
+            "cluster-admin",
+            "cluster-admin",
+            &[("Group", "system:masters")],
+        ),
+        binding(
+            "system:discovery",
+            "system:discovery",
+            &[("Group", "system:authenticated")],
+        ),
+        binding(
+            "system:basic-user",
+            "system:basic-user",
+            &[("Group", "system:authenticated")],
+        ),
+        binding(
+            "system:public-info-viewer",
+            "system:public-info-viewer",
+            &[
+                ("Group", "system:authenticated"),
+                ("Group", "system:unauthenticated"),
+            ],
+        ),
+        binding(
+            "system:kube-scheduler",
+            "system:kube-scheduler",
+            &[("User", "system:kube-scheduler")],
+        ),
+        binding(
+            "system:kube-controller-manager",
+            "system:kube-controller-manager",
+            &[("User", "system:kube-controller-manager")],
+        ),
+        binding("system:node", "system:node", &[("Group", "system:nodes")]),
+        binding(
+            "system:node-proxier",
+            "system:node-proxier",
+            &[("User", "system:kube-proxy")],
+        ),
+    ]
+}
+
+fn autoupdate(existing: &Value) -> bool {
+    existing
+        .pointer(&format!(
+            "/metadata/annotations/{}",
+            AUTOUPDATE.replace('/', "~1")
+        ))
+        .and_then(Value::as_str)
+        != Some("false")
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<Value, ApiError> {
+    serde_json::to_value(value).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// Creates the missing default roles and bindings, and adds to existing
+/// ones the rules and subjects they lack. Idempotent.
+pub async fn reconcile(roles: &dyn Rest, bindings: &dyn Rest) -> Result<(), ApiError> {
+    for role in cluster_roles() {
+        let name = role.metadata.name.clone().unwrap_or_default();
+        match roles.get(None, &name).await {
+            Ok(existing) => {
+                if !autoupdate(&existing) {
+                    continue;
+                }
+                let mut current: ClusterRole = serde_json::from_value(existing)
+                    .map_err(|e| ApiError::internal(e.to_string()))?;
+                let have = current.rules.clone().unwrap_or_default();
+                let missing = uncovered(&have, role.rules.as_deref().unwrap_or_default());
+                if missing.is_empty() {
+                    continue;
+                }
+                current.rules.get_or_insert_with(Vec::new).extend(missing);
+                roles
+                    .update(
+                        None,
+                        &name,
+                        to_json(&current)?,
+                        Subresource::Main,
+                        &WriteOptions::default(),
+                    )
+                    .await?;
+                info!(clusterrole = %name, "added missing rules to a default cluster role");
+            }
+            Err(e) if e.code() == 404 => {
+                match roles
+                    .create(None, to_json(&role)?, &WriteOptions::default())
+                    .await
+                {
+                    Ok(_) => info!(clusterrole = %name, "created default cluster role"),
+                    Err(e) if e.code() == 409 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    for binding in cluster_role_bindings() {
+        let name = binding.metadata.name.clone().unwrap_or_default();
+        match bindings.get(None, &name).await {
+            Ok(existing) => {
+                if !autoupdate(&existing) {
+                    continue;
+                }
+                let mut current: ClusterRoleBinding = serde_json::from_value(existing)
+                    .map_err(|e| ApiError::internal(e.to_string()))?;
+                let subjects = current.subjects.get_or_insert_with(Vec::new);
+                let before = subjects.len();
+                for wanted in binding.subjects.into_iter().flatten() {
+                    if !subjects
+                        .iter()
+                        .any(|s| s.kind == wanted.kind && s.name == wanted.name)
+                    {
+                        subjects.push(wanted);
+                    }
+                }
+                if subjects.len() == before {
+                    continue;
+                }
+                bindings
+                    .update(
+                        None,
+                        &name,
+                        to_json(&current)?,
+                        Subresource::Main,
+                        &WriteOptions::default(),
+                    )
+                    .await?;
+                info!(clusterrolebinding = %name, "added missing subjects to a default binding");
+            }
+            Err(e) if e.code() == 404 => {
+                match bindings
+                    .create(None, to_json(&binding)?, &WriteOptions::default())
+                    .await
+                {
+                    Ok(_) => {
+                        info!(clusterrolebinding = %name, "created default cluster role binding")
+                    }
+                    Err(e) if e.code() == 409 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use api_types::validation::{validate_cluster_role, validate_cluster_role_binding};
+
+    #[test]
+    fn the_defaults_are_valid_and_bound_to_existing_roles() {
+        let roles = cluster_roles();
+        for role in &roles {
+            assert!(
+                validate_cluster_role(role).is_empty(),
+                "{:?}",
+                role.metadata.name
+            );
+        }
+        for binding in cluster_role_bindings() {
+            assert!(validate_cluster_role_binding(&binding).is_empty());
+            assert!(roles
+                .iter()
+                .any(|r| r.metadata.name.as_deref() == Some(binding.role_ref.name.as_str())));
+        }
+    }
+
+    #[test]
+    fn admin_covers_edit_covers_view() {
+        assert!(uncovered(&admin_rules(), &edit_rules()).is_empty());
+        assert!(uncovered(&edit_rules(), &view_rules()).is_empty());
+        assert!(!uncovered(&view_rules(), &edit_rules()).is_empty());
+    }
+}
