@@ -48,7 +48,7 @@ fn openssl(args: &[&str], dir: &std::path::Path) -> Result<()> {
 
 /// A CA and a server certificate for 127.0.0.1 signed by it, made with the
 /// openssl CLI. Returns (CA cert, server cert, server key).
-fn certificates(
+pub(crate) fn certificates(
     dir: &std::path::Path,
 ) -> Result<(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)> {
     openssl(
@@ -116,7 +116,8 @@ async fn tls_with_a_token_serves_the_kube_client() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let (ca, cert, key) = certificates(dir.path())?;
     let tokens = dir.path().join("tokens.csv");
-    std::fs::write(&tokens, "t0ken,admin,1\n")?;
+    // system:masters: with a token file, RBAC authorizes (#13).
+    std::fs::write(&tokens, "t0ken,admin,1,\"system:masters\"\n")?;
     let etcd = tokio::task::spawn_blocking(mini_k8s_tests::etcd::Etcd::start).await??;
     let mut config = apiserver::Config::with_etcd(etcd.endpoints());
     config.tls_cert_file = Some(cert);

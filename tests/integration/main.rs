@@ -57,6 +57,8 @@ mod leases;
 mod patch;
 /// Stock kubectl's protobuf bodies (typed `create`, `describe`), `drain` and `pods/eviction`.
 mod protobuf;
+/// RBAC: the 403 for an unbound user, kubectl roles and bindings, `auth can-i`, escalation (#13).
+mod rbac;
 /// kube-proxy in a node network namespace, both modes: balance, affinity, UDP, publicIPs, rule cleanup.
 mod proxy;
 /// The route controller in a network namespace: routes follow nodes, go on SIGTERM.

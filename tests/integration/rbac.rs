@@ -1,0 +1,462 @@
+//! RBAC (issue #13): with a token file, a user without bindings is refused
+//! with Kubernetes' 403; stock kubectl creates roles and bindings that
+//! grant exactly what they say; `kubectl auth can-i` answers; escalation
+//! is refused.
+
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use kube::api::{ListParams, PostParams};
+use kube::Api;
+use mini_k8s_tests::apiserver::TestCluster;
+use serde_json::json;
+
+use crate::kubectl::{kubectl_available, Kubectl};
+
+const TOKENS: &str = "admin-token,admin,1,\"system:masters\"\nalice-token,alice,2\n";
+
+/// A TLS cluster (kubectl sends tokens over TLS only) with the admin and
+/// alice in its token file, a kubectl and a kube client for each.
+struct Rbac {
+    _cluster: TestCluster,
+    _dir: tempfile::TempDir,
+    admin: Kubectl,
+    alice: Kubectl,
+    admin_client: kube::Client,
+    alice_client: kube::Client,
+}
+
+async fn cluster() -> Result<Option<Rbac>> {
+    if !kubectl_available() {
+        println!("SKIPPED: kubectl is not installed on this machine");
+        return Ok(None);
+    }
+    let dir = tempfile::tempdir()?;
+    let (ca, cert, key) = crate::auth_tls::certificates(dir.path())?;
+    let tokens = dir.path().join("tokens.csv");
+    std::fs::write(&tokens, TOKENS)?;
+    let c = TestCluster::start_with(|config| {
+        config.token_auth_file = Some(tokens.clone());
+        config.tls_cert_file = Some(cert);
+        config.tls_private_key_file = Some(key);
+    })
+    .await?;
+    let mut kubectls = Vec::new();
+    let mut clients = Vec::new();
+    for who in ["admin", "alice"] {
+        let home = dir.path().join(who);
+        std::fs::create_dir_all(&home)?;
+        let kubeconfig = mini_k8s_tests::kubeconfig::write(
+            &home,
+            c.url(),
+            Some(&format!("{who}-token")),
+            Some(&ca),
+        )?;
+        let config = kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(&kubeconfig)?,
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await?;
+        clients.push(kube::Client::try_from(config)?);
+        kubectls.push(Kubectl { kubeconfig });
+    }
+    let (alice_client, admin_client) = (clients.remove(1), clients.remove(0));
+    let (alice, admin) = (kubectls.remove(1), kubectls.remove(0));
+    // Bootstrap (namespaces, default roles) runs in the background.
+    let namespaces: Api<Namespace> = Api::all(admin_client.clone());
+    eventually("the default namespace exists", || async {
+        Ok(namespaces.get("default").await.is_ok())
+    })
+    .await?;
+    Ok(Some(Rbac {
+        _cluster: c,
+        _dir: dir,
+        admin,
+        alice,
+        admin_client,
+        alice_client,
+    }))
+}
+
+/// The Status of a refused call, or `None` when it succeeded.
+fn refusal<T>(result: kube::Result<T>) -> Result<Option<Box<kube::core::Status>>> {
+    match result {
+        Ok(_) => Ok(None),
+        Err(kube::Error::Api(status)) => Ok(Some(status)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn list_pods(
+    client: &kube::Client,
+    namespace: &str,
+) -> Result<Option<Box<kube::core::Status>>> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    refusal(pods.list(&ListParams::default()).await)
+}
+
+/// `kubectl auth can-i` as `who`: true for "yes" (exit 0), false for "no".
+async fn can_i(who: &Kubectl, args: &[&str]) -> Result<bool> {
+    let mut all = vec!["auth", "can-i"];
+    all.extend_from_slice(args);
+    let out = who.run(&all).await?;
+    let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    match (answer.as_str(), out.status.success()) {
+        ("yes", true) => Ok(true),
+        ("no", false) => Ok(false),
+        _ => bail!(
+            "kubectl auth can-i {args:?}: {answer:?} {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
+
+/// Retries `check` until it holds: the authorizer reads roles and bindings
+/// from a watch, so a grant takes effect a moment after it is stored.
+async fn eventually<F, Fut>(what: &str, mut check: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool>>,
+{
+    for _ in 0..100 {
+        if check().await? {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("{what}: still not so after 100 tries")
+}
+
+/// The old apiserver let every valid token do everything: alice could
+/// list pods, create one mounting the host's root, read secrets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_without_bindings_is_forbidden_as_kubernetes_says() -> Result<()> {
+    let Some(r) = cluster().await? else {
+        return Ok(());
+    };
+    // By reference: `r` (the cluster, the kubeconfigs) lives to the end.
+    let Rbac {
+        ref admin,
+        ref alice,
+        ref admin_client,
+        ref alice_client,
+        ..
+    } = r;
+    let Some(status) = list_pods(&alice_client, "default").await? else {
+        bail!("alice listed pods without any binding");
+    };
+    assert_eq!(status.code, 403);
+    assert_eq!(status.reason, "Forbidden");
+    assert_eq!(
+        status.message,
+        r#"pods is forbidden: User "alice" cannot list resource "pods" in API group "" in the namespace "default""#
+    );
+    let details = status
+        .details
+        .as_ref()
+        .map(|d| (d.kind.as_str(), d.name.as_str()));
+    assert_eq!(details, Some(("pods", "")));
+    let nodes: Api<Node> = Api::all(alice_client.clone());
+    let Some(status) = refusal(nodes.get("m1").await)? else {
+        bail!("alice read a node");
+    };
+    assert_eq!(
+        status.message,
+        r#"nodes "m1" is forbidden: User "alice" cannot get resource "nodes" in API group "" at the cluster scope"#
+    );
+    // Discovery stays open to every authenticated user.
+    alice.ok(&["get", "--raw", "/api/v1"]).await?;
+    alice.ok(&["api-resources"]).await?;
+    // The admin (system:masters) may do anything.
+    assert!(list_pods(&admin_client, "default").await?.is_none());
+
+    let refused = alice.fails(&["get", "pods"]).await?;
+    assert!(
+        refused.contains(r#"Error from server (Forbidden): pods is forbidden: User "alice" cannot list resource "pods" in API group "" in the namespace "default""#),
+        "{refused}"
+    );
+    let host = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": { "name": "root", "namespace": "default" },
+        "spec": {
+            "containers": [{ "name": "c", "image": "busybox",
+                             "volumeMounts": [{ "name": "host", "mountPath": "/host" }] }],
+            "volumes": [{ "name": "host", "hostPath": { "path": "/" } }],
+        }
+    });
+    let pods: Api<Pod> = Api::namespaced(alice_client.clone(), "default");
+    let created = refusal(
+        pods.create(&PostParams::default(), &serde_json::from_value(host)?)
+            .await,
+    )?;
+    assert_eq!(created.map(|s| s.code), Some(403));
+    assert!(!can_i(&alice, &["list", "secrets"]).await?);
+    assert!(!can_i(&alice, &["create", "pods"]).await?);
+    assert!(can_i(&admin, &["create", "pods"]).await?);
+    assert!(can_i(&admin, &["*", "*"]).await?);
+    // The bootstrap policy is there for kubectl to see.
+    let roles = admin.ok(&["get", "clusterroles", "-o", "name"]).await?;
+    for role in [
+        "cluster-admin",
+        "admin",
+        "edit",
+        "view",
+        "system:node",
+        "system:kube-scheduler",
+    ] {
+        assert!(
+            roles.contains(&format!("clusterrole.rbac.authorization.k8s.io/{role}\n")),
+            "{roles}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_roles_and_bindings_grant_exactly_what_they_say() -> Result<()> {
+    let Some(r) = cluster().await? else {
+        return Ok(());
+    };
+    // By reference: `r` (the cluster, the kubeconfigs) lives to the end.
+    let Rbac {
+        ref admin,
+        ref alice,
+        ref alice_client,
+        ..
+    } = r;
+    admin.ok(&["create", "namespace", "team"]).await?;
+    admin
+        .ok(&[
+            "create",
+            "role",
+            "pod-reader",
+            "--verb=get,list",
+            "--resource=pods",
+            "-n",
+            "team",
+        ])
+        .await?;
+    admin
+        .ok(&[
+            "create",
+            "rolebinding",
+            "alice-reads",
+            "--role=pod-reader",
+            "--user=alice",
+            "-n",
+            "team",
+        ])
+        .await?;
+    let binding = admin
+        .ok(&["get", "rolebinding", "alice-reads", "-n", "team"])
+        .await?;
+    assert!(binding.contains("Role/pod-reader"), "{binding}");
+    eventually("alice lists pods in team", || async {
+        Ok(list_pods(&alice_client, "team").await?.is_none())
+    })
+    .await?;
+    alice.ok(&["get", "pods", "-n", "team"]).await?;
+    assert!(can_i(&alice, &["list", "pods", "-n", "team"]).await?);
+    assert!(can_i(&alice, &["get", "pods/web", "-n", "team"]).await?);
+    // In that namespace only, and only those verbs.
+    assert!(!can_i(&alice, &["list", "pods", "-n", "default"]).await?);
+    assert!(!can_i(&alice, &["delete", "pods", "-n", "team"]).await?);
+    assert!(!can_i(&alice, &["list", "pods", "--all-namespaces"]).await?);
+    let refused = alice.fails(&["get", "pods", "-n", "default"]).await?;
+    assert!(refused.contains("Forbidden"), "{refused}");
+    let refused = alice.fails(&["delete", "pod", "web", "-n", "team"]).await?;
+    assert!(
+        refused.contains(r#"pods "web" is forbidden: User "alice" cannot delete resource "pods" in API group "" in the namespace "team""#),
+        "{refused}"
+    );
+    // A roleRef may not change.
+    let changed = admin
+        .fails(&[
+            "patch",
+            "rolebinding",
+            "alice-reads",
+            "-n",
+            "team",
+            "--type=merge",
+            "-p",
+            r#"{"roleRef":{"name":"admin","kind":"ClusterRole"}}"#,
+        ])
+        .await?;
+    assert!(changed.contains("cannot change roleRef"), "{changed}");
+    // Unbinding takes the grant away again.
+    admin
+        .ok(&["delete", "rolebinding", "alice-reads", "-n", "team"])
+        .await?;
+    eventually("alice refused again", || async {
+        Ok(list_pods(&alice_client, "team")
+            .await?
+            .is_some_and(|s| s.code == 403))
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escalation_through_roles_and_bindings_is_refused() -> Result<()> {
+    let Some(r) = cluster().await? else {
+        return Ok(());
+    };
+    // By reference: `r` (the cluster, the kubeconfigs) lives to the end.
+    let Rbac {
+        ref admin,
+        ref alice,
+        ..
+    } = r;
+    admin.ok(&["create", "namespace", "team"]).await?;
+    // alice may manage roles and bindings in team, and read pods there.
+    admin
+        .ok(&[
+            "create",
+            "role",
+            "rbac-manager",
+            "--verb=get,list,create,update,patch,delete",
+            "--resource=roles,rolebindings",
+            "-n",
+            "team",
+        ])
+        .await?;
+    admin
+        .ok(&[
+            "create",
+            "role",
+            "pod-reader",
+            "--verb=get,list",
+            "--resource=pods",
+            "-n",
+            "team",
+        ])
+        .await?;
+    for role in ["rbac-manager", "pod-reader"] {
+        admin
+            .ok(&[
+                "create",
+                "rolebinding",
+                &format!("alice-{role}"),
+                &format!("--role={role}"),
+                "--user=alice",
+                "-n",
+                "team",
+            ])
+            .await?;
+    }
+    eventually("alice may create roles", || {
+        can_i(&alice, &["create", "roles", "-n", "team"])
+    })
+    .await?;
+    eventually("alice reads pods", || {
+        can_i(&alice, &["list", "pods", "-n", "team"])
+    })
+    .await?;
+    // What she holds she may grant...
+    alice
+        .ok(&[
+            "create",
+            "role",
+            "pod-getter",
+            "--verb=get",
+            "--resource=pods",
+            "-n",
+            "team",
+        ])
+        .await?;
+    // ...but not more.
+    let refused = alice
+        .fails(&[
+            "create",
+            "role",
+            "pod-killer",
+            "--verb=delete",
+            "--resource=pods",
+            "-n",
+            "team",
+        ])
+        .await?;
+    assert!(
+        refused
+            .contains(r#"roles.rbac.authorization.k8s.io "pod-killer" is forbidden: user "alice""#)
+            && refused.contains("attempting to grant RBAC permissions not currently held"),
+        "{refused}"
+    );
+    let refused = alice
+        .fails(&[
+            "create",
+            "rolebinding",
+            "alice-admin",
+            "--clusterrole=admin",
+            "--user=alice",
+            "-n",
+            "team",
+        ])
+        .await?;
+    assert!(
+        refused.contains("attempting to grant RBAC permissions not currently held"),
+        "{refused}"
+    );
+    let refused = alice
+        .fails(&[
+            "patch",
+            "role",
+            "pod-reader",
+            "-n",
+            "team",
+            "--type=json",
+            "-p",
+            r#"[{"op":"add","path":"/rules/0/verbs/-","value":"delete"}]"#,
+        ])
+        .await?;
+    assert!(
+        refused.contains("attempting to grant RBAC permissions not currently held"),
+        "{refused}"
+    );
+    // With `bind` on a role she may bind it without holding it.
+    admin
+        .ok(&[
+            "create",
+            "role",
+            "binder",
+            "--verb=bind",
+            "--resource=clusterroles",
+            "--resource-name=edit",
+            "-n",
+            "team",
+        ])
+        .await?;
+    admin
+        .ok(&[
+            "create",
+            "rolebinding",
+            "alice-binder",
+            "--role=binder",
+            "--user=alice",
+            "-n",
+            "team",
+        ])
+        .await?;
+    eventually("alice may bind edit", || async {
+        let out = alice
+            .run(&[
+                "create",
+                "rolebinding",
+                "alice-edit",
+                "--clusterrole=edit",
+                "--user=alice",
+                "-n",
+                "team",
+            ])
+            .await?;
+        Ok(out.status.success())
+    })
+    .await?;
+    eventually("alice edits in team", || {
+        can_i(&alice, &["delete", "pods", "-n", "team"])
+    })
+    .await?;
+    assert!(!can_i(&alice, &["delete", "pods", "-n", "default"]).await?);
+    Ok(())
+}
