@@ -528,6 +528,7 @@ async fn bootstrap(
     endpoints: Option<&EndpointReconciler>,
     port: u16,
     tls: bool,
+    rbac: bool,
 ) -> Result<(), ApiError> {
     // Before anything allocates: the record must cover the services that
     // exist (a cluster older than the record, or a changed range).
@@ -594,11 +595,14 @@ async fn bootstrap(
     if let Some(endpoints) = endpoints {
         endpoints.reconcile().await?;
     }
-    authz::bootstrap::reconcile(
-        get(&kinds::CLUSTER_ROLES)?.as_ref(),
-        get(&kinds::CLUSTER_ROLE_BINDINGS)?.as_ref(),
-    )
-    .await?;
+    // As Kubernetes' rbac/bootstrap-roles hook: only where RBAC decides.
+    if rbac {
+        authz::bootstrap::reconcile(
+            get(&kinds::CLUSTER_ROLES)?.as_ref(),
+            get(&kinds::CLUSTER_ROLE_BINDINGS)?.as_ref(),
+        )
+        .await?;
+    }
     Ok(())
 }
 
@@ -687,6 +691,7 @@ pub async fn serve(
     let (bootstrapped_tx, bootstrapped_rx) = watch::channel(false);
     let metrics = Arc::new(Metrics::new());
     let authorizer = authorizer(&config, auth.is_some(), &registries, &shutdown_tx);
+    let rbac = authorizer.as_ref().is_some_and(|a| a.uses_rbac());
     let limits = Arc::new(crate::http::limits::Limits::new(&config, metrics.clone()));
     let state = Arc::new(ApiState {
         registries: registries.clone(),
@@ -726,7 +731,16 @@ pub async fn serve(
     let background = tokio::spawn(async move {
         let mut delay = Duration::from_millis(100);
         loop {
-            match bootstrap(&registries, &ips, reconciler.as_deref(), local.port(), is_tls).await {
+            match bootstrap(
+                &registries,
+                &ips,
+                reconciler.as_deref(),
+                local.port(),
+                is_tls,
+                rbac,
+            )
+            .await
+            {
                 Ok(()) => {
                     let _ = bootstrapped_tx.send(true);
                     break;

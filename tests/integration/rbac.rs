@@ -259,6 +259,16 @@ async fn kubectl_roles_and_bindings_grant_exactly_what_they_say() -> Result<()> 
     alice.ok(&["get", "pods", "-n", "team"]).await?;
     assert!(can_i(&alice, &["list", "pods", "-n", "team"]).await?);
     assert!(can_i(&alice, &["get", "pods/web", "-n", "team"]).await?);
+    // `can-i --list` reads a SelfSubjectRulesReview: her role's rule, and
+    // discovery from system:discovery.
+    let rules = alice.ok(&["auth", "can-i", "--list", "-n", "team"]).await?;
+    assert!(
+        rules
+            .lines()
+            .any(|l| l.starts_with("pods ") && l.contains("[get list]")),
+        "{rules}"
+    );
+    assert!(rules.contains("[/api/*]"), "{rules}");
     // In that namespace only, and only those verbs.
     assert!(!can_i(&alice, &["list", "pods", "-n", "default"]).await?);
     assert!(!can_i(&alice, &["delete", "pods", "-n", "team"]).await?);

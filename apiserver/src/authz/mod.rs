@@ -240,6 +240,11 @@ impl Authorizer {
         }
     }
 
+    /// Whether RBAC is one of the modes (so the default roles matter).
+    pub fn uses_rbac(&self) -> bool {
+        self.modes.contains(&Mode::Rbac)
+    }
+
     /// The RBAC objects in memory.
     pub fn rbac(&self) -> &RbacCache {
         &self.rbac
