@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::api::{ListParams, PostParams};
 use kube::Api;
-use mini_k8s_tests::apiserver::TestCluster;
+use mini_k8s_tests::apiserver::{TestApiServer, TestCluster};
 use serde_json::json;
 
 use crate::kubectl::{kubectl_available, Kubectl};
@@ -468,5 +468,91 @@ async fn escalation_through_roles_and_bindings_is_refused() -> Result<()> {
     })
     .await?;
     assert!(!can_i(&alice, &["delete", "pods", "-n", "default"]).await?);
+    Ok(())
+}
+
+/// A kube client for `url` with `token`, trusting `ca` (its kubeconfig in
+/// `home`).
+async fn client_for(
+    home: &std::path::Path,
+    url: &str,
+    token: &str,
+    ca: &std::path::Path,
+) -> Result<kube::Client> {
+    std::fs::create_dir_all(home)?;
+    let kubeconfig = mini_k8s_tests::kubeconfig::write(home, url, Some(token), Some(ca))?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(&kubeconfig)?,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// Kubernetes reconciles its bootstrap policy at every start: what is
+/// missing comes back, what an administrator added stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_roles_are_completed_at_start_and_additions_kept() -> Result<()> {
+    use apiserver::authz::{bootstrap, rbac::uncovered};
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule};
+
+    let dir = tempfile::tempdir()?;
+    let (ca, cert, key) = crate::auth_tls::certificates(dir.path())?;
+    let tokens = dir.path().join("tokens.csv");
+    std::fs::write(&tokens, TOKENS)?;
+    let etcd = tokio::task::spawn_blocking(mini_k8s_tests::etcd::Etcd::start).await??;
+    let mut config = apiserver::Config::with_etcd(etcd.endpoints());
+    config.tls_cert_file = Some(cert);
+    config.tls_private_key_file = Some(key);
+    config.token_auth_file = Some(tokens);
+    let first = TestApiServer::start(config.clone()).await?;
+    let admin = client_for(&dir.path().join("a"), first.url(), "admin-token", &ca).await?;
+    let roles: Api<ClusterRole> = Api::all(admin.clone());
+    let bindings: Api<ClusterRoleBinding> = Api::all(admin.clone());
+    eventually("the default roles exist", || async {
+        Ok(bindings.get("system:basic-user").await.is_ok())
+    })
+    .await?;
+    let secrets = PolicyRule {
+        verbs: vec!["get".into()],
+        api_groups: Some(vec![String::new()]),
+        resources: Some(vec!["secrets".into()]),
+        ..PolicyRule::default()
+    };
+    let mut view = roles.get("view").await?;
+    view.rules
+        .get_or_insert_with(Vec::new)
+        .push(secrets.clone());
+    roles.replace("view", &PostParams::default(), &view).await?;
+    let mut edit = roles.get("edit").await?;
+    edit.rules.get_or_insert_with(Vec::new).remove(0);
+    roles.replace("edit", &PostParams::default(), &edit).await?;
+    bindings
+        .delete("system:basic-user", &Default::default())
+        .await?;
+    first.stop().await?;
+
+    let second = TestApiServer::start(config).await?;
+    let admin = client_for(&dir.path().join("b"), second.url(), "admin-token", &ca).await?;
+    let roles: Api<ClusterRole> = Api::all(admin.clone());
+    let bindings: Api<ClusterRoleBinding> = Api::all(admin);
+    eventually("the deleted binding is back", || async {
+        Ok(bindings.get("system:basic-user").await.is_ok())
+    })
+    .await?;
+    let defaults = bootstrap::cluster_roles();
+    let default_edit = defaults
+        .iter()
+        .find(|r| r.metadata.name.as_deref() == Some("edit"))
+        .and_then(|r| r.rules.clone())
+        .unwrap_or_default();
+    let edit = roles.get("edit").await?.rules.unwrap_or_default();
+    assert!(uncovered(&edit, &default_edit).is_empty(), "{edit:?}");
+    let view = roles.get("view").await?.rules.unwrap_or_default();
+    assert!(
+        view.contains(&secrets),
+        "the administrator's rule stays: {view:?}"
+    );
+    second.stop().await?;
     Ok(())
 }
