@@ -274,6 +274,18 @@ impl<K: Hash + Eq + Clone, V> Lru<K, V> {
         self.entries.get(key).map(|(value, _)| value)
     }
 
+    /// Forgets every entry `keep` says no to.
+    fn retain(&mut self, mut keep: impl FnMut(&V) -> bool) {
+        let by_use = &mut self.by_use;
+        self.entries.retain(|_, (value, used)| {
+            let kept = keep(value);
+            if !kept {
+                by_use.remove(used);
+            }
+            kept
+        });
+    }
+
     #[cfg(test)]
     fn len(&self) -> usize {
         self.entries.len()
@@ -295,6 +307,12 @@ impl Bucket {
             tokens: SPAM_BURST,
             at: now,
         }
+    }
+
+    /// Whether the bucket has earned back every token by `now`: then it
+    /// is no different from a new one and may be forgotten.
+    pub fn full_at(&self, now: f64) -> bool {
+        self.tokens + (now - self.at).max(0.0) / SPAM_REFILL_SECONDS >= SPAM_BURST
     }
 
     /// Takes a token at `now` if there is one.
@@ -373,6 +391,8 @@ struct Seen {
     name: String,
     count: i32,
     first: Option<Time>,
+    /// When it was last observed (seconds).
+    last: i64,
 }
 
 /// Client-go's `EventCorrelator`: spam filter, aggregation, then
@@ -383,6 +403,8 @@ pub struct Correlator {
     buckets: Lru<String, Bucket>,
     similar: Lru<String, Similar>,
     seen: Lru<String, Seen>,
+    /// When [`Correlator::forget_idle`] last ran (seconds).
+    swept: i64,
 }
 
 impl Correlator {
@@ -392,12 +414,36 @@ impl Correlator {
             buckets: Lru::new(entries),
             similar: Lru::new(entries),
             seen: Lru::new(entries),
+            swept: 0,
         }
+    }
+
+    /// Forgets what no longer changes an answer, at most once a minute:
+    /// spam buckets that are full again, and similar-event and seen-event
+    /// entries idle for the aggregation window. client-go keeps all three
+    /// until its LRU bound pushes them out, so a recorder's memory grows
+    /// with every object it ever saw until 4,096 of each; here it follows
+    /// the recent events (a component's RSS stays flat under steady
+    /// churn). The one difference: an event recurring after ten quiet
+    /// minutes is posted as a new Event rather than counted on the old one.
+    fn forget_idle(&mut self, now: jiff::Timestamp) {
+        let seconds = now.as_second();
+        if seconds - self.swept < 60 {
+            return;
+        }
+        self.swept = seconds;
+        let precise = now.as_millisecond() as f64 / 1000.0;
+        self.buckets.retain(|bucket| !bucket.full_at(precise));
+        self.similar
+            .retain(|similar| seconds - similar.last <= AGGREGATE_WINDOW_SECONDS);
+        self.seen
+            .retain(|seen| seconds - seen.last <= AGGREGATE_WINDOW_SECONDS);
     }
 
     /// What to post for `event` recorded at `now`, or `None` when the spam
     /// filter drops it.
     pub fn correlate(&mut self, event: Event, now: jiff::Timestamp) -> Option<Post> {
+        self.forget_idle(now);
         let seconds = now.as_millisecond() as f64 / 1000.0;
         if !self
             .buckets
@@ -445,9 +491,11 @@ impl Correlator {
             name: event.metadata.name.clone().unwrap_or_default(),
             count: event.count.unwrap_or(1),
             first: event.first_timestamp.clone(),
+            last: now.as_second(),
         };
         let repeat = self.seen.get(&key).is_some();
         let seen = self.seen.entry(&key, || fresh);
+        seen.last = now.as_second();
         if !repeat {
             return Post::Create(event);
         }
@@ -742,6 +790,34 @@ mod tests {
         // Five minutes later, one more.
         assert!(c.correlate(occurrence("web", "R", "y"), at(300)).is_some());
         assert!(c.correlate(occurrence("web", "R", "z"), at(300)).is_none());
+    }
+
+    #[test]
+    fn idle_entries_are_forgotten_once_they_change_no_answer() {
+        let mut c = Correlator::new(CACHE_ENTRIES);
+        // One event each for 50 pods, then 2 more for p0 (3 tokens taken).
+        for i in 0..50 {
+            c.correlate(occurrence(&format!("p{i}"), "R", "m"), at(0));
+        }
+        c.correlate(occurrence("p0", "R", "m"), at(1));
+        c.correlate(occurrence("p0", "R", "m"), at(2));
+        assert_eq!(c.entries(), 50);
+        // 301 s on, the pods with one token taken are full again; p0 is
+        // not (3 taken), and its seen entry keeps counting its repeats.
+        assert!(matches!(
+            c.correlate(occurrence("p0", "R", "m"), at(302)),
+            Some(Post::Patch(_))
+        ));
+        assert_eq!(c.buckets.len(), 1);
+        // Past the aggregation window, everything idle goes: memory follows
+        // recent events, not every object ever seen.
+        c.correlate(occurrence("new", "R", "m"), at(2000));
+        assert_eq!(c.entries(), 1);
+        // A recurrence after the window is a new event.
+        assert!(matches!(
+            c.correlate(occurrence("p0", "R", "m"), at(2001)),
+            Some(Post::Create(_))
+        ));
     }
 
     #[test]
