@@ -3,7 +3,7 @@
 //! records every call, which makes it the fake of the unit tests
 //! (STYLE.md §10): they assert the sequence of calls a sync made.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,6 +17,8 @@ use crate::runtime::{
 struct State {
     next_id: u64,
     containers: Vec<ContainerInfo>,
+    /// What each container was created with (its variables and mounts).
+    configs: HashMap<String, ContainerConfig>,
     calls: Vec<String>,
     missing_images: BTreeSet<String>,
     exec_exit_code: i64,
@@ -75,6 +77,11 @@ impl HollowRuntime {
             c.exit_code = code;
             c.finished_at = Some(when);
         }
+    }
+
+    /// What container `id` was created with.
+    pub fn config(&self, id: &str) -> Option<ContainerConfig> {
+        self.lock().configs.get(id).cloned()
     }
 
     /// Every container (a snapshot).
@@ -159,6 +166,7 @@ impl Runtime for HollowRuntime {
             finished_at: None,
             ip,
         });
+        s.configs.insert(id.clone(), config.clone());
         s.calls.push(format!("create:{}", config.name));
         Ok(id)
     }
@@ -196,6 +204,7 @@ impl Runtime for HollowRuntime {
         let mut s = self.lock();
         s.calls.push(format!("remove:{id}"));
         s.containers.retain(|c| c.id != id);
+        s.configs.remove(id);
         Ok(())
     }
 

@@ -12,11 +12,13 @@ pub mod docker;
 pub mod envvars;
 pub mod hollow;
 pub mod node;
+pub mod objects;
 pub mod pod;
 pub mod probe;
 pub mod runtime;
 pub mod server;
 pub mod static_pods;
+pub mod volume;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -125,6 +127,8 @@ struct Inner {
     config: Config,
     workers: Mutex<HashMap<String, Worker>>,
     services: Store<Service>,
+    /// The ConfigMaps and Secrets pods refer to (a cache over the apiserver).
+    objects: Arc<dyn objects::ObjectSource>,
     syncs: Semaphore,
     shown: Mutex<Shown>,
     /// Static pods by uid (their mirror pods are found by name).
@@ -167,8 +171,15 @@ impl Kubelet {
         let parallel = config.parallel_syncs.max(1);
         // One post at a time: a kubelet's events come a few per pod change.
         let (events, poster) = Recorder::new(client.clone(), events::DEFAULT_QUEUE, 1);
+        // A sync period's TTL: an edited object reaches a volume within
+        // two sync periods.
+        let objects = Arc::new(objects::ApiObjects::new(
+            client.clone(),
+            config.resync_period,
+        ));
         let kubelet = Self {
             inner: Arc::new(Inner {
+                objects,
                 client,
                 runtime,
                 config,
@@ -436,14 +447,12 @@ impl Kubelet {
                                     && s.metadata.name.as_deref() == Some("kubernetes")
                             }));
                         }
-                        pod::sync_pod(
-                            inner.runtime.as_ref(),
-                            &inner.config.sync,
-                            &pod,
-                            &services,
-                            &mut state,
-                        )
-                        .await
+                        let src = pod::Sources {
+                            runtime: inner.runtime.as_ref(),
+                            services: &services,
+                            objects: inner.objects.as_ref(),
+                        };
+                        pod::sync_pod(src, &inner.config.sync, &pod, &mut state).await
                     };
                     for e in state.events.drain(..) {
                         inner

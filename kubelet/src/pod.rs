@@ -24,6 +24,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Container, Pod, PodStatus, Service};
 use tokio::time::Instant;
 
+use crate::objects::{self, ObjectSource};
 use crate::runtime::{ContainerInfo, ContainerState, Error, Runtime};
 use plan::{Action, Plan};
 use probes::{ProbeState, Readiness};
@@ -37,7 +38,8 @@ pub struct SyncConfig {
     pub host_ip: String,
     /// The infra container's image.
     pub infra_image: String,
-    /// Where emptyDir volumes live (`{root}/pods/{uid}/volumes/{name}`).
+    /// Where volumes live: emptyDirs at `{root}/pods/{uid}/volumes/{name}`,
+    /// ConfigMaps and Secrets at `{root}/pods/{uid}/volumes/kubernetes.io~{configmap,secret}/{name}`.
     pub root_dir: PathBuf,
     /// First crash-loop and image-pull back-off.
     pub backoff_base: Duration,
@@ -125,6 +127,9 @@ pub enum SyncError {
     /// The runtime failed.
     #[error(transparent)]
     Runtime(#[from] Error),
+    /// A ConfigMap or Secret the container needs is missing.
+    #[error(transparent)]
+    Config(#[from] crate::objects::ConfigError),
     /// A volume directory could not be made or removed.
     #[error("volume {path}: {source}")]
     Volume {
@@ -240,6 +245,18 @@ pub async fn kill_pod(
     }
 }
 
+/// Where a sync reads from: the container runtime, the services (for
+/// their variables), the ConfigMaps and Secrets.
+#[derive(Clone, Copy)]
+pub struct Sources<'a> {
+    /// The container runtime.
+    pub runtime: &'a dyn Runtime,
+    /// The services whose variables the containers get.
+    pub services: &'a [&'a Service],
+    /// ConfigMaps and Secrets.
+    pub objects: &'a dyn ObjectSource,
+}
+
 /// Brings the pod's containers to its spec and returns its status:
 /// [`sync_pod_at`] the current time.
 ///
@@ -247,37 +264,43 @@ pub async fn kill_pod(
 ///
 /// Runtime failures other than image pulls (which become waiting reasons).
 pub async fn sync_pod(
-    runtime: &dyn Runtime,
+    src: Sources<'_>,
     cfg: &SyncConfig,
     pod: &Pod,
-    services: &[&Service],
     state: &mut PodState,
 ) -> Result<SyncResult, SyncError> {
-    sync_pod_at(runtime, cfg, pod, services, state, Now::current()).await
+    sync_pod_at(src, cfg, pod, state, Now::current()).await
 }
 
-/// One sync at `now`: list the pod's containers, [`plan::plan`], carry the
-/// plan out, run the probes that are due, list again and compute the status.
+/// One sync at `now`: list the pod's containers, fetch the ConfigMaps and
+/// Secrets it refers to, [`plan::plan`], carry the plan out, run the
+/// probes that are due, list again and compute the status.
 ///
 /// # Errors
 ///
 /// Runtime failures other than image pulls (which become waiting reasons).
 pub async fn sync_pod_at(
-    runtime: &dyn Runtime,
+    src: Sources<'_>,
     cfg: &SyncConfig,
     pod: &Pod,
-    services: &[&Service],
     state: &mut PodState,
     now: Now,
 ) -> Result<SyncResult, SyncError> {
+    let Sources {
+        runtime,
+        services,
+        objects,
+    } = src;
     let uid = pod_uid(pod).to_string();
     let observed = plan::group(runtime.list_pod_containers(Some(&uid)).await?);
-    let plan = plan::plan(pod, &observed, state, cfg, now);
+    let objects = objects::fetch_for(objects, pod).await;
+    let plan = plan::plan(pod, &observed, &objects, state, cfg, now);
     let mut exec = execute::Executor {
         runtime,
         cfg,
         pod,
         services,
+        objects: &objects,
         infra: observed
             .get(crate::runtime::INFRA_CONTAINER_NAME)
             .and_then(|l| l.iter().find(|c| c.state == ContainerState::Running))

@@ -99,7 +99,8 @@ pub struct PortBinding {
 }
 
 /// What to create: the parts of a Docker container config the kubelet uses.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// `Debug` shows the variables' names, not their values (Secret data).
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct ContainerConfig {
     /// The runtime's name for the container (unique).
     pub name: String,
@@ -128,6 +129,31 @@ pub struct ContainerConfig {
     pub memory_limit: Option<i64>,
     /// CPU limit in billionths of a CPU.
     pub nano_cpus: Option<i64>,
+}
+
+impl std::fmt::Debug for ContainerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let env: Vec<&str> = self
+            .env
+            .iter()
+            .map(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k))
+            .collect();
+        f.debug_struct("ContainerConfig")
+            .field("name", &self.name)
+            .field("image", &self.image)
+            .field("entrypoint", &self.entrypoint)
+            .field("cmd", &self.cmd)
+            .field("working_dir", &self.working_dir)
+            .field("env", &env)
+            .field("labels", &self.labels)
+            .field("network_mode", &self.network_mode)
+            .field("hostname", &self.hostname)
+            .field("port_bindings", &self.port_bindings)
+            .field("binds", &self.binds)
+            .field("memory_limit", &self.memory_limit)
+            .field("nano_cpus", &self.nano_cpus)
+            .finish()
+    }
 }
 
 /// The state of a container as the runtime reports it.

@@ -7,8 +7,50 @@ use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use serde_json::json;
 
 use crate::hollow::HollowRuntime;
-use crate::pod::{kill_pod, sync_pod, sync_pod_at, Now, PodState, SyncConfig};
+use k8s_openapi::api::core::v1::Service;
+
+use crate::objects::{ObjectSource, StaticObjects};
+use crate::pod::{kill_pod, Now, PodState, Sources, SyncConfig, SyncError, SyncResult};
 use crate::runtime::{ContainerState, Runtime, INFRA_CONTAINER_NAME};
+
+/// A sync with no ConfigMaps or Secrets in the cluster.
+async fn sync_pod(
+    rt: &dyn Runtime,
+    cfg: &SyncConfig,
+    p: &Pod,
+    services: &[&Service],
+    state: &mut PodState,
+) -> Result<SyncResult, SyncError> {
+    sync_pod_at(rt, cfg, p, services, state, Now::current()).await
+}
+
+async fn sync_pod_at(
+    rt: &dyn Runtime,
+    cfg: &SyncConfig,
+    p: &Pod,
+    services: &[&Service],
+    state: &mut PodState,
+    now: Now,
+) -> Result<SyncResult, SyncError> {
+    sync_with(rt, &StaticObjects::new(), cfg, p, services, state, now).await
+}
+
+async fn sync_with(
+    runtime: &dyn Runtime,
+    objects: &dyn ObjectSource,
+    cfg: &SyncConfig,
+    p: &Pod,
+    services: &[&Service],
+    state: &mut PodState,
+    now: Now,
+) -> Result<SyncResult, SyncError> {
+    let src = Sources {
+        runtime,
+        services,
+        objects,
+    };
+    crate::pod::sync_pod_at(src, cfg, p, state, now).await
+}
 
 fn config(root: &std::path::Path) -> SyncConfig {
     SyncConfig {
@@ -542,4 +584,130 @@ async fn during_back_off_the_log_requests_read_the_kept_dead_instance() {
         let id = crate::server::log_instance(statuses.first(), "p", "c", previous);
         assert_eq!(id.as_deref(), Ok(running.as_str()), "previous={previous}");
     }
+}
+
+/// A pod reading ConfigMap `cm` and Secret `s` through `env`, `envFrom`
+/// and two volumes.
+fn config_pod() -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {"name": "p", "namespace": "default", "uid": "uid-1"},
+        "spec": {"containers": [{"name": "c", "image": "img", "imagePullPolicy": "IfNotPresent",
+            "env": [{"name": "PW", "valueFrom": {"secretKeyRef": {"name": "s", "key": "password"}}}],
+            "envFrom": [{"prefix": "CM_", "configMapRef": {"name": "cm"}}],
+            "volumeMounts": [{"name": "conf", "mountPath": "/etc/conf"},
+                             {"name": "sec", "mountPath": "/etc/sec"}]}],
+          "volumes": [{"name": "conf", "configMap": {"name": "cm",
+                          "items": [{"key": "color", "path": "sub/color"}]}},
+                      {"name": "sec", "secret": {"secretName": "s", "defaultMode": 0o400}}]}
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn config_maps_and_secrets_reach_env_and_volumes_and_a_missing_one_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = HollowRuntime::new();
+    let cfg = config(dir.path());
+    let objects = StaticObjects::new();
+    let p = config_pod();
+    let mut state = PodState::default();
+    // Nothing exists yet: the app container waits, with one Failed event.
+    let r = sync_with(&rt, &objects, &cfg, &p, &[], &mut state, Now::current())
+        .await
+        .unwrap();
+    let cs = &r.status.container_statuses.unwrap()[0];
+    let waiting = cs.state.as_ref().unwrap().waiting.as_ref().unwrap();
+    assert_eq!(
+        waiting.reason.as_deref(),
+        Some("CreateContainerConfigError")
+    );
+    // envFrom comes first, as in Kubernetes.
+    assert_eq!(
+        waiting.message.as_deref(),
+        Some("configmap \"cm\" not found")
+    );
+    let events: Vec<_> = state.events.drain(..).collect();
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| (e.kind, e.reason, e.message.as_str()))
+            .collect::<Vec<_>>(),
+        [("Warning", "Failed", "Error: configmap \"cm\" not found")]
+    );
+    assert!(!rt
+        .take_calls()
+        .iter()
+        .any(|c| c.starts_with("create:mk8s_c_")));
+    // Still missing: no second event.
+    sync_with(&rt, &objects, &cfg, &p, &[], &mut state, Now::current())
+        .await
+        .unwrap();
+    assert_eq!(state.events, vec![]);
+    // Both appear: the container starts with the variables and mounts.
+    objects.set(
+        crate::objects::Kind::ConfigMap,
+        "default",
+        "cm",
+        &[("color", "blue"), ("bad key", "x")],
+    );
+    objects.set(
+        crate::objects::Kind::Secret,
+        "default",
+        "s",
+        &[("password", "hunter2")],
+    );
+    let r = sync_with(&rt, &objects, &cfg, &p, &[], &mut state, Now::current())
+        .await
+        .unwrap();
+    assert_eq!(r.status.phase.as_deref(), Some("Running"));
+    let created = rt.config(&app_id(&rt)).unwrap();
+    assert!(
+        created.env.contains(&"PW=hunter2".to_string()),
+        "{:?}",
+        created.env
+    );
+    assert!(created.env.contains(&"CM_color=blue".to_string()));
+    assert!(!created.env.iter().any(|e| e.starts_with("CM_bad key")));
+    let vols = dir.path().join("pods/uid-1/volumes");
+    let conf = vols.join("kubernetes.io~configmap/conf");
+    let sec = vols.join("kubernetes.io~secret/sec");
+    assert_eq!(
+        created.binds,
+        [
+            format!("{}:/etc/conf:ro", conf.display()),
+            format!("{}:/etc/sec:ro", sec.display())
+        ]
+    );
+    assert_eq!(
+        std::fs::read_to_string(conf.join("sub/color")).unwrap(),
+        "blue"
+    );
+    assert_eq!(
+        std::fs::read_to_string(sec.join("password")).unwrap(),
+        "hunter2"
+    );
+    let reasons: Vec<_> = state.events.iter().map(|e| e.reason).collect();
+    assert!(
+        reasons.contains(&"InvalidEnvironmentVariableNames"),
+        "{reasons:?}"
+    );
+    // No event carries a Secret's value.
+    assert!(!state.events.iter().any(|e| e.message.contains("hunter2")));
+    state.events.clear();
+    rt.take_calls();
+    // An edit reaches the volume at the next sync; the container is left alone.
+    objects.set(
+        crate::objects::Kind::ConfigMap,
+        "default",
+        "cm",
+        &[("color", "green")],
+    );
+    sync_with(&rt, &objects, &cfg, &p, &[], &mut state, Now::current())
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(conf.join("sub/color")).unwrap(),
+        "green"
+    );
+    assert_eq!(rt.take_calls(), Vec::<String>::new());
 }

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::core::v1::{Container, Pod, Service};
 
 use super::{grace_period, pod_uid, SyncConfig, SyncError};
-use crate::envvars::service_env;
+use crate::envvars::{container_env, service_env};
+use crate::objects::PodObjects;
 use crate::runtime::{
     ContainerConfig, PortBinding, INFRA_CONTAINER_NAME, LABEL_CONTAINER_NAME, LABEL_GRACE_PERIOD,
     LABEL_POD_NAME, LABEL_POD_NAMESPACE, LABEL_POD_UID, LABEL_RESTART_COUNT, LABEL_SPEC_HASH,
@@ -33,40 +34,45 @@ pub(super) struct AppContext<'a> {
     pub(super) pod: &'a Pod,
     pub(super) cfg: &'a SyncConfig,
     pub(super) services: &'a [&'a Service],
+    pub(super) objects: &'a PodObjects,
     pub(super) infra_id: &'a str,
     pub(super) pod_ip: &'a str,
 }
 
 /// App container `container`, instance `restart`, in the infra
-/// container's network namespace.
+/// container's network namespace; with the warnings about `envFrom` keys
+/// left out.
 ///
 /// # Errors
 ///
-/// [`SyncError::Volume`] when an emptyDir cannot be made.
+/// [`SyncError::Volume`] when an emptyDir cannot be made,
+/// [`SyncError::Config`] when a ConfigMap or Secret it needs is missing.
 pub(super) fn app_config(
     ctx: &AppContext<'_>,
     container: &Container,
     restart: i32,
     hash: String,
-) -> Result<ContainerConfig, SyncError> {
+) -> Result<(ContainerConfig, Vec<String>), SyncError> {
     let AppContext {
         pod,
         cfg,
         services,
+        objects,
         infra_id,
         pod_ip,
     } = *ctx;
+    let (env, skipped) = env(pod, container, services, objects, cfg, pod_ip)?;
     let (memory_limit, nano_cpus) = limits(container);
     let mut labels = labels(pod, &container.name, cfg);
     labels.insert(LABEL_RESTART_COUNT.into(), restart.to_string());
     labels.insert(LABEL_SPEC_HASH.into(), hash);
-    Ok(ContainerConfig {
+    let config = ContainerConfig {
         name: docker_name(pod, &container.name, restart),
         image: container.image.clone().unwrap_or_default(),
         entrypoint: container.command.clone().filter(|c| !c.is_empty()),
         cmd: container.args.clone().filter(|c| !c.is_empty()),
         working_dir: container.working_dir.clone().filter(|w| !w.is_empty()),
-        env: env(pod, container, services, cfg, pod_ip),
+        env,
         labels,
         network_mode: Some(format!("container:{infra_id}")),
         port_bindings: Vec::new(),
@@ -74,7 +80,8 @@ pub(super) fn app_config(
         memory_limit,
         nano_cpus,
         hostname: None,
-    })
+    };
+    Ok((config, skipped))
 }
 
 fn name_part(s: &str) -> String {
@@ -139,8 +146,13 @@ fn binds(pod: &Pod, container: &Container, cfg: &SyncConfig) -> Result<Vec<Strin
         let Some(volume) = volumes.iter().find(|v| v.name == mount.name) else {
             continue;
         };
+        let mut read_only = mount.read_only == Some(true);
         let host = if let Some(hp) = &volume.host_path {
             PathBuf::from(&hp.path)
+        } else if let Some(kind) = crate::volume::kind_of(volume) {
+            // Written by the plan's Project step; read-only as in Kubernetes.
+            read_only = true;
+            crate::volume::volume_dir(&cfg.root_dir, pod_uid(pod), kind, &volume.name)
         } else if volume.empty_dir.is_some() {
             let dir = empty_dir_path(&cfg.root_dir, pod_uid(pod), &volume.name);
             std::fs::create_dir_all(&dir).map_err(|source| SyncError::Volume {
@@ -151,11 +163,7 @@ fn binds(pod: &Pod, container: &Container, cfg: &SyncConfig) -> Result<Vec<Strin
         } else {
             continue;
         };
-        let ro = if mount.read_only == Some(true) {
-            ":ro"
-        } else {
-            ""
-        };
+        let ro = if read_only { ":ro" } else { "" };
         out.push(format!("{}:{}{ro}", host.display(), mount.mount_path));
     }
     Ok(out)
@@ -173,30 +181,27 @@ fn field_value(pod: &Pod, path: &str, cfg: &SyncConfig, pod_ip: &str) -> String 
     }
 }
 
+/// The service variables, then the container's own (which replace a
+/// service variable of the same name).
 fn env(
     pod: &Pod,
     container: &Container,
     services: &[&Service],
+    objects: &PodObjects,
     cfg: &SyncConfig,
     pod_ip: &str,
-) -> Vec<String> {
+) -> Result<(Vec<String>, Vec<String>), SyncError> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let own = container_env(container, ns, objects, |path| {
+        field_value(pod, path, cfg, pod_ip)
+    })?;
     let mut out: Vec<String> = service_env(services)
         .into_iter()
+        .filter(|(k, _)| !own.vars.iter().any(|(n, _)| n == k))
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
-    for var in container.env.as_deref().unwrap_or_default() {
-        let value = match (&var.value, &var.value_from) {
-            (Some(v), _) => v.clone(),
-            (None, Some(from)) => from
-                .field_ref
-                .as_ref()
-                .map(|f| field_value(pod, &f.field_path, cfg, pod_ip))
-                .unwrap_or_default(),
-            (None, None) => String::new(),
-        };
-        out.push(format!("{}={value}", var.name));
-    }
-    out
+    out.extend(own.vars.into_iter().map(|(k, v)| format!("{k}={v}")));
+    Ok((out, own.skipped))
 }
 
 fn limits(container: &Container) -> (Option<i64>, Option<i64>) {

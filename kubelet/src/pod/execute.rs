@@ -6,11 +6,12 @@ use tokio::time::Instant;
 
 use k8s_openapi::api::core::v1::{Container, Pod, Service};
 
-use super::plan::Action;
+use super::plan::{self, Action};
 use super::{
     container_hash, containers, pod_uid, probes, push_event, Backoff, PodEvent, PodState,
     SyncConfig, SyncError,
 };
+use crate::objects::PodObjects;
 use crate::runtime::{ContainerInfo, Error, PullPolicy, Runtime};
 
 /// Carries out a [`Plan`]'s actions for one pod, keeping what they leave
@@ -20,6 +21,8 @@ pub(super) struct Executor<'a> {
     pub(super) cfg: &'a SyncConfig,
     pub(super) pod: &'a Pod,
     pub(super) services: &'a [&'a Service],
+    /// The ConfigMaps and Secrets the pod refers to, as fetched for this sync.
+    pub(super) objects: &'a PodObjects,
     /// The running infra container (made by `CreateInfra` when missing).
     pub(super) infra: Option<ContainerInfo>,
     pub(super) wake_at: Option<Instant>,
@@ -108,6 +111,34 @@ impl Executor<'_> {
                 );
             }
             Action::Start { name, restart } => self.start(&name, restart, state).await?,
+            Action::Project {
+                volume,
+                kind,
+                files,
+            } => {
+                let dir =
+                    crate::volume::volume_dir(&self.cfg.root_dir, pod_uid(self.pod), kind, &volume);
+                crate::volume::write_atomic(&dir, &files)
+                    .map_err(|source| SyncError::Volume { path: dir, source })?;
+            }
+            Action::ConfigError {
+                name,
+                message,
+                announce,
+            } => {
+                if announce {
+                    push_event(
+                        &mut state.events,
+                        Some(&name),
+                        "Warning",
+                        "Failed",
+                        format!("Error: {message}"),
+                    );
+                }
+                state
+                    .waiting
+                    .insert(name, (plan::CREATE_CONTAINER_CONFIG_ERROR.into(), message));
+            }
             Action::Liveness { name, id } => {
                 let pod_ip = self.pod_ip();
                 if let Some(container) = self.container(&name) {
@@ -191,12 +222,41 @@ impl Executor<'_> {
             pod: self.pod,
             cfg,
             services: self.services,
+            objects: self.objects,
             infra_id: &infra_id,
             pod_ip: &pod_ip,
         };
         let config =
             match containers::app_config(&ctx, container, restart, container_hash(container)) {
-                Ok(config) => config,
+                Ok((config, skipped)) => {
+                    for message in skipped {
+                        push_event(
+                            &mut state.events,
+                            Some(name),
+                            "Warning",
+                            "InvalidEnvironmentVariableNames",
+                            message,
+                        );
+                    }
+                    config
+                }
+                Err(SyncError::Config(e)) => {
+                    // The plan checked this; the objects cannot have changed
+                    // since, but a failure here is the same waiting reason.
+                    let message = e.to_string();
+                    push_event(
+                        &mut state.events,
+                        Some(name),
+                        "Warning",
+                        "Failed",
+                        format!("Error: {message}"),
+                    );
+                    state.waiting.insert(
+                        name.into(),
+                        (plan::CREATE_CONTAINER_CONFIG_ERROR.into(), message),
+                    );
+                    return Ok(());
+                }
                 Err(e) => {
                     push_event(
                         &mut state.events,

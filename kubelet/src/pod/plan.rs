@@ -5,13 +5,19 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Container, Pod};
 use tokio::time::Instant;
 
 use super::{
     container_hash, finished, grace_period, restart_policy, should_restart, PodState, SyncConfig,
 };
+use crate::envvars::container_env;
+use crate::objects::{ConfigError, Kind, PodObjects};
 use crate::runtime::{ContainerInfo, ContainerState, INFRA_CONTAINER_NAME, LABEL_SPEC_HASH};
+use crate::volume::{self, Projected};
+
+/// The waiting reason of a container whose ConfigMap or Secret is missing.
+pub const CREATE_CONTAINER_CONFIG_ERROR: &str = "CreateContainerConfigError";
 
 /// The time a plan is made at: wall time to compare with the timestamps
 /// the runtime reports (`finishedAt`), monotonic time for the worker's own
@@ -100,6 +106,28 @@ pub enum Action {
         /// Whether to post the events.
         announce: bool,
     },
+    /// Make ConfigMap or Secret volume `volume` hold `files` (written
+    /// only when they differ from what it holds: this is how a running
+    /// pod's volume follows an edit of its object).
+    Project {
+        /// The volume's name.
+        volume: String,
+        /// ConfigMap or Secret.
+        kind: Kind,
+        /// What it is to hold.
+        files: Vec<Projected>,
+    },
+    /// The container cannot be created: a ConfigMap or Secret (or key)
+    /// it needs is missing (`CreateContainerConfigError`, retried at the
+    /// next sync); `announce` posts the `Failed` event.
+    ConfigError {
+        /// The container's name.
+        name: String,
+        /// Why (`configmap "x" not found`).
+        message: String,
+        /// Whether to post the event.
+        announce: bool,
+    },
     /// The container runs and was left alone: its liveness probe runs if due.
     Liveness {
         /// The container's name.
@@ -144,10 +172,13 @@ pub fn group(containers: Vec<ContainerInfo>) -> HashMap<String, Vec<ContainerInf
 }
 
 /// Decides one sync of `pod` against `observed` (its containers, grouped
-/// by [`group`]). A converged pod plans nothing but its liveness probes.
+/// by [`group`]) and `objects` (the ConfigMaps and Secrets it refers to).
+/// A converged pod plans nothing but its liveness probes and the refresh
+/// of its ConfigMap and Secret volumes.
 pub fn plan(
     pod: &Pod,
     observed: &HashMap<String, Vec<ContainerInfo>>,
+    objects: &PodObjects,
     state: &PodState,
     cfg: &SyncConfig,
     now: Now,
@@ -191,6 +222,25 @@ pub fn plan(
             .map_or(0, |c| c.restart_count() + 1);
         plan.actions.push(Action::CreateInfra { restart });
     }
+    let mut volume_errors = HashMap::new();
+    for v in pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_deref())
+        .unwrap_or_default()
+    {
+        match volume::project(v, objects) {
+            Some(Ok((kind, files))) => plan.actions.push(Action::Project {
+                volume: v.name.clone(),
+                kind,
+                files,
+            }),
+            Some(Err(e)) => {
+                volume_errors.insert(v.name.clone(), e);
+            }
+            None => {}
+        }
+    }
     let containers = pod
         .spec
         .as_ref()
@@ -231,12 +281,47 @@ pub fn plan(
             Some(l) => plan_exited(&mut plan, pod, l, name, state, cfg, now),
             None => true,
         };
-        if start {
-            plan_start(&mut plan, name, latest, state, now);
+        if !start {
+            continue;
         }
+        if let Err(e) = config_check(pod, container, objects, &volume_errors) {
+            let message = e.to_string();
+            let announce = state.waiting.get(name)
+                != Some(&(CREATE_CONTAINER_CONFIG_ERROR.to_string(), message.clone()));
+            plan.actions.push(Action::ConfigError {
+                name: name.clone(),
+                message,
+                announce,
+            });
+            continue;
+        }
+        plan_start(&mut plan, name, latest, state, now);
     }
     plan.actions.extend(liveness);
     plan
+}
+
+/// Whether `container` can be created with what `objects` hold: its
+/// variables resolve and the ConfigMap and Secret volumes it mounts could
+/// be written.
+///
+/// # Errors
+///
+/// The first missing object or key.
+pub fn config_check(
+    pod: &Pod,
+    container: &Container,
+    objects: &PodObjects,
+    volume_errors: &HashMap<String, ConfigError>,
+) -> Result<(), ConfigError> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    container_env(container, ns, objects, |_| String::new())?;
+    for v in volume::mounted_by(pod, container) {
+        if let Some(e) = volume_errors.get(&v.name) {
+            return Err(e.clone());
+        }
+    }
+    Ok(())
 }
 
 /// An exited container: restart it if the policy says so and its back-off

@@ -2,13 +2,15 @@
 //! the time → actions. No runtime, no clock.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::json;
 use tokio::time::Instant;
 
-use super::{group, kill, plan, Action, KillPlan, Now};
+use super::{group, kill, plan, Action, KillPlan, Now, CREATE_CONTAINER_CONFIG_ERROR};
+use crate::objects::{Data, Fetched, Kind, PodObjects};
 use crate::pod::{container_hash, Backoff, PodState, SyncConfig};
 use crate::runtime::{
     ContainerInfo, ContainerState, INFRA_CONTAINER_NAME, LABEL_CONTAINER_NAME, LABEL_GRACE_PERIOD,
@@ -409,7 +411,14 @@ fn the_plan_as_a_table() {
                 o.labels.insert(LABEL_SPEC_HASH.into(), hash.clone());
             }
         }
-        let planned = plan(&c.pod, &group(c.observed), &c.state, &cfg(), now);
+        let planned = plan(
+            &c.pod,
+            &group(c.observed),
+            &PodObjects::default(),
+            &c.state,
+            &cfg(),
+            now,
+        );
         let wake_in = planned
             .wake_at
             .map(|w| w.duration_since(now.mono).as_secs());
@@ -441,4 +450,123 @@ fn a_deleted_pod_is_killed_apps_first_then_infra_then_removed() {
     );
     // Nothing left: nothing to do.
     assert_eq!(kill(&[], None), KillPlan::default());
+}
+
+/// Pod `p` whose container reads `cm` (key `k`) as a variable and mounts
+/// Secret `s` as volume `v`; `optional` marks both references.
+fn pod_with_refs(optional: bool) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {"name": "p", "namespace": "default", "uid": "u"},
+        "spec": {"containers": [{"name": "c", "image": "img:v1",
+            "env": [{"name": "K", "valueFrom": {"configMapKeyRef":
+                {"name": "cm", "key": "k", "optional": optional}}}],
+            "volumeMounts": [{"name": "v", "mountPath": "/s"}]}],
+          "volumes": [{"name": "v", "secret": {"secretName": "s", "optional": optional}}]}
+    }))
+    .unwrap()
+}
+
+/// An object's kind, name and string data.
+type Entry<'a> = (Kind, &'a str, &'a [(&'a str, &'a str)]);
+
+fn found(entries: &[Entry<'_>]) -> PodObjects {
+    let mut o = PodObjects::default();
+    for (kind, name, data) in entries {
+        let data = Data(
+            data.iter()
+                .map(|(k, v)| ((*k).to_string(), v.as_bytes().to_vec()))
+                .collect(),
+        );
+        o.0.insert((*kind, (*name).into()), Fetched::Found(Arc::new(data)));
+    }
+    o
+}
+
+fn config_error(message: &str, announce: bool) -> Action {
+    Action::ConfigError {
+        name: "c".into(),
+        message: message.into(),
+        announce,
+    }
+}
+
+#[test]
+fn a_missing_config_map_secret_or_key_is_create_container_config_error() {
+    let plan_of = |p: &Pod, o: &PodObjects, state: &PodState| {
+        plan(p, &group(vec![infra()]), o, state, &cfg(), now()).actions
+    };
+    let fresh = PodState::default();
+    let p = pod_with_refs(false);
+    // Nothing exists: the variable's ConfigMap is reported first.
+    assert_eq!(
+        plan_of(&p, &PodObjects::default(), &fresh),
+        [config_error("configmap \"cm\" not found", true)]
+    );
+    // Already waiting for the same reason: no second event.
+    let mut waiting = PodState::default();
+    waiting.waiting.insert(
+        "c".into(),
+        (
+            CREATE_CONTAINER_CONFIG_ERROR.into(),
+            "configmap \"cm\" not found".into(),
+        ),
+    );
+    assert_eq!(
+        plan_of(&p, &PodObjects::default(), &waiting),
+        [config_error("configmap \"cm\" not found", false)]
+    );
+    // The ConfigMap without the key.
+    let no_key = found(&[(Kind::ConfigMap, "cm", &[("other", "1")])]);
+    assert_eq!(
+        plan_of(&p, &no_key, &fresh),
+        [config_error(
+            "couldn't find key k in ConfigMap default/cm",
+            true
+        )]
+    );
+    // The key, but no Secret for the volume: nothing projected either.
+    let no_secret = found(&[(Kind::ConfigMap, "cm", &[("k", "1")])]);
+    assert_eq!(
+        plan_of(&p, &no_secret, &fresh),
+        [config_error("secret \"s\" not found", true)]
+    );
+    // Everything there: the volume is written, then the container starts.
+    let all = found(&[
+        (Kind::ConfigMap, "cm", &[("k", "1")]),
+        (Kind::Secret, "s", &[("pw", "x")]),
+    ]);
+    let actions = plan_of(&p, &all, &fresh);
+    assert!(
+        matches!(&actions[..], [Action::Project { volume, kind: Kind::Secret, files }, Action::Start { .. }]
+            if volume == "v" && files.len() == 1 && files[0].path == "pw"),
+        "{actions:?}"
+    );
+    // Optional references to nothing: an empty volume, and the container starts.
+    let actions = plan_of(&pod_with_refs(true), &PodObjects::default(), &fresh);
+    assert!(
+        matches!(&actions[..], [Action::Project { files, .. }, Action::Start { .. }] if files.is_empty()),
+        "{actions:?}"
+    );
+}
+
+#[test]
+fn a_running_container_is_left_alone_when_its_config_map_goes_away() {
+    // Kubernetes checks references only when it creates a container.
+    let mut p = pod_with_refs(false);
+    p.spec.as_mut().unwrap().containers[0].volume_mounts = None;
+    p.spec.as_mut().unwrap().volumes = None;
+    let mut c = running("c1", 0);
+    c.labels.insert(
+        LABEL_SPEC_HASH.into(),
+        container_hash(&p.spec.as_ref().unwrap().containers[0]),
+    );
+    let planned = plan(
+        &p,
+        &group(vec![infra(), c]),
+        &PodObjects::default(),
+        &PodState::default(),
+        &cfg(),
+        now(),
+    );
+    assert_eq!(planned.actions, vec![]);
 }
