@@ -47,6 +47,8 @@ mod kube_client;
 mod kubectl;
 /// The kubelet on a private dockerd: pods as containers, volumes, env, restarts, deletion.
 mod kubelet;
+/// Pods reading ConfigMaps and Secrets: env, envFrom, volumes following edits (#16).
+mod kubelet_config;
 /// Lists of any size (past etcd's 4 MiB answers) and filtered lists in growing pages (#19).
 mod large_lists;
 /// Leader election on a Lease: one leads, a dead leader is replaced, a release is quick.
