@@ -143,7 +143,7 @@ async fn a_user_without_bindings_is_forbidden_as_kubernetes_says() -> Result<()>
         ref alice_client,
         ..
     } = r;
-    let Some(status) = list_pods(&alice_client, "default").await? else {
+    let Some(status) = list_pods(alice_client, "default").await? else {
         bail!("alice listed pods without any binding");
     };
     assert_eq!(status.code, 403);
@@ -169,7 +169,7 @@ async fn a_user_without_bindings_is_forbidden_as_kubernetes_says() -> Result<()>
     alice.ok(&["get", "--raw", "/api/v1"]).await?;
     alice.ok(&["api-resources"]).await?;
     // The admin (system:masters) may do anything.
-    assert!(list_pods(&admin_client, "default").await?.is_none());
+    assert!(list_pods(admin_client, "default").await?.is_none());
 
     let refused = alice.fails(&["get", "pods"]).await?;
     assert!(
@@ -191,10 +191,10 @@ async fn a_user_without_bindings_is_forbidden_as_kubernetes_says() -> Result<()>
             .await,
     )?;
     assert_eq!(created.map(|s| s.code), Some(403));
-    assert!(!can_i(&alice, &["list", "secrets"]).await?);
-    assert!(!can_i(&alice, &["create", "pods"]).await?);
-    assert!(can_i(&admin, &["create", "pods"]).await?);
-    assert!(can_i(&admin, &["*", "*"]).await?);
+    assert!(!can_i(alice, &["list", "secrets"]).await?);
+    assert!(!can_i(alice, &["create", "pods"]).await?);
+    assert!(can_i(admin, &["create", "pods"]).await?);
+    assert!(can_i(admin, &["*", "*"]).await?);
     // The bootstrap policy is there for kubectl to see.
     let roles = admin.ok(&["get", "clusterroles", "-o", "name"]).await?;
     for role in [
@@ -253,12 +253,12 @@ async fn kubectl_roles_and_bindings_grant_exactly_what_they_say() -> Result<()> 
         .await?;
     assert!(binding.contains("Role/pod-reader"), "{binding}");
     eventually("alice lists pods in team", || async {
-        Ok(list_pods(&alice_client, "team").await?.is_none())
+        Ok(list_pods(alice_client, "team").await?.is_none())
     })
     .await?;
     alice.ok(&["get", "pods", "-n", "team"]).await?;
-    assert!(can_i(&alice, &["list", "pods", "-n", "team"]).await?);
-    assert!(can_i(&alice, &["get", "pods/web", "-n", "team"]).await?);
+    assert!(can_i(alice, &["list", "pods", "-n", "team"]).await?);
+    assert!(can_i(alice, &["get", "pods/web", "-n", "team"]).await?);
     // `can-i --list` reads a SelfSubjectRulesReview: her role's rule, and
     // discovery from system:discovery.
     let rules = alice.ok(&["auth", "can-i", "--list", "-n", "team"]).await?;
@@ -270,9 +270,9 @@ async fn kubectl_roles_and_bindings_grant_exactly_what_they_say() -> Result<()> 
     );
     assert!(rules.contains("[/api/*]"), "{rules}");
     // In that namespace only, and only those verbs.
-    assert!(!can_i(&alice, &["list", "pods", "-n", "default"]).await?);
-    assert!(!can_i(&alice, &["delete", "pods", "-n", "team"]).await?);
-    assert!(!can_i(&alice, &["list", "pods", "--all-namespaces"]).await?);
+    assert!(!can_i(alice, &["list", "pods", "-n", "default"]).await?);
+    assert!(!can_i(alice, &["delete", "pods", "-n", "team"]).await?);
+    assert!(!can_i(alice, &["list", "pods", "--all-namespaces"]).await?);
     let refused = alice.fails(&["get", "pods", "-n", "default"]).await?;
     assert!(refused.contains("Forbidden"), "{refused}");
     let refused = alice.fails(&["delete", "pod", "web", "-n", "team"]).await?;
@@ -299,7 +299,7 @@ async fn kubectl_roles_and_bindings_grant_exactly_what_they_say() -> Result<()> 
         .ok(&["delete", "rolebinding", "alice-reads", "-n", "team"])
         .await?;
     eventually("alice refused again", || async {
-        Ok(list_pods(&alice_client, "team")
+        Ok(list_pods(alice_client, "team")
             .await?
             .is_some_and(|s| s.code == 403))
     })
@@ -356,11 +356,11 @@ async fn escalation_through_roles_and_bindings_is_refused() -> Result<()> {
             .await?;
     }
     eventually("alice may create roles", || {
-        can_i(&alice, &["create", "roles", "-n", "team"])
+        can_i(alice, &["create", "roles", "-n", "team"])
     })
     .await?;
     eventually("alice reads pods", || {
-        can_i(&alice, &["list", "pods", "-n", "team"])
+        can_i(alice, &["list", "pods", "-n", "team"])
     })
     .await?;
     // What she holds she may grant...
@@ -464,10 +464,10 @@ async fn escalation_through_roles_and_bindings_is_refused() -> Result<()> {
     })
     .await?;
     eventually("alice edits in team", || {
-        can_i(&alice, &["delete", "pods", "-n", "team"])
+        can_i(alice, &["delete", "pods", "-n", "team"])
     })
     .await?;
-    assert!(!can_i(&alice, &["delete", "pods", "-n", "default"]).await?);
+    assert!(!can_i(alice, &["delete", "pods", "-n", "default"]).await?);
     Ok(())
 }
 
