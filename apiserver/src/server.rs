@@ -27,6 +27,7 @@ use tracing::{debug, info, warn};
 use crate::auth::TokenAuth;
 use crate::authz::{self, Authorizer};
 use crate::discovery;
+use crate::endpoint_reconciler::EndpointReconciler;
 use crate::error::ApiError;
 use crate::http::limits::{ClientAddr, FirstByteDeadline};
 use crate::metrics::Metrics;
@@ -41,7 +42,6 @@ use crate::registry::rbac::{
     ClusterRoleBindingStrategy, ClusterRoleStrategy, RoleBindingStrategy, RoleStrategy,
 };
 use crate::registry::replication_controllers::ReplicationControllerStrategy;
-use crate::endpoint_reconciler::EndpointReconciler;
 use crate::registry::service_ips::ServiceIpAllocator;
 use crate::registry::services::ServiceStrategy;
 use crate::registry::{Rest, Store, WriteOptions};
@@ -709,14 +709,16 @@ pub async fn serve(
         config.endpoint_reconciler_type,
         registries.get(&(kinds::ENDPOINTS.group, kinds::ENDPOINTS.plural)),
     ) {
-        (EndpointReconcilerType::Lease, Some(endpoints)) => Some(Arc::new(EndpointReconciler::new(
-            storage.clone(),
-            endpoints.clone(),
-            advertise,
-            local.port(),
-            if is_tls { "https" } else { "http" },
-            config.endpoint_lease_ttl,
-        ))),
+        (EndpointReconcilerType::Lease, Some(endpoints)) => {
+            Some(Arc::new(EndpointReconciler::new(
+                storage.clone(),
+                endpoints.clone(),
+                advertise,
+                local.port(),
+                if is_tls { "https" } else { "http" },
+                config.endpoint_lease_ttl,
+            )))
+        }
         _ => None,
     };
     // Bootstrap retries until etcd answers; meanwhile /readyz says why not.
