@@ -9,10 +9,10 @@ mod auth_tls;
 mod cached_writes;
 /// etcd compaction by the apiserver, one claim per interval, a full etcd.
 mod compaction;
-/// ConfigMaps and Secrets: kubectl's create commands, stringData, validation (#16).
-mod config_and_secrets;
 /// Optimistic concurrency: 409s and concurrent read-modify-write.
 mod concurrency;
+/// ConfigMaps and Secrets: kubectl's create commands, stringData, validation (#16).
+mod config_and_secrets;
 /// The controller manager in-process: replication, endpoints, node lifecycle.
 mod controllers;
 /// CRUD of every kind through v1 and v1beta1, and conversion between them.
@@ -35,12 +35,12 @@ mod dry_run;
 mod errors;
 /// etcd: the key layout and a 3-member cluster losing a member.
 mod etcd_storage;
-/// Survive losing a process: kill -9 of each component of an HA cluster under load (#14).
-mod fault_tolerance;
 /// Events: the recorder's correlation against a real apiserver, TTL leases on updates.
 mod events;
 /// The manifests under examples/ are accepted as written.
 mod examples;
+/// Survive losing a process: kill -9 of each component of an HA cluster under load (#14).
+mod fault_tolerance;
 /// The `kube` crate (list, watch through `kube::runtime::watcher`).
 mod kube_client;
 /// The stock kubectl against the apiserver.
@@ -59,10 +59,10 @@ mod leases;
 mod patch;
 /// Stock kubectl's protobuf bodies (typed `create`, `describe`), `drain` and `pods/eviction`.
 mod protobuf;
-/// RBAC: the 403 for an unbound user, kubectl roles and bindings, `auth can-i`, escalation (#13).
-mod rbac;
 /// kube-proxy in a node network namespace, both modes: balance, affinity, UDP, publicIPs, rule cleanup.
 mod proxy;
+/// RBAC: the 403 for an unbound user, kubectl roles and bindings, `auth can-i`, escalation (#13).
+mod rbac;
 /// The route controller in a network namespace: routes follow nodes, go on SIGTERM.
 mod routes;
 /// The scheduler in-process: placement within capacity, unschedulable pods, host ports.
