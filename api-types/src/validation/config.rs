@@ -66,30 +66,37 @@ pub fn validate_config_map(config_map: &ConfigMap) -> FieldErrors {
     errs
 }
 
+/// What an update of an `immutable` object may not do: unset `immutable`
+/// or change any of `fields` (each with whether it changed).
+fn frozen_changes(old: Option<bool>, new: Option<bool>, fields: &[(&str, bool)]) -> FieldErrors {
+    if old != Some(true) {
+        return Vec::new();
+    }
+    let frozen =
+        |field: &str| FieldError::forbidden(field, "field is immutable when `immutable` is set");
+    let mut errs: FieldErrors = fields
+        .iter()
+        .filter(|(_, changed)| *changed)
+        .map(|(field, _)| frozen(field))
+        .collect();
+    if new != Some(true) {
+        errs.insert(0, frozen("immutable"));
+    }
+    errs
+}
+
 /// Validates a ConfigMap update: the new one's own rules, and nothing of
 /// an `immutable` one's data changed (nor `immutable` unset).
 pub fn validate_config_map_update(new: &ConfigMap, old: &ConfigMap) -> FieldErrors {
     let mut errs = validate_object_meta_update(&new.metadata, &old.metadata, "metadata");
-    if old.immutable == Some(true) {
-        if new.immutable != Some(true) {
-            errs.push(FieldError::forbidden(
-                "immutable",
-                "field is immutable when `immutable` is set",
-            ));
-        }
-        if new.data != old.data {
-            errs.push(FieldError::forbidden(
-                "data",
-                "field is immutable when `immutable` is set",
-            ));
-        }
-        if new.binary_data != old.binary_data {
-            errs.push(FieldError::forbidden(
-                "binaryData",
-                "field is immutable when `immutable` is set",
-            ));
-        }
-    }
+    errs.extend(frozen_changes(
+        old.immutable,
+        new.immutable,
+        &[
+            ("data", new.data != old.data),
+            ("binaryData", new.binary_data != old.binary_data),
+        ],
+    ));
     errs.extend(validate_config_map(new));
     errs
 }
@@ -165,20 +172,11 @@ pub fn validate_secret_update(new: &Secret, old: &Secret) -> FieldErrors {
             FIELD_IMMUTABLE_ERROR_MSG,
         ));
     }
-    if old.immutable == Some(true) {
-        if new.immutable != Some(true) {
-            errs.push(FieldError::forbidden(
-                "immutable",
-                "field is immutable when `immutable` is set",
-            ));
-        }
-        if new.data != old.data {
-            errs.push(FieldError::forbidden(
-                "data",
-                "field is immutable when `immutable` is set",
-            ));
-        }
-    }
+    errs.extend(frozen_changes(
+        old.immutable,
+        new.immutable,
+        &[("data", new.data != old.data)],
+    ));
     errs.extend(validate_secret(new));
     errs
 }
