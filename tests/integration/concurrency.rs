@@ -69,3 +69,47 @@ async fn eight_concurrent_read_modify_write_updaters_lose_nothing() -> Result<()
     println!("8 writers, {total_conflicts} conflicts retried");
     Ok(())
 }
+
+/// Kubernetes retries a patch without a resourceVersion until it applies:
+/// eight clients patching one object at once all succeed, and every
+/// change is there. (Before, about 2% gave up with 409 after 16 tries.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_unconditional_patches_all_apply() -> Result<()> {
+    let c = TestCluster::start().await?;
+    let pods = "/api/v1/namespaces/default/pods";
+    let (code, _) = c
+        .post(
+            pods,
+            &serde_json::json!({"metadata": {"name": "hot"},
+                                "spec": {"containers": [{"name": "c", "image": "i"}]}}),
+        )
+        .await?;
+    assert_eq!(code, 201);
+    let mut tasks = Vec::new();
+    for client in 0..8 {
+        let (http, url) = (reqwest::Client::new(), format!("{}{pods}/hot", c.url()));
+        tasks.push(tokio::spawn(async move {
+            for i in 0..40 {
+                let patch = serde_json::json!({"metadata": {"annotations": {format!("c{client}-{i}"): "x"}}});
+                let response = http
+                    .patch(&url)
+                    .header("content-type", "application/merge-patch+json")
+                    .json(&patch)
+                    .send()
+                    .await?;
+                let code = response.status().as_u16();
+                anyhow::ensure!(code == 200, "patch c{client}-{i}: {code} {}", response.text().await?);
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let (_, pod) = c.get(&format!("{pods}/hot")).await?;
+    let annotations = pod["metadata"]["annotations"]
+        .as_object()
+        .map_or(0, |a| a.len());
+    assert_eq!(annotations, 320, "changes were lost");
+    Ok(())
+}

@@ -43,8 +43,26 @@ use crate::storage::{ListOptions, Storage, StorageError, Stored};
 const MAX_FILTERED_PAGE: i64 = 10_000;
 
 /// How many times a write without a client-given resourceVersion is retried
-/// after losing a race with another writer.
-const MAX_WRITE_ATTEMPTS: usize = 16;
+/// after losing a race with another writer. Kubernetes retries such writes
+/// until they apply; past the first few tries each waits a random moment
+/// (at most [`MAX_CONFLICT_BACKOFF_MS`]) so that one of the racing writers
+/// gets through, and `--request-timeout` bounds the whole. The cap only
+/// keeps an in-process caller (no request timeout) from looping for ever.
+const MAX_WRITE_ATTEMPTS: usize = 1000;
+
+/// Longest random wait between two tries of a contended write.
+const MAX_CONFLICT_BACKOFF_MS: u64 = 20;
+
+/// After `attempt` lost races, a random wait of up to 2^attempt ms (capped),
+/// none for the first three: most writes win their second try.
+pub(crate) async fn conflict_backoff(attempt: usize) {
+    if attempt < 3 {
+        return;
+    }
+    let ceiling = (1u64 << attempt.min(10)).min(MAX_CONFLICT_BACKOFF_MS);
+    let random = u64::from(uuid::Uuid::new_v4().as_u128() as u16);
+    tokio::time::sleep(std::time::Duration::from_millis(random % (ceiling + 1))).await;
+}
 
 /// What an update may touch: the whole object or only its status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -784,7 +802,8 @@ impl<S: Strategy> Store<S> {
         } else {
             self.cache.as_ref().and_then(|cache| cache.latest(&key))
         };
-        for _ in 0..MAX_WRITE_ATTEMPTS {
+        for attempt in 0..MAX_WRITE_ATTEMPTS {
+            conflict_backoff(attempt).await;
             let (current, guessed) = guess_or_read(self.storage.as_ref(), &key, &mut guess).await?;
             let attempt = self
                 .write_attempt(
@@ -1306,7 +1325,8 @@ impl<S: Strategy> Rest for Store<S> {
     ) -> Result<Value> {
         let resource = self.resource();
         let key = self.key(namespace, name);
-        for _ in 0..MAX_WRITE_ATTEMPTS {
+        for attempt in 0..MAX_WRITE_ATTEMPTS {
+            conflict_backoff(attempt).await;
             let current = self.read(namespace, name).await?;
             let value = output(&current)?;
             let object: S::Object = self.decode(value.clone(), None)?;

@@ -112,7 +112,8 @@ pub async fn bind(
         ));
     }
     let key = kinds::PODS.key(Some(namespace), name);
-    for _ in 0..super::MAX_WRITE_ATTEMPTS {
+    for attempt in 0..super::MAX_WRITE_ATTEMPTS {
+        super::conflict_backoff(attempt).await;
         let (current, guessed) = super::guess_or_read(storage, &key, &mut guess).await?;
         let current = current.ok_or_else(|| ApiError::not_found("pods", name))?;
         let mut pod: Pod = match serde_json::from_slice(&current.value) {
