@@ -375,91 +375,89 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<Value, ApiError> {
 /// ones the rules and subjects they lack. Idempotent.
 pub async fn reconcile(roles: &dyn Rest, bindings: &dyn Rest) -> Result<(), ApiError> {
     for role in cluster_roles() {
-        let name = role.metadata.name.clone().unwrap_or_default();
-        match roles.get(None, &name).await {
-            Ok(existing) => {
-                if !autoupdate(&existing) {
-                    continue;
-                }
-                let mut current: ClusterRole = serde_json::from_value(existing)
-                    .map_err(|e| ApiError::internal(e.to_string()))?;
+        reconcile_one(
+            roles,
+            "clusterrole",
+            role,
+            |current: &mut ClusterRole, wanted| {
                 let have = current.rules.clone().unwrap_or_default();
-                let missing = uncovered(&have, role.rules.as_deref().unwrap_or_default());
-                if missing.is_empty() {
-                    continue;
-                }
+                let missing = uncovered(&have, wanted.rules.as_deref().unwrap_or_default());
+                let changed = !missing.is_empty();
                 current.rules.get_or_insert_with(Vec::new).extend(missing);
-                roles
-                    .update(
-                        None,
-                        &name,
-                        to_json(&current)?,
-                        Subresource::Main,
-                        &WriteOptions::default(),
-                    )
-                    .await?;
-                info!(clusterrole = %name, "added missing rules to a default cluster role");
-            }
-            Err(e) if e.code() == 404 => {
-                match roles
-                    .create(None, to_json(&role)?, &WriteOptions::default())
-                    .await
-                {
-                    Ok(_) => info!(clusterrole = %name, "created default cluster role"),
-                    Err(e) if e.code() == 409 => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            Err(e) => return Err(e),
-        }
+                changed
+            },
+        )
+        .await?;
     }
     for binding in cluster_role_bindings() {
-        let name = binding.metadata.name.clone().unwrap_or_default();
-        match bindings.get(None, &name).await {
-            Ok(existing) => {
-                if !autoupdate(&existing) {
-                    continue;
-                }
-                let mut current: ClusterRoleBinding = serde_json::from_value(existing)
-                    .map_err(|e| ApiError::internal(e.to_string()))?;
+        reconcile_one(
+            bindings,
+            "clusterrolebinding",
+            binding,
+            |current: &mut ClusterRoleBinding, wanted| {
                 let subjects = current.subjects.get_or_insert_with(Vec::new);
                 let before = subjects.len();
-                for wanted in binding.subjects.into_iter().flatten() {
+                for subject in wanted.subjects.into_iter().flatten() {
                     if !subjects
                         .iter()
-                        .any(|s| s.kind == wanted.kind && s.name == wanted.name)
+                        .any(|s| s.kind == subject.kind && s.name == subject.name)
                     {
-                        subjects.push(wanted);
+                        subjects.push(subject);
                     }
                 }
-                if subjects.len() == before {
-                    continue;
-                }
-                bindings
-                    .update(
-                        None,
-                        &name,
-                        to_json(&current)?,
-                        Subresource::Main,
-                        &WriteOptions::default(),
-                    )
-                    .await?;
-                info!(clusterrolebinding = %name, "added missing subjects to a default binding");
+                subjects.len() != before
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// One default object: created when missing; otherwise, unless its
+/// `autoupdate` annotation says `false`, `complete` adds to the stored
+/// copy what `wanted` has and it lacks (true when it added something), and
+/// the result is stored. Nothing is ever removed.
+async fn reconcile_one<T>(
+    rest: &dyn Rest,
+    kind: &str,
+    wanted: T,
+    complete: impl FnOnce(&mut T, T) -> bool,
+) -> Result<(), ApiError>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + k8s_openapi::Metadata<Ty = ObjectMeta>,
+{
+    let name = wanted.metadata().name.clone().unwrap_or_default();
+    match rest.get(None, &name).await {
+        Ok(existing) => {
+            if !autoupdate(&existing) {
+                return Ok(());
             }
-            Err(e) if e.code() == 404 => {
-                match bindings
-                    .create(None, to_json(&binding)?, &WriteOptions::default())
-                    .await
-                {
-                    Ok(_) => {
-                        info!(clusterrolebinding = %name, "created default cluster role binding")
-                    }
-                    Err(e) if e.code() == 409 => {}
-                    Err(e) => return Err(e),
-                }
+            let mut current: T =
+                serde_json::from_value(existing).map_err(|e| ApiError::internal(e.to_string()))?;
+            if !complete(&mut current, wanted) {
+                return Ok(());
             }
-            Err(e) => return Err(e),
+            rest.update(
+                None,
+                &name,
+                to_json(&current)?,
+                Subresource::Main,
+                &WriteOptions::default(),
+            )
+            .await?;
+            info!(%kind, %name, "completed a default object with what it lacked");
         }
+        Err(e) if e.code() == 404 => {
+            match rest
+                .create(None, to_json(&wanted)?, &WriteOptions::default())
+                .await
+            {
+                Ok(_) => info!(%kind, %name, "created a default object"),
+                Err(e) if e.code() == 409 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(e) => return Err(e),
     }
     Ok(())
 }
