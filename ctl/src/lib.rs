@@ -9,6 +9,7 @@
 pub mod client;
 pub mod commands;
 pub mod manifests;
+pub mod pki;
 pub mod printers;
 pub mod resources;
 
@@ -111,6 +112,9 @@ pub enum Command {
     Config(cmd::config::Args),
     /// Output a shell completion script (bash or zsh).
     Completion(cmd::completion::Args),
+    /// Certificates of a local cluster's identities (not a kubectl verb).
+    #[command(hide = true)]
+    Certs(cmd::certs::Args),
 }
 
 /// An error already printed to stderr (several objects failed): `main`
@@ -147,6 +151,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::ClusterInfo => cmd::cluster_info::run(g).await,
         Command::Config(args) => cmd::config::run(g, args),
         Command::Completion(args) => cmd::completion::run(&args),
+        Command::Certs(args) => cmd::certs::run(args),
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod api_resources;
 pub mod apply;
+pub mod certs;
 pub mod cluster_info;
 pub mod completion;
 pub mod config;
