@@ -3,9 +3,11 @@
 //! to a [`kube::Client`], `-v`/`--v` to tracing (the apiserver's too), SIGTERM to a shutdown future,
 //! reflector stores that announce their changes, and [`events`] (a bounded
 //! queue of events posted off the caller's path) and [`leader_election`]
-//! on a Lease so that one of several copies acts.
+//! on a Lease so that one of several copies acts, and [`health`]: every
+//! component's `/healthz`, `/livez` and `/readyz` in Kubernetes' format.
 
 pub mod events;
+pub mod health;
 pub mod leader_election;
 
 use std::fmt::Debug;
