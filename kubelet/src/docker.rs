@@ -363,15 +363,23 @@ impl Runtime for DockerRuntime {
     async fn follow_logs(
         &self,
         id: &str,
-        tail: Option<u64>,
-        follow: bool,
+        options: &crate::runtime::LogOptions,
     ) -> Result<futures::stream::BoxStream<'static, Result<Vec<u8>>>> {
         let docker = self.docker().await?;
-        let tail = tail.map_or_else(|| "all".to_string(), |t| t.to_string());
+        let tail = options
+            .tail
+            .map_or_else(|| "all".to_string(), |t| t.to_string());
+        // Docker's `since` is whole seconds and 0 means "from the start":
+        // a time before 1970-01-01T00:00:01 asks for everything anyway.
+        let since = options
+            .since
+            .map_or(0, |s| i32::try_from(s.max(0)).unwrap_or(i32::MAX));
         let options = LogsOptionsBuilder::default()
             .stdout(true)
             .stderr(true)
-            .follow(follow)
+            .follow(options.follow)
+            .timestamps(options.timestamps)
+            .since(since)
             .tail(&tail)
             .build();
         let endpoint = self.endpoint.clone();

@@ -213,6 +213,20 @@ impl ContainerInfo {
     }
 }
 
+/// Which part of a container's log to read: Kubernetes' `PodLogOptions`
+/// as far as the runtime applies them (`limitBytes` is cut by the kubelet).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogOptions {
+    /// Keep streaming until the container stops.
+    pub follow: bool,
+    /// Only the last this many lines.
+    pub tail: Option<u64>,
+    /// Only lines written at or after this UNIX time, in seconds.
+    pub since: Option<i64>,
+    /// Each line prefixed with its RFC 3339 time (nanoseconds) and a space.
+    pub timestamps: bool,
+}
+
 /// The container runtime. Every call is idempotent where it can be:
 /// stopping a stopped container and removing a removed one succeed.
 #[async_trait]
@@ -254,17 +268,16 @@ pub trait Runtime: Send + Sync + 'static {
         Err(Error::NotSupported("logs"))
     }
 
-    /// The container's output as it comes: what [`Runtime::logs`] gives,
-    /// then (with `follow`) every new chunk until the container stops. The
-    /// default has nothing to follow and ends after the current output.
+    /// The container's output as it comes, as `options` select it: what
+    /// [`Runtime::logs`] gives, then (with `follow`) every new chunk until
+    /// the container stops. The default has nothing to follow, no times and
+    /// ends after the current output.
     async fn follow_logs(
         &self,
         id: &str,
-        tail: Option<u64>,
-        follow: bool,
+        options: &LogOptions,
     ) -> Result<futures::stream::BoxStream<'static, Result<Vec<u8>>>> {
-        let _ = follow;
-        let text = self.logs(id, tail).await?;
+        let text = self.logs(id, options.tail).await?;
         Ok(Box::pin(futures::stream::once(async move {
             Ok(text.into_bytes())
         })))

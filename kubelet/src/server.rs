@@ -1,7 +1,7 @@
 //! The kubelet's HTTP server (`--port`, 10250): `/healthz`, `/pods` (a
 //! PodList of the pods it runs, with the status it computed) and
 //! `/containerLogs/{ns}/{pod}/{container}` (`tailLines`, `previous`,
-//! `follow`).
+//! `follow`, `sinceSeconds`, `sinceTime`, `timestamps`, `limitBytes`).
 //!
 //! Which instance of a container a log request reads is decided from the
 //! status this kubelet reported ([`log_instance`]), as Kubernetes' kubelet
@@ -269,12 +269,15 @@ async fn logs(
         Ok(id) => id,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
     };
-    let tail = query.get("tailLines").and_then(|t| t.parse().ok());
-    let follow = query.get("follow").is_some_and(|v| v == "true");
-    match kubelet.runtime().follow_logs(&id, tail, follow).await {
+    let (options, limit) = match log_options(&query, jiff::Timestamp::now().as_second()) {
+        Ok(parsed) => parsed,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    };
+    match kubelet.runtime().follow_logs(&id, &options).await {
         Ok(chunks) => {
             let body = axum::body::Body::from_stream(
-                chunks.map(|chunk| chunk.map_err(|e| std::io::Error::other(e.to_string()))),
+                limit_bytes(chunks, limit)
+                    .map(|chunk| chunk.map_err(|e| std::io::Error::other(e.to_string()))),
             );
             ([("content-type", "text/plain")], body).into_response()
         }
@@ -286,6 +289,73 @@ async fn logs(
             .into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     }
+}
+
+/// The runtime's log options and the byte limit of a `/containerLogs`
+/// query; `now` (UNIX seconds) turns `sinceSeconds` into a time, as
+/// Kubernetes' kubelet does. The apiserver has validated the values; the
+/// kubelet still refuses what it cannot use.
+fn log_options(
+    query: &HashMap<String, String>,
+    now: i64,
+) -> Result<(crate::runtime::LogOptions, Option<u64>), String> {
+    let number = |key: &str| -> Result<Option<u64>, String> {
+        query
+            .get(key)
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|e| format!("invalid {key} {v:?}: {e}"))
+            })
+            .transpose()
+    };
+    let yes = |key: &str| query.get(key).is_some_and(|v| v == "true" || v == "1");
+    let since = match (number("sinceSeconds")?, query.get("sinceTime")) {
+        (Some(_), Some(_)) => {
+            return Err("at most one of `sinceTime` or `sinceSeconds` may be specified".into())
+        }
+        (Some(seconds), None) => {
+            Some(now.saturating_sub(i64::try_from(seconds).unwrap_or(i64::MAX)))
+        }
+        (None, Some(time)) => Some(
+            time.parse::<jiff::Timestamp>()
+                .map_err(|e| format!("invalid sinceTime {time:?}: {e}"))?
+                .as_second(),
+        ),
+        (None, None) => None,
+    };
+    let options = crate::runtime::LogOptions {
+        follow: yes("follow"),
+        tail: number("tailLines")?,
+        since,
+        timestamps: yes("timestamps"),
+    };
+    Ok((options, number("limitBytes")?))
+}
+
+/// The first `limit` bytes of a log stream (all of it without a limit),
+/// cut mid-line as Kubernetes does; ending the stream early drops the
+/// runtime's (a follow ends there too).
+fn limit_bytes(
+    chunks: futures::stream::BoxStream<'static, crate::runtime::Result<Vec<u8>>>,
+    limit: Option<u64>,
+) -> futures::stream::BoxStream<'static, crate::runtime::Result<Vec<u8>>> {
+    let Some(limit) = limit else {
+        return chunks;
+    };
+    futures::stream::unfold((chunks, limit), |(mut chunks, left)| async move {
+        if left == 0 {
+            return None;
+        }
+        let mut chunk = chunks.next().await?;
+        let mut left = left;
+        if let Ok(bytes) = &mut chunk {
+            let keep = usize::try_from(left).unwrap_or(usize::MAX).min(bytes.len());
+            bytes.truncate(keep);
+            left -= keep as u64;
+        }
+        Some((chunk, (chunks, left)))
+    })
+    .boxed()
 }
 
 #[cfg(test)]
@@ -396,5 +466,53 @@ mod tests {
             log_instance(None, "p", "c", false),
             Err(NoLog::NotAvailable { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn log_queries_become_runtime_options_and_a_byte_limit() {
+        use futures::StreamExt;
+        let query = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect::<std::collections::HashMap<_, _>>()
+        };
+        let (options, limit) = super::log_options(
+            &query(&[
+                ("sinceSeconds", "60"),
+                ("tailLines", "2"),
+                ("timestamps", "true"),
+                ("follow", "true"),
+                ("limitBytes", "5"),
+            ]),
+            1000,
+        )
+        .unwrap();
+        assert_eq!(
+            options,
+            crate::runtime::LogOptions {
+                follow: true,
+                tail: Some(2),
+                since: Some(940),
+                timestamps: true
+            }
+        );
+        assert_eq!(limit, Some(5));
+        let (options, _) =
+            super::log_options(&query(&[("sinceTime", "1970-01-01T00:01:40Z")]), 1000).unwrap();
+        assert_eq!(options.since, Some(100));
+        assert!(super::log_options(&query(&[("tailLines", "-1")]), 0).is_err());
+
+        let chunks = futures::stream::iter(vec![
+            Ok(b"abc".to_vec()),
+            Ok(b"defg".to_vec()),
+            Ok(b"h".to_vec()),
+        ])
+        .boxed();
+        let cut: Vec<_> = super::limit_bytes(chunks, Some(5))
+            .map(Result::unwrap)
+            .collect()
+            .await;
+        assert_eq!(cut, [b"abc".to_vec(), b"de".to_vec()]);
     }
 }
