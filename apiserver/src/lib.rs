@@ -16,6 +16,7 @@ pub mod discovery;
 pub mod endpoint_reconciler;
 pub mod error;
 pub mod http;
+pub mod kubelet_client;
 pub mod logs;
 pub mod metrics;
 pub mod protobuf;
