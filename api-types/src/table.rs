@@ -137,6 +137,33 @@ pub fn columns(resource: &ResourceKind) -> Vec<Column> {
             col("Holder", "string", 0, "The holder of the lease"),
             age,
         ],
+        // Kubernetes' ingress printer.
+        "Ingress" => vec![
+            name,
+            col("Class", "string", 0, "The ingress class"),
+            col("Hosts", "string", 0, "Hosts the rules match"),
+            col("Address", "string", 0, "Where the ingress is served"),
+            col("Ports", "string", 0, "Ports served"),
+            age,
+        ],
+        "IngressClass" => vec![
+            name,
+            col(
+                "Controller",
+                "string",
+                0,
+                "The controller serving the class",
+            ),
+            col("Parameters", "string", 0, "Controller parameters"),
+            age,
+        ],
+        // Kubernetes' component status printer: no AGE (nothing is stored).
+        "ComponentStatus" => vec![
+            name,
+            col("Status", "string", 0, "Healthy, Unhealthy or Unknown"),
+            col("Message", "string", 0, "What the probe answered"),
+            col("Error", "string", 0, "Why the probe could not be made"),
+        ],
         // Kubernetes' binding printers: NAME, ROLE (`Role/pod-reader`), AGE.
         "RoleBinding" | "ClusterRoleBinding" => {
             vec![name, col("Role", "string", 0, "The role granted"), age]
@@ -330,6 +357,60 @@ fn node_address(node: &Value, kind: &str) -> String {
     )
 }
 
+/// An Ingress's hosts as kubectl prints them: `*` when no rule names one,
+/// at most three, then `+ N more...`.
+fn ingress_hosts(ingress: &Value) -> String {
+    let hosts: Vec<String> = array(ingress, "/spec/rules")
+        .iter()
+        .map(|r| text(r, "/host"))
+        .filter(|h| !h.is_empty())
+        .collect();
+    if hosts.is_empty() {
+        return "*".to_string();
+    }
+    let mut out = hosts.iter().take(3).cloned().collect::<Vec<_>>().join(",");
+    if hosts.len() > 3 {
+        out.push_str(&format!(" + {} more...", hosts.len() - 3));
+    }
+    out
+}
+
+/// `status.loadBalancer.ingress` IPs and host names, comma-separated.
+fn load_balancer_addresses(object: &Value) -> String {
+    array(object, "/status/loadBalancer/ingress")
+        .iter()
+        .map(|i| {
+            let ip = text(i, "/ip");
+            if ip.is_empty() {
+                text(i, "/hostname")
+            } else {
+                ip
+            }
+        })
+        .filter(|a| !a.is_empty())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// STATUS, MESSAGE and ERROR of a `ComponentStatus`, from its `Healthy`
+/// condition as kubectl's printer reads it (`Unknown` without one).
+fn component_status(object: &Value) -> (String, String, String) {
+    array(object, "/conditions")
+        .iter()
+        .find(|c| c.get("type").and_then(Value::as_str) == Some("Healthy"))
+        .map_or_else(
+            || ("Unknown".to_owned(), String::new(), String::new()),
+            |c| {
+                let status = if c.get("status").and_then(Value::as_str) == Some("True") {
+                    "Healthy"
+                } else {
+                    "Unhealthy"
+                };
+                (status.to_owned(), text(c, "/message"), text(c, "/error"))
+            },
+        )
+}
+
 /// The cells of one object's row, one per column of [`columns`].
 pub fn row(resource: &ResourceKind, object: &Value, now: jiff::Timestamp) -> Vec<Cell> {
     let name = Cell::Text(text(object, "/metadata/name"));
@@ -457,6 +538,43 @@ pub fn row(resource: &ResourceKind, object: &Value, now: jiff::Timestamp) -> Vec
             ]
         }
         "Lease" => vec![name, t(text(object, "/spec/holderIdentity")), created],
+        "Ingress" => vec![
+            name,
+            t(or_none(text(object, "/spec/ingressClassName"))),
+            t(ingress_hosts(object)),
+            t(load_balancer_addresses(object)),
+            t(if array(object, "/spec/tls").is_empty() {
+                "80".to_string()
+            } else {
+                "80, 443".to_string()
+            }),
+            created,
+        ],
+        "IngressClass" => {
+            let params = object.pointer("/spec/parameters");
+            let parameters = match params {
+                Some(p) => {
+                    let group = text(p, "/apiGroup");
+                    let kind = if group.is_empty() {
+                        text(p, "/kind")
+                    } else {
+                        format!("{}.{group}", text(p, "/kind"))
+                    };
+                    format!("{kind}/{}", text(p, "/name"))
+                }
+                None => "<none>".to_string(),
+            };
+            vec![
+                name,
+                t(text(object, "/spec/controller")),
+                t(parameters),
+                created,
+            ]
+        }
+        "ComponentStatus" => {
+            let (status, message, error) = component_status(object);
+            vec![name, t(status), t(message), t(error)]
+        }
         "RoleBinding" | "ClusterRoleBinding" => vec![
             name,
             t(format!(
@@ -517,6 +635,37 @@ mod tests {
             ]
         );
         assert_eq!(columns(&kinds::PODS).len(), cells.len());
+    }
+
+    #[test]
+    fn ingress_rows() {
+        let now = jiff::Timestamp::now();
+        let ing = json!({
+            "metadata": {"name": "web"},
+            "spec": {"ingressClassName": "mini", "rules": [
+                {"host": "a.example"}, {"host": "b.example"}, {}, {"host": "c"}, {"host": "d"}
+            ], "tls": [{"secretName": "s"}]},
+            "status": {"loadBalancer": {"ingress": [{"ip": "10.245.1.2"}, {"hostname": "lb"}]}},
+        });
+        let cells: Vec<String> = row(&kinds::INGRESSES, &ing, now)
+            .into_iter()
+            .map(|c| c.to_string())
+            .collect();
+        assert_eq!(
+            cells[..5],
+            [
+                "web",
+                "mini",
+                "a.example,b.example,c + 1 more...",
+                "10.245.1.2,lb",
+                "80, 443"
+            ]
+        );
+        let bare: Vec<String> = row(&kinds::INGRESSES, &json!({"metadata": {"name": "x"}}), now)
+            .into_iter()
+            .map(|c| c.to_string())
+            .collect();
+        assert_eq!(bare[..5], ["x", "<none>", "*", "", "80"]);
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The v1 wire format (core/v1, coordination/v1 for Leases, rbac/v1 and
-//! authorization/v1): the internal form of every object.
+//! The v1 wire format (core/v1, coordination/v1 for Leases, rbac/v1,
+//! authorization/v1 and networking/v1 for Ingresses): the internal form of every object.
 //!
 //! These are `k8s-openapi`'s types, re-exported so that every crate names
 //! them one way.
@@ -16,6 +16,11 @@ pub use k8s_openapi::api::core::v1::{
     PodTemplateSpec, Probe, ReplicationController, ReplicationControllerSpec,
     ReplicationControllerStatus, ResourceRequirements, Secret, Service, ServicePort, ServiceSpec,
     Volume, VolumeMount,
+};
+pub use k8s_openapi::api::networking::v1::{
+    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressClass, IngressClassSpec,
+    IngressLoadBalancerIngress, IngressLoadBalancerStatus, IngressRule, IngressServiceBackend,
+    IngressSpec, IngressStatus, IngressTLS, ServiceBackendPort,
 };
 pub use k8s_openapi::api::rbac::v1::{
     AggregationRule, ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef,

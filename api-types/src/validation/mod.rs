@@ -41,6 +41,7 @@ mod config;
 mod controller;
 mod endpoints;
 mod event;
+mod ingress;
 mod lease;
 mod meta;
 mod names;
@@ -61,6 +62,11 @@ pub use controller::{
 };
 pub use endpoints::{validate_endpoints, validate_endpoints_update};
 pub use event::{validate_binding, validate_event};
+pub use ingress::{
+    is_wildcard_dns1123_subdomain, validate_ingress, validate_ingress_class,
+    validate_ingress_class_update, validate_ingress_status_update, validate_ingress_update,
+    INGRESS_CLASS_ANNOTATION, PATH_TYPES,
+};
 pub use lease::{validate_lease, validate_lease_update};
 pub use meta::{
     validate_annotations, validate_labels, validate_object_meta, validate_object_meta_update,
