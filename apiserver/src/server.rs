@@ -34,6 +34,7 @@ use crate::metrics::Metrics;
 use crate::registry::config::{ConfigMapStrategy, SecretStrategy};
 use crate::registry::endpoints::EndpointsStrategy;
 use crate::registry::events::EventStrategy;
+use crate::registry::ingresses::{IngressClassStrategy, IngressStrategy};
 use crate::registry::leases::LeaseStrategy;
 use crate::registry::namespaces::{NamespaceLifecycle, NamespaceStrategy};
 use crate::registry::nodes::NodeStrategy;
@@ -365,6 +366,14 @@ fn registries(
             storage,
             size,
         ),
+        store(
+            IngressStrategy {
+                namespaces: namespaces.clone(),
+            },
+            storage,
+            size,
+        ),
+        store(IngressClassStrategy, storage, size),
         store(RoleBindingStrategy { namespaces }, storage, size),
         store(ClusterRoleStrategy, storage, size),
         store(ClusterRoleBindingStrategy, storage, size),

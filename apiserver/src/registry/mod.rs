@@ -8,6 +8,7 @@
 pub mod config;
 pub mod endpoints;
 pub mod events;
+pub mod ingresses;
 pub mod leases;
 pub mod namespaces;
 pub mod nodes;
