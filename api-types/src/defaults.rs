@@ -409,6 +409,33 @@ pub fn default_replication_controller(rc: &mut ReplicationController) {
     }
 }
 
+/// Fills a DaemonSet's defaults (`apps/v1` `SetDefaults_DaemonSet`):
+/// `updateStrategy` `RollingUpdate` with `maxUnavailable: 1` and
+/// `maxSurge: 0`, `revisionHistoryLimit: 10`, and the template's pod spec
+/// defaults ([`default_pod_spec`]). Unlike a replication controller's, the
+/// selector is not taken from the template: `apps/v1` requires it.
+pub fn default_daemon_set(ds: &mut k8s_openapi::api::apps::v1::DaemonSet) {
+    use k8s_openapi::api::apps::v1::{DaemonSetUpdateStrategy, RollingUpdateDaemonSet};
+    let spec = ds.spec.get_or_insert_with(Default::default);
+    let strategy = spec
+        .update_strategy
+        .get_or_insert_with(DaemonSetUpdateStrategy::default);
+    if strategy.type_.as_deref().is_none_or(str::is_empty) {
+        strategy.type_ = Some("RollingUpdate".into());
+    }
+    if strategy.type_.as_deref() == Some("RollingUpdate") {
+        let rolling = strategy
+            .rolling_update
+            .get_or_insert_with(RollingUpdateDaemonSet::default);
+        rolling.max_unavailable.get_or_insert(IntOrString::Int(1));
+        rolling.max_surge.get_or_insert(IntOrString::Int(0));
+    }
+    spec.revision_history_limit.get_or_insert(10);
+    if let Some(pod_spec) = spec.template.spec.as_mut() {
+        default_pod_spec(pod_spec);
+    }
+}
+
 /// Fills a node's defaults: `status.allocatable` = `status.capacity` when
 /// allocatable is unset. Nothing else: a node's spec and status are the
 /// kubelet's to say.

@@ -325,8 +325,23 @@ pub const INGRESS_CLASSES: ResourceKind = ResourceKind {
     subresources: &[],
 };
 
+/// `apps/v1` `DaemonSet`: one pod on every node that matches.
+pub const DAEMON_SETS: ResourceKind = ResourceKind {
+    group: "apps",
+    version: "v1",
+    kind: "DaemonSet",
+    plural: "daemonsets",
+    singular: "daemonset",
+    v1beta1_plural: None,
+    v1beta1_kind: "DaemonSet",
+    short_names: &["ds"],
+    namespaced: true,
+    storage_prefix: "daemonsets",
+    subresources: &["status"],
+};
+
 /// Every resource the API serves, of every group.
-pub const ALL: [ResourceKind; 16] = [
+pub const ALL: [ResourceKind; 17] = [
     PODS,
     SERVICES,
     REPLICATION_CONTROLLERS,
@@ -343,6 +358,7 @@ pub const ALL: [ResourceKind; 16] = [
     CLUSTER_ROLE_BINDINGS,
     INGRESSES,
     INGRESS_CLASSES,
+    DAEMON_SETS,
 ];
 
 /// A named API group and its one served version, in the order `/apis`
@@ -485,6 +501,16 @@ mod tests {
                 }
             ]
         );
+        let apps = GroupVersion {
+            group: "apps",
+            version: "v1",
+        };
+        assert_eq!(named_groups().iter().filter(|g| **g == apps).count(), 1);
+        assert_eq!(
+            by_group_plural("apps", "v1", "daemonsets"),
+            Some(&DAEMON_SETS)
+        );
+        assert_eq!(lookup("ds"), Some(&DAEMON_SETS));
         assert_eq!(
             CLUSTER_ROLES.key(None, "view"),
             "/registry/clusterroles/view"

@@ -168,6 +168,25 @@ pub fn columns(resource: &ResourceKind) -> Vec<Column> {
         "RoleBinding" | "ClusterRoleBinding" => {
             vec![name, col("Role", "string", 0, "The role granted"), age]
         }
+        // Kubernetes' daemon set printer.
+        "DaemonSet" => vec![
+            name,
+            col("Desired", "integer", 0, "Nodes that should run the pod"),
+            col("Current", "integer", 0, "Nodes running at least one pod"),
+            col("Ready", "integer", 0, "Nodes whose pod is ready"),
+            col(
+                "Up-to-date",
+                "integer",
+                0,
+                "Nodes running the current template",
+            ),
+            col("Available", "integer", 0, "Nodes whose pod is available"),
+            col("Node Selector", "string", 0, "The nodes chosen"),
+            age,
+            col("Containers", "string", 1, "Container names"),
+            col("Images", "string", 1, "Container images"),
+            col("Selector", "string", 1, "The pods counted"),
+        ],
         _ => vec![name, age],
     }
 }
@@ -411,6 +430,35 @@ fn component_status(object: &Value) -> (String, String, String) {
         )
 }
 
+/// A `LabelSelector` as kubectl prints it (`app=web,tier in (a,b),!gone`).
+fn label_selector(selector: Option<&Value>) -> String {
+    let Some(selector) = selector else {
+        return String::new();
+    };
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(labels) = selector.get("matchLabels").and_then(Value::as_object) {
+        parts.extend(
+            labels
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())),
+        );
+    }
+    for e in array(selector, "/matchExpressions") {
+        let key = text(e, "/key");
+        let values: Vec<&str> = array(e, "/values")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        parts.push(match text(e, "/operator").as_str() {
+            "In" => format!("{key} in ({})", values.join(",")),
+            "NotIn" => format!("{key} notin ({})", values.join(",")),
+            "DoesNotExist" => format!("!{key}"),
+            _ => key,
+        });
+    }
+    parts.join(",")
+}
+
 /// The cells of one object's row, one per column of [`columns`].
 pub fn row(resource: &ResourceKind, object: &Value, now: jiff::Timestamp) -> Vec<Cell> {
     let name = Cell::Text(text(object, "/metadata/name"));
@@ -584,6 +632,35 @@ pub fn row(resource: &ResourceKind, object: &Value, now: jiff::Timestamp) -> Vec
             )),
             created,
         ],
+        "DaemonSet" => {
+            let containers = array(object, "/spec/template/spec/containers");
+            let names: Vec<String> = containers.iter().map(|c| text(c, "/name")).collect();
+            let images: Vec<String> = containers.iter().map(|c| text(c, "/image")).collect();
+            let int = |p: &str| {
+                Cell::Int(
+                    object
+                        .pointer(p)
+                        .and_then(Value::as_i64)
+                        .unwrap_or_default(),
+                )
+            };
+            vec![
+                name,
+                int("/status/desiredNumberScheduled"),
+                int("/status/currentNumberScheduled"),
+                int("/status/numberReady"),
+                int("/status/updatedNumberScheduled"),
+                int("/status/numberAvailable"),
+                t(or_none(map_string(
+                    object,
+                    "/spec/template/spec/nodeSelector",
+                ))),
+                created,
+                t(names.join(",")),
+                t(images.join(",")),
+                t(or_none(label_selector(object.pointer("/spec/selector")))),
+            ]
+        }
         _ => vec![name, created],
     }
 }
@@ -666,6 +743,39 @@ mod tests {
             .map(|c| c.to_string())
             .collect();
         assert_eq!(bare[..5], ["x", "<none>", "*", "", "80"]);
+    }
+
+    #[test]
+    fn daemon_set_rows_show_kubectls_counts() {
+        let ds = json!({
+            "metadata": {"name": "agent"},
+            "spec": {"selector": {"matchLabels": {"app": "agent"},
+                    "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]}]},
+                "template": {"spec": {"nodeSelector": {"disk": "ssd"},
+                    "containers": [{"name": "c", "image": "busybox"}]}}},
+            "status": {"desiredNumberScheduled": 3, "currentNumberScheduled": 3,
+                "numberReady": 2, "updatedNumberScheduled": 1, "numberAvailable": 2},
+        });
+        let cells: Vec<String> = row(&kinds::DAEMON_SETS, &ds, jiff::Timestamp::now())
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            cells,
+            [
+                "agent",
+                "3",
+                "3",
+                "2",
+                "1",
+                "2",
+                "disk=ssd",
+                "<unknown>",
+                "c",
+                "busybox",
+                "app=agent,tier in (a,b)"
+            ]
+        );
     }
 
     #[test]

@@ -32,6 +32,7 @@ use crate::error::ApiError;
 use crate::http::limits::{ClientAddr, FirstByteDeadline};
 use crate::metrics::Metrics;
 use crate::registry::config::{ConfigMapStrategy, SecretStrategy};
+use crate::registry::daemon_sets::DaemonSetStrategy;
 use crate::registry::endpoints::EndpointsStrategy;
 use crate::registry::events::EventStrategy;
 use crate::registry::ingresses::{IngressClassStrategy, IngressStrategy};
@@ -354,6 +355,13 @@ fn registries(
         ),
         store(
             LeaseStrategy {
+                namespaces: namespaces.clone(),
+            },
+            storage,
+            size,
+        ),
+        store(
+            DaemonSetStrategy {
                 namespaces: namespaces.clone(),
             },
             storage,

@@ -63,7 +63,8 @@ pub(crate) fn for_kind(kind: &str) -> Option<&'static Schema> {
     match kind {
         "Pod" => Some(&POD),
         "Service" => Some(&SERVICE),
-        "ReplicationController" => Some(&REPLICATION_CONTROLLER),
+        // A DaemonSet's spec merges below `template` only, as an RC's.
+        "ReplicationController" | "DaemonSet" => Some(&REPLICATION_CONTROLLER),
         "Node" => Some(&NODE),
         "Namespace" => Some(&NAMESPACE),
         "Endpoints" | "Event" | "Scale" => Some(&METADATA_ONLY),

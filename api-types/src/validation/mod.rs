@@ -39,6 +39,7 @@
 
 mod config;
 mod controller;
+mod daemonset;
 mod endpoints;
 mod event;
 mod ingress;
@@ -59,6 +60,10 @@ pub use config::{
 pub use controller::{
     validate_replication_controller, validate_replication_controller_status_update,
     validate_replication_controller_update,
+};
+pub use daemonset::{
+    validate_daemon_set, validate_daemon_set_status_update, validate_daemon_set_update,
+    validate_label_selector, DAEMON_SET_UPDATE_STRATEGIES,
 };
 pub use endpoints::{validate_endpoints, validate_endpoints_update};
 pub use event::{validate_binding, validate_event};

@@ -42,6 +42,7 @@ const READ: &[&str] = &["get", "list", "watch"];
 const WRITE: &[&str] = &["create", "delete", "deletecollection", "patch", "update"];
 const EVENTS: &[&str] = &["create", "patch", "update"];
 const COORDINATION: &str = "coordination.k8s.io";
+const APPS: &str = "apps";
 
 /// What `view` may read in a namespace (not secrets, as Kubernetes).
 fn view_rules() -> Vec<PolicyRule> {
@@ -66,6 +67,7 @@ fn view_rules() -> Vec<PolicyRule> {
             ],
         ),
         rule(READ, &[COORDINATION], &["leases"]),
+        rule(READ, &[APPS], &["daemonsets", "daemonsets/status"]),
     ]
 }
 
@@ -88,6 +90,7 @@ fn edit_rules() -> Vec<PolicyRule> {
     rules.push(rule(READ, &[""], &["secrets"]));
     rules.push(rule(&["create"], &[""], &["pods/eviction"]));
     rules.push(rule(WRITE, &[COORDINATION], &["leases"]));
+    rules.push(rule(WRITE, &[APPS], &["daemonsets"]));
     rules
 }
 
@@ -226,6 +229,12 @@ pub fn cluster_roles() -> Vec<ClusterRole> {
                     ],
                 ),
                 rule(&["create"], &[""], &["pods/eviction"]),
+                // The DaemonSet controller's status and deletion finalizers.
+                rule(
+                    &["patch", "update"],
+                    &[APPS],
+                    &["daemonsets", "daemonsets/status"],
+                ),
                 rule(EVENTS, &["", "events.k8s.io"], &["events"]),
                 rule(
                     &["create", "get", "update", "patch"],

@@ -6,6 +6,7 @@
 //! A request flows: decode → strategy prepare → defaults → validate → store.
 
 pub mod config;
+pub mod daemon_sets;
 pub mod endpoints;
 pub mod events;
 pub mod ingresses;
