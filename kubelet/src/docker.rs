@@ -258,6 +258,9 @@ impl Runtime for DockerRuntime {
                 binds: (!c.binds.is_empty()).then(|| c.binds.clone()),
                 memory: c.memory_limit,
                 nano_cpus: c.nano_cpus,
+                dns: c.dns.as_ref().map(|d| d.nameservers.clone()),
+                dns_search: c.dns.as_ref().map(|d| d.searches.clone()),
+                dns_options: c.dns.as_ref().map(|d| d.options.clone()),
                 ..HostConfig::default()
             }),
             ..ContainerCreateBody::default()

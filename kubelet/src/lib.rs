@@ -8,6 +8,7 @@
 //! merged while one runs) → the [`runtime::Runtime`] → status through
 //! `pods/{name}/status`, written only when it changed.
 
+pub mod dns;
 pub mod docker;
 pub mod envvars;
 pub mod hollow;
@@ -81,6 +82,7 @@ impl Config {
                 backoff_max: Duration::from_secs(300),
                 backoff_reset: Duration::from_secs(600),
                 extra_labels: Default::default(),
+                dns: dns::ClusterDns::default(),
             },
             node: NodeConfig {
                 name: name.into(),

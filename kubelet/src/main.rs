@@ -81,6 +81,15 @@ struct Flags {
     /// How often an unchanged node status is posted all the same.
     #[arg(long, default_value = "5m", value_parser = positive_duration)]
     node_status_report_frequency: Duration,
+    /// The cluster DNS servers' IPs, comma-separated: the `nameserver`s of
+    /// every pod with `dnsPolicy: ClusterFirst` (none: pods get the node's
+    /// resolv.conf).
+    #[arg(long, value_delimiter = ',')]
+    cluster_dns: Vec<std::net::IpAddr>,
+    /// The cluster domain: pods search `<ns>.svc.<domain> svc.<domain>
+    /// <domain>` (empty: no search path).
+    #[arg(long, default_value = "")]
+    cluster_domain: String,
     /// Label `KEY=VALUE` added to every container (repeatable).
     #[arg(long = "container-label")]
     container_labels: Vec<String>,
@@ -145,6 +154,10 @@ async fn run(flags: Flags) -> Result<()> {
     let mut config = Config::new(&name, &ip);
     config.sync.infra_image = flags.pod_infra_container_image.clone();
     config.sync.root_dir = flags.root_dir.clone();
+    config.sync.dns = kubelet::dns::ClusterDns {
+        servers: flags.cluster_dns.clone(),
+        domain: flags.cluster_domain.clone(),
+    };
     for label in &flags.container_labels {
         let (k, v) = label
             .split_once('=')

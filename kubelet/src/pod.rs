@@ -49,6 +49,8 @@ pub struct SyncConfig {
     pub backoff_reset: Duration,
     /// Labels added to every container (e.g. a test run's).
     pub extra_labels: BTreeMap<String, String>,
+    /// `--cluster-dns` and `--cluster-domain`: the pods' resolv.conf.
+    pub dns: crate::dns::ClusterDns,
 }
 
 /// A back-off window.

@@ -129,6 +129,9 @@ pub struct ContainerConfig {
     pub memory_limit: Option<i64>,
     /// CPU limit in billionths of a CPU.
     pub nano_cpus: Option<i64>,
+    /// The resolv.conf to write (infra container only: the app containers
+    /// joining its network namespace share it); `None` keeps the runtime's.
+    pub dns: Option<crate::dns::DnsSettings>,
 }
 
 impl std::fmt::Debug for ContainerConfig {
@@ -152,6 +155,7 @@ impl std::fmt::Debug for ContainerConfig {
             .field("binds", &self.binds)
             .field("memory_limit", &self.memory_limit)
             .field("nano_cpus", &self.nano_cpus)
+            .field("dns", &self.dns)
             .finish()
     }
 }

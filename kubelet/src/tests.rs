@@ -62,6 +62,7 @@ fn config(root: &std::path::Path) -> SyncConfig {
         backoff_max: Duration::from_secs(5),
         backoff_reset: Duration::from_secs(600),
         extra_labels: Default::default(),
+        dns: crate::dns::ClusterDns::default(),
     }
 }
 

@@ -25,6 +25,7 @@ pub(super) fn infra_config(pod: &Pod, cfg: &SyncConfig, restart: i32) -> Contain
         labels,
         port_bindings: port_bindings(pod),
         hostname: pod_hostname(pod),
+        dns: crate::dns::settings(pod, &cfg.dns),
         ..ContainerConfig::default()
     }
 }
@@ -80,6 +81,7 @@ pub(super) fn app_config(
         memory_limit,
         nano_cpus,
         hostname: None,
+        dns: None,
     };
     Ok((config, skipped))
 }

@@ -32,6 +32,7 @@ fn cfg() -> SyncConfig {
         backoff_max: Duration::from_secs(300),
         backoff_reset: Duration::from_secs(600),
         extra_labels: BTreeMap::default(),
+        dns: crate::dns::ClusterDns::default(),
     }
 }
 
