@@ -40,6 +40,7 @@ sysctl -qw net.ipv4.ip_forward=1
 cluster::allow_forward "$(vm::iface_of "$master_ip")"
 cluster::start_master "$VM_ETCD_PORT" "$master_ip" "$VM_API_PORT"
 cluster::start_controllers "$master" "$VM_NODE_MONITOR_GRACE" "$VM_POD_EVICTION_TIMEOUT"
+cluster::start_cluster_dns "$master" "$master_ip"
 cluster::write_kubeconfig "$master" "$CLUSTER_STATE/kubeconfig"
 # For the host too (the private network reaches the master from there).
 cp "$CLUSTER_STATE/kubeconfig" "$MK8S_ROOT/.vagrant/mini-k8s-kubeconfig" 2>/dev/null || true

@@ -18,7 +18,9 @@
 # Networks: mk8s0 10.245.1.1/24 on the host, minion K 10.245.1.(K+1), its
 # pods 10.244.K.0/24 (its dockerd's --bip), portal IPs 10.0.0.0/24. A minion
 # has no default route: it reaches the master, the other minions and their
-# pods, nothing else. The apiserver listens on 10.245.1.1:8080 only.
+# pods, nothing else. The apiserver listens on 10.245.1.1:8080 only. The
+# cluster DNS (cluster-dns) answers on 10.245.1.1:53 behind the portal
+# 10.0.0.10 (Service kube-system/kube-dns); the kubelets point pods at it.
 #
 # Environment: CLUSTER_STATE (/tmp/mini-k8s-cluster), BUILD_PROFILE
 # (release), SKIP_BUILD=1, ETCD_PORT (2379), API_PORT (8080),
@@ -91,7 +93,7 @@ teardown() {
   fi
   # The controller manager (which removes its routes) before the apiserver,
   # etcd last.
-  cluster::stop_many 10 controller-manager scheduler
+  cluster::stop_many 10 controller-manager scheduler cluster-dns
   stop_master
   cluster::stop_all
   minion::kill_strays
@@ -128,6 +130,7 @@ cmd_up() {
   minion::host_network
   start_master
   cluster::start_controllers "$MASTER" "$NODE_MONITOR_GRACE" "$POD_EVICTION_TIMEOUT"
+  cluster::start_cluster_dns "$MASTER" "$MINION_MASTER_IP"
   for k in $(seq 1 "$n"); do
     minion::network "$k"
     minion::start_dockerd "$k"

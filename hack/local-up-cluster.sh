@@ -119,8 +119,18 @@ cluster::load_images "$docker_host"
 # Portal IPs are local addresses; connections to them leave from the
 # bridge's address (or the loopback one with the host's Docker).
 cluster::portal_local_route "" "$([[ "$own_docker" == 1 ]] && echo "$LOCAL_BRIDGE_IP" || echo 127.0.0.1)"
+# The cluster DNS answers on our bridge's address, which our pods reach;
+# with the host's Docker the pods' bridge is not ours, so there is none.
+dns_flags=()
+if [[ "$own_docker" == 1 ]]; then
+  cluster::start_cluster_dns "$MASTER" "$LOCAL_BRIDGE_IP"
+  dns_flags=(--cluster-dns "$CLUSTER_DNS_IP" --cluster-domain "$CLUSTER_DOMAIN")
+else
+  util::warn "no cluster DNS with the host's dockerd: pods use the host's resolv.conf"
+fi
 cluster::start_kubelet kubelet "" "$MASTER" "$NODE_NAME" "$node_ip" "$pod_cidr" "$docker_host" \
-  "$CLUSTER_STATE/kubelet" --container-label "io.mini-k8s.cluster=$CLUSTER_STATE" --heartbeat-period 5
+  "$CLUSTER_STATE/kubelet" --container-label "io.mini-k8s.cluster=$CLUSTER_STATE" --heartbeat-period 5 \
+  "${dns_flags[@]}"
 cluster::start_kube_proxy kube-proxy "" "$MASTER" "$NODE_NAME" "$node_ip"
 cluster::wait_nodes_ready "$MASTER" 1 60
 now="$(date +%s%N)"

@@ -15,6 +15,8 @@ build::packages() {
   if grep -q '"kube-proxy"' "$MK8S_ROOT/Cargo.toml"; then
     pkgs+=(kube-proxy)
   fi
+  # The cluster DNS, run beside the master (cluster::start_cluster_dns).
+  pkgs+=(cluster-dns)
   echo "${pkgs[@]}"
 }
 

@@ -20,6 +20,10 @@
 # The ranges of DESIGN.md's "Networks of the local clusters".
 CLUSTER_POD_RANGE="10.244.0.0/16"
 CLUSTER_PORTAL_RANGE="10.0.0.0/24"
+# The cluster DNS: its portal IP (Service kube-system/kube-dns, as kubeadm
+# picks the tenth of the range) and the domain the kubelets search.
+CLUSTER_DNS_IP="10.0.0.10"
+CLUSTER_DOMAIN="cluster.local"
 # A closed loopback port: every dockerd started here gets it as its HTTP(S)
 # proxy, so that a pull fails on this machine instead of leaving it.
 CLUSTER_NO_EGRESS_PROXY="http://127.0.0.1:9"
@@ -388,7 +392,7 @@ cluster::start_node_dockerd() {
 cluster::start_node_agents() {
   local suffix="$1" netns="$2" master="$3" node="$4" ip="$5" cidr="$6" docker="$7" root="$8"
   cluster::start_kubelet "kubelet$suffix" "$netns" "$master" "$node" "$ip" "$cidr" "$docker" "$root" \
-    --heartbeat-period 2 --sync-frequency 5
+    --heartbeat-period 2 --sync-frequency 5 --cluster-dns "$CLUSTER_DNS_IP" --cluster-domain "$CLUSTER_DOMAIN"
   cluster::start_kube_proxy "kube-proxy$suffix" "$netns" "$master" "$node" "$ip"
 }
 
@@ -465,4 +469,45 @@ cluster::unmount_under() {
 cluster::remove_state() {
   cluster::unmount_under "$CLUSTER_STATE"
   rm -rf "$CLUSTER_STATE"
+}
+
+# --- The cluster DNS, beside the master ---
+
+# cluster::start_cluster_dns MASTER_URL BIND_IP - cluster-dns answering on
+# BIND_IP:53 (UDP and TCP; an address the pods reach, e.g. the bridge's),
+# its /readyz on 127.0.0.1:10054; waits until its caches are filled, then
+# publishes it as the Service kube-system/kube-dns on CLUSTER_DNS_IP with a
+# selectorless Endpoints at BIND_IP (cluster::publish_cluster_dns).
+cluster::start_cluster_dns() {
+  local master="$1" bind="$2"
+  cluster::port_free 10054 127.0.0.1 || util::die "port 127.0.0.1:10054 is taken: is another cluster-dns running?"
+  cluster::spawn cluster-dns "" "$CLUSTER_BIN/cluster-dns" --master "$master" \
+    --dns-bind-address "$bind:53" --healthz-bind-address 127.0.0.1:10054 --cluster-domain "$CLUSTER_DOMAIN"
+  cluster::wait_http "http://127.0.0.1:10054/readyz" 30 cluster-dns
+  cluster::publish_cluster_dns "$master" "$bind"
+}
+
+# cluster::publish_cluster_dns MASTER_URL DNS_IP - the Service
+# kube-system/kube-dns (portal CLUSTER_DNS_IP, ports dns 53/UDP and dns-tcp
+# 53/TCP) and its Endpoints at DNS_IP, which the endpoints controller leaves
+# alone (the Service has no selector). Idempotent.
+cluster::publish_cluster_dns() {
+  local master="$1" ip="$2" code
+  local service endpoints
+  service="$(jq -n --arg ip "$CLUSTER_DNS_IP" '{apiVersion: "v1", kind: "Service",
+    metadata: {name: "kube-dns", namespace: "kube-system", labels: {"k8s-app": "kube-dns"}},
+    spec: {clusterIP: $ip, ports: [{name: "dns", port: 53, protocol: "UDP"}, {name: "dns-tcp", port: 53, protocol: "TCP"}]}}')"
+  endpoints="$(jq -n --arg ip "$ip" '{apiVersion: "v1", kind: "Endpoints",
+    metadata: {name: "kube-dns", namespace: "kube-system", labels: {"k8s-app": "kube-dns"}},
+    subsets: [{addresses: [{ip: $ip}], ports: [{name: "dns", port: 53, protocol: "UDP"}, {name: "dns-tcp", port: 53, protocol: "TCP"}]}]}')"
+  code="$(curl -sS -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+    --data "$service" "$master/api/v1/namespaces/kube-system/services")"
+  [[ "$code" == 201 || "$code" == 409 ]] || util::die "creating Service kube-system/kube-dns: HTTP $code"
+  code="$(curl -sS -o /dev/null -w '%{http_code}' -X PUT -H 'Content-Type: application/json' \
+    --data "$endpoints" "$master/api/v1/namespaces/kube-system/endpoints/kube-dns")"
+  if [[ "$code" == 404 ]]; then
+    code="$(curl -sS -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+      --data "$endpoints" "$master/api/v1/namespaces/kube-system/endpoints")"
+  fi
+  [[ "$code" == 200 || "$code" == 201 ]] || util::die "writing Endpoints kube-system/kube-dns: HTTP $code"
 }
