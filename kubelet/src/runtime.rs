@@ -266,6 +266,13 @@ pub trait Runtime: Send + Sync + 'static {
         Err(Error::NotSupported("exec"))
     }
 
+    /// The network namespace of a running container (`/proc/<pid>/ns/net`
+    /// of its first process): where port-forward connections are opened.
+    async fn network_namespace(&self, id: &str) -> Result<std::path::PathBuf> {
+        let _ = id;
+        Err(Error::NotSupported("network namespaces"))
+    }
+
     /// The container's output (stdout and stderr interleaved), the last `tail` lines when given.
     async fn logs(&self, id: &str, tail: Option<u64>) -> Result<String> {
         let _ = (id, tail);

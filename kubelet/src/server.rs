@@ -141,6 +141,14 @@ pub fn router(kubelet: Kubelet) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/pods", get(pods))
         .route("/containerLogs/{ns}/{pod}/{container}", get(logs))
+        .route(
+            "/portForward/{ns}/{pod}",
+            get(port_forward).post(port_forward),
+        )
+        .route(
+            "/portForward/{ns}/{pod}/{uid}",
+            get(port_forward_uid).post(port_forward_uid),
+        )
         .with_state(kubelet)
 }
 
@@ -215,13 +223,29 @@ pub async fn serve_with(
                 return;
             }
             if let Err(error) = builder
-                .serve_connection(TokioIo::new(stream), service)
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
                 .await
             {
                 tracing::debug!(%peer, %error, "connection ended with an error");
             }
         });
     }
+}
+
+async fn port_forward(
+    State(kubelet): State<Kubelet>,
+    Path((ns, pod)): Path<(String, String)>,
+    request: axum::extract::Request,
+) -> Response {
+    crate::portforward::handle(kubelet, ns, pod, request).await
+}
+
+async fn port_forward_uid(
+    State(kubelet): State<Kubelet>,
+    Path((ns, pod, _uid)): Path<(String, String, String)>,
+    request: axum::extract::Request,
+) -> Response {
+    crate::portforward::handle(kubelet, ns, pod, request).await
 }
 
 async fn pods(State(kubelet): State<Kubelet>) -> Json<serde_json::Value> {
