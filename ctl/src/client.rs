@@ -407,6 +407,35 @@ impl Ctl {
             }))
     }
 
+    /// Opens a WebSocket on `path` (`pods/{name}/exec`, `attach`,
+    /// `portforward`) with this client's TLS and credentials, offering
+    /// `v5.channel.k8s.io` then `v4.channel.k8s.io`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Api`] when the server refuses the request,
+    /// [`Error::Connect`] when it cannot be reached or does not upgrade.
+    pub async fn connect_ws(&self, path: &str) -> Result<kube::client::Connection> {
+        let request = Request::builder()
+            .method(Method::GET)
+            .uri(path)
+            .body(Vec::new())
+            .map_err(|e| Error::Decode {
+                path: path.into(),
+                message: e.to_string(),
+            })?;
+        self.client.connect(request).await.map_err(|e| match e {
+            kube::Error::Api(status) => {
+                let body = serde_json::to_vec(&status).unwrap_or_default();
+                ApiError::from_body(status.code, &body).into()
+            }
+            other => Error::Connect {
+                url: self.server.clone(),
+                cause: root_cause(&other),
+            },
+        })
+    }
+
     /// `GET path` of a watch: one JSON value per line, until the server
     /// closes the stream.
     ///

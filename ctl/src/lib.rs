@@ -12,6 +12,7 @@ pub mod manifests;
 pub mod pki;
 pub mod printers;
 pub mod resources;
+pub mod stream;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -92,6 +93,14 @@ pub enum Command {
     Scale(cmd::scale::Args),
     /// Print a container's log (through the kubelet of the pod's node).
     Logs(cmd::logs::Args),
+    /// Execute a command in a container.
+    Exec(cmd::exec::Args),
+    /// Attach to a process that is already running inside a container.
+    Attach(cmd::attach::Args),
+    /// Forward one or more local ports to a pod.
+    PortForward(cmd::port_forward::Args),
+    /// Copy files and directories to and from containers.
+    Cp(cmd::cp::Args),
     /// Replace a replication controller's pods with a new controller's, one at a time.
     RollingUpdate(cmd::rolling_update::Args),
     /// Run an image: a replication controller, or a pod with --restart=Never.
@@ -123,6 +132,11 @@ pub enum Command {
 #[error("{0} of the requested operations failed")]
 pub struct Reported(pub usize);
 
+/// A remote command's non-zero exit code, which `main` makes its own.
+#[derive(Debug, thiserror::Error)]
+#[error("command terminated with exit code {0}")]
+pub struct ExitCode(pub i32);
+
 /// Runs the verb.
 ///
 /// # Errors
@@ -141,6 +155,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Edit(args) => cmd::edit::run(g, args).await,
         Command::Scale(args) => cmd::scale::run(g, args).await,
         Command::Logs(args) => cmd::logs::run(g, args).await,
+        Command::Exec(args) => cmd::exec::run(g, args).await,
+        Command::Attach(args) => cmd::attach::run(g, args).await,
+        Command::PortForward(args) => cmd::port_forward::run(g, args).await,
+        Command::Cp(args) => cmd::cp::run(g, args).await,
         Command::RollingUpdate(args) => cmd::rolling_update::run(g, args).await,
         Command::Run(args) => cmd::run::run(g, args).await,
         Command::Expose(args) => cmd::expose::run(g, args).await,

@@ -3,19 +3,23 @@
 
 pub mod api_resources;
 pub mod apply;
+pub mod attach;
 pub mod certs;
 pub mod cluster_info;
 pub mod completion;
 pub mod config;
+pub mod cp;
 pub mod create;
 pub mod create_data;
 pub mod delete;
 pub mod describe;
 pub mod edit;
+pub mod exec;
 pub mod expose;
 pub mod get;
 pub mod label;
 pub mod logs;
+pub mod port_forward;
 pub mod replace;
 pub mod rolling_update;
 pub mod run;
