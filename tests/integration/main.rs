@@ -7,6 +7,8 @@ mod apiserver_process;
 mod auth_tls;
 /// Writes starting from the watch cache's copy: no etcd read, nothing lost when stale.
 mod cached_writes;
+/// The cluster-dns binary: A, headless, SRV, NXDOMAIN/NODATA, following changes (#17).
+mod cluster_dns;
 /// etcd compaction by the apiserver, one claim per interval, a full etcd.
 mod compaction;
 /// Optimistic concurrency: 409s and concurrent read-modify-write.

@@ -6,6 +6,7 @@
 pub mod apiserver;
 pub mod balancer;
 pub mod binaries;
+pub mod dns;
 pub mod docker;
 pub mod etcd;
 pub mod interrupts;
