@@ -11,11 +11,11 @@
 pub mod dns;
 pub mod docker;
 pub mod envvars;
+pub mod exec;
 pub mod hollow;
 pub mod node;
 pub mod objects;
 pub mod pod;
-pub mod portforward;
 pub mod probe;
 pub mod runtime;
 pub mod server;
@@ -58,12 +58,12 @@ pub struct Config {
     pub node_status_update_frequency: Duration,
     /// An unchanged Node status is written again after this long.
     pub node_status_report_frequency: Duration,
+    /// Bounds of exec and attach streams (`--streaming-connection-idle-timeout`).
+    pub exec: exec::Limits,
     /// Static pod manifests.
     pub manifest_dir: Option<PathBuf>,
     /// Pod syncs running at once (they queue beyond it).
     pub parallel_syncs: usize,
-    /// Bounds of `/portForward` sessions.
-    pub port_forward: portforward::Limits,
 }
 
 impl Config {
@@ -100,9 +100,9 @@ impl Config {
             node_lease_duration_seconds: beats.lease_duration_seconds,
             node_status_update_frequency: beats.status_update_frequency,
             node_status_report_frequency: beats.status_report_frequency,
+            exec: exec::Limits::default(),
             manifest_dir: None,
             parallel_syncs: 8,
-            port_forward: portforward::Limits::default(),
         }
     }
 }
@@ -137,14 +137,14 @@ struct Inner {
     objects: Arc<dyn objects::ObjectSource>,
     syncs: Semaphore,
     shown: Mutex<Shown>,
+    /// Open exec and attach streams.
+    exec_streams: exec::Streams,
     /// Static pods by uid (their mirror pods are found by name).
     static_pods: Mutex<HashMap<String, Arc<Pod>>>,
     /// Events to post (bounded: dropped when the apiserver lags far behind).
     events: Recorder,
     /// The task posting them, started by [`Kubelet::run`].
     events_poster: Mutex<Option<futures::future::BoxFuture<'static, ()>>>,
-    /// Open `/portForward` sessions and connections.
-    port_forwards: portforward::Registry,
 }
 
 /// A kubelet. Cloning shares it.
@@ -195,28 +195,28 @@ impl Kubelet {
                 services,
                 syncs: Semaphore::new(parallel),
                 shown: Mutex::new(Shown::default()),
+                exec_streams: exec::Streams::default(),
                 static_pods: Mutex::new(HashMap::new()),
                 events,
                 events_poster: Mutex::new(Some(Box::pin(poster))),
-                port_forwards: portforward::Registry::default(),
             }),
         };
         (kubelet, ServiceFeed { writer })
     }
 
+    /// The open exec and attach streams.
+    pub fn exec_streams(&self) -> &exec::Streams {
+        &self.inner.exec_streams
+    }
+
+    /// The bounds of exec and attach streams.
+    pub fn exec_limits(&self) -> exec::Limits {
+        self.inner.config.exec
+    }
+
     /// The runtime.
     pub fn runtime(&self) -> &Arc<dyn Runtime> {
         &self.inner.runtime
-    }
-
-    /// The open `/portForward` sessions and connections.
-    pub fn port_forwards(&self) -> &portforward::Registry {
-        &self.inner.port_forwards
-    }
-
-    /// What the kubelet was told.
-    pub fn config(&self) -> &Config {
-        &self.inner.config
     }
 
     /// Runs until dropped (abort the task): node registration, status and

@@ -266,11 +266,26 @@ pub trait Runtime: Send + Sync + 'static {
         Err(Error::NotSupported("exec"))
     }
 
-    /// The network namespace of a running container (`/proc/<pid>/ns/net`
-    /// of its first process): where port-forward connections are opened.
-    async fn network_namespace(&self, id: &str) -> Result<std::path::PathBuf> {
-        let _ = id;
-        Err(Error::NotSupported("network namespaces"))
+    /// Starts `options.command` in the running container `id`, attached
+    /// to its input and output (`kubectl exec`).
+    async fn exec_session(
+        &self,
+        id: &str,
+        options: &api_types::remotecommand::Options,
+    ) -> Result<crate::exec::Session> {
+        let _ = (id, options);
+        Err(Error::NotSupported("exec sessions"))
+    }
+
+    /// Attaches to the running container `id`'s main process
+    /// (`kubectl attach`).
+    async fn attach_session(
+        &self,
+        id: &str,
+        options: &api_types::remotecommand::Options,
+    ) -> Result<crate::exec::Session> {
+        let _ = (id, options);
+        Err(Error::NotSupported("attach sessions"))
     }
 
     /// The container's output (stdout and stderr interleaved), the last `tail` lines when given.

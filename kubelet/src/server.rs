@@ -140,15 +140,15 @@ pub fn router(kubelet: Kubelet) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/pods", get(pods))
+        .route(
+            "/exec/{ns}/{pod}/{container}",
+            get(crate::exec::exec).post(crate::exec::exec),
+        )
+        .route(
+            "/attach/{ns}/{pod}/{container}",
+            get(crate::exec::attach).post(crate::exec::attach),
+        )
         .route("/containerLogs/{ns}/{pod}/{container}", get(logs))
-        .route(
-            "/portForward/{ns}/{pod}",
-            get(port_forward).post(port_forward),
-        )
-        .route(
-            "/portForward/{ns}/{pod}/{uid}",
-            get(port_forward_uid).post(port_forward_uid),
-        )
         .with_state(kubelet)
 }
 
@@ -230,22 +230,6 @@ pub async fn serve_with(
             }
         });
     }
-}
-
-async fn port_forward(
-    State(kubelet): State<Kubelet>,
-    Path((ns, pod)): Path<(String, String)>,
-    request: axum::extract::Request,
-) -> Response {
-    crate::portforward::handle(kubelet, ns, pod, request).await
-}
-
-async fn port_forward_uid(
-    State(kubelet): State<Kubelet>,
-    Path((ns, pod, _uid)): Path<(String, String, String)>,
-    request: axum::extract::Request,
-) -> Response {
-    crate::portforward::handle(kubelet, ns, pod, request).await
 }
 
 async fn pods(State(kubelet): State<Kubelet>) -> Json<serde_json::Value> {
