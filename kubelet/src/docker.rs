@@ -346,6 +346,21 @@ impl Runtime for DockerRuntime {
         Ok(inspect.exit_code.unwrap_or(-1))
     }
 
+    async fn network_namespace(&self, id: &str) -> Result<std::path::PathBuf> {
+        let docker = self.docker().await?;
+        let inspected = docker
+            .inspect_container(id, None)
+            .await
+            .map_err(|e| self.map_err(e, id))?;
+        let state = inspected.state.unwrap_or_default();
+        match state.pid {
+            Some(pid) if pid > 0 && state.running.unwrap_or(false) => {
+                Ok(std::path::PathBuf::from(format!("/proc/{pid}/ns/net")))
+            }
+            _ => Err(Error::Other(format!("container {id} is not running"))),
+        }
+    }
+
     async fn exec_session(
         &self,
         id: &str,

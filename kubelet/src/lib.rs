@@ -16,6 +16,7 @@ pub mod hollow;
 pub mod node;
 pub mod objects;
 pub mod pod;
+pub mod portforward;
 pub mod probe;
 pub mod runtime;
 pub mod server;
@@ -64,6 +65,8 @@ pub struct Config {
     pub manifest_dir: Option<PathBuf>,
     /// Pod syncs running at once (they queue beyond it).
     pub parallel_syncs: usize,
+    /// Bounds of `/portForward` sessions.
+    pub port_forward: portforward::Limits,
 }
 
 impl Config {
@@ -103,6 +106,7 @@ impl Config {
             exec: exec::Limits::default(),
             manifest_dir: None,
             parallel_syncs: 8,
+            port_forward: portforward::Limits::default(),
         }
     }
 }
@@ -145,6 +149,8 @@ struct Inner {
     events: Recorder,
     /// The task posting them, started by [`Kubelet::run`].
     events_poster: Mutex<Option<futures::future::BoxFuture<'static, ()>>>,
+    /// Open `/portForward` sessions and connections.
+    port_forwards: portforward::Registry,
 }
 
 /// A kubelet. Cloning shares it.
@@ -199,6 +205,7 @@ impl Kubelet {
                 static_pods: Mutex::new(HashMap::new()),
                 events,
                 events_poster: Mutex::new(Some(Box::pin(poster))),
+                port_forwards: portforward::Registry::default(),
             }),
         };
         (kubelet, ServiceFeed { writer })
@@ -217,6 +224,16 @@ impl Kubelet {
     /// The runtime.
     pub fn runtime(&self) -> &Arc<dyn Runtime> {
         &self.inner.runtime
+    }
+
+    /// The open `/portForward` sessions and connections.
+    pub fn port_forwards(&self) -> &portforward::Registry {
+        &self.inner.port_forwards
+    }
+
+    /// What the kubelet was told.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
     }
 
     /// Runs until dropped (abort the task): node registration, status and

@@ -266,6 +266,13 @@ pub trait Runtime: Send + Sync + 'static {
         Err(Error::NotSupported("exec"))
     }
 
+    /// The network namespace of a running container (`/proc/<pid>/ns/net`
+    /// of its first process): where port-forward connections are opened.
+    async fn network_namespace(&self, id: &str) -> Result<std::path::PathBuf> {
+        let _ = id;
+        Err(Error::NotSupported("network namespaces"))
+    }
+
     /// Starts `options.command` in the running container `id`, attached
     /// to its input and output (`kubectl exec`).
     async fn exec_session(

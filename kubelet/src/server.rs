@@ -149,6 +149,14 @@ pub fn router(kubelet: Kubelet) -> Router {
             get(crate::exec::attach).post(crate::exec::attach),
         )
         .route("/containerLogs/{ns}/{pod}/{container}", get(logs))
+        .route(
+            "/portForward/{ns}/{pod}",
+            get(port_forward).post(port_forward),
+        )
+        .route(
+            "/portForward/{ns}/{pod}/{uid}",
+            get(port_forward_uid).post(port_forward_uid),
+        )
         .with_state(kubelet)
 }
 
@@ -230,6 +238,22 @@ pub async fn serve_with(
             }
         });
     }
+}
+
+async fn port_forward(
+    State(kubelet): State<Kubelet>,
+    Path((ns, pod)): Path<(String, String)>,
+    request: axum::extract::Request,
+) -> Response {
+    crate::portforward::handle(kubelet, ns, pod, request).await
+}
+
+async fn port_forward_uid(
+    State(kubelet): State<Kubelet>,
+    Path((ns, pod, _uid)): Path<(String, String, String)>,
+    request: axum::extract::Request,
+) -> Response {
+    crate::portforward::handle(kubelet, ns, pod, request).await
 }
 
 async fn pods(State(kubelet): State<Kubelet>) -> Json<serde_json::Value> {
