@@ -11,6 +11,7 @@ pub mod fields;
 pub mod kinds;
 pub mod labels;
 pub mod patch;
+pub mod pod_security;
 pub mod remotecommand;
 pub mod status;
 pub mod table;

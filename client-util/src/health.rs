@@ -564,46 +564,6 @@ pub async fn serve(
         .await
 }
 
-/// A health listener's address flag: `host:port`, or empty for none.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BindAddress(pub Option<std::net::SocketAddr>);
-
-impl std::str::FromStr for BindAddress {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        if text.is_empty() {
-            return Ok(Self(None));
-        }
-        text.parse()
-            .map(|a| Self(Some(a)))
-            .map_err(|e| format!("{text:?} is not host:port ({e}), nor empty for none"))
-    }
-}
-
-/// Binds the health listener of `flag` at `address` (none when empty),
-/// refusing a non-loopback address unless `allowed` (see
-/// [`require_loopback`]).
-///
-/// # Errors
-///
-/// [`BindError`]: refused, or the address could not be bound.
-pub async fn listen(
-    flag: &'static str,
-    address: BindAddress,
-    allowed: bool,
-    allow: &'static str,
-) -> Result<Option<tokio::net::TcpListener>, BindError> {
-    let Some(address) = address.0 else {
-        return Ok(None);
-    };
-    require_loopback(flag, address, allowed, allow)?;
-    tokio::net::TcpListener::bind(address)
-        .await
-        .map(Some)
-        .map_err(|source| BindError::Bind { address, source })
-}
-
 /// Why a health listener's address was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {
@@ -619,15 +579,6 @@ pub enum BindError {
         address: std::net::SocketAddr,
         /// The flag that allows it.
         allow: &'static str,
-    },
-    /// The address could not be bound.
-    #[error("cannot listen on {address}: {source}")]
-    Bind {
-        /// The address.
-        address: std::net::SocketAddr,
-        /// Why.
-        #[source]
-        source: std::io::Error,
     },
 }
 
@@ -815,16 +766,6 @@ mod tests {
         );
         assert_eq!(percent_decode("%"), "%");
         assert_eq!(percent_decode("a%2"), "a%2");
-    }
-
-    #[test]
-    fn bind_addresses_may_be_empty() {
-        assert_eq!("".parse::<BindAddress>(), Ok(BindAddress(None)));
-        assert_eq!(
-            "127.0.0.1:10251".parse::<BindAddress>(),
-            Ok(BindAddress(Some("127.0.0.1:10251".parse().unwrap())))
-        );
-        assert!("10251".parse::<BindAddress>().is_err());
     }
 
     #[test]

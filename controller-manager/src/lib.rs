@@ -71,9 +71,6 @@ pub struct Config {
     pub configure_routes: bool,
     /// The pod range: the route controller routes only pod CIDRs inside it.
     pub cluster_cidr: ipnet::Ipv4Net,
-    /// True while a running term's pod, node and endpoints caches have
-    /// their first lists: the `informer-sync` health check.
-    pub caches_synced: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Default for Config {
@@ -87,7 +84,6 @@ impl Default for Config {
             configure_routes: false,
             cluster_cidr: ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(10, 244, 0, 0), 16)
                 .expect("16 is a valid IPv4 prefix length"),
-            caches_synced: std::sync::Arc::default(),
         }
     }
 }
@@ -160,8 +156,6 @@ pub async fn run(
         } => ready?,
     }
     tracing::info!("controller-manager caches ready");
-    let synced = config.caches_synced.clone();
-    synced.store(true, std::sync::atomic::Ordering::Relaxed);
     let routes = {
         let (nodes, stop) = (nodes.clone(), stop.clone());
         async move {
@@ -183,7 +177,6 @@ pub async fn run(
     let lifecycle = node_lifecycle::run(client, config, nodes, pods, stop);
     let ((), (), (), (), routes) =
         tokio::join!(replication, endpoints, namespaces, lifecycle, routes);
-    synced.store(false, std::sync::atomic::Ordering::Relaxed);
     tracing::info!("controller-manager stopped");
     routes
 }

@@ -1,4 +1,4 @@
-//! Namespaces: name and finalizers.
+//! Namespaces: name, finalizers and the Pod Security labels' values.
 
 use k8s_openapi::api::core::v1::NamespaceStatus;
 
@@ -16,6 +16,19 @@ const NAMESPACE_PHASES: &[&str] = &["Active", "Terminating"];
 /// `domain/name`s) and `status.phase` when set.
 pub fn validate_namespace(ns: &Namespace) -> FieldErrors {
     let mut errs = validate_object_meta_with(&ns.metadata, false, name_is_dns_label, "metadata");
+    // Pod Security admission's labels must name a level, as Kubernetes'
+    // admission checks on namespace writes.
+    for key in crate::pod_security::LEVEL_LABELS {
+        if let Some(value) = ns.metadata.labels.as_ref().and_then(|l| l.get(key)) {
+            if let Err(detail) = crate::pod_security::Level::parse(value) {
+                errs.push(FieldError::invalid(
+                    format!("metadata.labels[{key}]"),
+                    format!("{value:?}"),
+                    detail,
+                ));
+            }
+        }
+    }
     if let Some(finalizers) = ns.spec.as_ref().and_then(|s| s.finalizers.as_ref()) {
         errs.extend(validate_finalizers(finalizers, "spec.finalizers"));
     }
@@ -109,6 +122,25 @@ mod tests {
                 ("spec.finalizers", Invalid),
                 ("status.phase", NotSupported),
             ],
+        );
+    }
+
+    #[test]
+    fn pod_security_labels_name_a_level() {
+        let mut n = ns("a");
+        n.metadata.labels = Some(
+            [
+                ("pod-security.kubernetes.io/enforce", "baseline"),
+                ("pod-security.kubernetes.io/warn", "strict"),
+                ("pod-security.kubernetes.io/enforce-version", "latest"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        );
+        assert_exactly(
+            &validate_namespace(&n),
+            &[("metadata.labels[pod-security.kubernetes.io/warn]", Invalid)],
         );
     }
 

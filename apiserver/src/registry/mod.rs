@@ -5,7 +5,6 @@
 //!
 //! A request flows: decode → strategy prepare → defaults → validate → store.
 
-pub mod componentstatuses;
 pub mod config;
 pub mod daemon_sets;
 pub mod endpoints;
@@ -14,6 +13,7 @@ pub mod ingresses;
 pub mod leases;
 pub mod namespaces;
 pub mod nodes;
+pub mod pod_security;
 pub mod pods;
 pub mod rbac;
 pub mod replication_controllers;
@@ -220,6 +220,12 @@ pub trait Strategy: Send + Sync + 'static {
     async fn admit_create(&self, _object: &Self::Object) -> Result<()> {
         Ok(())
     }
+
+    /// What an admitted create should still be warned about (`Warning`
+    /// headers: Pod Security's `warn` level).
+    async fn admission_warnings(&self, _object: &Self::Object) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Options of a list or watch request.
@@ -334,6 +340,15 @@ impl WriteOptions {
     pub fn with_dry_run(mut self, dry_run: bool) -> Self {
         self.dry_run = dry_run;
         self
+    }
+
+    /// Adds a warning for the client (a `Warning` header).
+    pub fn warn(&self, warning: String) {
+        if let Ok(mut warnings) = self.warnings.lock() {
+            if !warnings.contains(&warning) {
+                warnings.push(warning);
+            }
+        }
     }
 
     /// The warnings collected (for `Warning` headers).
@@ -501,11 +516,6 @@ pub trait Rest: Send + Sync {
     /// guess for a write that compares the revision (see
     /// [`watch_cache::WatchCache::latest`]).
     fn latest(&self, _namespace: Option<&str>, _name: &str) -> Option<Arc<Stored>> {
-        None
-    }
-    /// Whether the watch cache follows etcd now (`None`: no cache), for
-    /// `/readyz`'s `informer-sync`.
-    fn cache_synced(&self) -> Option<bool> {
         None
     }
 }
@@ -1234,6 +1244,9 @@ impl<S: Strategy> Rest for Store<S> {
         }
         let name = object.metadata().name.clone().unwrap_or_default();
         self.strategy.admit_create(&object).await?;
+        for warning in self.strategy.admission_warnings(&object).await {
+            options.warn(warning);
+        }
         self.strategy.prepare_for_create(&mut object).await?;
         let allocated = self
             .strategy
@@ -1433,10 +1446,6 @@ impl<S: Strategy> Rest for Store<S> {
 
     fn latest(&self, namespace: Option<&str>, name: &str) -> Option<Arc<Stored>> {
         self.cache.as_ref()?.latest(&self.key(namespace, name))
-    }
-
-    fn cache_synced(&self) -> Option<bool> {
-        self.cache.as_ref().map(|c| c.is_synced())
     }
 
     async fn watch(&self, namespace: Option<&str>, query: &ListQuery) -> Result<WatchStream> {

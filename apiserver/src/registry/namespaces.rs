@@ -3,7 +3,10 @@
 //! `Terminating` until its finalizers are removed (the controller manager's
 //! namespace controller empties it, then removes `kubernetes`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
+
+use api_types::pod_security::NamespacePolicy;
 
 use api_types::kinds::{self, ResourceKind};
 use api_types::status::Reason;
@@ -53,43 +56,50 @@ struct ActiveNamespaces {
 struct CacheState {
     /// Whether `active` follows etcd (a watch is running from a listing).
     synced: bool,
-    active: std::collections::HashSet<String>,
+    /// Each active namespace with its Pod Security policy (its labels).
+    active: HashMap<String, NamespacePolicy>,
 }
 
 impl ActiveNamespaces {
-    fn is_active(&self, name: &str) -> bool {
+    /// The policy of an active namespace, when the cache knows it.
+    fn policy(&self, name: &str) -> Option<NamespacePolicy> {
         self.state
             .read()
-            .map(|s| s.synced && s.active.contains(name))
-            .unwrap_or(false)
+            .ok()
+            .filter(|s| s.synced)
+            .and_then(|s| s.active.get(name).copied())
     }
 
-    fn replace(&self, synced: bool, active: std::collections::HashSet<String>) {
+    fn replace(&self, synced: bool, active: HashMap<String, NamespacePolicy>) {
         if let Ok(mut state) = self.state.write() {
             state.synced = synced;
             state.active = active;
         }
     }
 
-    fn set(&self, name: &str, active: bool) {
+    fn set(&self, name: &str, active: Option<NamespacePolicy>) {
         if let Ok(mut state) = self.state.write() {
-            if active {
-                state.active.insert(name.to_string());
-            } else {
-                state.active.remove(name);
+            match active {
+                Some(policy) => {
+                    state.active.insert(name.to_string(), policy);
+                }
+                None => {
+                    state.active.remove(name);
+                }
             }
         }
     }
 }
 
-/// The name of an active namespace from its stored value (`None` when it
-/// is terminating or unreadable).
-fn active_name(value: &[u8]) -> Option<String> {
+/// An active namespace's name and policy from its stored value (`None`
+/// when it is terminating or unreadable).
+fn active_entry(value: &[u8]) -> Option<(String, NamespacePolicy)> {
     let ns: Namespace = serde_json::from_slice(value).ok()?;
     if ns.metadata.deletion_timestamp.is_some() {
         return None;
     }
-    ns.metadata.name
+    let policy = NamespacePolicy::from_labels(&ns.metadata.labels.unwrap_or_default());
+    Some((ns.metadata.name?, policy))
 }
 
 /// Keeps `cache` equal to etcd's active namespaces: lists them, then
@@ -107,10 +117,10 @@ async fn watch_namespaces(
     loop {
         let watch = async {
             let page = storage.list(&prefix, &ListOptions::default()).await?;
-            let active: std::collections::HashSet<String> = page
+            let active: HashMap<String, NamespacePolicy> = page
                 .items
                 .iter()
-                .filter_map(|item| active_name(&item.value))
+                .filter_map(|item| active_entry(&item.value))
                 .collect();
             let stream = storage.watch(&prefix, page.revision).await?;
             Ok::<_, crate::storage::StorageError>((active, stream))
@@ -131,12 +141,12 @@ async fn watch_namespaces(
                     match event {
                         Some(Ok(crate::storage::WatchEvent::Put { current, .. })) => {
                             if let Some(name) = current.key.strip_prefix(&prefix) {
-                                cache.set(name, active_name(&current.value).is_some());
+                                cache.set(name, active_entry(&current.value).map(|(_, p)| p));
                             }
                         }
                         Some(Ok(crate::storage::WatchEvent::Delete { key, .. })) => {
                             if let Some(name) = key.strip_prefix(&prefix) {
-                                cache.set(name, false);
+                                cache.set(name, None);
                             }
                         }
                         Some(Err(e)) => {
@@ -171,9 +181,15 @@ impl NamespaceLifecycle {
     /// Refuses content for a namespace that is missing (404) or being
     /// deleted (403), as Kubernetes' NamespaceLifecycle admission does.
     pub async fn admit(&self, namespace: Option<&str>) -> Result<()> {
-        let Some(namespace) = namespace else {
-            return Ok(());
-        };
+        match namespace {
+            Some(namespace) => self.pod_security(namespace).await.map(|_| ()),
+            None => Ok(()),
+        }
+    }
+
+    /// [`admit`](Self::admit), answering the namespace's Pod Security
+    /// policy (its `pod-security.kubernetes.io/*` labels) when it admits.
+    pub async fn pod_security(&self, namespace: &str) -> Result<NamespacePolicy> {
         self.watching.get_or_init(|| {
             let (stop, stopped) = tokio::sync::oneshot::channel();
             tokio::spawn(watch_namespaces(
@@ -183,8 +199,8 @@ impl NamespaceLifecycle {
             ));
             stop
         });
-        if self.cache.is_active(namespace) {
-            return Ok(());
+        if let Some(policy) = self.cache.policy(namespace) {
+            return Ok(policy);
         }
         let stored = self
             .storage
@@ -199,7 +215,9 @@ impl NamespaceLifecycle {
                 format!("unable to create new content in namespace {namespace} because it is being terminated"),
             ));
         }
-        Ok(())
+        Ok(NamespacePolicy::from_labels(
+            &ns.metadata.labels.unwrap_or_default(),
+        ))
     }
 }
 

@@ -9,6 +9,7 @@ use api_types::{defaults, validation, FieldError};
 use async_trait::async_trait;
 
 use super::namespaces::NamespaceLifecycle;
+use super::pod_security;
 use super::Strategy;
 use crate::error::Result;
 
@@ -52,9 +53,21 @@ impl Strategy for PodStrategy {
     }
 
     async fn admit_create(&self, pod: &Pod) -> Result<()> {
-        self.namespaces
-            .admit(pod.metadata.namespace.as_deref())
-            .await
+        let Some(namespace) = pod.metadata.namespace.as_deref() else {
+            return Ok(());
+        };
+        let policy = self.namespaces.pod_security(namespace).await?;
+        pod_security::enforce(&policy, pod)
+    }
+
+    async fn admission_warnings(&self, pod: &Pod) -> Vec<String> {
+        let Some(namespace) = pod.metadata.namespace.as_deref() else {
+            return Vec::new();
+        };
+        match self.namespaces.pod_security(namespace).await {
+            Ok(policy) => pod_security::warn_and_audit(&policy, pod),
+            Err(_) => Vec::new(),
+        }
     }
 
     fn graceful_deletion(&self, pod: &Pod, requested: Option<i64>) -> Option<i64> {

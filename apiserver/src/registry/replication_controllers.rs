@@ -69,6 +69,20 @@ impl Strategy for ReplicationControllerStrategy {
             .admit(rc.metadata.namespace.as_deref())
             .await
     }
+
+    async fn admission_warnings(&self, rc: &ReplicationController) -> Vec<String> {
+        let Some(namespace) = rc.metadata.namespace.as_deref() else {
+            return Vec::new();
+        };
+        match self.namespaces.pod_security(namespace).await {
+            Ok(policy) => super::pod_security::template_warnings(
+                &policy,
+                &rc.metadata,
+                rc.spec.as_ref().and_then(|s| s.template.as_ref()),
+            ),
+            Err(_) => Vec::new(),
+        }
+    }
 }
 
 /// The `autoscaling/v1` Scale view of a replication controller.

@@ -1,5 +1,6 @@
-//! Issue #13 item 6: every input and connection is bounded. One test per
-//! attack; each is refused with a Kubernetes `Status` and writes nothing.
+//! Issue #13 items 4 and 6: Pod Security admission, and every input and
+//! connection bounded. One test per attack; each is refused with a
+//! Kubernetes `Status` and writes nothing.
 
 /// Connections: header-read and TLS-handshake timeouts, request timeout,
 /// in-flight limits, watches per client.
@@ -9,6 +10,8 @@ mod connections;
 mod holes;
 /// Memory bombs: YAML aliases, JSON patch size and copies, long quantities.
 mod memory_bombs;
+/// Pod Security admission by namespace label (item 4).
+mod pod_security;
 
 use anyhow::Result;
 use mini_k8s_tests::apiserver::TestCluster;
