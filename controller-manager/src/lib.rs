@@ -1,6 +1,7 @@
-//! The controller manager: the replication manager, the endpoints
-//! controller, node lifecycle, the namespace controller and (when asked)
-//! the route controller, in one process over shared caches.
+//! The controller manager: the replication manager, the DaemonSet
+//! controller, the endpoints controller, node lifecycle, the namespace
+//! controller and (when asked) the route controller, in one process over
+//! shared caches.
 //!
 //! Pods, nodes and endpoints are each watched once (a `kube::runtime`
 //! watcher feeding a reflector store); replication controllers and services
@@ -8,6 +9,7 @@
 //! stores the other loops read. Every loop is level-triggered: it compares
 //! what the caches show with what is wanted and acts on the difference only.
 
+pub mod daemonset;
 pub mod endpoints;
 pub mod namespaces;
 pub mod node_lifecycle;
@@ -71,6 +73,9 @@ pub struct Config {
     pub configure_routes: bool,
     /// The pod range: the route controller routes only pod CIDRs inside it.
     pub cluster_cidr: ipnet::Ipv4Net,
+    /// True while a running term's pod, node and endpoints caches have
+    /// their first lists: the `informer-sync` health check.
+    pub caches_synced: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Default for Config {
@@ -84,6 +89,7 @@ impl Default for Config {
             configure_routes: false,
             cluster_cidr: ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(10, 244, 0, 0), 16)
                 .expect("16 is a valid IPv4 prefix length"),
+            caches_synced: std::sync::Arc::default(),
         }
     }
 }
@@ -156,6 +162,8 @@ pub async fn run(
         } => ready?,
     }
     tracing::info!("controller-manager caches ready");
+    let synced = config.caches_synced.clone();
+    synced.store(true, std::sync::atomic::Ordering::Relaxed);
     let routes = {
         let (nodes, stop) = (nodes.clone(), stop.clone());
         async move {
@@ -174,9 +182,23 @@ pub async fn run(
         stop.clone(),
     );
     let namespaces = namespaces::run(client.clone(), config.clone(), pods.clone(), stop.clone());
+    let daemon_sets = daemonset::run(
+        client.clone(),
+        config.clone(),
+        pods.clone(),
+        nodes.clone(),
+        stop.clone(),
+    );
     let lifecycle = node_lifecycle::run(client, config, nodes, pods, stop);
-    let ((), (), (), (), routes) =
-        tokio::join!(replication, endpoints, namespaces, lifecycle, routes);
+    let ((), (), (), (), (), routes) = tokio::join!(
+        replication,
+        endpoints,
+        namespaces,
+        daemon_sets,
+        lifecycle,
+        routes
+    );
+    synced.store(false, std::sync::atomic::Ordering::Relaxed);
     tracing::info!("controller-manager stopped");
     routes
 }

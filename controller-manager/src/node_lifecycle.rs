@@ -5,7 +5,10 @@
 //! `kube-node-lease/<node>` (kubelets renew the Lease every 10 s and write
 //! the Node status only on change or every 5 minutes). Once a node has been
 //! not ready for `pod_eviction_timeout`, its pods are deleted so their
-//! controllers recreate them elsewhere. Meanwhile the pods of an `Unknown`
+//! controllers recreate them elsewhere, except those that tolerate the
+//! node's `NoExecute` taint (`node.kubernetes.io/unreachable` or
+//! `not-ready`) for ever: DaemonSet pods stay bound to their node, as
+//! Kubernetes' taint manager leaves them. Meanwhile the pods of an `Unknown`
 //! node are marked `Ready=False`, so services stop sending them traffic.
 //!
 //! Heartbeat age is measured on this process's clock: the time at which the
@@ -18,7 +21,7 @@ use std::collections::{HashMap, HashSet};
 
 use client_util::{Reflected, StopFlag};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod};
+use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, Taint};
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -156,7 +159,7 @@ pub async fn run(
                 Verdict::NotReady => mark_pods_not_ready(&client, &pods, node).await,
                 Verdict::MarkUnknown => mark_unknown(&node_api, node).await,
                 Verdict::Evict => {
-                    evict(&client, &mut monitor.evicted, &pods, &node.name_any()).await;
+                    evict(&client, &mut monitor.evicted, &pods, node).await;
                 }
             }
         }
@@ -228,11 +231,41 @@ async fn mark_pods_not_ready(client: &Client, pods: &Reflected<Pod>, node: &Node
     }
 }
 
-async fn evict(client: &Client, evicted: &mut HashSet<String>, pods: &Reflected<Pod>, node: &str) {
+/// The `NoExecute` taint Kubernetes puts on a node in this state:
+/// `unreachable` when its Ready condition is Unknown (or missing),
+/// `not-ready` when it is False.
+fn no_execute_taint(node: &Node) -> Taint {
+    let key = match ready_condition(node).map(|c| c.status.as_str()) {
+        Some("False") => crate::daemonset::TAINT_NOT_READY,
+        _ => crate::daemonset::TAINT_UNREACHABLE,
+    };
+    Taint {
+        key: key.into(),
+        effect: "NoExecute".into(),
+        value: None,
+        time_added: None,
+    }
+}
+
+/// Whether eviction from a not-ready node deletes `pod`: not when it
+/// tolerates the node's `NoExecute` taint without `tolerationSeconds` (a
+/// DaemonSet's pods), as Kubernetes' taint manager spares them. A bounded
+/// toleration does not delay eviction past `--pod-eviction-timeout`.
+fn evictable(pod: &Pod, taint: &Taint) -> bool {
+    !pod.spec
+        .iter()
+        .flat_map(|s| s.tolerations.iter().flatten())
+        .any(|t| t.toleration_seconds.is_none() && crate::daemonset::tolerates(t, taint))
+}
+
+async fn evict(client: &Client, evicted: &mut HashSet<String>, pods: &Reflected<Pod>, node: &Node) {
+    let taint = no_execute_taint(node);
+    let node = node.name_any();
+    let node = node.as_str();
     for pod in pods.store.state() {
         let on_node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node);
         let uid = pod.uid().unwrap_or_default();
-        if !on_node || evicted.contains(&uid) {
+        if !on_node || evicted.contains(&uid) || !evictable(&pod, &taint) {
             continue;
         }
         let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
@@ -315,6 +348,33 @@ mod tests {
             m.observe(&node("True", "2026-01-01T00:06:40Z"), None, t401, &c),
             Verdict::Healthy
         );
+    }
+
+    #[test]
+    fn pods_tolerating_the_node_state_for_ever_are_not_evicted() {
+        let pod = |tolerations: serde_json::Value| -> Pod {
+            serde_json::from_value(json!({"metadata": {"name": "p"},
+                "spec": {"nodeName": "n1", "tolerations": tolerations,
+                    "containers": [{"name": "c", "image": "i"}]}}))
+            .unwrap()
+        };
+        let unknown = no_execute_taint(&node("Unknown", "2026-01-01T00:00:00Z"));
+        let not_ready = no_execute_taint(&node("False", "2026-01-01T00:00:00Z"));
+        assert_eq!(unknown.key, "node.kubernetes.io/unreachable");
+        assert_eq!(not_ready.key, "node.kubernetes.io/not-ready");
+        let daemon = pod(json!([
+            {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute"},
+            {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute"}]));
+        assert!(!evictable(&daemon, &unknown));
+        assert!(!evictable(&daemon, &not_ready));
+        assert!(evictable(&pod(json!([])), &unknown));
+        // Kubernetes' default 300 s toleration of every pod does not spare it.
+        let bounded = pod(json!([{"key": "node.kubernetes.io/unreachable",
+            "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}]));
+        assert!(evictable(&bounded, &unknown));
+        let other = pod(json!([{"key": "node.kubernetes.io/not-ready",
+            "operator": "Exists", "effect": "NoExecute"}]));
+        assert!(evictable(&other, &unknown));
     }
 
     fn lease(renewed: &str) -> Lease {

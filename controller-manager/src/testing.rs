@@ -100,8 +100,8 @@ fn default_answer(request: &Recorded) -> (StatusCode, Value) {
     }
 }
 
-/// `{"apiVersion": "v1", "kind": ..., "metadata": {"name": ...}}` for a
-/// core resource path.
+/// `{"apiVersion": ..., "kind": ..., "metadata": {"name": ...}}` for a
+/// resource path.
 fn bare_object(uri: &str) -> Value {
     let path = uri.split('?').next().unwrap_or_default();
     let mut segments: Vec<&str> = path.split('/').collect();
@@ -109,14 +109,15 @@ fn bare_object(uri: &str) -> Value {
         segments.pop();
     }
     let name = segments.pop().unwrap_or_default();
-    let kind = match segments.pop().unwrap_or_default() {
-        "pods" => "Pod",
-        "replicationcontrollers" => "ReplicationController",
-        "endpoints" => "Endpoints",
-        "services" => "Service",
+    let (api_version, kind) = match segments.pop().unwrap_or_default() {
+        "pods" => ("v1", "Pod"),
+        "replicationcontrollers" => ("v1", "ReplicationController"),
+        "endpoints" => ("v1", "Endpoints"),
+        "services" => ("v1", "Service"),
+        "daemonsets" => ("apps/v1", "DaemonSet"),
         other => panic!("the scripted apiserver knows no {other:?}"),
     };
-    json!({"apiVersion": "v1", "kind": kind, "metadata": {"name": name, "namespace": "default"}})
+    json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": name, "namespace": "default"}})
 }
 
 /// A `Status` failure body, as the apiserver sends.
