@@ -361,6 +361,66 @@ async fn describe(
                 sheet.lines.push((indent + 2, key, value));
             }
         }
+        // kubectl's DaemonSet describer.
+        "DaemonSet" => {
+            let match_labels = object
+                .pointer("/spec/selector/matchLabels")
+                .cloned()
+                .unwrap_or_default();
+            sheet.kv("Selector", or_none(label_selector(Some(&match_labels))));
+            sheet.kv(
+                "Node-Selector",
+                or_none(map_text(
+                    object.pointer("/spec/template/spec/nodeSelector"),
+                    ",",
+                )),
+            );
+            sheet.kv("Labels", labels(object));
+            sheet.kv("Annotations", annotations(object));
+            let int = |p: &str| object.pointer(p).and_then(Value::as_i64).unwrap_or(0);
+            for (key, pointer) in [
+                (
+                    "Desired Number of Nodes Scheduled",
+                    "/status/desiredNumberScheduled",
+                ),
+                (
+                    "Current Number of Nodes Scheduled",
+                    "/status/currentNumberScheduled",
+                ),
+                (
+                    "Number of Nodes Scheduled with Up-to-date Pods",
+                    "/status/updatedNumberScheduled",
+                ),
+                (
+                    "Number of Nodes Scheduled with Available Pods",
+                    "/status/numberAvailable",
+                ),
+                ("Number of Nodes Misscheduled", "/status/numberMisscheduled"),
+            ] {
+                sheet.kv(key, int(pointer).to_string());
+            }
+            let selected = serde_json::json!({
+                "metadata": {"namespace": text(object, "/metadata/namespace")},
+                "spec": {"selector": match_labels},
+            });
+            sheet.kv("Pods Status", pod_counts(ctl, &selected).await);
+            sheet.raw(0, "Pod Template:");
+            sheet.nested(
+                2,
+                "Labels",
+                map_text(object.pointer("/spec/template/metadata/labels"), ","),
+            );
+            let mut template = Sheet::new();
+            containers(
+                &mut template,
+                array(object, "/spec/template/spec/containers"),
+                &[],
+            );
+            volumes(&mut template, array(object, "/spec/template/spec/volumes"));
+            for (indent, key, value) in template.lines {
+                sheet.lines.push((indent + 2, key, value));
+            }
+        }
         "Node" => {
             sheet.kv("Labels", labels(object));
             sheet.kv("Annotations", annotations(object));
