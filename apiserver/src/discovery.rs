@@ -127,7 +127,7 @@ const ALL_VERBS: [&str; 8] = [
 
 fn entry(resource: &ResourceKind, name: &str) -> Value {
     let categories: &[&str] = match resource.kind {
-        "Pod" | "Service" | "ReplicationController" => &["all"],
+        "Pod" | "Service" | "ReplicationController" | "DaemonSet" => &["all"],
         _ => &[],
     };
     json!({
