@@ -452,6 +452,14 @@ pub fn router(state: Arc<ApiState>) -> Router {
                 },
             ),
         )
+        .route(
+            "/api/v1/namespaces/{ns}/pods/{name}/exec",
+            get(crate::exec::exec).post(crate::exec::exec),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/pods/{name}/attach",
+            get(crate::exec::attach).post(crate::exec::attach),
+        )
         .merge(authz::review::routes(state.authorizer.clone()))
         .fallback(crate::http::handle)
         // Innermost, as Kubernetes' chain: authentication, limits, then
@@ -828,7 +836,10 @@ pub async fn serve(
                             watcher
                                 .watch(
                                     builder
-                                        .serve_connection(TokioIo::new(stream), service)
+                                        .serve_connection_with_upgrades(
+                                            TokioIo::new(stream),
+                                            service,
+                                        )
                                         .into_owned(),
                                 )
                                 .await
@@ -848,7 +859,7 @@ pub async fn serve(
                     watcher
                         .watch(
                             builder
-                                .serve_connection(TokioIo::new(stream), service)
+                                .serve_connection_with_upgrades(TokioIo::new(stream), service)
                                 .into_owned(),
                         )
                         .await

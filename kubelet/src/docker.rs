@@ -361,6 +361,24 @@ impl Runtime for DockerRuntime {
         }
     }
 
+    async fn exec_session(
+        &self,
+        id: &str,
+        options: &api_types::remotecommand::Options,
+    ) -> Result<crate::exec::Session> {
+        let docker = self.docker().await?;
+        exec_session(docker, &self.endpoint, id, options).await
+    }
+
+    async fn attach_session(
+        &self,
+        id: &str,
+        options: &api_types::remotecommand::Options,
+    ) -> Result<crate::exec::Session> {
+        let docker = self.docker().await?;
+        attach_session(docker, &self.endpoint, id, options).await
+    }
+
     async fn logs(&self, id: &str, tail: Option<u64>) -> Result<String> {
         let docker = self.docker().await?;
         let tail = tail.map_or_else(|| "all".to_string(), |t| t.to_string());
@@ -423,6 +441,247 @@ fn docker_error(endpoint: &str, e: bollard::errors::Error, what: &str) -> Error 
         } => Error::NotFound(format!("{what}: {message}")),
         bollard::errors::Error::DockerResponseServerError { message, .. } => Error::Other(message),
         other => Error::Unreachable(format!("{endpoint}: {other}")),
+    }
+}
+
+/// Docker's output chunks as the session's.
+fn session_output(
+    endpoint: &str,
+    id: &str,
+    output: std::pin::Pin<
+        Box<
+            dyn futures::Stream<
+                    Item = std::result::Result<
+                        bollard::container::LogOutput,
+                        bollard::errors::Error,
+                    >,
+                > + Send,
+        >,
+    >,
+) -> futures::stream::BoxStream<'static, Result<crate::exec::Output>> {
+    use crate::exec::Output;
+    use bollard::container::LogOutput;
+    let (endpoint, id) = (endpoint.to_string(), id.to_string());
+    Box::pin(output.filter_map(move |chunk| {
+        let item = match chunk {
+            Ok(LogOutput::StdOut { message } | LogOutput::Console { message }) => {
+                Some(Ok(Output::Stdout(message.to_vec())))
+            }
+            Ok(LogOutput::StdErr { message }) => Some(Ok(Output::Stderr(message.to_vec()))),
+            Ok(LogOutput::StdIn { .. }) => None,
+            Err(e) => Some(Err(docker_error(&endpoint, e, &id))),
+        };
+        std::future::ready(item)
+    }))
+}
+
+/// `docker exec` of `options.command` in container `id`, attached.
+async fn exec_session(
+    docker: Docker,
+    endpoint: &str,
+    id: &str,
+    options: &api_types::remotecommand::Options,
+) -> Result<crate::exec::Session> {
+    let config = bollard::exec::CreateExecOptions {
+        cmd: Some(options.command.clone()),
+        attach_stdin: Some(options.stdin),
+        attach_stdout: Some(options.stdout),
+        attach_stderr: Some(options.stderr),
+        tty: Some(options.tty),
+        ..bollard::exec::CreateExecOptions::default()
+    };
+    let exec = docker
+        .create_exec(id, config)
+        .await
+        .map_err(|e| docker_error(endpoint, e, id))?;
+    let start = bollard::exec::StartExecOptions {
+        detach: false,
+        tty: options.tty,
+        output_capacity: None,
+    };
+    let bollard::exec::StartExecResults::Attached { output, input } = docker
+        .start_exec(&exec.id, Some(start))
+        .await
+        .map_err(|e| docker_error(endpoint, e, id))?
+    else {
+        return Err(Error::Other(format!("exec in {id} started detached")));
+    };
+    Ok(crate::exec::Session {
+        input: options.stdin.then_some(input),
+        output: session_output(endpoint, id, output),
+        control: Box::new(DockerExec {
+            docker,
+            endpoint: endpoint.to_string(),
+            container: id.to_string(),
+            exec: exec.id,
+        }),
+    })
+}
+
+/// `docker attach` to container `id`'s main process.
+async fn attach_session(
+    docker: Docker,
+    endpoint: &str,
+    id: &str,
+    options: &api_types::remotecommand::Options,
+) -> Result<crate::exec::Session> {
+    let attach = bollard::query_parameters::AttachContainerOptionsBuilder::default()
+        .stream(true)
+        .logs(false)
+        .stdin(options.stdin)
+        .stdout(options.stdout)
+        .stderr(options.stderr)
+        .build();
+    let attached = docker
+        .attach_container(id, Some(attach))
+        .await
+        .map_err(|e| docker_error(endpoint, e, id))?;
+    Ok(crate::exec::Session {
+        input: options.stdin.then_some(attached.input),
+        output: session_output(endpoint, id, attached.output),
+        control: Box::new(DockerAttach {
+            docker,
+            endpoint: endpoint.to_string(),
+            container: id.to_string(),
+        }),
+    })
+}
+
+/// The handle on one `docker exec`.
+struct DockerExec {
+    docker: Docker,
+    endpoint: String,
+    container: String,
+    exec: String,
+}
+
+#[async_trait]
+impl crate::exec::Control for DockerExec {
+    async fn resize(&self, size: api_types::remotecommand::TerminalSize) -> Result<()> {
+        let options = bollard::exec::ResizeExecOptions {
+            height: size.height,
+            width: size.width,
+        };
+        self.docker
+            .resize_exec(&self.exec, options)
+            .await
+            .map_err(|e| docker_error(&self.endpoint, e, &self.container))
+    }
+
+    async fn exit_code(&self) -> Result<Option<i64>> {
+        // The output ends a moment before Docker records the exit.
+        for _ in 0..50 {
+            let inspect = self
+                .docker
+                .inspect_exec(&self.exec)
+                .await
+                .map_err(|e| docker_error(&self.endpoint, e, &self.container))?;
+            if inspect.running != Some(true) {
+                return Ok(Some(inspect.exit_code.unwrap_or(-1)));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(Error::Other(format!(
+            "exec {} in {} still runs after its output ended",
+            self.exec, self.container
+        )))
+    }
+
+    /// Docker does not end an exec whose connection closed (without a TTY
+    /// nothing tells the process), so it is killed by a second exec in the
+    /// container: `kill -9` of its PID as the container sees it (the
+    /// `NSpid` of the host PID Docker reports).
+    async fn kill(&self) -> Result<()> {
+        let inspect = self
+            .docker
+            .inspect_exec(&self.exec)
+            .await
+            .map_err(|e| docker_error(&self.endpoint, e, &self.container))?;
+        let Some(pid) = inspect
+            .pid
+            .filter(|p| *p > 0 && inspect.running == Some(true))
+        else {
+            return Ok(());
+        };
+        let status = tokio::fs::read_to_string(format!("/proc/{pid}/status"))
+            .await
+            .map_err(|e| Error::Other(format!("exec {} (pid {pid}): {e}", self.exec)))?;
+        let inner = status
+            .lines()
+            .find_map(|l| l.strip_prefix("NSpid:"))
+            .and_then(|ids| ids.split_whitespace().last())
+            .ok_or_else(|| Error::Other(format!("pid {pid} has no NSpid")))?
+            .to_string();
+        let code = exec_to_end(
+            &self.docker,
+            &self.endpoint,
+            &self.container,
+            &["kill", "-9", &inner],
+        )
+        .await?;
+        tracing::debug!(container = %self.container, exec = %self.exec, %inner, code, "killed the exec of a vanished client");
+        Ok(())
+    }
+}
+
+/// Runs `cmd` in `container` to its end; its exit code.
+async fn exec_to_end(
+    docker: &Docker,
+    endpoint: &str,
+    container: &str,
+    cmd: &[&str],
+) -> Result<i64> {
+    let options = bollard::exec::CreateExecOptions {
+        cmd: Some(cmd.iter().map(|s| (*s).to_string()).collect()),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        ..bollard::exec::CreateExecOptions::default()
+    };
+    let exec = docker
+        .create_exec(container, options)
+        .await
+        .map_err(|e| docker_error(endpoint, e, container))?;
+    if let bollard::exec::StartExecResults::Attached { mut output, .. } = docker
+        .start_exec(&exec.id, None)
+        .await
+        .map_err(|e| docker_error(endpoint, e, container))?
+    {
+        while output.next().await.is_some() {}
+    }
+    let inspect = docker
+        .inspect_exec(&exec.id)
+        .await
+        .map_err(|e| docker_error(endpoint, e, container))?;
+    Ok(inspect.exit_code.unwrap_or(-1))
+}
+
+/// The handle on one `docker attach`.
+struct DockerAttach {
+    docker: Docker,
+    endpoint: String,
+    container: String,
+}
+
+#[async_trait]
+impl crate::exec::Control for DockerAttach {
+    async fn resize(&self, size: api_types::remotecommand::TerminalSize) -> Result<()> {
+        let options = bollard::query_parameters::ResizeContainerTTYOptionsBuilder::default()
+            .h(i32::from(size.height))
+            .w(i32::from(size.width))
+            .build();
+        self.docker
+            .resize_container_tty(&self.container, options)
+            .await
+            .map_err(|e| docker_error(&self.endpoint, e, &self.container))
+    }
+
+    async fn exit_code(&self) -> Result<Option<i64>> {
+        Ok(None)
+    }
+
+    /// Detaching leaves the container running, as Kubernetes does.
+    async fn kill(&self) -> Result<()> {
+        Ok(())
     }
 }
 

@@ -11,6 +11,7 @@
 pub mod dns;
 pub mod docker;
 pub mod envvars;
+pub mod exec;
 pub mod hollow;
 pub mod node;
 pub mod objects;
@@ -58,6 +59,8 @@ pub struct Config {
     pub node_status_update_frequency: Duration,
     /// An unchanged Node status is written again after this long.
     pub node_status_report_frequency: Duration,
+    /// Bounds of exec and attach streams (`--streaming-connection-idle-timeout`).
+    pub exec: exec::Limits,
     /// Static pod manifests.
     pub manifest_dir: Option<PathBuf>,
     /// Pod syncs running at once (they queue beyond it).
@@ -100,6 +103,7 @@ impl Config {
             node_lease_duration_seconds: beats.lease_duration_seconds,
             node_status_update_frequency: beats.status_update_frequency,
             node_status_report_frequency: beats.status_report_frequency,
+            exec: exec::Limits::default(),
             manifest_dir: None,
             parallel_syncs: 8,
             port_forward: portforward::Limits::default(),
@@ -137,6 +141,8 @@ struct Inner {
     objects: Arc<dyn objects::ObjectSource>,
     syncs: Semaphore,
     shown: Mutex<Shown>,
+    /// Open exec and attach streams.
+    exec_streams: exec::Streams,
     /// Static pods by uid (their mirror pods are found by name).
     static_pods: Mutex<HashMap<String, Arc<Pod>>>,
     /// Events to post (bounded: dropped when the apiserver lags far behind).
@@ -195,6 +201,7 @@ impl Kubelet {
                 services,
                 syncs: Semaphore::new(parallel),
                 shown: Mutex::new(Shown::default()),
+                exec_streams: exec::Streams::default(),
                 static_pods: Mutex::new(HashMap::new()),
                 events,
                 events_poster: Mutex::new(Some(Box::pin(poster))),
@@ -202,6 +209,16 @@ impl Kubelet {
             }),
         };
         (kubelet, ServiceFeed { writer })
+    }
+
+    /// The open exec and attach streams.
+    pub fn exec_streams(&self) -> &exec::Streams {
+        &self.inner.exec_streams
+    }
+
+    /// The bounds of exec and attach streams.
+    pub fn exec_limits(&self) -> exec::Limits {
+        self.inner.config.exec
     }
 
     /// The runtime.

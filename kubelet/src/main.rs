@@ -49,6 +49,10 @@ struct Flags {
     /// Static pod manifests (v1beta1 ContainerManifest or v1 Pod, JSON or YAML).
     #[arg(long)]
     manifest_dir: Option<PathBuf>,
+    /// An exec or attach stream with no byte either way for this long is
+    /// closed (a duration: 4h, 30m).
+    #[arg(long, default_value = "4h", value_parser = positive_duration)]
+    streaming_connection_idle_timeout: Duration,
     /// The infra container's image.
     #[arg(long, default_value = "mini-k8s/pause:latest")]
     pod_infra_container_image: String,
@@ -178,6 +182,7 @@ async fn run(flags: Flags) -> Result<()> {
     config.node_status_update_frequency = flags.node_status_update_frequency;
     config.node_status_report_frequency = flags.node_status_report_frequency;
     config.manifest_dir = flags.manifest_dir.clone();
+    config.exec.idle_timeout = flags.streaming_connection_idle_timeout;
 
     let runtime: Arc<dyn Runtime> = match flags.runtime {
         RuntimeKind::Docker => Arc::new(DockerRuntime::new(&flags.docker_endpoint)),

@@ -273,6 +273,28 @@ pub trait Runtime: Send + Sync + 'static {
         Err(Error::NotSupported("network namespaces"))
     }
 
+    /// Starts `options.command` in the running container `id`, attached
+    /// to its input and output (`kubectl exec`).
+    async fn exec_session(
+        &self,
+        id: &str,
+        options: &api_types::remotecommand::Options,
+    ) -> Result<crate::exec::Session> {
+        let _ = (id, options);
+        Err(Error::NotSupported("exec sessions"))
+    }
+
+    /// Attaches to the running container `id`'s main process
+    /// (`kubectl attach`).
+    async fn attach_session(
+        &self,
+        id: &str,
+        options: &api_types::remotecommand::Options,
+    ) -> Result<crate::exec::Session> {
+        let _ = (id, options);
+        Err(Error::NotSupported("attach sessions"))
+    }
+
     /// The container's output (stdout and stderr interleaved), the last `tail` lines when given.
     async fn logs(&self, id: &str, tail: Option<u64>) -> Result<String> {
         let _ = (id, tail);

@@ -140,6 +140,14 @@ pub fn router(kubelet: Kubelet) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/pods", get(pods))
+        .route(
+            "/exec/{ns}/{pod}/{container}",
+            get(crate::exec::exec).post(crate::exec::exec),
+        )
+        .route(
+            "/attach/{ns}/{pod}/{container}",
+            get(crate::exec::attach).post(crate::exec::attach),
+        )
         .route("/containerLogs/{ns}/{pod}/{container}", get(logs))
         .route(
             "/portForward/{ns}/{pod}",

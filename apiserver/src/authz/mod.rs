@@ -130,6 +130,20 @@ impl Attributes {
             Method::DELETE => "deletecollection",
             _ => "",
         };
+        // A WebSocket exec, attach or port-forward is a GET, but it runs
+        // something: Kubernetes authorizes it as `create` (the
+        // `AuthorizePodWebsocketUpgradeCreatePermission` check), so `get` on
+        // `pods/exec` alone runs no command.
+        let verb = if verb == "get"
+            && resource == "pods"
+            && matches!(
+                subresource.as_deref(),
+                Some("exec" | "attach" | "portforward")
+            ) {
+            "create"
+        } else {
+            verb
+        };
         Self {
             verb: verb.to_string(),
             api_group: api_group.to_string(),
@@ -370,6 +384,18 @@ mod tests {
         assert_eq!((a.resource, a.verb.as_str()), (None, "get"));
         let a = of(Method::GET, "/healthz");
         assert_eq!((a.resource, a.path.as_str()), (None, "/healthz"));
+        for sub in ["exec", "attach", "portforward"] {
+            let a = of(
+                Method::GET,
+                &format!("/api/v1/namespaces/ns1/pods/web/{sub}?command=true"),
+            );
+            assert_eq!(
+                (a.verb.as_str(), a.subresource.as_deref()),
+                ("create", Some(sub))
+            );
+        }
+        let a = of(Method::GET, "/api/v1/namespaces/ns1/pods/web/log");
+        assert_eq!(a.verb, "get");
     }
 
     #[test]
