@@ -43,6 +43,8 @@ mod events;
 mod examples;
 /// Survive losing a process: kill -9 of each component of an HA cluster under load (#14).
 mod fault_tolerance;
+/// The ingress-proxy binary: host and path routing, 404/503, X-Forwarded-*, changes in flight; Ingresses through kubectl (#17).
+mod ingress;
 /// The `kube` crate (list, watch through `kube::runtime::watcher`).
 mod kube_client;
 /// The stock kubectl against the apiserver.
