@@ -564,6 +564,55 @@ pub async fn serve(
         .await
 }
 
+/// A health listener's address flag: `host:port`, or empty for none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BindAddress(pub Option<std::net::SocketAddr>);
+
+impl std::str::FromStr for BindAddress {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.is_empty() {
+            return Ok(Self(None));
+        }
+        text.parse()
+            .map(|a| Self(Some(a)))
+            .map_err(|e| format!("{text:?} is not host:port ({e}), nor empty for none"))
+    }
+}
+
+/// Binds the health listener of `flag` at `address` (none when empty),
+/// refusing a non-loopback address unless `allowed` (see
+/// [`require_loopback`]). When the address is the flag's default
+/// (`defaulted`) and already taken, the component goes on without the
+/// endpoints (logged at warn): several copies on one host (tests,
+/// benchmarks, a standby scheduler) would otherwise fail on the shared
+/// default port. An address given explicitly must be bound.
+///
+/// # Errors
+///
+/// [`BindError`]: refused, or the address could not be bound.
+pub async fn listen(
+    flag: &'static str,
+    address: BindAddress,
+    allowed: bool,
+    allow: &'static str,
+    defaulted: bool,
+) -> Result<Option<tokio::net::TcpListener>, BindError> {
+    let Some(address) = address.0 else {
+        return Ok(None);
+    };
+    require_loopback(flag, address, allowed, allow)?;
+    match tokio::net::TcpListener::bind(address).await {
+        Ok(listener) => Ok(Some(listener)),
+        Err(e) if defaulted && e.kind() == std::io::ErrorKind::AddrInUse => {
+            tracing::warn!(%address, "{flag}: the default address is taken; not serving /healthz, /livez, /readyz (pass {flag} to choose another)");
+            Ok(None)
+        }
+        Err(source) => Err(BindError::Bind { address, source }),
+    }
+}
+
 /// Why a health listener's address was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {
@@ -579,6 +628,15 @@ pub enum BindError {
         address: std::net::SocketAddr,
         /// The flag that allows it.
         allow: &'static str,
+    },
+    /// The address could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
     },
 }
 
@@ -766,6 +824,36 @@ mod tests {
         );
         assert_eq!(percent_decode("%"), "%");
         assert_eq!(percent_decode("a%2"), "a%2");
+    }
+
+    #[tokio::test]
+    async fn a_taken_default_address_is_skipped_a_chosen_one_fails() {
+        let taken = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = BindAddress(Some(taken.local_addr().unwrap()));
+        let flag = "--healthz-bind-address";
+        let allow = "--allow-non-loopback-healthz";
+        assert!(listen(flag, address, false, allow, true)
+            .await
+            .unwrap()
+            .is_none());
+        let err = listen(flag, address, false, allow, false)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().starts_with("cannot listen on"), "{err}");
+        assert!(listen(flag, BindAddress(None), false, allow, false)
+            .await
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn bind_addresses_may_be_empty() {
+        assert_eq!("".parse::<BindAddress>(), Ok(BindAddress(None)));
+        assert_eq!(
+            "127.0.0.1:10251".parse::<BindAddress>(),
+            Ok(BindAddress(Some("127.0.0.1:10251".parse().unwrap())))
+        );
+        assert!("10251".parse::<BindAddress>().is_err());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 
 fn duration(text: &str) -> Result<Duration, String> {
     controller_manager::parse_duration(text).map_err(|e| e.to_string())
@@ -36,6 +36,16 @@ struct Args {
     /// inside it.
     #[arg(long, default_value = "10.244.0.0/16")]
     cluster_cidr: ipnet::Ipv4Net,
+    /// Where `/healthz`, `/livez` and `/readyz` are served (`host:port`,
+    /// empty for nowhere): the 2014 controller manager's port. Plain HTTP
+    /// without authentication, so loopback only unless
+    /// --allow-non-loopback-healthz. `componentstatuses` probes it (the
+    /// apiserver's --controller-manager-healthz-url).
+    #[arg(long, default_value = "127.0.0.1:10252")]
+    healthz_bind_address: client_util::health::BindAddress,
+    /// Allow --healthz-bind-address on an address other hosts reach.
+    #[arg(long)]
+    allow_non_loopback_healthz: bool,
 }
 
 // glibc's malloc cost a third of the apiserver's CPU under load (perf, in
@@ -46,7 +56,13 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = Args::parse();
+    let matches = Args::command().get_matches();
+    let args = match Args::from_arg_matches(&matches) {
+        Ok(args) => args,
+        Err(e) => e.exit(),
+    };
+    let healthz_defaulted = matches.value_source("healthz_bind_address")
+        == Some(clap::parser::ValueSource::DefaultValue);
     args.client.init_tracing();
     let config = controller_manager::Config {
         node_monitor_grace_period: args.node_monitor_grace_period,
@@ -63,11 +79,52 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let leader = client_util::leader_election::LeaderHealth::default();
+    let synced = config.caches_synced.clone();
+    let standby = leader.clone();
+    let health = client_util::health::Health::new()
+        .with_check(leader.check())
+        .with_readyz_check(client_util::health::Check::api_reachable(client.clone()))
+        // The caches live only while this process leads: a standby passes.
+        .with_readyz_check(client_util::health::Check::sync(
+            "informer-sync",
+            move || {
+                if !standby.leading() || synced.load(std::sync::atomic::Ordering::Relaxed) {
+                    Ok(())
+                } else {
+                    Err("the pod, node and endpoints caches have not listed yet".into())
+                }
+            },
+        ));
+    match client_util::health::listen(
+        "--healthz-bind-address",
+        args.healthz_bind_address,
+        args.allow_non_loopback_healthz,
+        "--allow-non-loopback-healthz",
+        healthz_defaulted,
+    )
+    .await
+    {
+        // Served until the process exits, through the drain too.
+        Ok(Some(listener)) => {
+            tokio::spawn(client_util::health::serve(
+                listener,
+                health,
+                std::future::pending(),
+            ));
+        }
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("controller-manager: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     client_util::leader_election::main_while_leading(
         "controller-manager",
         "kube-controller-manager",
         client.clone(),
         &args.leader_election,
+        &leader,
         move |stop| controller_manager::run(client.clone(), config.clone(), stop),
     )
     .await

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 
 /// Binds unscheduled pods to nodes.
 #[derive(Debug, Parser)]
@@ -19,6 +19,16 @@ struct Args {
     /// Bindings sent to the apiserver at once.
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..=1024))]
     bind_concurrency: u64,
+    /// Where `/healthz`, `/livez` and `/readyz` are served (`host:port`,
+    /// empty for nowhere): the 2014 scheduler's port. Plain HTTP without
+    /// authentication, so loopback only unless
+    /// --allow-non-loopback-healthz. `componentstatuses` probes it (the
+    /// apiserver's --scheduler-healthz-url).
+    #[arg(long, default_value = "127.0.0.1:10251")]
+    healthz_bind_address: client_util::health::BindAddress,
+    /// Allow --healthz-bind-address on an address other hosts reach.
+    #[arg(long)]
+    allow_non_loopback_healthz: bool,
 }
 
 // glibc's malloc cost a third of the apiserver's CPU under load (perf, in
@@ -29,7 +39,13 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = Args::parse();
+    let matches = Args::command().get_matches();
+    let args = match Args::from_arg_matches(&matches) {
+        Ok(args) => args,
+        Err(e) => e.exit(),
+    };
+    let healthz_defaulted = matches.value_source("healthz_bind_address")
+        == Some(clap::parser::ValueSource::DefaultValue);
     args.client.init_tracing();
     let client = match args.client.client().await {
         Ok(client) => client,
@@ -43,11 +59,41 @@ async fn main() -> ExitCode {
         bind_concurrency: usize::try_from(args.bind_concurrency).unwrap_or(128),
         ..scheduler::Config::default()
     };
+    let leader = client_util::leader_election::LeaderHealth::default();
+    let health = client_util::health::Health::new()
+        .with_check(leader.check())
+        .with_readyz_check(client_util::health::Check::api_reachable(client.clone()))
+        .with_readyz_check(scheduler::informer_sync_check(&config, leader.clone()));
+    match client_util::health::listen(
+        "--healthz-bind-address",
+        args.healthz_bind_address,
+        args.allow_non_loopback_healthz,
+        "--allow-non-loopback-healthz",
+        healthz_defaulted,
+    )
+    .await
+    {
+        Ok(Some(listener)) => {
+            // Served until the process exits: a draining scheduler still
+            // answers its probes.
+            tokio::spawn(client_util::health::serve(
+                listener,
+                health,
+                std::future::pending(),
+            ));
+        }
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("scheduler: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     client_util::leader_election::main_while_leading(
         "scheduler",
         "kube-scheduler",
         client.clone(),
         &args.leader_election,
+        &leader,
         move |stop| scheduler::run(client.clone(), config.clone(), stop),
     )
     .await
