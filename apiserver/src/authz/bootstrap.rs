@@ -43,6 +43,7 @@ const WRITE: &[&str] = &["create", "delete", "deletecollection", "patch", "updat
 const EVENTS: &[&str] = &["create", "patch", "update"];
 const COORDINATION: &str = "coordination.k8s.io";
 const APPS: &str = "apps";
+const NETWORKING: &str = "networking.k8s.io";
 
 /// What `view` may read in a namespace (not secrets, as Kubernetes).
 fn view_rules() -> Vec<PolicyRule> {
@@ -68,6 +69,7 @@ fn view_rules() -> Vec<PolicyRule> {
         ),
         rule(READ, &[COORDINATION], &["leases"]),
         rule(READ, &[APPS], &["daemonsets", "daemonsets/status"]),
+        rule(READ, &[NETWORKING], &["ingresses", "ingresses/status"]),
     ]
 }
 
@@ -91,6 +93,7 @@ fn edit_rules() -> Vec<PolicyRule> {
     rules.push(rule(&["create"], &[""], &["pods/eviction"]));
     rules.push(rule(WRITE, &[COORDINATION], &["leases"]));
     rules.push(rule(WRITE, &[APPS], &["daemonsets"]));
+    rules.push(rule(WRITE, &[NETWORKING], &["ingresses"]));
     rules
 }
 
@@ -288,6 +291,17 @@ pub fn cluster_roles() -> Vec<ClusterRole> {
                 rule(EVENTS, &["", "events.k8s.io"], &["events"]),
             ],
         ),
+        // ingress-proxy/src: routes from Ingresses, services and
+        // endpoints; publishes its node's address in the Ingresses' status.
+        role(
+            "system:ingress-proxy",
+            vec![
+                rule(READ, &[""], &["services", "endpoints"]),
+                rule(READ, &[NETWORKING], &["ingresses", "ingressclasses"]),
+                rule(&["patch", "update"], &[NETWORKING], &["ingresses/status"]),
+                rule(EVENTS, &["", "events.k8s.io"], &["events"]),
+            ],
+        ),
     ]
 }
 
@@ -362,6 +376,11 @@ pub fn cluster_role_bindings() -> Vec<ClusterRoleBinding> {
             "system:node-proxier",
             "system:node-proxier",
             &[("User", "system:kube-proxy")],
+        ),
+        binding(
+            "system:ingress-proxy",
+            "system:ingress-proxy",
+            &[("User", "system:ingress-proxy")],
         ),
     ]
 }
