@@ -19,6 +19,17 @@
 #                 failures are printed)
 #   restart       apiserver and etcd restarted: every object is still
 #                 there and the cluster carries on (a new pod runs)
+#   daemonset     a DaemonSet has exactly one Running pod on each of the 3
+#                 minions; a 4th minion (`local-cluster.sh start-minion 4`)
+#                 gets one; minion 4 stopped, past the eviction timeout its
+#                 pod is still bound to it (not evicted) and none is made
+#                 elsewhere (runs last: it leaves minion 4 stopped)
+#   secure        the API on 10.245.1.1 only over TLS (plain HTTP on its
+#                 port fails, nothing on 8080), 401 over TLS without a
+#                 credential, 403 for the token of `demo` (no roles); each
+#                 minion's kubelet (10250) answers 401 without a credential
+#                 and 403 to `demo`; the admin reads logs through the
+#                 apiserver's client identity (issue #13)
 #
 # Each scenario prints what it checked; the run ends with "N passed, M
 # failed" and exits 1 if any failed (2 if the cluster did not come up).
@@ -333,6 +344,64 @@ e2e::scenario_walkthrough() {
     e2e::host_dir_logs || return 1
 }
 
+# e2e::ds_per_node SELECTOR NODES... - exactly one live pod of SELECTOR on
+# each of NODES and none elsewhere; all Running unless a node is marked
+# with a trailing `?` (a stopped minion: its pod's phase is not checked).
+e2e::ds_per_node() {
+  local selector="$1" list node want=()
+  shift
+  list="$(e2e::pods "$selector")" || return 1
+  echo "want one on each of $*; have:"
+  echo "${list:-(none)}"
+  for node in "$@"; do want+=("${node%\?}"); done
+  [[ "$(awk '{print $2}' <<<"$list" | sort | tr '\n' ' ')" == "$(printf '%s\n' "${want[@]}" | sort | tr '\n' ' ')" ]] || return 1
+  for node in "$@"; do
+    [[ "$node" == *\? ]] && continue
+    awk -v n="$node" '$2 == n && $3 == "Running" {found = 1} END {exit !found}' <<<"$list" || return 1
+  done
+}
+
+# e2e::ds_pod_uid SELECTOR NODE - the uid of SELECTOR's live pod on NODE.
+e2e::ds_pod_uid() {
+  kc get pods -l "$1" -o json | jq -r --arg n "$2" '.items[]
+    | select(.metadata.deletionTimestamp == null and .spec.nodeName == $n) | .metadata.uid'
+}
+
+e2e::scenario_daemonset() {
+  local nodes=() k node4 uid4 settle
+  for k in $(seq 1 "$MINIONS"); do nodes+=("$(e2e::node_of_minion "$k")"); done
+  e2e::check "created DaemonSet node-agent (apps/v1)" kc create -f - <<<'{"apiVersion": "apps/v1", "kind": "DaemonSet",
+    "metadata": {"name": "node-agent"},
+    "spec": {"selector": {"matchLabels": {"name": "node-agent"}},
+      "template": {"metadata": {"labels": {"name": "node-agent"}},
+        "spec": {"terminationGracePeriodSeconds": 1, "containers": [{"name": "agent",
+          "image": "mini-k8s/busybox:latest", "imagePullPolicy": "IfNotPresent",
+          "command": ["sh", "-c", "trap \"exit 0\" TERM; sleep 3600 & wait"]}]}}}}' || return 1
+  e2e::poll 120 "exactly one node-agent pod Running on each of ${nodes[*]}" \
+    e2e::ds_per_node name=node-agent "${nodes[@]}" || return 1
+  e2e::check "hack/local-cluster.sh start-minion 4 (a 4th minion)" "$LOCAL_CLUSTER" start-minion 4 || return 1
+  e2e::poll 120 "minion 4 registered" test -n "$(e2e::node_of_minion 4)" || return 1
+  node4="$(e2e::node_of_minion 4)"
+  e2e::poll 120 "node $node4 is Ready" e2e::node_ready_is "$node4" True || return 1
+  e2e::poll 120 "the 4th minion got its node-agent pod, the others kept theirs" \
+    e2e::ds_per_node name=node-agent "${nodes[@]}" "$node4" || return 1
+  uid4="$(e2e::ds_pod_uid name=node-agent "$node4")"
+  e2e::check "hack/local-cluster.sh stop-minion 4" "$LOCAL_CLUSTER" stop-minion 4 || return 1
+  e2e::poll 150 "node $node4 is no longer Ready" e2e::node_not_ready "$node4" || return 1
+  # The node lifecycle controller deletes an unready node's pods after the
+  # eviction timeout (local-cluster.sh: 20s); a DaemonSet pod tolerates the
+  # node's state, so it must still be there after it, and nowhere else.
+  settle=30
+  e2e::ok "waiting ${settle}s, past the eviction timeout"
+  sleep "$settle"
+  e2e::check "node $node4's pod is still bound to it (uid $uid4), not evicted" \
+    test "$(e2e::ds_pod_uid name=node-agent "$node4")" == "$uid4" || return 1
+  e2e::check "no node-agent pod was made elsewhere: one on each of ${nodes[*]} and $node4" \
+    e2e::ds_per_node name=node-agent "${nodes[@]}" "$node4?" || return 1
+  e2e::check "kubectl-style table: ctl get ds node-agent" kc get ds node-agent || return 1
+  kc get ds node-agent 2>&1 | e2e::indent
+}
+
 # e2e::host_dir_logs - db.log and msg.log in the walk-through's hostDir
 # (on this host: minions share its filesystem) have their pods' lines.
 e2e::host_dir_logs() {
@@ -616,6 +685,7 @@ e2e::scenario resize
 e2e::scenario rolling
 e2e::scenario minion-down
 e2e::scenario restart
+e2e::scenario daemonset
 
 echo
 printf '%s\n' "${summary[@]}"

@@ -10,7 +10,8 @@
 #   hack/local-cluster.sh down          stop and remove everything
 #   hack/local-cluster.sh status        what runs, and the nodes
 #   hack/local-cluster.sh stop-minion K   stop minion K's kubelet, kube-proxy and dockerd
-#   hack/local-cluster.sh start-minion K  start them again (a reboot if they run)
+#   hack/local-cluster.sh start-minion K  start them again (a reboot if they run); K one
+#                                         more than the minions there adds a minion
 #   hack/local-cluster.sh restart-master  restart etcd and the apiserver (data kept)
 #   hack/local-cluster.sh exec K CMD...   run CMD in minion K's network namespace
 #   hack/local-cluster.sh docker K ARG... the docker CLI against minion K's dockerd
@@ -198,11 +199,20 @@ case "${1:-}" in
     minion::stop "$2"
     ;;
   start-minion)
+    added=0
+    # The next number grows the cluster (a DaemonSet's pod follows it);
+    # recorded first, so that `down` removes it whatever happens next.
+    if [[ -f "$CLUSTER_STATE/minions" && "${2:-}" == "$(($(cat "$CLUSTER_STATE/minions") + 1))" ]]; then
+      echo "$2" >"$CLUSTER_STATE/minions"
+      minion::network "$2"
+      added=1
+    fi
     valid_minion "${2:-}"
     mkdir -p "$CLUSTER_LOGS"
     minion::stop "$2" # whatever of it still runs: start-minion is a reboot
     minion::start_dockerd "$2"
     minion::wait_dockerd "$2"
+    ((added == 0)) || cluster::load_images "$(minion::docker_host "$2")"
     minion::start_agents "$2" "$MASTER"
     ;;
   restart-master)

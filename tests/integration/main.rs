@@ -31,6 +31,8 @@ mod ctl_get;
 mod ctl_harness;
 /// `ctl create|apply|replace|delete|label|annotate|scale`, v1beta1 manifests.
 mod ctl_manifests;
+/// DaemonSets: one pod per node, nodes coming and going, rolling updates, stock kubectl (#17).
+mod daemonsets;
 /// `dryRun=All` on every write: etcd unchanged; ExternalName turned ClusterIP.
 mod dry_run;
 /// Errors: malformed bodies, oversize bodies, unknown paths, invalid objects.
