@@ -340,8 +340,25 @@ pub const DAEMON_SETS: ResourceKind = ResourceKind {
     subresources: &["status"],
 };
 
+/// `ComponentStatus` (deprecated in Kubernetes 1.19, still served): the
+/// health of etcd's members, the scheduler and the controller manager,
+/// probed on each request and never stored (get and list only).
+pub const COMPONENT_STATUSES: ResourceKind = ResourceKind {
+    group: "",
+    version: "v1",
+    kind: "ComponentStatus",
+    plural: "componentstatuses",
+    singular: "componentstatus",
+    v1beta1_plural: None,
+    v1beta1_kind: "ComponentStatus",
+    short_names: &["cs"],
+    namespaced: false,
+    storage_prefix: "componentstatuses",
+    subresources: &[],
+};
+
 /// Every resource the API serves, of every group.
-pub const ALL: [ResourceKind; 17] = [
+pub const ALL: [ResourceKind; 18] = [
     PODS,
     SERVICES,
     REPLICATION_CONTROLLERS,
@@ -359,6 +376,7 @@ pub const ALL: [ResourceKind; 17] = [
     INGRESSES,
     INGRESS_CLASSES,
     DAEMON_SETS,
+    COMPONENT_STATUSES,
 ];
 
 /// A named API group and its one served version, in the order `/apis`

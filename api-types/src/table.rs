@@ -164,6 +164,13 @@ pub fn columns(resource: &ResourceKind) -> Vec<Column> {
             col("Message", "string", 0, "What the probe answered"),
             col("Error", "string", 0, "Why the probe could not be made"),
         ],
+        // Kubernetes' component status printer: no AGE (nothing is stored).
+        "ComponentStatus" => vec![
+            name,
+            col("Status", "string", 0, "Healthy, Unhealthy or Unknown"),
+            col("Message", "string", 0, "What the probe answered"),
+            col("Error", "string", 0, "Why the probe could not be made"),
+        ],
         // Kubernetes' binding printers: NAME, ROLE (`Role/pod-reader`), AGE.
         "RoleBinding" | "ClusterRoleBinding" => {
             vec![name, col("Role", "string", 0, "The role granted"), age]
@@ -459,6 +466,25 @@ fn label_selector(selector: Option<&Value>) -> String {
     parts.join(",")
 }
 
+/// STATUS, MESSAGE and ERROR of a `ComponentStatus`, from its `Healthy`
+/// condition as kubectl's printer reads it (`Unknown` without one).
+fn component_status(object: &Value) -> (String, String, String) {
+    array(object, "/conditions")
+        .iter()
+        .find(|c| c.get("type").and_then(Value::as_str) == Some("Healthy"))
+        .map_or_else(
+            || ("Unknown".to_owned(), String::new(), String::new()),
+            |c| {
+                let status = if c.get("status").and_then(Value::as_str) == Some("True") {
+                    "Healthy"
+                } else {
+                    "Unhealthy"
+                };
+                (status.to_owned(), text(c, "/message"), text(c, "/error"))
+            },
+        )
+}
+
 /// The cells of one object's row, one per column of [`columns`].
 pub fn row(resource: &ResourceKind, object: &Value, now: jiff::Timestamp) -> Vec<Cell> {
     let name = Cell::Text(text(object, "/metadata/name"));
@@ -618,6 +644,10 @@ pub fn row(resource: &ResourceKind, object: &Value, now: jiff::Timestamp) -> Vec
                 t(parameters),
                 created,
             ]
+        }
+        "ComponentStatus" => {
+            let (status, message, error) = component_status(object);
+            vec![name, t(status), t(message), t(error)]
         }
         "ComponentStatus" => {
             let (status, message, error) = component_status(object);
@@ -789,6 +819,27 @@ mod tests {
                 resource.kind
             );
         }
+    }
+
+    #[test]
+    fn component_status_rows_read_the_healthy_condition() {
+        let now = jiff::Timestamp::now();
+        let shown = |cs: Value| -> Vec<String> {
+            row(&kinds::COMPONENT_STATUSES, &cs, now)
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        let cs = json!({"metadata": {"name": "scheduler"}, "conditions": [
+            {"type": "Healthy", "status": "False", "message": "connection refused"}]});
+        assert_eq!(
+            shown(cs),
+            ["scheduler", "Unhealthy", "connection refused", ""]
+        );
+        let cs = json!({"metadata": {"name": "etcd-0"}, "conditions": [
+            {"type": "Healthy", "status": "True", "message": "ok"}]});
+        assert_eq!(shown(cs), ["etcd-0", "Healthy", "ok", ""]);
+        assert_eq!(shown(json!({"metadata": {"name": "x"}}))[1], "Unknown");
     }
 
     #[test]

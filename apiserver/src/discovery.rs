@@ -125,6 +125,16 @@ const ALL_VERBS: [&str; 8] = [
     "watch",
 ];
 
+/// What a resource serves: every verb, but get and list for the
+/// computed `componentstatuses` (kubectl reads this before a `get -w`).
+fn verbs(resource: &ResourceKind) -> &'static [&'static str] {
+    if resource.kind == api_types::kinds::COMPONENT_STATUSES.kind {
+        &["get", "list"]
+    } else {
+        &ALL_VERBS
+    }
+}
+
 fn entry(resource: &ResourceKind, name: &str) -> Value {
     let categories: &[&str] = match resource.kind {
         "Pod" | "Service" | "ReplicationController" | "DaemonSet" => &["all"],
@@ -135,7 +145,7 @@ fn entry(resource: &ResourceKind, name: &str) -> Value {
         "singularName": resource.singular,
         "namespaced": resource.namespaced,
         "kind": resource.kind,
-        "verbs": ALL_VERBS,
+        "verbs": verbs(resource),
         "shortNames": resource.short_names,
         "categories": categories,
     })

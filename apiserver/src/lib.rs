@@ -15,6 +15,7 @@ pub mod codec;
 pub mod discovery;
 pub mod endpoint_reconciler;
 pub mod error;
+pub mod health;
 pub mod exec;
 pub mod http;
 pub mod kubelet_client;

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use api_types::kinds::{self, ResourceKind};
 use axum::extract::{Path, Request, State};
-use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -31,6 +30,7 @@ use crate::endpoint_reconciler::EndpointReconciler;
 use crate::error::ApiError;
 use crate::http::limits::{ClientAddr, FirstByteDeadline};
 use crate::metrics::Metrics;
+use crate::registry::componentstatuses::{self, ComponentStatuses};
 use crate::registry::config::{ConfigMapStrategy, SecretStrategy};
 use crate::registry::daemon_sets::DaemonSetStrategy;
 use crate::registry::endpoints::EndpointsStrategy;
@@ -156,6 +156,14 @@ pub struct Config {
     /// duration). Kubernetes' apiserver uses 32s.
     #[arg(long, default_value = "32s", value_parser = parse_interval)]
     pub header_read_timeout: Duration,
+    /// Where `componentstatuses` reads the scheduler's health (its
+    /// `--healthz-bind-address`); empty leaves `scheduler` out.
+    #[arg(long, default_value = "http://127.0.0.1:10251/healthz")]
+    pub scheduler_healthz_url: String,
+    /// Where `componentstatuses` reads the controller manager's health
+    /// (its `--healthz-bind-address`); empty leaves `controller-manager` out.
+    #[arg(long, default_value = "http://127.0.0.1:10252/healthz")]
+    pub controller_manager_healthz_url: String,
     /// Log verbosity (0-4; `RUST_LOG` overrides).
     #[arg(short = 'v', long = "v", default_value_t = 0)]
     pub verbosity: u8,
@@ -188,6 +196,8 @@ impl Config {
             min_request_timeout: 1800,
             max_watches_per_client: 20_000,
             header_read_timeout: Duration::from_secs(32),
+            scheduler_healthz_url: "http://127.0.0.1:10251/healthz".into(),
+            controller_manager_healthz_url: "http://127.0.0.1:10252/healthz".into(),
             verbosity: 0,
         }
     }
@@ -255,8 +265,8 @@ pub struct ApiState {
     pub shutdown: watch::Receiver<bool>,
     /// `host:port` clients reach the server on.
     pub server_address: String,
-    /// Turns true once the bootstrap objects exist.
-    bootstrapped: watch::Receiver<bool>,
+    /// `/healthz`, `/livez`, `/readyz` (`crate::health`).
+    health: client_util::health::Health,
     /// In-flight limits, the request timeout, watches per client.
     pub limits: Arc<crate::http::limits::Limits>,
 }
@@ -385,6 +395,11 @@ fn registries(
         store(RoleBindingStrategy { namespaces }, storage, size),
         store(ClusterRoleStrategy, storage, size),
         store(ClusterRoleBindingStrategy, storage, size),
+        Arc::new(ComponentStatuses::new(componentstatuses::components(
+            &config.etcd_servers,
+            &config.scheduler_healthz_url,
+            &config.controller_manager_healthz_url,
+        ))),
     ];
     (
         list.into_iter()
@@ -398,9 +413,7 @@ fn registries(
 pub fn router(state: Arc<ApiState>) -> Router {
     let address = state.server_address.clone();
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/livez", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
+        .merge(state.health.clone().router())
         .route("/metrics", get(metrics))
         .route("/version", get(|| async { Json(discovery::version()) }))
         .route(
@@ -478,31 +491,6 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .with_state(state)
 }
 
-async fn readyz(State(state): State<Arc<ApiState>>) -> Response {
-    if let Err(e) = state.storage.check_health().await {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("[-]etcd failed: {e}\nreadyz check failed\n"),
-        )
-            .into_response();
-    }
-    if !*state.bootstrapped.borrow() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "[-]bootstrap objects not created yet\nreadyz check failed\n",
-        )
-            .into_response();
-    }
-    if *state.shutdown.borrow() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "[-]shutting down\nreadyz check failed\n",
-        )
-            .into_response();
-    }
-    "ok".into_response()
-}
-
 async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
     (
         [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
@@ -554,6 +542,7 @@ async fn bootstrap(
     port: u16,
     tls: bool,
     rbac: bool,
+    roles_done: &watch::Sender<bool>,
 ) -> Result<(), ApiError> {
     // Before anything allocates: the record must cover the services that
     // exist (a cluster older than the record, or a changed range).
@@ -627,6 +616,7 @@ async fn bootstrap(
             get(&kinds::CLUSTER_ROLE_BINDINGS)?.as_ref(),
         )
         .await?;
+        let _ = roles_done.send(true);
     }
     Ok(())
 }
@@ -714,6 +704,7 @@ pub async fn serve(
         ));
     }
     let (bootstrapped_tx, bootstrapped_rx) = watch::channel(false);
+    let (roles_tx, roles_rx) = watch::channel(false);
     let metrics = Arc::new(Metrics::new());
     let authorizer = authorizer(&config, auth.is_some(), &registries, &shutdown_tx);
     let rbac = authorizer.as_ref().is_some_and(|a| a.uses_rbac());
@@ -725,9 +716,15 @@ pub async fn serve(
         limits,
         auth,
         authorizer,
-        shutdown: shutdown_rx,
+        shutdown: shutdown_rx.clone(),
         server_address: format!("{advertise}:{}", local.port()),
-        bootstrapped: bootstrapped_rx,
+        health: crate::health::health(crate::health::Inputs {
+            storage: storage.clone(),
+            registries: registries.values().cloned().collect(),
+            bootstrapped: bootstrapped_rx,
+            roles: rbac.then_some(roles_rx),
+            shutdown: shutdown_rx,
+        }),
     });
     let is_tls = tls.is_some();
     let reconciler = match (
@@ -765,6 +762,7 @@ pub async fn serve(
                 local.port(),
                 is_tls,
                 rbac,
+                &roles_tx,
             )
             .await
             {
@@ -836,10 +834,7 @@ pub async fn serve(
                             watcher
                                 .watch(
                                     builder
-                                        .serve_connection_with_upgrades(
-                                            TokioIo::new(stream),
-                                            service,
-                                        )
+                                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
                                         .into_owned(),
                                 )
                                 .await

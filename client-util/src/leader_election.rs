@@ -135,6 +135,57 @@ fn identity() -> String {
     format!("{host}_{}", uuid::Uuid::new_v4())
 }
 
+/// What the `leader-election` health check reads, as Kubernetes'
+/// `HealthzAdaptor`: a standby is healthy; a leader is unhealthy when its
+/// last renewal is older than the lease duration plus a tolerance (its
+/// renewals are stuck, yet it has not stopped leading: a restart helps).
+#[derive(Clone, Debug, Default)]
+pub struct LeaderHealth {
+    /// `(last renewal, lease duration)` while leading (no duration: acting
+    /// without an election), `None` otherwise.
+    state: std::sync::Arc<std::sync::Mutex<Option<Term>>>,
+}
+
+/// A term as the health check sees it: the last renewal and the lease
+/// duration (`None`: acting without an election).
+type Term = (Instant, Option<Duration>);
+
+/// How far past the lease a leader may be before it is unhealthy
+/// (kube-scheduler's and kube-controller-manager's 20 s).
+pub const LEADER_HEALTH_TOLERANCE: Duration = Duration::from_secs(20);
+
+impl LeaderHealth {
+    fn set(&self, state: Option<Term>) {
+        if let Ok(mut s) = self.state.lock() {
+            *s = state;
+        }
+    }
+
+    /// Whether this process leads now.
+    pub fn leading(&self) -> bool {
+        self.state.lock().map(|s| s.is_some()).unwrap_or(false)
+    }
+
+    /// The `leader-election` check.
+    pub fn check(&self) -> crate::health::Check {
+        let health = self.clone();
+        crate::health::Check::sync("leader-election", move || {
+            let state = health.state.lock().map(|s| *s).unwrap_or(None);
+            match state {
+                Some((renewed, Some(lease)))
+                    if renewed.elapsed() > lease + LEADER_HEALTH_TOLERANCE =>
+                {
+                    Err(format!(
+                        "failed election to renew leadership on lease: last renewal {:.0}s ago",
+                        renewed.elapsed().as_secs_f64()
+                    ))
+                }
+                _ => Ok(()),
+            }
+        })
+    }
+}
+
 /// Held while this process leads. Renewals run in the background;
 /// [`Leadership::lost`] resolves when they fail for the renew deadline.
 pub struct Leadership {
@@ -183,6 +234,21 @@ pub async fn run_while_leading<W, Fut, T>(
     client: Client,
     election: Option<Config>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    work: W,
+) -> Result<Option<T>, Error>
+where
+    W: FnMut(futures::future::BoxFuture<'static, ()>) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    run_while_leading_observed(client, election, shutdown, LeaderHealth::default(), work).await
+}
+
+/// [`run_while_leading`], keeping `health` up to date.
+async fn run_while_leading_observed<W, Fut, T>(
+    client: Client,
+    election: Option<Config>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    health: LeaderHealth,
     mut work: W,
 ) -> Result<Option<T>, Error>
 where
@@ -199,10 +265,20 @@ where
         let stop = async move {
             let _ = until_shutdown.wait_for(|s| *s).await;
         };
-        return Ok(Some(work(Box::pin(stop)).await));
+        // Without an election this process acts from the start.
+        health.set(Some((Instant::now(), None)));
+        let result = work(Box::pin(stop)).await;
+        health.set(None);
+        return Ok(Some(result));
     };
     loop {
-        let Some(leadership) = acquire(client.clone(), config.clone(), stopping.clone()).await
+        let Some(leadership) = acquire_observed(
+            client.clone(),
+            config.clone(),
+            stopping.clone(),
+            health.clone(),
+        )
+        .await
         else {
             return Ok(None);
         };
@@ -226,12 +302,14 @@ where
 
 /// A component's main after its client is built: elects (as `args` say,
 /// on the Lease named `lease`), runs `work` while leading, and reports any
-/// failure as one line `component: error`.
+/// failure as one line `component: error`. `health` follows the
+/// election for the component's `leader-election` check.
 pub async fn main_while_leading<W, Fut, E>(
     component: &str,
     lease: &str,
     client: Client,
     args: &LeaderElectionArgs,
+    health: &LeaderHealth,
     work: W,
 ) -> std::process::ExitCode
 where
@@ -247,7 +325,14 @@ where
         Ok(election) => election,
         Err(e) => return fail(&e),
     };
-    match run_while_leading(client, election, crate::shutdown_signal(), work).await {
+    let run = run_while_leading_observed(
+        client,
+        election,
+        crate::shutdown_signal(),
+        health.clone(),
+        work,
+    );
+    match run.await {
         Ok(None | Some(Ok(()))) => std::process::ExitCode::SUCCESS,
         Ok(Some(Err(e))) => fail(&e),
         Err(e) => fail(&e),
@@ -275,7 +360,17 @@ struct Observed {
 pub async fn acquire(
     client: Client,
     config: Config,
+    shutdown: watch::Receiver<bool>,
+) -> Option<Leadership> {
+    acquire_observed(client, config, shutdown, LeaderHealth::default()).await
+}
+
+/// [`acquire`], keeping `health` up to date while leading.
+async fn acquire_observed(
+    client: Client,
+    config: Config,
     mut shutdown: watch::Receiver<bool>,
+    health: LeaderHealth,
 ) -> Option<Leadership> {
     let leases: Api<Lease> = Api::namespaced(client, &config.namespace);
     let mut observed = Observed::default();
@@ -298,6 +393,7 @@ pub async fn acquire(
         }
     }
     info!(identity = %config.identity, "leading");
+    health.set(Some((Instant::now(), Some(config.lease_duration))));
     let (lost_tx, lost) = watch::channel(false);
     let (stop, mut stopped) = tokio::sync::oneshot::channel();
     let renewer = tokio::spawn(async move {
@@ -306,14 +402,19 @@ pub async fn acquire(
             tokio::select! {
                 () = tokio::time::sleep(config.retry_period) => {}
                 _ = &mut stopped => {
+                    health.set(None);
                     release(&leases, &config).await;
                     return;
                 }
             }
             match bounded_try(&leases, &config, &mut observed).await {
-                Ok(Outcome::Held) => last_renewal = Instant::now(),
+                Ok(Outcome::Held) => {
+                    last_renewal = Instant::now();
+                    health.set(Some((last_renewal, Some(config.lease_duration))));
+                }
                 Ok(Outcome::HeldByOther(holder)) => {
                     warn!(%holder, "another candidate took the lease");
+                    health.set(None);
                     let _ = lost_tx.send(true);
                     return;
                 }
@@ -321,6 +422,7 @@ pub async fn acquire(
             }
             if last_renewal.elapsed() >= config.renew_deadline {
                 warn!(deadline = ?config.renew_deadline, "no renewal within the deadline: leadership lost");
+                health.set(None);
                 let _ = lost_tx.send(true);
                 return;
             }

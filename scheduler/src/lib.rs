@@ -57,6 +57,9 @@ pub struct Config {
     /// How long a binding this scheduler sent keeps counting against its node
     /// while the watch has not shown the pod bound (or gone).
     pub assume_ttl: Duration,
+    /// True while the caches of a running term have their first lists:
+    /// the `informer-sync` health check ([`informer_sync_check`]).
+    pub caches_synced: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Default for Config {
@@ -65,8 +68,26 @@ impl Default for Config {
             resync: Duration::from_secs(30),
             bind_concurrency: 128,
             assume_ttl: Duration::from_secs(30),
+            caches_synced: std::sync::Arc::default(),
         }
     }
+}
+
+/// `informer-sync`: fails while `leading` and the caches of `config`'s
+/// running term have not listed yet. The caches live only while this
+/// scheduler leads, so a standby (which has none) passes.
+pub fn informer_sync_check(
+    config: &Config,
+    leader: client_util::leader_election::LeaderHealth,
+) -> client_util::health::Check {
+    let synced = config.caches_synced.clone();
+    client_util::health::Check::sync("informer-sync", move || {
+        if !leader.leading() || synced.load(std::sync::atomic::Ordering::Relaxed) {
+            Ok(())
+        } else {
+            Err("the node, pod and service caches have not listed yet".into())
+        }
+    })
 }
 
 /// A pod this scheduler bound (or is binding) but the bound-pod cache has
@@ -126,6 +147,7 @@ pub async fn run(
         ready = wait_ready(&caches) => ready?,
     }
     tracing::info!("scheduler caches ready");
+    let synced = SyncedWhileAlive::new(config.caches_synced.clone());
     // Events trail the bindings one post at a time (client-go's sink is
     // sequential too): an event costs the apiserver and etcd about what a
     // binding does (a lease and a put), so posting in parallel would take
@@ -164,8 +186,25 @@ pub async fn run(
         tracing::info!(dropped, "events dropped while the apiserver lagged");
     }
     drop(poster);
+    drop(synced);
     tracing::info!("scheduler stopped");
     Ok(())
+}
+
+/// Raises the caches' synced flag for as long as it lives (a term).
+struct SyncedWhileAlive(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl SyncedWhileAlive {
+    fn new(flag: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Self {
+        flag.store(true, std::sync::atomic::Ordering::Relaxed);
+        Self(flag)
+    }
+}
+
+impl Drop for SyncedWhileAlive {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Stops the event poster with the scheduler (what is still queued is lost,

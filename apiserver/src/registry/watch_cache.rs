@@ -140,6 +140,9 @@ pub struct WatchCache {
     history: Mutex<History>,
     capacity: usize,
     index: Option<Index>,
+    /// Whether the etcd watch is up (false before it starts and while it
+    /// restarts): `/readyz`'s `informer-sync`.
+    watching: std::sync::atomic::AtomicBool,
 }
 
 impl WatchCache {
@@ -162,9 +165,15 @@ impl WatchCache {
             }),
             capacity,
             index,
+            watching: std::sync::atomic::AtomicBool::new(false),
         });
         tokio::spawn(pump(Arc::downgrade(&cache), storage, prefix));
         cache
+    }
+
+    /// Whether the cache follows etcd now: its watch is up.
+    pub fn is_synced(&self) -> bool {
+        self.watching.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The index field, if this cache has one.
@@ -373,7 +382,12 @@ async fn pump(cache: std::sync::Weak<WatchCache>, storage: Arc<dyn Storage>, pre
         };
         delay = Duration::from_millis(100);
         match cache.upgrade() {
-            Some(cache) => cache.reset(start),
+            Some(cache) => {
+                cache.reset(start);
+                cache
+                    .watching
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
             None => return,
         }
         while let Some(change) = changes.next().await {
@@ -390,6 +404,11 @@ async fn pump(cache: std::sync::Weak<WatchCache>, storage: Arc<dyn Storage>, pre
         }
         // The stream ended or failed: start over (resetting subscribers,
         // who may have missed changes in between).
+        if let Some(cache) = cache.upgrade() {
+            cache
+                .watching
+                .store(false, std::sync::atomic::Ordering::Relaxed);
+        }
         tokio::time::sleep(delay).await;
     }
 }
@@ -459,6 +478,7 @@ mod tests {
             }),
             capacity: 10,
             index: Some(Index::POD_NODE),
+            watching: std::sync::atomic::AtomicBool::new(true),
         };
         let binding = event(Some(""), Some("a"));
         let unwatched = CachedEvent::new(StorageEvent::Put {
