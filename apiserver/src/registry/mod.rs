@@ -5,6 +5,7 @@
 //!
 //! A request flows: decode → strategy prepare → defaults → validate → store.
 
+pub mod componentstatuses;
 pub mod config;
 pub mod daemon_sets;
 pub mod endpoints;
@@ -516,6 +517,11 @@ pub trait Rest: Send + Sync {
     /// guess for a write that compares the revision (see
     /// [`watch_cache::WatchCache::latest`]).
     fn latest(&self, _namespace: Option<&str>, _name: &str) -> Option<Arc<Stored>> {
+        None
+    }
+    /// Whether the watch cache follows etcd now (`None`: no cache), for
+    /// `/readyz`'s `informer-sync`.
+    fn cache_synced(&self) -> Option<bool> {
         None
     }
 }
@@ -1446,6 +1452,10 @@ impl<S: Strategy> Rest for Store<S> {
 
     fn latest(&self, namespace: Option<&str>, name: &str) -> Option<Arc<Stored>> {
         self.cache.as_ref()?.latest(&self.key(namespace, name))
+    }
+
+    fn cache_synced(&self) -> Option<bool> {
+        self.cache.as_ref().map(|c| c.is_synced())
     }
 
     async fn watch(&self, namespace: Option<&str>, query: &ListQuery) -> Result<WatchStream> {
