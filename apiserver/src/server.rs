@@ -80,8 +80,9 @@ pub struct Config {
     #[arg(long)]
     pub token_auth_file: Option<PathBuf>,
     /// Authorizers asked in order, comma-separated: `AlwaysAllow`,
-    /// `AlwaysDeny`, `RBAC`. Default: `RBAC` with --token-auth-file,
-    /// `AlwaysAllow` without (no authentication, no authorization).
+    /// `AlwaysDeny`, `Node`, `RBAC`. Default: `Node,RBAC` with
+    /// authentication, `AlwaysAllow` without (no authentication, no
+    /// authorization).
     /// `system:masters` is always allowed.
     #[arg(long, value_enum, value_delimiter = ',')]
     pub authorization_mode: Vec<authz::Mode>,
@@ -642,7 +643,14 @@ fn authorizer(
     );
     let modes = authz::modes(&config.authorization_mode, authenticating);
     info!(?modes, "authorization");
-    Some(Arc::new(Authorizer::new(modes, cache)))
+    let mut authorizer = Authorizer::new(modes.clone(), cache);
+    if Authorizer::uses_node(&modes) {
+        authorizer = authorizer.with_node_graph(authz::node::NodeGraph::start(
+            get(&kinds::PODS)?,
+            shutdown.subscribe(),
+        ));
+    }
+    Some(Arc::new(authorizer))
 }
 
 fn load_tls(config: &Config) -> Result<Option<tokio_rustls::TlsAcceptor>, ServerError> {

@@ -371,7 +371,9 @@ pub fn cluster_role_bindings() -> Vec<ClusterRoleBinding> {
             "system:kube-controller-manager",
             &[("User", "system:kube-controller-manager")],
         ),
-        binding("system:node", "system:node", &[("Group", "system:nodes")]),
+        // No binding of `system:node` to `system:nodes`: the Node
+        // authorizer (authz/node.rs) gives each kubelet exactly its own
+        // objects, as Kubernetes has since 1.8.
         binding(
             "system:node-proxier",
             "system:node-proxier",

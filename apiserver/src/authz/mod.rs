@@ -10,7 +10,9 @@
 //! as Kubernetes' old insecure port: see `docs/operations.md`.
 
 pub mod bootstrap;
+pub mod node;
 pub mod rbac;
+mod reflect;
 pub mod review;
 
 use std::sync::Arc;
@@ -41,6 +43,10 @@ pub enum Mode {
     /// Roles and bindings (`rbac.authorization.k8s.io/v1`).
     #[value(name = "RBAC")]
     Rbac,
+    /// Kubelets (`system:node:<name>`) reach their own node, lease and
+    /// pods, and what those pods name (see [`node`]).
+    #[value(name = "Node")]
+    Node,
 }
 
 /// What a request asks to do, as Kubernetes' authorizers see it.
@@ -61,6 +67,9 @@ pub struct Attributes {
     pub name: Option<String>,
     /// The request path.
     pub path: String,
+    /// A list or watch's `fieldSelector` (decoded): the node authorizer
+    /// lets a kubelet list only its own pods.
+    pub field_selector: Option<String>,
 }
 
 impl Attributes {
@@ -144,6 +153,16 @@ impl Attributes {
         } else {
             verb
         };
+        let field_selector = query.and_then(|q| {
+            let uri = axum::http::Uri::try_from(format!("/?{q}")).ok()?;
+            let decoded =
+                axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&uri).ok()?;
+            decoded
+                .0
+                .into_iter()
+                .find(|(k, _)| k == "fieldSelector")
+                .map(|(_, v)| v)
+        });
         Self {
             verb: verb.to_string(),
             api_group: api_group.to_string(),
@@ -152,6 +171,7 @@ impl Attributes {
             namespace,
             name,
             path: path.to_string(),
+            field_selector,
         }
     }
 
@@ -206,12 +226,30 @@ impl Attributes {
 pub struct Authorizer {
     modes: Vec<Mode>,
     rbac: Arc<RbacCache>,
+    nodes: Option<Arc<node::NodeGraph>>,
 }
 
 impl Authorizer {
     /// An authorizer asking `modes` in order, RBAC reading `rbac`.
     pub fn new(modes: Vec<Mode>, rbac: Arc<RbacCache>) -> Self {
-        Self { modes, rbac }
+        Self {
+            modes,
+            rbac,
+            nodes: None,
+        }
+    }
+
+    /// The graph the `Node` mode decides from (without one, that mode
+    /// allows nothing).
+    #[must_use]
+    pub fn with_node_graph(mut self, graph: Arc<node::NodeGraph>) -> Self {
+        self.nodes = Some(graph);
+        self
+    }
+
+    /// Whether `Node` is one of the modes (so the pod graph is needed).
+    pub fn uses_node(modes: &[Mode]) -> bool {
+        modes.contains(&Mode::Node)
     }
 
     /// Whether `user` may do what `attributes` describe: `system:masters`
@@ -224,6 +262,10 @@ impl Authorizer {
             Mode::AlwaysAllow => true,
             Mode::AlwaysDeny => false,
             Mode::Rbac => self.rbac.allows(user, attributes),
+            Mode::Node => match (&self.nodes, node::node_of(user)) {
+                (Some(graph), Some(name)) => graph.allows(name, attributes),
+                _ => false,
+            },
         })
     }
 
@@ -316,13 +358,14 @@ pub async fn authorize(
     REQUESTER.scope(requester, next.run(request)).await
 }
 
-/// The modes in force: `--authorization-mode` when given, else `RBAC`
-/// with authentication and `AlwaysAllow` without.
+/// The modes in force: `--authorization-mode` when given, else `Node,RBAC`
+/// (Kubernetes' recommended pair) with authentication and `AlwaysAllow`
+/// without.
 pub fn modes(configured: &[Mode], authenticating: bool) -> Vec<Mode> {
     if !configured.is_empty() {
         configured.to_vec()
     } else if authenticating {
-        vec![Mode::Rbac]
+        vec![Mode::Node, Mode::Rbac]
     } else {
         vec![Mode::AlwaysAllow]
     }

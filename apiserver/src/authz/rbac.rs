@@ -4,18 +4,15 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use api_types::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, Subject};
-use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::watch;
-use tracing::{debug, warn};
 
 use super::Attributes;
 use crate::auth::User;
-use crate::registry::{ListQuery, Rest};
+use crate::registry::Rest;
 
 /// One object kept, by `namespace/name` (`name` for cluster-scoped kinds).
 type Objects<T> = HashMap<String, T>;
@@ -189,59 +186,22 @@ async fn reflect<T: DeserializeOwned + Send + Sync + 'static>(
     cache: Arc<RbacCache>,
     registry: Arc<dyn Rest>,
     pick: Pick<T>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
-    let plural = registry.resource().plural;
-    let mut delay = Duration::from_millis(100);
-    loop {
-        if *stop.borrow() {
-            return;
-        }
-        match registry.list(None, &ListQuery::default()).await {
-            Ok(list) => {
-                let objects: Objects<T> = list
-                    .items
-                    .into_iter()
-                    .filter_map(|item| Some((key_of(&item)?, serde_json::from_value(item).ok()?)))
-                    .collect();
-                debug!(
-                    resource = plural,
-                    count = objects.len(),
-                    "rbac cache listed"
-                );
-                *pick(&mut cache.snapshot.write().unwrap_or_else(|e| e.into_inner())) = objects;
-                let query = ListQuery {
-                    resource_version: Some(list.resource_version),
-                    ..ListQuery::default()
-                };
-                match registry.watch(None, &query).await {
-                    Ok(mut events) => {
-                        delay = Duration::from_millis(100);
-                        loop {
-                            let event = tokio::select! {
-                                event = events.next() => event,
-                                _ = stop.wait_for(|s| *s) => return,
-                            };
-                            let Some(event) = event else { break };
-                            apply(&cache, pick, event.kind, event.object);
-                            if event.kind == "ERROR" {
-                                break;
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        warn!(resource = plural, error = %e, "rbac cache cannot watch; relisting")
-                    }
-                }
-            }
-            Err(e) => warn!(resource = plural, error = %e, "rbac cache cannot list; retrying"),
-        }
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {},
-            _ = stop.wait_for(|s| *s) => return,
-        }
-        delay = (delay * 2).min(Duration::from_secs(5));
-    }
+    let listed = cache.clone();
+    super::reflect::list_and_watch(
+        registry,
+        stop,
+        move |items| {
+            let objects: Objects<T> = items
+                .into_iter()
+                .filter_map(|item| Some((key_of(&item)?, serde_json::from_value(item).ok()?)))
+                .collect();
+            *pick(&mut listed.snapshot.write().unwrap_or_else(|e| e.into_inner())) = objects;
+        },
+        move |kind, object| apply(&cache, pick, kind, object),
+    )
+    .await;
 }
 
 fn apply<T: DeserializeOwned>(cache: &RbacCache, pick: Pick<T>, kind: &str, object: Value) {
@@ -442,6 +402,7 @@ mod tests {
             namespace: Some("default".into()),
             name: Some("web".into()),
             path: String::new(),
+            field_selector: None,
         }
     }
 

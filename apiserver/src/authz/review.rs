@@ -92,6 +92,10 @@ fn spec_attributes(spec: &Value) -> Result<Attributes, ApiError> {
             namespace: text(r, "namespace"),
             name: text(r, "name"),
             path: String::new(),
+            field_selector: r
+                .pointer("/fieldSelector/rawSelector")
+                .and_then(Value::as_str)
+                .map(str::to_string),
         });
     }
     if let Some(n) = spec.get("nonResourceAttributes").filter(|n| n.is_object()) {

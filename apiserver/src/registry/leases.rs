@@ -43,6 +43,10 @@ impl Strategy for LeaseStrategy {
     }
 
     async fn admit_create(&self, lease: &Lease) -> Result<()> {
+        crate::authz::node::admit_lease_create(
+            lease.metadata.namespace.as_deref(),
+            lease.metadata.name.as_deref().unwrap_or(""),
+        )?;
         self.namespaces
             .admit(lease.metadata.namespace.as_deref())
             .await

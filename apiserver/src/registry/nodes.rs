@@ -29,4 +29,8 @@ impl Strategy for NodeStrategy {
     fn validate_update(&self, new: &Node, old: &Node) -> Vec<FieldError> {
         validation::validate_node_update(new, old)
     }
+
+    async fn admit_create(&self, node: &Node) -> crate::error::Result<()> {
+        crate::authz::node::admit_node_create(node.metadata.name.as_deref().unwrap_or(""))
+    }
 }

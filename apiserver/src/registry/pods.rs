@@ -53,6 +53,7 @@ impl Strategy for PodStrategy {
     }
 
     async fn admit_create(&self, pod: &Pod) -> Result<()> {
+        crate::authz::node::admit_pod_create(pod)?;
         let Some(namespace) = pod.metadata.namespace.as_deref() else {
             return Ok(());
         };

@@ -10,6 +10,8 @@ mod connections;
 mod holes;
 /// Memory bombs: YAML aliases, JSON patch size and copies, long quantities.
 mod memory_bombs;
+/// Node authorizer and node restriction (item 3).
+mod node_restriction;
 /// Pod Security admission by namespace label (item 4).
 mod pod_security;
 
