@@ -19,6 +19,12 @@
 #                 failures are printed)
 #   restart       apiserver and etcd restarted: every object is still
 #                 there and the cluster carries on (a new pod runs)
+#   dns           from a pod (busybox nslookup through the cluster DNS on
+#                 the portal 10.0.0.10), `db` and `db.default.svc.cluster.local`
+#                 resolve to db's portal IP, a service created after the pod
+#                 resolves too, and the app container's resolv.conf is
+#                 Kubernetes' ClusterFirst one (db is the walk-through's, or
+#                 one the scenario makes when it runs alone)
 #   daemonset     a DaemonSet has exactly one Running pod on each of the 3
 #                 minions; a 4th minion (`local-cluster.sh start-minion 4`)
 #                 gets one; minion 4 stopped, past the eviction timeout its
@@ -402,6 +408,184 @@ e2e::scenario_daemonset() {
   kc get ds node-agent 2>&1 | e2e::indent
 }
 
+# The pod the dns scenario asks from: every second (600 times at most) one
+# line per name, `lookup NAME: <nslookup's output on one line>`, and its
+# resolv.conf on one line.
+# shellcheck disable=SC2016 # expanded by the pod's shell, not this one
+DNS_CLIENT_SCRIPT='i=0; while [ $i -lt 600 ]; do for n in db db.default.svc.cluster.local dns-late; do echo "lookup $n: $(nslookup $n 2>&1 | tr "\n" " ")"; done; echo "resolv: $(tr "\n" " " </etc/resolv.conf)"; i=$((i + 1)); sleep 1; done'
+
+# e2e::dns_answers NAME IP - dns-client's latest lookup of NAME gave IP.
+e2e::dns_answers() {
+  local line
+  line="$(kc logs dns-client 2>&1 | grep -F "lookup $1:" | tail -n 1)"
+  echo "${line:-no lookup of $1 in the log of dns-client yet}"
+  grep -qE "Address:[[:space:]]+${2//./\\.}([^0-9:]|$)" <<<"$line"
+}
+
+# e2e::dns_resolv_conf - dns-client's resolv.conf is the ClusterFirst one.
+e2e::dns_resolv_conf() {
+  local line
+  line="$(kc logs dns-client 2>&1 | grep -F "resolv:" | tail -n 1)"
+  echo "$line"
+  grep -qF "nameserver 10.0.0.10" <<<"$line" &&
+    grep -qF "search default.svc.cluster.local svc.cluster.local cluster.local" <<<"$line" &&
+    grep -qF "options ndots:5" <<<"$line"
+}
+
+e2e::scenario_dns() {
+  local db_ip late_ip made_db=0 dns_ip
+  dns_ip="$(kc get svc kube-dns --namespace kube-system -o json | jq -r '.spec.clusterIP // empty')"
+  if [[ "$dns_ip" == 10.0.0.10 ]]; then
+    e2e::ok "Service kube-system/kube-dns has the portal IP 10.0.0.10"
+  else
+    e2e::fail "Service kube-system/kube-dns has portal IP '$dns_ip', not 10.0.0.10" || return 1
+  fi
+  if ! kc get svc db >/dev/null 2>&1; then
+    e2e::check "created a service db (the walk-through did not run)" kc create -f - <<<'{"apiVersion": "v1", "kind": "Service",
+      "metadata": {"name": "db"}, "spec": {"ports": [{"port": 27017}]}}' || return 1
+    made_db=1
+  fi
+  db_ip="$(e2e::portal_ip db)" || e2e::fail "db has a portal IP" || return 1
+  e2e::check "created pod dns-client (busybox asking every second)" kc create -f - <<<"$(jq -n --arg script "$DNS_CLIENT_SCRIPT" \
+    '{apiVersion: "v1", kind: "Pod", metadata: {name: "dns-client", labels: {name: "dns-client"}},
+      spec: {terminationGracePeriodSeconds: 1, containers: [{name: "client", image: "mini-k8s/busybox:latest",
+        imagePullPolicy: "IfNotPresent", command: ["/bin/sh", "-c", $script]}]}}')" || return 1
+  e2e::poll 120 "dns-client is Running" e2e::running_exactly name=dns-client 1 || return 1
+  e2e::poll 60 "nslookup db answers db's portal IP $db_ip" e2e::dns_answers db "$db_ip" || return 1
+  e2e::poll 30 "nslookup db.default.svc.cluster.local answers $db_ip" \
+    e2e::dns_answers db.default.svc.cluster.local "$db_ip" || return 1
+  e2e::check "the app container's resolv.conf: nameserver 10.0.0.10, search default.svc.cluster.local svc.cluster.local cluster.local, ndots:5" \
+    e2e::dns_resolv_conf || return 1
+  e2e::check "created service dns-late after the pod" kc create -f - <<<'{"apiVersion": "v1", "kind": "Service",
+    "metadata": {"name": "dns-late"}, "spec": {"ports": [{"port": 80}]}}' || return 1
+  late_ip="$(e2e::portal_ip dns-late)" || e2e::fail "dns-late has a portal IP" || return 1
+  e2e::poll 30 "nslookup dns-late from the running pod answers $late_ip" \
+    e2e::dns_answers dns-late "$late_ip" || return 1
+  kc delete pod dns-client >/dev/null 2>&1 || true
+  kc delete svc dns-late >/dev/null 2>&1 || true
+  ((made_db == 0)) || kc delete svc db >/dev/null 2>&1 || true
+}
+
+# e2e::ds_per_node SELECTOR NODES... - exactly one live pod of SELECTOR on
+# each of NODES and none elsewhere; all Running unless a node is marked
+# with a trailing `?` (a stopped minion: its pod's phase is not checked).
+e2e::ds_per_node() {
+  local selector="$1" list node want=()
+  shift
+  list="$(e2e::pods "$selector")" || return 1
+  echo "want one on each of $*; have:"
+  echo "${list:-(none)}"
+  for node in "$@"; do want+=("${node%\?}"); done
+  [[ "$(awk '{print $2}' <<<"$list" | sort | tr '\n' ' ')" == "$(printf '%s\n' "${want[@]}" | sort | tr '\n' ' ')" ]] || return 1
+  for node in "$@"; do
+    [[ "$node" == *\? ]] && continue
+    awk -v n="$node" '$2 == n && $3 == "Running" {found = 1} END {exit !found}' <<<"$list" || return 1
+  done
+}
+
+# e2e::ds_pod_uid SELECTOR NODE - the uid of SELECTOR's live pod on NODE.
+e2e::ds_pod_uid() {
+  kc get pods -l "$1" -o json | jq -r --arg n "$2" '.items[]
+    | select(.metadata.deletionTimestamp == null and .spec.nodeName == $n) | .metadata.uid'
+}
+
+e2e::scenario_daemonset() {
+  local nodes=() k node4 uid4 settle
+  for k in $(seq 1 "$MINIONS"); do nodes+=("$(e2e::node_of_minion "$k")"); done
+  e2e::check "created DaemonSet node-agent (apps/v1)" kc create -f - <<<'{"apiVersion": "apps/v1", "kind": "DaemonSet",
+    "metadata": {"name": "node-agent"},
+    "spec": {"selector": {"matchLabels": {"name": "node-agent"}},
+      "template": {"metadata": {"labels": {"name": "node-agent"}},
+        "spec": {"terminationGracePeriodSeconds": 1, "containers": [{"name": "agent",
+          "image": "mini-k8s/busybox:latest", "imagePullPolicy": "IfNotPresent",
+          "command": ["sh", "-c", "trap \"exit 0\" TERM; sleep 3600 & wait"]}]}}}}' || return 1
+  e2e::poll 120 "exactly one node-agent pod Running on each of ${nodes[*]}" \
+    e2e::ds_per_node name=node-agent "${nodes[@]}" || return 1
+  e2e::check "hack/local-cluster.sh start-minion 4 (a 4th minion)" "$LOCAL_CLUSTER" start-minion 4 || return 1
+  e2e::poll 120 "minion 4 registered" test -n "$(e2e::node_of_minion 4)" || return 1
+  node4="$(e2e::node_of_minion 4)"
+  e2e::poll 120 "node $node4 is Ready" e2e::node_ready_is "$node4" True || return 1
+  e2e::poll 120 "the 4th minion got its node-agent pod, the others kept theirs" \
+    e2e::ds_per_node name=node-agent "${nodes[@]}" "$node4" || return 1
+  uid4="$(e2e::ds_pod_uid name=node-agent "$node4")"
+  e2e::check "hack/local-cluster.sh stop-minion 4" "$LOCAL_CLUSTER" stop-minion 4 || return 1
+  e2e::poll 150 "node $node4 is no longer Ready" e2e::node_not_ready "$node4" || return 1
+  # The node lifecycle controller deletes an unready node's pods after the
+  # eviction timeout (local-cluster.sh: 20s); a DaemonSet pod tolerates the
+  # node's state, so it must still be there after it, and nowhere else.
+  settle=30
+  e2e::ok "waiting ${settle}s, past the eviction timeout"
+  sleep "$settle"
+  e2e::check "node $node4's pod is still bound to it (uid $uid4), not evicted" \
+    test "$(e2e::ds_pod_uid name=node-agent "$node4")" == "$uid4" || return 1
+  e2e::check "no node-agent pod was made elsewhere: one on each of ${nodes[*]} and $node4" \
+    e2e::ds_per_node name=node-agent "${nodes[@]}" "$node4?" || return 1
+  e2e::check "kubectl-style table: ctl get ds node-agent" kc get ds node-agent || return 1
+  kc get ds node-agent 2>&1 | e2e::indent
+}
+
+# e2e::ingress_page MINION_IP HOST PATH CODE TEXT - from the host, through
+# the ingress proxy on MINION_IP port 80, HOST and PATH answer CODE with a
+# page containing TEXT.
+e2e::ingress_page() {
+  local out code page
+  out="$(curl -sS -m 5 -o - -w '\n%{http_code}' -H "Host: $2" "http://$1$3" 2>&1)" || {
+    echo "$out"
+    return 1
+  }
+  code="${out##*$'\n'}"
+  page="${out%$'\n'*}"
+  echo "$code $page"
+  [[ "$code" == "$4" ]] && grep -qF -- "$5" <<<"$page"
+}
+
+# e2e::ingress_addresses WANT - the Ingress web's status lists WANT (its
+# load balancer IPs, sorted, space-separated).
+e2e::ingress_addresses() {
+  local have
+  have="$(kc get ingress web -o json | jq -r '[.status.loadBalancer.ingress[]?.ip] | sort | join(" ")')"
+  echo "status.loadBalancer.ingress: ${have:-(none)}"
+  [[ "$have" == "$1" ]]
+}
+
+e2e::scenario_ingress() {
+  local name k ip ips=()
+  for name in a b; do
+    e2e::check "created pod and service ingress-$name (busybox httpd answering 'ingress backend $name')" \
+      kc create -f - <<<"$(jq -n --arg name "$name" '{apiVersion: "v1", kind: "List", items: [
+        {apiVersion: "v1", kind: "Pod", metadata: {name: "ingress-\($name)", labels: {name: "ingress-\($name)"}},
+          spec: {terminationGracePeriodSeconds: 1, containers: [{name: "web", image: "mini-k8s/busybox:latest",
+            imagePullPolicy: "IfNotPresent", ports: [{name: "http", containerPort: 80}],
+            command: ["/bin/sh", "-c", "mkdir -p /www && echo \"ingress backend \($name) $(hostname)\" >/www/index.html && cp /www/index.html /www/b && trap \"exit 0\" TERM; httpd -f -p 80 -h /www & wait"]}]}},
+        {apiVersion: "v1", kind: "Service", metadata: {name: "ingress-\($name)"},
+          spec: {selector: {name: "ingress-\($name)"}, ports: [{name: "http", port: 80, targetPort: 80}]}}]}')" || return 1
+  done
+  e2e::check "created Ingress web: a.example / → ingress-a (port 80), /b → ingress-b (port http)" \
+    kc create -f - <<<'{"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "web"},
+      "spec": {"rules": [{"host": "a.example", "http": {"paths": [
+        {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "ingress-a", "port": {"number": 80}}}},
+        {"path": "/b", "pathType": "Prefix", "backend": {"service": {"name": "ingress-b", "port": {"name": "http"}}}}]}}]}}' || return 1
+  e2e::poll 120 "ingress-a and ingress-b are Running" \
+    e2e::running_exactly 'name in (ingress-a,ingress-b)' 2 || return 1
+  for k in $(seq 1 "$MINIONS"); do
+    ip="10.245.1.$((k + 1))"
+    ips+=("$ip")
+    e2e::poll 60 "minion $k: curl -H 'Host: a.example' http://$ip/ reaches ingress-a" \
+      e2e::ingress_page "$ip" a.example / 200 "ingress backend a" || return 1
+    e2e::check "minion $k: curl -H 'Host: a.example' http://$ip/b reaches ingress-b" \
+      e2e::ingress_page "$ip" a.example /b 200 "ingress backend b" || return 1
+    e2e::check "minion $k: another host is a 404 that says why" \
+      e2e::ingress_page "$ip" other.example / 404 "no Ingress rule matches host" || return 1
+  done
+  e2e::poll 30 "the Ingress's status lists every minion: ${ips[*]}" \
+    e2e::ingress_addresses "${ips[*]}" || return 1
+  e2e::check "ctl get ing" kc get ing || return 1
+  kc get ing 2>&1 | e2e::indent
+  kc delete ingress web >/dev/null 2>&1 || true
+  kc delete pod ingress-a ingress-b >/dev/null 2>&1 || true
+  kc delete svc ingress-a ingress-b >/dev/null 2>&1 || true
+}
+
 # e2e::host_dir_logs - db.log and msg.log in the walk-through's hostDir
 # (on this host: minions share its filesystem) have their pods' lines.
 e2e::host_dir_logs() {
@@ -685,6 +869,7 @@ e2e::scenario resize
 e2e::scenario rolling
 e2e::scenario minion-down
 e2e::scenario restart
+e2e::scenario dns
 e2e::scenario daemonset
 
 echo
