@@ -5,6 +5,11 @@
 //! `Authorization: Bearer <token>`; without it, the API is open (and
 //! unauthorized: see [`crate::authz`]). Groups are kept, and every
 //! authenticated user is also in `system:authenticated`, as in Kubernetes.
+//!
+//! With `--client-ca-file`, a TLS client certificate signed by that CA
+//! authenticates too ([`user_from_certificate`]): its common name is the
+//! user, each organization a group, as Kubernetes' x509 authenticator reads
+//! it. A certificate wins over a token, as Kubernetes tries x509 first.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -114,6 +119,38 @@ impl TokenAuth {
     }
 }
 
+/// The user a verified client certificate (DER) names: CN → user, every
+/// O → a group, then `system:authenticated`. `None` without a common name
+/// (Kubernetes refuses those too) or when the DER does not parse.
+pub fn user_from_certificate(der: &[u8]) -> Option<User> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let subject = cert.subject();
+    let name = subject
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .filter(|cn| !cn.is_empty())?
+        .to_string();
+    let mut groups: Vec<String> = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok())
+        .map(str::to_string)
+        .collect();
+    if !groups.iter().any(|g| g == AUTHENTICATED_GROUP) {
+        groups.push(AUTHENTICATED_GROUP.to_string());
+    }
+    Some(User {
+        name,
+        uid: String::new(),
+        groups,
+    })
+}
+
+/// The user of a request's TLS client certificate, put into the request by
+/// the connection it came on (never by anything the client sends).
+#[derive(Clone, Debug)]
+pub struct CertificateUser(pub User);
+
 /// Paths that need no token: health checks, as in Kubernetes.
 pub fn is_public(path: &str) -> bool {
     matches!(path, "/healthz" | "/livez" | "/readyz")
@@ -149,5 +186,27 @@ mod tests {
         assert!(auth.authenticate(Some("Basic secret")).is_none());
         assert!(auth.authenticate(None).is_none());
         assert_eq!(TokenAuth::parse("ok,u,1\nbroken\n").unwrap_err(), 2);
+    }
+
+    #[test]
+    fn a_certificate_names_its_user_and_groups() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "system:nodes");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "system:node:minion-1");
+        let cert = params.self_signed(&key).unwrap();
+        let user = user_from_certificate(cert.der()).unwrap();
+        assert_eq!(user.name, "system:node:minion-1");
+        assert_eq!(user.groups, ["system:nodes", "system:authenticated"]);
+
+        let mut nameless = rcgen::CertificateParams::default();
+        nameless.distinguished_name = rcgen::DistinguishedName::new();
+        let cert = nameless.self_signed(&key).unwrap();
+        assert!(user_from_certificate(cert.der()).is_none());
+        assert!(user_from_certificate(b"not a certificate").is_none());
     }
 }

@@ -18,6 +18,7 @@ pub mod error;
 pub mod health;
 pub mod exec;
 pub mod http;
+pub mod kubelet_tls;
 pub mod kubelet_client;
 pub mod logs;
 pub mod metrics;
@@ -25,5 +26,6 @@ pub mod protobuf;
 pub mod registry;
 pub mod server;
 pub mod storage;
+pub mod token_review;
 
 pub use server::{serve, Config, EndpointReconcilerType, ServerError};

@@ -16,8 +16,6 @@ use api_types::v1::{Node, Pod};
 use axum::body::Body;
 use axum::http::{HeaderValue, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 
 use crate::error::{ApiError, Result};
 use crate::http::Params;
@@ -46,6 +44,7 @@ async fn kubelet_url(
     namespace: &str,
     name: &str,
     params: &Params,
+    scheme: &str,
 ) -> Result<String> {
     // Options first, as Kubernetes checks them before it looks at the pod.
     let query = log_query(name, params)?;
@@ -108,7 +107,7 @@ async fn kubelet_url(
         address
     };
     Ok(format!(
-        "http://{host}:{port}/containerLogs/{namespace}/{name}/{container}{}{}",
+        "{scheme}://{host}:{port}/containerLogs/{namespace}/{name}/{container}{}{}",
         if query.is_empty() { "" } else { "?" },
         query.join("&")
     ))
@@ -218,22 +217,22 @@ const MAX_KUBELET_ERROR_BYTES: usize = 64 * 1024;
 /// Streams the log; a kubelet that cannot be reached is a 503 naming it.
 pub async fn pod_log(
     storage: &dyn Storage,
+    kubelet: &crate::kubelet_tls::KubeletClient,
     namespace: &str,
     name: &str,
     params: &Params,
 ) -> Result<axum::response::Response> {
-    let url = kubelet_url(storage, namespace, name, params).await?;
+    let url = kubelet_url(storage, namespace, name, params, kubelet.scheme()).await?;
     let uri: hyper::Uri = url
         .parse()
         .map_err(|e| ApiError::internal(format!("bad kubelet URL {url}: {e}")))?;
-    let client: Client<_, Body> = Client::builder(TokioExecutor::new()).build_http();
     let unreachable = |e: &dyn std::fmt::Display| {
         ApiError::new(
             Reason::ServiceUnavailable,
             format!("cannot reach the kubelet at {url}: {e}"),
         )
     };
-    let response = tokio::time::timeout(KUBELET_TIMEOUT, client.get(uri))
+    let response = tokio::time::timeout(KUBELET_TIMEOUT, kubelet.get(uri))
         .await
         .map_err(|_| unreachable(&"timed out"))?
         .map_err(|e| unreachable(&e))?;

@@ -92,6 +92,21 @@ pub struct Config {
     /// PEM private key for --tls-cert-file.
     #[arg(long, requires = "tls_cert_file")]
     pub tls_private_key_file: Option<PathBuf>,
+    /// PEM CA bundle: a TLS client certificate it signed authenticates its
+    /// common name as the user, its organization as a group (needs
+    /// --tls-cert-file). Turns authentication and authorization on.
+    #[arg(long, requires = "tls_cert_file")]
+    pub client_ca_file: Option<PathBuf>,
+    /// PEM client certificate presented to kubelets.
+    #[arg(long)]
+    pub kubelet_client_certificate: Option<PathBuf>,
+    /// PEM private key of --kubelet-client-certificate.
+    #[arg(long)]
+    pub kubelet_client_key: Option<PathBuf>,
+    /// PEM CA that kubelets' serving certificates are verified with; with
+    /// it kubelets are reached over HTTPS, without it over plain HTTP.
+    #[arg(long)]
+    pub kubelet_certificate_authority: Option<PathBuf>,
     /// Changes kept in memory per resource for watches to resume from; 0
     /// gives every watch its own etcd watch.
     #[arg(long, default_value_t = 1000)]
@@ -183,6 +198,10 @@ impl Config {
             authorization_mode: Vec::new(),
             tls_cert_file: None,
             tls_private_key_file: None,
+            client_ca_file: None,
+            kubelet_client_certificate: None,
+            kubelet_client_key: None,
+            kubelet_certificate_authority: None,
             default_watch_cache_size: 1000,
             etcd_compaction_interval: Duration::from_secs(300),
             service_cluster_ip_repair_interval: Duration::from_secs(180),
@@ -242,6 +261,9 @@ pub enum ServerError {
     /// The TLS certificate or key is unusable.
     #[error("tls: {0}")]
     Tls(String),
+    /// The kubelet client flags are unusable.
+    #[error(transparent)]
+    KubeletClient(#[from] crate::kubelet_tls::Error),
     /// etcd could not be reached at all.
     #[error(transparent)]
     Storage(#[from] crate::storage::StorageError),
@@ -258,8 +280,12 @@ pub struct ApiState {
     pub storage: Arc<dyn Storage>,
     /// Request metrics.
     pub metrics: Arc<Metrics>,
-    /// Tokens, when authentication is on.
+    /// Tokens, when a token file is given.
     pub auth: Option<TokenAuth>,
+    /// Whether client certificates authenticate (`--client-ca-file`).
+    pub client_certificates: bool,
+    /// How kubelets are reached.
+    pub kubelet: crate::kubelet_tls::KubeletClient,
     /// The authorizer, when authentication is on.
     pub authorizer: Option<Arc<Authorizer>>,
     /// Turns true when the server is stopping (watches end).
@@ -475,6 +501,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
             get(crate::exec::attach).post(crate::exec::attach),
         )
         .merge(authz::review::routes(state.authorizer.clone()))
+        .merge(crate::token_review::routes(state.auth.clone()))
         .fallback(crate::http::handle)
         // Innermost, as Kubernetes' chain: authentication, limits, then
         // authorization.
@@ -505,28 +532,34 @@ async fn authenticate(
     mut request: Request,
     next: Next,
 ) -> Response {
-    if let Some(auth) = &state.auth {
-        if !crate::auth::is_public(request.uri().path()) {
-            let header = request
-                .headers()
-                .get("authorization")
-                .and_then(|v| v.to_str().ok());
-            match auth.authenticate(header) {
-                Some(user) => {
-                    debug!(user = %user.name, path = %request.uri().path(), "authenticated");
-                    let user = user.clone();
-                    request.extensions_mut().insert(user);
-                }
-                None => {
-                    return crate::http::json_response(
-                        401,
-                        &json!({
-                            "kind": "Status", "apiVersion": "v1", "metadata": {},
-                            "status": "Failure", "message": "Unauthorized",
-                            "reason": "Unauthorized", "code": 401,
-                        }),
-                    )
-                }
+    if (state.auth.is_some() || state.client_certificates)
+        && !crate::auth::is_public(request.uri().path())
+    {
+        let header = request
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        // x509 first, then tokens, as Kubernetes' union authenticator.
+        let certificate = request
+            .extensions()
+            .get::<crate::auth::CertificateUser>()
+            .map(|c| &c.0);
+        let token = || state.auth.as_ref().and_then(|a| a.authenticate(header));
+        match certificate.or_else(token) {
+            Some(user) => {
+                debug!(user = %user.name, path = %request.uri().path(), "authenticated");
+                let user = user.clone();
+                request.extensions_mut().insert(user);
+            }
+            None => {
+                return crate::http::json_response(
+                    401,
+                    &json!({
+                        "kind": "Status", "apiVersion": "v1", "metadata": {},
+                        "status": "Failure", "message": "Unauthorized",
+                        "reason": "Unauthorized", "code": 401,
+                    }),
+                )
             }
         }
     }
@@ -653,6 +686,28 @@ fn authorizer(
     Some(Arc::new(authorizer))
 }
 
+/// The client certificate verifier of `--client-ca-file`: a certificate
+/// is optional (tokens and the health checks need none), but one that is
+/// presented must chain to the CA.
+fn client_verifier(
+    path: &std::path::Path,
+    provider: &Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, ServerError> {
+    let bad = |e: &dyn std::fmt::Display| ServerError::Tls(format!("{}: {e}", path.display()));
+    let pem = std::fs::read(path).map_err(|e| bad(&e))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+    }
+    if roots.is_empty() {
+        return Err(bad(&"no certificate found"));
+    }
+    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| bad(&e))
+}
+
 fn load_tls(config: &Config) -> Result<Option<tokio_rustls::TlsAcceptor>, ServerError> {
     let (Some(cert), Some(key)) = (&config.tls_cert_file, &config.tls_private_key_file) else {
         return Ok(None);
@@ -668,10 +723,14 @@ fn load_tls(config: &Config) -> Result<Option<tokio_rustls::TlsAcceptor>, Server
         .map_err(|e| ServerError::Tls(format!("{}: {e}", key.display())))?
         .ok_or_else(|| ServerError::Tls(format!("{}: no private key found", key.display())))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut server = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| ServerError::Tls(e.to_string()))?
-        .with_no_client_auth()
+        .map_err(|e| ServerError::Tls(e.to_string()))?;
+    let builder = match &config.client_ca_file {
+        Some(ca) => builder.with_client_cert_verifier(client_verifier(ca, &provider)?),
+        None => builder.with_no_client_auth(),
+    };
+    let mut server = builder
         .with_single_cert(certs, key)
         .map_err(|e| ServerError::Tls(e.to_string()))?;
     server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -692,6 +751,12 @@ pub async fn serve(
         .map(TokenAuth::from_file)
         .transpose()?;
     let tls = load_tls(&config)?;
+    let kubelet = crate::kubelet_tls::KubeletClient::new(
+        config.kubelet_client_certificate.as_deref(),
+        config.kubelet_client_key.as_deref(),
+        config.kubelet_certificate_authority.as_deref(),
+    )?;
+    let client_certificates = config.client_ca_file.is_some();
     let local = listener.local_addr().map_err(ServerError::Accept)?;
     let advertise = config
         .advertise_address
@@ -714,7 +779,12 @@ pub async fn serve(
     let (bootstrapped_tx, bootstrapped_rx) = watch::channel(false);
     let (roles_tx, roles_rx) = watch::channel(false);
     let metrics = Arc::new(Metrics::new());
-    let authorizer = authorizer(&config, auth.is_some(), &registries, &shutdown_tx);
+    let authorizer = authorizer(
+        &config,
+        auth.is_some() || client_certificates,
+        &registries,
+        &shutdown_tx,
+    );
     let rbac = authorizer.as_ref().is_some_and(|a| a.uses_rbac());
     let limits = Arc::new(crate::http::limits::Limits::new(&config, metrics.clone()));
     let state = Arc::new(ApiState {
@@ -723,6 +793,8 @@ pub async fn serve(
         metrics,
         limits,
         auth,
+        client_certificates,
+        kubelet,
         authorizer,
         shutdown: shutdown_rx.clone(),
         server_address: format!("{advertise}:{}", local.port()),
@@ -822,13 +894,21 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        // Watches are counted per client address.
-        let service = TowerToHyperService::new(app.clone().map_request(
-            move |mut request: axum::http::Request<hyper::body::Incoming>| {
-                request.extensions_mut().insert(ClientAddr(peer));
-                request
-            },
-        ));
+        // Watches are counted per client address; a verified client
+        // certificate's user rides along with every request of its
+        // connection.
+        let app = app.clone();
+        let service = move |user: Option<crate::auth::CertificateUser>| {
+            TowerToHyperService::new(app.map_request(
+                move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(ClientAddr(peer));
+                    if let Some(user) = &user {
+                        request.extensions_mut().insert(user.clone());
+                    }
+                    request
+                },
+            ))
+        };
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
@@ -838,6 +918,14 @@ pub async fn serve(
                 Some(acceptor) => {
                     match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => {
+                            let user = stream
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|chain| chain.first())
+                                .and_then(|cert| crate::auth::user_from_certificate(cert))
+                                .map(crate::auth::CertificateUser);
+                            let service = service(user);
                             let stream = FirstByteDeadline::new(stream, header_timeout);
                             watcher
                                 .watch(
@@ -858,6 +946,7 @@ pub async fn serve(
                     }
                 }
                 None => {
+                    let service = service(None);
                     let stream = FirstByteDeadline::new(stream, header_timeout);
                     watcher
                         .watch(

@@ -59,8 +59,9 @@ pub struct Leaf {
     /// Common name: the user of a client certificate, a label for a
     /// serving one.
     pub common_name: String,
-    /// Organizations: a client certificate's groups.
-    pub organizations: Vec<String>,
+    /// Organization: a client certificate's group. One at most: rcgen's
+    /// distinguished name holds one value per attribute type.
+    pub organization: Option<String>,
     /// IP subject alternative names (serving).
     pub ips: Vec<IpAddr>,
     /// DNS subject alternative names (serving).
@@ -170,8 +171,7 @@ impl Ca {
         let key = KeyPair::generate().map_err(&err)?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
-        // Organizations first, as Go's pkix orders them; readers take every O.
-        for org in &leaf.organizations {
+        if let Some(org) = &leaf.organization {
             dn.push(DnType::OrganizationName, org.as_str());
         }
         dn.push(DnType::CommonName, leaf.common_name.as_str());
@@ -259,7 +259,7 @@ mod tests {
         let leaf = ca
             .issue(&Leaf {
                 common_name: "system:node:a".into(),
-                organizations: vec!["system:nodes".into()],
+                organization: Some("system:nodes".into()),
                 client: true,
                 ..Leaf::default()
             })

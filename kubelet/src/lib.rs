@@ -20,6 +20,7 @@ pub mod portforward;
 pub mod probe;
 pub mod runtime;
 pub mod server;
+pub mod server_auth;
 pub mod static_pods;
 pub mod volume;
 

@@ -34,9 +34,13 @@ struct Flags {
     /// `--bip` network; the route controller routes it to --node-ip.
     #[arg(long, value_parser = ipv4_cidr)]
     pod_cidr: Option<String>,
-    /// Where the HTTP server listens.
-    #[arg(long, default_value = "0.0.0.0")]
+    /// Where the HTTP server listens. Beyond loopback only with TLS and
+    /// authentication (--tls-cert-file and --client-ca-file or
+    /// --authentication-token-webhook).
+    #[arg(long, default_value = "127.0.0.1")]
     bind_address: String,
+    #[command(flatten)]
+    security: kubelet::server_auth::Flags,
     /// The HTTP server's port (0: no server).
     #[arg(long, default_value_t = 10250)]
     port: u16,
@@ -184,6 +188,13 @@ async fn run(flags: Flags) -> Result<()> {
     config.manifest_dir = flags.manifest_dir.clone();
     config.exec.idle_timeout = flags.streaming_connection_idle_timeout;
 
+    // Before anything starts: an exposed, unauthenticated API is refused.
+    let acceptor = if flags.port == 0 {
+        None
+    } else {
+        kubelet::server_auth::check_exposure(&flags.bind_address, &flags.security)?;
+        kubelet::server_auth::acceptor(&flags.security)?
+    };
     let runtime: Arc<dyn Runtime> = match flags.runtime {
         RuntimeKind::Docker => Arc::new(DockerRuntime::new(&flags.docker_endpoint)),
         RuntimeKind::Hollow => Arc::new(HollowRuntime::new()),
@@ -197,17 +208,28 @@ async fn run(flags: Flags) -> Result<()> {
             config.heartbeat_period,
         ));
     }
-    let (kubelet, services) = Kubelet::new(client, runtime, config);
+    let (kubelet, services) = Kubelet::new(client.clone(), runtime, config);
+    let kubelet_for_server = kubelet.clone();
     let server = if flags.port == 0 {
         None
     } else {
         let listener = tokio::net::TcpListener::bind((flags.bind_address.as_str(), flags.port))
             .await
             .with_context(|| format!("binding {}:{}", flags.bind_address, flags.port))?;
-        Some(tokio::spawn(kubelet::server::serve(
-            kubelet.clone(),
-            listener,
-        )))
+        Some(match acceptor {
+            Some(acceptor) => {
+                let auth = Arc::new(kubelet::server_auth::Auth::new(
+                    &flags.security,
+                    &name,
+                    Some(client.clone()),
+                ));
+                tokio::spawn(async move {
+                    kubelet::server_auth::serve(kubelet_for_server, listener, acceptor, auth).await;
+                    Ok::<(), std::io::Error>(())
+                })
+            }
+            None => tokio::spawn(kubelet::server::serve(kubelet_for_server, listener)),
+        })
     };
     tracing::info!(node = %name, address = %ip, "kubelet starting");
     tokio::select! {

@@ -280,7 +280,41 @@ pub fn cluster_roles() -> Vec<ClusterRole> {
                     &[COORDINATION],
                     &["leases"],
                 ),
+                // Its API's webhook authentication and authorization
+                // (kubelet/src/server_auth.rs); these creates change nothing.
+                rule(&["create"], &["authentication.k8s.io"], &["tokenreviews"]),
+                rule(
+                    &["create"],
+                    &["authorization.k8s.io"],
+                    &["subjectaccessreviews", "localsubjectaccessreviews"],
+                ),
             ],
+        ),
+        // Every call to a kubelet's API (Kubernetes' role; the kubelet
+        // maps its paths to these subresources of its node).
+        role(
+            "system:kubelet-api-admin",
+            vec![
+                rule(&["get", "list", "watch", "proxy"], &[""], &["nodes"]),
+                rule(
+                    &["*"],
+                    &[""],
+                    &[
+                        "nodes/proxy",
+                        "nodes/metrics",
+                        "nodes/stats",
+                        "nodes/log",
+                        "nodes/healthz",
+                        "nodes/pods",
+                    ],
+                ),
+            ],
+        ),
+        // cluster-dns/src: answers from services and endpoints (Kubernetes'
+        // system:kube-dns).
+        role(
+            "system:kube-dns",
+            vec![rule(&["list", "watch"], &[""], &["services", "endpoints"])],
         ),
         // kube-proxy/src: services and endpoints, its node, events.
         role(
@@ -374,6 +408,18 @@ pub fn cluster_role_bindings() -> Vec<ClusterRoleBinding> {
         // No binding of `system:node` to `system:nodes`: the Node
         // authorizer (authz/node.rs) gives each kubelet exactly its own
         // objects, as Kubernetes has since 1.8.
+        binding(
+            "system:kube-dns",
+            "system:kube-dns",
+            &[("User", "system:kube-dns")],
+        ),
+        // The apiserver's client identity toward kubelets (its
+        // --kubelet-client-certificate), as kubeadm binds it.
+        binding(
+            "system:kubelet-api-admin",
+            "system:kubelet-api-admin",
+            &[("User", "kube-apiserver-kubelet-client")],
+        ),
         binding(
             "system:node-proxier",
             "system:node-proxier",

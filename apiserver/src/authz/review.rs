@@ -49,7 +49,10 @@ pub fn routes<S: Clone + Send + Sync + 'static>(authorizer: Shared) -> Router<S>
 }
 
 /// The review in a body read as any create's (JSON, YAML or protobuf).
-fn parse(body: Result<Option<AcceptedBody>, ApiError>, kind: &str) -> Result<Value, ApiError> {
+pub(crate) fn parse(
+    body: Result<Option<AcceptedBody>, ApiError>,
+    kind: &str,
+) -> Result<Value, ApiError> {
     let value = body?
         .map(|b| b.value)
         .ok_or_else(|| ApiError::bad_request(format!("a {kind} body is required")))?;
@@ -64,7 +67,7 @@ fn parse(body: Result<Option<AcceptedBody>, ApiError>, kind: &str) -> Result<Val
 }
 
 /// 201 with the answered review, in the media type the client prefers.
-fn answer(headers: &HeaderMap, result: Result<Value, ApiError>) -> Response {
+pub(crate) fn answer(headers: &HeaderMap, result: Result<Value, ApiError>) -> Response {
     let accept = headers
         .get("accept")
         .and_then(|v| v.to_str().ok())

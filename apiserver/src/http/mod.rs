@@ -283,6 +283,7 @@ async fn dispatch(
         (Method::GET, Some(name), Some("log")) => {
             crate::logs::pod_log(
                 state.storage.as_ref(),
+                &state.kubelet,
                 ns.unwrap_or("default"),
                 name,
                 params,

@@ -3,7 +3,7 @@
 //! phase certs` makes Kubernetes'. Not a kubectl verb, hence hidden.
 //!
 //!   ctl certs ca DIR                     DIR/ca.{crt,key} (kept if present)
-//!   ctl certs issue DIR NAME --cn USER [--org GROUP]... --client
+//!   ctl certs issue DIR NAME --cn USER [--org GROUP] --client
 //!   ctl certs issue DIR NAME --cn NAME --ip IP [--dns NAME]... --server
 
 use std::net::IpAddr;
@@ -41,9 +41,9 @@ pub enum What {
         /// Common name: the user of a client certificate.
         #[arg(long)]
         cn: String,
-        /// Organization: a group of a client certificate (repeatable).
+        /// Organization: the group of a client certificate.
         #[arg(long = "org")]
-        organizations: Vec<String>,
+        organization: Option<String>,
         /// IP subject alternative name (repeatable).
         #[arg(long = "ip")]
         ips: Vec<IpAddr>,
@@ -78,7 +78,7 @@ pub fn run(args: Args) -> Result<()> {
             dir,
             name,
             cn,
-            organizations,
+            organization,
             ips,
             dns_names,
             server,
@@ -88,7 +88,7 @@ pub fn run(args: Args) -> Result<()> {
             let ca = Ca::load(&dir).with_context(|| format!("the CA in {}", dir.display()))?;
             let issued = ca.issue(&Leaf {
                 common_name: cn,
-                organizations,
+                organization,
                 ips,
                 dns_names,
                 server,

@@ -8,6 +8,9 @@ mod connections;
 /// Holes: probe request lines, mount paths, loopback endpoints, metrics
 /// labels, cluster-wide deletecollection.
 mod holes;
+/// The kubelet's API over TLS: webhook authentication and authorization,
+/// the apiserver's client identity (item 5).
+mod kubelet_api;
 /// Memory bombs: YAML aliases, JSON patch size and copies, long quantities.
 mod memory_bombs;
 /// Node authorizer and node restriction (item 3).
