@@ -164,13 +164,6 @@ pub fn columns(resource: &ResourceKind) -> Vec<Column> {
             col("Message", "string", 0, "What the probe answered"),
             col("Error", "string", 0, "Why the probe could not be made"),
         ],
-        // Kubernetes' component status printer: no AGE (nothing is stored).
-        "ComponentStatus" => vec![
-            name,
-            col("Status", "string", 0, "Healthy, Unhealthy or Unknown"),
-            col("Message", "string", 0, "What the probe answered"),
-            col("Error", "string", 0, "Why the probe could not be made"),
-        ],
         // Kubernetes' binding printers: NAME, ROLE (`Role/pod-reader`), AGE.
         "RoleBinding" | "ClusterRoleBinding" => {
             vec![name, col("Role", "string", 0, "The role granted"), age]
@@ -383,6 +376,35 @@ fn node_address(node: &Value, kind: &str) -> String {
     )
 }
 
+/// A `LabelSelector` as kubectl prints it (`app=web,tier in (a,b),!gone`).
+fn label_selector(selector: Option<&Value>) -> String {
+    let Some(selector) = selector else {
+        return String::new();
+    };
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(labels) = selector.get("matchLabels").and_then(Value::as_object) {
+        parts.extend(
+            labels
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())),
+        );
+    }
+    for e in array(selector, "/matchExpressions") {
+        let key = text(e, "/key");
+        let values: Vec<&str> = array(e, "/values")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        parts.push(match text(e, "/operator").as_str() {
+            "In" => format!("{key} in ({})", values.join(",")),
+            "NotIn" => format!("{key} notin ({})", values.join(",")),
+            "DoesNotExist" => format!("!{key}"),
+            _ => key,
+        });
+    }
+    parts.join(",")
+}
+
 /// An Ingress's hosts as kubectl prints them: `*` when no rule names one,
 /// at most three, then `+ N more...`.
 fn ingress_hosts(ingress: &Value) -> String {
@@ -416,54 +438,6 @@ fn load_balancer_addresses(object: &Value) -> String {
         .filter(|a| !a.is_empty())
         .collect::<Vec<_>>()
         .join(",")
-}
-
-/// STATUS, MESSAGE and ERROR of a `ComponentStatus`, from its `Healthy`
-/// condition as kubectl's printer reads it (`Unknown` without one).
-fn component_status(object: &Value) -> (String, String, String) {
-    array(object, "/conditions")
-        .iter()
-        .find(|c| c.get("type").and_then(Value::as_str) == Some("Healthy"))
-        .map_or_else(
-            || ("Unknown".to_owned(), String::new(), String::new()),
-            |c| {
-                let status = if c.get("status").and_then(Value::as_str) == Some("True") {
-                    "Healthy"
-                } else {
-                    "Unhealthy"
-                };
-                (status.to_owned(), text(c, "/message"), text(c, "/error"))
-            },
-        )
-}
-
-/// A `LabelSelector` as kubectl prints it (`app=web,tier in (a,b),!gone`).
-fn label_selector(selector: Option<&Value>) -> String {
-    let Some(selector) = selector else {
-        return String::new();
-    };
-    let mut parts: Vec<String> = Vec::new();
-    if let Some(labels) = selector.get("matchLabels").and_then(Value::as_object) {
-        parts.extend(
-            labels
-                .iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())),
-        );
-    }
-    for e in array(selector, "/matchExpressions") {
-        let key = text(e, "/key");
-        let values: Vec<&str> = array(e, "/values")
-            .iter()
-            .filter_map(Value::as_str)
-            .collect();
-        parts.push(match text(e, "/operator").as_str() {
-            "In" => format!("{key} in ({})", values.join(",")),
-            "NotIn" => format!("{key} notin ({})", values.join(",")),
-            "DoesNotExist" => format!("!{key}"),
-            _ => key,
-        });
-    }
-    parts.join(",")
 }
 
 /// STATUS, MESSAGE and ERROR of a `ComponentStatus`, from its `Healthy`
@@ -644,10 +618,6 @@ pub fn row(resource: &ResourceKind, object: &Value, now: jiff::Timestamp) -> Vec
                 t(parameters),
                 created,
             ]
-        }
-        "ComponentStatus" => {
-            let (status, message, error) = component_status(object);
-            vec![name, t(status), t(message), t(error)]
         }
         "ComponentStatus" => {
             let (status, message, error) = component_status(object);
