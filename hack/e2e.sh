@@ -19,6 +19,11 @@
 #                 failures are printed)
 #   restart       apiserver and etcd restarted: every object is still
 #                 there and the cluster carries on (a new pod runs)
+#   ingress       two services behind an Ingress (a.example: / and /b);
+#                 `curl -H 'Host: a.example' http://<minion>/` and `.../b`
+#                 reach the two services through the ingress proxy on each
+#                 of the 3 minions, another host gets a 404 saying why, and
+#                 the Ingress's status lists every minion's address
 #   daemonset     a DaemonSet has exactly one Running pod on each of the 3
 #                 minions; a 4th minion (`local-cluster.sh start-minion 4`)
 #                 gets one; minion 4 stopped, past the eviction timeout its
@@ -402,6 +407,68 @@ e2e::scenario_daemonset() {
   kc get ds node-agent 2>&1 | e2e::indent
 }
 
+# e2e::ingress_page MINION_IP HOST PATH CODE TEXT - from the host, through
+# the ingress proxy on MINION_IP port 80, HOST and PATH answer CODE with a
+# page containing TEXT.
+e2e::ingress_page() {
+  local out code page
+  out="$(curl -sS -m 5 -o - -w '\n%{http_code}' -H "Host: $2" "http://$1$3" 2>&1)" || {
+    echo "$out"
+    return 1
+  }
+  code="${out##*$'\n'}"
+  page="${out%$'\n'*}"
+  echo "$code $page"
+  [[ "$code" == "$4" ]] && grep -qF -- "$5" <<<"$page"
+}
+
+# e2e::ingress_addresses WANT - the Ingress web's status lists WANT (its
+# load balancer IPs, sorted, space-separated).
+e2e::ingress_addresses() {
+  local have
+  have="$(kc get ingress web -o json | jq -r '[.status.loadBalancer.ingress[]?.ip] | sort | join(" ")')"
+  echo "status.loadBalancer.ingress: ${have:-(none)}"
+  [[ "$have" == "$1" ]]
+}
+
+e2e::scenario_ingress() {
+  local name k ip ips=()
+  for name in a b; do
+    e2e::check "created pod and service ingress-$name (busybox httpd answering 'ingress backend $name')" \
+      kc create -f - <<<"$(jq -n --arg name "$name" '{apiVersion: "v1", kind: "List", items: [
+        {apiVersion: "v1", kind: "Pod", metadata: {name: "ingress-\($name)", labels: {name: "ingress-\($name)"}},
+          spec: {terminationGracePeriodSeconds: 1, containers: [{name: "web", image: "mini-k8s/busybox:latest",
+            imagePullPolicy: "IfNotPresent", ports: [{name: "http", containerPort: 80}],
+            command: ["/bin/sh", "-c", "mkdir -p /www && echo \"ingress backend \($name) $(hostname)\" >/www/index.html && cp /www/index.html /www/b && trap \"exit 0\" TERM; httpd -f -p 80 -h /www & wait"]}]}},
+        {apiVersion: "v1", kind: "Service", metadata: {name: "ingress-\($name)"},
+          spec: {selector: {name: "ingress-\($name)"}, ports: [{name: "http", port: 80, targetPort: 80}]}}]}')" || return 1
+  done
+  e2e::check "created Ingress web: a.example / → ingress-a (port 80), /b → ingress-b (port http)" \
+    kc create -f - <<<'{"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "web"},
+      "spec": {"rules": [{"host": "a.example", "http": {"paths": [
+        {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "ingress-a", "port": {"number": 80}}}},
+        {"path": "/b", "pathType": "Prefix", "backend": {"service": {"name": "ingress-b", "port": {"name": "http"}}}}]}}]}}' || return 1
+  e2e::poll 120 "ingress-a and ingress-b are Running" \
+    e2e::running_exactly 'name in (ingress-a,ingress-b)' 2 || return 1
+  for k in $(seq 1 "$MINIONS"); do
+    ip="10.245.1.$((k + 1))"
+    ips+=("$ip")
+    e2e::poll 60 "minion $k: curl -H 'Host: a.example' http://$ip/ reaches ingress-a" \
+      e2e::ingress_page "$ip" a.example / 200 "ingress backend a" || return 1
+    e2e::check "minion $k: curl -H 'Host: a.example' http://$ip/b reaches ingress-b" \
+      e2e::ingress_page "$ip" a.example /b 200 "ingress backend b" || return 1
+    e2e::check "minion $k: another host is a 404 that says why" \
+      e2e::ingress_page "$ip" other.example / 404 "no Ingress rule matches host" || return 1
+  done
+  e2e::poll 30 "the Ingress's status lists every minion: ${ips[*]}" \
+    e2e::ingress_addresses "${ips[*]}" || return 1
+  e2e::check "ctl get ing" kc get ing || return 1
+  kc get ing 2>&1 | e2e::indent
+  kc delete ingress web >/dev/null 2>&1 || true
+  kc delete pod ingress-a ingress-b >/dev/null 2>&1 || true
+  kc delete svc ingress-a ingress-b >/dev/null 2>&1 || true
+}
+
 # e2e::host_dir_logs - db.log and msg.log in the walk-through's hostDir
 # (on this host: minions share its filesystem) have their pods' lines.
 e2e::host_dir_logs() {
@@ -685,6 +752,7 @@ e2e::scenario resize
 e2e::scenario rolling
 e2e::scenario minion-down
 e2e::scenario restart
+e2e::scenario ingress
 e2e::scenario daemonset
 
 echo

@@ -17,6 +17,8 @@ build::packages() {
   fi
   # The cluster DNS, run beside the master (cluster::start_cluster_dns).
   pkgs+=(cluster-dns)
+  # The ingress proxy on every node (cluster::start_ingress_proxy).
+  pkgs+=(ingress-proxy)
   echo "${pkgs[@]}"
 }
 

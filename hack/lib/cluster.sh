@@ -348,6 +348,28 @@ cluster::start_kube_proxy() {
     --hostname-override "$node" --proxy-mode iptables --bind-address "$bind" "$@"
 }
 
+# cluster::start_ingress_proxy NAME NETNS MASTER_URL BIND_IP [FLAG...] - the
+# ingress proxy on BIND_IP port 80 (it writes BIND_IP into the status of
+# the Ingresses it serves), health on loopback port 10254 of NETNS.
+# Skipped (with a warning) while ingress-proxy is not built.
+cluster::start_ingress_proxy() {
+  local name="$1" netns="$2" master="$3" bind="$4"
+  shift 4
+  if [[ ! -x "$CLUSTER_BIN/ingress-proxy" ]]; then
+    util::warn "no $CLUSTER_BIN/ingress-proxy: no HTTP ingress on $bind"
+    return 0
+  fi
+  # Its own identity where the cluster is secure (cluster::identity; the
+  # user system:ingress-proxy has a role in the apiserver's bootstrap RBAC).
+  local identity=()
+  if declare -F cluster::identity >/dev/null; then
+    cluster::identity "$master" ingress-proxy system:ingress-proxy
+    identity=("${CLUSTER_IDENTITY[@]}")
+  fi
+  cluster::spawn "$name" "$netns" "$CLUSTER_BIN/ingress-proxy" --master "$master" "${identity[@]}" \
+    --bind-address "$bind:80" --healthz-bind-address 127.0.0.1:10254 "$@"
+}
+
 # cluster::cleanup_kube_proxy NETNS - remove kube-proxy's rules there
 # (after a crash; a kube-proxy stopped by SIGTERM removes its own).
 cluster::cleanup_kube_proxy() {
@@ -386,7 +408,8 @@ cluster::start_node_dockerd() {
 }
 
 # cluster::start_node_agents SUFFIX NETNS MASTER_URL NODE_NAME NODE_IP POD_CIDR DOCKER_HOST ROOT_DIR
-# A node's kubelet and kube-proxy (named kubelet$SUFFIX, kube-proxy$SUFFIX).
+# A node's kubelet, kube-proxy and ingress proxy (named kubelet$SUFFIX,
+# kube-proxy$SUFFIX, ingress-proxy$SUFFIX).
 # Heartbeats every 2 s, so a short node grace period on the controller
 # manager still tells a stopped node from a slow one.
 cluster::start_node_agents() {
@@ -394,6 +417,7 @@ cluster::start_node_agents() {
   cluster::start_kubelet "kubelet$suffix" "$netns" "$master" "$node" "$ip" "$cidr" "$docker" "$root" \
     --heartbeat-period 2 --sync-frequency 5 --cluster-dns "$CLUSTER_DNS_IP" --cluster-domain "$CLUSTER_DOMAIN"
   cluster::start_kube_proxy "kube-proxy$suffix" "$netns" "$master" "$node" "$ip"
+  cluster::start_ingress_proxy "ingress-proxy$suffix" "$netns" "$master" "$ip"
 }
 
 # cluster::start_master ETCD_PORT BIND_IP API_PORT - etcd and the apiserver.

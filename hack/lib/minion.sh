@@ -12,7 +12,7 @@ MINION_NETNS_PREFIX="mk8s-minion-"
 # The processes a cluster runs; only these are ever killed by
 # minion::kill_strays, and only when their command line points into
 # CLUSTER_STATE.
-MINION_DAEMONS="dockerd containerd containerd-shim containerd-shim-runc-v2 docker-proxy etcd apiserver scheduler controller-manager kubelet kube-proxy"
+MINION_DAEMONS="dockerd containerd containerd-shim containerd-shim-runc-v2 docker-proxy etcd apiserver scheduler controller-manager kubelet kube-proxy ingress-proxy"
 
 # minion::netns K / minion::ip K / minion::pod_cidr K / minion::dir K
 minion::netns() { echo "$MINION_NETNS_PREFIX$1"; }
@@ -82,7 +82,7 @@ minion::stop() {
     remove=1
     shift
   fi
-  for k in "$@"; do names+=("kube-proxy-minion-$k" "kubelet-minion-$k"); done
+  for k in "$@"; do names+=("ingress-proxy-minion-$k" "kube-proxy-minion-$k" "kubelet-minion-$k"); done
   cluster::stop_many 10 "${names[@]}"
   names=()
   for k in "$@"; do
