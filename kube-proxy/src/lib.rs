@@ -98,8 +98,8 @@ pub enum Error {
 }
 
 /// Runs the proxy until `shutdown` resolves, then closes every listener
-/// and removes every rule of ours. `healthz` serves `/healthz` and
-/// `/metrics`.
+/// and removes every rule of ours. `healthz` serves `/healthz`,
+/// `/livez`, `/readyz` and `/metrics`.
 ///
 /// # Errors
 ///
@@ -113,15 +113,6 @@ pub async fn run(
 ) -> Result<(), Error> {
     let stop = StopFlag::new(shutdown);
     let metrics = Arc::new(Metrics::new());
-    let server = {
-        let stop = stop.clone();
-        let router = metrics::router(metrics.clone());
-        tokio::spawn(async move {
-            axum::serve(healthz, router)
-                .with_graceful_shutdown(async move { stop.stopped().await })
-                .await
-        })
-    };
     let services = reflect(
         Api::<Service>::all(client.clone()),
         watcher::Config::default(),
@@ -132,6 +123,18 @@ pub async fn run(
         watcher::Config::default(),
         stop.clone(),
     );
+    let server = {
+        let stop = stop.clone();
+        let informers = client_util::health::InformerSync::new()
+            .with_store(&services.store)
+            .with_store(&endpoints.store);
+        let router = metrics::router(metrics.clone(), informers);
+        tokio::spawn(async move {
+            axum::serve(healthz, router)
+                .with_graceful_shutdown(async move { stop.stopped().await })
+                .await
+        })
+    };
     tracing::info!(mode = ?config.mode, node = %config.hostname, bind = %config.bind_address, "kube-proxy starting");
     let mut writer = RuleWriter::new(Box::new(Commands));
     let mut userspace = (config.mode == Mode::Userspace).then(|| {

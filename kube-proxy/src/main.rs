@@ -25,7 +25,8 @@ struct Args {
     /// The address userspace listeners bind (0.0.0.0 = all of this node's).
     #[arg(long, default_value_t = Ipv4Addr::UNSPECIFIED)]
     bind_address: Ipv4Addr,
-    /// Where `/healthz` and `/metrics` are served.
+    /// Where `/healthz`, `/livez`, `/readyz` (`?verbose` lists the checks:
+    /// `proxy-rules`, `informer-sync`) and `/metrics` are served.
     #[arg(long, default_value = "127.0.0.1:10256")]
     healthz_bind_address: SocketAddr,
     /// This node's name (for logs; defaults to the hostname).

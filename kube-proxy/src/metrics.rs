@@ -1,11 +1,12 @@
-//! `/metrics` (Prometheus text) and `/healthz`, served on
+//! `/metrics` (Prometheus text) and `/healthz`, `/livez`, `/readyz`
+//! (Kubernetes' format, `client_util::health`), served on
 //! `--healthz-bind-address`.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
@@ -177,21 +178,25 @@ impl Metrics {
     }
 }
 
-/// `/healthz` (200 `ok` once the rules are in place and the last sync
-/// worked, else 503) and `/metrics`.
-pub fn router(metrics: Arc<Metrics>) -> Router {
+/// `/healthz`, `/livez`, `/readyz` (`client_util::health`) and
+/// `/metrics`. `proxy-rules` (on all three: the rules are in place and the
+/// last sync worked, as Kubernetes' proxy health) and, on `/readyz`,
+/// `informer-sync` (the services and endpoints caches have listed).
+pub fn router(metrics: Arc<Metrics>, informers: client_util::health::InformerSync) -> Router {
+    let rules = metrics.clone();
+    let health = client_util::health::Health::new()
+        .with_check(client_util::health::Check::sync("proxy-rules", move || {
+            if rules.healthy.load(Ordering::Relaxed) {
+                Ok(())
+            } else {
+                Err("rules not synced".into())
+            }
+        }))
+        .with_readyz_check(informers.check());
     Router::new()
-        .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .with_state(metrics)
-}
-
-async fn healthz(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
-    if metrics.healthy.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ok")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "rules not synced")
-    }
+        .merge(health.router())
 }
 
 async fn metrics_text(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {

@@ -68,6 +68,9 @@ pub struct Config {
     pub parallel_syncs: usize,
     /// Bounds of `/portForward` sessions.
     pub port_forward: portforward::Limits,
+    /// Marked by every pass of the sync loop: the `syncloop` health check
+    /// ([`Kubelet::health`]).
+    pub sync_loop: client_util::health::Heartbeat,
 }
 
 impl Config {
@@ -108,6 +111,7 @@ impl Config {
             manifest_dir: None,
             parallel_syncs: 8,
             port_forward: portforward::Limits::default(),
+            sync_loop: client_util::health::Heartbeat::new(),
         }
     }
 }
@@ -237,6 +241,26 @@ impl Kubelet {
         &self.inner.config
     }
 
+    /// `/healthz`, `/livez`, `/readyz`, as Kubernetes' kubelet: `syncloop`
+    /// on all three (the sync loop ran within twice the resync period, at
+    /// least 5 minutes: its `syncLoopHealthCheck`), and on `/readyz` the
+    /// container runtime answering a ping (a restart would not help it).
+    pub fn health(&self) -> client_util::health::Health {
+        let max_age = (self.inner.config.resync_period * 2).max(Duration::from_secs(300));
+        let runtime = self.inner.runtime.clone();
+        client_util::health::Health::new()
+            .with_check(self.inner.config.sync_loop.check("syncloop", max_age))
+            .with_readyz_check(client_util::health::Check::new("runtime", move || {
+                let runtime = runtime.clone();
+                async move {
+                    runtime
+                        .ping()
+                        .await
+                        .map_err(|e| format!("container runtime is down: {e}"))
+                }
+            }))
+    }
+
     /// Runs until dropped (abort the task): node registration, status and
     /// Lease, the pod and service watches, the static pods, the
     /// resync timer. Running containers are left running when it stops.
@@ -302,6 +326,7 @@ impl Kubelet {
                 self.refresh_static_pods();
             }
             if ready {
+                inner.config.sync_loop.beat();
                 let api_pods = pod_reader.state();
                 self.sync_pods(&api_pods);
                 if resync {

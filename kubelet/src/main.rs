@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use clap::{Parser, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 use kubelet::{docker::DockerRuntime, hollow::HollowRuntime, Config, Kubelet, Runtime};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -44,6 +44,19 @@ struct Flags {
     /// The HTTP server's port (0: no server).
     #[arg(long, default_value_t = 10250)]
     port: u16,
+    /// The port of the kubelet's own `/healthz`, `/livez` and `/readyz`
+    /// (checks `syncloop`, and `runtime` on `/readyz`) on
+    /// --healthz-bind-address, as Kubernetes' kubelet (0: none). The same
+    /// endpoints are on --port too.
+    #[arg(long, default_value_t = 10248)]
+    healthz_port: u16,
+    /// The address of --healthz-port. Plain HTTP without authentication,
+    /// so loopback only unless --allow-non-loopback-healthz.
+    #[arg(long, default_value = "127.0.0.1")]
+    healthz_bind_address: std::net::IpAddr,
+    /// Allow --healthz-bind-address on an address other hosts reach.
+    #[arg(long)]
+    allow_non_loopback_healthz: bool,
     /// The Docker daemon's socket.
     #[arg(long, default_value = "unix:///var/run/docker.sock")]
     docker_endpoint: String,
@@ -144,9 +157,17 @@ fn default_ip(host: &str) -> String {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let flags = Flags::parse();
+    let matches = Flags::command().get_matches();
+    let flags = match Flags::from_arg_matches(&matches) {
+        Ok(flags) => flags,
+        Err(e) => e.exit(),
+    };
+    // A taken default health port is skipped (several kubelets on one host).
+    let healthz_defaulted = ["healthz_port", "healthz_bind_address"]
+        .iter()
+        .all(|id| matches.value_source(id) == Some(clap::parser::ValueSource::DefaultValue));
     flags.client.init_tracing();
-    match run(flags).await {
+    match run(flags, healthz_defaulted).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // One line, as every component reports why it cannot go on.
@@ -156,7 +177,7 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(flags: Flags) -> Result<()> {
+async fn run(flags: Flags, healthz_defaulted: bool) -> Result<()> {
     let name = flags.hostname_override.clone().unwrap_or_else(host_name);
     let ip = flags.node_ip.clone().unwrap_or_else(|| default_ip(&name));
     let mut config = Config::new(&name, &ip);
@@ -209,6 +230,26 @@ async fn run(flags: Flags) -> Result<()> {
         ));
     }
     let (kubelet, services) = Kubelet::new(client.clone(), runtime, config);
+    let healthz = if flags.healthz_port == 0 {
+        None
+    } else {
+        let address = std::net::SocketAddr::new(flags.healthz_bind_address, flags.healthz_port);
+        client_util::health::listen(
+            "--healthz-bind-address",
+            client_util::health::BindAddress(Some(address)),
+            flags.allow_non_loopback_healthz,
+            "--allow-non-loopback-healthz",
+            healthz_defaulted,
+        )
+        .await?
+        .map(|listener| {
+            tokio::spawn(client_util::health::serve(
+                listener,
+                kubelet.health(),
+                std::future::pending(),
+            ))
+        })
+    };
     let kubelet_for_server = kubelet.clone();
     let server = if flags.port == 0 {
         None
@@ -238,6 +279,9 @@ async fn run(flags: Flags) -> Result<()> {
     }
     if let Some(server) = server {
         server.abort();
+    }
+    if let Some(healthz) = healthz {
+        healthz.abort();
     }
     tracing::info!("kubelet stopped (containers keep running)");
     Ok(())

@@ -138,7 +138,7 @@ pub fn log_instance(
 /// The router (serve it with `axum::serve` on a listener the caller binds).
 pub fn router(kubelet: Kubelet) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .merge(kubelet.health().router())
         .route("/pods", get(pods))
         .route(
             "/exec/{ns}/{pod}/{container}",
