@@ -29,6 +29,8 @@ mod ctl_extras;
 mod ctl_get;
 /// Running the `ctl` binary against a test cluster; golden files.
 mod ctl_harness;
+/// `ctl logs|exec|attach|port-forward|cp` and kubectl's on real Docker (#15).
+mod ctl_streaming;
 /// `ctl create|apply|replace|delete|label|annotate|scale`, v1beta1 manifests.
 mod ctl_manifests;
 /// DaemonSets: one pod per node, nodes coming and going, rolling updates, stock kubectl (#17).

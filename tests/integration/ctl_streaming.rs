@@ -1,0 +1,648 @@
+//! `ctl logs|exec|attach|port-forward|cp` and the stock kubectl's against a
+//! kubelet on a private dockerd (#15 items 3 to 5): the logs flag matrix,
+//! exit codes, stdin, a directory copied in and out, a request through a
+//! forwarded port, attaching to a running container. Each test skips,
+//! printing why, when no dockerd can be started (and the kubectl parts
+//! when there is no kubectl).
+
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, PostParams};
+use kubelet::docker::DockerRuntime;
+use kubelet::{Config, Kubelet};
+use mini_k8s_tests::apiserver::TestCluster;
+use mini_k8s_tests::docker::{TestDocker, BUSYBOX_IMAGE, TEST_LABEL};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+
+use crate::ctl_harness::ctl_binary;
+use crate::kubectl::kubectl_available;
+
+const NODE: &str = "node-1";
+
+/// Docker, etcd, an apiserver and one kubelet in this process. Field order
+/// is drop order: the kubelet first, Docker (removing the containers) last.
+struct Env {
+    kubelet: Vec<tokio::task::JoinHandle<()>>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    client: kube::Client,
+    cluster: TestCluster,
+    dir: tempfile::TempDir,
+    kubeconfig: std::path::PathBuf,
+    _docker: TestDocker,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        for task in &self.kubelet {
+            task.abort();
+        }
+        self.server.abort();
+    }
+}
+
+impl Env {
+    async fn start() -> Result<Option<Self>> {
+        let Some(docker) = TestDocker::start()? else {
+            return Ok(None);
+        };
+        let cluster = TestCluster::start().await?;
+        let dir = tempfile::Builder::new()
+            .prefix("mk8s-test-streaming-")
+            .tempdir()?;
+        let kubeconfig = mini_k8s_tests::kubeconfig::write(dir.path(), cluster.url(), None, None)?;
+        let config = kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(&kubeconfig)?,
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await?;
+        let client = kube::Client::try_from(config)?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let mut config = Config::new(NODE, "127.0.0.1");
+        config.sync.root_dir = dir.path().join("kubelet");
+        config
+            .sync
+            .extra_labels
+            .insert(TEST_LABEL.into(), docker.run_id().into());
+        config.resync_period = Duration::from_secs(1);
+        config.heartbeat_period = Duration::from_secs(2);
+        config.node.kubelet_port = i32::from(listener.local_addr()?.port());
+        let runtime = Arc::new(DockerRuntime::new(docker.host()));
+        let (kubelet, services) = Kubelet::new(client.clone(), runtime, config);
+        let server = tokio::spawn(kubelet::server::serve(kubelet.clone(), listener));
+        let task = tokio::spawn(kubelet.run(services));
+        Ok(Some(Self {
+            kubelet: vec![task],
+            server,
+            client,
+            cluster,
+            dir,
+            kubeconfig,
+            _docker: docker,
+        }))
+    }
+
+    /// Creates a pod on the kubelet's node and waits until it runs.
+    async fn run_pod(&self, mut pod: Value) -> Result<()> {
+        pod["spec"]["nodeName"] = json!(NODE);
+        pod["spec"]["terminationGracePeriodSeconds"] = json!(0);
+        let name = pod["metadata"]["name"]
+            .as_str()
+            .context("no name")?
+            .to_string();
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), "default");
+        pods.create(&PostParams::default(), &serde_json::from_value(pod)?)
+            .await?;
+        wait_for(&format!("pod {name} running"), || async {
+            let pod = pods.get(&name).await?;
+            let status = pod.status.unwrap_or_default();
+            Ok((status.phase.as_deref() == Some("Running")
+                && status
+                    .container_statuses
+                    .unwrap_or_default()
+                    .iter()
+                    .all(|c| c.ready))
+            .then_some(()))
+        })
+        .await
+    }
+
+    fn ctl(&self, args: &[&str]) -> Result<tokio::process::Command> {
+        let mut command = tokio::process::Command::new(ctl_binary()?);
+        command
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        Ok(command)
+    }
+
+    fn kubectl(&self, args: &[&str]) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new("kubectl");
+        command
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        command
+    }
+
+    /// Runs `ctl args` with `stdin` to its end.
+    async fn run_ctl(&self, args: &[&str], stdin: &[u8]) -> Result<Output> {
+        finish(self.ctl(args)?, stdin, &format!("ctl {}", args.join(" "))).await
+    }
+
+    /// Runs `kubectl args` to its end.
+    async fn run_kubectl(&self, args: &[&str]) -> Result<Output> {
+        finish(
+            self.kubectl(args),
+            b"",
+            &format!("kubectl {}", args.join(" ")),
+        )
+        .await
+    }
+}
+
+async fn finish(mut command: tokio::process::Command, stdin: &[u8], what: &str) -> Result<Output> {
+    command.stdin(Stdio::piped());
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("starting {what}"))?;
+    if let Some(mut input) = child.stdin.take() {
+        input.write_all(stdin).await?;
+    }
+    tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .with_context(|| format!("{what} did not finish within 60 s"))?
+        .with_context(|| format!("running {what}"))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// stdout of a run that must succeed.
+fn ok(out: &Output, what: &str) -> Result<String> {
+    ensure!(
+        out.status.success(),
+        "{what} failed ({}): {}{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    Ok(text(&out.stdout))
+}
+
+/// Polls `check` every 200 ms until it gives `Some`, for at most a minute.
+async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last_error = None;
+    loop {
+        match check().await {
+            Ok(Some(value)) => return Ok(value),
+            Ok(None) => {}
+            Err(e) => last_error = Some(e),
+        }
+        if Instant::now() > deadline {
+            bail!("timed out waiting for {what} (last error: {last_error:?})");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn busybox(name: &str, script: &str) -> Value {
+    json!({"name": name, "image": BUSYBOX_IMAGE, "imagePullPolicy": "IfNotPresent",
+           "command": ["sh", "-c", script]})
+}
+
+/// `2026-12-06T08:00:00.123456789Z rest` → the time's whole seconds.
+fn line_second(line: &str) -> Result<i64> {
+    let (time, _) = line.split_once(' ').context("no timestamp")?;
+    Ok(time
+        .parse::<jiff::Timestamp>()
+        .with_context(|| format!("{time:?} is not RFC 3339"))?
+        .as_second())
+}
+
+/// `logs talker -c a ARGS` through kubectl or ctl; its stdout.
+async fn logs_a(env: &Env, kubectl: bool, args: &[&str]) -> Result<String> {
+    let mut full = vec!["logs", "talker", "-c", "a"];
+    full.extend(args);
+    let out = if kubectl {
+        env.run_kubectl(&full).await?
+    } else {
+        env.run_ctl(&full, b"").await?
+    };
+    ok(&out, &full.join(" "))
+}
+
+/// Every logs flag, alone and together, through ctl and the stock
+/// kubectl, and Kubernetes' answers to options out of range. On the old
+/// kubelet `timestamps`, `limitBytes` and `sinceTime` were ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_flags_through_ctl_and_kubectl() -> Result<()> {
+    let Some(env) = Env::start().await? else {
+        return Ok(());
+    };
+    // "early" lines, then three seconds later "late" ones: `sinceTime` of
+    // the second of the first late line keeps only the late ones.
+    env.run_pod(json!({
+        "metadata": {"name": "talker"},
+        "spec": {"containers": [
+            busybox("a", "echo early-1; echo early-2; sleep 3; echo late-1; echo late-2; echo late-3; exec sleep 3600"),
+            busybox("b", "echo from-b; exec sleep 3600"),
+        ]}
+    }))
+    .await?;
+    let all = wait_for("the late lines", || async {
+        let out = env
+            .run_ctl(&["logs", "talker", "-c", "a", "--timestamps"], b"")
+            .await?;
+        let all = ok(&out, "ctl logs --timestamps")?;
+        Ok(all.contains("late-3").then_some(all))
+    })
+    .await?;
+    let lines: Vec<&str> = all.lines().collect();
+    ensure!(lines.len() == 5, "{all}");
+    for (line, want) in lines
+        .iter()
+        .zip(["early-1", "early-2", "late-1", "late-2", "late-3"])
+    {
+        ensure!(line.ends_with(&format!(" {want}")), "{line:?}");
+        line_second(line)?;
+    }
+    let late_second = line_second(lines[2])?;
+    ensure!(late_second > line_second(lines[1])?, "{all}");
+    let since_time = jiff::Timestamp::from_second(late_second)?.to_string();
+
+    assert_eq!(
+        logs_a(&env, false, &["--tail=2"]).await?,
+        "late-2\nlate-3\n"
+    );
+    assert_eq!(logs_a(&env, false, &["--tail", "0"]).await?, "");
+    assert_eq!(
+        logs_a(&env, false, &["--limit-bytes=9"]).await?,
+        "early-1\ne"
+    );
+    assert_eq!(
+        logs_a(&env, false, &["--since-time", &since_time]).await?,
+        "late-1\nlate-2\nlate-3\n"
+    );
+    assert_eq!(
+        logs_a(&env, false, &["--since-time", &since_time, "--tail=1"]).await?,
+        "late-3\n"
+    );
+    assert_eq!(
+        logs_a(&env, false, &["--since=1h", "--tail=5"]).await?,
+        "early-1\nearly-2\nlate-1\nlate-2\nlate-3\n"
+    );
+    let stamped = logs_a(&env, false, &["--since=1h", "--tail=2", "--timestamps"]).await?;
+    ensure!(stamped.lines().count() == 2, "{stamped}");
+    ensure!(stamped.ends_with(" late-3\n"), "{stamped}");
+    line_second(&stamped)?;
+    // `-f` ends where `--limit-bytes` cuts, though the container runs on.
+    assert_eq!(
+        logs_a(&env, false, &["-f", "--limit-bytes=5"]).await?,
+        "early"
+    );
+    // Every container, each line prefixed, as kubectl's --prefix.
+    let every = ok(
+        &env.run_ctl(&["logs", "talker", "--all-containers", "--tail=1"], b"")
+            .await?,
+        "ctl logs --all-containers",
+    )?;
+    assert_eq!(every, "[pod/talker/a] late-3\n[pod/talker/b] from-b\n");
+    // kubectl's own refusals, client side.
+    let out = env
+        .run_ctl(
+            &[
+                "logs",
+                "talker",
+                "-c",
+                "a",
+                "--since=1h",
+                "--since-time",
+                &since_time,
+            ],
+            b"",
+        )
+        .await?;
+    ensure!(!out.status.success(), "both since forms accepted");
+    ensure!(
+        text(&out.stderr).contains("at most one of `sinceTime` or `sinceSeconds` may be specified"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = env
+        .run_ctl(&["logs", "talker", "-c", "a", "--limit-bytes=-1"], b"")
+        .await?;
+    ensure!(
+        !out.status.success() && text(&out.stderr).contains("--limit-bytes must be greater than 0")
+    );
+
+    // The server's checks, as Kubernetes answers them.
+    let base = format!(
+        "{}/api/v1/namespaces/default/pods/talker/log?container=a",
+        env.cluster.url()
+    );
+    let http = reqwest::Client::new();
+    for (query, code, message) in [
+        (
+            "&sinceSeconds=5&sinceTime=2026-01-01T00:00:00Z",
+            422,
+            "at most one of `sinceTime` or `sinceSeconds` may be specified",
+        ),
+        ("&tailLines=-1", 422, "tailLines: Invalid value"),
+        ("&limitBytes=0", 422, "limitBytes: Invalid value"),
+        ("&sinceSeconds=0", 422, "sinceSeconds: Invalid value"),
+        ("&sinceTime=yesterday", 400, "sinceTime"),
+    ] {
+        let response = http.get(format!("{base}{query}")).send().await?;
+        let status = response.status().as_u16();
+        let body: Value = response.json().await?;
+        assert_eq!(status, code, "{query}: {body}");
+        let said = body["message"].as_str().unwrap_or_default();
+        ensure!(said.contains(message), "{query}: {said}");
+    }
+
+    if !kubectl_available() {
+        println!("SKIPPED (kubectl part): kubectl is not installed on this machine");
+        return Ok(());
+    }
+    let stamped = logs_a(&env, true, &["--since=1h", "--tail=2", "--timestamps"]).await?;
+    ensure!(
+        stamped.lines().count() == 2 && stamped.ends_with(" late-3\n"),
+        "{stamped}"
+    );
+    line_second(&stamped)?;
+    assert_eq!(
+        logs_a(&env, true, &["--limit-bytes=9"]).await?,
+        "early-1\ne"
+    );
+    assert_eq!(
+        logs_a(&env, true, &["--since-time", &since_time]).await?,
+        "late-1\nlate-2\nlate-3\n"
+    );
+    assert_eq!(
+        logs_a(&env, true, &["-f", "--limit-bytes=5"]).await?,
+        "early"
+    );
+    let every = ok(
+        &env.run_kubectl(&["logs", "talker", "--all-containers", "--prefix", "--tail=1"])
+            .await?,
+        "kubectl logs --all-containers",
+    )?;
+    ensure!(
+        every.contains("[pod/talker/a] late-3\n") && every.contains("[pod/talker/b] from-b\n"),
+        "{every}"
+    );
+    Ok(())
+}
+
+/// `ctl exec`: stdout and stderr apart, the exit code as ctl's, stdin
+/// piped through to `cat` (its EOF too, which needs v5's close).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_output_exit_code_and_stdin() -> Result<()> {
+    let Some(env) = Env::start().await? else {
+        return Ok(());
+    };
+    env.run_pod(json!({
+        "metadata": {"name": "shell"},
+        "spec": {"containers": [busybox("c", "exec sleep 3600")]}
+    }))
+    .await?;
+    let out = env
+        .run_ctl(
+            &[
+                "exec",
+                "shell",
+                "--",
+                "sh",
+                "-c",
+                "echo out; echo err >&2; exit 3",
+            ],
+            b"",
+        )
+        .await?;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "out\n");
+    let stderr = text(&out.stderr);
+    ensure!(stderr.starts_with("err\n"), "{stderr}");
+    ensure!(
+        stderr.contains("command terminated with exit code 3"),
+        "{stderr}"
+    );
+
+    let out = env
+        .run_ctl(
+            &["exec", "-i", "shell", "--", "sh", "-c", "cat; echo done"],
+            b"one\ntwo\n",
+        )
+        .await?;
+    assert_eq!(ok(&out, "ctl exec -i")?, "one\ntwo\ndone\n");
+
+    let out = env
+        .run_ctl(&["exec", "shell", "--", "no-such-command"], b"")
+        .await?;
+    ensure!(!out.status.success(), "a missing command succeeded");
+    let out = env
+        .run_ctl(&["exec", "shell", "-c", "nope", "--", "true"], b"")
+        .await?;
+    ensure!(
+        !out.status.success() && text(&out.stderr).contains("container nope not found"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    if kubectl_available() {
+        let out = env
+            .run_kubectl(&["exec", "shell", "--", "sh", "-c", "echo hi; exit 3"])
+            .await?;
+        assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), "hi\n");
+    }
+    Ok(())
+}
+
+fn write_tree(root: &Path) -> Result<()> {
+    std::fs::create_dir_all(root.join("sub/deeper"))?;
+    std::fs::write(root.join("a.txt"), "alpha\n")?;
+    std::fs::write(
+        root.join("sub/b.bin"),
+        (0..=255u8).cycle().take(70_000).collect::<Vec<_>>(),
+    )?;
+    std::fs::write(root.join("sub/deeper/c.txt"), "gamma\n")?;
+    Ok(())
+}
+
+/// Every file under `root` with its content, by relative path.
+fn read_tree(root: &Path) -> Result<std::collections::BTreeMap<String, Vec<u8>>> {
+    let mut files = std::collections::BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in
+            std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?
+        {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let relative = path.strip_prefix(root)?.display().to_string();
+                files.insert(relative, std::fs::read(&path)?);
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// `ctl cp` and the stock `kubectl cp`: a directory into a pod and back
+/// out, its content the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cp_a_directory_in_and_out() -> Result<()> {
+    let Some(env) = Env::start().await? else {
+        return Ok(());
+    };
+    env.run_pod(json!({
+        "metadata": {"name": "box"},
+        "spec": {"containers": [busybox("c", "exec sleep 3600")]}
+    }))
+    .await?;
+    let local = env.dir.path().join("tree");
+    write_tree(&local)?;
+    let want = read_tree(&local)?;
+    let src = local.display().to_string();
+
+    ok(
+        &env.run_ctl(&["cp", &src, "box:/tmp/in"], b"").await?,
+        "ctl cp in",
+    )?;
+    let listing = ok(
+        &env.run_ctl(
+            &["exec", "box", "--", "cat", "/tmp/in/sub/deeper/c.txt"],
+            b"",
+        )
+        .await?,
+        "ctl exec cat",
+    )?;
+    assert_eq!(listing, "gamma\n");
+    let back = env.dir.path().join("back");
+    ok(
+        &env.run_ctl(&["cp", "box:/tmp/in", &back.display().to_string()], b"")
+            .await?,
+        "ctl cp out",
+    )?;
+    assert_eq!(read_tree(&back)?, want);
+    // Into an existing directory: under the source's own name.
+    ok(
+        &env.run_ctl(&["cp", &src, "box:/tmp"], b"").await?,
+        "ctl cp into a dir",
+    )?;
+    let out = ok(
+        &env.run_ctl(&["exec", "box", "--", "cat", "/tmp/tree/a.txt"], b"")
+            .await?,
+        "ctl exec cat",
+    )?;
+    assert_eq!(out, "alpha\n");
+    let out = env
+        .run_ctl(&["cp", "box:/no/such", &back.display().to_string()], b"")
+        .await?;
+    ensure!(!out.status.success(), "copying a missing path succeeded");
+
+    if kubectl_available() {
+        ok(
+            &env.run_kubectl(&["cp", &src, "box:/tmp/kin"]).await?,
+            "kubectl cp in",
+        )?;
+        let kback = env.dir.path().join("kback");
+        ok(
+            &env.run_kubectl(&["cp", "box:/tmp/kin", &kback.display().to_string()])
+                .await?,
+            "kubectl cp out",
+        )?;
+        assert_eq!(read_tree(&kback)?, want);
+    }
+    Ok(())
+}
+
+/// `ctl port-forward` to an httpd pod: two requests through the forwarded
+/// port, one at a time and two at once, answer the pod's page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn port_forward_carries_requests_to_the_pod() -> Result<()> {
+    let Some(env) = Env::start().await? else {
+        return Ok(());
+    };
+    env.run_pod(json!({
+        "metadata": {"name": "web"},
+        "spec": {"containers": [
+            busybox("httpd", "mkdir -p /www && echo hello-through-the-tunnel > /www/index.html && exec httpd -f -p 8080 -h /www"),
+        ]}
+    }))
+    .await?;
+    let mut child = env.ctl(&["port-forward", "pod/web", ":8080"])?.spawn()?;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().context("no stdout")?).lines();
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .context("no Forwarding line within 30 s")??
+        .context("port-forward ended")?;
+    // "Forwarding from 127.0.0.1:PORT -> 8080"
+    let address = first
+        .strip_prefix("Forwarding from ")
+        .and_then(|rest| rest.strip_suffix(" -> 8080"))
+        .with_context(|| format!("odd first line {first:?}"))?
+        .to_string();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let get = |address: String| async move {
+        let mut stream = tokio::net::TcpStream::connect(&address).await?;
+        stream
+            .write_all(b"GET /index.html HTTP/1.0\r\nHost: x\r\n\r\n")
+            .await?;
+        let mut answer = String::new();
+        tokio::time::timeout(Duration::from_secs(30), stream.read_to_string(&mut answer))
+            .await
+            .context("no answer within 30 s")??;
+        anyhow::Ok(answer)
+    };
+    let answer = get(address.clone()).await?;
+    ensure!(
+        answer.starts_with("HTTP/1.") && answer.contains("hello-through-the-tunnel"),
+        "{answer}"
+    );
+    let (one, two) = tokio::join!(get(address.clone()), get(address.clone()));
+    ensure!(one?.contains("hello-through-the-tunnel") && two?.contains("hello-through-the-tunnel"));
+    child.kill().await?;
+    Ok(())
+}
+
+/// `ctl attach` shows what a running container prints from then on (its
+/// main process's output, not the log before it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attach_reads_a_running_container() -> Result<()> {
+    let Some(env) = Env::start().await? else {
+        return Ok(());
+    };
+    env.run_pod(json!({
+        "metadata": {"name": "ticker"},
+        "spec": {"containers": [
+            busybox("c", "i=0; while [ $i -lt 600 ]; do i=$((i+1)); echo tick-$i; sleep 0.2; done; exec sleep 3600"),
+        ]}
+    }))
+    .await?;
+    let mut child = env.ctl(&["attach", "ticker"])?.spawn()?;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().context("no stdout")?).lines();
+    let mut ticks = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while ticks.len() < 3 {
+            let Some(line) = lines.next_line().await? else {
+                bail!("attach ended after {ticks:?}");
+            };
+            let n: u32 = line
+                .strip_prefix("tick-")
+                .and_then(|n| n.parse().ok())
+                .with_context(|| format!("odd line {line:?}"))?;
+            ticks.push(n);
+        }
+        anyhow::Ok(())
+    })
+    .await
+    .context("no three ticks within 30 s")??;
+    // One after another, as the process prints them.
+    ensure!(ticks.windows(2).all(|w| w[1] == w[0] + 1), "{ticks:?}");
+    child.kill().await?;
+    Ok(())
+}
