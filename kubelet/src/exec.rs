@@ -317,7 +317,7 @@ async fn pump(
                     &remotecommand::error_payload(protocol, &status),
                 ))
                 .await;
-            let _ = sink.send(Message::Close(None)).await;
+            let _ = sink.send(normal_close()).await;
             return;
         }
     };
@@ -386,7 +386,7 @@ async fn pump(
             () = &mut deadline => {
                 tracing::debug!(%id, "stream idle for {idle:?}: closed");
                 gone(control.as_ref(), kind, &id).await;
-                let _ = sink.send(Message::Close(None)).await;
+                let _ = sink.send(normal_close()).await;
                 return;
             }
         }
@@ -403,7 +403,16 @@ async fn pump(
             &remotecommand::error_payload(protocol, &status),
         ))
         .await;
-    let _ = sink.send(Message::Close(None)).await;
+    let _ = sink.send(normal_close()).await;
+}
+
+/// A close frame with code 1000: client-go reads it as the end of every
+/// channel, while a close without a code (1005) is an error to it.
+fn normal_close() -> Message {
+    Message::Close(Some(axum::extract::ws::CloseFrame {
+        code: axum::extract::ws::close_code::NORMAL,
+        reason: "".into(),
+    }))
 }
 
 /// The client is gone: an exec's process is ended, an attach just detached.

@@ -43,6 +43,8 @@ mod errors;
 mod etcd_storage;
 /// Events: the recorder's correlation against a real apiserver, TTL leases on updates.
 mod events;
+/// `pods/exec` and `pods/attach` with kubectl and the Python client on real Docker; RBAC's create (#15).
+mod exec_attach;
 /// The manifests under examples/ are accepted as written.
 mod examples;
 /// Survive losing a process: kill -9 of each component of an HA cluster under load (#14).
