@@ -554,6 +554,31 @@ async fn ingresses_through_stock_kubectl_and_ctl() -> Result<()> {
         .await?;
     ensure!(out == "Exact", "{out}");
 
+    // kubectl's typed create sends protobuf.
+    let out = kubectl
+        .ok(&[
+            "create",
+            "ingress",
+            "typed",
+            "--rule=c.example/x*=c:80",
+            "--class=mini-k8s",
+        ])
+        .await?;
+    ensure!(
+        out.contains("ingress.networking.k8s.io/typed created"),
+        "{out}"
+    );
+    let out = kubectl
+        .ok(&[
+            "get",
+            "ing",
+            "typed",
+            "-o",
+            "jsonpath={.spec.rules[0].http.paths[0].pathType} {.spec.rules[0].http.paths[0].path}",
+        ])
+        .await?;
+    ensure!(out == "Prefix /x", "{out}");
+
     // Kubernetes' validation, with field paths.
     let bad = INGRESS_YAML
         .replace("name: web", "name: bad")

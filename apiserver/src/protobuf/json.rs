@@ -80,6 +80,7 @@ const KEEP_ZERO: &[&str] = &[
 const INLINE: &[&str] = &[
     "ephemeralContainerCommon",
     "handler",
+    "ingressRuleValue",
     "localObjectReference",
     "persistentVolumeSource",
     "volumeSource",
