@@ -22,6 +22,7 @@ pub mod kubelet_tls;
 pub mod kubelet_client;
 pub mod logs;
 pub mod metrics;
+pub mod portforward;
 pub mod protobuf;
 pub mod registry;
 pub mod server;

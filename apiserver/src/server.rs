@@ -500,6 +500,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/api/v1/namespaces/{ns}/pods/{name}/attach",
             get(crate::exec::attach).post(crate::exec::attach),
         )
+        .route(
+            "/api/v1/namespaces/{ns}/pods/{name}/portforward",
+            get(crate::portforward::portforward).post(crate::portforward::portforward),
+        )
         .merge(authz::review::routes(state.authorizer.clone()))
         .merge(crate::token_review::routes(state.auth.clone()))
         .fallback(crate::http::handle)

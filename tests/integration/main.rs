@@ -67,6 +67,8 @@ mod leader_election;
 mod leases;
 /// Patches: merge, JSON, strategic.
 mod patch;
+/// `pods/portforward`: stock kubectl (SPDY, plain and tunneled) and the Python client on real Docker (#15).
+mod port_forward;
 /// Stock kubectl's protobuf bodies (typed `create`, `describe`), `drain` and `pods/eviction`.
 mod protobuf;
 /// kube-proxy in a node network namespace, both modes: balance, affinity, UDP, publicIPs, rule cleanup.
