@@ -14,11 +14,8 @@ pub mod routes;
 
 use std::future::Future;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axum::http::StatusCode;
-use axum::routing::get;
 use client_util::{reflect, Reflected, StopFlag};
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 use k8s_openapi::api::networking::v1::Ingress;
@@ -57,7 +54,8 @@ pub enum Error {
 }
 
 /// Runs the proxy on `listener` until `shutdown` resolves; `healthz`
-/// serves `/healthz` and `/readyz` (200 once the caches are filled).
+/// serves `/healthz`, `/livez` and `/readyz` (`client_util::health`;
+/// ready once the caches have listed).
 ///
 /// # Errors
 ///
@@ -71,30 +69,6 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let stop = StopFlag::new(shutdown);
-    let ready = Arc::new(AtomicBool::new(false));
-    let health = {
-        let stop = stop.clone();
-        let ready = ready.clone();
-        let check = move || {
-            let ready = ready.load(Ordering::Relaxed);
-            async move {
-                if ready {
-                    (StatusCode::OK, "ok")
-                } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "caches not synced")
-                }
-            }
-        };
-        let router = axum::Router::new()
-            .route("/healthz", get(|| async { "ok" }))
-            .route("/livez", get(|| async { "ok" }))
-            .route("/readyz", get(check));
-        tokio::spawn(async move {
-            axum::serve(healthz, router)
-                .with_graceful_shutdown(async move { stop.stopped().await })
-                .await
-        })
-    };
     let port = listener.local_addr().map_err(Error::Listener)?.port();
     let ingresses = reflect(
         Api::<Ingress>::all(client.clone()),
@@ -111,6 +85,23 @@ pub async fn run(
         watcher::Config::default(),
         stop.clone(),
     );
+    // Kubernetes' health endpoints: live while the process runs, ready once
+    // the three caches have listed (the routing table is built from them).
+    let health = {
+        let stop = stop.clone();
+        let informers = client_util::health::InformerSync::new()
+            .with_store(&ingresses.store)
+            .with_store(&services.store)
+            .with_store(&endpoints.store);
+        let router = client_util::health::Health::new()
+            .with_readyz_check(informers.check())
+            .router();
+        tokio::spawn(async move {
+            axum::serve(healthz, router)
+                .with_graceful_shutdown(async move { stop.stopped().await })
+                .await
+        })
+    };
     tracing::info!(class = %config.ingress_class, port, "ingress-proxy starting");
     let synced = async {
         ingresses
@@ -134,7 +125,6 @@ pub async fn run(
         synced = synced => synced?,
     }
     let (tx, rx) = watch::channel(Arc::new(build(&ingresses, &services, &endpoints, &config)));
-    ready.store(true, Ordering::Relaxed);
     let rebuilder = tokio::spawn(follow(
         ingresses.clone(),
         services,

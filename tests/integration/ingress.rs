@@ -17,6 +17,7 @@ use axum::http::StatusCode;
 use mini_k8s_tests::apiserver::TestCluster;
 use mini_k8s_tests::netns::{Netns, Relay, Topology};
 use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 
 use crate::kubectl::kubectl_cluster;
@@ -311,7 +312,16 @@ async fn ingress_proxy_routes_by_host_and_path_and_follows_changes() -> Result<(
             .node
             .tcp_connect(SocketAddr::from((Ipv4Addr::LOCALHOST, 10254)))
             .await;
-        ensure!(readyz.is_ok(), "nothing on the node's 127.0.0.1:10254");
+        let mut readyz = readyz.context("nothing on the node's 127.0.0.1:10254")?;
+        readyz
+            .write_all(b"GET /readyz?verbose HTTP/1.0\r\n\r\n")
+            .await?;
+        let mut answer = String::new();
+        readyz.read_to_string(&mut answer).await?;
+        ensure!(
+            answer.starts_with("HTTP/1.0 200") && answer.contains("[+]informer-sync ok"),
+            "readyz: {answer}"
+        );
 
         // Host and path, Prefix by path elements, Exact.
         for (host, path, want) in [
