@@ -25,8 +25,6 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axum::http::StatusCode;
-use axum::routing::get;
 use client_util::{reflect, StopFlag};
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 use kube::runtime::watcher;
@@ -53,7 +51,8 @@ pub struct Listeners {
     pub udp: tokio::net::UdpSocket,
     /// DNS over TCP.
     pub tcp: tokio::net::TcpListener,
-    /// `/healthz` (the process serves) and `/readyz` (the caches are filled).
+    /// `/healthz`, `/livez` and `/readyz` (`client_util::health`; ready once
+    /// the services and endpoints caches are filled).
     pub healthz: tokio::net::TcpListener,
 }
 
@@ -89,6 +88,9 @@ pub async fn run(
         watcher::Config::default(),
         stop.clone(),
     );
+    let informers = client_util::health::InformerSync::new()
+        .with_store(&services.store)
+        .with_store(&endpoints.store);
     let ready = Arc::new(AtomicBool::new(false));
     {
         let ready = ready.clone();
@@ -137,21 +139,11 @@ pub async fn run(
     };
     let health = {
         let stop = stop.clone();
-        let router = axum::Router::new()
-            .route("/healthz", get(|| async { "ok" }))
-            .route(
-                "/readyz",
-                get(move || {
-                    let ready = ready.load(Ordering::Acquire);
-                    async move {
-                        if ready {
-                            (StatusCode::OK, "ok")
-                        } else {
-                            (StatusCode::SERVICE_UNAVAILABLE, "caches not filled yet")
-                        }
-                    }
-                }),
-            );
+        // Kubernetes' format (`?verbose`, per-check paths); ready once both
+        // caches have listed, as CoreDNS's kubernetes plugin.
+        let router: axum::Router = client_util::health::Health::new()
+            .with_readyz_check(informers.check())
+            .router();
         tokio::spawn(async move {
             axum::serve(listeners.healthz, router)
                 .with_graceful_shutdown(async move { stop.stopped().await })
