@@ -8,9 +8,11 @@
 //! with a value or a typed error, never a panic, a 5xx or an unbounded
 //! result". Every corpus file is also replayed as is on each run, so a
 //! crash once found stays a regression case: save its input there.
-//! proptest keeps the seeds of failures it finds in
-//! `proptest-regressions/` next to the target's source; those files are
-//! committed too and replayed first.
+//! proptest keeps the seed of each failure it finds in
+//! `tests/proptest-regressions/<target>.txt`; commit those files too: they
+//! are replayed before any new case. (Checked: a panic injected into the
+//! label selector parser on `!=,` is found by the mutated-selectors target
+//! within its 512 cases, shrunk to `"!=,"`, and its seed saved there.)
 //!
 //! The number of generated cases per target is `FUZZ_CASES` (default 512,
 //! which keeps the whole binary to seconds in CI); raise it for a longer
