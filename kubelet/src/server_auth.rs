@@ -42,6 +42,9 @@ pub enum AuthorizationMode {
 
 /// The security flags of the kubelet's server.
 #[derive(Clone, Debug, Default, clap::Args)]
+// Its own group id: the derive names the group after the struct, and the
+// binary's flags struct is `Flags` too (debug builds assert they differ).
+#[group(id = "ServerAuthFlags")]
 pub struct Flags {
     /// PEM certificate the kubelet API serves TLS with.
     #[arg(long, requires = "tls_private_key_file")]
