@@ -4,7 +4,7 @@
 //!
 //!   ctl certs ca DIR                     DIR/ca.{crt,key} (kept if present)
 //!   ctl certs issue DIR NAME --cn USER [--org GROUP] --client
-//!   ctl certs issue DIR NAME --cn NAME --ip IP [--dns NAME]... --server
+//!   ctl certs issue DIR NAME --cn NAME --ip IP [--dns NAME]... --serving
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -50,9 +50,9 @@ pub enum What {
         /// DNS subject alternative name (repeatable).
         #[arg(long = "dns")]
         dns_names: Vec<String>,
-        /// For serving TLS.
+        /// For serving TLS (not `--server`: that is the global flag).
         #[arg(long)]
-        server: bool,
+        serving: bool,
         /// For a TLS client identity.
         #[arg(long)]
         client: bool,
@@ -81,21 +81,49 @@ pub fn run(args: Args) -> Result<()> {
             organization,
             ips,
             dns_names,
-            server,
+            serving,
             client,
         } => {
-            anyhow::ensure!(server || client, "say --server, --client or both");
+            anyhow::ensure!(serving || client, "say --serving, --client or both");
             let ca = Ca::load(&dir).with_context(|| format!("the CA in {}", dir.display()))?;
             let issued = ca.issue(&Leaf {
                 common_name: cn,
                 organization,
                 ips,
                 dns_names,
-                server,
+                server: serving,
                 client,
             })?;
             pki::write_pair(&dir, &name, &issued)?;
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    #[test]
+    fn the_flags_parse_beside_the_global_ones() {
+        let cli = crate::Cli::try_parse_from([
+            "ctl",
+            "certs",
+            "issue",
+            "/d",
+            "n",
+            "--cn",
+            "u",
+            "--org",
+            "g",
+            "--client",
+            "--serving",
+            "--ip",
+            "10.0.0.1",
+            "--dns",
+            "kubernetes",
+        ])
+        .unwrap();
+        assert!(matches!(cli.command, crate::Command::Certs(_)));
     }
 }
