@@ -1,0 +1,327 @@
+//! Health endpoints in Kubernetes' format on every component's binary, and
+//! `componentstatuses` through stock kubectl (#17 item 4).
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use mini_k8s_tests::apiserver::TestCluster;
+use mini_k8s_tests::processes::Process;
+
+use crate::kubectl::{kubectl_available, Kubectl};
+
+/// A free loopback port (bound then released).
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// `GET url` → (status, body).
+async fn get(http: &reqwest::Client, url: &str) -> Result<(u16, String)> {
+    let r = http.get(url).send().await?;
+    Ok((r.status().as_u16(), r.text().await?))
+}
+
+/// Polls `url` until it answers `code`, returning the body.
+async fn until_code(
+    http: &reqwest::Client,
+    url: &str,
+    code: u16,
+    process: &Process,
+) -> Result<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok((got, body)) = get(http, url).await {
+            if got == code {
+                return Ok(body);
+            }
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{url} never answered {code}; {} log:\n{}",
+            process.name(),
+            process.log_tail(20)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(ToString::to_string).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_apiserver_lists_its_checks_and_tells_a_reason_per_check() -> Result<()> {
+    let c = TestCluster::start().await?;
+    let base = c.url().to_string();
+    let (code, body) = get(&c.http, &format!("{base}/readyz?verbose")).await?;
+    assert_eq!(code, 200, "{body}");
+    for line in [
+        "[+]ping ok",
+        "[+]etcd ok",
+        "[+]informer-sync ok",
+        "[+]poststarthook/bootstrap-controller ok",
+        "[+]shutdown ok",
+        "readyz check passed",
+    ] {
+        assert!(body.lines().any(|l| l == line), "{line:?} in\n{body}");
+    }
+    let (code, body) = get(&c.http, &format!("{base}/livez")).await?;
+    assert_eq!((code, body.as_str()), (200, "ok"));
+    let (code, body) = get(&c.http, &format!("{base}/readyz/etcd")).await?;
+    assert_eq!((code, body.as_str()), (200, "ok"));
+    let (code, body) = get(
+        &c.http,
+        &format!("{base}/readyz?verbose&exclude=etcd&exclude=nope"),
+    )
+    .await?;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("[+]etcd excluded: ok\n"), "{body}");
+    assert!(
+        body.contains("warn: some health checks cannot be excluded: no matches for \"nope\""),
+        "{body}"
+    );
+    let (code, _) = get(&c.http, &format!("{base}/readyz/nope")).await?;
+    assert_eq!(code, 404);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduler_is_ready_until_its_apiserver_goes() -> Result<()> {
+    let c = TestCluster::start().await?;
+    let port = free_port()?;
+    let dir = tempfile::tempdir()?;
+    let scheduler = Process::spawn(
+        "scheduler",
+        "scheduler",
+        &strings(&[
+            "--master",
+            c.url(),
+            "--healthz-bind-address",
+            &format!("127.0.0.1:{port}"),
+            "--leader-elect=false",
+        ]),
+        &dir.path().join("scheduler.log"),
+    )?;
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let body = until_code(&http, &format!("{base}/readyz?verbose"), 200, &scheduler).await?;
+    for line in [
+        "[+]ping ok",
+        "[+]leader-election ok",
+        "[+]api ok",
+        "[+]informer-sync ok",
+        "readyz check passed",
+    ] {
+        assert!(body.lines().any(|l| l == line), "{line:?} in\n{body}");
+    }
+    let (code, body) = get(&http, &format!("{base}/healthz")).await?;
+    assert_eq!((code, body.as_str()), (200, "ok"));
+
+    let TestCluster {
+        apiserver, etcd, ..
+    } = c;
+    apiserver.stop().await?;
+    let body = until_code(&http, &format!("{base}/readyz"), 500, &scheduler).await?;
+    assert!(
+        body.lines().any(|l| l == "[-]api failed: reason withheld"),
+        "{body}"
+    );
+    assert!(body.ends_with("readyz check failed\n"), "{body}");
+    let (code, body) = get(&http, &format!("{base}/readyz/api")).await?;
+    assert_eq!(code, 500);
+    assert!(
+        body.starts_with("internal server error: apiserver unreachable"),
+        "{body}"
+    );
+    // Liveness does not follow the apiserver: a restart would not help.
+    let (code, _) = get(&http, &format!("{base}/livez")).await?;
+    assert_eq!(code, 200);
+    drop(etcd);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_loopback_health_address_is_refused() -> Result<()> {
+    let out = tokio::process::Command::new(mini_k8s_tests::binaries::path("controller-manager")?)
+        .args([
+            "--master",
+            "http://127.0.0.1:1",
+            "--healthz-bind-address",
+            "0.0.0.0:0",
+        ])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .context("running controller-manager")?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--allow-non-loopback-healthz"), "{stderr}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kubelet_is_not_ready_without_its_container_runtime() -> Result<()> {
+    let c = TestCluster::start().await?;
+    let dir = tempfile::tempdir()?;
+    let mut ports = Vec::new();
+    let mut kubelets = Vec::new();
+    // One on the hollow runtime (healthy), one on a Docker socket where no
+    // dockerd listens (as one that was stopped).
+    for (name, runtime) in [("healthy", "hollow"), ("nodocker", "docker")] {
+        let port = free_port()?;
+        let socket = format!("unix://{}", dir.path().join("docker.sock").display());
+        kubelets.push(Process::spawn(
+            name,
+            "kubelet",
+            &strings(&[
+                "--master",
+                c.url(),
+                "--hostname-override",
+                name,
+                "--runtime",
+                runtime,
+                "--docker-endpoint",
+                &socket,
+                "--port",
+                "0",
+                "--healthz-port",
+                &port.to_string(),
+                "--root-dir",
+                &dir.path().join(name).display().to_string(),
+            ]),
+            &dir.path().join(format!("{name}.log")),
+        )?);
+        ports.push(port);
+    }
+    let http = reqwest::Client::new();
+    let healthy = format!("http://127.0.0.1:{}", ports[0]);
+    let body = until_code(
+        &http,
+        &format!("{healthy}/readyz?verbose"),
+        200,
+        &kubelets[0],
+    )
+    .await?;
+    for line in ["[+]syncloop ok", "[+]runtime ok", "readyz check passed"] {
+        assert!(body.lines().any(|l| l == line), "{line:?} in\n{body}");
+    }
+    let broken = format!("http://127.0.0.1:{}", ports[1]);
+    let body = until_code(
+        &http,
+        &format!("{broken}/readyz?verbose"),
+        500,
+        &kubelets[1],
+    )
+    .await?;
+    assert!(
+        body.lines()
+            .any(|l| l == "[-]runtime failed: reason withheld"),
+        "{body}"
+    );
+    let (code, body) = get(&http, &format!("{broken}/readyz/runtime")).await?;
+    assert_eq!(code, 500);
+    assert!(body.contains("container runtime is down"), "{body}");
+    // Liveness is the sync loop's, which runs without Docker.
+    let (code, _) = get(&http, &format!("{broken}/healthz")).await?;
+    assert_eq!(code, 200);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_cs_shows_the_scheduler_unhealthy_once_stopped() -> Result<()> {
+    if !kubectl_available() {
+        println!("SKIPPED: kubectl is not installed on this machine");
+        return Ok(());
+    }
+    let (scheduler_port, cm_port) = (free_port()?, free_port()?);
+    let c = TestCluster::start_with(|config| {
+        config.scheduler_healthz_url = format!("http://127.0.0.1:{scheduler_port}/healthz");
+        config.controller_manager_healthz_url = format!("http://127.0.0.1:{cm_port}/healthz");
+    })
+    .await?;
+    let dir = tempfile::tempdir()?;
+    let kubectl = Kubectl {
+        kubeconfig: mini_k8s_tests::kubeconfig::write(dir.path(), c.url(), None, None)?,
+    };
+    let mut scheduler = Process::spawn(
+        "scheduler",
+        "scheduler",
+        &strings(&[
+            "--master",
+            c.url(),
+            "--healthz-bind-address",
+            &format!("127.0.0.1:{scheduler_port}"),
+        ]),
+        &dir.path().join("scheduler.log"),
+    )?;
+    let cm = Process::spawn(
+        "controller-manager",
+        "controller-manager",
+        &strings(&[
+            "--master",
+            c.url(),
+            "--healthz-bind-address",
+            &format!("127.0.0.1:{cm_port}"),
+        ]),
+        &dir.path().join("controller-manager.log"),
+    )?;
+    let http = reqwest::Client::new();
+    until_code(
+        &http,
+        &format!("http://127.0.0.1:{scheduler_port}/healthz"),
+        200,
+        &scheduler,
+    )
+    .await?;
+    until_code(
+        &http,
+        &format!("http://127.0.0.1:{cm_port}/healthz"),
+        200,
+        &cm,
+    )
+    .await?;
+
+    let out = kubectl.ok(&["get", "componentstatuses"]).await?;
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0], ["NAME", "STATUS", "MESSAGE", "ERROR"], "{out}");
+    let mut names: Vec<(&str, &str)> = rows[1..].iter().map(|r| (r[0], r[1])).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            ("controller-manager", "Healthy"),
+            ("etcd-0", "Healthy"),
+            ("scheduler", "Healthy")
+        ],
+        "{out}"
+    );
+    let one = kubectl
+        .ok(&["get", "cs", "scheduler", "-o", "json"])
+        .await?;
+    let one: serde_json::Value = serde_json::from_str(&one)?;
+    assert_eq!(one["kind"], "ComponentStatus");
+    assert_eq!(one["conditions"][0]["message"], "ok");
+    let err = kubectl.fails(&["delete", "cs", "scheduler"]).await?;
+    assert!(
+        err.contains("MethodNotAllowed") || err.contains("not allowed"),
+        "{err}"
+    );
+
+    let pid = scheduler.pid();
+    scheduler.kill();
+    assert!(!mini_k8s_tests::processes::pid_exists(pid) || !scheduler.is_running());
+    let out = kubectl.ok(&["get", "cs", "scheduler"]).await?;
+    let row: Vec<&str> = out
+        .lines()
+        .nth(1)
+        .context("a row")?
+        .split_whitespace()
+        .collect();
+    assert_eq!(&row[..2], ["scheduler", "Unhealthy"], "{out}");
+    assert!(out.contains("connect"), "the reason in MESSAGE: {out}");
+    Ok(())
+}
