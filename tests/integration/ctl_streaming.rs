@@ -450,6 +450,38 @@ async fn exec_output_exit_code_and_stdin() -> Result<()> {
         text(&out.stderr)
     );
 
+    // -it under a pseudo-terminal: the command sees a TTY, the exit code is
+    // ours, and the terminal is out of raw mode again afterwards (`stty`
+    // prints `icanon`, not `-icanon`). (The size is sent, but busybox's
+    // `stty size` in a Docker exec TTY answers "No child processes" today,
+    // so it is not checked.)
+    let line = format!(
+        "stty cols 123 rows 45; {} exec -it shell -- sh -c 'tty; stty size; exit 4'; echo rc=$?; stty -a",
+        ctl_binary()?.display()
+    );
+    let mut script = tokio::process::Command::new("script");
+    script
+        .args(["-qec", &line, "/dev/null"])
+        .env("KUBECONFIG", &env.kubeconfig)
+        .env("HOME", env.dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let out = finish(script, b"", "script ctl exec -it").await?;
+    let stdout = text(&out.stdout);
+    ensure!(
+        stdout.contains("/dev/pts/"),
+        "no TTY in the exec: {stdout:?}"
+    );
+    ensure!(stdout.contains("rc=4"), "{stdout:?}");
+    let after = stdout.split("rc=4").nth(1).unwrap_or_default();
+    ensure!(
+        after
+            .split_whitespace()
+            .any(|w| w == "icanon" || w == "icanon;"),
+        "the terminal stayed raw: {after:?}"
+    );
+
     if kubectl_available() {
         let out = env
             .run_kubectl(&["exec", "shell", "--", "sh", "-c", "echo hi; exit 3"])
