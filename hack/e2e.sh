@@ -29,6 +29,11 @@
 #                 gets one; minion 4 stopped, past the eviction timeout its
 #                 pod is still bound to it (not evicted) and none is made
 #                 elsewhere (runs last: it leaves minion 4 stopped)
+#   health        `kubectl get cs` (stock kubectl, else ctl): etcd-0,
+#                 scheduler and controller-manager Healthy; after
+#                 `local-cluster.sh stop-scheduler` the scheduler Unhealthy
+#                 (the others still Healthy); started again, Healthy; the
+#                 scheduler's /readyz?verbose lists its checks
 #   secure        the API on 10.245.1.1 only over TLS (plain HTTP on its
 #                 port fails, nothing on 8080), 401 over TLS without a
 #                 credential, 403 for the token of `demo` (no roles); each
@@ -376,6 +381,55 @@ e2e::ds_per_node() {
 e2e::ds_pod_uid() {
   kc get pods -l "$1" -o json | jq -r --arg n "$2" '.items[]
     | select(.metadata.deletionTimestamp == null and .spec.nodeName == $n) | .metadata.uid'
+}
+
+# e2e::cs - `get componentstatuses` as NAME STATUS lines, through the stock
+# kubectl when there is one (the "must show" of issue #17), else ctl.
+e2e::cs() {
+  if command -v kubectl >/dev/null; then
+    kubectl --kubeconfig "$KUBECONFIG" get componentstatuses --no-headers 2>/dev/null
+  else
+    kc get cs --no-headers
+  fi | awk '{print $1, $2}' | sort
+}
+
+# e2e::cs_is NAME STATUS - componentstatus NAME shows STATUS.
+e2e::cs_is() {
+  local out
+  out="$(e2e::cs)"
+  grep -qx "$1 $2" <<<"$out" || {
+    echo "$out"
+    return 1
+  }
+}
+
+# e2e::scheduler_checks_listed - the scheduler's verbose readiness names
+# its checks, all passing.
+e2e::scheduler_checks_listed() {
+  local out
+  out="$(curl -fsS --max-time 5 "http://127.0.0.1:${SCHEDULER_HEALTHZ_PORT:-10251}/readyz?verbose")"
+  if ! grep -qx '\[+\]leader-election ok' <<<"$out" || ! grep -qx 'readyz check passed' <<<"$out"; then
+    echo "$out"
+    return 1
+  fi
+}
+
+# e2e::others_healthy - etcd-0 and controller-manager Healthy.
+e2e::others_healthy() {
+  e2e::cs_is etcd-0 Healthy && e2e::cs_is controller-manager Healthy
+}
+
+e2e::scenario_health() {
+  local c
+  for c in etcd-0 scheduler controller-manager; do
+    e2e::poll 30 "get cs: $c Healthy" e2e::cs_is "$c" Healthy || return 1
+  done
+  e2e::check "scheduler /readyz?verbose lists its checks" e2e::scheduler_checks_listed || return 1
+  "$LOCAL_CLUSTER" stop-scheduler >/dev/null
+  e2e::poll 30 "scheduler stopped: get cs says Unhealthy" e2e::cs_is scheduler Unhealthy || return 1
+  e2e::check "etcd-0 and controller-manager still Healthy" e2e::others_healthy || return 1
+  "$LOCAL_CLUSTER" start-scheduler >/dev/null
+  e2e::poll 30 "scheduler started again: Healthy" e2e::cs_is scheduler Healthy || return 1
 }
 
 e2e::scenario_daemonset() {
@@ -817,6 +871,7 @@ e2e::scenario rolling
 e2e::scenario minion-down
 e2e::scenario restart
 e2e::scenario ingress
+e2e::scenario health
 e2e::scenario daemonset
 e2e::scenario dns
 

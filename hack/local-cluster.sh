@@ -13,6 +13,8 @@
 #   hack/local-cluster.sh start-minion K  start them again (a reboot if they run); K one
 #                                         more than the minions there adds a minion
 #   hack/local-cluster.sh restart-master  restart etcd and the apiserver (data kept)
+#   hack/local-cluster.sh stop-scheduler  stop the scheduler (kubectl get cs: Unhealthy)
+#   hack/local-cluster.sh start-scheduler start it again
 #   hack/local-cluster.sh exec K CMD...   run CMD in minion K's network namespace
 #   hack/local-cluster.sh docker K ARG... the docker CLI against minion K's dockerd
 #
@@ -184,7 +186,7 @@ cmd_status() {
 # One command at a time changes the cluster (an `up` racing a `down` would
 # tear down what the other just made).
 case "${1:-}" in
-  up | down | stop-minion | start-minion | restart-master)
+  up | down | stop-minion | start-minion | restart-master | stop-scheduler | start-scheduler)
     exec 9>/run/lock/mini-k8s-local-cluster.lock
     flock -w 300 9 || util::die "another local-cluster.sh command holds /run/lock/mini-k8s-local-cluster.lock"
     ;;
@@ -219,6 +221,16 @@ case "${1:-}" in
     minions >/dev/null
     stop_master
     start_master
+    ;;
+  stop-scheduler)
+    minions >/dev/null
+    cluster::stop scheduler
+    ;;
+  start-scheduler)
+    minions >/dev/null
+    cluster::stop scheduler # a restart if it runs
+    cluster::start_scheduler "$MASTER"
+    cluster::wait_http "http://127.0.0.1:$SCHEDULER_HEALTHZ_PORT/healthz" 30 scheduler
     ;;
   exec)
     valid_minion "${2:-}"

@@ -255,20 +255,31 @@ cluster::start_apiserver() {
   cluster::port_free "$port" "$bind" || util::die "port $bind:$port is taken: is another apiserver running? (stop it or set API_PORT)"
   cluster::spawn apiserver "" "$CLUSTER_BIN/apiserver" --etcd-servers "$etcd" \
     --bind-address "$bind" --port "$port" --advertise-address "$bind" \
-    --service-cluster-ip-range "$CLUSTER_PORTAL_RANGE"
+    --service-cluster-ip-range "$CLUSTER_PORTAL_RANGE" \
+    --scheduler-healthz-url "http://127.0.0.1:$SCHEDULER_HEALTHZ_PORT/healthz" \
+    --controller-manager-healthz-url "http://127.0.0.1:$CONTROLLER_MANAGER_HEALTHZ_PORT/healthz"
   cluster::wait_http "http://$bind:$port/readyz" 30 apiserver
 }
 
+# Where the scheduler and the controller manager serve /healthz, /livez,
+# /readyz (loopback, plain HTTP), which the apiserver's componentstatuses
+# probes: given explicitly on both sides, so a port taken by someone else
+# fails the start instead of reporting another process's health.
+SCHEDULER_HEALTHZ_PORT="${SCHEDULER_HEALTHZ_PORT:-10251}"
+CONTROLLER_MANAGER_HEALTHZ_PORT="${CONTROLLER_MANAGER_HEALTHZ_PORT:-10252}"
+
 # cluster::start_scheduler MASTER_URL
 cluster::start_scheduler() {
-  cluster::spawn scheduler "" "$CLUSTER_BIN/scheduler" --master "$1"
+  cluster::spawn scheduler "" "$CLUSTER_BIN/scheduler" --master "$1" \
+    --healthz-bind-address "127.0.0.1:$SCHEDULER_HEALTHZ_PORT"
 }
 
 # cluster::start_controller_manager MASTER_URL [FLAG...]
 cluster::start_controller_manager() {
   local master="$1"
   shift
-  cluster::spawn controller-manager "" "$CLUSTER_BIN/controller-manager" --master "$master" "$@"
+  cluster::spawn controller-manager "" "$CLUSTER_BIN/controller-manager" --master "$master" \
+    --healthz-bind-address "127.0.0.1:$CONTROLLER_MANAGER_HEALTHZ_PORT" "$@"
 }
 
 # cluster::start_dockerd NAME NETNS DIR [DOCKERD_FLAG...] - a dockerd of its
