@@ -16,7 +16,7 @@
 //! they take no in-flight slot (`http::limits`), as in Kubernetes.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use api_types::kinds;
@@ -31,7 +31,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::error::{ApiError, Result};
 use crate::http::path::Version;
-use crate::kubelet_client::{self, PlainHttp, Transport};
+use crate::kubelet_client::{self, Transport};
 use crate::server::ApiState;
 
 /// A relayed stream with no byte either way for this long is closed (the
@@ -49,10 +49,6 @@ const UPGRADE_HEADERS: [&str; 5] = [
     "sec-websocket-protocol",
     "x-stream-protocol-version",
 ];
-
-/// How kubelets are reached until the apiserver's kubelet TLS client is
-/// wired into [`ApiState`]: plain HTTP.
-static TRANSPORT: LazyLock<PlainHttp> = LazyLock::new(PlainHttp::default);
 
 /// Which subresource.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,7 +152,7 @@ async fn relay(
         encoded.join("&")
     );
     let what = format!("{} {ns}/{name}/{}", kind.path(), options.container);
-    relay_upgrade(&kubelet, &path, request, what).await
+    relay_upgrade(&state.kubelet, &kubelet, &path, request, what).await
 }
 
 /// Sends the client's upgrade request to `path_and_query` on `kubelet`
@@ -170,12 +166,12 @@ async fn relay(
 ///
 /// A bad URI (500), an unreachable kubelet (503).
 pub async fn relay_upgrade(
+    transport: &dyn Transport,
     kubelet: &kubelet_client::Kubelet,
     path: &str,
     mut request: Request,
     what: String,
 ) -> Result<axum::response::Response> {
-    let transport: &dyn Transport = &*TRANSPORT;
     let upstream = kubelet_client::request(
         transport,
         kubelet,

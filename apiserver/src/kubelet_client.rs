@@ -7,8 +7,8 @@
 //! `status.daemonEndpoints.kubeletEndpoint` (10250 when it reports none),
 //! as Kubernetes' `NodeConnectionInfoGetter` does. Requests are built by
 //! [`request`] alone (URI, `Host`, headers passed on, credentials) and sent
-//! through a [`Transport`] (plain HTTP today; TLS with the apiserver's
-//! client identity plugs in as another `Transport`).
+//! through a [`Transport`]: the apiserver's `KubeletClient` (HTTPS with its
+//! kubelet-client identity when configured, plain HTTP otherwise).
 
 use std::time::Duration;
 
@@ -81,6 +81,25 @@ impl Transport for PlainHttp {
         request: Request<Body>,
     ) -> std::result::Result<Response<Incoming>, hyper_util::client::legacy::Error> {
         self.0.request(request).await
+    }
+}
+
+/// The apiserver's client to kubelets (`--kubelet-certificate-authority`
+/// and its client identity: HTTPS; otherwise plain HTTP).
+#[async_trait]
+impl Transport for crate::kubelet_tls::KubeletClient {
+    fn scheme(&self) -> &'static str {
+        crate::kubelet_tls::KubeletClient::scheme(self)
+    }
+
+    async fn send(
+        &self,
+        request: Request<Body>,
+    ) -> std::result::Result<Response<Incoming>, hyper_util::client::legacy::Error> {
+        match self {
+            Self::Plain(client) => client.request(request).await,
+            Self::Tls(client) => client.request(request).await,
+        }
     }
 }
 
