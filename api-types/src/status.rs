@@ -199,6 +199,8 @@ pub enum Reason {
     RequestEntityTooLarge,
     /// 415: the body's content type is not understood.
     UnsupportedMediaType,
+    /// 406: no form the client accepts can be served.
+    NotAcceptable,
     /// 422: the object fails validation.
     Invalid,
     /// 429: past a limit (requests in flight, watches); retry later.
@@ -224,6 +226,7 @@ impl Reason {
             Self::Gone => 410,
             Self::RequestEntityTooLarge => 413,
             Self::UnsupportedMediaType => 415,
+            Self::NotAcceptable => 406,
             Self::Invalid => 422,
             Self::TooManyRequests => 429,
             Self::InternalError => 500,
@@ -245,6 +248,7 @@ impl Reason {
             Self::Gone => "Gone",
             Self::RequestEntityTooLarge => "RequestEntityTooLarge",
             Self::UnsupportedMediaType => "UnsupportedMediaType",
+            Self::NotAcceptable => "NotAcceptable",
             Self::Invalid => "Invalid",
             Self::TooManyRequests => "TooManyRequests",
             Self::InternalError => "InternalError",

@@ -237,11 +237,11 @@ fn openapi_hash() -> String {
 /// `x-kubernetes-action`) and the `fieldValidation` parameter, from which
 /// kubectl learns that the server validates fields itself.
 ///
-/// It carries no object schemas. So that kubectl does not try to compute
-/// strategic merge patches from schemas that are not there, the PATCH
-/// operations list only the JSON and merge patch bodies; kubectl then
-/// computes strategic patches from its built-in types, which the server
-/// accepts all the same.
+/// `components.schemas` holds every kind's schema (`crate::openapi`),
+/// with the group-version-kind and strategic merge extensions kubectl's
+/// `explain` and `apply` read. The PATCH operations list the JSON and
+/// merge patch bodies; kubectl computes strategic patches from the schemas
+/// or its built-in types, which the server accepts all the same.
 pub fn openapi_v3_v1() -> Value {
     openapi_v3("", "v1").unwrap_or_default()
 }
@@ -305,6 +305,6 @@ fn openapi_v3(group: &str, version: &str) -> Option<Value> {
         "openapi": "3.0.0",
         "info": { "title": "Kubernetes", "version": format!("v{}.{}.0", KUBERNETES_VERSION.0, KUBERNETES_VERSION.1) },
         "paths": paths,
-        "components": { "schemas": {} },
+        "components": { "schemas": crate::openapi::schemas(crate::openapi::Flavor::V3) },
     }))
 }

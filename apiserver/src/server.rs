@@ -473,6 +473,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
                 },
             ),
         )
+        .route("/openapi/v2", get(crate::openapi::v2))
         .route(
             "/openapi/v3",
             get(|| async { Json(discovery::openapi_v3_root()) }),

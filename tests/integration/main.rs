@@ -67,6 +67,8 @@ mod large_lists;
 mod leader_election;
 /// `coordination.k8s.io/v1` Leases: CRUD and watch under `/apis`, discovery, the kube crate, kubectl.
 mod leases;
+/// OpenAPI v2/v3 schemas and the stock kubectl's `explain` (#16).
+mod openapi;
 /// Patches: merge, JSON, strategic.
 mod patch;
 /// `pods/portforward`: stock kubectl (SPDY, plain and tunneled) and the Python client on real Docker (#15).

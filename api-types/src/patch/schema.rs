@@ -72,6 +72,57 @@ pub(crate) fn for_kind(kind: &str) -> Option<&'static Schema> {
     }
 }
 
+/// A list of a kind that strategic merge patch merges, as the OpenAPI
+/// documents describe it to clients (`x-kubernetes-patch-strategy`,
+/// `-patch-merge-key`, `-list-type`, `-list-map-keys`), so that the
+/// schemas kubectl reads and the patches the server applies come from this
+/// one table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MergingList {
+    /// Field names from the kind's root; a name after a list of maps is a
+    /// field of its elements (`["spec", "containers", "ports"]`).
+    pub path: Vec<&'static str>,
+    /// The `patchMergeKey` of a list of maps; `None` for a set of scalars.
+    pub merge_key: Option<&'static str>,
+    /// The fields that identify an element (the merge key, then
+    /// discriminators such as `protocol`); empty for a set.
+    pub map_keys: Vec<&'static str>,
+}
+
+/// Every merging list of `kind`'s objects (empty for a kind without patch
+/// metadata).
+pub fn merging_lists(kind: &str) -> Vec<MergingList> {
+    fn walk(schema: &'static Schema, prefix: &[&'static str], out: &mut Vec<MergingList>) {
+        for field in schema.fields {
+            let mut path = prefix.to_vec();
+            path.push(field.name);
+            match &field.list {
+                ListStrategy::MergeBy(key) => out.push(MergingList {
+                    path: path.clone(),
+                    merge_key: Some(key.field),
+                    map_keys: std::iter::once(key.field)
+                        .chain(key.discriminators.iter().map(|(name, _)| *name))
+                        .collect(),
+                }),
+                ListStrategy::MergeSet => out.push(MergingList {
+                    path: path.clone(),
+                    merge_key: None,
+                    map_keys: Vec::new(),
+                }),
+                ListStrategy::Replace => {}
+            }
+            if let Some(below) = field.schema {
+                walk(below, &path, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if let Some(schema) = for_kind(kind) {
+        walk(schema, &[], &mut out);
+    }
+    out
+}
+
 const fn object(name: &'static str, schema: &'static Schema) -> Field {
     Field {
         name,
@@ -251,6 +302,19 @@ mod tests {
             ListStrategy::MergeSet => Some("(set)"),
             ListStrategy::Replace => None,
         }
+    }
+
+    #[test]
+    fn merging_lists_walk_the_table_with_their_keys() {
+        let lists = merging_lists("ReplicationController");
+        let find = |path: &[&str]| lists.iter().find(|l| l.path == path).cloned();
+        let ports = find(&["spec", "template", "spec", "containers", "ports"]).expect("ports");
+        assert_eq!(ports.merge_key, Some("containerPort"));
+        assert_eq!(ports.map_keys, ["containerPort", "protocol"]);
+        let finalizers = find(&["metadata", "finalizers"]).expect("finalizers");
+        assert_eq!((finalizers.merge_key, finalizers.map_keys.len()), (None, 0));
+        assert!(find(&["spec", "template", "spec", "containers"]).is_some());
+        assert!(merging_lists("ConfigMap").is_empty());
     }
 
     #[test]
