@@ -35,8 +35,10 @@ use tokio::time::Instant;
 pub enum AuthorizationMode {
     /// Every authenticated caller may do everything.
     #[default]
+    #[value(name = "AlwaysAllow")]
     AlwaysAllow,
     /// A `SubjectAccessReview` to the apiserver per (cached) decision.
+    #[value(name = "Webhook")]
     Webhook,
 }
 
