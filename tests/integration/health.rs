@@ -325,3 +325,46 @@ async fn kubectl_get_cs_shows_the_scheduler_unhealthy_once_stopped() -> Result<(
     assert!(out.contains("connect"), "the reason in MESSAGE: {out}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checks_own_path_is_for_monitoring_the_root_for_everyone() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let tokens = dir.path().join("tokens.csv");
+    std::fs::write(
+        &tokens,
+        "mon-token,prometheus,1,\"system:monitoring\"\nbob-token,bob,2\n",
+    )?;
+    let c = TestCluster::start_with(|config| config.token_auth_file = Some(tokens.clone())).await?;
+    let base = c.url().to_string();
+    // The root paths need no token; with RBAC the roles' hook is listed.
+    let (code, body) = get(&c.http, &format!("{base}/readyz?verbose")).await?;
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("[+]poststarthook/rbac/bootstrap-roles ok\n"),
+        "{body}"
+    );
+    let as_user = |token: &'static str| {
+        let (http, url) = (c.http.clone(), format!("{base}/readyz/etcd"));
+        async move {
+            let r = http.get(url).bearer_auth(token).send().await?;
+            anyhow::Ok((r.status().as_u16(), r.text().await?))
+        }
+    };
+    // The RBAC cache follows the bootstrap a moment later.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, body) = as_user("mon-token").await?;
+        if code == 200 {
+            assert_eq!(body, "ok");
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "system:monitoring never read /readyz/etcd: {code} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (code, _) = as_user("bob-token").await?;
+    assert_eq!(code, 403, "a user without system:monitoring");
+    Ok(())
+}

@@ -174,6 +174,23 @@ pub fn cluster_roles() -> Vec<ClusterRole> {
                 &["/healthz", "/livez", "/readyz", "/version", "/version/"],
             )],
         ),
+        // Kubernetes' monitoring role: the health endpoints with each
+        // check's own path (which tells the reason), and the metrics.
+        role(
+            "system:monitoring",
+            vec![urls(
+                &["get"],
+                &[
+                    "/healthz",
+                    "/healthz/*",
+                    "/livez",
+                    "/livez/*",
+                    "/metrics",
+                    "/readyz",
+                    "/readyz/*",
+                ],
+            )],
+        ),
         role(
             "system:basic-user",
             vec![rule(
@@ -394,6 +411,11 @@ pub fn cluster_role_bindings() -> Vec<ClusterRoleBinding> {
                 ("Group", "system:authenticated"),
                 ("Group", "system:unauthenticated"),
             ],
+        ),
+        binding(
+            "system:monitoring",
+            "system:monitoring",
+            &[("Group", "system:monitoring")],
         ),
         binding(
             "system:kube-scheduler",
