@@ -113,6 +113,8 @@ pub enum Command {
     Annotate(cmd::label::AnnotateArgs),
     /// Print the resource types the server serves.
     ApiResources(cmd::api_resources::Args),
+    /// Describe a kind or field from the server's OpenAPI schema.
+    Explain(cmd::explain::Args),
     /// Print the client and server versions.
     Version(cmd::version::Args),
     /// Display the address of the control plane.
@@ -165,6 +167,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Label(args) => cmd::label::run(g, args).await,
         Command::Annotate(args) => cmd::label::annotate(g, args).await,
         Command::ApiResources(args) => cmd::api_resources::run(g, args).await,
+        Command::Explain(args) => cmd::explain::run(g, args).await,
         Command::Version(args) => cmd::version::run(g, args).await,
         Command::ClusterInfo => cmd::cluster_info::run(g).await,
         Command::Config(args) => cmd::config::run(g, args),

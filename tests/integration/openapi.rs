@@ -111,3 +111,30 @@ async fn kubectl_explains_kinds_to_any_depth() -> Result<()> {
     assert!(!refused.is_empty());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctl_explains_from_the_same_documents() -> Result<()> {
+    let Some((c, dir, _kubectl)) = kubectl_cluster().await? else {
+        return Ok(());
+    };
+    let ctl = crate::ctl_harness::Ctl::new(dir.path(), c.url(), None)?;
+    let out = ctl.ok(&["explain", "pods.spec.containers"]).await?;
+    for want in [
+        "KIND:       Pod",
+        "VERSION:    v1",
+        "FIELD: containers <[]Container>",
+        "  image\t<string>",
+        "  livenessProbe\t<Probe>",
+    ] {
+        assert!(out.contains(want), "no {want:?} in\n{out}");
+    }
+    let out = ctl.ok(&["explain", "ds.spec", "--recursive"]).await?;
+    assert!(out.contains("GROUP:      apps"), "{out}");
+    assert!(out.contains("      maxUnavailable\t<IntOrString>"), "{out}");
+    let err = ctl.fails(&["explain", "pod.spec.nope"]).await?;
+    assert!(
+        err.contains(r#"field "nope" does not exist in pod.spec"#),
+        "{err}"
+    );
+    Ok(())
+}

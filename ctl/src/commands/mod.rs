@@ -15,6 +15,7 @@ pub mod delete;
 pub mod describe;
 pub mod edit;
 pub mod exec;
+pub mod explain;
 pub mod expose;
 pub mod get;
 pub mod label;
