@@ -155,8 +155,7 @@ impl Attributes {
         };
         let field_selector = query.and_then(|q| {
             let uri = axum::http::Uri::try_from(format!("/?{q}")).ok()?;
-            let decoded =
-                axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&uri).ok()?;
+            let decoded = axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&uri).ok()?;
             decoded
                 .0
                 .into_iter()
