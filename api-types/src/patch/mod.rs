@@ -15,6 +15,7 @@
 //! patch (`metadata.name`, `uid`, `resourceVersion`...): the caller compares
 //! the result with the stored object, as it does for an update.
 
+mod apply;
 mod error;
 mod json;
 mod merge;
@@ -27,6 +28,10 @@ mod kubectl_tests;
 
 use serde_json::Value;
 
+pub use apply::{
+    apply as server_side_apply, field_set, path_string, record_update, Conflict, Conflicts,
+    FieldSet, Manager,
+};
 pub use error::{JsonPatchFailure, PatchError, StrategicFailure};
 pub use json::{apply_json_patch, MAX_JSON_PATCH_COPY_BYTES, MAX_JSON_PATCH_OPERATIONS};
 pub use merge::{apply_merge_patch, create_merge_patch, create_three_way_merge_patch};
