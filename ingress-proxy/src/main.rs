@@ -45,6 +45,11 @@ struct Args {
     shutdown_grace_period: u64,
 }
 
+// Every request allocates a few small buffers (headers, URIs); mimalloc is
+// cheaper for that than the system allocator, as for the apiserver.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();

@@ -64,8 +64,8 @@ impl Default for Limits {
 pub struct Proxy {
     table: watch::Receiver<Arc<Table>>,
     client: Client<HttpConnector, Incoming>,
-    /// The port clients reached us on (`X-Forwarded-Port`).
-    port: u16,
+    /// The port clients reached us on (`X-Forwarded-Port`), made once.
+    port: HeaderValue,
     limits: Limits,
 }
 
@@ -124,7 +124,7 @@ impl Proxy {
         Self {
             table,
             client,
-            port,
+            port: HeaderValue::from(port),
             limits,
         }
     }
@@ -199,15 +199,21 @@ impl Proxy {
             _ => client_ip,
         };
         for (name, value) in [
-            ("x-forwarded-for", forwarded_for),
-            ("x-forwarded-host", host.clone()),
-            ("x-forwarded-proto", "http".to_string()),
-            ("x-forwarded-port", self.port.to_string()),
+            ("x-forwarded-for", forwarded_for.as_str()),
+            ("x-forwarded-host", host.as_str()),
         ] {
-            if let Ok(value) = HeaderValue::from_str(&value) {
+            if let Ok(value) = HeaderValue::from_str(value) {
                 headers.insert(HeaderName::from_static(name), value);
             }
         }
+        headers.insert(
+            HeaderName::from_static("x-forwarded-proto"),
+            HeaderValue::from_static("http"),
+        );
+        headers.insert(
+            HeaderName::from_static("x-forwarded-port"),
+            self.port.clone(),
+        );
         // The Host the client asked for reaches the backend as it was,
         // as ingress controllers do (virtual hosts behind the service).
         if let Ok(value) = HeaderValue::from_str(&host) {
