@@ -19,10 +19,14 @@ export CLUSTER_LOGS=/var/log/mini-k8s
 # The master builds into the shared folder; the minions run those binaries.
 CLUSTER_BIN="$(build::bin_dir release)"
 export CLUSTER_BIN
+# The identities (hack/lib/cluster.sh): made on the master, in the shared
+# folder, so each minion finds its kubelet's and kube-proxy's certificates
+# (the master makes them for every minion; see vm::minion_identities).
+export CLUSTER_PKI="$MK8S_ROOT/.vagrant/mini-k8s-pki"
 # shellcheck disable=SC2034 # the settings below are for the provision scripts
 {
 VM_ETCD_PORT=2379
-VM_API_PORT=8080
+VM_API_PORT=6443
 # Kubernetes' defaults: VMs are not end-to-end tests in a hurry.
 VM_NODE_MONITOR_GRACE="${NODE_MONITOR_GRACE:-40s}"
 VM_POD_EVICTION_TIMEOUT="${POD_EVICTION_TIMEOUT:-5m}"
@@ -55,11 +59,24 @@ vm::wait_for() {
   done
 }
 
+# vm::minion_identities MASTER_URL NUM_MINIONS - on the master: each
+# minion's kubelet identity and serving certificate (minion K is minion-K
+# at 10.245.1.(K+2), as the Vagrantfile says) and kube-proxy's, so a minion
+# needs no CA key.
+vm::minion_identities() {
+  local master="$1" k
+  cluster::kubeconfig_for "$master" kube-proxy system:kube-proxy >/dev/null
+  for k in $(seq 1 "$2"); do
+    cluster::kubeconfig_for "$master" "kubelet-minion-$k" "system:node:minion-$k" system:nodes >/dev/null
+    cluster::serving_cert "kubelet-minion-$k-serving" "minion-$k" "10.245.1.$((k + 2))"
+  done
+}
+
 # vm::wait_node_ready MASTER_URL NODE SECONDS
 vm::wait_node_ready() {
   local master="$1" node="$2" limit="$3" start
   start="$(date +%s)"
-  until curl -fsS --max-time 2 "$master/api/v1/nodes/$node" 2>/dev/null |
+  until cluster::curl -fsS --max-time 2 "$master/api/v1/nodes/$node" 2>/dev/null |
     jq -e 'any(.status.conditions[]?; .type == "Ready" and .status == "True")' >/dev/null 2>&1; do
     (($(date +%s) - start < limit)) || util::die "node $node not Ready after ${limit}s (logs: $CLUSTER_LOGS)"
     sleep 1

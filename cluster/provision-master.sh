@@ -3,7 +3,8 @@
 # rustup when there is no cargo), builds the binaries and the image
 # tarballs into the shared /vagrant/target for the minions, then starts
 # etcd, the apiserver on the private network, the scheduler and the
-# controller manager, whose route controller routes each minion's pod range
+# controller manager (each with its own identity; TLS, certificates and
+# RBAC as hack/local-cluster.sh), whose route controller routes each minion's pod range
 # to it (the minions send other minions' pods through the master).
 # Usage (from the Vagrantfile): provision-master.sh MASTER_IP NUM_MINIONS
 set -euo pipefail
@@ -18,7 +19,7 @@ source "$cluster_dir/common.sh"
 
 master_ip="${1:?usage: $0 MASTER_IP NUM_MINIONS}"
 minions="${2:?usage: $0 MASTER_IP NUM_MINIONS}"
-master="http://$master_ip:$VM_API_PORT"
+master="https://$master_ip:$VM_API_PORT"
 
 deps::ensure_packages
 util::cargo_path
@@ -38,6 +39,8 @@ sysctl -qw net.ipv4.ip_forward=1
 # Debian's docker.io (installed with the rest) sets FORWARD to DROP; the
 # master forwards between minions on the private network.
 cluster::allow_forward "$(vm::iface_of "$master_ip")"
+cluster::pki_init "$master_ip"
+vm::minion_identities "$master" "$minions"
 cluster::start_master "$VM_ETCD_PORT" "$master_ip" "$VM_API_PORT"
 cluster::start_controllers "$master" "$VM_NODE_MONITOR_GRACE" "$VM_POD_EVICTION_TIMEOUT"
 cluster::start_cluster_dns "$master" "$master_ip"

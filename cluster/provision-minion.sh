@@ -19,7 +19,7 @@ usage="usage: $0 MASTER_IP K MINION_IP"
 master_ip="${1:?$usage}"
 k="${2:?$usage}"
 ip="${3:?$usage}"
-master="http://$master_ip:$VM_API_PORT"
+master="https://$master_ip:$VM_API_PORT"
 node="minion-$k"
 pod_cidr="10.244.$k.0/24"
 docker_dir="$CLUSTER_STATE/docker"
@@ -31,6 +31,8 @@ deps::ensure_packages
 systemctl disable --now docker.service docker.socket >/dev/null 2>&1 || true
 vm::wait_for "$CLUSTER_BIN/kubelet" 60
 vm::wait_for "$MK8S_ROOT/target/images/pause.tar" 10
+# Its identities, made by the master (vm::minion_identities).
+vm::wait_for "$CLUSTER_PKI/kubelet-$node-serving.crt" 10
 
 vm::stop_previous
 cluster::node_routes "" "$master_ip" "$ip"

@@ -46,6 +46,12 @@
 #                 resolves too, and the app container's resolv.conf is
 #                 Kubernetes' ClusterFirst one (db is the walk-through's, or
 #                 one the scenario makes when it runs alone)
+#   secure        the API on 10.245.1.1 only over TLS (plain HTTP on its
+#                 port fails, nothing on 8080), 401 over TLS without a
+#                 credential, 403 for the token of `demo` (no roles); each
+#                 minion's kubelet (10250) answers 401 without a credential
+#                 and 403 to `demo`; the admin reads logs through the
+#                 apiserver's client identity (issue #13)
 #
 # Each scenario prints what it checked; the run ends with "N passed, M
 # failed" and exits 1 if any failed (2 if the cluster did not come up).
@@ -818,6 +824,54 @@ POD
 }
 
 # ---------------------------------------------------------------------------
+# secure: every listener authenticated (issue #13).
+
+# e2e::http_code ARGS... - the HTTP status curl gets (000: no HTTP answer).
+e2e::http_code() {
+  curl -sS -o /dev/null -m 5 -w '%{http_code}' "$@" 2>/dev/null || true
+}
+
+# e2e::expect_code WANT TEXT CURL_ARGS... - one fact: that status.
+e2e::expect_code() {
+  local expected="$1" text="$2" got
+  shift 2
+  got="$(e2e::http_code "$@")"
+  if [[ "$got" == "$expected" ]]; then
+    e2e::ok "$text: HTTP $got"
+  else
+    e2e::fail "$text: HTTP $got, not $expected"
+  fi
+}
+
+e2e::scenario_secure() {
+  local api="10.245.1.1:6443" pki="$CLUSTER_STATE/pki" demo k ip ok=1
+  demo="$(cut -d, -f1 "$pki/tokens.csv")"
+  e2e::expect_code 000 "plain HTTP to the API port $api gets no HTTP answer" \
+    "http://$api/api/v1/pods" || ok=0
+  e2e::expect_code 000 "nothing listens on 10.245.1.1:8080 (no insecure port)" \
+    "http://10.245.1.1:8080/api/v1/pods" || ok=0
+  e2e::expect_code 401 "TLS without a credential" --cacert "$pki/ca.crt" \
+    "https://$api/api/v1/pods" || ok=0
+  e2e::expect_code 403 "the token of demo (no roles) lists pods" --cacert "$pki/ca.crt" \
+    -H "Authorization: Bearer $demo" "https://$api/api/v1/pods" || ok=0
+  e2e::expect_code 200 "the admin's certificate lists pods" --cacert "$pki/ca.crt" \
+    --cert "$pki/admin.crt" --key "$pki/admin.key" "https://$api/api/v1/pods" || ok=0
+  for k in $(seq 1 "$MINIONS"); do
+    ip="10.245.1.$((k + 1))"
+    e2e::expect_code 401 "curl -k https://$ip:10250/pods without a credential" -k \
+      "https://$ip:10250/pods" || ok=0
+    e2e::expect_code 403 "the kubelet of minion $k refuses demo's token" -k \
+      -H "Authorization: Bearer $demo" "https://$ip:10250/pods" || ok=0
+    e2e::expect_code 000 "plain HTTP to the kubelet of minion $k gets no HTTP answer" \
+      "http://$ip:10250/pods" || ok=0
+  done
+  e2e::expect_code 200 "the apiserver's kubelet-client identity reads a kubelet's /pods" \
+    --cacert "$pki/ca.crt" --cert "$pki/apiserver-kubelet-client.crt" \
+    --key "$pki/apiserver-kubelet-client.key" "https://10.245.1.2:10250/pods" || ok=0
+  ((ok))
+}
+
+# ---------------------------------------------------------------------------
 
 # shellcheck disable=SC2317 # called by the trap
 e2e::teardown() {
@@ -872,8 +926,9 @@ e2e::scenario minion-down
 e2e::scenario restart
 e2e::scenario ingress
 e2e::scenario health
-e2e::scenario dns
 e2e::scenario daemonset
+e2e::scenario dns
+e2e::scenario secure
 
 echo
 printf '%s\n' "${summary[@]}"

@@ -21,12 +21,15 @@
 # Networks: mk8s0 10.245.1.1/24 on the host, minion K 10.245.1.(K+1), its
 # pods 10.244.K.0/24 (its dockerd's --bip), portal IPs 10.0.0.0/24. A minion
 # has no default route: it reaches the master, the other minions and their
-# pods, nothing else. The apiserver listens on 10.245.1.1:8080 only. The
+# pods, nothing else. The apiserver listens on 10.245.1.1:6443 only, over
+# TLS with client certificates, tokens and RBAC; each component has its
+# own identity (certificates and kubeconfigs in $CLUSTER_STATE/pki, see
+# docs/operations.md); the printed kubeconfig is the admin's. The
 # cluster DNS (cluster-dns) answers on 10.245.1.1:53 behind the portal
 # 10.0.0.10 (Service kube-system/kube-dns); the kubelets point pods at it.
 #
 # Environment: CLUSTER_STATE (/tmp/mini-k8s-cluster), BUILD_PROFILE
-# (release), SKIP_BUILD=1, ETCD_PORT (2379), API_PORT (8080),
+# (release), SKIP_BUILD=1, ETCD_PORT (2379), API_PORT (6443),
 # NODE_MONITOR_GRACE (10s), POD_EVICTION_TIMEOUT (20s) (short, so that
 # end-to-end tests see pods of a lost minion recreated within a minute).
 # Needs root.
@@ -51,12 +54,14 @@ if [[ "${1:-}" != up && -f "$CLUSTER_STATE/settings" ]]; then
   source "$CLUSTER_STATE/settings"
 fi
 ETCD_PORT="${ETCD_PORT:-2379}"
-API_PORT="${API_PORT:-8080}"
+API_PORT="${API_PORT:-6443}"
 BUILD_PROFILE="${BUILD_PROFILE:-release}"
 CLUSTER_BIN="$(build::bin_dir "$BUILD_PROFILE")"
 NODE_MONITOR_GRACE="${NODE_MONITOR_GRACE:-10s}"
 POD_EVICTION_TIMEOUT="${POD_EVICTION_TIMEOUT:-20s}"
-MASTER="http://$MINION_MASTER_IP:$API_PORT"
+MASTER="https://$MINION_MASTER_IP:$API_PORT"
+# Every identity's certificate and key, and the CA (hack/lib/cluster.sh).
+CLUSTER_PKI="$CLUSTER_STATE/pki"
 
 usage() {
   sed -n '/^#   hack/s/^# *//p' "${BASH_SOURCE[0]}" >&2
@@ -131,6 +136,7 @@ cmd_up() {
 
   cluster::safety_routes_up
   minion::host_network
+  cluster::pki_init "$MINION_MASTER_IP"
   start_master
   cluster::start_controllers "$MASTER" "$NODE_MONITOR_GRACE" "$POD_EVICTION_TIMEOUT"
   cluster::start_cluster_dns "$MASTER" "$MINION_MASTER_IP"
@@ -178,7 +184,7 @@ cmd_status() {
     if kill -0 "$pid" 2>/dev/null; then echo "$name $pid running"; else echo "$name $pid DEAD"; fi
   done <"$(cluster::pids_file)"
   echo "kubeconfig: $CLUSTER_STATE/kubeconfig"
-  curl -fsS --max-time 2 "$MASTER/api/v1/nodes" 2>/dev/null | jq -r '.items[] |
+  cluster::curl -fsS --max-time 2 "$MASTER/api/v1/nodes" 2>/dev/null | jq -r '.items[] |
     "\(.metadata.name) \(.status.addresses[]? | select(.type == "InternalIP") | .address) \(.spec.podCIDR // "-") Ready=\(.status.conditions[]? | select(.type == "Ready") | .status)"' ||
     echo "apiserver not answering at $MASTER"
 }

@@ -15,6 +15,14 @@
 # to the machine (routes, links, namespaces, firewall rules) is recorded in
 # $CLUSTER_STATE/undo with the command that reverts it, so a teardown, even
 # after a crash, removes exactly what was made and nothing else.
+#
+# With CLUSTER_PKI set (a directory; hack/local-cluster.sh and the Vagrant
+# provisioning set it), the cluster is secure (issue #13): a CA there, the
+# apiserver serving TLS with client-certificate and token authentication and
+# RBAC, every component with a client certificate and kubeconfig of its own
+# (cluster::kubeconfig_for), kubelets serving TLS with webhook authentication
+# and authorization. Without it (hack/local-up-cluster.sh), plain HTTP on
+# loopback as before.
 # Source after hack/lib/util.sh.
 
 # The ranges of DESIGN.md's "Networks of the local clusters".
@@ -224,7 +232,7 @@ cluster::make_bridge() {
 cluster::wait_http() {
   local url="$1" limit="$2" name="$3" start
   start="$(date +%s)"
-  until curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null; do
+  until cluster::curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null; do
     if (($(date +%s) - start > limit)); then
       util::die "$name did not become ready at $url within ${limit}s (log: $CLUSTER_LOGS/$name.log)"
     fi
@@ -253,12 +261,21 @@ cluster::start_etcd() {
 cluster::start_apiserver() {
   local etcd="$1" bind="$2" port="$3"
   cluster::port_free "$port" "$bind" || util::die "port $bind:$port is taken: is another apiserver running? (stop it or set API_PORT)"
+  local secure=() scheme=http
+  if [[ -n "${CLUSTER_PKI:-}" ]]; then
+    scheme=https
+    secure=(--tls-cert-file "$CLUSTER_PKI/apiserver.crt" --tls-private-key-file "$CLUSTER_PKI/apiserver.key"
+      --client-ca-file "$CLUSTER_PKI/ca.crt" --token-auth-file "$CLUSTER_PKI/tokens.csv"
+      --kubelet-client-certificate "$CLUSTER_PKI/apiserver-kubelet-client.crt"
+      --kubelet-client-key "$CLUSTER_PKI/apiserver-kubelet-client.key"
+      --kubelet-certificate-authority "$CLUSTER_PKI/ca.crt")
+  fi
   cluster::spawn apiserver "" "$CLUSTER_BIN/apiserver" --etcd-servers "$etcd" \
     --bind-address "$bind" --port "$port" --advertise-address "$bind" \
-    --service-cluster-ip-range "$CLUSTER_PORTAL_RANGE" \
+    --service-cluster-ip-range "$CLUSTER_PORTAL_RANGE" "${secure[@]}" \
     --scheduler-healthz-url "http://127.0.0.1:$SCHEDULER_HEALTHZ_PORT/healthz" \
     --controller-manager-healthz-url "http://127.0.0.1:$CONTROLLER_MANAGER_HEALTHZ_PORT/healthz"
-  cluster::wait_http "http://$bind:$port/readyz" 30 apiserver
+  cluster::wait_http "$scheme://$bind:$port/readyz" 30 apiserver
 }
 
 # Where the scheduler and the controller manager serve /healthz, /livez,
@@ -270,7 +287,8 @@ CONTROLLER_MANAGER_HEALTHZ_PORT="${CONTROLLER_MANAGER_HEALTHZ_PORT:-10252}"
 
 # cluster::start_scheduler MASTER_URL
 cluster::start_scheduler() {
-  cluster::spawn scheduler "" "$CLUSTER_BIN/scheduler" --master "$1" \
+  cluster::identity "$1" scheduler system:kube-scheduler
+  cluster::spawn scheduler "" "$CLUSTER_BIN/scheduler" --master "$1" "${CLUSTER_IDENTITY[@]}" \
     --healthz-bind-address "127.0.0.1:$SCHEDULER_HEALTHZ_PORT"
 }
 
@@ -278,8 +296,9 @@ cluster::start_scheduler() {
 cluster::start_controller_manager() {
   local master="$1"
   shift
+  cluster::identity "$master" controller-manager system:kube-controller-manager
   cluster::spawn controller-manager "" "$CLUSTER_BIN/controller-manager" --master "$master" \
-    --healthz-bind-address "127.0.0.1:$CONTROLLER_MANAGER_HEALTHZ_PORT" "$@"
+    "${CLUSTER_IDENTITY[@]}" --healthz-bind-address "127.0.0.1:$CONTROLLER_MANAGER_HEALTHZ_PORT" "$@"
 }
 
 # cluster::start_dockerd NAME NETNS DIR [DOCKERD_FLAG...] - a dockerd of its
@@ -338,6 +357,16 @@ cluster::start_kubelet() {
   local extra=("$@")
   [[ -n "$cidr" ]] && extra+=(--pod-cidr "$cidr")
   mkdir -p "$root"
+  # Its own identity (system:node:NODE in system:nodes), and its API over
+  # TLS: client certificates of the CA or tokens the apiserver vouches
+  # for, each request authorized by the apiserver.
+  cluster::identity "$master" "kubelet-$node" "system:node:$node" system:nodes
+  if [[ -n "${CLUSTER_PKI:-}" ]]; then
+    cluster::serving_cert "kubelet-$node-serving" "$node" "$ip"
+    extra+=("${CLUSTER_IDENTITY[@]}" --tls-cert-file "$CLUSTER_PKI/kubelet-$node-serving.crt"
+      --tls-private-key-file "$CLUSTER_PKI/kubelet-$node-serving.key" --client-ca-file "$CLUSTER_PKI/ca.crt"
+      --authentication-token-webhook --authorization-mode Webhook)
+  fi
   cluster::spawn "$name" "$netns" "$CLUSTER_BIN/kubelet" --master "$master" \
     --hostname-override "$node" --node-ip "$ip" --bind-address "$ip" \
     --docker-endpoint "$docker" --root-dir "$root" "${extra[@]}"
@@ -355,7 +384,8 @@ cluster::start_kube_proxy() {
     util::warn "no $CLUSTER_BIN/kube-proxy: services are not forwarded on $node"
     return 0
   fi
-  cluster::spawn "$name" "$netns" "$CLUSTER_BIN/kube-proxy" --master "$master" \
+  cluster::identity "$master" kube-proxy system:kube-proxy
+  cluster::spawn "$name" "$netns" "$CLUSTER_BIN/kube-proxy" --master "$master" "${CLUSTER_IDENTITY[@]}" \
     --hostname-override "$node" --proxy-mode iptables --bind-address "$bind" "$@"
 }
 
@@ -449,7 +479,7 @@ cluster::start_controllers() {
 
 # cluster::ready_nodes MASTER_URL - how many nodes report Ready=True.
 cluster::ready_nodes() {
-  curl -fsS --max-time 2 "$1/api/v1/nodes" 2>/dev/null |
+  cluster::curl -fsS --max-time 2 "$1/api/v1/nodes" 2>/dev/null |
     jq '[.items[] | select(any(.status.conditions[]?; .type == "Ready" and .status == "True"))] | length' 2>/dev/null ||
     echo 0
 }
@@ -468,8 +498,15 @@ cluster::wait_nodes_ready() {
   done
 }
 
-# cluster::write_kubeconfig SERVER PATH - a kubeconfig for ctl and kubectl.
+# cluster::write_kubeconfig SERVER PATH - a kubeconfig for ctl and kubectl
+# (the admin's, with CLUSTER_PKI).
 cluster::write_kubeconfig() {
+  # A secure cluster's: the admin's identity (system:masters).
+  if [[ -n "${CLUSTER_PKI:-}" ]]; then
+    cp "$(cluster::kubeconfig_for "$1" admin admin system:masters)" "$2"
+    chmod 0600 "$2"
+    return 0
+  fi
   cat >"$2" <<KUBECONFIG
 apiVersion: v1
 kind: Config
@@ -516,7 +553,8 @@ cluster::remove_state() {
 cluster::start_cluster_dns() {
   local master="$1" bind="$2"
   cluster::port_free 10054 127.0.0.1 || util::die "port 127.0.0.1:10054 is taken: is another cluster-dns running?"
-  cluster::spawn cluster-dns "" "$CLUSTER_BIN/cluster-dns" --master "$master" \
+  cluster::identity "$master" cluster-dns system:kube-dns
+  cluster::spawn cluster-dns "" "$CLUSTER_BIN/cluster-dns" --master "$master" "${CLUSTER_IDENTITY[@]}" \
     --dns-bind-address "$bind:53" --healthz-bind-address 127.0.0.1:10054 --cluster-domain "$CLUSTER_DOMAIN"
   cluster::wait_http "http://127.0.0.1:10054/readyz" 30 cluster-dns
   cluster::publish_cluster_dns "$master" "$bind"
@@ -535,14 +573,118 @@ cluster::publish_cluster_dns() {
   endpoints="$(jq -n --arg ip "$ip" '{apiVersion: "v1", kind: "Endpoints",
     metadata: {name: "kube-dns", namespace: "kube-system", labels: {"k8s-app": "kube-dns"}},
     subsets: [{addresses: [{ip: $ip}], ports: [{name: "dns", port: 53, protocol: "UDP"}, {name: "dns-tcp", port: 53, protocol: "TCP"}]}]}')"
-  code="$(curl -sS -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+  code="$(cluster::curl -sS -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
     --data "$service" "$master/api/v1/namespaces/kube-system/services")"
   [[ "$code" == 201 || "$code" == 409 ]] || util::die "creating Service kube-system/kube-dns: HTTP $code"
-  code="$(curl -sS -o /dev/null -w '%{http_code}' -X PUT -H 'Content-Type: application/json' \
+  code="$(cluster::curl -sS -o /dev/null -w '%{http_code}' -X PUT -H 'Content-Type: application/json' \
     --data "$endpoints" "$master/api/v1/namespaces/kube-system/endpoints/kube-dns")"
   if [[ "$code" == 404 ]]; then
-    code="$(curl -sS -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+    code="$(cluster::curl -sS -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
       --data "$endpoints" "$master/api/v1/namespaces/kube-system/endpoints")"
   fi
   [[ "$code" == 200 || "$code" == 201 ]] || util::die "writing Endpoints kube-system/kube-dns: HTTP $code"
+}
+
+# --- Identities (issue #13): certificates with `ctl certs` (rcgen) ---
+
+# cluster::ctl ARGS... - the cluster's ctl binary.
+cluster::ctl() { "$CLUSTER_BIN/ctl" "$@"; }
+
+# cluster::pki_init MASTER_IP - in CLUSTER_PKI (0700; keys 0600): the CA,
+# the apiserver's serving certificate (127.0.0.1, MASTER_IP, the
+# `kubernetes` portal IP, kubernetes.default.svc...), its client identity
+# toward kubelets (kube-apiserver-kubelet-client, bound to
+# system:kubelet-api-admin), the admin's (admin in system:masters) and the
+# token file (one token, user `demo`, no roles: what an authenticated
+# stranger may do). Kept if present (a restarted master keeps its CA).
+cluster::pki_init() {
+  local master_ip="$1" portal_ip="${CLUSTER_PORTAL_RANGE%.*}.1"
+  mkdir -p "$CLUSTER_PKI"
+  chmod 0700 "$CLUSTER_PKI"
+  cluster::ctl certs ca "$CLUSTER_PKI"
+  [[ -f "$CLUSTER_PKI/apiserver.crt" ]] ||
+    cluster::ctl certs issue "$CLUSTER_PKI" apiserver --cn kube-apiserver --serving \
+      --ip 127.0.0.1 --ip "$master_ip" --ip "$portal_ip" --dns localhost --dns kubernetes \
+      --dns kubernetes.default --dns kubernetes.default.svc \
+      --dns "kubernetes.default.svc.${CLUSTER_DOMAIN:-cluster.local}"
+  cluster::client_cert apiserver-kubelet-client kube-apiserver-kubelet-client
+  cluster::client_cert admin admin system:masters
+  if [[ ! -f "$CLUSTER_PKI/tokens.csv" ]]; then
+    (
+      umask 077
+      echo "$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n'),demo,demo" >"$CLUSTER_PKI/tokens.csv"
+    )
+  fi
+}
+
+# cluster::client_cert NAME USER [GROUP] - CLUSTER_PKI/NAME.{crt,key}, a
+# client certificate of the cluster's CA for USER (its CN) in GROUP (its
+# O), made once.
+cluster::client_cert() {
+  local name="$1" user="$2" group="${3:-}" org=()
+  [[ -f "$CLUSTER_PKI/$name.crt" ]] && return 0
+  [[ -n "$group" ]] && org=(--org "$group")
+  cluster::ctl certs issue "$CLUSTER_PKI" "$name" --cn "$user" "${org[@]}" --client
+}
+
+# cluster::serving_cert NAME CN IP - CLUSTER_PKI/NAME.{crt,key}, a serving
+# certificate for IP, made once.
+cluster::serving_cert() {
+  [[ -f "$CLUSTER_PKI/$1.crt" ]] && return 0
+  cluster::ctl certs issue "$CLUSTER_PKI" "$1" --cn "$2" --ip "$3" --serving
+}
+
+# cluster::kubeconfig_for SERVER NAME USER [GROUP] - prints the path of
+# CLUSTER_PKI/NAME.kubeconfig: SERVER, the cluster's CA, and a client
+# certificate for USER in GROUP (made once). The one way a component gets
+# an identity: a new component calls this (or cluster::identity) and gets
+# a ClusterRole bound to USER (apiserver/src/authz/bootstrap.rs).
+cluster::kubeconfig_for() {
+  local server="$1" name="$2" user="$3" group="${4:-}" file
+  cluster::client_cert "$name" "$user" "$group"
+  file="$CLUSTER_PKI/$name.kubeconfig"
+  cat >"$file" <<KUBECONFIG
+apiVersion: v1
+kind: Config
+clusters:
+- name: mini-k8s-local
+  cluster:
+    server: $server
+    certificate-authority: $CLUSTER_PKI/ca.crt
+users:
+- name: $user
+  user:
+    client-certificate: $CLUSTER_PKI/$name.crt
+    client-key: $CLUSTER_PKI/$name.key
+contexts:
+- name: mini-k8s-local
+  context:
+    cluster: mini-k8s-local
+    user: $user
+    namespace: default
+current-context: mini-k8s-local
+KUBECONFIG
+  chmod 0600 "$file"
+  echo "$file"
+}
+
+# cluster::identity SERVER NAME USER [GROUP] - sets CLUSTER_IDENTITY to the
+# flags (`--kubeconfig FILE`) that give a component that identity; empty
+# without CLUSTER_PKI.
+cluster::identity() {
+  CLUSTER_IDENTITY=()
+  [[ -n "${CLUSTER_PKI:-}" ]] || return 0
+  local file
+  file="$(cluster::kubeconfig_for "$@")"
+  CLUSTER_IDENTITY=(--kubeconfig "$file")
+}
+
+# cluster::curl ARGS... - curl as the admin (CA, client certificate) when
+# the cluster is secure, plain curl otherwise.
+cluster::curl() {
+  if [[ -n "${CLUSTER_PKI:-}" && -f "$CLUSTER_PKI/admin.crt" ]]; then
+    curl --cacert "$CLUSTER_PKI/ca.crt" --cert "$CLUSTER_PKI/admin.crt" --key "$CLUSTER_PKI/admin.key" "$@"
+  else
+    curl "$@"
+  fi
 }
