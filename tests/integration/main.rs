@@ -49,6 +49,8 @@ mod exec_attach;
 mod examples;
 /// Survive losing a process: kill -9 of each component of an HA cluster under load (#14).
 mod fault_tolerance;
+/// `fieldValidation` on unknown and repeated fields, and kubectl's default.
+mod field_validation;
 /// `/healthz`, `/livez`, `/readyz` of every component binary; `kubectl get cs` (#17).
 mod health;
 /// The ingress-proxy binary: host and path routing, 404/503, X-Forwarded-*, changes in flight; Ingresses through kubectl (#17).

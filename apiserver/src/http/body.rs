@@ -17,6 +17,9 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 pub struct AcceptedBody {
     /// The body as JSON (YAML bodies are converted).
     pub value: Value,
+    /// Keys a JSON body repeats (`metadata.name`): `fieldValidation`
+    /// refuses or warns about them, as Kubernetes' strict decoding does.
+    pub duplicates: Vec<String>,
 }
 
 /// Reads and decodes the body; `None` when it is empty.
@@ -52,10 +55,14 @@ pub async fn read(headers: &HeaderMap, body: Body) -> Result<Option<AcceptedBody
         .to_ascii_lowercase();
     if crate::protobuf::is_protobuf(&content_type) {
         let value = crate::protobuf::decode(&bytes)?;
-        return Ok(Some(AcceptedBody { value }));
+        return Ok(Some(AcceptedBody {
+            value,
+            duplicates: Vec::new(),
+        }));
     }
     let yaml =
         content_type.ends_with("yaml") || (content_type.is_empty() && !looks_like_json(&bytes));
+    let mut duplicates = Vec::new();
     let value = if yaml {
         serde_saphyr::from_slice_with_options::<Value>(&bytes, yaml_options()).map_err(|e| {
             ApiError::bad_request(format!(
@@ -64,16 +71,18 @@ pub async fn read(headers: &HeaderMap, body: Body) -> Result<Option<AcceptedBody
             ))
         })?
     } else {
-        serde_json::from_slice(&bytes).map_err(|e| {
+        let value = serde_json::from_slice(&bytes).map_err(|e| {
             ApiError::bad_request(format!("the request body is not valid JSON: {e}"))
-        })?
+        })?;
+        duplicates = duplicate_fields(&bytes);
+        value
     };
     if !value.is_object() && !value.is_array() {
         return Err(ApiError::bad_request(
             "the request body must be a JSON or YAML object",
         ));
     }
-    Ok(Some(AcceptedBody { value }))
+    Ok(Some(AcceptedBody { value, duplicates }))
 }
 
 /// How many events aliases may replay in one body. A YAML body expands
@@ -207,5 +216,111 @@ mod tests {
         let big = vec![b' '; MAX_BODY_BYTES + 1];
         let e = read(&headers, Body::from(big)).await.unwrap_err();
         assert_eq!(e.code(), 413);
+    }
+}
+
+/// The keys a JSON document repeats within one object, each as a field
+/// path (`spec.containers[0].name`). `serde_json` keeps the last value of
+/// a repeated key silently; Kubernetes' strict decoding names them. A
+/// document that does not parse has none (the parse error is reported).
+pub fn duplicate_fields(bytes: &[u8]) -> Vec<String> {
+    use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+    use std::cell::RefCell;
+
+    struct Walk<'a> {
+        path: String,
+        found: &'a RefCell<Vec<String>>,
+    }
+
+    impl<'de> DeserializeSeed<'de> for Walk<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+            deserializer.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Walk<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                let path = if self.path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{}.{key}", self.path)
+                };
+                if !seen.insert(key) {
+                    self.found.borrow_mut().push(path.clone());
+                }
+                map.next_value_seed(Walk {
+                    path,
+                    found: self.found,
+                })?;
+            }
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let mut index = 0;
+            while seq
+                .next_element_seed(Walk {
+                    path: format!("{}[{index}]", self.path),
+                    found: self.found,
+                })?
+                .is_some()
+            {
+                index += 1;
+            }
+            Ok(())
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+    }
+
+    let found = RefCell::new(Vec::new());
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let walked = Walk {
+        path: String::new(),
+        found: &found,
+    }
+    .deserialize(&mut deserializer);
+    match walked {
+        Ok(()) => found.into_inner(),
+        Err(_) => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod duplicate_tests {
+    use super::duplicate_fields;
+
+    #[test]
+    fn repeated_keys_are_named_by_their_path() {
+        let body = br#"{"metadata": {"name": "a", "name": "b"},
+            "spec": {"containers": [{"name": "c", "image": "x", "image": "y"}]}}"#;
+        assert_eq!(
+            duplicate_fields(body),
+            ["metadata.name", "spec.containers[0].image"]
+        );
+        assert!(duplicate_fields(br#"{"a": {"a": 1}, "b": [1, 2]}"#).is_empty());
+        assert!(duplicate_fields(b"{not json").is_empty());
     }
 }

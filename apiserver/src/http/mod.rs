@@ -317,14 +317,14 @@ async fn dispatch(
         }
         (Method::POST, None, None) => {
             let body = read_body(headers, body).await?;
-            let value = decode_object(target, body)?;
+            let value = decode_object(target, body, &options)?;
             let created = registry.create(ns, value, &options).await?;
             // v0.5 answered creates with 200; v1 clients expect 201.
             render(if version == Version::V1 { 201 } else { 200 }, created)
         }
         (Method::PUT, Some(name), sub @ (None | Some("status"))) => {
             let body = read_body(headers, body).await?;
-            let value = decode_object(target, body)?;
+            let value = decode_object(target, body, &options)?;
             let subresource = if sub.is_some() {
                 Subresource::Status
             } else {
@@ -346,7 +346,7 @@ async fn dispatch(
         // `kubernetes` here once the namespace is empty).
         (Method::PUT, Some(name), Some("finalize")) => {
             let body = read_body(headers, body).await?;
-            let value = decode_object(target, body)?;
+            let value = decode_object(target, body, &options)?;
             let (updated, _) = registry
                 .update(ns, name, value, Subresource::Finalize, &options)
                 .await?;
@@ -569,8 +569,10 @@ async fn read_optional_body(headers: &HeaderMap, body: Body) -> Result<Option<Ac
     body::read(headers, body).await
 }
 
-/// The v1 JSON of a request body in the target's version.
-fn decode_object(target: &Target, body: AcceptedBody) -> Result<Value> {
+/// The v1 JSON of a request body in the target's version; repeated keys
+/// are refused or warned about as `fieldValidation` says.
+fn decode_object(target: &Target, body: AcceptedBody, options: &WriteOptions) -> Result<Value> {
+    options.duplicate_fields(&body.duplicates)?;
     match target.version {
         Version::V1 => Ok(body.value),
         Version::V1beta1 => codec::object_from_v1beta1(target.resource, body.value),
@@ -702,6 +704,7 @@ async fn evict(
         .filter(|o| !o.is_null())
         .map(|value| AcceptedBody {
             value: value.clone(),
+            duplicates: Vec::new(),
         });
     let options = delete_options(params, options.as_ref())?;
     registry.delete(namespace, name, &options).await?;

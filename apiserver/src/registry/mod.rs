@@ -357,6 +357,36 @@ impl WriteOptions {
         self.warnings.lock().map(|w| w.clone()).unwrap_or_default()
     }
 
+    /// Repeated keys of the body (`metadata.name`), as Kubernetes' strict
+    /// decoding reports them: refused under `Strict`, warned under `Warn`.
+    ///
+    /// # Errors
+    ///
+    /// 400 `strict decoding error: duplicate field "metadata.name"` under
+    /// `Strict`.
+    pub fn duplicate_fields(&self, fields: &[String]) -> Result<()> {
+        if fields.is_empty() {
+            return Ok(());
+        }
+        let described: Vec<String> = fields
+            .iter()
+            .map(|f| format!("duplicate field \"{f}\""))
+            .collect();
+        match self.field_validation {
+            FieldValidation::Ignore => Ok(()),
+            FieldValidation::Strict => Err(ApiError::bad_request(format!(
+                "strict decoding error: {}",
+                described.join(", ")
+            ))),
+            FieldValidation::Warn => {
+                for warning in described {
+                    self.warn(warning);
+                }
+                Ok(())
+            }
+        }
+    }
+
     fn unknown_fields(&self, fields: &[String]) -> Result<()> {
         if fields.is_empty() {
             return Ok(());
