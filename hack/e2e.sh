@@ -926,9 +926,9 @@ e2e::scenario minion-down
 e2e::scenario restart
 e2e::scenario ingress
 e2e::scenario health
-e2e::scenario daemonset
 e2e::scenario dns
 e2e::scenario secure
+e2e::scenario daemonset
 
 echo
 printf '%s\n' "${summary[@]}"

@@ -288,8 +288,11 @@ fn expand(
         .get("apiVersion")
         .and_then(Value::as_str)
         .unwrap_or_default();
+    // A named group's kinds (`apps/v1` DaemonSet...) as the server serves them.
+    let served = api_types::kinds::by_api_version_kind(api_version, &kind);
     let v1beta1 = match api_version {
         "v1" => false,
+        _ if served.is_some() => false,
         "v1beta1" | "v1beta2" => true,
         "" if value.get("metadata").is_none() => true,
         "" => return Err(object_error("apiVersion not set".into())),
@@ -299,7 +302,8 @@ fn expand(
             )))
         }
     };
-    let resource = api_types::kinds::lookup(&kind)
+    let resource = served
+        .or_else(|| api_types::kinds::lookup(&kind))
         .ok_or_else(|| object_error(format!("no resource of kind {kind:?}")))?;
     let text = |pointer: &str| {
         value
@@ -380,6 +384,22 @@ mod tests {
         let names: Vec<String> = all.iter().map(Manifest::display_name).collect();
         assert_eq!(names, ["pod/a", "service/s", "replicationcontroller/r"]);
         assert_eq!(all[2].namespace.as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn named_group_manifests_go_to_their_group() {
+        let text = "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: agent}\n";
+        let all = parse("ds.yaml", text).unwrap();
+        assert_eq!(all[0].resource.kind, "DaemonSet");
+        assert_eq!(
+            all[0].collection_path("default"),
+            "/apis/apps/v1/namespaces/default/daemonsets"
+        );
+        assert!(parse(
+            "x.yaml",
+            "apiVersion: apps/v2\nkind: DaemonSet\nmetadata: {name: a}\n"
+        )
+        .is_err());
     }
 
     #[test]

@@ -201,10 +201,13 @@ async fn dispatch(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let dry_run = crate::registry::parse_dry_run(params.get("dryRun").map(String::as_str))?;
-    let options = WriteOptions::new(FieldValidation::parse(
+    let mut options = WriteOptions::new(FieldValidation::parse(
         params.get("fieldValidation").map(String::as_str),
     )?)
     .with_dry_run(dry_run);
+    options.apply = *method == Method::PATCH && is_apply(headers);
+    options.field_manager = field_manager(params, headers, options.apply)?;
+    let options = options;
     let render = |code: u16, value: Value| -> Result<Response> {
         let value = match version {
             Version::V1 => value,
@@ -392,10 +395,16 @@ async fn dispatch(
                     Patch::Json(body.value)
                 }
                 "application/strategic-merge-patch+json" => Patch::Strategic(body.value),
+                "application/apply-patch+yaml" if sub.is_none() && version == Version::V1 => {
+                    Patch::Apply {
+                        config: body.value,
+                        force: params.get("force").map(String::as_str) == Some("true"),
+                    }
+                }
                 "application/apply-patch+yaml" => {
                     return Err(ApiError::new(
                         Reason::UnsupportedMediaType,
-                        "server-side apply is not supported; use client-side apply (kubectl apply --server-side=false)",
+                        "server-side apply is served for the v1 API's objects, not their subresources",
                     ))
                 }
                 other => {
@@ -412,6 +421,7 @@ async fn dispatch(
                         "json patch of scale is not supported; use a merge patch of spec.replicas",
                     )),
                     Patch::Merge(p) | Patch::Strategic(p) => p,
+                    Patch::Apply { .. } => return Err(ApiError::internal("apply of scale")),
                 };
                 let replicas = patch
                     .pointer("/spec/replicas")
@@ -557,6 +567,53 @@ fn list_query(target: &Target, params: &Params) -> Result<ListQuery> {
         continue_token: params.get("continue").filter(|c| !c.is_empty()).cloned(),
         resource_version: params.get("resourceVersion").cloned(),
     })
+}
+
+/// Whether the request is a server-side apply (`application/apply-patch+yaml`).
+fn is_apply(headers: &HeaderMap) -> bool {
+    headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/apply-patch+yaml")
+        })
+}
+
+/// The field manager of a write: `fieldManager`, else (not for an apply,
+/// which must name one) the user agent's first token, as Kubernetes
+/// defaults it (`kubectl/v1.32.0 (linux/amd64) ...` → `kubectl`).
+fn field_manager(params: &Params, headers: &HeaderMap, apply: bool) -> Result<Option<String>> {
+    let given = params
+        .get("fieldManager")
+        .map(String::as_str)
+        .filter(|m| !m.is_empty());
+    let manager = match given {
+        Some(manager) => manager.to_string(),
+        None if apply => {
+            return Err(ApiError::bad_request(
+                "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+            ))
+        }
+        None => {
+            let agent = headers
+                .get("user-agent")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let prefix = agent.split('/').next().unwrap_or("").trim();
+            if prefix.is_empty() {
+                return Ok(None);
+            }
+            prefix.chars().take(128).collect()
+        }
+    };
+    if manager.len() > 128 || manager.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "fieldManager: Invalid value: must be at most 128 printable characters",
+        ));
+    }
+    Ok(Some(manager))
 }
 
 async fn read_body(headers: &HeaderMap, body: Body) -> Result<AcceptedBody> {

@@ -323,6 +323,13 @@ pub struct WriteOptions {
     /// admission, validation, conflict checks) and answer what would have
     /// been stored, but write and allocate nothing.
     pub dry_run: bool,
+    /// The field manager recorded in `metadata.managedFields` (the
+    /// `fieldManager` parameter, else one named after the user agent);
+    /// `None` records nothing (writes from inside the apiserver).
+    pub field_manager: Option<String>,
+    /// A server-side apply: the body's `managedFields` were computed by
+    /// [`Store::patch`] and are stored as they are.
+    pub apply: bool,
     warnings: std::sync::Mutex<Vec<String>>,
 }
 
@@ -332,6 +339,8 @@ impl WriteOptions {
         Self {
             field_validation,
             dry_run: false,
+            field_manager: None,
+            apply: false,
             warnings: std::sync::Mutex::default(),
         }
     }
@@ -496,6 +505,14 @@ pub enum Patch {
     Json(Value),
     /// `application/strategic-merge-patch+json`.
     Strategic(Value),
+    /// `application/apply-patch+yaml`: server-side apply of this applied
+    /// configuration, `force` taking fields other managers own.
+    Apply {
+        /// The applied configuration (a full or partial object).
+        config: Value,
+        /// `force=true`.
+        force: bool,
+    },
 }
 
 /// The object-safe face of a [`Store`], over JSON, for the HTTP layer.
@@ -733,6 +750,143 @@ impl<S: Strategy> Store<S> {
         Ok((bytes, value))
     }
 
+    /// Server-side apply of `config` to the object `name`: created from it
+    /// when there is none, else merged into it through the conditional
+    /// write loop (conflicts decided on the object each attempt reads).
+    async fn server_side_apply(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        config: &Value,
+        force: bool,
+        options: &WriteOptions,
+    ) -> Result<Value> {
+        let resource = self.resource();
+        let (kind, plural) = (resource.kind, resource.plural);
+        let Some(manager) = options.field_manager.as_deref() else {
+            return Err(ApiError::bad_request(
+                "fieldManager is required for apply requests",
+            ));
+        };
+        let mut config = config.clone();
+        let Some(object) = config.as_object_mut() else {
+            return Err(ApiError::bad_request(
+                "the applied configuration must be an object",
+            ));
+        };
+        let meta = object
+            .entry("metadata")
+            .or_insert_with(|| Value::Object(serde_json::Map::new()));
+        let Some(meta) = meta.as_object_mut() else {
+            return Err(ApiError::bad_request("metadata must be an object"));
+        };
+        match meta.get("name").and_then(Value::as_str) {
+            Some(given) if given != name => {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({given}) does not match the name on the URL ({name})"
+                )))
+            }
+            _ => {
+                meta.insert("name".to_string(), Value::String(name.to_string()));
+            }
+        }
+        let now = serde_json::to_value(now()).unwrap_or_default();
+        let api_version = config
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("v1")
+            .to_string();
+        let who = api_types::patch::Manager {
+            name: manager,
+            api_version: &api_version,
+            subresource: "",
+            now: now.as_str().unwrap_or_default(),
+        };
+        let conflict = |c: api_types::patch::Conflicts| apply_conflict(kind, name, &c);
+        let key = self.key(namespace, name);
+        for _ in 0..MAX_WRITE_ATTEMPTS {
+            if self.storage.get(&key).await?.is_none() {
+                let object = api_types::patch::server_side_apply(kind, None, &config, who, force)
+                    .map_err(conflict)?;
+                match Rest::create(self, namespace, object, options).await {
+                    // Created by someone else meanwhile: apply to theirs.
+                    Err(e) if e.reason() == "AlreadyExists" => {}
+                    other => return other,
+                }
+            }
+            let written = self
+                .write_loop(namespace, name, Subresource::Main, options, |current| {
+                    let Some(current) = current else {
+                        return Err(ApiError::not_found(plural, name));
+                    };
+                    let applied = api_types::patch::server_side_apply(
+                        kind,
+                        Some(&current),
+                        &config,
+                        who,
+                        force,
+                    )
+                    .map_err(conflict)?;
+                    Ok((applied, None))
+                })
+                .await;
+            match written {
+                // Deleted meanwhile: create it again.
+                Err(e) if e.reason() == "NotFound" => {}
+                other => return other.map(|(value, _)| value),
+            }
+        }
+        Err(ApiError::new(
+            api_types::status::Reason::Conflict,
+            format!("{plural} {name:?}: gave up after {MAX_WRITE_ATTEMPTS} attempts, too many concurrent writers"),
+        ))
+    }
+
+    /// Records the write of `new_value` over `old` (`None`: a create) as
+    /// an `Update` by the request's field manager in `new`'s
+    /// `managedFields`; whether it set them (a server-side apply set its
+    /// own already).
+    fn record_manager(
+        &self,
+        old: Option<&Value>,
+        new_value: &Value,
+        new: &mut S::Object,
+        subresource: Subresource,
+        options: &WriteOptions,
+    ) -> bool {
+        let Some(manager) = options.field_manager.as_deref() else {
+            return false;
+        };
+        if options.apply {
+            return false;
+        }
+        let mut value = new_value.clone();
+        let now = serde_json::to_value(now()).unwrap_or_default();
+        api_types::patch::record_update(
+            self.resource().kind,
+            old,
+            &mut value,
+            api_types::patch::Manager {
+                name: manager,
+                api_version: new_value
+                    .get("apiVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or("v1"),
+                subresource: match subresource {
+                    Subresource::Status => "status",
+                    Subresource::Main | Subresource::Finalize => "",
+                },
+                now: now.as_str().unwrap_or_default(),
+            },
+        );
+        let recorded = value
+            .pointer("/metadata/managedFields")
+            .cloned()
+            .and_then(|m| serde_json::from_value(m).ok());
+        new.metadata_mut().managed_fields = recorded;
+        true
+    }
+
     async fn read(&self, namespace: Option<&str>, name: &str) -> Result<Stored> {
         self.storage
             .get(&self.key(namespace, name))
@@ -918,8 +1072,12 @@ impl<S: Strategy> Store<S> {
             }
         }
         let old: S::Object = self.decode(current_value.clone().unwrap_or_default(), None)?;
+        let applied_fields = applied_managed_fields(&body, options);
         let mut new = self.decode(body, Some(options))?;
         self.merge_for_update(&mut new, &old, namespace, name, subresource)?;
+        if let Some(fields) = applied_fields {
+            new.metadata_mut().managed_fields = fields;
+        }
         self.strategy.default_update(&mut new, &old);
         let allocated = match subresource {
             Subresource::Main => {
@@ -1030,11 +1188,14 @@ impl<S: Strategy> Store<S> {
             let generation = old.metadata().generation.unwrap_or(1) + 1;
             new.metadata_mut().generation = Some(generation);
         }
-        let (bytes, mut new_value) = if new.metadata().generation == old.metadata().generation {
-            (bytes, new_value)
-        } else {
-            self.encode(&new)?
-        };
+        let recorded =
+            self.record_manager(Some(&old_value), &new_value, &mut new, subresource, options);
+        let (bytes, mut new_value) =
+            if new.metadata().generation == old.metadata().generation && !recorded {
+                (bytes, new_value)
+            } else {
+                self.encode(&new)?
+            };
         if options.dry_run {
             // What would be stored; the resourceVersion stays the current one.
             set_resource_version(&mut new_value, current.mod_revision);
@@ -1133,7 +1294,9 @@ impl<S: Strategy> Store<S> {
             .or_else(|| old_meta.generate_name.clone());
         meta.resource_version = None;
         meta.self_link = None;
-        meta.managed_fields = None;
+        // Server-owned: an update keeps the stored ones; the write records
+        // its manager afterwards (`record_manager`).
+        meta.managed_fields.clone_from(&old_meta.managed_fields);
         Ok(())
     }
 
@@ -1248,6 +1411,7 @@ impl<S: Strategy> Rest for Store<S> {
         options: &WriteOptions,
     ) -> Result<Value> {
         let resource = self.resource();
+        let applied_fields = applied_managed_fields(&body, options);
         let mut object = self.decode(body, Some(options))?;
         {
             let meta = object.metadata_mut();
@@ -1276,7 +1440,8 @@ impl<S: Strategy> Rest for Store<S> {
             meta.self_link = None;
             meta.deletion_timestamp = None;
             meta.deletion_grace_period_seconds = None;
-            meta.managed_fields = None;
+            // Kubernetes resets them on create: the creator owns what it set.
+            meta.managed_fields = applied_fields.unwrap_or_default();
         }
         let name = object.metadata().name.clone().unwrap_or_default();
         self.strategy.admit_create(&object).await?;
@@ -1284,6 +1449,10 @@ impl<S: Strategy> Rest for Store<S> {
             options.warn(warning);
         }
         self.strategy.prepare_for_create(&mut object).await?;
+        if !options.apply {
+            let (_, value) = self.encode(&object)?;
+            self.record_manager(None, &value, &mut object, Subresource::Main, options);
+        }
         let allocated = self
             .strategy
             .allocate(&mut object, None, options.dry_run)
@@ -1333,6 +1502,11 @@ impl<S: Strategy> Rest for Store<S> {
     ) -> Result<Value> {
         let kind = self.resource().kind;
         let plural = self.resource().plural;
+        if let Patch::Apply { config, force } = patch {
+            return self
+                .server_side_apply(namespace, name, config, *force, options)
+                .await;
+        }
         let (value, _) = self
             .write_loop(namespace, name, subresource, options, |current| {
                 let Some(current) = current else {
@@ -1356,6 +1530,9 @@ impl<S: Strategy> Rest for Store<S> {
                     Patch::Strategic(p) => {
                         api_types::patch::apply_strategic_merge_patch(kind, &current, p)
                             .map_err(patch_error)?
+                    }
+                    Patch::Apply { .. } => {
+                        return Err(ApiError::internal("server-side apply took the patch path"))
                     }
                 };
                 // A patch that names a resourceVersion is conditional on it.
@@ -1601,6 +1778,52 @@ impl StoreView {
             }
         }
     }
+}
+
+/// The `managedFields` a server-side apply computed, from the body it
+/// stores (`None`: not an apply; they are recorded as an update).
+fn applied_managed_fields(
+    body: &Value,
+    options: &WriteOptions,
+) -> Option<Option<Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry>>> {
+    if !options.apply {
+        return None;
+    }
+    Some(
+        body.pointer("/metadata/managedFields")
+            .cloned()
+            .and_then(|m| serde_json::from_value(m).ok()),
+    )
+}
+
+/// An apply that would change fields other managers own: 409 Conflict
+/// with one `FieldManagerConflict` cause per field, as Kubernetes answers.
+fn apply_conflict(kind: &str, name: &str, conflicts: &api_types::patch::Conflicts) -> ApiError {
+    let mut status = api_types::status::failure_for(
+        api_types::status::Reason::Conflict,
+        conflicts.to_string(),
+        kind,
+        name,
+    );
+    if let Some(details) = status.details.as_mut() {
+        details.causes = Some(
+            conflicts
+                .0
+                .iter()
+                .map(
+                    |c| k8s_openapi::apimachinery::pkg::apis::meta::v1::StatusCause {
+                        reason: Some("FieldManagerConflict".to_string()),
+                        message: Some(format!(
+                            "conflict with {:?} using {}",
+                            c.manager, c.api_version
+                        )),
+                        field: Some(c.field.clone()),
+                    },
+                )
+                .collect(),
+        );
+    }
+    ApiError(Box::new(status))
 }
 
 /// A patch that is malformed is a 400; one that cannot apply to this

@@ -1,0 +1,240 @@
+//! `portforward-throughput`: bytes per second of one large download through
+//! `kubectl port-forward` (the apiserver's relay and the kubelet's SPDY,
+//! tunneled in a WebSocket as kubectl 1.32 does by default, and its plain
+//! SPDY fallback) next to the same download straight from the pod's IP, in
+//! one run. See `hack/bench/README.md` ("port-forward").
+//!
+//! One run: a private dockerd (the test harness's `TestDocker`), etcd, an
+//! in-process apiserver (`TestCluster`) and kubelet; one busybox pod whose
+//! `httpd` serves a file of `--mib` MiB. Each round fetches it once per
+//! path, the paths alternating, so load from the rest of the machine weighs
+//! on all alike; a fetch is timed from connect to the last byte. The median
+//! of the rounds is reported per path, and the ratio to the direct one.
+//! Everything is stopped and removed at the end.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use clap::Parser;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, PostParams};
+use mini_k8s_tests::apiserver::TestCluster;
+use mini_k8s_tests::docker::{TestDocker, BUSYBOX_IMAGE, TEST_LABEL};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+/// The node the kubelet registers.
+const NODE: &str = "bench-node";
+/// Largest `--mib` and `--rounds`.
+const MAX_MIB: u64 = 1024;
+const MAX_ROUNDS: usize = 20;
+
+/// Download throughput through `kubectl port-forward` vs direct.
+#[derive(Parser, Debug)]
+#[command(name = "portforward-throughput")]
+struct Args {
+    /// Size of the file fetched, MiB (at most 1024).
+    #[arg(long, default_value_t = 64)]
+    mib: u64,
+    /// Fetches per path (at most 20); the median is reported.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Also write the result to this file.
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    ensure!(
+        (1..=MAX_MIB).contains(&args.mib),
+        "--mib must be 1 to {MAX_MIB}"
+    );
+    ensure!(
+        (1..=MAX_ROUNDS).contains(&args.rounds),
+        "--rounds must be 1 to {MAX_ROUNDS}"
+    );
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(args))
+}
+
+async fn run(args: Args) -> Result<()> {
+    let docker = TestDocker::start()?.context("no dockerd could be started (needs root)")?;
+    let cluster = TestCluster::start().await?;
+    let dir = tempfile::Builder::new()
+        .prefix("mk8s-bench-portforward-")
+        .tempdir()?;
+    let kubeconfig = mini_k8s_tests::kubeconfig::write(dir.path(), cluster.url(), None, None)?;
+    let client = kube::Client::try_from(
+        kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(&kubeconfig)?,
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await?,
+    )?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let mut config = kubelet::Config::new(NODE, "127.0.0.1");
+    config.sync.root_dir = dir.path().join("kubelet");
+    config
+        .sync
+        .extra_labels
+        .insert(TEST_LABEL.into(), docker.run_id().into());
+    config.node.kubelet_port = i32::from(listener.local_addr()?.port());
+    let runtime = Arc::new(kubelet::docker::DockerRuntime::new(docker.host()));
+    let (kubelet, services) = kubelet::Kubelet::new(client.clone(), runtime, config);
+    let server = tokio::spawn(kubelet::server::serve(kubelet.clone(), listener));
+    let task = tokio::spawn(kubelet.run(services));
+
+    let result = measure(&args, &client, &kubeconfig).await;
+    task.abort();
+    server.abort();
+    drop(cluster);
+    drop(docker);
+    let text = result?;
+    print!("{text}");
+    if let Some(out) = &args.out {
+        std::fs::write(out, &text).with_context(|| format!("writing {}", out.display()))?;
+    }
+    Ok(())
+}
+
+/// `kubectl port-forward pod/web :80`, and the local port it listens on.
+async fn forward(kubeconfig: &std::path::Path, plain_spdy: bool) -> Result<(Child, u16)> {
+    let mut child = Command::new("kubectl")
+        .args(["port-forward", "pod/web", ":80"])
+        .env("KUBECONFIG", kubeconfig)
+        .env(
+            "KUBECTL_PORT_FORWARD_WEBSOCKETS",
+            if plain_spdy { "false" } else { "true" },
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting kubectl port-forward")?;
+    let mut lines = BufReader::new(child.stdout.take().context("no stdout")?).lines();
+    let port = loop {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .context("kubectl printed no `Forwarding from` within 30 s")??
+            .context("kubectl port-forward ended")?;
+        if let Some(rest) = line.strip_prefix("Forwarding from 127.0.0.1:") {
+            break rest
+                .split_once(' ')
+                .map_or(rest, |(port, _)| port)
+                .parse::<u16>()?;
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((child, port))
+}
+
+/// Fetches `/blob` from `to`; the bytes per second, connect to last byte.
+async fn fetch(to: (&str, u16), expect: u64) -> Result<f64> {
+    let started = Instant::now();
+    let mut stream = tokio::net::TcpStream::connect(to).await?;
+    stream.write_all(b"GET /blob HTTP/1.0\r\n\r\n").await?;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0u64;
+    let limit = Duration::from_secs(300);
+    loop {
+        let n = tokio::time::timeout(limit, stream.read(&mut buf))
+            .await
+            .context("a fetch stalled")??;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+    }
+    let took = started.elapsed().as_secs_f64();
+    ensure!(
+        total >= expect,
+        "got {total} bytes from {to:?}, expected at least {expect}"
+    );
+    #[allow(clippy::cast_precision_loss, reason = "a byte count under 2^53")]
+    Ok(total as f64 / took)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+async fn measure(
+    args: &Args,
+    client: &kube::Client,
+    kubeconfig: &std::path::Path,
+) -> Result<String> {
+    let bytes = args.mib * 1024 * 1024;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let script = format!(
+        "mkdir -p /www && head -c {bytes} /dev/zero > /www/blob && exec httpd -f -p 80 -h /www"
+    );
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"nodeName": NODE, "terminationGracePeriodSeconds": 0,
+                 "containers": [{"name": "web", "image": BUSYBOX_IMAGE,
+                                 "imagePullPolicy": "IfNotPresent",
+                                 "command": ["sh", "-c", script]}]}
+    }))?;
+    pods.create(&PostParams::default(), &pod).await?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let ip = loop {
+        let status = pods.get("web").await?.status.unwrap_or_default();
+        if status.phase.as_deref() == Some("Running") {
+            if let Some(ip) = status.pod_ip {
+                break ip;
+            }
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the pod did not run within 120 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // httpd is up once the direct fetch succeeds (the file is written first).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while fetch((&ip, 80), bytes).await.is_err() {
+        ensure!(
+            Instant::now() < deadline,
+            "httpd did not answer within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (tunnel_child, tunnel) = forward(kubeconfig, false).await?;
+    let (plain_child, plain) = forward(kubeconfig, true).await?;
+    // Warm-up of each path.
+    fetch(("127.0.0.1", tunnel), bytes).await?;
+    fetch(("127.0.0.1", plain), bytes).await?;
+    let (mut direct, mut tunneled, mut spdy) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..args.rounds {
+        direct.push(fetch((&ip, 80), bytes).await?);
+        tunneled.push(fetch(("127.0.0.1", tunnel), bytes).await?);
+        spdy.push(fetch(("127.0.0.1", plain), bytes).await?);
+    }
+    drop((tunnel_child, plain_child));
+    let mibs = |v: f64| v / (1024.0 * 1024.0);
+    let (direct, tunneled, spdy) = (median(direct), median(tunneled), median(spdy));
+    Ok(format!(
+        "port-forward throughput: {mib} MiB over HTTP/1.0 from busybox httpd, {rounds} rounds \
+         alternating, median\n\
+         path                                          MiB/s   ratio\n\
+         direct to the pod IP                        {:7.1}    1.00\n\
+         kubectl port-forward (SPDY in a WebSocket)  {:7.1}  {:6.2}   goal: >= 0.5\n\
+         kubectl port-forward (plain SPDY)           {:7.1}  {:6.2}\n",
+        mibs(direct),
+        mibs(tunneled),
+        tunneled / direct,
+        mibs(spdy),
+        spdy / direct,
+        mib = args.mib,
+        rounds = args.rounds,
+    ))
+}
