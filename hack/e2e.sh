@@ -133,6 +133,12 @@ e2e::node_of_minion() {
     '.items[] | select(any(.status.addresses[]?; .address == $ip)) | .metadata.name'
 }
 
+# e2e::minion_registered K - minion K's Node exists (a command e2e::poll
+# can repeat: the lookup runs on every attempt).
+e2e::minion_registered() {
+  test -n "$(e2e::node_of_minion "$1")"
+}
+
 # ---------------------------------------------------------------------------
 # Reporting and polling.
 
@@ -451,7 +457,7 @@ e2e::scenario_daemonset() {
   e2e::poll 120 "exactly one node-agent pod Running on each of ${nodes[*]}" \
     e2e::ds_per_node name=node-agent "${nodes[@]}" || return 1
   e2e::check "hack/local-cluster.sh start-minion 4 (a 4th minion)" "$LOCAL_CLUSTER" start-minion 4 || return 1
-  e2e::poll 120 "minion 4 registered" test -n "$(e2e::node_of_minion 4)" || return 1
+  e2e::poll 120 "minion 4 registered" e2e::minion_registered 4 || return 1
   node4="$(e2e::node_of_minion 4)"
   e2e::poll 120 "node $node4 is Ready" e2e::node_ready_is "$node4" True || return 1
   e2e::poll 120 "the 4th minion got its node-agent pod, the others kept theirs" \
