@@ -89,6 +89,8 @@ mod scheduler;
 mod security;
 /// Namespaces, service IPs, bindings, scale, graceful deletion.
 mod semantics;
+/// Server-side apply: kubectl --server-side from two managers, conflicts, force, managedFields, the kube crate (#16).
+mod server_side_apply;
 /// Several apiservers on one etcd: shared service IP allocation, the kubernetes endpoints.
 mod several_apiservers;
 /// Watch: order, resume, 410 Gone, selectors.

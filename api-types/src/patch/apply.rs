@@ -610,7 +610,8 @@ pub fn apply(
         .position(|e| e.is(manager.name, "Apply", manager.subresource));
     let previous = position.map(|i| entries[i].set.clone()).unwrap_or_default();
     // What the manager applied before and leaves out now goes, unless
-    // someone else owns it; deepest first so elements go after their fields.
+    // someone else owns it; shallowest first: a list element goes whole
+    // while its key fields still name it.
     let mut gone: Vec<Vec<String>> = previous
         .paths()
         .into_iter()
@@ -621,7 +622,7 @@ pub fn apply(
                 .any(|e| !e.is(manager.name, "Apply", manager.subresource) && e.set.contains(p))
         })
         .collect();
-    gone.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    gone.sort_by_key(Vec::len);
     for path in &gone {
         remove_at(&mut merged, path);
     }
@@ -944,6 +945,23 @@ mod tests {
         let containers = &again["spec"]["template"]["spec"]["containers"];
         assert_eq!(containers.as_array().map(Vec::len), Some(1));
         assert_eq!(containers[0]["ports"], json!([{"containerPort": 80}]));
+        let moved = apply(
+            "ReplicationController",
+            Some(&again),
+            &{
+                let mut v = rc(2, "nginx");
+                v["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] =
+                    json!(81);
+                v
+            },
+            by("a"),
+            false,
+        )
+        .expect("moved");
+        assert_eq!(
+            moved["spec"]["template"]["spec"]["containers"][0]["ports"],
+            json!([{"containerPort": 81}])
+        );
     }
 
     #[test]

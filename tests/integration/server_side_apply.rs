@@ -1,0 +1,234 @@
+//! Server-side apply (#16 item 2): the stock kubectl's `apply --server-side`
+//! from two field managers (a conflict, then `--force-conflicts`), a field a
+//! manager drops removed, managedFields in Kubernetes' format, and the `kube`
+//! crate's `Patch::Apply`.
+
+use anyhow::{Context, Result};
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Patch, PatchParams};
+use kube::Api;
+use mini_k8s_tests::apiserver::TestCluster;
+use serde_json::{json, Value};
+
+use crate::kubectl::kubectl_cluster;
+
+fn rc(replicas: i64, labels: Value) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "ReplicationController",
+        "metadata": {"name": "web", "labels": labels},
+        "spec": {"replicas": replicas, "selector": {"app": "web"}, "template": {
+            "metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "c", "image": "nginx"}]}
+        }}
+    })
+}
+
+fn managers(object: &Value) -> Vec<(String, String)> {
+    object["metadata"]["managedFields"]
+        .as_array()
+        .map(|entries| {
+            entries
+                .iter()
+                .map(|e| {
+                    (
+                        e["manager"].as_str().unwrap_or("").to_string(),
+                        e["operation"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn fields_of(object: &Value, manager: &str) -> Value {
+    object["metadata"]["managedFields"]
+        .as_array()
+        .and_then(|entries| entries.iter().find(|e| e["manager"] == manager))
+        .map(|e| e["fieldsV1"].clone())
+        .unwrap_or(Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_apply_server_side_from_two_managers() -> Result<()> {
+    let Some((cluster, dir, kubectl)) = kubectl_cluster().await? else {
+        return Ok(());
+    };
+    let file_a = dir.path().join("a.json");
+    let file_b = dir.path().join("b.json");
+    std::fs::write(
+        &file_a,
+        rc(2, json!({"app": "web", "tier": "front"})).to_string(),
+    )?;
+    let apply = |file: &std::path::Path, manager: &str, force: bool| {
+        let mut args = vec![
+            "apply".to_string(),
+            "--server-side".to_string(),
+            format!("--field-manager={manager}"),
+            "-f".to_string(),
+            file.display().to_string(),
+        ];
+        if force {
+            args.push("--force-conflicts".to_string());
+        }
+        args
+    };
+    let run = |args: Vec<String>| {
+        let kubectl = &kubectl;
+        async move {
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            kubectl.run(&refs).await
+        }
+    };
+    // a creates it (create-on-apply) and owns replicas.
+    let out = run(apply(&file_a, "a", false)).await?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, live) = cluster
+        .get("/api/v1/namespaces/default/replicationcontrollers/web")
+        .await?;
+    assert_eq!(managers(&live), [("a".to_string(), "Apply".to_string())]);
+    assert_eq!(fields_of(&live, "a")["f:spec"]["f:replicas"], json!({}));
+    assert_eq!(
+        fields_of(&live, "a")["f:spec"]["f:template"]["f:spec"]["f:containers"]
+            ["k:{\"name\":\"c\"}"]["."],
+        json!({})
+    );
+
+    // b applies replicas 3: a conflict, kubectl exits non-zero with
+    // Kubernetes' message.
+    std::fs::write(
+        &file_b,
+        json!({"apiVersion": "v1", "kind": "ReplicationController",
+            "metadata": {"name": "web"}, "spec": {"replicas": 3}})
+        .to_string(),
+    )?;
+    let out = run(apply(&file_b, "b", false)).await?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a conflict must fail");
+    assert!(
+        stderr
+            .contains("Apply failed with 1 conflict: conflict with \"a\" using v1: .spec.replicas"),
+        "{stderr}"
+    );
+    // The raw answer: 409 Conflict, a FieldManagerConflict cause.
+    let (code, status) = cluster
+        .send_raw(
+            reqwest::Method::PATCH,
+            "/api/v1/namespaces/default/replicationcontrollers/web?fieldManager=b",
+            "application/apply-patch+yaml",
+            b"apiVersion: v1\nkind: ReplicationController\nmetadata:\n  name: web\nspec:\n  replicas: 3\n".to_vec(),
+        )
+        .await?;
+    assert_eq!(code, 409, "{status}");
+    assert_eq!(status["reason"], "Conflict");
+    assert_eq!(
+        status["details"]["causes"][0]["reason"],
+        "FieldManagerConflict"
+    );
+    assert_eq!(status["details"]["causes"][0]["field"], ".spec.replicas");
+
+    // --force-conflicts: b takes replicas.
+    kubectl
+        .ok(&apply(&file_b, "b", true)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>())
+        .await?;
+    let (_, live) = cluster
+        .get("/api/v1/namespaces/default/replicationcontrollers/web")
+        .await?;
+    assert_eq!(live["spec"]["replicas"], 3);
+    assert_eq!(fields_of(&live, "b"), json!({"f:spec": {"f:replicas": {}}}));
+    assert_eq!(fields_of(&live, "a")["f:spec"].get("f:replicas"), None);
+
+    // a drops its tier label (and no longer sets replicas): the label goes,
+    // replicas stays b's.
+    let mut dropped = rc(2, json!({"app": "web"}));
+    dropped["spec"]
+        .as_object_mut()
+        .context("spec")?
+        .remove("replicas");
+    std::fs::write(&file_a, dropped.to_string())?;
+    let out = run(apply(&file_a, "a", false)).await?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, live) = cluster
+        .get("/api/v1/namespaces/default/replicationcontrollers/web")
+        .await?;
+    assert_eq!(live["metadata"]["labels"], json!({"app": "web"}));
+    assert_eq!(live["spec"]["replicas"], 3);
+
+    // An ordinary write records an Update entry for its manager and takes
+    // the field.
+    kubectl
+        .ok(&["label", "rc", "web", "team=x", "--field-manager=labeller"])
+        .await?;
+    let (_, live) = cluster
+        .get("/api/v1/namespaces/default/replicationcontrollers/web")
+        .await?;
+    assert!(
+        managers(&live).contains(&("labeller".to_string(), "Update".to_string())),
+        "{:?}",
+        managers(&live)
+    );
+    assert_eq!(
+        fields_of(&live, "labeller")["f:metadata"]["f:labels"]["f:team"],
+        json!({})
+    );
+    drop(cluster);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_needs_a_field_manager() -> Result<()> {
+    let cluster = TestCluster::start().await?;
+    let (code, status) = cluster
+        .send_raw(
+            reqwest::Method::PATCH,
+            "/api/v1/namespaces/default/services/s",
+            "application/apply-patch+yaml",
+            br#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"s"}}"#.to_vec(),
+        )
+        .await?;
+    assert_eq!(code, 400, "{status}");
+    drop(cluster);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kube_crate_applies() -> Result<()> {
+    let cluster = TestCluster::start().await?;
+    let dir = tempfile::tempdir()?;
+    let client = crate::kube_client::client(&cluster, dir.path()).await?;
+    let services: Api<Service> = Api::namespaced(client, "default");
+    let service = |port: i32| {
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "svc"},
+            "spec": {"selector": {"app": "x"}, "ports": [{"port": port, "targetPort": port}]}
+        })
+    };
+    let params = PatchParams::apply("mgr");
+    let created = services
+        .patch("svc", &params, &Patch::Apply(service(80)))
+        .await?;
+    let entries = created.metadata.managed_fields.clone().unwrap_or_default();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].manager.as_deref(), Some("mgr"));
+    assert_eq!(entries[0].operation.as_deref(), Some("Apply"));
+    assert_eq!(entries[0].fields_type.as_deref(), Some("FieldsV1"));
+    let updated = services
+        .patch("svc", &params, &Patch::Apply(service(81)))
+        .await?;
+    let ports = updated.spec.and_then(|s| s.ports).unwrap_or_default();
+    assert_eq!(ports.len(), 1, "{ports:?}");
+    assert_eq!(ports[0].port, 81);
+    drop(cluster);
+    Ok(())
+}
