@@ -246,6 +246,18 @@ impl Authorizer {
         self
     }
 
+    /// Waits, at most `limit`, until the RBAC objects and the node graph
+    /// have been read once, so the first requests after a start are
+    /// decided on them rather than refused on an empty cache.
+    pub async fn wait_synced(&self, limit: std::time::Duration) {
+        if self.uses_rbac() && !self.rbac.synced().is_open() {
+            self.rbac.synced().wait(limit).await;
+        }
+        if let Some(graph) = self.nodes.as_ref().filter(|g| !g.synced().is_open()) {
+            graph.synced().wait(limit).await;
+        }
+    }
+
     /// Whether `Node` is one of the modes (so the pod graph is needed).
     pub fn uses_node(modes: &[Mode]) -> bool {
         modes.contains(&Mode::Node)
@@ -327,6 +339,10 @@ pub fn current_requester() -> Option<Requester> {
     REQUESTER.try_with(Clone::clone).ok()
 }
 
+/// How long a request waits for the authorizer's first read of its data
+/// after a start before it is decided anyway.
+const AUTHORIZER_SYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The authorization middleware: refuses with 403 what the authorizer
 /// does not allow. Requests without an authenticated [`User`] (no
 /// `--token-auth-file`, or the public health checks) pass untouched.
@@ -344,6 +360,7 @@ pub async fn authorize(
         request.uri().path(),
         request.uri().query(),
     );
+    authorizer.wait_synced(AUTHORIZER_SYNC_WAIT).await;
     if !authorizer.allows(&user, &attributes) {
         debug!(user = %user.name, ?attributes, "forbidden");
         let version = if request.uri().path().starts_with("/api/v1beta1") {

@@ -67,6 +67,8 @@ struct NodeEdges {
 #[derive(Debug, Default)]
 pub struct NodeGraph {
     state: RwLock<GraphState>,
+    /// Open once the pods have been listed.
+    synced: super::reflect::SyncGate,
 }
 
 #[derive(Debug, Default)]
@@ -199,7 +201,10 @@ fn named_objects(node: String, spec: &PodSpec) -> PodEdges {
 impl NodeGraph {
     /// Starts keeping the graph from the pods registry until `stop`.
     pub fn start(pods: Arc<dyn Rest>, stop: watch::Receiver<bool>) -> Arc<Self> {
-        let graph = Arc::new(Self::default());
+        let graph = Arc::new(Self {
+            synced: super::reflect::SyncGate::new(1),
+            ..Self::default()
+        });
         let listed = graph.clone();
         let watched = graph.clone();
         tokio::spawn(super::reflect::list_and_watch(
@@ -211,6 +216,7 @@ impl NodeGraph {
                     state.set(key, edges);
                 }
                 *listed.state.write().unwrap_or_else(|e| e.into_inner()) = state;
+                listed.synced.listed();
             },
             move |kind, object| watched.apply(kind, &object),
         ));
@@ -226,6 +232,11 @@ impl NodeGraph {
             "DELETED" => state.set(key, None),
             _ => state.set(key, edges),
         }
+    }
+
+    /// Whether the pods have been listed once.
+    pub fn synced(&self) -> &super::reflect::SyncGate {
+        &self.synced
     }
 
     /// Whether the node authorizer allows `node`'s kubelet the request.

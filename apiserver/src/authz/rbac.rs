@@ -30,6 +30,8 @@ struct Snapshot {
 #[derive(Default)]
 pub struct RbacCache {
     snapshot: RwLock<Snapshot>,
+    /// Open once each of the four kinds has been listed.
+    synced: super::reflect::SyncGate,
 }
 
 fn key_of(value: &Value) -> Option<String> {
@@ -55,7 +57,10 @@ impl RbacCache {
         cluster_role_bindings: Arc<dyn Rest>,
         stop: watch::Receiver<bool>,
     ) -> Arc<Self> {
-        let cache = Arc::new(Self::default());
+        let cache = Arc::new(Self {
+            synced: super::reflect::SyncGate::new(4),
+            ..Self::default()
+        });
         tokio::spawn(reflect::<Role>(
             cache.clone(),
             roles,
@@ -81,6 +86,12 @@ impl RbacCache {
             stop,
         ));
         cache
+    }
+
+    /// Whether every kind has been listed once (see
+    /// [`SyncGate`](super::reflect::SyncGate)).
+    pub fn synced(&self) -> &super::reflect::SyncGate {
+        &self.synced
     }
 
     /// Whether a rule bound to `user` allows the request.
@@ -189,6 +200,7 @@ async fn reflect<T: DeserializeOwned + Send + Sync + 'static>(
     stop: watch::Receiver<bool>,
 ) {
     let listed = cache.clone();
+    let first = std::sync::atomic::AtomicBool::new(true);
     super::reflect::list_and_watch(
         registry,
         stop,
@@ -198,6 +210,9 @@ async fn reflect<T: DeserializeOwned + Send + Sync + 'static>(
                 .filter_map(|item| Some((key_of(&item)?, serde_json::from_value(item).ok()?)))
                 .collect();
             *pick(&mut listed.snapshot.write().unwrap_or_else(|e| e.into_inner())) = objects;
+            if first.swap(false, std::sync::atomic::Ordering::AcqRel) {
+                listed.synced.listed();
+            }
         },
         move |kind, object| apply(&cache, pick, kind, object),
     )
