@@ -39,7 +39,9 @@
 #                 credential, 403 for the token of `demo` (no roles); each
 #                 minion's kubelet (10250) answers 401 without a credential
 #                 and 403 to `demo`; the admin reads logs through the
-#                 apiserver's client identity (issue #13)
+#                 apiserver's client identity; minion 1's kubelet identity
+#                 lists only its own pods and cannot change minion 2's
+#                 node (issue #13)
 #   dns           from a pod (busybox nslookup through the cluster DNS on
 #                 the portal 10.0.0.10), `db` and `db.default.svc.cluster.local`
 #                 resolve to db's portal IP, a service created after the pod
@@ -874,6 +876,22 @@ e2e::scenario_secure() {
   e2e::expect_code 200 "the apiserver's kubelet-client identity reads a kubelet's /pods" \
     --cacert "$pki/ca.crt" --cert "$pki/apiserver-kubelet-client.crt" \
     --key "$pki/apiserver-kubelet-client.key" "https://10.245.1.2:10250/pods" || ok=0
+  # Node restriction: minion 1's kubelet identity (system:node:NAME) reaches
+  # its own pods and node only.
+  local n1 n2
+  n1="$(e2e::node_of_minion 1)" n2="$(e2e::node_of_minion 2)"
+  local as_kubelet=(--cacert "$pki/ca.crt" --cert "$pki/kubelet-$n1.crt" --key "$pki/kubelet-$n1.key")
+  e2e::expect_code 403 "minion 1's kubelet identity lists kube-system's pods" \
+    "${as_kubelet[@]}" "https://$api/api/v1/namespaces/kube-system/pods" || ok=0
+  e2e::expect_code 403 "minion 1's kubelet identity lists every pod" \
+    "${as_kubelet[@]}" "https://$api/api/v1/pods" || ok=0
+  e2e::expect_code 200 "minion 1's kubelet identity lists its own pods (spec.nodeName=$n1)" \
+    "${as_kubelet[@]}" "https://$api/api/v1/pods?fieldSelector=spec.nodeName%3D$n1" || ok=0
+  e2e::expect_code 403 "minion 1's kubelet identity patches minion 2's node" \
+    "${as_kubelet[@]}" -X PATCH -H 'Content-Type: application/merge-patch+json' \
+    --data '{"metadata":{"labels":{"stolen":"yes"}}}' "https://$api/api/v1/nodes/$n2" || ok=0
+  e2e::expect_code 200 "minion 1's kubelet identity reads its own node" \
+    "${as_kubelet[@]}" "https://$api/api/v1/nodes/$n1" || ok=0
   ((ok))
 }
 
