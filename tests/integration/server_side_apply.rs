@@ -232,3 +232,56 @@ async fn the_kube_crate_applies() -> Result<()> {
     drop(cluster);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctl_apply_server_side_with_force() -> Result<()> {
+    let cluster = TestCluster::start().await?;
+    let dir = tempfile::tempdir()?;
+    let ctl = crate::ctl_harness::Ctl::new(dir.path(), cluster.url(), None)?;
+    let one = ctl.file(
+        "one.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: front\nspec:\n  selector:\n    app: front\n  ports:\n  - port: 80\n",
+    )?;
+    let two = ctl.file(
+        "two.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: front\nspec:\n  selector:\n    app: other\n",
+    )?;
+    assert_eq!(
+        ctl.ok(&["apply", "--server-side", "-f", &one]).await?,
+        "service/front serverside-applied\n"
+    );
+    let err = ctl
+        .fails(&[
+            "apply",
+            "--server-side",
+            "--field-manager",
+            "two",
+            "-f",
+            &two,
+        ])
+        .await?;
+    assert!(
+        err.contains("conflict with \"ctl\" using v1: .spec.selector.app"),
+        "{err}"
+    );
+    ctl.ok(&[
+        "apply",
+        "--server-side",
+        "--field-manager",
+        "two",
+        "--force-conflicts",
+        "-f",
+        &two,
+    ])
+    .await?;
+    let (_, svc) = cluster
+        .get("/api/v1/namespaces/default/services/front")
+        .await?;
+    assert_eq!(svc["spec"]["selector"], json!({"app": "other"}));
+    assert_eq!(
+        fields_of(&svc, "two"),
+        json!({"f:spec": {"f:selector": {"f:app": {}}}})
+    );
+    drop(cluster);
+    Ok(())
+}

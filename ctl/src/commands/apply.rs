@@ -1,6 +1,8 @@
 //! `ctl apply -f`: create, or three-way merge against the configuration
 //! last applied (kept in the `kubectl.kubernetes.io/last-applied-configuration`
-//! annotation, as kubectl keeps it, so both tools can take turns).
+//! annotation, as kubectl keeps it, so both tools can take turns), or with
+//! `--server-side` a server-side apply (`application/apply-patch+yaml`,
+//! the server merging and tracking field owners).
 
 use anyhow::{Context, Result};
 use api_types::patch::create_three_way_merge_patch;
@@ -13,7 +15,22 @@ use crate::{emit, manifests, report, GlobalArgs};
 pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Flags of `apply`.
-pub type Args = manifests::FileArgs;
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub files: manifests::FileArgs,
+    /// Apply on the server (server-side apply) instead of a three-way merge
+    /// patch computed here.
+    #[arg(long)]
+    pub server_side: bool,
+    /// With `--server-side`: take the fields other managers own instead of
+    /// failing with a conflict.
+    #[arg(long)]
+    pub force_conflicts: bool,
+    /// The field manager recorded for the applied fields.
+    #[arg(long, default_value = "ctl")]
+    pub field_manager: String,
+}
 
 /// Runs `apply`. 2014 manifests are converted to v1 here (v1beta1 has no
 /// PATCH), so what is recorded and compared is their v1 form.
@@ -22,11 +39,16 @@ pub type Args = manifests::FileArgs;
 ///
 /// Unreadable manifests, or the objects that failed.
 pub async fn run(global: &GlobalArgs, args: Args) -> Result<()> {
-    let objects = manifests::read(&args.files, args.recursive)?;
+    let objects = manifests::read(&args.files.files, args.files.recursive)?;
     let ctl = global.connect().await?;
     let mut failures = Vec::new();
     for object in &objects {
-        match apply_one(&ctl, object).await {
+        let applied = if args.server_side {
+            apply_server_side(&ctl, object, &args).await
+        } else {
+            apply_one(&ctl, object).await
+        };
+        match applied {
             Ok(verb) => emit(&format!("{} {verb}\n", object.display_name())),
             Err(e) => {
                 if matches!(
@@ -126,6 +148,50 @@ fn prune_defaulted_lists(patch: &mut Value, modified: &Value, current: &Value) {
             map.remove(&key);
         }
     }
+}
+
+/// A server-side apply of one object: the server creates or merges it.
+async fn apply_server_side(
+    ctl: &crate::client::Ctl,
+    object: &Manifest,
+    args: &Args,
+) -> Result<&'static str> {
+    let mut v1 = if object.v1beta1 {
+        manifests::to_v1(object)?
+    } else {
+        object.value.clone()
+    };
+    if object.resource.namespaced && v1.pointer("/metadata/namespace").is_none() {
+        v1["metadata"]["namespace"] = Value::String(object.namespace_or(&ctl.namespace).into());
+    }
+    let path = object.object_path(&ctl.namespace, false);
+    let manager: String = args
+        .field_manager
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let query = format!(
+        "{path}?fieldManager={manager}{}",
+        if args.force_conflicts {
+            "&force=true"
+        } else {
+            ""
+        }
+    );
+    let body = serde_json::to_vec(&v1).context("encoding the object")?;
+    ctl.request(
+        http::Method::PATCH,
+        &query,
+        Some(("application/apply-patch+yaml", body)),
+    )
+    .await?;
+    Ok("serverside-applied")
 }
 
 async fn apply_one(ctl: &crate::client::Ctl, object: &Manifest) -> Result<&'static str> {
