@@ -96,7 +96,14 @@ async fn relay(
         path.push(if i == 0 { '?' } else { '&' });
         path.push_str(&format!("port={port}"));
     }
-    crate::exec::relay_upgrade(&kubelet, &path, request, format!("portforward {ns}/{name}")).await
+    crate::exec::relay_upgrade(
+        &state.kubelet,
+        &kubelet,
+        &path,
+        request,
+        format!("portforward {ns}/{name}"),
+    )
+    .await
 }
 
 #[cfg(test)]
