@@ -844,8 +844,8 @@ impl<S: Strategy> Store<S> {
 
     /// Records the write of `new_value` over `old` (`None`: a create) as
     /// an `Update` by the request's field manager in `new`'s
-    /// `managedFields`; whether it set them (a server-side apply set its
-    /// own already).
+    /// `managedFields`; whether that changed them (a server-side apply set
+    /// its own already).
     fn record_manager(
         &self,
         old: Option<&Value>,
@@ -883,6 +883,11 @@ impl<S: Strategy> Store<S> {
             .pointer("/metadata/managedFields")
             .cloned()
             .and_then(|m| serde_json::from_value(m).ok());
+        // Most writes (a kubelet's status) change no owned field: no
+        // second encoding for them.
+        if new.metadata().managed_fields == recorded {
+            return false;
+        }
         new.metadata_mut().managed_fields = recorded;
         true
     }
