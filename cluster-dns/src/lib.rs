@@ -95,13 +95,19 @@ pub async fn run(
     {
         let ready = ready.clone();
         let (services, endpoints) = (services.store.clone(), endpoints.store.clone());
+        // Polled rather than awaited: in the e2e a task awaiting both
+        // stores' `wait_until_ready()` was never woken although the stores
+        // were ready (`now_or_never` said so, and /readyz with it), so the
+        // server answered SERVFAIL for ever. A 100 ms poll of the same
+        // readiness cannot miss it.
         tokio::spawn(async move {
-            if services.wait_until_ready().await.is_ok()
-                && endpoints.wait_until_ready().await.is_ok()
+            while !(client_util::health::store_synced(&services)
+                && client_util::health::store_synced(&endpoints))
             {
-                ready.store(true, Ordering::Release);
-                tracing::info!("caches filled; answering");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
+            ready.store(true, Ordering::Release);
+            tracing::info!("caches filled; answering");
         });
     }
     let counters = Arc::new(Counters::default());
