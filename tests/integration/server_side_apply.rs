@@ -215,6 +215,12 @@ async fn the_kube_crate_applies() -> Result<()> {
         })
     };
     let params = PatchParams::apply("mgr");
+    // A dry run answers what it would store and stores nothing.
+    let would = services
+        .patch("svc", &params.clone().dry_run(), &Patch::Apply(service(80)))
+        .await?;
+    assert_eq!(would.metadata.name.as_deref(), Some("svc"));
+    assert!(services.get_opt("svc").await?.is_none());
     let created = services
         .patch("svc", &params, &Patch::Apply(service(80)))
         .await?;
