@@ -54,7 +54,8 @@ impl PatchType {
     /// The patch type of a `Content-Type` header value; parameters such as
     /// `; charset=utf-8` are ignored, case does not matter. `None` for any
     /// other type, including server-side apply's `application/apply-patch+yaml`
-    /// (the caller answers `415 Unsupported Media Type`).
+    /// (not a patch of a target but an applied configuration: see
+    /// [`server_side_apply`], which the apiserver routes it to).
     #[must_use]
     pub fn from_content_type(content_type: &str) -> Option<Self> {
         let essence = content_type
