@@ -24,6 +24,12 @@
 #                 reach the two services through the ingress proxy on each
 #                 of the 3 minions, another host gets a 404 saying why, and
 #                 the Ingress's status lists every minion's address
+#   dns           from a pod (busybox nslookup through the cluster DNS on
+#                 the portal 10.0.0.10), `db` and `db.default.svc.cluster.local`
+#                 resolve to db's portal IP, a service created after the pod
+#                 resolves too, and the app container's resolv.conf is
+#                 Kubernetes' ClusterFirst one (db is the walk-through's, or
+#                 one the scenario makes when it runs alone)
 #   daemonset     a DaemonSet has exactly one Running pod on each of the 3
 #                 minions; a 4th minion (`local-cluster.sh start-minion 4`)
 #                 gets one; minion 4 stopped, past the eviction timeout its
@@ -42,18 +48,6 @@
 #                 apiserver's client identity; minion 1's kubelet identity
 #                 lists only its own pods and cannot change minion 2's
 #                 node (issue #13)
-#   dns           from a pod (busybox nslookup through the cluster DNS on
-#                 the portal 10.0.0.10), `db` and `db.default.svc.cluster.local`
-#                 resolve to db's portal IP, a service created after the pod
-#                 resolves too, and the app container's resolv.conf is
-#                 Kubernetes' ClusterFirst one (db is the walk-through's, or
-#                 one the scenario makes when it runs alone)
-#   secure        the API on 10.245.1.1 only over TLS (plain HTTP on its
-#                 port fails, nothing on 8080), 401 over TLS without a
-#                 credential, 403 for the token of `demo` (no roles); each
-#                 minion's kubelet (10250) answers 401 without a credential
-#                 and 403 to `demo`; the admin reads logs through the
-#                 apiserver's client identity (issue #13)
 #
 # Each scenario prints what it checked; the run ends with "N passed, M
 # failed" and exits 1 if any failed (2 if the cluster did not come up).
@@ -374,6 +368,64 @@ e2e::scenario_walkthrough() {
     e2e::host_dir_logs || return 1
 }
 
+# The pod the dns scenario asks from: every second (600 times at most) one
+# line per name, `lookup NAME: <nslookup's output on one line>`, and its
+# resolv.conf on one line.
+# shellcheck disable=SC2016 # expanded by the pod's shell, not this one
+DNS_CLIENT_SCRIPT='i=0; while [ $i -lt 600 ]; do for n in db db.default.svc.cluster.local dns-late; do echo "lookup $n: $(nslookup $n 2>&1 | tr "\n" " ")"; done; echo "resolv: $(tr "\n" " " </etc/resolv.conf)"; i=$((i + 1)); sleep 1; done'
+
+# e2e::dns_answers NAME IP - dns-client's latest lookup of NAME gave IP.
+e2e::dns_answers() {
+  local line
+  line="$(kc logs dns-client 2>&1 | grep -F "lookup $1:" | tail -n 1)"
+  echo "${line:-no lookup of $1 in the log of dns-client yet}"
+  grep -qE "Address:[[:space:]]+${2//./\\.}([^0-9:]|$)" <<<"$line"
+}
+
+# e2e::dns_resolv_conf - dns-client's resolv.conf is the ClusterFirst one.
+e2e::dns_resolv_conf() {
+  local line
+  line="$(kc logs dns-client 2>&1 | grep -F "resolv:" | tail -n 1)"
+  echo "$line"
+  grep -qF "nameserver 10.0.0.10" <<<"$line" &&
+    grep -qF "search default.svc.cluster.local svc.cluster.local cluster.local" <<<"$line" &&
+    grep -qF "options ndots:5" <<<"$line"
+}
+
+e2e::scenario_dns() {
+  local db_ip late_ip made_db=0 dns_ip
+  dns_ip="$(kc get svc kube-dns --namespace kube-system -o json | jq -r '.spec.clusterIP // empty')"
+  if [[ "$dns_ip" == 10.0.0.10 ]]; then
+    e2e::ok "Service kube-system/kube-dns has the portal IP 10.0.0.10"
+  else
+    e2e::fail "Service kube-system/kube-dns has portal IP '$dns_ip', not 10.0.0.10" || return 1
+  fi
+  if ! kc get svc db >/dev/null 2>&1; then
+    e2e::check "created a service db (the walk-through did not run)" kc create -f - <<<'{"apiVersion": "v1", "kind": "Service",
+      "metadata": {"name": "db"}, "spec": {"ports": [{"port": 27017}]}}' || return 1
+    made_db=1
+  fi
+  db_ip="$(e2e::portal_ip db)" || e2e::fail "db has a portal IP" || return 1
+  e2e::check "created pod dns-client (busybox asking every second)" kc create -f - <<<"$(jq -n --arg script "$DNS_CLIENT_SCRIPT" \
+    '{apiVersion: "v1", kind: "Pod", metadata: {name: "dns-client", labels: {name: "dns-client"}},
+      spec: {terminationGracePeriodSeconds: 1, containers: [{name: "client", image: "mini-k8s/busybox:latest",
+        imagePullPolicy: "IfNotPresent", command: ["/bin/sh", "-c", $script]}]}}')" || return 1
+  e2e::poll 120 "dns-client is Running" e2e::running_exactly name=dns-client 1 || return 1
+  e2e::poll 60 "nslookup db answers db's portal IP $db_ip" e2e::dns_answers db "$db_ip" || return 1
+  e2e::poll 30 "nslookup db.default.svc.cluster.local answers $db_ip" \
+    e2e::dns_answers db.default.svc.cluster.local "$db_ip" || return 1
+  e2e::check "the app container's resolv.conf: nameserver 10.0.0.10, search default.svc.cluster.local svc.cluster.local cluster.local, ndots:5" \
+    e2e::dns_resolv_conf || return 1
+  e2e::check "created service dns-late after the pod" kc create -f - <<<'{"apiVersion": "v1", "kind": "Service",
+    "metadata": {"name": "dns-late"}, "spec": {"ports": [{"port": 80}]}}' || return 1
+  late_ip="$(e2e::portal_ip dns-late)" || e2e::fail "dns-late has a portal IP" || return 1
+  e2e::poll 30 "nslookup dns-late from the running pod answers $late_ip" \
+    e2e::dns_answers dns-late "$late_ip" || return 1
+  kc delete pod dns-client >/dev/null 2>&1 || true
+  kc delete svc dns-late >/dev/null 2>&1 || true
+  ((made_db == 0)) || kc delete svc db >/dev/null 2>&1 || true
+}
+
 # e2e::ds_per_node SELECTOR NODES... - exactly one live pod of SELECTOR on
 # each of NODES and none elsewhere; all Running unless a node is marked
 # with a trailing `?` (a stopped minion: its pod's phase is not checked).
@@ -541,64 +593,6 @@ e2e::scenario_ingress() {
   kc delete ingress web >/dev/null 2>&1 || true
   kc delete pod ingress-a ingress-b >/dev/null 2>&1 || true
   kc delete svc ingress-a ingress-b >/dev/null 2>&1 || true
-}
-
-# The pod the dns scenario asks from: every second (600 times at most) one
-# line per name, `lookup NAME: <nslookup's output on one line>`, and its
-# resolv.conf on one line.
-# shellcheck disable=SC2016 # expanded by the pod's shell, not this one
-DNS_CLIENT_SCRIPT='i=0; while [ $i -lt 600 ]; do for n in db db.default.svc.cluster.local dns-late; do echo "lookup $n: $(nslookup $n 2>&1 | tr "\n" " ")"; done; echo "resolv: $(tr "\n" " " </etc/resolv.conf)"; i=$((i + 1)); sleep 1; done'
-
-# e2e::dns_answers NAME IP - dns-client's latest lookup of NAME gave IP.
-e2e::dns_answers() {
-  local line
-  line="$(kc logs dns-client 2>&1 | grep -F "lookup $1:" | tail -n 1)"
-  echo "${line:-no lookup of $1 in the log of dns-client yet}"
-  grep -qE "Address:[[:space:]]+${2//./\\.}([^0-9:]|$)" <<<"$line"
-}
-
-# e2e::dns_resolv_conf - dns-client's resolv.conf is the ClusterFirst one.
-e2e::dns_resolv_conf() {
-  local line
-  line="$(kc logs dns-client 2>&1 | grep -F "resolv:" | tail -n 1)"
-  echo "$line"
-  grep -qF "nameserver 10.0.0.10" <<<"$line" &&
-    grep -qF "search default.svc.cluster.local svc.cluster.local cluster.local" <<<"$line" &&
-    grep -qF "options ndots:5" <<<"$line"
-}
-
-e2e::scenario_dns() {
-  local db_ip late_ip made_db=0 dns_ip
-  dns_ip="$(kc get svc kube-dns --namespace kube-system -o json | jq -r '.spec.clusterIP // empty')"
-  if [[ "$dns_ip" == 10.0.0.10 ]]; then
-    e2e::ok "Service kube-system/kube-dns has the portal IP 10.0.0.10"
-  else
-    e2e::fail "Service kube-system/kube-dns has portal IP '$dns_ip', not 10.0.0.10" || return 1
-  fi
-  if ! kc get svc db >/dev/null 2>&1; then
-    e2e::check "created a service db (the walk-through did not run)" kc create -f - <<<'{"apiVersion": "v1", "kind": "Service",
-      "metadata": {"name": "db"}, "spec": {"ports": [{"port": 27017}]}}' || return 1
-    made_db=1
-  fi
-  db_ip="$(e2e::portal_ip db)" || e2e::fail "db has a portal IP" || return 1
-  e2e::check "created pod dns-client (busybox asking every second)" kc create -f - <<<"$(jq -n --arg script "$DNS_CLIENT_SCRIPT" \
-    '{apiVersion: "v1", kind: "Pod", metadata: {name: "dns-client", labels: {name: "dns-client"}},
-      spec: {terminationGracePeriodSeconds: 1, containers: [{name: "client", image: "mini-k8s/busybox:latest",
-        imagePullPolicy: "IfNotPresent", command: ["/bin/sh", "-c", $script]}]}}')" || return 1
-  e2e::poll 120 "dns-client is Running" e2e::running_exactly name=dns-client 1 || return 1
-  e2e::poll 60 "nslookup db answers db's portal IP $db_ip" e2e::dns_answers db "$db_ip" || return 1
-  e2e::poll 30 "nslookup db.default.svc.cluster.local answers $db_ip" \
-    e2e::dns_answers db.default.svc.cluster.local "$db_ip" || return 1
-  e2e::check "the app container's resolv.conf: nameserver 10.0.0.10, search default.svc.cluster.local svc.cluster.local cluster.local, ndots:5" \
-    e2e::dns_resolv_conf || return 1
-  e2e::check "created service dns-late after the pod" kc create -f - <<<'{"apiVersion": "v1", "kind": "Service",
-    "metadata": {"name": "dns-late"}, "spec": {"ports": [{"port": 80}]}}' || return 1
-  late_ip="$(e2e::portal_ip dns-late)" || e2e::fail "dns-late has a portal IP" || return 1
-  e2e::poll 30 "nslookup dns-late from the running pod answers $late_ip" \
-    e2e::dns_answers dns-late "$late_ip" || return 1
-  kc delete pod dns-client >/dev/null 2>&1 || true
-  kc delete svc dns-late >/dev/null 2>&1 || true
-  ((made_db == 0)) || kc delete svc db >/dev/null 2>&1 || true
 }
 
 # e2e::host_dir_logs - db.log and msg.log in the walk-through's hostDir
@@ -949,8 +943,8 @@ e2e::scenario rolling
 e2e::scenario minion-down
 e2e::scenario restart
 e2e::scenario ingress
-e2e::scenario health
 e2e::scenario dns
+e2e::scenario health
 e2e::scenario secure
 e2e::scenario daemonset
 
