@@ -17,7 +17,7 @@
 //! skips not-ready and cordoned nodes, all of which a DaemonSet pod must
 //! ignore. The price is that no resource fit is checked.
 //!
-//! [`plan`] is pure (DaemonSet, nodes, its pods, now → creates, deletes,
+//! `plan` is pure (DaemonSet, nodes, its pods, now → creates, deletes,
 //! status) and table-tested; [`reconcile`] adopts orphans, carries the
 //! plan out with expectations (what it asked for and has not yet seen in
 //! the cache counts as done, as the replication manager's), records
@@ -635,7 +635,7 @@ fn record(ctx: &Context, ds: &DaemonSet, type_: &str, reason: &str, message: Str
         .record(events::event(reference(ds), source, type_, reason, message));
 }
 
-/// Makes the pods of `ds` what [`plan`] says, adopting orphans first,
+/// Makes the pods of `ds` what `plan` says, adopting orphans first,
 /// then writes the status if it changed.
 ///
 /// # Errors

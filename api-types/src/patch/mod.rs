@@ -35,8 +35,8 @@ pub use apply::{
 pub use error::{JsonPatchFailure, PatchError, StrategicFailure};
 pub use json::{apply_json_patch, MAX_JSON_PATCH_COPY_BYTES, MAX_JSON_PATCH_OPERATIONS};
 pub use merge::{apply_merge_patch, create_merge_patch, create_three_way_merge_patch};
-pub use strategic::{apply_strategic_merge_patch, supports_strategic_merge_patch};
 pub use schema::{merging_lists, MergingList};
+pub use strategic::{apply_strategic_merge_patch, supports_strategic_merge_patch};
 
 /// The patch formats `PATCH` accepts, by `Content-Type`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
