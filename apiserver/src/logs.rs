@@ -322,7 +322,8 @@ mod tests {
             "{message}"
         );
         assert!(
-            message.contains("tailLines: Invalid value: \"-1\": must be greater than or equal to 0"),
+            message
+                .contains("tailLines: Invalid value: \"-1\": must be greater than or equal to 0"),
             "{message}"
         );
         assert!(

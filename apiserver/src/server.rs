@@ -935,7 +935,10 @@ pub async fn serve(
                             watcher
                                 .watch(
                                     builder
-                                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                                        .serve_connection_with_upgrades(
+                                            TokioIo::new(stream),
+                                            service,
+                                        )
                                         .into_owned(),
                                 )
                                 .await

@@ -29,10 +29,10 @@ mod ctl_extras;
 mod ctl_get;
 /// Running the `ctl` binary against a test cluster; golden files.
 mod ctl_harness;
-/// `ctl logs|exec|attach|port-forward|cp` and kubectl's on real Docker (#15).
-mod ctl_streaming;
 /// `ctl create|apply|replace|delete|label|annotate|scale`, v1beta1 manifests.
 mod ctl_manifests;
+/// `ctl logs|exec|attach|port-forward|cp` and kubectl's on real Docker (#15).
+mod ctl_streaming;
 /// DaemonSets: one pod per node, nodes coming and going, rolling updates, stock kubectl (#17).
 mod daemonsets;
 /// `dryRun=All` on every write: etcd unchanged; ExternalName turned ClusterIP.
@@ -43,10 +43,10 @@ mod errors;
 mod etcd_storage;
 /// Events: the recorder's correlation against a real apiserver, TTL leases on updates.
 mod events;
-/// `pods/exec` and `pods/attach` with kubectl and the Python client on real Docker; RBAC's create (#15).
-mod exec_attach;
 /// The manifests under examples/ are accepted as written.
 mod examples;
+/// `pods/exec` and `pods/attach` with kubectl and the Python client on real Docker; RBAC's create (#15).
+mod exec_attach;
 /// Survive losing a process: kill -9 of each component of an HA cluster under load (#14).
 mod fault_tolerance;
 /// `fieldValidation` on unknown and repeated fields, and kubectl's default.

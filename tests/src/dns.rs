@@ -29,7 +29,7 @@ pub fn question(id: u16, name: &str, qtype: RecordType) -> Result<Message> {
     Ok(message)
 }
 
-/// Asks `server` over UDP; three tries of [`TRY_TIMEOUT`] each.
+/// Asks `server` over UDP; three tries of `TRY_TIMEOUT` each.
 ///
 /// # Errors
 ///

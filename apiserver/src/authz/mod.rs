@@ -12,7 +12,7 @@
 pub mod bootstrap;
 pub mod node;
 pub mod rbac;
-mod reflect;
+pub mod reflect;
 pub mod review;
 
 use std::sync::Arc;

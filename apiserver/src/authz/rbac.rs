@@ -89,7 +89,7 @@ impl RbacCache {
     }
 
     /// Whether every kind has been listed once (see
-    /// [`SyncGate`](super::reflect::SyncGate)).
+    /// `authz::reflect::SyncGate`).
     pub fn synced(&self) -> &super::reflect::SyncGate {
         &self.synced
     }
