@@ -1,5 +1,5 @@
 //! The DNS side: a hickory `RequestHandler` that answers from
-//! [`records::answer`](crate::records::answer), and the loops that feed it
+//! [`records::answer`](crate::records::answer()), and the loops that feed it
 //! from UDP and TCP. The loops are ours rather than hickory's
 //! `ServerFuture`, which spawns a task per datagram, accepts TCP
 //! connections without limit and logs every answer at info: here a fixed

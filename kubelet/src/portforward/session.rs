@@ -9,7 +9,7 @@
 //! otherwise the error stream closes empty when the forward ends.
 //!
 //! The transport is either an upgraded HTTP/1.1 connection or a WebSocket
-//! carrying the SPDY bytes in binary messages ([`Wire`]).
+//! carrying the SPDY bytes in binary messages (`Wire`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
