@@ -5,6 +5,8 @@ use serde_json::{Number, Value};
 /// JSON equality as the RFCs mean it: numbers compare by value (`1` equals
 /// `1.0`), objects regardless of key order.
 pub(crate) fn json_equal(a: &Value, b: &Value) -> bool {
+    #[cfg(test)]
+    COMPARISONS.with(|c| c.set(c.get() + 1));
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => numbers_equal(x, y),
         (Value::Array(x), Value::Array(y)) => {
@@ -17,6 +19,33 @@ pub(crate) fn json_equal(a: &Value, b: &Value) -> bool {
         }
         _ => a == b,
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// How many times this thread called [`json_equal`]: tests count the
+    /// work a patch does instead of timing it.
+    pub(crate) static COMPARISONS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// A hash consistent with [`json_equal`]: equal values hash alike (numbers
+/// by their `f64` value), so a hash map can stand for a scan. Maps and
+/// lists all share one hash: they are told apart by [`json_equal`] alone.
+pub(crate) fn json_hash(value: &Value) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    match value {
+        Value::Null => 0u8.hash(&mut hasher),
+        Value::Bool(b) => (1u8, b).hash(&mut hasher),
+        Value::Number(n) => {
+            // -0.0 == 0.0 but their bits differ.
+            let bits = n.as_f64().filter(|f| *f != 0.0).map_or(0, f64::to_bits);
+            (2u8, bits).hash(&mut hasher);
+        }
+        Value::String(s) => (3u8, s).hash(&mut hasher),
+        Value::Array(_) | Value::Object(_) => 4u8.hash(&mut hasher),
+    }
+    hasher.finish()
 }
 
 fn numbers_equal(x: &Number, y: &Number) -> bool {
