@@ -4,12 +4,12 @@
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec, DaemonSetUpdateStrategy};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-use crate::labels::{label_value_errors, qualified_name_errors, Selector};
+use crate::labels::Selector;
 use crate::status::FieldError;
 use crate::v1::IntOrString;
 
 use super::meta::validate_labels;
-use super::names::name_is_dns_subdomain;
+use super::names::{is_qualified_name, is_valid_label_value, name_is_dns_subdomain};
 use super::pod::validate_pod_template_spec;
 use super::{
     child, index, push_invalid, validate_nonnegative, validate_object_meta_update,
@@ -189,14 +189,14 @@ pub fn validate_label_selector(selector: &LabelSelector, path: &str) -> FieldErr
             &mut errs,
             &child(&at, "key"),
             &e.key,
-            qualified_name_errors(&e.key),
+            is_qualified_name(&e.key),
         );
         for (j, v) in values.iter().enumerate() {
             push_invalid(
                 &mut errs,
                 &index(&child(&at, "values"), j),
                 v,
-                label_value_errors(v),
+                is_valid_label_value(v),
             );
         }
     }
