@@ -41,10 +41,35 @@ pub async fn read(headers: &HeaderMap, body: Body) -> Result<Option<AcceptedBody
             )))
         }
     };
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
+    if bytes.len() < OFFLOAD_BYTES {
+        return decode(&bytes, &content_type(headers));
     }
-    let content_type = headers
+    // Parsing a large body takes milliseconds of CPU: on tokio's blocking
+    // threads, at most one per core at a time, so that the async workers
+    // keep answering (`/healthz` among them) while it runs.
+    let permits = OFFLOADS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        tokio::sync::Semaphore::new(cores)
+    });
+    let _permit = permits
+        .acquire()
+        .await
+        .map_err(|e| ApiError::internal(format!("body decoding stopped: {e}")))?;
+    let content_type = content_type(headers);
+    tokio::task::spawn_blocking(move || decode(&bytes, &content_type))
+        .await
+        .map_err(|e| ApiError::internal(format!("body decoding failed: {e}")))?
+}
+
+/// Bodies from this size on are decoded off the async workers.
+const OFFLOAD_BYTES: usize = 64 * 1024;
+
+/// Bounds the large bodies decoded at once (one per core).
+static OFFLOADS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+
+/// The media type of the body, lowercase, without parameters.
+fn content_type(headers: &HeaderMap) -> String {
+    headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
@@ -52,29 +77,36 @@ pub async fn read(headers: &HeaderMap, body: Body) -> Result<Option<AcceptedBody
         .next()
         .unwrap_or("")
         .trim()
-        .to_ascii_lowercase();
-    if crate::protobuf::is_protobuf(&content_type) {
-        let value = crate::protobuf::decode(&bytes)?;
+        .to_ascii_lowercase()
+}
+
+/// Decodes a body read whole; `None` when it is empty.
+fn decode(bytes: &[u8], content_type: &str) -> Result<Option<AcceptedBody>> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    if crate::protobuf::is_protobuf(content_type) {
+        let value = crate::protobuf::decode(bytes)?;
         return Ok(Some(AcceptedBody {
             value,
             duplicates: Vec::new(),
         }));
     }
     let yaml =
-        content_type.ends_with("yaml") || (content_type.is_empty() && !looks_like_json(&bytes));
+        content_type.ends_with("yaml") || (content_type.is_empty() && !looks_like_json(bytes));
     let mut duplicates = Vec::new();
     let value = if yaml {
-        serde_saphyr::from_slice_with_options::<Value>(&bytes, yaml_options()).map_err(|e| {
+        serde_saphyr::from_slice_with_options::<Value>(bytes, yaml_options()).map_err(|e| {
             ApiError::bad_request(format!(
                 "the request body is not valid YAML: {}",
                 yaml_error(&e)
             ))
         })?
     } else {
-        let value = serde_json::from_slice(&bytes).map_err(|e| {
+        let (value, repeated) = parse_json(bytes).map_err(|e| {
             ApiError::bad_request(format!("the request body is not valid JSON: {e}"))
         })?;
-        duplicates = duplicate_fields(&bytes);
+        duplicates = repeated;
         value
     };
     if !value.is_object() && !value.is_array() {
@@ -183,6 +215,18 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn large_bodies_decode_off_the_workers_alike() {
+        let headers = HeaderMap::new();
+        let big = format!(r#"{{"a": "{}", "a": 1}}"#, "x".repeat(OFFLOAD_BYTES));
+        let ok = read(&headers, Body::from(big)).await.unwrap().unwrap();
+        assert_eq!(ok.value["a"], 1);
+        assert_eq!(ok.duplicates, ["a"]);
+        let bad = format!(r#"{{"a": "{}"#, "x".repeat(OFFLOAD_BYTES));
+        let e = read(&headers, Body::from(bad)).await.unwrap_err();
+        assert_eq!(e.code(), 400);
+    }
+
     #[test]
     fn accept_headers() {
         assert!(wants_table(
@@ -219,98 +263,145 @@ mod tests {
     }
 }
 
-/// The keys a JSON document repeats within one object, each as a field
-/// path (`spec.containers[0].name`). `serde_json` keeps the last value of
-/// a repeated key silently; Kubernetes' strict decoding names them. A
-/// document that does not parse has none (the parse error is reported).
-pub fn duplicate_fields(bytes: &[u8]) -> Vec<String> {
+/// Where a value sits in a document being parsed, kept on the stack: a
+/// path is only written out for a repeated key.
+enum Step<'a> {
+    Root,
+    Key(&'a Step<'a>, &'a str),
+    Index(&'a Step<'a>, usize),
+}
+
+impl Step<'_> {
+    /// The field path (`spec.containers[0].name`).
+    fn render(&self) -> String {
+        match self {
+            Step::Root => String::new(),
+            Step::Key(parent, key) => match parent.render() {
+                above if above.is_empty() => (*key).to_string(),
+                above => format!("{above}.{key}"),
+            },
+            Step::Index(parent, index) => format!("{}[{index}]", parent.render()),
+        }
+    }
+}
+
+/// Parses a JSON document and names the keys it repeats within one object,
+/// each as a field path (`spec.containers[0].name`), in one pass.
+/// `serde_json` keeps the last value of a repeated key silently (so does
+/// this: same value, same place); Kubernetes' strict decoding names them.
+///
+/// # Errors
+///
+/// The parser's complaint, with its position, when `bytes` is not JSON.
+pub fn parse_json(bytes: &[u8]) -> serde_json::Result<(Value, Vec<String>)> {
     use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+    use serde_json::map::Entry;
     use std::cell::RefCell;
 
-    struct Walk<'a> {
-        path: String,
+    struct Parse<'a> {
+        at: &'a Step<'a>,
         found: &'a RefCell<Vec<String>>,
     }
 
-    impl<'de> DeserializeSeed<'de> for Walk<'_> {
-        type Value = ();
-        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+    impl<'de> DeserializeSeed<'de> for Parse<'_> {
+        type Value = Value;
+        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
             deserializer.deserialize_any(self)
         }
     }
 
-    impl<'de> Visitor<'de> for Walk<'_> {
-        type Value = ();
+    impl<'de> Visitor<'de> for Parse<'_> {
+        type Value = Value;
         fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.write_str("any JSON value")
         }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-            let mut seen = std::collections::HashSet::new();
-            while let Some(key) = map.next_key::<String>()? {
-                let path = if self.path.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{}.{key}", self.path)
-                };
-                if !seen.insert(key) {
-                    self.found.borrow_mut().push(path.clone());
-                }
-                map.next_value_seed(Walk {
-                    path,
+        fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
+            let mut map = serde_json::Map::new();
+            while let Some(key) = access.next_key::<String>()? {
+                let value = access.next_value_seed(Parse {
+                    at: &Step::Key(self.at, &key),
                     found: self.found,
                 })?;
+                match map.entry(key) {
+                    Entry::Occupied(mut slot) => {
+                        let path = Step::Key(self.at, slot.key()).render();
+                        self.found.borrow_mut().push(path);
+                        slot.insert(value);
+                    }
+                    Entry::Vacant(slot) => {
+                        slot.insert(value);
+                    }
+                }
             }
-            Ok(())
+            Ok(Value::Object(map))
         }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-            let mut index = 0;
-            while seq
-                .next_element_seed(Walk {
-                    path: format!("{}[{index}]", self.path),
-                    found: self.found,
-                })?
-                .is_some()
-            {
-                index += 1;
+        fn visit_seq<A: SeqAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
+            let mut list = Vec::with_capacity(access.size_hint().unwrap_or(0).min(4096));
+            while let Some(value) = access.next_element_seed(Parse {
+                at: &Step::Index(self.at, list.len()),
+                found: self.found,
+            })? {
+                list.push(value);
             }
-            Ok(())
+            Ok(Value::Array(list))
         }
-        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-            Ok(())
+        fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+            Ok(Value::Bool(v))
         }
-        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-            Ok(())
+        fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+            Ok(Value::from(v))
         }
-        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-            Ok(())
+        fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+            Ok(Value::from(v))
         }
-        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-            Ok(())
+        fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+            Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
         }
-        fn visit_str<E>(self, _: &str) -> Result<(), E> {
-            Ok(())
+        fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+            Ok(Value::String(v.to_owned()))
         }
-        fn visit_unit<E>(self) -> Result<(), E> {
-            Ok(())
+        fn visit_string<E>(self, v: String) -> Result<Value, E> {
+            Ok(Value::String(v))
+        }
+        fn visit_unit<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
         }
     }
 
     let found = RefCell::new(Vec::new());
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let walked = Walk {
-        path: String::new(),
+    let value = Parse {
+        at: &Step::Root,
         found: &found,
     }
-    .deserialize(&mut deserializer);
-    match walked {
-        Ok(()) => found.into_inner(),
-        Err(_) => Vec::new(),
-    }
+    .deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    Ok((value, found.into_inner()))
 }
 
 #[cfg(test)]
 mod duplicate_tests {
-    use super::duplicate_fields;
+    use super::parse_json;
+    use serde_json::Value;
+
+    fn duplicate_fields(bytes: &[u8]) -> Vec<String> {
+        parse_json(bytes)
+            .map(|(_, found)| found)
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn one_parse_gives_serde_json_s_value() {
+        let body = br#"{"z": {"b": [1, -2, 3.5, 18446744073709551615, "s\u00e9", null, true, {}], "a": 1}, "z": 2, "a": []}"#;
+        let (value, found) = parse_json(body).unwrap();
+        let plain: Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(value, plain);
+        // The same order of keys, not only the same map.
+        assert_eq!(value.to_string(), plain.to_string());
+        assert_eq!(found, ["z"]);
+        assert!(parse_json(b"{} x").is_err());
+        assert!(parse_json(&[b'['; 200]).is_err(), "nesting is bounded");
+    }
 
     #[test]
     fn repeated_keys_are_named_by_their_path() {
@@ -322,5 +413,6 @@ mod duplicate_tests {
         );
         assert!(duplicate_fields(br#"{"a": {"a": 1}, "b": [1, 2]}"#).is_empty());
         assert!(duplicate_fields(b"{not json").is_empty());
+        assert_eq!(duplicate_fields(br#"[{"a": 1, "a": 2}]"#), ["[0].a"]);
     }
 }
