@@ -22,19 +22,73 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 /// A non-negative Go duration (`15s`, `1m30s`, `5m0s`), as Kubernetes'
-/// flags take them; for clap's `value_parser`.
+/// flags take them; for clap's `value_parser`. A bare number other than `0`
+/// has no unit and is refused, as Go refuses it.
 ///
 /// # Errors
 ///
 /// A message naming the text when it is no duration or is negative.
 pub fn go_duration(text: &str) -> Result<std::time::Duration, String> {
-    let parsed: kube::core::Duration = text
-        .parse()
-        .map_err(|e| format!("{text:?} is not a duration such as 10s or 5m: {e}"))?;
+    let parsed = signed_go_duration(text)?;
     if parsed.is_negative() {
         return Err(format!("{text:?} is negative"));
     }
     Ok(parsed.into())
+}
+
+/// A Go duration with its sign (`-3s`), as `time.ParseDuration` reads it,
+/// for the flags that take a negative one and say why it is wrong themselves
+/// (`ctl logs --since`).
+///
+/// # Errors
+///
+/// A message naming the text when it is empty, no duration, or longer than
+/// Go's (about 292 years).
+pub fn signed_go_duration(text: &str) -> Result<kube::core::Duration, String> {
+    let invalid = |why: &dyn std::fmt::Display| {
+        format!("{text:?} is not a duration such as 10s or 5m: {why}")
+    };
+    // kube's parser reads "" as zero (Go refuses it) and panics where Go
+    // says "invalid duration" (a sign inside, a product or sum past u64
+    // seconds).
+    let unsigned = text.strip_prefix(['+', '-']).unwrap_or(text);
+    if unsigned.is_empty() || unsigned.contains(['+', '-']) {
+        return Err(invalid(&"expected digits and units after at most one sign"));
+    }
+    if go_duration_seconds(text) > GO_DURATION_MAX_SECONDS {
+        return Err(invalid(&"out of range"));
+    }
+    text.parse().map_err(|e| invalid(&e))
+}
+
+/// Go's `time.Duration` is an `i64` of nanoseconds.
+const GO_DURATION_MAX_SECONDS: f64 = 9_223_372_036.0;
+
+/// An estimate, in seconds, of what a Go duration's terms add up to, for the
+/// range check only (a term it cannot read counts as zero; the parser then
+/// refuses the text).
+fn go_duration_seconds(text: &str) -> f64 {
+    let mut total = 0.0;
+    let mut rest = text.trim_start_matches(['+', '-']);
+    while let Some(unit_start) = rest.find(char::is_alphabetic) {
+        let number: f64 = rest[..unit_start].parse().unwrap_or(0.0);
+        let tail = &rest[unit_start..];
+        let unit_end = tail
+            .find(|c: char| !c.is_alphabetic())
+            .unwrap_or(tail.len());
+        let scale = match &tail[..unit_end] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1e-6,
+            "ns" => 1e-9,
+            _ => 0.0,
+        };
+        total += number * scale;
+        rest = &tail[unit_end..];
+    }
+    total
 }
 
 /// Why a client could not be built. Not retryable: the flags or the
@@ -332,5 +386,44 @@ mod tests {
         assert_eq!(from_file.to_string(), "http://127.0.0.9:6443/");
         assert_eq!(both.to_string(), "http://127.0.0.8:8080/");
         assert_eq!(neither.to_string(), "http://127.0.0.1:8080/");
+    }
+
+    /// Go's `time.ParseDuration`: `5m0s` (kubectl's own defaults) is read,
+    /// a bare number other than `0` has no unit, and what Go calls invalid
+    /// is an error here, never a panic.
+    #[test]
+    fn go_durations_read_as_go_reads_them() {
+        use std::time::Duration;
+
+        use super::{go_duration, signed_go_duration};
+        for (text, want) in [
+            ("5m0s", Duration::from_secs(300)),
+            ("1h2m3s", Duration::from_secs(3723)),
+            ("40s", Duration::from_secs(40)),
+            ("500ms", Duration::from_millis(500)),
+            ("1.5h", Duration::from_secs(5400)),
+            ("0", Duration::ZERO),
+            ("0s", Duration::ZERO),
+        ] {
+            assert_eq!(go_duration(text), Ok(want), "{text}");
+        }
+        for text in [
+            "7",
+            "",
+            "5x",
+            "5d",
+            "-3s",
+            "1s-5s",
+            "--5s",
+            "+",
+            "99999999999999999999h",
+            "9999999999s",
+        ] {
+            assert!(go_duration(text).is_err(), "{text:?}");
+        }
+        let negative = signed_go_duration("-3s").unwrap();
+        assert!(negative.is_negative());
+        assert_eq!(Duration::from(negative), Duration::from_secs(3));
+        assert!(signed_go_duration("9223372036s").is_ok());
     }
 }

@@ -47,9 +47,6 @@ pub enum Error {
     /// listed. Retryable.
     #[error("namespace content: {0}")]
     NamespaceContent(String),
-    /// A duration flag did not parse.
-    #[error("invalid duration {0:?} (use e.g. 500ms, 40s, 5m, 1h)")]
-    Duration(String),
 }
 
 /// `type Result<T> = Result<T, Error>` for this crate.
@@ -92,31 +89,6 @@ impl Default for Config {
             caches_synced: std::sync::Arc::default(),
         }
     }
-}
-
-/// Parses a duration flag: `500ms`, `40s`, `5m`, `1h`, or bare seconds.
-///
-/// # Errors
-///
-/// [`Error::Duration`] for anything else.
-pub fn parse_duration(text: &str) -> Result<Duration> {
-    let err = || Error::Duration(text.to_string());
-    let t = text.trim();
-    let (number, unit) = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .map_or((t, "s"), |i| t.split_at(i));
-    let n: f64 = number.parse().map_err(|_| err())?;
-    let seconds = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(err()),
-    };
-    if !seconds.is_finite() || seconds < 0.0 {
-        return Err(err());
-    }
-    Ok(Duration::from_secs_f64(seconds))
 }
 
 /// Runs every controller until `shutdown` resolves.
@@ -218,19 +190,4 @@ pub(crate) fn pod_ready(pod: &Pod) -> bool {
         .and_then(|s| s.conditions.as_ref())
         .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
         .is_some_and(|c| c.status == "True")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_parse_like_kubernetes_flags() {
-        assert_eq!(parse_duration("40s").unwrap(), Duration::from_secs(40));
-        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
-        assert!(parse_duration("5x").is_err());
-        assert!(parse_duration("").is_err());
-    }
 }

@@ -6,10 +6,6 @@ use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
 
-fn duration(text: &str) -> Result<Duration, String> {
-    controller_manager::parse_duration(text).map_err(|e| e.to_string())
-}
-
 /// Runs the replication manager, the endpoints controller and node
 /// lifecycle.
 #[derive(Debug, Parser)]
@@ -20,13 +16,13 @@ struct Args {
     #[command(flatten)]
     leader_election: client_util::leader_election::LeaderElectionArgs,
     /// A node whose heartbeat is older than this becomes Ready=Unknown.
-    #[arg(long, default_value = "40s", value_parser = duration)]
+    #[arg(long, default_value = "40s", value_parser = client_util::go_duration)]
     node_monitor_grace_period: Duration,
     /// Pods of a node not ready for this long are deleted.
-    #[arg(long, default_value = "5m", value_parser = duration)]
+    #[arg(long, default_value = "5m", value_parser = client_util::go_duration)]
     pod_eviction_timeout: Duration,
     /// How often node health is checked.
-    #[arg(long, default_value = "5s", value_parser = duration)]
+    #[arg(long, default_value = "5s", value_parser = client_util::go_duration)]
     node_monitor_period: Duration,
     /// Keep a route `podCIDR via InternalIP` to every node in this host's
     /// main routing table (host-gateway networking; needs root).

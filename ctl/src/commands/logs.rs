@@ -54,55 +54,24 @@ pub struct Args {
     pub previous: bool,
 }
 
-/// Seconds of a kubectl duration (`1h30m`, `90s`, `1.5h`, `500ms`), rounded
-/// to the nearest second as kubectl rounds `--since`.
+/// Seconds of a kubectl duration (`1h30m`, `90s`, `1.5h`, `500ms`, `-3s`),
+/// rounded to the nearest second (halves away from zero) as kubectl rounds
+/// `--since`.
 ///
 /// # Errors
 ///
 /// A duration Go's `time.ParseDuration` would refuse.
 pub fn parse_duration(text: &str) -> Result<i64, String> {
-    let bad = || format!("invalid duration {text:?}");
-    let (negative, mut rest) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text.strip_prefix('+').unwrap_or(text)),
-    };
-    if rest == "0" {
-        return Ok(0);
-    }
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    let mut nanos = 0f64;
-    while !rest.is_empty() {
-        let number_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("missing unit in duration {text:?}"))?;
-        let (number, tail) = rest.split_at(number_end);
-        let value: f64 = number.parse().map_err(|_| bad())?;
-        let unit_end = tail
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_end);
-        let scale = match unit {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return Err(format!("unknown unit {unit:?} in duration {text:?}")),
-        };
-        nanos += value * scale;
-        rest = tail;
-    }
-    let seconds = (nanos / 1e9).round();
-    if !seconds.is_finite() || seconds > 1e15 {
-        return Err(bad());
-    }
-    // In range: checked just above.
-    #[allow(clippy::cast_possible_truncation)]
-    let seconds = seconds as i64;
-    Ok(if negative { -seconds } else { seconds })
+    let parsed = client_util::signed_go_duration(text)?;
+    let magnitude = std::time::Duration::from(parsed);
+    let rounded = magnitude.as_secs() + u64::from(magnitude.subsec_nanos() >= 500_000_000);
+    // Go durations end before 2^63 nanoseconds, far below i64 seconds.
+    let seconds = i64::try_from(rounded).map_err(|_| format!("{text:?} is out of range"))?;
+    Ok(if parsed.is_negative() {
+        -seconds
+    } else {
+        seconds
+    })
 }
 
 /// The `pods/{name}/log` query of these flags (without the container),

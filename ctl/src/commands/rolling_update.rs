@@ -18,6 +18,11 @@ use crate::client::Ctl;
 use crate::resources;
 use crate::{emit, manifests, GlobalArgs};
 
+/// A flag's Go duration (`1m0s`), refused with the flag's text.
+fn go_duration(text: &str) -> Result<Duration> {
+    client_util::go_duration(text).map_err(anyhow::Error::msg)
+}
+
 /// Flags of `rolling-update`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -42,41 +47,6 @@ pub struct Args {
     pub timeout: String,
 }
 
-/// Parses a Go-style duration: `1m0s`, `500ms`, `2h`, `10s`.
-///
-/// # Errors
-///
-/// Text that is not a duration.
-pub fn parse_duration(text: &str) -> Result<Duration> {
-    let mut total = Duration::ZERO;
-    let mut rest = text.trim();
-    if rest == "0" {
-        return Ok(total);
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .with_context(|| format!("invalid duration {text:?}: missing unit"))?;
-        let number: f64 = rest[..digits]
-            .parse()
-            .with_context(|| format!("invalid duration {text:?}"))?;
-        rest = &rest[digits..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let seconds = match &rest[..unit_end] {
-            "ms" => number / 1000.0,
-            "s" => number,
-            "m" => number * 60.0,
-            "h" => number * 3600.0,
-            unit => bail!("invalid duration {text:?}: unknown unit {unit:?}"),
-        };
-        total += Duration::from_secs_f64(seconds);
-        rest = &rest[unit_end..];
-    }
-    Ok(total)
-}
-
 fn count(rc: &Value, pointer: &str) -> i64 {
     rc.pointer(pointer).and_then(Value::as_i64).unwrap_or(0)
 }
@@ -88,9 +58,9 @@ fn count(rc: &Value, pointer: &str) -> i64 {
 /// Bad flags, a new controller whose selector the old one also matches, a
 /// step that did not finish within `--timeout`, server errors.
 pub async fn run(global: &GlobalArgs, args: Args) -> Result<()> {
-    let update_period = parse_duration(&args.update_period)?;
-    let poll = parse_duration(&args.poll_interval)?;
-    let timeout = parse_duration(&args.timeout)?;
+    let update_period = go_duration(&args.update_period)?;
+    let poll = go_duration(&args.poll_interval)?;
+    let timeout = go_duration(&args.timeout)?;
     let ctl = global.connect().await?;
     let rcs = &api_types::kinds::REPLICATION_CONTROLLERS;
     let old_path = resources::object_path(rcs, &ctl.namespace, &args.old);
@@ -266,20 +236,5 @@ async fn scale(
             bail!("timed out after {timeout:?} waiting for {path} to reach {replicas} replicas");
         }
         tokio::time::sleep(poll).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn go_durations() {
-        assert_eq!(parse_duration("1m0s").unwrap(), Duration::from_secs(60));
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("1h2m3s").unwrap(), Duration::from_secs(3723));
-        assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
-        assert!(parse_duration("5").is_err());
-        assert!(parse_duration("5x").is_err());
     }
 }
