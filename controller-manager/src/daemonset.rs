@@ -31,13 +31,13 @@
 //! template; `OnDelete` replaces only the pods a user deletes. `maxSurge`
 //! is accepted but not honoured: updates go without surge.
 //!
-//! [`collect_garbage`] deletes pods whose DaemonSet is gone (the apiserver
-//! does no cascading deletion) and finishes deletes that asked to orphan
-//! the pods or to wait for them, as the replication manager does for its
-//! pods.
+//! Adoption, release, expectations and the garbage collection of pods
+//! whose DaemonSet is gone (the apiserver does no cascading deletion, and
+//! deletes that asked to orphan the pods or to wait for them are finished
+//! here) are the replication manager's, shared in `ownership`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use api_types::labels::Selector;
@@ -48,18 +48,16 @@ use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{
     EventSource, Node, NodeSelectorRequirement, ObjectReference, Pod, PodSpec, Taint, Toleration,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
-use tokio::time::Instant;
 use tokio_stream::wrappers::WatchStream;
 
-use crate::replication::delete_only;
+use crate::ownership::{self, delete_only, owner_reference, Expectations, Relation};
 use crate::{finished, pod_ready, Config, Error, Result};
 
 /// The label holding the hash of the template a pod was made from.
@@ -70,13 +68,6 @@ pub const GENERATION_LABEL: &str = "pod-template-generation";
 
 /// The event source of this controller.
 const COMPONENT: &str = "daemonset-controller";
-
-/// The finalizers `propagationPolicy: Orphan` and `Foreground` leave.
-const FINALIZER_ORPHAN: &str = "orphan";
-const FINALIZER_FOREGROUND: &str = "foregroundDeletion";
-
-/// How long an unmet expectation is trusted before it is dropped.
-const EXPECTATION_TTL: Duration = Duration::from_secs(60);
 
 /// `NoExecute` taints of a node that is not ready or not reachable.
 pub(crate) const TAINT_NOT_READY: &str = "node.kubernetes.io/not-ready";
@@ -513,15 +504,6 @@ fn status_patch(ds: &DaemonSet, counts: &Counts) -> Option<serde_json::Value> {
     })
 }
 
-/// Nodes a DaemonSet asked a pod for, and pods (uids) it asked to delete,
-/// not yet seen in the cache.
-#[derive(Debug, Default)]
-struct Expectations {
-    creates: HashSet<String>,
-    deletes: HashSet<String>,
-    since: Option<Instant>,
-}
-
 /// What `reconcile` needs.
 pub struct Context {
     client: Client,
@@ -529,7 +511,9 @@ pub struct Context {
     nodes: Store<Node>,
     config: Config,
     recorder: Recorder,
-    expectations: Mutex<HashMap<String, Expectations>>,
+    /// Nodes each DaemonSet (by `ns/name`) asked a pod for, and pods
+    /// (uids) it asked to delete, not yet seen in the cache.
+    expectations: Expectations,
 }
 
 /// Runs the DaemonSet controller and its garbage collector until `stop`.
@@ -560,7 +544,7 @@ pub async fn run(
         nodes: nodes.store.clone(),
         config,
         recorder,
-        expectations: Mutex::new(HashMap::new()),
+        expectations: Expectations::default(),
     });
     let controller = controller
         .run(reconcile, error_policy, ctx.clone())
@@ -569,19 +553,9 @@ pub async fn run(
                 tracing::debug!(%error, "daemon set reconcile");
             }
         });
-    let gc = collect_garbage(client, store.clone(), pods, stop.clone());
+    let gc = ownership::collect_garbage(client, store.clone(), pods, stop.clone());
     let forget = async move {
-        loop {
-            tokio::select! {
-                () = stop.stopped() => break,
-                () = tokio::time::sleep(Duration::from_secs(30)) => {}
-            }
-            let live: HashSet<String> = store.state().iter().map(|ds| key(ds)).collect();
-            ctx.expectations
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .retain(|k, _| live.contains(k));
-        }
+        ctx.expectations.forget_gone(&store, key, &stop).await;
         // The poster ends once the last recorder clone is gone.
         drop(ctx);
     };
@@ -595,23 +569,6 @@ fn error_policy(_ds: Arc<DaemonSet>, error: &Error, _ctx: Arc<Context>) -> Actio
 
 fn key(ds: &DaemonSet) -> String {
     format!("{}/{}", ds.namespace().unwrap_or_default(), ds.name_any())
-}
-
-fn controller_ref(pod: &Pod) -> Option<&OwnerReference> {
-    pod.owner_references()
-        .iter()
-        .find(|o| o.controller == Some(true))
-}
-
-fn owner_reference(ds: &DaemonSet) -> OwnerReference {
-    OwnerReference {
-        api_version: "apps/v1".into(),
-        kind: "DaemonSet".into(),
-        name: ds.name_any(),
-        uid: ds.uid().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }
 }
 
 fn reference(ds: &DaemonSet) -> ObjectReference {
@@ -666,47 +623,35 @@ pub async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action> 
         if pod.namespace().as_deref() != Some(ns.as_str()) {
             continue;
         }
-        let owner = controller_ref(&pod).map(|o| o.uid == uid);
-        let matches = selector.matches(pod.labels());
-        let live = pod.metadata.deletion_timestamp.is_none() && !finished(&pod);
-        match (owner, matches) {
-            (Some(true), true) => ours.push(pod.clone()),
-            (None, true) if live => {
-                if adopt(&pod_api, &ds, &pod).await {
+        match ownership::relation(&uid, selector.matches(pod.labels()), &pod) {
+            Relation::Owned => ours.push(pod.clone()),
+            Relation::Orphan => {
+                if ownership::adopt(&pod_api, ds.as_ref(), &pod).await {
                     ours.push(pod.clone());
                 }
             }
-            (Some(true), false) if live => {
-                release(&pod_api, &uid, &pod).await;
+            Relation::Stray => {
+                ownership::release(&pod_api, &uid, &pod, "its labels no longer match").await;
                 continue;
             }
-            _ => continue,
+            Relation::Unrelated => continue,
         }
         cached_uids.insert(pod.uid().unwrap_or_default());
         if let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) {
             nodes_with_pods.insert(node);
         }
     }
-    let (pending_creates, pending_deletes) = {
-        let mut all = ctx.expectations.lock().unwrap_or_else(|e| e.into_inner());
-        let e = all.entry(ds_key.clone()).or_default();
-        if e.since.is_some_and(|s| s.elapsed() > EXPECTATION_TTL) {
-            tracing::warn!(daemonset = %ds_key, "expectations expired; recounting");
-            *e = Expectations::default();
-        }
-        e.creates.retain(|n| !nodes_with_pods.contains(n));
-        e.deletes.retain(|u| {
-            ours.iter().any(|p| {
-                p.uid().as_deref() == Some(u.as_str())
+    let (pending_creates, pending_deletes) = ctx.expectations.pending(
+        &ds_key,
+        |node| nodes_with_pods.contains(node),
+        |u| {
+            !ours.iter().any(|p| {
+                p.uid().as_deref() == Some(u)
                     && p.metadata.deletion_timestamp.is_none()
                     && !finished(p)
             })
-        });
-        if e.creates.is_empty() && e.deletes.is_empty() {
-            e.since = None;
-        }
-        (e.creates.clone(), e.deletes.clone())
-    };
+        },
+    );
     let hash = template_hash(&ds);
     let nodes = ctx.nodes.state();
     let plan = plan(&ds, &nodes, &ours, &hash, jiff::Timestamp::now());
@@ -742,16 +687,13 @@ pub async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action> 
         .await
         .map_err(Error::Api)?;
     }
-    let waiting = {
-        let all = ctx.expectations.lock().unwrap_or_else(|e| e.into_inner());
-        all.get(&ds_key)
-            .is_some_and(|e| !e.creates.is_empty() || !e.deletes.is_empty())
-    };
-    Ok(if waiting || plan.waiting_available {
-        Action::requeue(Duration::from_secs(1))
-    } else {
-        Action::requeue(ctx.config.resync)
-    })
+    Ok(
+        if ctx.expectations.waiting(&ds_key) || plan.waiting_available {
+            Action::requeue(Duration::from_secs(1))
+        } else {
+            Action::requeue(ctx.config.resync)
+        },
+    )
 }
 
 /// The pod `ds` runs on `node`: its template, labelled with the template
@@ -791,12 +733,7 @@ async fn create_pods(
     hash: &str,
     nodes: Vec<String>,
 ) {
-    {
-        let mut all = ctx.expectations.lock().unwrap_or_else(|e| e.into_inner());
-        let e = all.entry(ds_key.to_string()).or_default();
-        e.since.get_or_insert_with(Instant::now);
-        e.creates.extend(nodes.iter().cloned());
-    }
+    ctx.expectations.expect(ds_key, nodes.iter().cloned(), []);
     tracing::info!(daemonset = %ds_key, count = nodes.len(), "creating pods");
     let results = futures::stream::iter(nodes)
         .map(|node| async move {
@@ -831,7 +768,7 @@ async fn create_pods(
             }
         }
     }
-    forget(ctx, ds_key, &failed, |e| &mut e.creates);
+    ctx.expectations.forget(ds_key, &failed, &[]);
 }
 
 async fn delete_pods(
@@ -841,13 +778,11 @@ async fn delete_pods(
     api: &Api<Pod>,
     victims: Vec<Arc<Pod>>,
 ) {
-    {
-        let mut all = ctx.expectations.lock().unwrap_or_else(|e| e.into_inner());
-        let e = all.entry(ds_key.to_string()).or_default();
-        e.since.get_or_insert_with(Instant::now);
-        e.deletes
-            .extend(victims.iter().map(|p| p.uid().unwrap_or_default()));
-    }
+    ctx.expectations.expect(
+        ds_key,
+        [],
+        victims.iter().map(|p| p.uid().unwrap_or_default()),
+    );
     tracing::info!(daemonset = %ds_key, count = victims.len(), "deleting pods");
     let results = futures::stream::iter(victims)
         .map(|pod| async move {
@@ -881,213 +816,7 @@ async fn delete_pods(
             }
         }
     }
-    forget(ctx, ds_key, &failed, |e| &mut e.deletes);
-}
-
-/// Stops expecting what failed, so the next sync counts without it.
-fn forget(
-    ctx: &Context,
-    ds_key: &str,
-    failed: &[String],
-    pending: fn(&mut Expectations) -> &mut HashSet<String>,
-) {
-    if failed.is_empty() {
-        return;
-    }
-    let mut all = ctx.expectations.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(e) = all.get_mut(ds_key) {
-        let pending = pending(e);
-        for f in failed {
-            pending.remove(f);
-        }
-    }
-}
-
-/// Makes `ds` the controller of an orphan (conditional on the cached
-/// version); false if that failed.
-async fn adopt(api: &Api<Pod>, ds: &DaemonSet, pod: &Pod) -> bool {
-    let mut refs = pod.owner_references().to_vec();
-    refs.push(owner_reference(ds));
-    let patch = json!({"metadata": {
-        "ownerReferences": refs,
-        "resourceVersion": pod.resource_version(),
-    }});
-    match api
-        .patch(
-            &pod.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(patch),
-        )
-        .await
-    {
-        Ok(_) => {
-            tracing::info!(pod = %pod.name_any(), daemonset = %ds.name_any(), "adopted");
-            true
-        }
-        Err(error) => {
-            tracing::debug!(pod = %pod.name_any(), %error, "adoption failed");
-            false
-        }
-    }
-}
-
-/// Removes the owner reference to `uid` from a pod (conditional on the
-/// cached version): the pod lives on, unowned.
-async fn release(api: &Api<Pod>, uid: &str, pod: &Pod) {
-    let refs: Vec<OwnerReference> = pod
-        .owner_references()
-        .iter()
-        .filter(|o| o.uid != uid)
-        .cloned()
-        .collect();
-    let patch = json!({"metadata": {
-        "ownerReferences": refs,
-        "resourceVersion": pod.resource_version(),
-    }});
-    match api
-        .patch(
-            &pod.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(patch),
-        )
-        .await
-    {
-        Ok(_) => tracing::info!(pod = %pod.name_any(), "released"),
-        Err(error) => tracing::debug!(pod = %pod.name_any(), %error, "release failed"),
-    }
-}
-
-/// Deletes pods whose controller owner reference names a DaemonSet that no
-/// longer exists (checked against the apiserver before deleting), and
-/// finishes the deletes of DaemonSets held by the `orphan` or
-/// `foregroundDeletion` finalizer. Runs on every pod change and every few
-/// seconds until `stop`.
-pub async fn collect_garbage(
-    client: Client,
-    daemon_sets: Store<DaemonSet>,
-    pods: Reflected<Pod>,
-    stop: StopFlag,
-) {
-    if daemon_sets.wait_until_ready().await.is_err() {
-        return;
-    }
-    let mut changes = pods.changes.clone();
-    let mut gone: HashSet<String> = HashSet::new();
-    loop {
-        for ds in daemon_sets.state() {
-            if ds.metadata.deletion_timestamp.is_some() {
-                finalize_deleted(&client, &ds, &pods.store.state()).await;
-            }
-        }
-        let live: HashSet<String> = daemon_sets
-            .state()
-            .iter()
-            .filter_map(|ds| ds.uid())
-            .collect();
-        let mut confirmed: HashMap<String, bool> = HashMap::new();
-        for pod in pods.store.state() {
-            let Some(owner) = controller_ref(&pod) else {
-                continue;
-            };
-            let pod_uid = pod.uid().unwrap_or_default();
-            if owner.kind != "DaemonSet" || live.contains(&owner.uid) || gone.contains(&pod_uid) {
-                continue;
-            }
-            let ns = pod.namespace().unwrap_or_default();
-            let missing = match confirmed.get(&owner.uid) {
-                Some(m) => *m,
-                None => {
-                    let api: Api<DaemonSet> = Api::namespaced(client.clone(), &ns);
-                    let m = match api.get_opt(&owner.name).await {
-                        Ok(Some(ds)) => ds.uid().as_deref() != Some(owner.uid.as_str()),
-                        Ok(None) => true,
-                        Err(_) => false,
-                    };
-                    confirmed.insert(owner.uid.clone(), m);
-                    m
-                }
-            };
-            if !missing {
-                continue;
-            }
-            let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-            match api.delete(&pod.name_any(), &delete_only(&pod)).await {
-                Ok(_) | Err(kube::Error::Api(_)) => {
-                    tracing::info!(pod = %pod.name_any(), owner = %owner.name, "deleted a pod whose daemon set is gone");
-                    gone.insert(pod_uid);
-                }
-                Err(error) => tracing::warn!(%error, "garbage collection delete"),
-            }
-        }
-        let present: HashSet<String> = pods.store.state().iter().filter_map(|p| p.uid()).collect();
-        gone.retain(|u| present.contains(u));
-        tokio::select! {
-            () = stop.stopped() => return,
-            _ = changes.changed() => {}
-            () = tokio::time::sleep(Duration::from_secs(2)) => {}
-        }
-    }
-}
-
-/// For a DaemonSet marked for deletion: orphans or deletes its pods as its
-/// finalizer asks, and removes the finalizer once no pod (read from the
-/// apiserver) names it as owner.
-async fn finalize_deleted(client: &Client, ds: &DaemonSet, cached: &[Arc<Pod>]) {
-    let finalizers = ds.finalizers();
-    let orphan = finalizers.iter().any(|f| f == FINALIZER_ORPHAN);
-    let foreground = finalizers.iter().any(|f| f == FINALIZER_FOREGROUND);
-    if !orphan && !foreground {
-        return;
-    }
-    let ns = ds.namespace().unwrap_or_default();
-    let Some(uid) = ds.uid() else {
-        return;
-    };
-    let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let owned = |pod: &Pod| pod.owner_references().iter().any(|o| o.uid == uid);
-    for pod in cached
-        .iter()
-        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()) && owned(p))
-    {
-        if orphan {
-            release(&api, &uid, pod).await;
-        } else if pod.metadata.deletion_timestamp.is_none() {
-            if let Err(error) = api.delete(&pod.name_any(), &delete_only(pod)).await {
-                tracing::debug!(pod = %pod.name_any(), %error, "foreground deletion of a pod");
-            }
-        }
-    }
-    let remaining = match api.list(&ListParams::default()).await {
-        Ok(list) => list.items.iter().filter(|p| owned(p)).count(),
-        Err(error) => {
-            tracing::debug!(%error, "listing pods to finish a daemon set's deletion");
-            return;
-        }
-    };
-    if remaining > 0 {
-        return;
-    }
-    let kept: Vec<&String> = finalizers
-        .iter()
-        .filter(|f| *f != FINALIZER_ORPHAN && *f != FINALIZER_FOREGROUND)
-        .collect();
-    let patch = json!({"metadata": {"finalizers": kept, "resourceVersion": ds.resource_version()}});
-    let daemon_sets: Api<DaemonSet> = Api::namespaced(client.clone(), &ns);
-    match daemon_sets
-        .patch(
-            &ds.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(patch),
-        )
-        .await
-    {
-        Ok(_) => {
-            tracing::info!(daemonset = %ds.name_any(), orphan, "daemon set's pods handled; its finalizer removed")
-        }
-        Err(error) => {
-            tracing::debug!(daemonset = %ds.name_any(), %error, "removing a deletion finalizer")
-        }
-    }
+    ctx.expectations.forget(ds_key, &[], &failed);
 }
 
 #[cfg(test)]
@@ -1492,7 +1221,7 @@ mod tests {
             nodes: crate::testing::store(nodes.iter().map(|n| (**n).clone())),
             config: Config::default(),
             recorder,
-            expectations: Mutex::new(HashMap::new()),
+            expectations: Expectations::default(),
         })
     }
 

@@ -13,6 +13,7 @@ pub mod daemonset;
 pub mod endpoints;
 pub mod namespaces;
 pub mod node_lifecycle;
+mod ownership;
 pub mod replication;
 pub mod routes;
 #[cfg(test)]

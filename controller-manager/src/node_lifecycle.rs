@@ -271,7 +271,7 @@ async fn evict(client: &Client, evicted: &mut HashSet<String>, pods: &Reflected<
         let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
         let params = DeleteParams {
             grace_period_seconds: Some(0),
-            ..crate::replication::delete_only(&pod)
+            ..crate::ownership::delete_only(&pod)
         };
         match api.delete(&pod.name_any(), &params).await {
             Ok(_) | Err(kube::Error::Api(_)) => {

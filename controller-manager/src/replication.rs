@@ -9,54 +9,40 @@
 //! overshoots. Pods it owns whose labels stop matching are released (their
 //! owner reference removed). It then writes `status` when that changed.
 //!
-//! The apiserver does no cascading deletion, so [`collect_garbage`] deletes
-//! pods whose controller owner reference names a replication controller
-//! that no longer exists. It also finishes deletes that asked for another
+//! The apiserver does no cascading deletion, so the shared garbage
+//! collector of owned pods (`ownership::collect_garbage`) deletes pods
+//! whose controller owner reference names a replication controller that no
+//! longer exists. It also finishes deletes that asked for another
 //! propagation: an RC held by the `orphan` finalizer has the owner
 //! reference removed from its pods, one held by `foregroundDeletion` has its
 //! pods deleted, and then the finalizer is removed (which lets the RC go).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use client_util::{Reflected, StopFlag};
 use futures::{stream, StreamExt};
 use k8s_openapi::api::core::v1::{Pod, ReplicationController};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
-use tokio::time::Instant;
-
-/// The finalizers `propagationPolicy: Orphan` and `Foreground` leave on an
-/// RC (the apiserver's names).
-const FINALIZER_ORPHAN: &str = "orphan";
-const FINALIZER_FOREGROUND: &str = "foregroundDeletion";
 use tokio_stream::wrappers::WatchStream;
 
+use crate::ownership::{self, delete_only, owner_reference, Expectations, Relation};
 use crate::{finished, pod_ready, Config, Error, Result};
-
-/// How long an unmet expectation is trusted before it is dropped.
-const EXPECTATION_TTL: Duration = Duration::from_secs(60);
-
-/// Pod names one RC created or deleted and has not yet seen reflected.
-#[derive(Debug, Default)]
-struct Expectations {
-    creates: HashSet<String>,
-    deletes: HashSet<String>,
-    since: Option<Instant>,
-}
 
 /// What `reconcile` needs.
 pub struct Context {
     client: Client,
     pods: Store<Pod>,
     config: Config,
-    expectations: Mutex<HashMap<String, Expectations>>,
+    /// Pod names each RC (by `ns/name`) created or deleted and has not yet
+    /// seen reflected.
+    expectations: Expectations,
 }
 
 /// Runs the replication manager and its garbage collector until `stop`.
@@ -74,7 +60,7 @@ pub async fn run(client: Client, config: Config, pods: Reflected<Pod>, stop: Sto
         client: client.clone(),
         pods: pods.store.clone(),
         config,
-        expectations: Mutex::new(HashMap::new()),
+        expectations: Expectations::default(),
     });
     let controller = controller
         .run(reconcile, error_policy, ctx.clone())
@@ -83,26 +69,14 @@ pub async fn run(client: Client, config: Config, pods: Reflected<Pod>, stop: Sto
                 tracing::debug!(%error, "replication reconcile");
             }
         });
-    let gc = collect_garbage(client, rc_store.clone(), pods, stop.clone());
-    let forget = async move {
-        // Expectations of replication controllers that are gone.
-        loop {
-            tokio::select! {
-                () = stop.stopped() => return,
-                () = tokio::time::sleep(Duration::from_secs(30)) => {}
-            }
-            let live: HashSet<String> = rc_store
-                .state()
-                .iter()
-                .map(|rc| format!("{}/{}", rc.namespace().unwrap_or_default(), rc.name_any()))
-                .collect();
-            ctx.expectations
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .retain(|k, _| live.contains(k));
-        }
-    };
+    let gc = ownership::collect_garbage(client, rc_store.clone(), pods, stop.clone());
+    let forget = ctx.expectations.forget_gone(&rc_store, key, &stop);
     tokio::join!(controller, gc, forget);
+}
+
+/// An RC's key in the expectations: `ns/name`.
+fn key(rc: &ReplicationController) -> String {
+    format!("{}/{}", rc.namespace().unwrap_or_default(), rc.name_any())
 }
 
 fn error_policy(_rc: Arc<ReplicationController>, error: &Error, _ctx: Arc<Context>) -> Action {
@@ -127,12 +101,6 @@ fn matches(selector: &BTreeMap<String, String>, pod: &Pod) -> bool {
     let empty = BTreeMap::new();
     let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
     !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
-}
-
-fn controller_ref(pod: &Pod) -> Option<&OwnerReference> {
-    pod.owner_references()
-        .iter()
-        .find(|o| o.controller == Some(true))
 }
 
 /// Deletion order: unscheduled first, then pending, then not ready, then
@@ -172,12 +140,11 @@ fn classify(rc_uid: &str, selector: &BTreeMap<String, String>, pods: &[Arc<Pod>]
         if finished(pod) || pod.metadata.deletion_timestamp.is_some() {
             continue;
         }
-        let ours = controller_ref(pod).map(|o| o.uid == rc_uid);
-        match (matches(selector, pod), ours) {
-            (true, Some(true)) => out.active.push(pod.clone()),
-            (true, None) => out.orphans.push(pod.clone()),
-            (false, Some(true)) => out.strays.push(pod.clone()),
-            _ => {}
+        match ownership::relation(rc_uid, matches(selector, pod), pod) {
+            Relation::Owned => out.active.push(pod.clone()),
+            Relation::Orphan => out.orphans.push(pod.clone()),
+            Relation::Stray => out.strays.push(pod.clone()),
+            Relation::Unrelated => {}
         }
     }
     out
@@ -234,9 +201,8 @@ pub async fn reconcile(rc: Arc<ReplicationController>, ctx: Arc<Context>) -> Res
         return Ok(Action::await_change());
     }
     let ns = rc.namespace().unwrap_or_default();
-    let name = rc.name_any();
     let uid = rc.uid().unwrap_or_default();
-    let rc_key = format!("{ns}/{name}");
+    let rc_key = key(&rc);
     let want = rc
         .spec
         .as_ref()
@@ -261,37 +227,28 @@ pub async fn reconcile(rc: Arc<ReplicationController>, ctx: Arc<Context>) -> Res
         strays,
     } = classify(&uid, &selector, &in_ns);
     for orphan in orphans {
-        if adopt(&pod_api, &rc, &orphan).await {
+        if ownership::adopt(&pod_api, rc.as_ref(), &orphan).await {
             active.push(orphan);
         }
     }
     for stray in strays {
-        release(&pod_api, &uid, &stray, "its labels no longer match").await;
+        ownership::release(&pod_api, &uid, &stray, "its labels no longer match").await;
     }
 
     // Expectations: what we did that the cache does not show yet.
-    let (pending_creates, pending_deletes) = {
-        let mut all = ctx.expectations.lock().unwrap_or_else(|e| e.into_inner());
-        let e = all.entry(rc_key.clone()).or_default();
-        if e.since.is_some_and(|s| s.elapsed() > EXPECTATION_TTL) {
-            tracing::warn!(rc = %rc_key, "expectations expired; recounting");
-            *e = Expectations::default();
-        }
-        e.creates.retain(|n| !present.contains_key(n));
-        e.deletes.retain(|n| {
-            present
+    let (pending_creates, pending_deletes) = ctx.expectations.pending(
+        &rc_key,
+        |n| present.contains_key(n),
+        |n| {
+            !present
                 .get(n)
                 .is_some_and(|p| p.metadata.deletion_timestamp.is_none() && !finished(p))
-        });
-        if e.creates.is_empty() && e.deletes.is_empty() {
-            e.since = None;
-        }
-        (e.creates.len(), e.deletes.clone())
-    };
+        },
+    );
     match scale(
         &active,
         want,
-        pending_creates,
+        pending_creates.len(),
         &pending_deletes,
         ctx.config.burst_replicas,
     ) {
@@ -301,95 +258,11 @@ pub async fn reconcile(rc: Arc<ReplicationController>, ctx: Arc<Context>) -> Res
     }
 
     write_status(&ctx, &rc, &active).await?;
-    let waiting = {
-        let all = ctx.expectations.lock().unwrap_or_else(|e| e.into_inner());
-        all.get(&rc_key)
-            .is_some_and(|e| !e.creates.is_empty() || !e.deletes.is_empty())
-    };
-    Ok(if waiting {
+    Ok(if ctx.expectations.waiting(&rc_key) {
         Action::requeue(Duration::from_secs(1))
     } else {
         Action::requeue(ctx.config.resync)
     })
-}
-
-fn owner_reference(rc: &ReplicationController) -> OwnerReference {
-    OwnerReference {
-        api_version: "v1".into(),
-        kind: "ReplicationController".into(),
-        name: rc.name_any(),
-        uid: rc.uid().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }
-}
-
-/// Sets `rc` as the controller of an orphan; false if that failed (the pod
-/// is then not counted this pass).
-async fn adopt(api: &Api<Pod>, rc: &ReplicationController, pod: &Pod) -> bool {
-    let mut refs = pod.owner_references().to_vec();
-    refs.push(owner_reference(rc));
-    let patch = json!({"metadata": {
-        "ownerReferences": refs,
-        "resourceVersion": pod.resource_version(),
-    }});
-    match api
-        .patch(
-            &pod.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(patch),
-        )
-        .await
-    {
-        Ok(_) => {
-            tracing::info!(pod = %pod.name_any(), rc = %rc.name_any(), "adopted");
-            true
-        }
-        Err(error) => {
-            tracing::debug!(pod = %pod.name_any(), %error, "adoption failed");
-            false
-        }
-    }
-}
-
-/// A delete of exactly this pod: one recreated under the same name since
-/// the cache saw it is left alone.
-pub(crate) fn delete_only(pod: &Pod) -> DeleteParams {
-    DeleteParams {
-        preconditions: Some(Preconditions {
-            uid: pod.uid(),
-            resource_version: None,
-        }),
-        ..DeleteParams::default()
-    }
-}
-
-/// Removes the owner reference to `rc_uid` from a pod, conditional on the
-/// cached version (a pod that changed since is looked at again on the next
-/// pass): a pod whose labels no longer match, or one orphaned by its RC's
-/// deletion. The pod lives on, unowned.
-async fn release(api: &Api<Pod>, rc_uid: &str, pod: &Pod, why: &str) {
-    let refs: Vec<OwnerReference> = pod
-        .owner_references()
-        .iter()
-        .filter(|o| o.uid != rc_uid)
-        .cloned()
-        .collect();
-    let patch = json!({"metadata": {
-        "ownerReferences": refs,
-        "resourceVersion": pod.resource_version(),
-    }});
-    match api
-        .patch(
-            &pod.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(patch),
-        )
-        .await
-    {
-        Ok(_) => tracing::info!(pod = %pod.name_any(), why, "released"),
-        Err(error) => tracing::debug!(pod = %pod.name_any(), %error, why, "release failed"),
-    }
 }
 
 async fn create_pods(
@@ -405,27 +278,23 @@ async fn create_pods(
         .and_then(|s| s.template.clone())
         .unwrap_or_default();
     let base = rc.name_any();
-    let mut pods = Vec::with_capacity(n);
-    {
-        let mut all = ctx.expectations.lock().unwrap_or_else(|e| e.into_inner());
-        let e = all.entry(rc_key.to_string()).or_default();
-        e.since.get_or_insert_with(Instant::now);
-        for _ in 0..n {
+    let pods: Vec<Pod> = (0..n)
+        .map(|_| {
             let suffix = uuid::Uuid::new_v4().simple().to_string();
-            let name = format!("{base}-{}", &suffix[..5]);
             let mut metadata = template.metadata.clone().unwrap_or_default();
-            metadata.name = Some(name.clone());
+            metadata.name = Some(format!("{base}-{}", &suffix[..5]));
             metadata.generate_name = None;
             metadata.namespace = rc.namespace();
             metadata.owner_references = Some(vec![owner_reference(rc)]);
-            e.creates.insert(name);
-            pods.push(Pod {
+            Pod {
                 metadata,
                 spec: template.spec.clone(),
                 status: None,
-            });
-        }
-    }
+            }
+        })
+        .collect();
+    ctx.expectations
+        .expect(rc_key, pods.iter().map(ResourceExt::name_any), []);
     tracing::info!(rc = %rc_key, count = n, "creating pods");
     let failed: Vec<String> = stream::iter(pods)
         .map(|pod| async move {
@@ -442,18 +311,12 @@ async fn create_pods(
         .filter_map(|x| async move { x })
         .collect()
         .await;
-    forget(ctx, rc_key, failed, |e| &mut e.creates);
+    ctx.expectations.forget(rc_key, &failed, &[]);
 }
 
 async fn delete_pods(ctx: &Context, rc_key: &str, api: &Api<Pod>, victims: Vec<Arc<Pod>>) {
-    {
-        let mut all = ctx.expectations.lock().unwrap_or_else(|e| e.into_inner());
-        let e = all.entry(rc_key.to_string()).or_default();
-        e.since.get_or_insert_with(Instant::now);
-        for p in &victims {
-            e.deletes.insert(p.name_any());
-        }
-    }
+    ctx.expectations
+        .expect(rc_key, [], victims.iter().map(|p| p.name_any()));
     tracing::info!(rc = %rc_key, count = victims.len(), "deleting pods");
     let failed: Vec<String> = stream::iter(victims)
         .map(|pod| async move {
@@ -471,27 +334,7 @@ async fn delete_pods(ctx: &Context, rc_key: &str, api: &Api<Pod>, victims: Vec<A
         .filter_map(|x| async move { x })
         .collect()
         .await;
-    forget(ctx, rc_key, failed, |e| &mut e.deletes);
-}
-
-/// Stops expecting the creates or deletes that failed, so the next sync
-/// counts without them.
-fn forget(
-    ctx: &Context,
-    rc_key: &str,
-    failed: Vec<String>,
-    pending: fn(&mut Expectations) -> &mut HashSet<String>,
-) {
-    if failed.is_empty() {
-        return;
-    }
-    let mut all = ctx.expectations.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(e) = all.get_mut(rc_key) {
-        let pending = pending(e);
-        for name in failed {
-            pending.remove(&name);
-        }
-    }
+    ctx.expectations.forget(rc_key, &[], &failed);
 }
 
 /// The status patch `rc` needs given its active pods; `None` when its
@@ -554,147 +397,6 @@ async fn write_status(
     .await
     .map_err(Error::Api)?;
     Ok(())
-}
-
-/// Deletes pods whose controller owner reference points at a replication
-/// controller that no longer exists (checked against the apiserver, not
-/// only the cache, before deleting). Runs on every pod change and every
-/// few seconds until `stop`.
-pub async fn collect_garbage(
-    client: Client,
-    rcs: Store<ReplicationController>,
-    pods: Reflected<Pod>,
-    stop: StopFlag,
-) {
-    if rcs.wait_until_ready().await.is_err() {
-        return;
-    }
-    let mut changes = pods.changes.clone();
-    let mut gone: HashSet<String> = HashSet::new();
-    loop {
-        for rc in rcs.state() {
-            if rc.metadata.deletion_timestamp.is_some() {
-                finalize_deleted(&client, &rc, &pods.store.state()).await;
-            }
-        }
-        let live: HashSet<String> = rcs.state().iter().filter_map(|rc| rc.uid()).collect();
-        let mut confirmed: HashMap<String, bool> = HashMap::new();
-        for pod in pods.store.state() {
-            let Some(owner) = controller_ref(&pod) else {
-                continue;
-            };
-            if owner.kind != "ReplicationController" || live.contains(&owner.uid) {
-                continue;
-            }
-            let pod_uid = pod.uid().unwrap_or_default();
-            if gone.contains(&pod_uid) {
-                continue;
-            }
-            let ns = pod.namespace().unwrap_or_default();
-            let missing = match confirmed.get(&owner.uid) {
-                Some(m) => *m,
-                None => {
-                    let m = owner_missing(&client, &ns, owner).await;
-                    confirmed.insert(owner.uid.clone(), m);
-                    m
-                }
-            };
-            if !missing {
-                continue;
-            }
-            let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-            match api.delete(&pod.name_any(), &delete_only(&pod)).await {
-                Ok(_) | Err(kube::Error::Api(_)) => {
-                    tracing::info!(pod = %pod.name_any(), owner = %owner.name, "deleted a pod whose replication controller is gone");
-                    gone.insert(pod_uid);
-                }
-                Err(error) => tracing::warn!(%error, "garbage collection delete"),
-            }
-        }
-        let present: HashSet<String> = pods.store.state().iter().filter_map(|p| p.uid()).collect();
-        gone.retain(|u| present.contains(u));
-        tokio::select! {
-            () = stop.stopped() => return,
-            _ = changes.changed() => {}
-            () = tokio::time::sleep(Duration::from_secs(2)) => {}
-        }
-    }
-}
-
-/// For an RC marked for deletion: does what its `orphan` or
-/// `foregroundDeletion` finalizer asks to its pods, and removes the
-/// finalizer once no pod (read from the apiserver, not the cache) still
-/// names the RC as owner. Failures are retried on the next pass.
-async fn finalize_deleted(client: &Client, rc: &ReplicationController, cached: &[Arc<Pod>]) {
-    let finalizers = rc.finalizers();
-    let orphan = finalizers.iter().any(|f| f == FINALIZER_ORPHAN);
-    let foreground = finalizers.iter().any(|f| f == FINALIZER_FOREGROUND);
-    if !orphan && !foreground {
-        return;
-    }
-    let ns = rc.namespace().unwrap_or_default();
-    let Some(uid) = rc.uid() else {
-        return;
-    };
-    let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let owned = |pod: &Pod| pod.owner_references().iter().any(|o| o.uid == uid);
-    for pod in cached
-        .iter()
-        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()) && owned(p))
-    {
-        if orphan {
-            release(
-                &api,
-                &uid,
-                pod,
-                "its replication controller is deleted with orphaning",
-            )
-            .await;
-        } else if pod.metadata.deletion_timestamp.is_none() {
-            if let Err(error) = api.delete(&pod.name_any(), &delete_only(pod)).await {
-                tracing::debug!(pod = %pod.name_any(), %error, "foreground deletion of a pod");
-            }
-        }
-    }
-    let remaining = match api.list(&ListParams::default()).await {
-        Ok(list) => list.items.iter().filter(|p| owned(p)).count(),
-        Err(error) => {
-            tracing::debug!(%error, "listing pods to finish a replication controller's deletion");
-            return;
-        }
-    };
-    if remaining > 0 {
-        return;
-    }
-    let kept: Vec<&String> = finalizers
-        .iter()
-        .filter(|f| *f != FINALIZER_ORPHAN && *f != FINALIZER_FOREGROUND)
-        .collect();
-    let patch = json!({"metadata": {"finalizers": kept, "resourceVersion": rc.resource_version()}});
-    let rcs: Api<ReplicationController> = Api::namespaced(client.clone(), &ns);
-    match rcs
-        .patch(
-            &rc.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(patch),
-        )
-        .await
-    {
-        Ok(_) => {
-            tracing::info!(rc = %rc.name_any(), orphan, "replication controller's pods handled; its finalizer removed")
-        }
-        Err(error) => tracing::debug!(rc = %rc.name_any(), %error, "removing a deletion finalizer"),
-    }
-}
-
-/// True when the apiserver has no RC with the owner's name and uid.
-async fn owner_missing(client: &Client, ns: &str, owner: &OwnerReference) -> bool {
-    let api: Api<ReplicationController> = Api::namespaced(client.clone(), ns);
-    match api.get_opt(&owner.name).await {
-        Ok(Some(rc)) => rc.uid().as_deref() != Some(owner.uid.as_str()),
-        Ok(None) => true,
-        Err(_) => false,
-    }
 }
 
 #[cfg(test)]
@@ -911,7 +613,7 @@ mod tests {
             client,
             pods: crate::testing::store(pods.iter().map(|p| (**p).clone())),
             config: Config::default(),
-            expectations: Mutex::new(HashMap::new()),
+            expectations: Expectations::default(),
         })
     }
 
@@ -945,7 +647,7 @@ mod tests {
         reconcile(rc.clone(), ctx.clone()).await.unwrap();
         assert_eq!(api.requests().len(), 1);
         // A create never seen is given up after the TTL and made again.
-        tokio::time::sleep(EXPECTATION_TTL + Duration::from_secs(1)).await;
+        tokio::time::sleep(ownership::EXPECTATION_TTL + Duration::from_secs(1)).await;
         reconcile(rc, ctx).await.unwrap();
         assert_eq!(
             api.lines(),
