@@ -252,6 +252,10 @@ impl Runtime for DockerRuntime {
             env: Some(c.env.clone()),
             labels: Some(c.labels.clone().into_iter().collect()),
             exposed_ports: exposed,
+            // As Kubernetes' dockershim: `attach -i` needs the input open.
+            open_stdin: Some(c.stdin),
+            stdin_once: Some(c.stdin_once),
+            tty: Some(c.tty),
             host_config: Some(HostConfig {
                 network_mode: c.network_mode.clone(),
                 port_bindings,
@@ -557,20 +561,43 @@ struct DockerExec {
 
 #[async_trait]
 impl crate::exec::Control for DockerExec {
+    /// Docker refuses to resize an exec whose process has not started
+    /// yet, and `start_exec` answers before it has: the client's first
+    /// size (sent at once) would be lost, as the Docker CLI's would but for
+    /// its retries. So: retry, briefly, until the process runs, unless it
+    /// has already ended.
     async fn resize(&self, size: api_types::remotecommand::TerminalSize) -> Result<()> {
-        let options = bollard::exec::ResizeExecOptions {
-            height: size.height,
-            width: size.width,
-        };
-        self.docker
-            .resize_exec(&self.exec, options)
-            .await
-            .map_err(|e| docker_error(&self.endpoint, e, &self.container))
+        let mut pause = Duration::from_millis(1);
+        let mut attempts = 0;
+        loop {
+            let options = bollard::exec::ResizeExecOptions {
+                height: size.height,
+                width: size.width,
+            };
+            let error = match self.docker.resize_exec(&self.exec, options).await {
+                Ok(()) => return Ok(()),
+                Err(e) => docker_error(&self.endpoint, e, &self.container),
+            };
+            attempts += 1;
+            let ended = self
+                .docker
+                .inspect_exec(&self.exec)
+                .await
+                .is_ok_and(|i| i.running != Some(true) && i.exit_code.is_some());
+            if ended || attempts == 25 {
+                return Err(error);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
     }
 
     async fn exit_code(&self) -> Result<Option<i64>> {
-        // The output ends a moment before Docker records the exit.
-        for _ in 0..50 {
+        // The output ends a moment before Docker records the exit: look
+        // again soon (this wait is part of every exec's round trip), then
+        // less often, about a second in all.
+        let mut pause = Duration::from_millis(1);
+        for _ in 0..60 {
             let inspect = self
                 .docker
                 .inspect_exec(&self.exec)
@@ -579,7 +606,8 @@ impl crate::exec::Control for DockerExec {
             if inspect.running != Some(true) {
                 return Ok(Some(inspect.exit_code.unwrap_or(-1)));
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(20));
         }
         Err(Error::Other(format!(
             "exec {} in {} still runs after its output ended",

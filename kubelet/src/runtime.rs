@@ -132,6 +132,14 @@ pub struct ContainerConfig {
     /// The resolv.conf to write (infra container only: the app containers
     /// joining its network namespace share it); `None` keeps the runtime's.
     pub dns: Option<crate::dns::DnsSettings>,
+    /// The spec's `stdin`: the main process's input stays open, so
+    /// `attach -i` can write to it (Docker's `OpenStdin`).
+    pub stdin: bool,
+    /// The spec's `stdinOnce`: the input closes when the first attached
+    /// client detaches (Docker's `StdinOnce`).
+    pub stdin_once: bool,
+    /// The spec's `tty`: the process runs on a terminal (Docker's `Tty`).
+    pub tty: bool,
 }
 
 impl std::fmt::Debug for ContainerConfig {
@@ -156,6 +164,9 @@ impl std::fmt::Debug for ContainerConfig {
             .field("memory_limit", &self.memory_limit)
             .field("nano_cpus", &self.nano_cpus)
             .field("dns", &self.dns)
+            .field("stdin", &self.stdin)
+            .field("stdin_once", &self.stdin_once)
+            .field("tty", &self.tty)
             .finish()
     }
 }

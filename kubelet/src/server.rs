@@ -215,6 +215,9 @@ pub async fn serve_with(
             tracing::debug!(%peer, "connection refused: {max_connections} open");
             continue;
         };
+        // Exec's small frames go out at once rather than after the
+        // peer's delayed ACK (Nagle): tens of ms per exec otherwise.
+        let _ = stream.set_nodelay(true);
         let service = hyper_util::service::TowerToHyperService::new(app.clone());
         let builder = builder.clone();
         tokio::spawn(async move {

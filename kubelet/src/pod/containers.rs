@@ -82,6 +82,9 @@ pub(super) fn app_config(
         nano_cpus,
         hostname: None,
         dns: None,
+        stdin: container.stdin.unwrap_or(false),
+        stdin_once: container.stdin_once.unwrap_or(false),
+        tty: container.tty.unwrap_or(false),
     };
     Ok((config, skipped))
 }

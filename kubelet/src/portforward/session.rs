@@ -31,8 +31,10 @@ use super::{Dial, Limits, Registry};
 const OUT_QUEUE: usize = 64;
 /// Chunks of client data that may wait for one pod connection.
 const IN_QUEUE: usize = 16;
-/// Largest DATA payload sent.
-const CHUNK: usize = 32 * 1024;
+/// Largest DATA payload sent (and read from the pod at once): kubectl's
+/// spdystream pays per frame (an allocation, a channel hand-off, a read
+/// through its WebSocket tunnel), so frames are made large.
+const CHUNK: usize = 128 * 1024;
 /// Bytes of queued frames coalesced into one write (one WebSocket message).
 const COALESCE: usize = 256 * 1024;
 
