@@ -66,8 +66,17 @@ pub struct PlainHttp(Client<HttpConnector, Body>);
 
 impl Default for PlainHttp {
     fn default() -> Self {
-        Self(Client::builder(TokioExecutor::new()).build_http())
+        Self(Client::builder(TokioExecutor::new()).build(connector()))
     }
+}
+
+/// The TCP side of every client to kubelets: Nagle off, so a relayed
+/// stream's small frames (exec's status and close) are not held back
+/// waiting for the kubelet's delayed ACK.
+pub fn connector() -> HttpConnector {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector
 }
 
 #[async_trait]

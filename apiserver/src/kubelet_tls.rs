@@ -78,7 +78,7 @@ impl KubeletClient {
                 return Err(Error::NoAuthority);
             }
             return Ok(Self::Plain(
-                Client::builder(TokioExecutor::new()).build_http(),
+                Client::builder(TokioExecutor::new()).build(crate::kubelet_client::connector()),
             ));
         };
         let mut roots = rustls::RootCertStore::empty();
@@ -111,7 +111,12 @@ impl KubeletClient {
             .with_tls_config(config)
             .https_only()
             .enable_http1()
-            .build();
+            .wrap_connector({
+                let mut tcp = crate::kubelet_client::connector();
+                // The scheme is checked by https_only.
+                tcp.enforce_http(false);
+                tcp
+            });
         Ok(Self::Tls(
             Client::builder(TokioExecutor::new()).build(connector),
         ))

@@ -899,6 +899,9 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        // Small writes go out at once: exec's last frames (the status,
+        // the close) would otherwise wait on Nagle for the peer's ACK.
+        let _ = stream.set_nodelay(true);
         // Watches are counted per client address; a verified client
         // certificate's user rides along with every request of its
         // connection.
