@@ -184,19 +184,6 @@ pub fn stdin_chunks() -> mpsc::Receiver<Vec<u8>> {
     rx
 }
 
-/// `bytes` as a stdin of chunks that ends after them.
-pub fn bytes_as_stdin(bytes: Vec<u8>) -> mpsc::Receiver<Vec<u8>> {
-    let (tx, rx) = mpsc::channel(4);
-    tokio::spawn(async move {
-        for chunk in bytes.chunks(32 * 1024) {
-            if tx.send(chunk.to_vec()).await.is_err() {
-                return;
-            }
-        }
-    });
-    rx
-}
-
 /// Whether standard input is a terminal.
 pub fn stdin_is_terminal() -> bool {
     rustix::termios::isatty(std::io::stdin())

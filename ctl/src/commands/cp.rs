@@ -5,11 +5,18 @@
 //! crate. What comes out of a pod is checked as kubectl checks it: every
 //! entry must lie under the path asked for, nothing may land outside the
 //! destination, and symbolic links are skipped with a warning.
+//!
+//! Both directions stream: the archive is made (or unpacked) on a blocking
+//! thread while it goes through the exec, [`CHUNK`] bytes at a time, so a
+//! copy holds a few chunks in memory whatever its size.
 
+use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use api_types::remotecommand::{Options, Outcome};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::sync::mpsc;
 
 use crate::client::Ctl;
 use crate::commands::exec::{stream_path, target};
@@ -112,15 +119,22 @@ fn destination(dest: &Path, relative: &str) -> Option<PathBuf> {
     Some(out)
 }
 
-/// Unpacks `archive` (a `tar cf - PATH` of `remote`) into `dest`, with
-/// kubectl's checks; warnings go to `warn`.
+/// Bytes of the archive per message of the exec's stdin, and the most
+/// buffered on the way out of the pod.
+pub const CHUNK: usize = 32 * 1024;
+/// Chunks queued toward the pod.
+const QUEUED: usize = 8;
+
+/// Unpacks `archive` (a `tar cf - PATH` of `remote`, read as it comes)
+/// into `dest`, with kubectl's checks; warnings go to `warn`. Reads no
+/// further than the archive's end marker.
 ///
 /// # Errors
 ///
 /// An entry outside `remote` ("tar contents corrupted"), unreadable
 /// archives, local files that cannot be written.
-pub fn untar(
-    archive: &[u8],
+pub fn untar<R: Read>(
+    archive: R,
     remote: &str,
     dest: &Path,
     warn: &mut dyn std::io::Write,
@@ -188,16 +202,17 @@ pub fn untar(
     Ok(())
 }
 
-/// A tar archive of local `src` whose entries are named under `name` (the
-/// destination's last part), as kubectl's `makeTar`; links stay links.
+/// Writes a tar archive of local `src` whose entries are named under
+/// `name` (the destination's last part) to `out`, as kubectl's `makeTar`;
+/// links stay links. Gives `out` back.
 ///
 /// # Errors
 ///
-/// `src` missing or unreadable.
-pub fn make_tar(src: &Path, name: &str) -> Result<Vec<u8>> {
+/// `src` missing or unreadable, `out` failing.
+pub fn make_tar<W: Write>(src: &Path, name: &str, out: W) -> Result<W> {
     let metadata = std::fs::symlink_metadata(src)
         .with_context(|| format!("{} doesn't exist in local filesystem", src.display()))?;
-    let mut builder = tar::Builder::new(Vec::new());
+    let mut builder = tar::Builder::new(out);
     builder.follow_symlinks(false);
     if metadata.is_dir() {
         builder
@@ -211,15 +226,65 @@ pub fn make_tar(src: &Path, name: &str) -> Result<Vec<u8>> {
     builder.into_inner().context("archiving")
 }
 
-/// Runs `command` in the container to its end, with `stdin` if given; its
-/// stdout, and how it ended. Its stderr is ours.
-async fn exec(
+/// Bytes written in [`CHUNK`]s to a channel (the exec's stdin), from a
+/// blocking thread; a closed channel (the exec ended) is a broken pipe.
+struct ChunkWriter {
+    tx: mpsc::Sender<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl ChunkWriter {
+    fn new(tx: mpsc::Sender<Vec<u8>>) -> Self {
+        Self {
+            tx,
+            buf: Vec::with_capacity(CHUNK),
+        }
+    }
+}
+
+impl Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = data.len().min(CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == CHUNK {
+            self.flush()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        self.tx
+            .blocking_send(chunk)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the exec ended"))
+    }
+}
+
+/// An async reader read from a blocking thread (where `untar` runs).
+struct BlockingReader<R> {
+    io: R,
+    runtime: tokio::runtime::Handle,
+}
+
+impl<R: AsyncRead + Unpin> Read for BlockingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.runtime.block_on(self.io.read(buf))
+    }
+}
+
+/// Runs `command` in the container to its end, with `stdin` if given, its
+/// stdout written to `stdout` as it comes; how it ended. Its stderr is ours.
+async fn exec<O: AsyncWrite + Unpin>(
     ctl: &Ctl,
     pod: &str,
     container: &str,
     command: &[&str],
-    stdin: Option<Vec<u8>>,
-) -> Result<(Outcome, Vec<u8>)> {
+    stdin: Option<mpsc::Receiver<Vec<u8>>>,
+    stdout: &mut O,
+) -> Result<Outcome> {
     let options = Options {
         command: command.iter().map(|c| (*c).to_string()).collect(),
         container: container.to_string(),
@@ -231,19 +296,84 @@ async fn exec(
     let connection = ctl
         .connect_ws(&stream_path(&ctl.namespace, pod, "exec", &options))
         .await?;
-    let mut stdout = Vec::new();
     let mut stderr = tokio::io::stderr();
     let outcome = stream::run(
         connection,
         stream::Io {
-            stdin: stdin.map(stream::bytes_as_stdin),
+            stdin,
             resize: None,
-            stdout: &mut stdout,
+            stdout,
             stderr: &mut stderr,
         },
     )
     .await?;
-    Ok((outcome, stdout))
+    Ok(outcome)
+}
+
+/// Copies local `local` to `dest` in the container: `tar -xmf -` there,
+/// fed by an archive made as it is sent.
+async fn copy_in(ctl: &Ctl, pod: &str, container: &str, local: &Path, dest: &str) -> Result<()> {
+    let (tx, rx) = mpsc::channel(QUEUED);
+    let (src, name) = (local.to_path_buf(), remote_base(dest).to_string());
+    let archiver = tokio::task::spawn_blocking(move || {
+        make_tar(&src, &name, ChunkWriter::new(tx))?
+            .flush()
+            .context("archiving")
+    });
+    let dir = remote_dir(dest);
+    let mut command = vec!["tar", "-xmf", "-"];
+    if !dir.is_empty() {
+        command.extend(["-C", dir]);
+    }
+    let outcome = exec(
+        ctl,
+        pod,
+        container,
+        &command,
+        Some(rx),
+        &mut tokio::io::sink(),
+    )
+    .await;
+    let archived = archiver.await.context("archiving")?;
+    // The exec's own failure says more than the broken pipe it left.
+    check(outcome?, &format!("copying into {pod}:{dest}"))?;
+    archived
+}
+
+/// Copies `remote` in the container to local `local`: `tar cf -` there,
+/// unpacked as it comes.
+async fn copy_out(ctl: &Ctl, pod: &str, container: &str, remote: &str, local: &Path) -> Result<()> {
+    let (mut writer, reader) = tokio::io::duplex(CHUNK);
+    let mut reader = BlockingReader {
+        io: reader,
+        runtime: tokio::runtime::Handle::current(),
+    };
+    let (from, to) = (remote.to_string(), local.to_path_buf());
+    let unpacker = tokio::task::spawn_blocking(move || {
+        untar(&mut reader, &from, &to, &mut std::io::stderr())?;
+        // tar pads its output past the end marker: read it, so the exec's
+        // last writes do not fail.
+        std::io::copy(&mut reader, &mut std::io::sink()).context("reading the archive")?;
+        Ok::<_, anyhow::Error>(())
+    });
+    let outcome = exec(
+        ctl,
+        pod,
+        container,
+        &["tar", "cf", "-", remote],
+        None,
+        &mut writer,
+    )
+    .await;
+    drop(writer);
+    let unpacked = unpacker.await.context("unpacking")?;
+    // An archive refused midway broke the exec's output: say why.
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(error) => return unpacked.and(Err(error)),
+    };
+    check(outcome, &format!("copying {pod}:{remote}"))?;
+    unpacked
 }
 
 fn check(outcome: Outcome, what: &str) -> Result<()> {
@@ -316,7 +446,15 @@ pub async fn run(global: &GlobalArgs, args: Args) -> Result<()> {
             bail!("{} doesn't exist in local filesystem", local.display());
         }
         // Into an existing directory: under its own name, as kubectl does.
-        let (is_dir, _) = exec(&ctl, &pod, &container, &["test", "-d", &remote], None).await?;
+        let is_dir = exec(
+            &ctl,
+            &pod,
+            &container,
+            &["test", "-d", &remote],
+            None,
+            &mut tokio::io::sink(),
+        )
+        .await?;
         let dest = if is_dir == Outcome::Exited(0) {
             let base = local
                 .file_name()
@@ -326,19 +464,9 @@ pub async fn run(global: &GlobalArgs, args: Args) -> Result<()> {
         } else {
             remote.clone()
         };
-        let archive = make_tar(&local, remote_base(&dest))?;
-        let dir = remote_dir(&dest);
-        let mut command = vec!["tar", "-xmf", "-"];
-        if !dir.is_empty() {
-            command.extend(["-C", dir]);
-        }
-        let (outcome, _) = exec(&ctl, &pod, &container, &command, Some(archive)).await?;
-        check(outcome, &format!("copying into {pod}:{remote}"))
+        copy_in(&ctl, &pod, &container, &local, &dest).await
     } else {
-        let (outcome, archive) =
-            exec(&ctl, &pod, &container, &["tar", "cf", "-", &remote], None).await?;
-        check(outcome, &format!("copying {pod}:{remote}"))?;
-        untar(&archive, &remote, &local, &mut std::io::stderr())
+        copy_out(&ctl, &pod, &container, &remote, &local).await
     }
 }
 
@@ -392,7 +520,7 @@ mod tests {
             ("tmp/d/sub/b", b"B"),
             ("tmp/d/../../evil", b"X"),
         ]);
-        untar(&tar, "/tmp/d", &dest, &mut warnings).unwrap();
+        untar(tar.as_slice(), "/tmp/d", &dest, &mut warnings).unwrap();
         assert_eq!(std::fs::read(dest.join("a")).unwrap(), b"A");
         assert_eq!(std::fs::read(dest.join("sub/b")).unwrap(), b"B");
         assert!(!dir.path().join("evil").exists());
@@ -403,10 +531,10 @@ mod tests {
         );
 
         let foreign = archive(&[("etc/passwd", b"root")]);
-        let error = untar(&foreign, "/tmp/d", &dest, &mut Vec::new()).unwrap_err();
+        let error = untar(foreign.as_slice(), "/tmp/d", &dest, &mut Vec::new()).unwrap_err();
         assert_eq!(error.to_string(), "tar contents corrupted");
         let sibling = archive(&[("tmp/d2/x", b"x")]);
-        assert!(untar(&sibling, "/tmp/d", &dest, &mut Vec::new()).is_err());
+        assert!(untar(sibling.as_slice(), "/tmp/d", &dest, &mut Vec::new()).is_err());
     }
 
     #[test]
@@ -416,10 +544,10 @@ mod tests {
         std::fs::create_dir_all(src.join("sub")).unwrap();
         std::fs::write(src.join("sub/f"), b"hello").unwrap();
         std::os::unix::fs::symlink("/etc/passwd", src.join("link")).unwrap();
-        let tar = make_tar(&src, "renamed").unwrap();
+        let tar = make_tar(&src, "renamed", Vec::new()).unwrap();
         let out = dir.path().join("out");
         let mut warnings = Vec::new();
-        untar(&tar, "renamed", &out, &mut warnings).unwrap();
+        untar(tar.as_slice(), "renamed", &out, &mut warnings).unwrap();
         assert_eq!(std::fs::read(out.join("sub/f")).unwrap(), b"hello");
         assert!(!out.join("link").exists());
         assert!(String::from_utf8(warnings)
