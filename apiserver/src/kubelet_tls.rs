@@ -16,6 +16,8 @@ use axum::body::Body;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// The kubelet flags are inconsistent or their files unusable.
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +84,7 @@ impl KubeletClient {
             ));
         };
         let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_pemfile::certs(&mut read(authority)?.as_slice()) {
+        for cert in CertificateDer::pem_slice_iter(&read(authority)?) {
             roots
                 .add(cert.map_err(|e| bad(authority, e))?)
                 .map_err(|e| bad(authority, e))?;
@@ -96,12 +98,11 @@ impl KubeletClient {
             .with_root_certificates(roots);
         let config = match (certificate, key) {
             (Some(cert), Some(key)) => {
-                let chain = rustls_pemfile::certs(&mut read(cert)?.as_slice())
+                let chain = CertificateDer::pem_slice_iter(&read(cert)?)
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| bad(cert, e))?;
-                let private = rustls_pemfile::private_key(&mut read(key)?.as_slice())
-                    .map_err(|e| bad(key, e))?
-                    .ok_or_else(|| bad(key, "no private key found"))?;
+                let private =
+                    PrivateKeyDer::from_pem_slice(&read(key)?).map_err(|e| bad(key, e))?;
                 builder.with_client_auth_cert(chain, private)?
             }
             (None, None) => builder.with_no_client_auth(),

@@ -17,6 +17,8 @@ use axum::{Json, Router};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use ipnet::Ipv4Net;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -701,7 +703,7 @@ fn client_verifier(
     let bad = |e: &dyn std::fmt::Display| ServerError::Tls(format!("{}: {e}", path.display()));
     let pem = std::fs::read(path).map_err(|e| bad(&e))?;
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+    for cert in CertificateDer::pem_slice_iter(&pem) {
         roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
     }
     if roots.is_empty() {
@@ -721,12 +723,11 @@ fn load_tls(config: &Config) -> Result<Option<tokio_rustls::TlsAcceptor>, Server
         std::fs::read(path)
             .map_err(|e| ServerError::Tls(format!("cannot read {}: {e}", path.display())))
     };
-    let certs = rustls_pemfile::certs(&mut read(cert)?.as_slice())
+    let certs = CertificateDer::pem_slice_iter(&read(cert)?)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ServerError::Tls(format!("{}: {e}", cert.display())))?;
-    let key = rustls_pemfile::private_key(&mut read(key)?.as_slice())
-        .map_err(|e| ServerError::Tls(format!("{}: {e}", key.display())))?
-        .ok_or_else(|| ServerError::Tls(format!("{}: no private key found", key.display())))?;
+    let key = PrivateKeyDer::from_pem_slice(&read(key)?)
+        .map_err(|e| ServerError::Tls(format!("{}: {e}", key.display())))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()

@@ -27,6 +27,8 @@ use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
@@ -132,19 +134,17 @@ pub fn acceptor(flags: &Flags) -> Result<Option<tokio_rustls::TlsAcceptor>, Erro
     let (Some(cert), Some(key)) = (&flags.tls_cert_file, &flags.tls_private_key_file) else {
         return Ok(None);
     };
-    let chain = rustls_pemfile::certs(&mut read(cert)?.as_slice())
+    let chain = CertificateDer::pem_slice_iter(&read(cert)?)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| bad(cert, e))?;
-    let private = rustls_pemfile::private_key(&mut read(key)?.as_slice())
-        .map_err(|e| bad(key, e))?
-        .ok_or_else(|| bad(key, "no private key found"))?;
+    let private = PrivateKeyDer::from_pem_slice(&read(key)?).map_err(|e| bad(key, e))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?;
     let builder = match &flags.client_ca_file {
         Some(ca) => {
             let mut roots = rustls::RootCertStore::empty();
-            for c in rustls_pemfile::certs(&mut read(ca)?.as_slice()) {
+            for c in CertificateDer::pem_slice_iter(&read(ca)?) {
                 roots
                     .add(c.map_err(|e| bad(ca, e))?)
                     .map_err(|e| bad(ca, e))?;

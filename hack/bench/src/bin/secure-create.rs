@@ -27,6 +27,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use mini_k8s_tests::apiserver::TestApiServer;
 use mini_k8s_tests::etcd::Etcd;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::json;
 use tokio::time::Instant;
 
@@ -70,7 +72,7 @@ struct Target {
 
 fn tls_client(dir: &std::path::Path, identity: Option<&str>) -> Result<Http> {
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut std::fs::read(dir.join("ca.crt"))?.as_slice()) {
+    for cert in CertificateDer::pem_slice_iter(&std::fs::read(dir.join("ca.crt"))?) {
         roots.add(cert?)?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -80,10 +82,9 @@ fn tls_client(dir: &std::path::Path, identity: Option<&str>) -> Result<Http> {
     let config = match identity {
         Some(name) => {
             let (cert, key) = pki::paths(dir, name);
-            let chain = rustls_pemfile::certs(&mut std::fs::read(cert)?.as_slice())
+            let chain = CertificateDer::pem_slice_iter(&std::fs::read(cert)?)
                 .collect::<Result<Vec<_>, _>>()?;
-            let key = rustls_pemfile::private_key(&mut std::fs::read(key)?.as_slice())?
-                .context("no key")?;
+            let key = PrivateKeyDer::from_pem_slice(&std::fs::read(key)?)?;
             builder.with_client_auth_cert(chain, key)?
         }
         None => builder.with_no_client_auth(),
