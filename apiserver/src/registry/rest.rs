@@ -1,0 +1,121 @@
+//! The object-safe face of a store, over JSON, that the HTTP layer calls;
+//! and what lists and watches answer.
+
+use std::sync::Arc;
+
+use api_types::fields::FieldSelector;
+use api_types::kinds::ResourceKind;
+use api_types::labels::Selector;
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use serde_json::Value;
+
+use super::{DeleteOptions, Patch, Subresource, WriteOptions};
+use crate::error::{ApiError, Result};
+use crate::storage::Stored;
+
+/// Options of a list or watch request.
+#[derive(Clone, Debug, Default)]
+pub struct ListQuery {
+    /// `labelSelector`.
+    pub labels: Selector,
+    /// `fieldSelector`.
+    pub fields: FieldSelector,
+    /// `limit` (0: none).
+    pub limit: Option<i64>,
+    /// `continue`.
+    pub continue_token: Option<String>,
+    /// `resourceVersion`.
+    pub resource_version: Option<String>,
+}
+
+/// One page of a list.
+#[derive(Debug)]
+pub struct ListResult {
+    /// The objects (v1 JSON with resourceVersion).
+    pub items: Vec<Value>,
+    /// The list's resourceVersion (the revision it was read at).
+    pub resource_version: String,
+    /// Token for the next page, when there is one.
+    pub continue_token: Option<String>,
+    /// How many objects are left after this page, when paged.
+    pub remaining: Option<i64>,
+}
+
+/// A change streamed to a watcher.
+#[derive(Clone, Debug)]
+pub struct WatchEvent {
+    /// `ADDED`, `MODIFIED`, `DELETED` or `ERROR`.
+    pub kind: &'static str,
+    /// The object (v1 JSON), or for `ERROR` the v1 Status.
+    pub object: Value,
+}
+
+/// A stream of watch events.
+pub type WatchStream = BoxStream<'static, WatchEvent>;
+
+/// The object-safe face of a [`Store`](super::Store), over JSON, for the HTTP layer.
+#[async_trait]
+pub trait Rest: Send + Sync {
+    /// The resource served.
+    fn resource(&self) -> &'static ResourceKind;
+    /// Creates an object from its v1 JSON.
+    async fn create(
+        &self,
+        namespace: Option<&str>,
+        body: Value,
+        options: &WriteOptions,
+    ) -> Result<Value>;
+    /// Reads one object.
+    async fn get(&self, namespace: Option<&str>, name: &str) -> Result<Value>;
+    /// Lists objects in `namespace` (all when `None`).
+    async fn list(&self, namespace: Option<&str>, query: &ListQuery) -> Result<ListResult>;
+    /// Replaces an object (or its status).
+    async fn update(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        body: Value,
+        subresource: Subresource,
+        options: &WriteOptions,
+    ) -> Result<(Value, bool)>;
+    /// Patches an object (or its status).
+    async fn patch(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        patch: &Patch,
+        subresource: Subresource,
+        options: &WriteOptions,
+    ) -> Result<Value>;
+    /// Deletes an object; returns its last state (or the state marked for
+    /// deletion when it goes gracefully).
+    async fn delete(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        options: &DeleteOptions,
+    ) -> Result<Value>;
+    /// Watches for changes after `query.resource_version` (when it is
+    /// empty or "0", first the current objects as `ADDED`).
+    async fn watch(&self, namespace: Option<&str>, query: &ListQuery) -> Result<WatchStream>;
+    /// The watch cache's latest copy of an object, possibly stale: a first
+    /// guess for a write that compares the revision (see
+    /// [`WatchCache::latest`](super::watch_cache::WatchCache::latest)).
+    fn latest(&self, _namespace: Option<&str>, _name: &str) -> Option<Arc<Stored>> {
+        None
+    }
+    /// Whether the watch cache follows etcd now (`None`: no cache), for
+    /// `/readyz`'s `informer-sync`.
+    fn cache_synced(&self) -> Option<bool> {
+        None
+    }
+}
+
+/// The ERROR event a watch ends with when storage fails under it.
+pub fn watch_error(error: ApiError) -> WatchEvent {
+    WatchEvent {
+        kind: "ERROR",
+        object: serde_json::to_value(&*error.0).unwrap_or(Value::Null),
+    }
+}
