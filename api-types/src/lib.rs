@@ -18,5 +18,6 @@ pub mod table;
 pub mod v1;
 pub mod v1beta1;
 pub mod validation;
+pub mod yaml;
 
 pub use status::{FieldError, FieldErrorKind};

@@ -534,7 +534,7 @@ restartPolicy:
 
 #[test]
 fn yaml_2014_manifest_parses_and_converts() {
-    let manifest: ContainerManifest = serde_yaml::from_str(MANIFEST_YAML).unwrap();
+    let manifest: ContainerManifest = crate::yaml::from_str(MANIFEST_YAML).unwrap();
     assert_eq!(manifest.id, "nginx");
     let pod = manifest_to_pod(manifest).unwrap();
     assert_eq!(pod.metadata.name.as_deref(), Some("nginx"));
@@ -603,7 +603,7 @@ currentState:
   status: Waiting
 labels: null
 "#;
-    let pod: Pod = serde_yaml::from_str(yaml).unwrap();
+    let pod: Pod = crate::yaml::from_str(yaml).unwrap();
     assert_eq!(pod.type_meta.resource_version, Some(12));
     let pod = pod.into_v1().unwrap();
     assert_eq!(pod.metadata.resource_version.as_deref(), Some("12"));
@@ -1267,7 +1267,7 @@ fn binding_round_trips() {
 
 #[test]
 fn manifest_round_trips_through_pod_spec() {
-    let manifest: ContainerManifest = serde_yaml::from_str(MANIFEST_YAML).unwrap();
+    let manifest: ContainerManifest = crate::yaml::from_str(MANIFEST_YAML).unwrap();
     let spec = manifest_to_pod_spec(manifest).unwrap();
     let back = pod_spec_to_manifest(&spec, "nginx", "uid-1");
     assert_eq!(back.version, "v1beta1");
