@@ -14,8 +14,15 @@
 //! watch broke, ends its subscribers' streams; clients then watch again
 //! from the last resourceVersion they saw, as Kubernetes clients do.
 //!
-//! The cache also remembers the latest stored value of every key it saw
-//! change ([`WatchCache::latest`]). Writers use it as their first guess of
+//! The cache also holds every key of the prefix as etcd holds it at the
+//! cache's revision (listed when its watch starts, then kept up by the
+//! watch; deleted keys removed), as raw bytes: about what etcd holds.
+//! Lists are served from it ([`WatchCache::snapshot`] for
+//! `resourceVersion=0` and watches from now, as Kubernetes' cacher serves
+//! them; [`WatchCache::consistent_snapshot`] for a list that must be
+//! current, once etcd confirms that nothing under the prefix changed since
+//! the cache's revision), so a list of 30,000 pods no longer reads 50 MB
+//! from etcd. Writers use [`WatchCache::latest`] as their first guess of
 //! the current object, as Kubernetes' cacher does for `GuaranteedUpdate`:
 //! the write compares the key's `mod_revision` in its etcd transaction, so
 //! a stale guess costs a retry from a real read, never a lost update. It
@@ -29,7 +36,7 @@
 //! task wake-ups and selector checks per change, which bounded the whole
 //! cluster's pod write rate.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -39,7 +46,15 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use crate::storage::{Storage, Stored, WatchEvent as StorageEvent};
+use crate::storage::{ListOptions, Storage, StorageError, Stored, WatchEvent as StorageEvent};
+
+/// Changes applied to the cache at once: at most what one etcd watch answer
+/// holds in practice (etcd's `--max-txn-ops` is 128 per revision).
+const BATCH: usize = 1024;
+
+/// How long a list that must be current waits for the cache's watch to
+/// bring changes etcd says were made, before reading etcd instead.
+const CATCH_UP: Duration = Duration::from_secs(1);
 
 /// One change, kept as etcd sent it and parsed on first use.
 #[derive(Debug)]
@@ -130,9 +145,15 @@ struct History {
     covered_from: i64,
     events: VecDeque<Arc<CachedEvent>>,
     subscribers: Subscribers,
-    /// The value each key got in its last change since the watch started
-    /// (deleted keys removed): raw bytes, about what etcd holds.
-    latest: HashMap<String, Arc<Stored>>,
+    /// Every key under the prefix with its value at `revision`, once the
+    /// watch's first list is in (`complete`): raw bytes, about what etcd
+    /// holds.
+    objects: BTreeMap<String, Arc<Stored>>,
+    /// Every change up to this revision is applied to `objects`.
+    revision: i64,
+    /// Whether `objects` holds the whole prefix (false until the list that
+    /// starts each watch is in).
+    complete: bool,
 }
 
 /// The shared watch of one key prefix.
@@ -143,6 +164,8 @@ pub struct WatchCache {
     /// Whether the etcd watch is up (false before it starts and while it
     /// restarts): `/readyz`'s `informer-sync`.
     watching: std::sync::atomic::AtomicBool,
+    /// The revision the cache is current to, for lists waiting on it.
+    advanced: tokio::sync::watch::Sender<i64>,
 }
 
 impl WatchCache {
@@ -161,11 +184,14 @@ impl WatchCache {
                 covered_from: i64::MAX,
                 events: VecDeque::new(),
                 subscribers: Subscribers::default(),
-                latest: HashMap::new(),
+                objects: BTreeMap::new(),
+                revision: 0,
+                complete: false,
             }),
             capacity,
             index,
             watching: std::sync::atomic::AtomicBool::new(false),
+            advanced: tokio::sync::watch::Sender::new(0),
         });
         tokio::spawn(pump(Arc::downgrade(&cache), storage, prefix));
         cache
@@ -236,24 +262,108 @@ impl WatchCache {
         Some(futures::stream::iter(replay).chain(live).boxed())
     }
 
-    /// The value `key` had after its last change this cache saw, if the
-    /// key changed since the cache's etcd watch (re)started and was not
-    /// deleted since. It may already be stale: a guess for writers whose
-    /// transaction compares the revision, never an answer to a read.
+    /// The value `key` had at the cache's revision, if it existed. It may
+    /// already be stale: a guess for writers whose transaction compares
+    /// the revision, never an answer to a read.
     pub fn latest(&self, key: &str) -> Option<Arc<Stored>> {
-        self.history.lock().ok()?.latest.get(key).cloned()
+        self.history.lock().ok()?.objects.get(key).cloned()
     }
 
-    fn record(&self, event: CachedEvent) {
+    /// The values under `key_prefix` at the cache's revision, in key order,
+    /// with that revision; `None` while the cache does not hold the whole
+    /// prefix (its watch is starting over). What Kubernetes' cacher answers
+    /// a list at `resourceVersion=0` with: possibly a little behind etcd.
+    pub fn snapshot(&self, key_prefix: &str) -> Option<(i64, Vec<Arc<Stored>>)> {
+        let history = self.history.lock().ok()?;
+        if !history.complete {
+            return None;
+        }
+        let items = history
+            .objects
+            .range::<str, _>((
+                std::ops::Bound::Included(key_prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(|(key, _)| key.starts_with(key_prefix))
+            .map(|(_, stored)| stored.clone())
+            .collect();
+        Some((history.revision, items))
+    }
+
+    /// The values under `key_prefix` as etcd holds them now, with the
+    /// revision they are current at: the cache's snapshot once etcd says
+    /// (in one small read: [`Storage::prefix_state`]) that no key under the
+    /// prefix was written since the cache's revision and that it holds as
+    /// many keys. When something was, the cache waits (at most
+    /// [`CATCH_UP`]) for its watch to bring it and checks again. `None`
+    /// when that cannot be shown: the caller reads etcd.
+    ///
+    /// # Errors
+    ///
+    /// The store's, from its read.
+    pub async fn consistent_snapshot(
+        &self,
+        storage: &dyn Storage,
+        key_prefix: &str,
+    ) -> Result<Option<(i64, Vec<Arc<Stored>>)>, StorageError> {
+        for _ in 0..3 {
+            let Some((revision, items)) = self.snapshot(key_prefix) else {
+                return Ok(None);
+            };
+            let Some(state) = storage.prefix_state(key_prefix, revision).await? else {
+                return Ok(None);
+            };
+            if !state.written_since && state.keys == items.len() as i64 {
+                // Nothing changed under the prefix up to `state.revision`.
+                return Ok(Some((state.revision.max(revision), items)));
+            }
+            let mut advanced = self.advanced.subscribe();
+            let caught_up = tokio::time::timeout(
+                CATCH_UP,
+                advanced.wait_for(|current| *current >= state.revision),
+            )
+            .await;
+            if !matches!(caught_up, Ok(Ok(_))) {
+                return Ok(None);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Applies changes that came together: an etcd watch answer holds whole
+    /// revisions, so once a batch is applied the cache is current to its
+    /// last revision (to the one before when the batch was cut at
+    /// [`BATCH`], which may have split a revision).
+    fn record_all(&self, events: Vec<CachedEvent>) {
+        let cut = events.len() >= BATCH;
+        let Some(last) = events.last().map(|e| e.revision) else {
+            return;
+        };
         let Ok(mut history) = self.history.lock() else {
             return;
         };
+        for event in events {
+            self.record_locked(&mut history, event);
+        }
+        let current = if cut { last - 1 } else { last };
+        history.revision = history.revision.max(current);
+        let current = history.revision;
+        drop(history);
+        self.advanced.send_replace(current);
+    }
+
+    #[cfg(test)]
+    fn record(&self, event: CachedEvent) {
+        self.record_all(vec![event]);
+    }
+
+    fn record_locked(&self, history: &mut History, event: CachedEvent) {
         match &event.stored {
             Some(stored) => {
-                history.latest.insert(event.key.clone(), stored.clone());
+                history.objects.insert(event.key.clone(), stored.clone());
             }
             None => {
-                history.latest.remove(&event.key);
+                history.objects.remove(&event.key);
             }
         }
         let event = Arc::new(event);
@@ -272,15 +382,21 @@ impl WatchCache {
         history.subscribers.send(&event, &values);
     }
 
-    /// Starts over after a gap: history from `revision` on, and every
-    /// current subscriber's stream ended.
-    fn reset(&self, revision: i64) {
+    /// Starts over after a gap: history from `revision` on, the prefix as
+    /// listed at `revision`, and every current subscriber's stream ended.
+    fn reset(&self, revision: i64, listed: Vec<Stored>) {
         if let Ok(mut history) = self.history.lock() {
             history.events.clear();
             history.covered_from = revision;
             history.subscribers = Subscribers::default();
-            history.latest.clear();
+            history.objects = listed
+                .into_iter()
+                .map(|stored| (stored.key.clone(), Arc::new(stored)))
+                .collect();
+            history.revision = revision;
+            history.complete = true;
         }
+        self.advanced.send_replace(revision);
     }
 }
 
@@ -371,7 +487,7 @@ async fn pump(cache: std::sync::Weak<WatchCache>, storage: Arc<dyn Storage>, pre
                 continue;
             }
         };
-        let mut changes = match storage.watch(&prefix, start).await {
+        let changes = match storage.watch(&prefix, start).await {
             Ok(changes) => changes,
             Err(e) => {
                 debug!(%prefix, error = %e, "watch cache cannot watch yet");
@@ -380,26 +496,53 @@ async fn pump(cache: std::sync::Weak<WatchCache>, storage: Arc<dyn Storage>, pre
                 continue;
             }
         };
+        // The prefix as it is at `start`, read in pages (at that revision)
+        // while the watch's first changes wait in its stream.
+        let listed = ListOptions {
+            revision: Some(start),
+            ..ListOptions::default()
+        };
+        let listed = match storage.list(&prefix, &listed).await {
+            Ok(page) => page.items,
+            Err(e) => {
+                debug!(%prefix, error = %e, "watch cache cannot list yet");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
         delay = Duration::from_millis(100);
         match cache.upgrade() {
             Some(cache) => {
-                cache.reset(start);
+                cache.reset(start, listed);
                 cache
                     .watching
                     .store(true, std::sync::atomic::Ordering::Relaxed);
             }
             None => return,
         }
-        while let Some(change) = changes.next().await {
+        // What is ready is applied at once: an etcd answer's changes come
+        // together, so the cache's revision never stands in the middle of one.
+        let mut batches = changes.ready_chunks(BATCH);
+        'watch: while let Some(batch) = batches.next().await {
             let Some(cache) = cache.upgrade() else {
                 return;
             };
-            match change {
-                Ok(change) => cache.record(CachedEvent::new(change)),
-                Err(e) => {
-                    warn!(%prefix, error = %e, "watch cache lost its etcd watch; restarting");
-                    break;
+            let mut events = Vec::with_capacity(batch.len());
+            let mut failed = None;
+            for change in batch {
+                match change {
+                    Ok(change) => events.push(CachedEvent::new(change)),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
                 }
+            }
+            cache.record_all(events);
+            if let Some(e) = failed {
+                warn!(%prefix, error = %e, "watch cache lost its etcd watch; restarting");
+                break 'watch;
             }
         }
         // The stream ended or failed: start over (resetting subscribers,
@@ -408,6 +551,9 @@ async fn pump(cache: std::sync::Weak<WatchCache>, storage: Arc<dyn Storage>, pre
             cache
                 .watching
                 .store(false, std::sync::atomic::Ordering::Relaxed);
+            if let Ok(mut history) = cache.history.lock() {
+                history.complete = false;
+            }
         }
         tokio::time::sleep(delay).await;
     }
@@ -417,6 +563,24 @@ async fn pump(cache: std::sync::Weak<WatchCache>, storage: Arc<dyn Storage>, pre
 mod tests {
     use super::*;
     use futures::FutureExt;
+
+    /// A cache with no etcd behind it, not listed yet.
+    fn cache(index: Option<Index>) -> WatchCache {
+        WatchCache {
+            history: Mutex::new(History {
+                covered_from: 1,
+                events: VecDeque::new(),
+                subscribers: Subscribers::default(),
+                objects: BTreeMap::new(),
+                revision: 0,
+                complete: false,
+            }),
+            capacity: 10,
+            index,
+            watching: std::sync::atomic::AtomicBool::new(true),
+            advanced: tokio::sync::watch::Sender::new(0),
+        }
+    }
 
     fn event(node_before: Option<&str>, node_after: Option<&str>) -> Arc<CachedEvent> {
         let pod = |node: &str| {
@@ -469,17 +633,8 @@ mod tests {
 
     #[tokio::test]
     async fn changes_are_parsed_only_once_a_watch_needs_them() {
-        let cache = WatchCache {
-            history: Mutex::new(History {
-                covered_from: 1,
-                events: VecDeque::new(),
-                subscribers: Subscribers::default(),
-                latest: HashMap::new(),
-            }),
-            capacity: 10,
-            index: Some(Index::POD_NODE),
-            watching: std::sync::atomic::AtomicBool::new(true),
-        };
+        let cache = cache(Some(Index::POD_NODE));
+        cache.reset(1, Vec::new());
         let binding = event(Some(""), Some("a"));
         let unwatched = CachedEvent::new(StorageEvent::Put {
             current: binding.stored.as_deref().cloned().expect("a put"),
@@ -510,6 +665,64 @@ mod tests {
             .next()
             .now_or_never()
             .is_none());
+    }
+
+    #[test]
+    fn snapshots_hold_every_key_of_a_prefix_at_a_whole_revision() {
+        let put = |key: &str, revision: i64| {
+            CachedEvent::new(StorageEvent::Put {
+                current: Stored {
+                    key: key.to_string(),
+                    value: b"{}".to_vec(),
+                    mod_revision: revision,
+                    create_revision: revision,
+                },
+                previous: None,
+            })
+        };
+        let cache = cache(None);
+        assert!(
+            cache.snapshot("/registry/pods/").is_none(),
+            "not listed yet"
+        );
+        let listed = |key: &str| Stored {
+            key: key.to_string(),
+            value: b"{}".to_vec(),
+            mod_revision: 3,
+            create_revision: 3,
+        };
+        cache.reset(
+            5,
+            vec![listed("/registry/pods/a/x"), listed("/registry/pods/b/y")],
+        );
+        cache.record_all(vec![
+            put("/registry/pods/a/z", 6),
+            put("/registry/pods/ab/w", 6),
+        ]);
+        cache.record_all(vec![CachedEvent::new(StorageEvent::Delete {
+            key: "/registry/pods/b/y".into(),
+            revision: 7,
+            previous: None,
+        })]);
+        let (revision, items) = cache.snapshot("/registry/pods/a/").expect("listed");
+        assert_eq!(revision, 7);
+        let keys: Vec<&str> = items.iter().map(|s| s.key.as_str()).collect();
+        assert_eq!(keys, ["/registry/pods/a/x", "/registry/pods/a/z"]);
+        assert_eq!(
+            cache.snapshot("/registry/pods/").expect("listed").1.len(),
+            3
+        );
+        // A batch cut at its limit may end inside a revision: the cache
+        // claims only the revision before its last.
+        let full: Vec<CachedEvent> = (0..BATCH)
+            .map(|i| put(&format!("/registry/pods/c/{i}"), 8 + (i / 100) as i64))
+            .collect();
+        let last = 8 + ((BATCH - 1) / 100) as i64;
+        cache.record_all(full);
+        assert_eq!(
+            cache.snapshot("/registry/pods/c/").expect("listed").0,
+            last - 1
+        );
     }
 
     #[test]

@@ -15,7 +15,8 @@ use etcd_client::{
 use futures::StreamExt;
 
 use super::{
-    ListOptions, ListPage, Result, Storage, StorageError, Stored, WatchEvent, WatchStream,
+    ListOptions, ListPage, PrefixState, Result, Storage, StorageError, Stored, WatchEvent,
+    WatchStream,
 };
 
 /// How long one etcd request may take before it counts as unavailable.
@@ -574,6 +575,44 @@ impl Storage for EtcdStorage {
             .await
             .map_err(unavailable)?;
         Ok(response.header().map_or(0, |h| h.revision()))
+    }
+
+    async fn prefix_state(&self, prefix: &str, since: i64) -> Result<Option<PrefixState>> {
+        // One transaction, so both reads see one revision: the count comes
+        // from etcd's index; the written-since read returns at most one
+        // key, without its value.
+        let count = GetOptions::new()
+            .with_range(prefix_end(prefix))
+            .with_count_only();
+        let written = GetOptions::new()
+            .with_range(prefix_end(prefix))
+            .with_keys_only()
+            .with_min_mod_revision(since + 1)
+            .with_limit(1);
+        let txn = Txn::new().and_then([
+            TxnOp::get(prefix, Some(count)),
+            TxnOp::get(prefix, Some(written)),
+        ]);
+        let response = self.txn(txn).await?;
+        let revision = response.header().map_or(0, |h| h.revision());
+        let gets: Vec<_> = response
+            .op_responses()
+            .into_iter()
+            .filter_map(|r| match r {
+                TxnOpResponse::Get(get) => Some(get),
+                _ => None,
+            })
+            .collect();
+        let [count, written] = gets.as_slice() else {
+            return Err(StorageError::Internal(
+                "etcd answered a two-read transaction with another shape".into(),
+            ));
+        };
+        Ok(Some(PrefixState {
+            revision,
+            keys: count.count(),
+            written_since: !written.kvs().is_empty(),
+        }))
     }
 
     async fn check_health(&self) -> Result<()> {

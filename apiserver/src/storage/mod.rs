@@ -118,6 +118,18 @@ pub enum WatchEvent {
     },
 }
 
+/// What a prefix holds now, for a cache of it to prove itself current
+/// without reading the values ([`Storage::prefix_state`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrefixState {
+    /// The store revision this was read at.
+    pub revision: i64,
+    /// How many keys are under the prefix.
+    pub keys: i64,
+    /// Whether one of them was written after the revision asked about.
+    pub written_since: bool,
+}
+
 /// A stream of watch events; ends when the store closes it.
 pub type WatchStream = BoxStream<'static, Result<WatchEvent>>;
 
@@ -164,6 +176,15 @@ pub trait Storage: Send + Sync + 'static {
     async fn watch(&self, prefix: &str, after: i64) -> Result<WatchStream>;
     /// The store's current revision.
     async fn current_revision(&self) -> Result<i64>;
+    /// The number of keys under `prefix` and whether any was written after
+    /// revision `since`, read at one revision. A cache that holds the
+    /// prefix as of `since`, with as many keys, holds what the store holds
+    /// now: no key was written or created since, so none was deleted
+    /// either. `None` when the store cannot tell (the default).
+    async fn prefix_state(&self, prefix: &str, since: i64) -> Result<Option<PrefixState>> {
+        let _ = (prefix, since);
+        Ok(None)
+    }
     /// Succeeds when the store answers a read.
     async fn check_health(&self) -> Result<()>;
 }
