@@ -5,10 +5,13 @@
 //! queue of events posted off the caller's path) and [`leader_election`]
 //! on a Lease so that one of several copies acts, and [`health`]: every
 //! component's `/healthz`, `/livez` and `/readyz` in Kubernetes' format.
+//! [`lean`] holds the transforms that keep large caches small
+//! ([`reflect_with`]).
 
 pub mod events;
 pub mod health;
 pub mod leader_election;
+pub mod lean;
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -296,12 +299,31 @@ pub fn reflect<K>(api: Api<K>, config: watcher::Config, stop: StopFlag) -> Refle
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
+    reflect_with(api, config, stop, |_: &mut K| {})
+}
+
+/// [`reflect`], with `transform` applied to every object before the store
+/// keeps it (client-go's `SetTransform`): a cache of many objects keeps
+/// only the fields its readers use ([`lean`]). The objects are decoded
+/// whole first, so a transform bounds what is kept, not what one list
+/// page or event costs while it is read. Readers must not write a
+/// transformed object back whole (an update would drop what it lacks):
+/// patch what changes.
+pub fn reflect_with<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    stop: StopFlag,
+    transform: impl FnMut(&mut K) + Send + 'static,
+) -> Reflected<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
     let (store, writer) = reflector::store();
     let (tx, changes) = watch::channel(0u64);
     tokio::spawn(async move {
         tokio::select! {
             () = stop.stopped() => {}
-            () = reflect_into(writer, api, config, tx) => {}
+            () = reflect_into_with(writer, api, config, tx, transform) => {}
         }
     });
     Reflected { store, changes }
@@ -321,8 +343,25 @@ pub async fn reflect_into<K>(
 ) where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
+    reflect_into_with(writer, api, config, changes, |_: &mut K| {}).await;
+}
+
+/// [`reflect_into`] with a transform applied to every object before it is
+/// stored (see [`reflect_with`]).
+pub async fn reflect_into_with<K>(
+    writer: reflector::store::Writer<K>,
+    api: Api<K>,
+    config: watcher::Config,
+    changes: watch::Sender<u64>,
+    transform: impl FnMut(&mut K) + Send + 'static,
+) where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
     let kind = K::kind(&()).to_string();
-    let stream = reflector::reflector(writer, watcher(api, config).default_backoff());
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, config).default_backoff().modify(transform),
+    );
     let mut stream = std::pin::pin!(stream);
     while let Some(next) = stream.next().await {
         match next {
@@ -337,6 +376,53 @@ mod tests {
     use clap::Parser;
 
     use super::ClientArgs;
+
+    /// A client whose lists of pods hold one pod with managed fields and
+    /// an annotation, and whose watches end at once.
+    fn one_pod_client() -> kube::Client {
+        let service = tower::service_fn(|request: http::Request<kube::client::Body>| async move {
+            let body = if request
+                .uri()
+                .query()
+                .unwrap_or_default()
+                .contains("watch=true")
+            {
+                String::new()
+            } else {
+                serde_json::json!({"apiVersion": "v1", "kind": "PodList",
+                    "metadata": {"resourceVersion": "1"},
+                    "items": [{"metadata": {"name": "p", "namespace": "default",
+                        "annotations": {"a": "b"},
+                        "managedFields": [{"manager": "m", "operation": "Update"}]},
+                        "spec": {"containers": [{"name": "c", "image": "i"}]}}]})
+                .to_string()
+            };
+            Ok::<_, std::convert::Infallible>(
+                http::Response::builder()
+                    .header("content-type", "application/json")
+                    .body(kube::client::Body::from(body.into_bytes()))
+                    .unwrap(),
+            )
+        });
+        kube::Client::new(service, "default")
+    }
+
+    #[tokio::test]
+    async fn a_transformed_reflector_stores_what_the_transform_left() {
+        use k8s_openapi::api::core::v1::Pod;
+        let stop = super::StopFlag::new(futures::future::pending());
+        let api = || kube::Api::<Pod>::all(one_pod_client());
+        let config = super::watcher::Config::default;
+        let lean = super::reflect_with(api(), config(), stop.clone(), super::lean::pod);
+        let whole = super::reflect(api(), config(), stop);
+        lean.store.wait_until_ready().await.unwrap();
+        whole.store.wait_until_ready().await.unwrap();
+        let (lean, whole) = (&lean.store.state()[0], &whole.store.state()[0]);
+        assert!(whole.metadata.managed_fields.is_some() && whole.metadata.annotations.is_some());
+        assert_eq!(lean.metadata.managed_fields, None);
+        assert_eq!(lean.metadata.annotations, None);
+        assert_eq!(lean.spec.as_ref().unwrap().containers[0].image, None);
+    }
 
     #[derive(Parser)]
     struct Flags {
