@@ -32,6 +32,20 @@ impl Component {
         args: &[String],
         log_dir: &Path,
     ) -> Result<Self> {
+        Self::spawn_with(name, bin_dir, &[], args, &[], log_dir)
+    }
+
+    /// [`Component::spawn`] run through `wrapper` (e.g. `nsenter
+    /// --net=PATH`, which execs the binary: the PID stays the binary's)
+    /// with `env` added to its environment.
+    pub fn spawn_with(
+        name: &'static str,
+        bin_dir: &Path,
+        wrapper: &[String],
+        args: &[String],
+        env: &[(String, String)],
+        log_dir: &Path,
+    ) -> Result<Self> {
         let binary = bin_dir.join(name);
         ensure!(
             binary.is_file(),
@@ -42,8 +56,10 @@ impl Component {
             .with_context(|| format!("creating the log of {name}"))?;
         let child = Command::new("setpriv")
             .args(["--pdeathsig", "KILL", "--"])
+            .args(wrapper)
             .arg(&binary)
             .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().context("duplicating a log file")?)
             .stderr(log)
@@ -112,6 +128,13 @@ pub async fn stop_all(components: &mut Vec<Component>) -> Result<()> {
         }
     }
     stopped
+}
+
+/// VmRSS of `pid` in KiB (`"self"` for this process), from `/proc`.
+pub fn rss_kib(pid: &str) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    status_field_kib(&status, "VmRSS:").with_context(|| format!("no VmRSS for {pid}"))
 }
 
 /// A `kB` field of `/proc/PID/status` (`VmRSS:`, `VmHWM:`), in KiB.

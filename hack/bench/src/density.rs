@@ -24,9 +24,10 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::cluster::{
-    bin_dir, create, free_port, spawn_apiserver, start_hollow_nodes, stop_all, wait_nodes_ready,
-    wait_ready, work_dir, Component,
+    bin_dir, create, free_port, rss_kib, spawn_apiserver, start_hollow_nodes, stop_all,
+    wait_nodes_ready, wait_ready, work_dir, Component,
 };
+use crate::plot::Panel;
 
 /// Largest `--nodes`.
 const MAX_NODES: usize = 5_000;
@@ -67,6 +68,35 @@ pub struct DensityArgs {
     /// Where the component binaries are (default: next to this one).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
+    /// The CSV of pods created / bound / Running and each process's RSS
+    /// over time (a row every 500 ms); the PNG goes next to it (`.png`).
+    #[arg(long, default_value = "density.csv")]
+    out: PathBuf,
+}
+
+/// Time between two rows of the CSV.
+const SAMPLE_EVERY: Duration = Duration::from_millis(500);
+/// Time between two progress lines.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+/// The processes whose RSS is sampled, in the CSV's order; `bench` is this
+/// process (the hollow kubelets and the pod watch).
+const PROCESSES: [&str; 5] = [
+    "etcd",
+    "apiserver",
+    "scheduler",
+    "controller-manager",
+    "bench",
+];
+
+/// One row of the CSV: the pods counted so far and each process's RSS
+/// (KiB; 0 while it is not running), `elapsed_s` after the first RC.
+#[derive(Clone, Debug)]
+struct Sample {
+    elapsed_s: f64,
+    created: usize,
+    bound: usize,
+    running: usize,
+    rss_kib: Vec<u64>,
 }
 
 /// What was seen of one pod, as offsets from the first RC creation.
@@ -117,7 +147,7 @@ pub async fn scheduler_density(args: &DensityArgs) -> Result<()> {
     // SIGINT or SIGTERM (density.sh's time limit) ends the measurement
     // early, still through the orderly stop below.
     let outcome = tokio::select! {
-        outcome = measure(args, &bin_dir, &url, &work, &mut components) => outcome,
+        outcome = measure(args, &bin_dir, &url, &work, etcd.pid(), &mut components) => outcome,
         signal = interrupts.next() => Err(anyhow::anyhow!("interrupted by {signal}")),
     };
     let stopped = stop_all(&mut components).await;
@@ -133,6 +163,7 @@ async fn measure(
     bin_dir: &Path,
     url: &str,
     work: &Path,
+    etcd_pid: u32,
     components: &mut Vec<Component>,
 ) -> Result<()> {
     wait_ready(url).await?;
@@ -191,6 +222,7 @@ async fn measure(
     let times: Arc<std::sync::Mutex<HashMap<String, PodTimes>>> = Arc::default();
     let origin = Instant::now();
     let recorder = tokio::spawn(record_pods(client.clone(), times.clone(), origin));
+    let mut samples = Vec::new();
     let outcome = async {
         let http = reqwest::Client::new();
         let per_rc = args.pods / args.rcs;
@@ -220,11 +252,23 @@ async fn measure(
         }
         let deadline = origin + Duration::from_secs(args.timeout);
         let mut scheduler_started = None;
+        let mut next_sample = Instant::now();
+        let mut next_progress = Instant::now() + PROGRESS_EVERY;
         loop {
             for c in components.iter_mut() {
                 c.check_alive()?;
             }
             let (seen, bound, running) = counts(&times);
+            let now = Instant::now();
+            if now >= next_sample {
+                next_sample += SAMPLE_EVERY;
+                let sample = sample(origin, (seen, bound, running), etcd_pid, components);
+                if now >= next_progress {
+                    next_progress += PROGRESS_EVERY;
+                    eprintln!("{}", progress_line(&sample));
+                }
+                samples.push(sample);
+            }
             if args.scheduler_late && scheduler_started.is_none() && seen == args.pods {
                 eprintln!("all {seen} pods exist (Pending); starting the scheduler");
                 components.push(Component::spawn(
@@ -237,6 +281,9 @@ async fn measure(
             }
             let done = if args.bare_nodes { bound } else { running };
             if done == args.pods {
+                let last = sample(origin, (seen, bound, running), etcd_pid, components);
+                eprintln!("{}", progress_line(&last));
+                samples.push(last);
                 break;
             }
             if Instant::now() > deadline {
@@ -252,11 +299,25 @@ async fn measure(
             .map(|c| c.memory_kib().map(|m| (c.name, m)))
             .collect::<Result<Vec<_>>>()?;
         let times = times.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        report(args, &times, scheduler_started, &memory);
-        print_requests(&http, url).await?;
+        report(args, &times, scheduler_started, &memory, &samples);
+        let writes = print_requests(&http, url).await?;
+        let events = writes
+            .iter()
+            .filter(|(what, _)| what.ends_with(" events"))
+            .map(|(_, n)| n)
+            .sum::<f64>();
+        println!(
+            "  events written     {events:>8.0}  ({:.2} per pod)",
+            events / args.pods as f64
+        );
         Ok(())
     }
     .await;
+    // Written whatever the outcome: a run that missed its goal shows where
+    // it stalled.
+    if let Err(e) = write_outputs(args, &samples) {
+        eprintln!("writing {}: {e:#}", args.out.display());
+    }
     recorder.abort();
     for hollow in kubelets {
         hollow.task.abort();
@@ -339,11 +400,110 @@ fn counts(times: &std::sync::Mutex<HashMap<String, PodTimes>>) -> (usize, usize,
     )
 }
 
+/// The pods counted and every process's RSS now.
+fn sample(
+    origin: Instant,
+    (created, bound, running): (usize, usize, usize),
+    etcd_pid: u32,
+    components: &[Component],
+) -> Sample {
+    let rss_kib = PROCESSES
+        .iter()
+        .map(|name| {
+            let pid = match *name {
+                "etcd" => Some(etcd_pid.to_string()),
+                "bench" => Some("self".to_string()),
+                _ => components
+                    .iter()
+                    .find(|c| c.name == *name)
+                    .and_then(|c| c.pid().ok())
+                    .map(|pid| pid.to_string()),
+            };
+            // A process not started yet (or gone) reads as 0.
+            pid.and_then(|pid| rss_kib(&pid).ok()).unwrap_or(0)
+        })
+        .collect();
+    Sample {
+        elapsed_s: origin.elapsed().as_secs_f64(),
+        created,
+        bound,
+        running,
+        rss_kib,
+    }
+}
+
+fn progress_line(s: &Sample) -> String {
+    let mut line = format!(
+        "{:>7.1} s: {} created, {} bound, {} Running; RSS MiB",
+        s.elapsed_s, s.created, s.bound, s.running
+    );
+    for (name, kib) in PROCESSES.iter().zip(&s.rss_kib) {
+        line.push_str(&format!(" {name} {:.0}", *kib as f64 / 1024.0));
+    }
+    line
+}
+
+/// The CSV, and the PNG next to it: pods over time, RSS over time.
+fn write_outputs(args: &DensityArgs, samples: &[Sample]) -> Result<()> {
+    let mut csv = String::from("elapsed_s,created,bound,running");
+    for p in PROCESSES {
+        csv.push_str(&format!(",{p}_rss_kib"));
+    }
+    csv.push('\n');
+    for s in samples {
+        csv.push_str(&format!(
+            "{:.2},{},{},{}",
+            s.elapsed_s, s.created, s.bound, s.running
+        ));
+        for kib in &s.rss_kib {
+            csv.push_str(&format!(",{kib}"));
+        }
+        csv.push('\n');
+    }
+    std::fs::write(&args.out, csv).with_context(|| format!("writing {}", args.out.display()))?;
+    let png = args.out.with_extension("png");
+    let series = |f: &dyn Fn(&Sample) -> f64| -> Vec<(f64, f64)> {
+        samples.iter().map(|s| (s.elapsed_s, f(s))).collect()
+    };
+    let panels = [
+        Panel {
+            title: "pods".into(),
+            series: vec![
+                ("created".into(), series(&|s| s.created as f64)),
+                ("bound".into(), series(&|s| s.bound as f64)),
+                ("Running".into(), series(&|s| s.running as f64)),
+            ],
+        },
+        Panel {
+            title: "RSS (MiB)".into(),
+            series: PROCESSES
+                .iter()
+                .enumerate()
+                .map(|(i, name)| {
+                    let f = move |s: &Sample| s.rss_kib[i] as f64 / 1024.0;
+                    ((*name).to_string(), series(&f))
+                })
+                .collect(),
+        },
+    ];
+    let title = format!(
+        "scheduler-density: {} {} nodes, {} pods in {} RCs",
+        args.nodes,
+        if args.bare_nodes { "bare" } else { "hollow" },
+        args.pods,
+        args.rcs
+    );
+    crate::plot::draw(&png, &title, "seconds after the first RC", (1, 2), &panels)?;
+    eprintln!("wrote {} and {}", args.out.display(), png.display());
+    Ok(())
+}
+
 fn report(
     args: &DensityArgs,
     times: &HashMap<String, PodTimes>,
     scheduler_started: Option<Duration>,
     memory: &[(&str, (u64, u64))],
+    samples: &[Sample],
 ) {
     let all = |f: fn(&PodTimes) -> Option<Duration>| -> Vec<Duration> {
         let mut v: Vec<Duration> = times.values().filter_map(f).collect();
@@ -406,9 +566,15 @@ fn report(
     }
     println!("  peak binds in one second: {}", peak_per_second(&bound));
     for (name, (rss, hwm)) in memory {
+        let sampled = PROCESSES
+            .iter()
+            .position(|p| p == name)
+            .and_then(|i| samples.iter().map(|s| s.rss_kib[i]).max())
+            .unwrap_or(0);
         println!(
-            "  {name:<19} RSS {:>6.1} MiB, peak {:>6.1} MiB",
+            "  {name:<19} RSS {:>6.1} MiB at the end, {:>6.1} MiB the most sampled, VmHWM {:>6.1} MiB",
             *rss as f64 / 1024.0,
+            sampled as f64 / 1024.0,
             *hwm as f64 / 1024.0
         );
     }
@@ -416,7 +582,11 @@ fn report(
 
 /// The apiserver's request counts by verb and resource (from its
 /// `/metrics`): what each pod cost the cluster, for reading the rates.
-async fn print_requests(http: &reqwest::Client, url: &str) -> Result<()> {
+/// Returns them too (`"VERB resource[/sub]"` → count).
+async fn print_requests(
+    http: &reqwest::Client,
+    url: &str,
+) -> Result<std::collections::BTreeMap<String, f64>> {
     let text = http
         .get(format!("{url}/metrics"))
         .send()
@@ -461,10 +631,10 @@ async fn print_requests(http: &reqwest::Client, url: &str) -> Result<()> {
         *totals.entry(what).or_default() += value.parse::<f64>().unwrap_or(0.0);
     }
     println!("  apiserver writes:");
-    for (what, count) in totals {
+    for (what, count) in &totals {
         println!("    {what:<32} {count:>8.0}");
     }
-    Ok(())
+    Ok(totals)
 }
 
 fn peak_per_second(sorted: &[Duration]) -> usize {

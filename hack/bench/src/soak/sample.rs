@@ -14,10 +14,7 @@ pub struct Process {
 
 /// VmRSS (KiB) and the count of open fds of `pid`.
 pub fn process(pid: u32) -> Result<(u64, u64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .with_context(|| format!("reading /proc/{pid}/status"))?;
-    let rss = crate::cluster::status_field_kib(&status, "VmRSS:")
-        .with_context(|| format!("no VmRSS for {pid}"))?;
+    let rss = crate::cluster::rss_kib(&pid.to_string())?;
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .with_context(|| format!("listing /proc/{pid}/fd"))?
         .count() as u64;
