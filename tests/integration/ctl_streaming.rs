@@ -7,170 +7,36 @@
 
 use std::path::Path;
 use std::process::{Output, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, PostParams};
-use kubelet::docker::DockerRuntime;
-use kubelet::{Config, Kubelet};
-use mini_k8s_tests::apiserver::TestCluster;
-use mini_k8s_tests::docker::{TestDocker, BUSYBOX_IMAGE, TEST_LABEL};
+use mini_k8s_tests::node::{busybox, finish, text, wait_for, TestNode};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
-use tokio::time::Instant;
 
 use crate::ctl_harness::ctl_binary;
 use crate::kubectl::kubectl_available;
 
-const NODE: &str = "node-1";
+/// How long the waits below may take.
+const WAIT: Duration = Duration::from_secs(60);
 
-/// Docker, etcd, an apiserver and one kubelet in this process. Field order
-/// is drop order: the kubelet first, Docker (removing the containers) last.
-struct Env {
-    kubelet: Vec<tokio::task::JoinHandle<()>>,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
-    client: kube::Client,
-    cluster: TestCluster,
-    dir: tempfile::TempDir,
-    kubeconfig: std::path::PathBuf,
-    _docker: TestDocker,
+/// `ctl args` against the node's apiserver, output piped, killed on drop.
+fn ctl(env: &TestNode, args: &[&str]) -> Result<tokio::process::Command> {
+    let mut command = tokio::process::Command::new(ctl_binary()?);
+    command
+        .args(args)
+        .env("KUBECONFIG", &env.kubeconfig)
+        .env("HOME", env.dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    Ok(command)
 }
 
-impl Drop for Env {
-    fn drop(&mut self) {
-        for task in &self.kubelet {
-            task.abort();
-        }
-        self.server.abort();
-    }
-}
-
-impl Env {
-    async fn start() -> Result<Option<Self>> {
-        let Some(docker) = TestDocker::start()? else {
-            return Ok(None);
-        };
-        let cluster = TestCluster::start().await?;
-        let dir = tempfile::Builder::new()
-            .prefix("mk8s-test-streaming-")
-            .tempdir()?;
-        let kubeconfig = mini_k8s_tests::kubeconfig::write(dir.path(), cluster.url(), None, None)?;
-        let config = kube::Config::from_custom_kubeconfig(
-            kube::config::Kubeconfig::read_from(&kubeconfig)?,
-            &kube::config::KubeConfigOptions::default(),
-        )
-        .await?;
-        let client = kube::Client::try_from(config)?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let mut config = Config::new(NODE, "127.0.0.1");
-        config.sync.root_dir = dir.path().join("kubelet");
-        config
-            .sync
-            .extra_labels
-            .insert(TEST_LABEL.into(), docker.run_id().into());
-        config.resync_period = Duration::from_secs(1);
-        config.heartbeat_period = Duration::from_secs(2);
-        config.node.kubelet_port = i32::from(listener.local_addr()?.port());
-        let runtime = Arc::new(DockerRuntime::new(docker.host()));
-        let (kubelet, services) = Kubelet::new(client.clone(), runtime, config);
-        let server = tokio::spawn(kubelet::server::serve(kubelet.clone(), listener));
-        let task = tokio::spawn(kubelet.run(services));
-        Ok(Some(Self {
-            kubelet: vec![task],
-            server,
-            client,
-            cluster,
-            dir,
-            kubeconfig,
-            _docker: docker,
-        }))
-    }
-
-    /// Creates a pod on the kubelet's node and waits until it runs.
-    async fn run_pod(&self, mut pod: Value) -> Result<()> {
-        pod["spec"]["nodeName"] = json!(NODE);
-        pod["spec"]["terminationGracePeriodSeconds"] = json!(0);
-        let name = pod["metadata"]["name"]
-            .as_str()
-            .context("no name")?
-            .to_string();
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), "default");
-        pods.create(&PostParams::default(), &serde_json::from_value(pod)?)
-            .await?;
-        wait_for(&format!("pod {name} running"), || async {
-            let pod = pods.get(&name).await?;
-            let status = pod.status.unwrap_or_default();
-            Ok((status.phase.as_deref() == Some("Running")
-                && status
-                    .container_statuses
-                    .unwrap_or_default()
-                    .iter()
-                    .all(|c| c.ready))
-            .then_some(()))
-        })
-        .await
-    }
-
-    fn ctl(&self, args: &[&str]) -> Result<tokio::process::Command> {
-        let mut command = tokio::process::Command::new(ctl_binary()?);
-        command
-            .args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("HOME", self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        Ok(command)
-    }
-
-    fn kubectl(&self, args: &[&str]) -> tokio::process::Command {
-        let mut command = tokio::process::Command::new("kubectl");
-        command
-            .args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("HOME", self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        command
-    }
-
-    /// Runs `ctl args` with `stdin` to its end.
-    async fn run_ctl(&self, args: &[&str], stdin: &[u8]) -> Result<Output> {
-        finish(self.ctl(args)?, stdin, &format!("ctl {}", args.join(" "))).await
-    }
-
-    /// Runs `kubectl args` to its end.
-    async fn run_kubectl(&self, args: &[&str]) -> Result<Output> {
-        finish(
-            self.kubectl(args),
-            b"",
-            &format!("kubectl {}", args.join(" ")),
-        )
-        .await
-    }
-}
-
-async fn finish(mut command: tokio::process::Command, stdin: &[u8], what: &str) -> Result<Output> {
-    command.stdin(Stdio::piped());
-    let mut child = command
-        .spawn()
-        .with_context(|| format!("starting {what}"))?;
-    if let Some(mut input) = child.stdin.take() {
-        input.write_all(stdin).await?;
-    }
-    tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-        .await
-        .with_context(|| format!("{what} did not finish within 60 s"))?
-        .with_context(|| format!("running {what}"))
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+/// Runs `ctl args` with `stdin` to its end.
+async fn run_ctl(env: &TestNode, args: &[&str], stdin: &[u8]) -> Result<Output> {
+    finish(ctl(env, args)?, stdin, &format!("ctl {}", args.join(" "))).await
 }
 
 /// stdout of a run that must succeed.
@@ -185,32 +51,6 @@ fn ok(out: &Output, what: &str) -> Result<String> {
     Ok(text(&out.stdout))
 }
 
-/// Polls `check` every 200 ms until it gives `Some`, for at most a minute.
-async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<Option<T>>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut last_error = None;
-    loop {
-        match check().await {
-            Ok(Some(value)) => return Ok(value),
-            Ok(None) => {}
-            Err(e) => last_error = Some(e),
-        }
-        if Instant::now() > deadline {
-            bail!("timed out waiting for {what} (last error: {last_error:?})");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn busybox(name: &str, script: &str) -> Value {
-    json!({"name": name, "image": BUSYBOX_IMAGE, "imagePullPolicy": "IfNotPresent",
-           "command": ["sh", "-c", script]})
-}
-
 /// `2026-12-06T08:00:00.123456789Z rest` → the time's whole seconds.
 fn line_second(line: &str) -> Result<i64> {
     let (time, _) = line.split_once(' ').context("no timestamp")?;
@@ -221,13 +61,13 @@ fn line_second(line: &str) -> Result<i64> {
 }
 
 /// `logs talker -c a ARGS` through kubectl or ctl; its stdout.
-async fn logs_a(env: &Env, kubectl: bool, args: &[&str]) -> Result<String> {
+async fn logs_a(env: &TestNode, kubectl: bool, args: &[&str]) -> Result<String> {
     let mut full = vec!["logs", "talker", "-c", "a"];
     full.extend(args);
     let out = if kubectl {
-        env.run_kubectl(&full).await?
+        env.run_kubectl(&full, b"").await?
     } else {
-        env.run_ctl(&full, b"").await?
+        run_ctl(env, &full, b"").await?
     };
     ok(&out, &full.join(" "))
 }
@@ -237,7 +77,7 @@ async fn logs_a(env: &Env, kubectl: bool, args: &[&str]) -> Result<String> {
 /// kubelet `timestamps`, `limitBytes` and `sinceTime` were ignored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_flags_through_ctl_and_kubectl() -> Result<()> {
-    let Some(env) = Env::start().await? else {
+    let Some(env) = TestNode::start("mk8s-test-streaming-").await? else {
         return Ok(());
     };
     // "early" lines, then three seconds later "late" ones: `sinceTime` of
@@ -250,10 +90,8 @@ async fn logs_flags_through_ctl_and_kubectl() -> Result<()> {
         ]}
     }))
     .await?;
-    let all = wait_for("the late lines", || async {
-        let out = env
-            .run_ctl(&["logs", "talker", "-c", "a", "--timestamps"], b"")
-            .await?;
+    let all = wait_for("the late lines", WAIT, || async {
+        let out = run_ctl(&env, &["logs", "talker", "-c", "a", "--timestamps"], b"").await?;
         let all = ok(&out, "ctl logs --timestamps")?;
         Ok(all.contains("late-3").then_some(all))
     })
@@ -303,35 +141,42 @@ async fn logs_flags_through_ctl_and_kubectl() -> Result<()> {
     );
     // Every container, each line prefixed, as kubectl's --prefix.
     let every = ok(
-        &env.run_ctl(&["logs", "talker", "--all-containers", "--tail=1"], b"")
-            .await?,
+        &run_ctl(
+            &env,
+            &["logs", "talker", "--all-containers", "--tail=1"],
+            b"",
+        )
+        .await?,
         "ctl logs --all-containers",
     )?;
     assert_eq!(every, "[pod/talker/a] late-3\n[pod/talker/b] from-b\n");
     // kubectl's own refusals, client side.
-    let out = env
-        .run_ctl(
-            &[
-                "logs",
-                "talker",
-                "-c",
-                "a",
-                "--since=1h",
-                "--since-time",
-                &since_time,
-            ],
-            b"",
-        )
-        .await?;
+    let out = run_ctl(
+        &env,
+        &[
+            "logs",
+            "talker",
+            "-c",
+            "a",
+            "--since=1h",
+            "--since-time",
+            &since_time,
+        ],
+        b"",
+    )
+    .await?;
     ensure!(!out.status.success(), "both since forms accepted");
     ensure!(
         text(&out.stderr).contains("at most one of `sinceTime` or `sinceSeconds` may be specified"),
         "{}",
         text(&out.stderr)
     );
-    let out = env
-        .run_ctl(&["logs", "talker", "-c", "a", "--limit-bytes=-1"], b"")
-        .await?;
+    let out = run_ctl(
+        &env,
+        &["logs", "talker", "-c", "a", "--limit-bytes=-1"],
+        b"",
+    )
+    .await?;
     ensure!(
         !out.status.success() && text(&out.stderr).contains("--limit-bytes must be greater than 0")
     );
@@ -384,8 +229,11 @@ async fn logs_flags_through_ctl_and_kubectl() -> Result<()> {
         "early"
     );
     let every = ok(
-        &env.run_kubectl(&["logs", "talker", "--all-containers", "--prefix", "--tail=1"])
-            .await?,
+        &env.run_kubectl(
+            &["logs", "talker", "--all-containers", "--prefix", "--tail=1"],
+            b"",
+        )
+        .await?,
         "kubectl logs --all-containers",
     )?;
     ensure!(
@@ -399,7 +247,7 @@ async fn logs_flags_through_ctl_and_kubectl() -> Result<()> {
 /// piped through to `cat` (its EOF too, which needs v5's close).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_output_exit_code_and_stdin() -> Result<()> {
-    let Some(env) = Env::start().await? else {
+    let Some(env) = TestNode::start("mk8s-test-streaming-").await? else {
         return Ok(());
     };
     env.run_pod(json!({
@@ -407,19 +255,19 @@ async fn exec_output_exit_code_and_stdin() -> Result<()> {
         "spec": {"containers": [busybox("c", "exec sleep 3600")]}
     }))
     .await?;
-    let out = env
-        .run_ctl(
-            &[
-                "exec",
-                "shell",
-                "--",
-                "sh",
-                "-c",
-                "echo out; echo err >&2; exit 3",
-            ],
-            b"",
-        )
-        .await?;
+    let out = run_ctl(
+        &env,
+        &[
+            "exec",
+            "shell",
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 3",
+        ],
+        b"",
+    )
+    .await?;
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "out\n");
     let stderr = text(&out.stderr);
@@ -429,21 +277,17 @@ async fn exec_output_exit_code_and_stdin() -> Result<()> {
         "{stderr}"
     );
 
-    let out = env
-        .run_ctl(
-            &["exec", "-i", "shell", "--", "sh", "-c", "cat; echo done"],
-            b"one\ntwo\n",
-        )
-        .await?;
+    let out = run_ctl(
+        &env,
+        &["exec", "-i", "shell", "--", "sh", "-c", "cat; echo done"],
+        b"one\ntwo\n",
+    )
+    .await?;
     assert_eq!(ok(&out, "ctl exec -i")?, "one\ntwo\ndone\n");
 
-    let out = env
-        .run_ctl(&["exec", "shell", "--", "no-such-command"], b"")
-        .await?;
+    let out = run_ctl(&env, &["exec", "shell", "--", "no-such-command"], b"").await?;
     ensure!(!out.status.success(), "a missing command succeeded");
-    let out = env
-        .run_ctl(&["exec", "shell", "-c", "nope", "--", "true"], b"")
-        .await?;
+    let out = run_ctl(&env, &["exec", "shell", "-c", "nope", "--", "true"], b"").await?;
     ensure!(
         !out.status.success() && text(&out.stderr).contains("container nope not found"),
         "{}",
@@ -459,15 +303,7 @@ async fn exec_output_exit_code_and_stdin() -> Result<()> {
         "stty cols 123 rows 45; {} exec -it shell -- sh -c 'tty; stty size; exit 4'; echo rc=$?; stty -a",
         ctl_binary()?.display()
     );
-    let mut script = tokio::process::Command::new("script");
-    script
-        .args(["-qec", &line, "/dev/null"])
-        .env("KUBECONFIG", &env.kubeconfig)
-        .env("HOME", env.dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let out = finish(script, b"", "script ctl exec -it").await?;
+    let out = finish(env.script(&line), b"", "script ctl exec -it").await?;
     let stdout = text(&out.stdout);
     ensure!(
         stdout.contains("/dev/pts/"),
@@ -484,7 +320,7 @@ async fn exec_output_exit_code_and_stdin() -> Result<()> {
 
     if kubectl_available() {
         let out = env
-            .run_kubectl(&["exec", "shell", "--", "sh", "-c", "echo hi; exit 3"])
+            .run_kubectl(&["exec", "shell", "--", "sh", "-c", "echo hi; exit 3"], b"")
             .await?;
         assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
         assert_eq!(text(&out.stdout), "hi\n");
@@ -527,7 +363,7 @@ fn read_tree(root: &Path) -> Result<std::collections::BTreeMap<String, Vec<u8>>>
 /// out, its content the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cp_a_directory_in_and_out() -> Result<()> {
-    let Some(env) = Env::start().await? else {
+    let Some(env) = TestNode::start("mk8s-test-streaming-").await? else {
         return Ok(());
     };
     env.run_pod(json!({
@@ -541,11 +377,12 @@ async fn cp_a_directory_in_and_out() -> Result<()> {
     let src = local.display().to_string();
 
     ok(
-        &env.run_ctl(&["cp", &src, "box:/tmp/in"], b"").await?,
+        &run_ctl(&env, &["cp", &src, "box:/tmp/in"], b"").await?,
         "ctl cp in",
     )?;
     let listing = ok(
-        &env.run_ctl(
+        &run_ctl(
+            &env,
             &["exec", "box", "--", "cat", "/tmp/in/sub/deeper/c.txt"],
             b"",
         )
@@ -555,35 +392,41 @@ async fn cp_a_directory_in_and_out() -> Result<()> {
     assert_eq!(listing, "gamma\n");
     let back = env.dir.path().join("back");
     ok(
-        &env.run_ctl(&["cp", "box:/tmp/in", &back.display().to_string()], b"")
-            .await?,
+        &run_ctl(
+            &env,
+            &["cp", "box:/tmp/in", &back.display().to_string()],
+            b"",
+        )
+        .await?,
         "ctl cp out",
     )?;
     assert_eq!(read_tree(&back)?, want);
     // Into an existing directory: under the source's own name.
     ok(
-        &env.run_ctl(&["cp", &src, "box:/tmp"], b"").await?,
+        &run_ctl(&env, &["cp", &src, "box:/tmp"], b"").await?,
         "ctl cp into a dir",
     )?;
     let out = ok(
-        &env.run_ctl(&["exec", "box", "--", "cat", "/tmp/tree/a.txt"], b"")
-            .await?,
+        &run_ctl(&env, &["exec", "box", "--", "cat", "/tmp/tree/a.txt"], b"").await?,
         "ctl exec cat",
     )?;
     assert_eq!(out, "alpha\n");
-    let out = env
-        .run_ctl(&["cp", "box:/no/such", &back.display().to_string()], b"")
-        .await?;
+    let out = run_ctl(
+        &env,
+        &["cp", "box:/no/such", &back.display().to_string()],
+        b"",
+    )
+    .await?;
     ensure!(!out.status.success(), "copying a missing path succeeded");
 
     if kubectl_available() {
         ok(
-            &env.run_kubectl(&["cp", &src, "box:/tmp/kin"]).await?,
+            &env.run_kubectl(&["cp", &src, "box:/tmp/kin"], b"").await?,
             "kubectl cp in",
         )?;
         let kback = env.dir.path().join("kback");
         ok(
-            &env.run_kubectl(&["cp", "box:/tmp/kin", &kback.display().to_string()])
+            &env.run_kubectl(&["cp", "box:/tmp/kin", &kback.display().to_string()], b"")
                 .await?,
             "kubectl cp out",
         )?;
@@ -592,11 +435,102 @@ async fn cp_a_directory_in_and_out() -> Result<()> {
     Ok(())
 }
 
+/// Runs `ctl args` to its end under `/usr/bin/time`; its output and its
+/// peak resident memory in KiB.
+async fn run_ctl_measured(env: &TestNode, args: &[&str]) -> Result<(Output, u64)> {
+    let ctl = ctl_binary()?;
+    let mut timed = tokio::process::Command::new("/usr/bin/time");
+    timed
+        .args(["-f", "maxrss=%M"])
+        .arg(&ctl)
+        .args(args)
+        .env("KUBECONFIG", &env.kubeconfig)
+        .env("HOME", env.dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let out = finish(timed, b"", &format!("ctl {}", args.join(" "))).await?;
+    let stderr = text(&out.stderr);
+    let rss = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("maxrss="))
+        .context("no maxrss from /usr/bin/time")?
+        .trim()
+        .parse()?;
+    Ok((out, rss))
+}
+
+/// Files of pseudo-random bytes (incompressible, so nothing in the way
+/// can shrink them), `count` of `size` bytes each, under `root`.
+fn write_big_tree(root: &Path, count: usize, size: usize) -> Result<()> {
+    std::fs::create_dir_all(root.join("nested"))?;
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    for i in 0..count {
+        let mut data = Vec::with_capacity(size);
+        while data.len() < size {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            data.extend_from_slice(&state.to_le_bytes());
+        }
+        let dir = if i % 2 == 0 {
+            root.to_path_buf()
+        } else {
+            root.join("nested")
+        };
+        std::fs::write(dir.join(format!("f{i}.bin")), &data)?;
+    }
+    Ok(())
+}
+
+/// `ctl cp` of a 48 MiB directory into a pod and back out, the content the
+/// same, and ctl's peak memory well under the archive's size both ways: it
+/// streams the tar through the exec rather than holding it. The old ctl
+/// built the whole archive in memory (peak RSS above 48 MiB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cp_streams_a_large_directory_both_ways() -> Result<()> {
+    if !Path::new("/usr/bin/time").exists() {
+        println!("SKIPPED: /usr/bin/time is not installed");
+        return Ok(());
+    }
+    let Some(env) = TestNode::start("mk8s-test-streaming-").await? else {
+        return Ok(());
+    };
+    env.run_pod(json!({
+        "metadata": {"name": "box"},
+        "spec": {"containers": [busybox("c", "exec sleep 3600")]}
+    }))
+    .await?;
+    const MIB: usize = 1024 * 1024;
+    let local = env.dir.path().join("big");
+    write_big_tree(&local, 6, 8 * MIB)?;
+    let want = read_tree(&local)?;
+    // ctl's own size doing an exec that moves nothing: the baseline.
+    let (out, base) = run_ctl_measured(&env, &["exec", "box", "--", "true"]).await?;
+    ok(&out, "ctl exec true")?;
+    let bound = base + 24 * 1024;
+
+    let (out, into) =
+        run_ctl_measured(&env, &["cp", &local.display().to_string(), "box:/tmp/big"]).await?;
+    ok(&out, "ctl cp in")?;
+    let back = env.dir.path().join("back");
+    let (out, from) =
+        run_ctl_measured(&env, &["cp", "box:/tmp/big", &back.display().to_string()]).await?;
+    ok(&out, "ctl cp out")?;
+    ensure!(read_tree(&back)? == want, "the tree came back different");
+    ensure!(
+        into < bound && from < bound,
+        "ctl's peak RSS: {into} KiB copying in, {from} KiB out, over {bound} KiB \
+         (an exec alone: {base} KiB; the tree is 48 MiB)"
+    );
+    Ok(())
+}
+
 /// `ctl port-forward` to an httpd pod: two requests through the forwarded
 /// port, one at a time and two at once, answer the pod's page.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn port_forward_carries_requests_to_the_pod() -> Result<()> {
-    let Some(env) = Env::start().await? else {
+    let Some(env) = TestNode::start("mk8s-test-streaming-").await? else {
         return Ok(());
     };
     env.run_pod(json!({
@@ -606,7 +540,7 @@ async fn port_forward_carries_requests_to_the_pod() -> Result<()> {
         ]}
     }))
     .await?;
-    let mut child = env.ctl(&["port-forward", "pod/web", ":8080"])?.spawn()?;
+    let mut child = ctl(&env, &["port-forward", "pod/web", ":8080"])?.spawn()?;
     let mut lines = tokio::io::BufReader::new(child.stdout.take().context("no stdout")?).lines();
     let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
         .await
@@ -645,7 +579,7 @@ async fn port_forward_carries_requests_to_the_pod() -> Result<()> {
 /// main process's output, not the log before it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attach_reads_a_running_container() -> Result<()> {
-    let Some(env) = Env::start().await? else {
+    let Some(env) = TestNode::start("mk8s-test-streaming-").await? else {
         return Ok(());
     };
     env.run_pod(json!({
@@ -655,7 +589,7 @@ async fn attach_reads_a_running_container() -> Result<()> {
         ]}
     }))
     .await?;
-    let mut child = env.ctl(&["attach", "ticker"])?.spawn()?;
+    let mut child = ctl(&env, &["attach", "ticker"])?.spawn()?;
     let mut lines = tokio::io::BufReader::new(child.stdout.take().context("no stdout")?).lines();
     let mut ticks = Vec::new();
     tokio::time::timeout(Duration::from_secs(30), async {

@@ -5,201 +5,28 @@
 //! both gone, counted), and RBAC's `create pods/exec`. Each test skips,
 //! printing why, without a dockerd or a kubectl.
 
-use std::process::{Output, Stdio};
-use std::sync::Arc;
+use std::process::Stdio;
 use std::time::Duration;
 
-use anyhow::{bail, ensure, Context, Result};
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, PostParams};
-use kubelet::docker::DockerRuntime;
-use kubelet::{Config, Kubelet};
+use anyhow::{ensure, Context, Result};
 use mini_k8s_tests::apiserver::TestCluster;
-use mini_k8s_tests::docker::{TestDocker, BUSYBOX_IMAGE, TEST_LABEL};
+use mini_k8s_tests::docker::BUSYBOX_IMAGE;
+use mini_k8s_tests::node::{busybox, finish, text, wait_for, TestNode};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-use tokio::time::Instant;
+use tokio::io::AsyncBufReadExt;
 
 use crate::kubectl::kubectl_available;
 
-const NODE: &str = "node-1";
+/// How long the waits below may take.
+const WAIT: Duration = Duration::from_secs(60);
 
-/// Docker, etcd, an apiserver and one kubelet in this process. Field order
-/// is drop order: the kubelet first, Docker (removing the containers) last.
-struct Env {
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
-    kubelet: Kubelet,
-    client: kube::Client,
-    _cluster: TestCluster,
-    dir: tempfile::TempDir,
-    kubeconfig: std::path::PathBuf,
-    docker: TestDocker,
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
-        self.server.abort();
+/// The node, or `None` (printed why) without a kubectl or a dockerd.
+async fn start() -> Result<Option<TestNode>> {
+    if !kubectl_available() {
+        println!("SKIPPED: kubectl is not installed on this machine");
+        return Ok(None);
     }
-}
-
-impl Env {
-    async fn start() -> Result<Option<Self>> {
-        if !kubectl_available() {
-            println!("SKIPPED: kubectl is not installed on this machine");
-            return Ok(None);
-        }
-        let Some(docker) = TestDocker::start()? else {
-            return Ok(None);
-        };
-        let cluster = TestCluster::start().await?;
-        let dir = tempfile::Builder::new()
-            .prefix("mk8s-test-exec-")
-            .tempdir()?;
-        let kubeconfig = mini_k8s_tests::kubeconfig::write(dir.path(), cluster.url(), None, None)?;
-        let config = kube::Config::from_custom_kubeconfig(
-            kube::config::Kubeconfig::read_from(&kubeconfig)?,
-            &kube::config::KubeConfigOptions::default(),
-        )
-        .await?;
-        let client = kube::Client::try_from(config)?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let mut config = Config::new(NODE, "127.0.0.1");
-        config.sync.root_dir = dir.path().join("kubelet");
-        config
-            .sync
-            .extra_labels
-            .insert(TEST_LABEL.into(), docker.run_id().into());
-        config.resync_period = Duration::from_secs(1);
-        config.heartbeat_period = Duration::from_secs(2);
-        config.node.kubelet_port = i32::from(listener.local_addr()?.port());
-        let runtime = Arc::new(DockerRuntime::new(docker.host()));
-        let (kubelet, services) = Kubelet::new(client.clone(), runtime, config);
-        let server = tokio::spawn(kubelet::server::serve(kubelet.clone(), listener));
-        let task = tokio::spawn(kubelet.clone().run(services));
-        Ok(Some(Self {
-            tasks: vec![task],
-            server,
-            kubelet,
-            client,
-            _cluster: cluster,
-            dir,
-            kubeconfig,
-            docker,
-        }))
-    }
-
-    fn pods(&self) -> Api<Pod> {
-        Api::namespaced(self.client.clone(), "default")
-    }
-
-    /// Creates a pod (on the kubelet's node unless `bound` is false).
-    async fn create_pod(&self, mut pod: Value, bound: bool) -> Result<()> {
-        if bound {
-            pod["spec"]["nodeName"] = json!(NODE);
-        }
-        pod["spec"]["terminationGracePeriodSeconds"] = json!(0);
-        self.pods()
-            .create(&PostParams::default(), &serde_json::from_value(pod)?)
-            .await?;
-        Ok(())
-    }
-
-    /// Creates a pod on the kubelet's node and waits until its containers run.
-    async fn run_pod(&self, pod: Value) -> Result<()> {
-        let name = pod["metadata"]["name"]
-            .as_str()
-            .context("no name")?
-            .to_string();
-        self.create_pod(pod, true).await?;
-        let pods = self.pods();
-        wait_for(&format!("pod {name} running"), || async {
-            let status = pods.get(&name).await?.status.unwrap_or_default();
-            Ok((status.phase.as_deref() == Some("Running")
-                && status
-                    .container_statuses
-                    .unwrap_or_default()
-                    .iter()
-                    .all(|c| c.ready))
-            .then_some(()))
-        })
-        .await
-    }
-
-    fn kubectl(&self, args: &[&str]) -> tokio::process::Command {
-        let mut command = tokio::process::Command::new("kubectl");
-        command
-            .args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("HOME", self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        command
-    }
-
-    /// Runs `kubectl args` with `stdin` to its end (a minute at most).
-    async fn run(&self, args: &[&str], stdin: &[u8]) -> Result<Output> {
-        finish(self.kubectl(args), stdin, &format!("kubectl {args:?}")).await
-    }
-
-    /// The app container of `pod` in Docker.
-    fn container(&self, pod: &str) -> Result<String> {
-        self.docker
-            .containers()?
-            .into_iter()
-            .find(|c| c.pod == pod && c.container != kubelet::runtime::INFRA_CONTAINER_NAME)
-            .map(|c| c.id)
-            .context("no app container")
-    }
-}
-
-async fn finish(mut command: tokio::process::Command, stdin: &[u8], what: &str) -> Result<Output> {
-    command.stdin(Stdio::piped());
-    let mut child = command
-        .spawn()
-        .with_context(|| format!("starting {what}"))?;
-    if let Some(mut input) = child.stdin.take() {
-        input.write_all(stdin).await?;
-    }
-    tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-        .await
-        .with_context(|| format!("{what} did not finish within 60 s"))?
-        .with_context(|| format!("running {what}"))
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Polls `check` every 200 ms until it gives `Some`, for at most a minute.
-async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<Option<T>>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut last_error = None;
-    loop {
-        match check().await {
-            Ok(Some(value)) => return Ok(value),
-            Ok(None) => {}
-            Err(e) => last_error = Some(e),
-        }
-        if Instant::now() > deadline {
-            bail!("timed out waiting for {what} (last error: {last_error:?})");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn busybox(name: &str, script: &str) -> Value {
-    json!({"name": name, "image": BUSYBOX_IMAGE, "imagePullPolicy": "IfNotPresent",
-           "command": ["sh", "-c", script]})
+    TestNode::start("mk8s-test-exec-").await
 }
 
 fn sleeper(name: &str) -> Value {
@@ -209,17 +36,19 @@ fn sleeper(name: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_exec_passes_output_exit_codes_stdin_and_a_tty() -> Result<()> {
-    let Some(env) = Env::start().await? else {
+    let Some(env) = start().await? else {
         return Ok(());
     };
     env.run_pod(sleeper("p")).await?;
 
-    let out = env.run(&["exec", "p", "--", "echo", "hi"], b"").await?;
+    let out = env
+        .run_kubectl(&["exec", "p", "--", "echo", "hi"], b"")
+        .await?;
     assert_eq!(text(&out.stdout), "hi\n", "{}", text(&out.stderr));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 
     let out = env
-        .run(
+        .run_kubectl(
             &["exec", "p", "--", "sh", "-c", "echo err >&2; exit 3"],
             b"",
         )
@@ -235,13 +64,13 @@ async fn kubectl_exec_passes_output_exit_codes_stdin_and_a_tty() -> Result<()> {
     // A command that is not there: Docker's API (like Kubernetes on
     // containerd) says 126.
     let out = env
-        .run(&["exec", "p", "--", "no-such-command"], b"")
+        .run_kubectl(&["exec", "p", "--", "no-such-command"], b"")
         .await?;
     assert_eq!(out.status.code(), Some(126), "{}", text(&out.stderr));
 
     // Piped stdin reaches the command, and its end ends `cat` (v5 close).
     let out = env
-        .run(
+        .run_kubectl(
             &["exec", "-i", "p", "--", "sh", "-c", "cat; echo done"],
             b"abc\n",
         )
@@ -250,15 +79,7 @@ async fn kubectl_exec_passes_output_exit_codes_stdin_and_a_tty() -> Result<()> {
 
     // -it under a pseudo-terminal: the command sees a TTY.
     let kubectl = "kubectl exec -it p -- sh -c 'tty; stty size; exit 4'";
-    let mut script = tokio::process::Command::new("script");
-    script
-        .args(["-qec", kubectl, "/dev/null"])
-        .env("KUBECONFIG", &env.kubeconfig)
-        .env("HOME", env.dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let out = finish(script, b"", "script kubectl exec -it").await?;
+    let out = finish(env.script(kubectl), b"", "script kubectl exec -it").await?;
     let stdout = text(&out.stdout);
     ensure!(
         stdout.contains("/dev/pts/"),
@@ -271,7 +92,7 @@ async fn kubectl_exec_passes_output_exit_codes_stdin_and_a_tty() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_attach_reads_a_running_container() -> Result<()> {
-    let Some(env) = Env::start().await? else {
+    let Some(env) = start().await? else {
         return Ok(());
     };
     env.run_pod(json!({"metadata": {"name": "ticker"},
@@ -288,7 +109,7 @@ async fn kubectl_attach_reads_a_running_container() -> Result<()> {
     assert_eq!(env.kubelet.exec_streams().open(), 1);
     child.start_kill()?;
     child.wait().await?;
-    wait_for("the attach stream to end", || async {
+    wait_for("the attach stream to end", WAIT, || async {
         Ok((env.kubelet.exec_streams().open() == 0).then_some(()))
     })
     .await?;
@@ -299,14 +120,81 @@ async fn kubectl_attach_reads_a_running_container() -> Result<()> {
     Ok(())
 }
 
+/// A container whose spec has `stdin: true` keeps its input open, so
+/// `kubectl attach -i` writes to its main process: `cat` echoes a line
+/// back through the attach stream and into the logs. On a container made
+/// without Docker's `OpenStdin`, `cat` read end-of-file at start and the
+/// line goes nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_attach_i_writes_to_the_main_process() -> Result<()> {
+    let Some(env) = start().await? else {
+        return Ok(());
+    };
+    let mut container = busybox("c", "cat; echo stdin-closed; exec sleep 3600");
+    container["stdin"] = json!(true);
+    env.run_pod(json!({"metadata": {"name": "cat"}, "spec": {"containers": [container]}}))
+        .await?;
+    let mut command = env.kubectl(&["attach", "-i", "cat"]);
+    command.stdin(Stdio::piped());
+    let mut child = command.spawn()?;
+    let mut stdin = child.stdin.take().context("no stdin")?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    tokio::io::AsyncWriteExt::write_all(&mut stdin, b"hello-through-attach\n").await?;
+    let echoed = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await? {
+            if line == "hello-through-attach" {
+                return Ok(true);
+            }
+            ensure!(line != "stdin-closed", "the container's stdin was closed");
+        }
+        Ok::<_, anyhow::Error>(false)
+    })
+    .await;
+    child.start_kill()?;
+    child.wait().await?;
+    ensure!(
+        matches!(echoed, Ok(Ok(true))),
+        "cat did not echo through kubectl attach -i: {echoed:?}"
+    );
+    let logs = env.run_kubectl(&["logs", "cat"], b"").await?;
+    ensure!(
+        text(&logs.stdout).contains("hello-through-attach"),
+        "{}",
+        text(&logs.stdout)
+    );
+    Ok(())
+}
+
+/// `kubectl exec -it` sends the terminal's size on the resize channel and
+/// the command's terminal takes it: `stty size` in the container answers
+/// the rows and columns set on kubectl's pseudo-terminal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_exec_it_passes_the_terminal_size() -> Result<()> {
+    let Some(env) = start().await? else {
+        return Ok(());
+    };
+    env.run_pod(sleeper("p")).await?;
+    // The size arrives as a message after the command started: the
+    // command waits (a bounded number of times) for it to be set.
+    let remote = "i=0; while [ \"$(stty size)\" != \"33 77\" ] && [ $i -lt 100 ]; \
+                  do sleep 0.1; i=$((i+1)); done; echo size=$(stty size)";
+    let kubectl = format!("stty rows 33 cols 77; kubectl exec -it p -- sh -c '{remote}'");
+    let out = finish(env.script(&kubectl), b"", "script kubectl exec -it").await?;
+    let stdout = text(&out.stdout);
+    ensure!(stdout.contains("size=33 77"), "{stdout:?}");
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_kubernetes_errors() -> Result<()> {
-    let Some(env) = Env::start().await? else {
+    let Some(env) = start().await? else {
         return Ok(());
     };
     env.run_pod(sleeper("p")).await?;
     let out = env
-        .run(&["exec", "p", "-c", "nope", "--", "true"], b"")
+        .run_kubectl(&["exec", "p", "-c", "nope", "--", "true"], b"")
         .await?;
     ensure!(!out.status.success());
     let stderr = text(&out.stderr);
@@ -317,7 +205,9 @@ async fn bad_requests_get_kubernetes_errors() -> Result<()> {
 
     // Not scheduled.
     env.create_pod(sleeper("unbound"), false).await?;
-    let out = env.run(&["exec", "unbound", "--", "true"], b"").await?;
+    let out = env
+        .run_kubectl(&["exec", "unbound", "--", "true"], b"")
+        .await?;
     let stderr = text(&out.stderr);
     ensure!(
         !out.status.success() && stderr.contains("pod unbound does not have a host assigned"),
@@ -333,7 +223,7 @@ async fn bad_requests_get_kubernetes_errors() -> Result<()> {
     )
     .await?;
     let pods = env.pods();
-    wait_for("pod pending reported waiting", || async {
+    wait_for("pod pending reported waiting", WAIT, || async {
         let status = pods.get("pending").await?.status.unwrap_or_default();
         Ok(status
             .container_statuses
@@ -343,13 +233,15 @@ async fn bad_requests_get_kubernetes_errors() -> Result<()> {
             .then_some(()))
     })
     .await?;
-    let out = env.run(&["exec", "pending", "--", "true"], b"").await?;
+    let out = env
+        .run_kubectl(&["exec", "pending", "--", "true"], b"")
+        .await?;
     let stderr = text(&out.stderr);
     ensure!(
         !out.status.success() && stderr.contains("container not found (\"c\")"),
         "{stderr}"
     );
-    let out = env.run(&["attach", "pending"], b"").await?;
+    let out = env.run_kubectl(&["attach", "pending"], b"").await?;
     ensure!(!out.status.success(), "attach to a pending pod succeeded");
     Ok(())
 }
@@ -382,7 +274,7 @@ async fn the_python_clients_stream_exec_works() -> Result<()> {
         println!("SKIPPED: /usr/bin/python3 with python3-kubernetes is not installed");
         return Ok(());
     }
-    let Some(env) = Env::start().await? else {
+    let Some(env) = start().await? else {
         return Ok(());
     };
     env.run_pod(sleeper("p")).await?;
@@ -403,20 +295,20 @@ async fn the_python_clients_stream_exec_works() -> Result<()> {
 }
 
 /// `sleep 1000` processes in the container, through `docker exec ps`.
-fn sleepers(env: &Env, container: &str) -> Result<usize> {
+fn sleepers(env: &TestNode, container: &str) -> Result<usize> {
     let ps = env.docker.cli(&["exec", container, "ps", "-o", "args"])?;
     Ok(ps.lines().filter(|l| l.trim() == "sleep 1000").count())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vanished_clients_exec_is_ended_and_its_stream_released() -> Result<()> {
-    let Some(env) = Env::start().await? else {
+    let Some(env) = start().await? else {
         return Ok(());
     };
     env.run_pod(sleeper("p")).await?;
     let container = env.container("p")?;
     let mut child = env.kubectl(&["exec", "p", "--", "sleep", "1000"]).spawn()?;
-    wait_for("the exec to run", || async {
+    wait_for("the exec to run", WAIT, || async {
         Ok(
             (sleepers(&env, &container)? == 1 && env.kubelet.exec_streams().open() == 1)
                 .then_some(()),
@@ -426,7 +318,7 @@ async fn a_vanished_clients_exec_is_ended_and_its_stream_released() -> Result<()
     // kubectl dies without a word to the server (SIGKILL).
     child.start_kill()?;
     child.wait().await?;
-    wait_for("the exec's process and stream to end", || async {
+    wait_for("the exec's process and stream to end", WAIT, || async {
         Ok(
             (sleepers(&env, &container)? == 0 && env.kubelet.exec_streams().open() == 0)
                 .then_some(()),
@@ -479,7 +371,7 @@ async fn exec_needs_create_on_pods_exec() -> Result<()> {
         let what = format!("kubectl {args:?}");
         async move { finish(command, b"", &what).await }
     };
-    wait_for("the default namespace", || async {
+    wait_for("the default namespace", WAIT, || async {
         Ok(kubectl(0, &["get", "namespace", "default"])
             .await?
             .status
@@ -517,7 +409,7 @@ async fn exec_needs_create_on_pods_exec() -> Result<()> {
         ensure!(out.status.success(), "{}", text(&out.stderr));
     }
     let forbidden = "pods \"p\" is forbidden: User \"alice\" cannot create resource \"pods/exec\" in API group \"\" in the namespace \"default\"";
-    wait_for("alice refused as Kubernetes refuses", || async {
+    wait_for("alice refused as Kubernetes refuses", WAIT, || async {
         let out = kubectl(1, &["exec", "p", "--", "true"]).await?;
         let stderr = text(&out.stderr);
         Ok((!out.status.success() && stderr.contains(forbidden)).then_some(()))
@@ -552,7 +444,7 @@ async fn exec_needs_create_on_pods_exec() -> Result<()> {
     .await?;
     ensure!(out.status.success(), "{}", text(&out.stderr));
     // Allowed now: the refusal is the pod's (no node), not RBAC's.
-    wait_for("alice let through", || async {
+    wait_for("alice let through", WAIT, || async {
         let out = kubectl(1, &["exec", "p", "--", "true"]).await?;
         let stderr = text(&out.stderr);
         Ok(stderr

@@ -4,151 +4,54 @@
 //! in-process kubelet, to an `httpd` pod. Each test skips, with a printed
 //! reason, where no dockerd can be started or no kubectl is installed.
 
-use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, PostParams};
-use kubelet::docker::DockerRuntime;
-use kubelet::{Config, Kubelet};
-use mini_k8s_tests::apiserver::TestCluster;
-use mini_k8s_tests::docker::{TestDocker, BUSYBOX_IMAGE, TEST_LABEL};
+use anyhow::{Context, Result};
+use mini_k8s_tests::node::{busybox, wait_for, TestNode};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::time::Instant;
-
-const NODE: &str = "node-1";
 
 /// The page the pod serves on every address (port 80), and the one only
 /// its loopback sees (127.0.0.1:8080).
 const PAGE: &str = "hello-from-the-pod";
 const LOCAL_PAGE: &str = "only-on-the-pods-loopback";
 
-/// Docker, etcd, the apiserver, an in-process kubelet (its port-forward
-/// counts are read directly) and a kubeconfig. Field order is drop order.
-struct Env {
-    kubelet: Kubelet,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
-    client: kube::Client,
-    _cluster: TestCluster,
-    dir: tempfile::TempDir,
-    kubeconfig: std::path::PathBuf,
-    _docker: TestDocker,
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
-        self.server.abort();
+/// The node with pod `web` running: httpd on port 80 of every address and
+/// on 127.0.0.1:8080 only; nothing on 81. `None` (printed why) without a
+/// kubectl or a dockerd.
+async fn start() -> Result<Option<TestNode>> {
+    if !crate::kubectl::kubectl_available() {
+        println!("SKIPPED: kubectl is not installed on this machine");
+        return Ok(None);
     }
-}
-
-impl Env {
-    async fn start() -> Result<Option<Self>> {
-        if !crate::kubectl::kubectl_available() {
-            println!("SKIPPED: kubectl is not installed on this machine");
-            return Ok(None);
-        }
-        let Some(docker) = TestDocker::start()? else {
-            return Ok(None);
-        };
-        let cluster = TestCluster::start().await?;
-        let dir = tempfile::Builder::new()
-            .prefix("mk8s-test-portforward-")
-            .tempdir()?;
-        let kubeconfig = mini_k8s_tests::kubeconfig::write(dir.path(), cluster.url(), None, None)?;
-        let config = kube::Config::from_custom_kubeconfig(
-            kube::config::Kubeconfig::read_from(&kubeconfig)?,
-            &kube::config::KubeConfigOptions::default(),
-        )
+    let Some(env) = TestNode::start("mk8s-test-portforward-").await? else {
+        return Ok(None);
+    };
+    let script = format!(
+        "mkdir -p /www /local && echo {PAGE} > /www/index.html && \
+         echo {LOCAL_PAGE} > /local/index.html && \
+         httpd -p 127.0.0.1:8080 -h /local && exec httpd -f -p 80 -h /www"
+    );
+    env.run_pod(json!({"metadata": {"name": "web"},
+                       "spec": {"containers": [busybox("web", &script)]}}))
         .await?;
-        let client = kube::Client::try_from(config)?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let mut config = Config::new(NODE, "127.0.0.1");
-        config.sync.root_dir = dir.path().join("kubelet");
-        config
-            .sync
-            .extra_labels
-            .insert(TEST_LABEL.into(), docker.run_id().into());
-        config.resync_period = Duration::from_secs(1);
-        config.heartbeat_period = Duration::from_secs(2);
-        config.node.kubelet_port = i32::from(listener.local_addr()?.port());
-        let runtime = Arc::new(DockerRuntime::new(docker.host()));
-        let (kubelet, services) = Kubelet::new(client.clone(), runtime, config);
-        let server = tokio::spawn(kubelet::server::serve(kubelet.clone(), listener));
-        let task = tokio::spawn(kubelet.clone().run(services));
-        let env = Self {
-            kubelet,
-            tasks: vec![task],
-            server,
-            client,
-            _cluster: cluster,
-            dir,
-            kubeconfig,
-            _docker: docker,
-        };
-        env.run_web_pod().await?;
-        Ok(Some(env))
-    }
+    Ok(Some(env))
+}
 
-    /// Pod `web`: httpd on port 80 of every address and on 127.0.0.1:8080
-    /// only; nothing on 81.
-    async fn run_web_pod(&self) -> Result<()> {
-        let script = format!(
-            "mkdir -p /www /local && echo {PAGE} > /www/index.html && \
-             echo {LOCAL_PAGE} > /local/index.html && \
-             httpd -p 127.0.0.1:8080 -h /local && exec httpd -f -p 80 -h /www"
-        );
-        let pod = json!({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "web"},
-            "spec": {"nodeName": NODE, "terminationGracePeriodSeconds": 0, "containers": [
-                {"name": "web", "image": BUSYBOX_IMAGE, "imagePullPolicy": "IfNotPresent",
-                 "command": ["sh", "-c", script]}
-            ]}
-        });
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), "default");
-        pods.create(&PostParams::default(), &serde_json::from_value(pod)?)
-            .await?;
-        wait_for("pod web running", Duration::from_secs(60), || async {
-            let status = pods.get("web").await?.status.unwrap_or_default();
-            Ok((status.phase.as_deref() == Some("Running")).then_some(()))
-        })
-        .await
-    }
+/// (sessions, forwarded connections) open on the kubelet.
+fn open(env: &TestNode) -> (usize, usize) {
+    let r = env.kubelet.port_forwards();
+    (r.sessions(), r.forwards())
+}
 
-    fn kubectl(&self, args: &[&str]) -> tokio::process::Command {
-        let mut command = tokio::process::Command::new("kubectl");
-        command
-            .args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("HOME", self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        command
-    }
-
-    /// (sessions, forwarded connections) open on the kubelet.
-    fn open(&self) -> (usize, usize) {
-        let r = self.kubelet.port_forwards();
-        (r.sessions(), r.forwards())
-    }
-
-    async fn wait_closed(&self) -> Result<()> {
-        wait_for(
-            "the kubelet's port-forward sessions to close",
-            Duration::from_secs(20),
-            || async { Ok((self.open() == (0, 0)).then_some(())) },
-        )
-        .await
-    }
+async fn wait_closed(env: &TestNode) -> Result<()> {
+    wait_for(
+        "the kubelet's port-forward sessions to close",
+        Duration::from_secs(20),
+        || async { Ok((open(env) == (0, 0)).then_some(())) },
+    )
+    .await
 }
 
 /// A running `kubectl port-forward` and the local ports it listens on,
@@ -162,7 +65,7 @@ struct Forward {
 impl Forward {
     /// `kubectl port-forward pod/web :REMOTE...`; waits for every
     /// `Forwarding from 127.0.0.1:LOCAL -> REMOTE` line.
-    async fn start(env: &Env, remotes: &[u16], plain_spdy: bool) -> Result<Self> {
+    async fn start(env: &TestNode, remotes: &[u16], plain_spdy: bool) -> Result<Self> {
         // -v=4 logs client-go's fallback from the WebSocket to plain SPDY.
         let mut args = vec![
             "port-forward".to_string(),
@@ -225,34 +128,13 @@ async fn get(port: u16) -> Result<String> {
     Ok(String::from_utf8_lossy(&answer).into_owned())
 }
 
-/// Polls `check` every 100 ms until it gives `Some` or `limit` passes.
-async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<Option<T>>>,
-{
-    let deadline = Instant::now() + limit;
-    let mut last_error = None;
-    loop {
-        match check().await {
-            Ok(Some(value)) => return Ok(value),
-            Ok(None) => {}
-            Err(e) => last_error = Some(e),
-        }
-        if Instant::now() > deadline {
-            bail!("timed out after {limit:?} waiting for {what} (last error: {last_error:?})");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// kubectl's WebSocket tunnel and its plain SPDY, each: the page through
 /// the forwarded port; two ports at once, one of them a server bound to
 /// the pod's 127.0.0.1; 10 concurrent connections; then kubectl killed by
 /// PID and the kubelet's sessions back to 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_forwards_two_ports_and_concurrent_connections() -> Result<()> {
-    let Some(env) = Env::start().await? else {
+    let Some(env) = start().await? else {
         return Ok(());
     };
     for plain_spdy in [false, true] {
@@ -278,11 +160,11 @@ async fn kubectl_forwards_two_ports_and_concurrent_connections() -> Result<()> {
             let answer = answer?;
             assert!(answer.contains(PAGE), "{how}: {answer}");
         }
-        assert_eq!(env.open().0, 1, "{how}: one session while kubectl runs");
+        assert_eq!(open(&env).0, 1, "{how}: one session while kubectl runs");
         let pid = forward.child.id().context("kubectl already ended")?;
         forward.child.start_kill()?;
         forward.child.wait().await?;
-        env.wait_closed()
+        wait_closed(&env)
             .await
             .with_context(|| format!("{how}: after kill of kubectl pid {pid}"))?;
         let stderr = forward.stderr.await?;
@@ -301,7 +183,7 @@ async fn kubectl_forwards_two_ports_and_concurrent_connections() -> Result<()> {
 /// a forward started beside it is not disturbed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_port_nothing_listens_on_reports_the_error() -> Result<()> {
-    let Some(env) = Env::start().await? else {
+    let Some(env) = start().await? else {
         return Ok(());
     };
     let mut good = Forward::start(&env, &[80], false).await?;
@@ -328,12 +210,12 @@ async fn a_port_nothing_listens_on_reports_the_error() -> Result<()> {
     wait_for(
         "the failed session to end",
         Duration::from_secs(20),
-        || async { Ok((env.open().0 == 1).then_some(())) },
+        || async { Ok((open(&env).0 == 1).then_some(())) },
     )
     .await?;
     good.child.start_kill()?;
     good.child.wait().await?;
-    env.wait_closed().await
+    wait_closed(&env).await
 }
 
 const PYTHON: &str = "/usr/bin/python3";
@@ -387,7 +269,7 @@ async fn the_python_client_forwards_ports_over_v4_channels() -> Result<()> {
         println!("SKIPPED: no {PYTHON}");
         return Ok(());
     }
-    let Some(env) = Env::start().await? else {
+    let Some(env) = start().await? else {
         return Ok(());
     };
     let out = tokio::time::timeout(
@@ -416,5 +298,5 @@ async fn the_python_client_forwards_ports_over_v4_channels() -> Result<()> {
             && text("81").contains("connection refused"),
         "{answers}"
     );
-    env.wait_closed().await
+    wait_closed(&env).await
 }

@@ -12,4 +12,5 @@ pub mod etcd;
 pub mod interrupts;
 pub mod kubeconfig;
 pub mod netns;
+pub mod node;
 pub mod processes;
