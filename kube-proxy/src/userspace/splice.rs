@@ -50,29 +50,59 @@ pub(super) async fn bidirectional(a: &TcpStream, b: &TcpStream) -> Result<(u64, 
 async fn one_way(from: &TcpStream, to: &TcpStream, pipe: &Pipe) -> io::Result<u64> {
     let flags = SpliceFlags::MOVE | SpliceFlags::NONBLOCK;
     let mut total = 0u64;
+    // Bytes in the pipe: read from `from`, not yet written to `to`.
+    let mut queued = 0usize;
+    let mut eof = false;
     loop {
-        from.readable().await?;
-        // The pipe is empty here, so WouldBlock can only mean the socket
-        // has nothing to read.
-        let moved = from.try_io(Interest::READABLE, || {
-            splice(from, None, &pipe.write, None, PIPE_SIZE, flags).map_err(io::Error::from)
-        });
-        let mut left = match moved {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
-        };
-        total += left as u64;
-        while left > 0 {
-            to.writable().await?;
-            let sent = to.try_io(Interest::WRITABLE, || {
-                splice(&pipe.read, None, to, None, left, flags).map_err(io::Error::from)
-            });
-            match sent {
-                Ok(n) => left -= n,
+        let mut progressed = false;
+        if !eof {
+            let fill =
+                || splice(from, None, &pipe.write, None, PIPE_SIZE, flags).map_err(io::Error::from);
+            // With the pipe empty, WouldBlock can only mean that the socket
+            // has nothing to read, and tokio may forget its readiness. With
+            // bytes queued it may mean a full pipe (its capacity counts
+            // buffers, not bytes) while the socket still holds data: then
+            // the socket is read directly, keeping tokio's readiness, and
+            // retried after the next write makes room.
+            let moved = if queued == 0 {
+                from.try_io(Interest::READABLE, fill)
+            } else {
+                fill()
+            };
+            match moved {
+                Ok(0) => eof = true,
+                Ok(n) => {
+                    queued += n;
+                    total += n as u64;
+                    progressed = true;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
+            }
+        }
+        if queued > 0 {
+            // Data is queued, so WouldBlock means the socket's send buffer
+            // is full.
+            let sent = to.try_io(Interest::WRITABLE, || {
+                splice(&pipe.read, None, to, None, queued, flags).map_err(io::Error::from)
+            });
+            match sent {
+                Ok(n) => {
+                    queued -= n;
+                    progressed = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if eof && queued == 0 {
+            break;
+        }
+        if !progressed {
+            if queued > 0 {
+                to.writable().await?;
+            } else {
+                from.readable().await?;
             }
         }
     }
@@ -80,4 +110,50 @@ async fn one_way(from: &TcpStream, to: &TcpStream, pipe: &Pipe) -> io::Result<u6
     // closed anyway.
     let _ = rustix::net::shutdown(to, rustix::net::Shutdown::Write);
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// Two connected loopback sockets: (the outside end, the proxy's end).
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let outside = TcpStream::connect(listener.local_addr().unwrap());
+        let (outside, accepted) = tokio::join!(outside, listener.accept());
+        (outside.unwrap(), accepted.unwrap().0)
+    }
+
+    /// More than the pipe holds goes one way while the reader is slow (the
+    /// pipe fills, the writes wait), a little the other way; every byte
+    /// arrives in order, each EOF is passed on, and the counts are right.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn forwards_both_ways_past_a_full_pipe() {
+        let (mut client, proxy_client) = pair().await;
+        let (mut backend, proxy_backend) = pair().await;
+        let forward = tokio::spawn(async move {
+            super::bidirectional(&proxy_client, &proxy_backend)
+                .await
+                .map_err(|e| format!("{e:?}"))
+        });
+        let sent: Vec<u8> = (0..(5u32 << 20)).map(|i| (i % 251) as u8).collect();
+        let expected = sent.clone();
+        let writer = tokio::spawn(async move {
+            client.write_all(&sent).await.unwrap();
+            client.shutdown().await.unwrap();
+            let mut reply = Vec::new();
+            client.read_to_end(&mut reply).await.unwrap();
+            reply
+        });
+        // A slow start on the far side, so the pipe and the socket buffers fill.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let mut received = Vec::new();
+        backend.read_to_end(&mut received).await.unwrap();
+        assert!(received == expected, "the bytes differ");
+        backend.write_all(b"pong").await.unwrap();
+        backend.shutdown().await.unwrap();
+        assert_eq!(writer.await.unwrap(), b"pong");
+        assert_eq!(forward.await.unwrap().unwrap(), (5 << 20, 4));
+    }
 }

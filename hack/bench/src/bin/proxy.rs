@@ -34,7 +34,9 @@ const CHUNK: usize = 1 << 20;
 #[derive(Parser, Debug)]
 #[command(name = "proxy-bench")]
 struct Args {
-    /// Modes to measure, comma-separated.
+    /// Modes to measure, comma-separated; `MODE@PATH` runs another
+    /// kube-proxy binary in that mode (e.g. an older build, measured in the
+    /// same run as this one).
     #[arg(long, value_delimiter = ',', default_value = "iptables,userspace")]
     modes: Vec<String>,
     /// Bytes per bulk transfer (at most 16 GiB).
@@ -62,12 +64,18 @@ struct Sample {
     mb_per_s: f64,
     p50_us: f64,
     p99_us: f64,
+    /// CPU seconds per GB of the bulk transfer: this process (client and
+    /// backend, with the kernel's TCP work done on their behalf), and
+    /// kube-proxy.
+    cpu_self: f64,
+    cpu_proxy: f64,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
     ensure!(args.bytes <= MAX_BYTES, "--bytes is at most {MAX_BYTES}");
-    for mode in &args.modes {
+    for given in &args.modes {
+        let (mode, _) = split_mode(given);
         ensure!(
             mode == "iptables" || mode == "userspace",
             "unknown mode {mode:?} (iptables, userspace)"
@@ -150,12 +158,13 @@ async fn run(args: Args) -> Result<()> {
         SocketAddr::from((portal, 81)),
     );
     println!(
-        "kube-proxy benchmark: bulk {} MiB or {} s, {} round trips of {} B, {} rounds (medians)",
+        "kube-proxy benchmark: bulk {} MiB or {} s, {} round trips of {} B, {} rounds (medians); load average {}",
         args.bytes >> 20,
         args.seconds,
         args.round_trips,
         args.message,
-        args.rounds
+        args.rounds,
+        load_average()
     );
     println!(
         "{:<10} {:>12} {:>12} {:>7} {:>9} {:>9} {:>9} {:>9} {:>10}",
@@ -169,8 +178,11 @@ async fn run(args: Args) -> Result<()> {
         "prx p99",
         "added p50"
     );
-    for mode in &args.modes {
-        let mut proxy = tokio::process::Command::from(topology.node.command(&kube_proxy))
+    for given in &args.modes {
+        let (mode, binary) = split_mode(given);
+        let binary = binary.map_or_else(|| kube_proxy.clone(), PathBuf::from);
+        ensure!(binary.is_file(), "{} is missing", binary.display());
+        let mut proxy = tokio::process::Command::from(topology.node.command(&binary))
             .args([
                 "--master",
                 &format!("http://127.0.0.1:{}", relay.port),
@@ -184,8 +196,8 @@ async fn run(args: Args) -> Result<()> {
             .kill_on_drop(true)
             .spawn()
             .context("starting kube-proxy")?;
-        let result = measure_mode(&args, &client_pod.netns, direct, proxied).await;
         let pid = proxy.id().context("kube-proxy exited early")?;
+        let result = measure_mode(&args, &client_pod.netns, direct, proxied, pid).await;
         let _ = tokio::process::Command::new("kill")
             .args(["-TERM", &pid.to_string()])
             .status()
@@ -194,7 +206,7 @@ async fn run(args: Args) -> Result<()> {
         let (d, p) = result?;
         println!(
             "{:<10} {:>12.0} {:>12.0} {:>7.3} {:>7.1}µs {:>7.1}µs {:>7.1}µs {:>7.1}µs {:>8.1}µs",
-            mode,
+            given,
             d.mb_per_s,
             p.mb_per_s,
             p.mb_per_s / d.mb_per_s,
@@ -204,11 +216,31 @@ async fn run(args: Args) -> Result<()> {
             p.p99_us,
             p.p50_us - d.p50_us
         );
+        println!(
+            "{:<10} CPU s per GB: direct {:.2} (client+backend), proxied {:.2} (client+backend) + {:.2} (kube-proxy)",
+            "", d.cpu_self, p.cpu_self, p.cpu_proxy
+        );
     }
+    println!("load average at the end: {}", load_average());
     drop(relay);
     drop(topology);
     drop(cluster);
     Ok(())
+}
+
+/// `/proc/loadavg`'s three averages, to show how busy the machine was.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// `MODE` or `MODE@PATH`: the mode and the binary, if another one.
+fn split_mode(given: &str) -> (&str, Option<&str>) {
+    match given.split_once('@') {
+        Some((mode, path)) => (mode, Some(path)),
+        None => (given, None),
+    }
 }
 
 /// Medians over the rounds of (direct, proxied).
@@ -217,25 +249,33 @@ async fn measure_mode(
     client: &Netns,
     direct: (SocketAddr, SocketAddr),
     proxied: (SocketAddr, SocketAddr),
+    proxy_pid: u32,
 ) -> Result<(Sample, Sample)> {
     wait_reachable(client, proxied.1).await?;
     let mut directs = Vec::new();
     let mut proxies = Vec::new();
+    let proxy_pid = proxy_pid.to_string();
     for _ in 0..args.rounds {
         for (target, out) in [(direct, &mut directs), (proxied, &mut proxies)] {
-            let mb_per_s = bulk(
+            let before = (cpu_seconds("self"), cpu_seconds(&proxy_pid));
+            let (mb_per_s, bytes) = bulk(
                 client,
                 target.0,
                 args.bytes,
                 Duration::from_secs(args.seconds),
             )
             .await?;
+            let after = (cpu_seconds("self"), cpu_seconds(&proxy_pid));
+            #[allow(clippy::cast_precision_loss, reason = "byte counts far below 2^52")]
+            let gb = bytes as f64 / 1e9;
             let (p50_us, p99_us) =
                 ping_pong(client, target.1, args.round_trips, args.message).await?;
             out.push(Sample {
                 mb_per_s,
                 p50_us,
                 p99_us,
+                cpu_self: (after.0 - before.0) / gb,
+                cpu_proxy: (after.1 - before.1) / gb,
             });
         }
     }
@@ -252,7 +292,27 @@ fn median(samples: &[Sample]) -> Sample {
         mb_per_s: pick(|s| s.mb_per_s),
         p50_us: pick(|s| s.p50_us),
         p99_us: pick(|s| s.p99_us),
+        cpu_self: pick(|s| s.cpu_self),
+        cpu_proxy: pick(|s| s.cpu_proxy),
     }
+}
+
+/// User + system CPU seconds of a process (`self` or a PID) from
+/// `/proc/PID/stat` (ticks of 1/100 s); 0 if it cannot be read.
+fn cpu_seconds(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (in parentheses) start at `state`
+    // (field 3 of proc(5)); utime and stime are fields 14 and 15.
+    let rest = stat.rfind(')').map_or("", |i| &stat[i + 1..]);
+    let ticks: f64 = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse::<f64>().ok())
+        .sum();
+    ticks / 100.0
 }
 
 async fn wait_reachable(client: &Netns, to: SocketAddr) -> Result<()> {
@@ -276,8 +336,8 @@ async fn wait_reachable(client: &Netns, to: SocketAddr) -> Result<()> {
 }
 
 /// Sends until `bytes` or `limit`; MB/s (10^6) of what the backend
-/// acknowledged having received.
-async fn bulk(client: &Netns, to: SocketAddr, bytes: u64, limit: Duration) -> Result<f64> {
+/// acknowledged having received, and the bytes.
+async fn bulk(client: &Netns, to: SocketAddr, bytes: u64, limit: Duration) -> Result<(f64, u64)> {
     let mut stream = client.tcp_connect(to).await?;
     let chunk = vec![0x5au8; CHUNK];
     let start = Instant::now();
@@ -294,7 +354,7 @@ async fn bulk(client: &Netns, to: SocketAddr, bytes: u64, limit: Duration) -> Re
     let elapsed = start.elapsed().as_secs_f64();
     ensure!(received == sent, "backend got {received} of {sent} bytes");
     #[allow(clippy::cast_precision_loss, reason = "byte counts far below 2^52")]
-    Ok(received as f64 / elapsed / 1e6)
+    Ok((received as f64 / elapsed / 1e6, received))
 }
 
 /// p50 and p99 round-trip time in µs over `count` exchanges.
