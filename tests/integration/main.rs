@@ -69,6 +69,8 @@ mod large_lists;
 mod leader_election;
 /// `coordination.k8s.io/v1` Leases: CRUD and watch under `/apis`, discovery, the kube crate, kubectl.
 mod leases;
+/// Lists from the watch cache: whole past 4 MiB, current, no etcd reads (#19 item 1).
+mod list_cache;
 /// OpenAPI v2/v3 schemas and the stock kubectl's `explain` (#16).
 mod openapi;
 /// Patches: merge, JSON, strategic.

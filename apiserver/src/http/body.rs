@@ -61,6 +61,53 @@ pub async fn read(headers: &HeaderMap, body: Body) -> Result<Option<AcceptedBody
         .map_err(|e| ApiError::internal(format!("body decoding failed: {e}")))?
 }
 
+/// Runs CPU-heavy work on a request's `input` (applying a large patch)
+/// where it does not hold up an async worker: on tokio's multi-threaded
+/// runtime, from [`OFFLOAD_BYTES`] of input on, the worker hands its other
+/// tasks to another thread while `work` runs (`block_in_place`), so
+/// `/healthz` and small requests keep being answered. Small inputs, and a
+/// current-thread runtime (some tests), just run `work`.
+pub fn heavy<T>(input: &Value, work: impl FnOnce() -> T) -> T {
+    let multi_threaded = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_threaded && at_least(input, OFFLOAD_BYTES) {
+        tokio::task::block_in_place(work)
+    } else {
+        work()
+    }
+}
+
+/// Whether `value` takes about `bytes` or more as JSON; stops counting
+/// there, so a small value costs little and a large one no more.
+fn at_least(value: &Value, bytes: usize) -> bool {
+    fn size(value: &Value, budget: &mut usize) {
+        if *budget == 0 {
+            return;
+        }
+        let own = match value {
+            Value::String(s) => s.len() + 2,
+            Value::Array(items) => {
+                for item in items {
+                    size(item, budget);
+                }
+                2
+            }
+            Value::Object(map) => {
+                for (key, item) in map {
+                    *budget = budget.saturating_sub(key.len() + 3);
+                    size(item, budget);
+                }
+                2
+            }
+            _ => 4,
+        };
+        *budget = budget.saturating_sub(own);
+    }
+    let mut budget = bytes;
+    size(value, &mut budget);
+    budget == 0
+}
+
 /// Bodies from this size on are decoded off the async workers.
 const OFFLOAD_BYTES: usize = 64 * 1024;
 
@@ -225,6 +272,16 @@ mod tests {
         let bad = format!(r#"{{"a": "{}"#, "x".repeat(OFFLOAD_BYTES));
         let e = read(&headers, Body::from(bad)).await.unwrap_err();
         assert_eq!(e.code(), 400);
+    }
+
+    #[test]
+    fn sizes_are_estimated_up_to_the_limit() {
+        let small = serde_json::json!({"metadata": {"name": "p"}});
+        assert!(!at_least(&small, 100));
+        assert!(at_least(&small, 10));
+        let big = serde_json::json!({"a": ["x".repeat(40_000), "y".repeat(40_000)]});
+        assert!(at_least(&big, OFFLOAD_BYTES));
+        assert_eq!(heavy(&big, || 7), 7);
     }
 
     #[test]

@@ -92,6 +92,11 @@ fn output(stored: &Stored) -> Result<Value> {
     Ok(value)
 }
 
+/// The stored bytes of an encoded object.
+fn to_bytes(value: &Value) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| ApiError::internal(format!("cannot encode object: {e}")))
+}
+
 fn set_resource_version(value: &mut Value, revision: i64) {
     if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.insert(
@@ -212,15 +217,21 @@ impl<S: Strategy> Store<S> {
     }
 
     fn encode(&self, object: &S::Object) -> Result<(Vec<u8>, Value)> {
+        let value = self.encode_value(object)?;
+        Ok((to_bytes(&value)?, value))
+    }
+
+    /// The object's JSON as stored, without the bytes: for comparing and
+    /// answering (writing it out is a second pass over the whole object,
+    /// done only for what is stored).
+    fn encode_value(&self, object: &S::Object) -> Result<Value> {
         let mut value = serde_json::to_value(object)
             .map_err(|e| ApiError::internal(format!("cannot encode object: {e}")))?;
         if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.remove("resourceVersion");
             meta.remove("selfLink");
         }
-        let bytes = serde_json::to_vec(&value)
-            .map_err(|e| ApiError::internal(format!("cannot encode object: {e}")))?;
-        Ok((bytes, value))
+        Ok(value)
     }
 
     /// Server-side apply of `config` to the object `name`: created from it
@@ -631,14 +642,14 @@ impl<S: Strategy> Store<S> {
             let held_old = !old_finalizers.is_empty() || self.strategy.held_by_spec(&old);
             if due && !held_new && held_old {
                 if options.dry_run {
-                    let (_, mut value) = self.encode(&new)?;
+                    let mut value = self.encode_value(&new)?;
                     set_resource_version(&mut value, current.mod_revision);
                     return Ok(Attempt::Written(value, false));
                 }
                 match self.storage.delete(key, Some(current.mod_revision)).await {
                     Ok((_, revision)) => {
                         self.strategy.after_delete(&old).await;
-                        let (_, mut value) = self.encode(&new)?;
+                        let mut value = self.encode_value(&new)?;
                         set_resource_version(&mut value, revision);
                         return Ok(Attempt::Written(value, false));
                     }
@@ -655,8 +666,8 @@ impl<S: Strategy> Store<S> {
                 }
             }
         }
-        let (_, old_value) = self.encode(&old)?;
-        let (bytes, mut new_value) = self.encode(&new)?;
+        let old_value = self.encode_value(&old)?;
+        let mut new_value = self.encode_value(&new)?;
         if new_value == old_value {
             // Nothing changed: no write, the resourceVersion stays.
             set_resource_version(&mut new_value, current.mod_revision);
@@ -670,7 +681,7 @@ impl<S: Strategy> Store<S> {
             self.record_manager(Some(&old_value), &new_value, &mut new, subresource, options);
         let (bytes, mut new_value) =
             if new.metadata().generation == old.metadata().generation && !recorded {
-                (bytes, new_value)
+                (to_bytes(&new_value)?, new_value)
             } else {
                 self.encode(&new)?
             };
@@ -778,7 +789,61 @@ impl<S: Strategy> Store<S> {
         Ok(())
     }
 
+    /// An unpaged list from the watch cache, where Kubernetes' cacher
+    /// serves one: `resourceVersion=0` (the cache's state, `limit`
+    /// ignored as Kubernetes does), a revision the cache has reached, or
+    /// none (current: the cache's state once etcd confirms nothing under
+    /// the prefix changed since). `None`: the caller reads etcd (a page,
+    /// a continue, a cache not listed yet or not shown current).
+    async fn list_from_cache(
+        &self,
+        namespace: Option<&str>,
+        query: &ListQuery,
+    ) -> Result<Option<ListResult>> {
+        let Some(cache) = &self.cache else {
+            return Ok(None);
+        };
+        let rv = query.resource_version.as_deref().unwrap_or("");
+        let paged = query.limit.is_some_and(|l| l > 0) && rv != "0";
+        if paged || query.continue_token.is_some() {
+            return Ok(None);
+        }
+        let prefix = self.resource().prefix(namespace);
+        let snapshot = match rv {
+            "" => {
+                cache
+                    .consistent_snapshot(self.storage.as_ref(), &prefix)
+                    .await?
+            }
+            "0" => cache.snapshot(&prefix),
+            wanted => {
+                let wanted = parse_revision(wanted)?;
+                cache.snapshot(&prefix).filter(|(at, _)| *at >= wanted)
+            }
+        };
+        let Some((revision, stored)) = snapshot else {
+            return Ok(None);
+        };
+        let filtered = !query.labels.is_empty() || !query.fields.is_empty();
+        let mut items = Vec::with_capacity(if filtered { 0 } else { stored.len() });
+        for stored in &stored {
+            let value = output(stored)?;
+            if !filtered || matches(self.resource(), query, &value) {
+                items.push(value);
+            }
+        }
+        Ok(Some(ListResult {
+            items,
+            resource_version: revision.to_string(),
+            continue_token: None,
+            remaining: None,
+        }))
+    }
+
     async fn list_page(&self, namespace: Option<&str>, query: &ListQuery) -> Result<ListResult> {
+        if let Some(cached) = self.list_from_cache(namespace, query).await? {
+            return Ok(cached);
+        }
         let prefix = self.resource().prefix(namespace);
         let mut options = ListOptions::default();
         if let Some(token) = &query.continue_token {
