@@ -8,6 +8,9 @@
 //! are the primary objects of a `kube::runtime::Controller` each, whose
 //! stores the other loops read. Every loop is level-triggered: it compares
 //! what the caches show with what is wanted and acts on the difference only.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod daemonset;
 pub mod endpoints;
@@ -22,7 +25,7 @@ mod testing;
 use std::future::Future;
 use std::time::Duration;
 
-use client_util::{reflect, StopFlag};
+use client_util::{reflect, reflect_with, StopFlag};
 use k8s_openapi::api::core::v1::{Endpoints, Node, Pod};
 use kube::runtime::watcher;
 use kube::{Api, Client};
@@ -77,6 +80,8 @@ pub struct Config {
 }
 
 impl Default for Config {
+    // The one expect: a /16 of an IPv4 address is always a valid network.
+    #[allow(clippy::expect_used)]
     fn default() -> Self {
         Self {
             node_monitor_grace_period: Duration::from_secs(40),
@@ -111,15 +116,20 @@ pub async fn run(
         None
     };
     let stop = StopFlag::new(shutdown);
-    let pods = reflect(
+    // Pods and nodes kept lean (`client_util::lean`: the union of what the
+    // loops read; none writes a cached pod or node back whole). Endpoints
+    // stay whole: the endpoints controller replaces them.
+    let pods = reflect_with(
         Api::<Pod>::all(client.clone()),
         watcher::Config::default(),
         stop.clone(),
+        client_util::lean::pod,
     );
-    let nodes = reflect(
+    let nodes = reflect_with(
         Api::<Node>::all(client.clone()),
         watcher::Config::default(),
         stop.clone(),
+        client_util::lean::node,
     );
     let endpoints = reflect(
         Api::<Endpoints>::all(client.clone()),
