@@ -3,32 +3,24 @@
 //! `docker exec c true` on the same container, in one run. See
 //! `hack/bench/README.md` ("exec").
 //!
-//! One run: a private dockerd (the test harness's `TestDocker`), etcd and
-//! an in-process apiserver (`TestCluster`) and an in-process kubelet on
-//! that dockerd; one busybox pod. The two commands alternate, one at a
+//! One run: the test harness's `TestNode` (a private dockerd, etcd, an
+//! in-process apiserver and kubelet); one busybox pod. The two commands alternate, one at a
 //! time, so load from the rest of the machine weighs on both alike; each
 //! is timed as the CLI's whole run (process start to exit), both being
 //! CLIs of the same kind (Go binaries). Everything is stopped and removed
 //! at the end.
 
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use clap::Parser;
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, PostParams};
-use mini_k8s_tests::apiserver::TestCluster;
-use mini_k8s_tests::docker::{TestDocker, BUSYBOX_IMAGE, TEST_LABEL};
-use serde_json::json;
+use mini_k8s_bench::streaming::{load_average, percentile, report, run_busybox, start_node};
 use tokio::process::Command;
 use tokio::time::Instant;
 
 /// Largest `--count`.
 const MAX_COUNT: usize = 500;
-/// The node the kubelet registers.
-const NODE: &str = "bench-node";
 
 /// `kubectl exec` vs `docker exec` round trips.
 #[derive(Parser, Debug)]
@@ -54,18 +46,6 @@ fn main() -> Result<()> {
         .block_on(run(args))
 }
 
-/// Nearest-rank percentile of sorted `values`.
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss,
-        reason = "a rank among at most 500 values"
-    )]
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 async fn timed(mut command: Command, what: &str) -> Result<Duration> {
     let started = Instant::now();
     let out = tokio::time::timeout(Duration::from_secs(60), command.output())
@@ -81,81 +61,23 @@ async fn timed(mut command: Command, what: &str) -> Result<Duration> {
 }
 
 async fn run(args: Args) -> Result<()> {
-    let docker = TestDocker::start()?.context("no dockerd could be started (needs root)")?;
-    let cluster = TestCluster::start().await?;
-    let dir = tempfile::Builder::new()
-        .prefix("mk8s-bench-exec-")
-        .tempdir()?;
-    let kubeconfig = mini_k8s_tests::kubeconfig::write(dir.path(), cluster.url(), None, None)?;
-    let client = kube::Client::try_from(
-        kube::Config::from_custom_kubeconfig(
-            kube::config::Kubeconfig::read_from(&kubeconfig)?,
-            &kube::config::KubeConfigOptions::default(),
-        )
-        .await?,
-    )?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let mut config = kubelet::Config::new(NODE, "127.0.0.1");
-    config.sync.root_dir = dir.path().join("kubelet");
-    config
-        .sync
-        .extra_labels
-        .insert(TEST_LABEL.into(), docker.run_id().into());
-    config.node.kubelet_port = i32::from(listener.local_addr()?.port());
-    let runtime = Arc::new(kubelet::docker::DockerRuntime::new(docker.host()));
-    let (kubelet, services) = kubelet::Kubelet::new(client.clone(), runtime, config);
-    let server = tokio::spawn(kubelet::server::serve(kubelet.clone(), listener));
-    let task = tokio::spawn(kubelet.run(services));
-
-    let result = measure(&args, &docker, &client, &kubeconfig).await;
-    task.abort();
-    server.abort();
-    drop(cluster);
-    drop(docker);
-    let text = result?;
-    print!("{text}");
-    if let Some(out) = &args.out {
-        std::fs::write(out, &text).with_context(|| format!("writing {}", out.display()))?;
-    }
-    Ok(())
+    let node = start_node("mk8s-bench-exec-").await?;
+    let text = measure(&args, &node).await?;
+    drop(node);
+    report(&text, args.out.as_deref())
 }
 
-async fn measure(
-    args: &Args,
-    docker: &TestDocker,
-    client: &kube::Client,
-    kubeconfig: &std::path::Path,
-) -> Result<String> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    let pod: Pod = serde_json::from_value(json!({
-        "metadata": {"name": "bench"},
-        "spec": {"nodeName": NODE, "terminationGracePeriodSeconds": 0,
-                 "containers": [{"name": "c", "image": BUSYBOX_IMAGE,
-                                 "imagePullPolicy": "IfNotPresent",
-                                 "command": ["sh", "-c", "exec sleep 3600"]}]}
-    }))?;
-    pods.create(&PostParams::default(), &pod).await?;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let container = loop {
-        let running = pods
-            .get("bench")
-            .await?
-            .status
-            .and_then(|s| s.container_statuses)
-            .and_then(|cs| {
-                cs.into_iter()
-                    .find(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
-            })
-            .and_then(|c| c.container_id);
-        if let Some(id) = running {
-            break id.trim_start_matches("docker://").to_string();
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "the pod did not run within 120 s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+async fn measure(args: &Args, node: &mini_k8s_tests::node::TestNode) -> Result<String> {
+    let status = run_busybox(node, "bench", "exec sleep 3600").await?;
+    let container = status
+        .container_statuses
+        .unwrap_or_default()
+        .into_iter()
+        .find_map(|c| c.container_id)
+        .context("the pod reports no container id")?
+        .trim_start_matches("docker://")
+        .to_string();
+    let (kubeconfig, docker) = (&node.kubeconfig, &node.docker);
     let kubectl = || {
         let mut command = Command::new("kubectl");
         command
@@ -173,6 +95,7 @@ async fn measure(
             .kill_on_drop(true);
         command
     };
+    let load_before = load_average();
     // Warm-up: binaries in the page cache, connections made.
     for _ in 0..3 {
         timed(kubectl(), "kubectl exec").await?;
@@ -197,13 +120,15 @@ async fn measure(
          command                   p50 ms   p99 ms\n\
          kubectl exec bench true  {:7.1}  {:7.1}\n\
          docker exec c true       {:7.1}  {:7.1}\n\
-         ratio (kubectl/docker)   {:7.2}  {:7.2}   goal: p50 <= 1.5\n",
+         ratio (kubectl/docker)   {:7.2}  {:7.2}   goal: p50 <= 1.5\n\
+         load average before/after: {load_before} / {}\n",
         ms(k50),
         ms(k99),
         ms(d50),
         ms(d99),
         ms(k50) / ms(d50),
         ms(k99) / ms(d99),
+        load_average(),
         count = args.count,
     ))
 }

@@ -4,31 +4,24 @@
 //! SPDY fallback) next to the same download straight from the pod's IP, in
 //! one run. See `hack/bench/README.md` ("port-forward").
 //!
-//! One run: a private dockerd (the test harness's `TestDocker`), etcd, an
-//! in-process apiserver (`TestCluster`) and kubelet; one busybox pod whose
-//! `httpd` serves a file of `--mib` MiB. Each round fetches it once per
+//! One run: the test harness's `TestNode` (a private dockerd, etcd, an
+//! in-process apiserver and kubelet); one busybox pod whose `httpd` serves
+//! a file of `--mib` MiB. Each round fetches it once per
 //! path, the paths alternating, so load from the rest of the machine weighs
 //! on all alike; a fetch is timed from connect to the last byte. The median
 //! of the rounds is reported per path, and the ratio to the direct one.
 //! Everything is stopped and removed at the end.
 
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use clap::Parser;
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, PostParams};
-use mini_k8s_tests::apiserver::TestCluster;
-use mini_k8s_tests::docker::{TestDocker, BUSYBOX_IMAGE, TEST_LABEL};
-use serde_json::json;
+use mini_k8s_bench::streaming::{load_average, median, report, run_busybox, start_node};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
-/// The node the kubelet registers.
-const NODE: &str = "bench-node";
 /// Largest `--mib` and `--rounds`.
 const MAX_MIB: u64 = 1024;
 const MAX_ROUNDS: usize = 20;
@@ -65,43 +58,10 @@ fn main() -> Result<()> {
 }
 
 async fn run(args: Args) -> Result<()> {
-    let docker = TestDocker::start()?.context("no dockerd could be started (needs root)")?;
-    let cluster = TestCluster::start().await?;
-    let dir = tempfile::Builder::new()
-        .prefix("mk8s-bench-portforward-")
-        .tempdir()?;
-    let kubeconfig = mini_k8s_tests::kubeconfig::write(dir.path(), cluster.url(), None, None)?;
-    let client = kube::Client::try_from(
-        kube::Config::from_custom_kubeconfig(
-            kube::config::Kubeconfig::read_from(&kubeconfig)?,
-            &kube::config::KubeConfigOptions::default(),
-        )
-        .await?,
-    )?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let mut config = kubelet::Config::new(NODE, "127.0.0.1");
-    config.sync.root_dir = dir.path().join("kubelet");
-    config
-        .sync
-        .extra_labels
-        .insert(TEST_LABEL.into(), docker.run_id().into());
-    config.node.kubelet_port = i32::from(listener.local_addr()?.port());
-    let runtime = Arc::new(kubelet::docker::DockerRuntime::new(docker.host()));
-    let (kubelet, services) = kubelet::Kubelet::new(client.clone(), runtime, config);
-    let server = tokio::spawn(kubelet::server::serve(kubelet.clone(), listener));
-    let task = tokio::spawn(kubelet.run(services));
-
-    let result = measure(&args, &client, &kubeconfig).await;
-    task.abort();
-    server.abort();
-    drop(cluster);
-    drop(docker);
-    let text = result?;
-    print!("{text}");
-    if let Some(out) = &args.out {
-        std::fs::write(out, &text).with_context(|| format!("writing {}", out.display()))?;
-    }
-    Ok(())
+    let node = start_node("mk8s-bench-portforward-").await?;
+    let text = measure(&args, &node).await?;
+    drop(node);
+    report(&text, args.out.as_deref())
 }
 
 /// `kubectl port-forward pod/web :80`, and the local port it listens on.
@@ -162,43 +122,16 @@ async fn fetch(to: (&str, u16), expect: u64) -> Result<f64> {
     Ok(total as f64 / took)
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-async fn measure(
-    args: &Args,
-    client: &kube::Client,
-    kubeconfig: &std::path::Path,
-) -> Result<String> {
+async fn measure(args: &Args, node: &mini_k8s_tests::node::TestNode) -> Result<String> {
+    let kubeconfig = &node.kubeconfig;
     let bytes = args.mib * 1024 * 1024;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let script = format!(
         "mkdir -p /www && head -c {bytes} /dev/zero > /www/blob && exec httpd -f -p 80 -h /www"
     );
-    let pod: Pod = serde_json::from_value(json!({
-        "metadata": {"name": "web"},
-        "spec": {"nodeName": NODE, "terminationGracePeriodSeconds": 0,
-                 "containers": [{"name": "web", "image": BUSYBOX_IMAGE,
-                                 "imagePullPolicy": "IfNotPresent",
-                                 "command": ["sh", "-c", script]}]}
-    }))?;
-    pods.create(&PostParams::default(), &pod).await?;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let ip = loop {
-        let status = pods.get("web").await?.status.unwrap_or_default();
-        if status.phase.as_deref() == Some("Running") {
-            if let Some(ip) = status.pod_ip {
-                break ip;
-            }
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "the pod did not run within 120 s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let ip = run_busybox(node, "web", &script)
+        .await?
+        .pod_ip
+        .context("pod web has no IP")?;
     // httpd is up once the direct fetch succeeds (the file is written first).
     let deadline = Instant::now() + Duration::from_secs(60);
     while fetch((&ip, 80), bytes).await.is_err() {
@@ -210,6 +143,7 @@ async fn measure(
     }
     let (tunnel_child, tunnel) = forward(kubeconfig, false).await?;
     let (plain_child, plain) = forward(kubeconfig, true).await?;
+    let load_before = load_average();
     // Warm-up of each path.
     fetch(("127.0.0.1", tunnel), bytes).await?;
     fetch(("127.0.0.1", plain), bytes).await?;
@@ -228,12 +162,14 @@ async fn measure(
          path                                          MiB/s   ratio\n\
          direct to the pod IP                        {:7.1}    1.00\n\
          kubectl port-forward (SPDY in a WebSocket)  {:7.1}  {:6.2}   goal: >= 0.5\n\
-         kubectl port-forward (plain SPDY)           {:7.1}  {:6.2}\n",
+         kubectl port-forward (plain SPDY)           {:7.1}  {:6.2}\n\
+         load average before/after: {load_before} / {}\n",
         mibs(direct),
         mibs(tunneled),
         tunneled / direct,
         mibs(spdy),
         spdy / direct,
+        load_average(),
         mib = args.mib,
         rounds = args.rounds,
     ))
