@@ -296,9 +296,11 @@ async fn exec_output_exit_code_and_stdin() -> Result<()> {
 
     // -it under a pseudo-terminal: the command sees a TTY, the exit code is
     // ours, and the terminal is out of raw mode again afterwards (`stty`
-    // prints `icanon`, not `-icanon`). (The size is sent, but busybox's
-    // `stty size` in a Docker exec TTY answers "No child processes" today,
-    // so it is not checked.)
+    // prints `icanon`, not `-icanon`). (The size is not checked here: the
+    // first resize lands a moment after the command starts, so `stty size`
+    // right away may still see none, which busybox reports as "No child
+    // processes"; exec_attach's kubectl_exec_it_passes_the_terminal_size
+    // waits for it.)
     let line = format!(
         "stty cols 123 rows 45; {} exec -it shell -- sh -c 'tty; stty size; exit 4'; echo rc=$?; stty -a",
         ctl_binary()?.display()
