@@ -4,6 +4,7 @@
 pub mod body;
 pub mod limits;
 pub mod path;
+mod routes;
 pub mod table;
 
 use std::collections::HashMap;
@@ -13,7 +14,7 @@ use std::time::Duration;
 use api_types::fields::FieldSelector;
 use api_types::kinds::ResourceKind;
 use api_types::labels::Selector;
-use api_types::status::{FieldError, Reason};
+use api_types::status::FieldError;
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
@@ -26,9 +27,7 @@ use self::path::{Target, Version};
 use crate::codec;
 use crate::error::{ApiError, Result};
 use crate::protobuf;
-use crate::registry::{
-    DeleteOptions, FieldValidation, ListQuery, Patch, Propagation, Subresource, WriteOptions,
-};
+use crate::registry::{DeleteOptions, ListQuery, Propagation, WriteOptions};
 use crate::server::ApiState;
 
 /// Query parameters, as sent.
@@ -146,7 +145,7 @@ pub async fn handle(
     let resource = target.resource;
     let version = target.version;
     let is_watch = verb == "watch";
-    let response = match dispatch(&state, &method, &target, &headers, &params, body).await {
+    let response = match routes::dispatch(&state, &method, &target, &headers, &params, body).await {
         Ok(response) => response,
         Err(error) => {
             let accept = headers.get("accept").and_then(|v| v.to_str().ok());
@@ -179,334 +178,6 @@ fn verb_of(method: &Method, target: &Target, params: &Params) -> &'static str {
         Method::DELETE if target.name.is_some() => "delete",
         Method::DELETE => "deletecollection",
         _ => "unknown",
-    }
-}
-
-async fn dispatch(
-    state: &Arc<ApiState>,
-    method: &Method,
-    target: &Target,
-    headers: &HeaderMap,
-    params: &Params,
-    body: Body,
-) -> Result<Response> {
-    let registry = state.registry(target.resource)?;
-    let version = target.version;
-    let namespace = namespace_of(target, params, method);
-    let ns = namespace.as_deref();
-    let resource = target.resource;
-    let verb = verb_of(method, target, params);
-    let accept = headers
-        .get("accept")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let dry_run = crate::registry::parse_dry_run(params.get("dryRun").map(String::as_str))?;
-    let mut options = WriteOptions::new(FieldValidation::parse(
-        params.get("fieldValidation").map(String::as_str),
-    )?)
-    .with_dry_run(dry_run);
-    options.apply = *method == Method::PATCH && is_apply(headers);
-    options.field_manager = field_manager(params, headers, options.apply)?;
-    let options = options;
-    let render = |code: u16, value: Value| -> Result<Response> {
-        let value = match version {
-            Version::V1 => value,
-            Version::V1beta1 => codec::object_to_v1beta1(resource, &value)?,
-        };
-        let mut response = respond(code, &value, accept, version);
-        for warning in options.warnings() {
-            // RFC 7234 warning, as Kubernetes sends: 299 - "text".
-            let text = format!("299 - {:?}", warning.replace('"', "'"));
-            if let Ok(header) = HeaderValue::from_str(&text) {
-                response.headers_mut().append("warning", header);
-            }
-        }
-        Ok(response)
-    };
-    match (
-        method.clone(),
-        target.name.as_deref(),
-        target.subresource.as_deref(),
-    ) {
-        (Method::GET, _, _) if verb == "watch" => {
-            let query = list_query(target, params)?;
-            let name_filter = target.name.clone();
-            let mut query = query;
-            if let Some(name) = name_filter {
-                query.fields = FieldSelector::parse(&format!("metadata.name={name}"))
-                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
-            }
-            watch(state, target, ns, &query, params, accept).await
-        }
-        (Method::GET, None, _) => {
-            let query = list_query(target, params)?;
-            let list = registry.list(ns, &query).await?;
-            if version == Version::V1 && wants_table(accept) {
-                let table = table::table_for(resource, &list.items, &list.resource_version, params);
-                return Ok(json_response(200, &table));
-            }
-            let value = match version {
-                Version::V1 => {
-                    let mut metadata = json!({ "resourceVersion": list.resource_version });
-                    if let Some(token) = &list.continue_token {
-                        metadata["continue"] = Value::String(token.clone());
-                    }
-                    if let Some(remaining) = list.remaining.filter(|r| *r > 0) {
-                        metadata["remainingItemCount"] = json!(remaining);
-                    }
-                    json!({
-                        "kind": resource.list_kind(),
-                        "apiVersion": resource.api_version(),
-                        "metadata": metadata,
-                        "items": list.items,
-                    })
-                }
-                Version::V1beta1 => {
-                    codec::list_to_v1beta1(resource, &list.items, &list.resource_version)?
-                }
-            };
-            Ok(respond(200, &value, accept, version))
-        }
-        (Method::GET, Some(name), None) => {
-            let value = registry.get(ns, name).await?;
-            if version == Version::V1 && wants_table(accept) {
-                let rv = value
-                    .pointer("/metadata/resourceVersion")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string();
-                return Ok(json_response(
-                    200,
-                    &table::table_for(resource, &[value], &rv, params),
-                ));
-            }
-            render(200, value)
-        }
-        (Method::GET, Some(name), Some("status")) => render(200, registry.get(ns, name).await?),
-        (Method::GET, Some(name), Some("log")) => {
-            crate::logs::pod_log(
-                state.storage.as_ref(),
-                &state.kubelet,
-                ns.unwrap_or("default"),
-                name,
-                params,
-            )
-            .await
-        }
-        (Method::GET, Some(name), Some("scale")) => {
-            let value = registry.get(ns, name).await?;
-            scale_response(&value, accept)
-        }
-        (Method::POST, None, None) if target.bindings => {
-            let body = read_body(headers, body).await?;
-            bind(state, target, ns.unwrap_or("default"), None, body, dry_run).await
-        }
-        (Method::POST, Some(name), Some("binding")) => {
-            let body = read_body(headers, body).await?;
-            bind(
-                state,
-                target,
-                ns.unwrap_or("default"),
-                Some(name),
-                body,
-                dry_run,
-            )
-            .await
-        }
-        (Method::POST, Some(name), Some("eviction")) if version == Version::V1 => {
-            let body = read_body(headers, body).await?;
-            let status = evict(registry.as_ref(), ns, name, params, body).await?;
-            Ok(respond(201, &status, accept, version))
-        }
-        (Method::POST, None, None) => {
-            let body = read_body(headers, body).await?;
-            let value = decode_object(target, body, &options)?;
-            let created = registry.create(ns, value, &options).await?;
-            // v0.5 answered creates with 200; v1 clients expect 201.
-            render(if version == Version::V1 { 201 } else { 200 }, created)
-        }
-        (Method::PUT, Some(name), sub @ (None | Some("status"))) => {
-            let body = read_body(headers, body).await?;
-            let value = decode_object(target, body, &options)?;
-            let subresource = if sub.is_some() {
-                Subresource::Status
-            } else {
-                Subresource::Main
-            };
-            let (updated, created) = registry
-                .update(ns, name, value, subresource, &options)
-                .await?;
-            render(
-                if created && version == Version::V1 {
-                    201
-                } else {
-                    200
-                },
-                updated,
-            )
-        }
-        // A namespace's spec.finalizers (the namespace controller removes
-        // `kubernetes` here once the namespace is empty).
-        (Method::PUT, Some(name), Some("finalize")) => {
-            let body = read_body(headers, body).await?;
-            let value = decode_object(target, body, &options)?;
-            let (updated, _) = registry
-                .update(ns, name, value, Subresource::Finalize, &options)
-                .await?;
-            render(200, updated)
-        }
-        (Method::PUT, Some(name), Some("scale")) => {
-            let body = read_body(headers, body).await?;
-            let replicas = body
-                .value
-                .pointer("/spec/replicas")
-                .and_then(Value::as_i64)
-                .ok_or_else(|| ApiError::bad_request("Scale body must set spec.replicas"))?;
-            let rv = body.value.pointer("/metadata/resourceVersion").cloned();
-            let mut patch = json!({ "spec": { "replicas": replicas } });
-            if let Some(rv) = rv {
-                patch["metadata"] = json!({ "resourceVersion": rv });
-            }
-            let value = registry
-                .patch(ns, name, &Patch::Merge(patch), Subresource::Main, &options)
-                .await?;
-            scale_response(&value, accept)
-        }
-        (Method::PATCH, Some(name), sub @ (None | Some("status") | Some("scale"))) => {
-            let content_type = headers
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string();
-            let body = read_body(headers, body).await?;
-            let patch = match content_type.split(';').next().unwrap_or("").trim() {
-                "application/merge-patch+json" => Patch::Merge(body.value),
-                "application/json-patch+json" => {
-                    let ops = body.value.as_array().map_or(0, Vec::len);
-                    if ops > api_types::patch::MAX_JSON_PATCH_OPERATIONS {
-                        return Err(ApiError::new(
-                            Reason::RequestEntityTooLarge,
-                            format!(
-                                "the allowed maximum operations in a JSON patch is {}, got {ops}",
-                                api_types::patch::MAX_JSON_PATCH_OPERATIONS
-                            ),
-                        ));
-                    }
-                    Patch::Json(body.value)
-                }
-                "application/strategic-merge-patch+json" => Patch::Strategic(body.value),
-                "application/apply-patch+yaml" if sub.is_none() && version == Version::V1 => {
-                    Patch::Apply {
-                        config: body.value,
-                        force: params.get("force").map(String::as_str) == Some("true"),
-                    }
-                }
-                "application/apply-patch+yaml" => {
-                    return Err(ApiError::new(
-                        Reason::UnsupportedMediaType,
-                        "server-side apply is served for the v1 API's objects, not their subresources",
-                    ))
-                }
-                other => {
-                    return Err(ApiError::new(
-                        Reason::UnsupportedMediaType,
-                        format!("the body of the request was in an unknown format ({other:?}) - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json"),
-                    ))
-                }
-            };
-            if sub == Some("scale") {
-                let patch = match patch {
-                    Patch::Json(_) => return Err(ApiError::new(
-                        Reason::UnsupportedMediaType,
-                        "json patch of scale is not supported; use a merge patch of spec.replicas",
-                    )),
-                    Patch::Merge(p) | Patch::Strategic(p) => p,
-                    Patch::Apply { .. } => return Err(ApiError::internal("apply of scale")),
-                };
-                let replicas = patch
-                    .pointer("/spec/replicas")
-                    .cloned()
-                    .unwrap_or(Value::Null);
-                let value = registry
-                    .patch(
-                        ns,
-                        name,
-                        &Patch::Merge(json!({ "spec": { "replicas": replicas } })),
-                        Subresource::Main,
-                        &options,
-                    )
-                    .await?;
-                return scale_response(&value, accept);
-            }
-            let subresource = if sub.is_some() {
-                Subresource::Status
-            } else {
-                Subresource::Main
-            };
-            let patched = registry
-                .patch(ns, name, &patch, subresource, &options)
-                .await?;
-            render(200, patched)
-        }
-        (Method::DELETE, Some(name), None) => {
-            let body = read_optional_body(headers, body).await?;
-            let options = delete_options(params, body.as_ref())?;
-            let deleted = registry.delete(ns, name, &options).await?;
-            match version {
-                Version::V1 => render(200, deleted),
-                Version::V1beta1 => Ok(json_response(
-                    200,
-                    &codec::status_to_v1beta1(
-                        &api_types::status::success(resource.singular, name),
-                        Some(resource),
-                    ),
-                )),
-            }
-        }
-        // Kubernetes serves no deletecollection of a namespaced resource
-        // across namespaces: `DELETE /api/v1/pods` deleted every pod.
-        (Method::DELETE, None, None) if resource.namespaced && ns.is_none() => {
-            Err(ApiError::new(
-                Reason::MethodNotAllowed,
-                format!(
-                    "the server does not allow this method on the requested resource (DELETE {}): {} are deleted one namespace at a time (/api/v1/namespaces/{{namespace}}/{})",
-                    resource.plural, resource.plural, resource.plural
-                ),
-            ))
-        }
-        (Method::DELETE, None, None) => {
-            let body = read_optional_body(headers, body).await?;
-            let options = delete_options(params, body.as_ref())?;
-            let query = list_query(target, params)?;
-            let list = registry.list(ns, &query).await?;
-            let mut deleted = Vec::new();
-            for item in list.items {
-                let name = item
-                    .pointer("/metadata/name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                let item_ns = item.pointer("/metadata/namespace").and_then(Value::as_str);
-                match registry.delete(item_ns.or(ns), name, &options).await {
-                    Ok(value) => deleted.push(value),
-                    Err(e) if e.code() == 404 => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            render(
-                200,
-                json!({ "kind": resource.list_kind(), "apiVersion": resource.api_version(), "metadata": {}, "items": deleted }),
-            )
-        }
-        _ => {
-            Err(ApiError::new(
-                Reason::MethodNotAllowed,
-                format!(
-                "the server does not allow this method on the requested resource ({method} {}{})",
-                resource.plural,
-                target.subresource.as_deref().map(|s| format!("/{s}")).unwrap_or_default()
-            ),
-            ))
-        }
     }
 }
 
