@@ -390,7 +390,8 @@ cluster::start_kube_proxy() {
 }
 
 # cluster::start_ingress_proxy NAME NETNS MASTER_URL BIND_IP [FLAG...] - the
-# ingress proxy on BIND_IP port 80 (it writes BIND_IP into the status of
+# ingress proxy on BIND_IP ports 80 and 443 (HTTPS: certificates from the
+# Ingresses' spec.tls Secrets, by SNI; it writes BIND_IP into the status of
 # the Ingresses it serves), health on loopback port 10254 of NETNS.
 # Skipped (with a warning) while ingress-proxy is not built.
 cluster::start_ingress_proxy() {
@@ -408,7 +409,7 @@ cluster::start_ingress_proxy() {
     identity=("${CLUSTER_IDENTITY[@]}")
   fi
   cluster::spawn "$name" "$netns" "$CLUSTER_BIN/ingress-proxy" --master "$master" "${identity[@]}" \
-    --bind-address "$bind:80" --healthz-bind-address 127.0.0.1:10254 "$@"
+    --bind-address "$bind:80" --https-bind-address "$bind:443" --healthz-bind-address 127.0.0.1:10254 "$@"
 }
 
 # cluster::cleanup_kube_proxy NETNS - remove kube-proxy's rules there

@@ -1,29 +1,37 @@
-//! The ingress proxy: on every node, HTTP requests routed by Host and path
-//! (`networking.k8s.io/v1` Ingresses) to the ready endpoints of the
-//! services they name.
+//! The ingress proxy: on every node, HTTP and HTTPS requests routed by
+//! Host and path (`networking.k8s.io/v1` Ingresses) to the ready endpoints
+//! of the services they name.
 //!
 //! [`run`] watches Ingresses, Services and Endpoints (reflectors through
 //! [`client_util::reflect`]); on every change the whole [`routes::Table`]
 //! is rebuilt (pure, level-triggered) and swapped in through a `watch`
-//! channel, which [`proxy::serve`] reads once per request.
+//! channel, which [`proxy::serve`] reads once per request. With an HTTPS
+//! listener it also watches Secrets: the Ingresses' `spec.tls[]` and those
+//! Secrets make a [`tls::Certs`], swapped in the same way and read at each
+//! TLS handshake ([`tls::Resolver`]).
 
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod proxy;
 pub mod routes;
+pub mod tls;
+pub mod tunnel;
 
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use client_util::{reflect, Reflected, StopFlag};
-use k8s_openapi::api::core::v1::{Endpoints, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use proxy::Front;
 pub use proxy::Limits;
 use routes::Table;
 
@@ -51,9 +59,23 @@ pub enum Error {
     /// The health server failed.
     #[error("healthz server: {0}")]
     Healthz(#[source] std::io::Error),
+    /// The TLS configuration could not be made.
+    #[error("tls: {0}")]
+    Tls(#[source] rustls::Error),
 }
 
-/// Runs the proxy on `listener` until `shutdown` resolves; `healthz`
+/// Where the proxy serves, bound by the caller.
+pub struct Listeners {
+    /// Plain HTTP.
+    pub http: TcpListener,
+    /// HTTPS, certificates from the Ingresses' `spec.tls[]` (none: no TLS,
+    /// and Secrets are not watched).
+    pub https: Option<TcpListener>,
+    /// `/healthz`, `/livez`, `/readyz`.
+    pub healthz: TcpListener,
+}
+
+/// Runs the proxy on `listeners` until `shutdown` resolves; `healthz`
 /// serves `/healthz`, `/livez` and `/readyz` (`client_util::health`;
 /// ready once the caches have listed).
 ///
@@ -64,12 +86,20 @@ pub enum Error {
 pub async fn run(
     client: Client,
     config: Config,
-    listener: TcpListener,
-    healthz: TcpListener,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    let Listeners {
+        http,
+        https,
+        healthz,
+    } = listeners;
     let stop = StopFlag::new(shutdown);
-    let port = listener.local_addr().map_err(Error::Listener)?.port();
+    let port = http.local_addr().map_err(Error::Listener)?.port();
+    let https_port = match &https {
+        Some(listener) => Some(listener.local_addr().map_err(Error::Listener)?.port()),
+        None => None,
+    };
     let ingresses = reflect(
         Api::<Ingress>::all(client.clone()),
         watcher::Config::default(),
@@ -85,14 +115,26 @@ pub async fn run(
         watcher::Config::default(),
         stop.clone(),
     );
+    // All Secrets, as ingress-nginx watches them: the apiserver has no
+    // field selector on a Secret's type.
+    let secrets = https_port.map(|_| {
+        reflect(
+            Api::<Secret>::all(client.clone()),
+            watcher::Config::default(),
+            stop.clone(),
+        )
+    });
     // Kubernetes' health endpoints: live while the process runs, ready once
     // the three caches have listed (the routing table is built from them).
     let health = {
         let stop = stop.clone();
-        let informers = client_util::health::InformerSync::new()
+        let mut informers = client_util::health::InformerSync::new()
             .with_store(&ingresses.store)
             .with_store(&services.store)
             .with_store(&endpoints.store);
+        if let Some(secrets) = &secrets {
+            informers = informers.with_store(&secrets.store);
+        }
         let router = client_util::health::Health::new()
             .with_readyz_check(informers.check())
             .router();
@@ -102,7 +144,7 @@ pub async fn run(
                 .await
         })
     };
-    tracing::info!(class = %config.ingress_class, port, "ingress-proxy starting");
+    tracing::info!(class = %config.ingress_class, port, ?https_port, "ingress-proxy starting");
     let synced = async {
         ingresses
             .store
@@ -118,7 +160,15 @@ pub async fn run(
             .store
             .wait_until_ready()
             .await
-            .map_err(|_| Error::Cache("endpoints"))
+            .map_err(|_| Error::Cache("endpoints"))?;
+        if let Some(secrets) = &secrets {
+            secrets
+                .store
+                .wait_until_ready()
+                .await
+                .map_err(|_| Error::Cache("secret"))?;
+        }
+        Ok(())
     };
     tokio::select! {
         () = stop.stopped() => return Ok(()),
@@ -136,19 +186,48 @@ pub async fn run(
     let status = config.publish_ip.map(|ip| {
         tokio::spawn(publish_status(
             client,
-            ingresses,
+            ingresses.clone(),
             config.ingress_class.clone(),
             ip,
             stop.clone(),
         ))
     });
-    let proxy = Arc::new(proxy::Proxy::new(rx, port, config.limits.clone()));
-    {
+    let mut https_front = None;
+    let mut certs_follower = None;
+    if let (Some(secrets), Some(https_port)) = (secrets, https_port) {
+        let mut cache = tls::KeyCache::default();
+        let mut problems = tls::Problems::default();
+        let certs = build_certs(&ingresses, &secrets, &config, &mut cache, &mut problems);
+        let (certs_tx, certs_rx) = watch::channel(Arc::new(certs));
+        let server_config = tls::server_config(tls::Resolver::new(certs_rx)).map_err(Error::Tls)?;
+        https_front = Some(Front::https(https_port, server_config));
+        certs_follower = Some(tokio::spawn(follow_certs(
+            ingresses.clone(),
+            secrets,
+            config.clone(),
+            (cache, problems),
+            certs_tx,
+            stop.clone(),
+        )));
+    }
+    let proxy = Arc::new(proxy::Proxy::new(rx, config.limits.clone()));
+    let stopped = || {
         let stop = stop.clone();
-        proxy::serve(listener, proxy, async move { stop.stopped().await }).await;
+        async move { stop.stopped().await }
+    };
+    let plain = proxy::serve(http, proxy.clone(), Front::http(port), stopped());
+    match (https, https_front) {
+        (Some(listener), Some(front)) => {
+            let secure = proxy::serve(listener, proxy, front, stopped());
+            tokio::join!(plain, secure);
+        }
+        _ => plain.await,
     }
     tracing::info!("ingress-proxy stopped");
     rebuilder.abort();
+    if let Some(follower) = certs_follower {
+        follower.abort();
+    }
     if let Some(status) = status {
         status.abort();
     }
@@ -176,6 +255,52 @@ fn build(
         "routing table rebuilt"
     );
     table
+}
+
+fn build_certs(
+    ingresses: &Reflected<Ingress>,
+    secrets: &Reflected<Secret>,
+    config: &Config,
+    cache: &mut tls::KeyCache,
+    problems: &mut tls::Problems,
+) -> tls::Certs {
+    let (certs, now) = tls::Certs::build(
+        &ingresses.store.state(),
+        &secrets.store.state(),
+        &config.ingress_class,
+        cache,
+    );
+    // Once per problem: a rebuild follows every Secret and Ingress change.
+    for problem in problems.update(now) {
+        tracing::warn!(%problem, "TLS not served for these hosts");
+    }
+    certs
+}
+
+/// Rebuilds the certificates after every change of Ingresses or Secrets.
+async fn follow_certs(
+    ingresses: Reflected<Ingress>,
+    secrets: Reflected<Secret>,
+    config: Config,
+    (mut cache, mut problems): (tls::KeyCache, tls::Problems),
+    tx: watch::Sender<Arc<tls::Certs>>,
+    stop: StopFlag,
+) {
+    let (mut a, mut b) = (ingresses.changes.clone(), secrets.changes.clone());
+    loop {
+        let changed = tokio::select! {
+            () = stop.stopped() => return,
+            r = a.changed() => r,
+            r = b.changed() => r,
+        };
+        if changed.is_err() {
+            return;
+        }
+        a.borrow_and_update();
+        b.borrow_and_update();
+        let certs = build_certs(&ingresses, &secrets, &config, &mut cache, &mut problems);
+        tx.send_replace(Arc::new(certs));
+    }
 }
 
 /// Rebuilds the table after every change of any of the three caches

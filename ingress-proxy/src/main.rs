@@ -8,8 +8,8 @@ use std::time::Duration;
 use clap::Parser;
 use ingress_proxy::{Config, Limits};
 
-/// Routes HTTP by Host and path (networking.k8s.io/v1 Ingresses) to the
-/// ready endpoints of services. Run one on every node.
+/// Routes HTTP and HTTPS by Host and path (networking.k8s.io/v1 Ingresses)
+/// to the ready endpoints of services. Run one on every node.
 #[derive(Debug, Parser)]
 #[command(name = "ingress-proxy", version)]
 struct Args {
@@ -18,6 +18,10 @@ struct Args {
     /// Where HTTP is served (e.g. the node's IP, port 80).
     #[arg(long, default_value = "0.0.0.0:80")]
     bind_address: SocketAddr,
+    /// Where HTTPS is served, certificates from the Ingresses' spec.tls
+    /// Secrets chosen by SNI (e.g. the node's IP, port 443).
+    #[arg(long, default_value = "0.0.0.0:443")]
+    https_bind_address: SocketAddr,
     /// Where `/healthz`, `/livez` and `/readyz` are served.
     #[arg(long, default_value = "127.0.0.1:10254")]
     healthz_bind_address: SocketAddr,
@@ -40,6 +44,10 @@ struct Args {
     /// Seconds for an endpoint to send its response headers (then 504).
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     upstream_response_timeout: u64,
+    /// Seconds an upgraded connection (WebSocket) may stay silent both
+    /// ways before it is closed.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    upgrade_idle_timeout: u64,
     /// Seconds open connections get to finish on SIGTERM.
     #[arg(long, default_value_t = 10)]
     shutdown_grace_period: u64,
@@ -66,12 +74,17 @@ async fn main() -> ExitCode {
             .await
             .map_err(|e| format!("ingress-proxy: cannot listen on {addr}: {e}"))
     };
-    let (listener, healthz) = match (
+    let listeners = match (
         listen(args.bind_address).await,
+        listen(args.https_bind_address).await,
         listen(args.healthz_bind_address).await,
     ) {
-        (Ok(l), Ok(h)) => (l, h),
-        (Err(e), _) | (_, Err(e)) => {
+        (Ok(http), Ok(https), Ok(healthz)) => ingress_proxy::Listeners {
+            http,
+            https: Some(https),
+            healthz,
+        },
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
             eprintln!("{e}");
             return ExitCode::FAILURE;
         }
@@ -88,19 +101,12 @@ async fn main() -> ExitCode {
             max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
             upstream_connect_timeout: Duration::from_secs(args.upstream_connect_timeout),
             upstream_response_timeout: Duration::from_secs(args.upstream_response_timeout),
+            upgrade_idle_timeout: Duration::from_secs(args.upgrade_idle_timeout),
             shutdown_grace: Duration::from_secs(args.shutdown_grace_period),
             ..Limits::default()
         },
     };
-    match ingress_proxy::run(
-        client,
-        config,
-        listener,
-        healthz,
-        client_util::shutdown_signal(),
-    )
-    .await
-    {
+    match ingress_proxy::run(client, config, listeners, client_util::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ingress-proxy: {e}");

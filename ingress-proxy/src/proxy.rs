@@ -1,6 +1,8 @@
-//! The HTTP side: an HTTP/1.1 server (hyper) that routes each request
-//! through the current [`Table`] and forwards it, body streamed both ways,
-//! over a pooled keep-alive client.
+//! The HTTP side: an HTTP/1.1 server (hyper), plain or TLS, that routes
+//! each request through the current [`Table`] and forwards it, body
+//! streamed both ways, over a pooled keep-alive client; an `Upgrade`
+//! (WebSocket) is passed through and then joined byte for byte
+//! ([`crate::tunnel`]).
 //!
 //! The table is read from a `watch` channel once per request: a change
 //! swaps in a new table for the next requests while those in flight keep
@@ -21,6 +23,7 @@ use hyper::service::service_fn;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
@@ -32,7 +35,8 @@ pub type Body = UnsyncBoxBody<Bytes, hyper::Error>;
 /// The bounds of the server and of its upstream requests.
 #[derive(Clone, Debug)]
 pub struct Limits {
-    /// A client must send a request's headers within this (slowloris).
+    /// A client must send a request's headers (and finish a TLS handshake)
+    /// within this (slowloris).
     pub header_read_timeout: Duration,
     /// Connections open at once; more wait in the listen backlog.
     pub max_connections: usize,
@@ -43,6 +47,9 @@ pub struct Limits {
     pub upstream_response_timeout: Duration,
     /// Idle pooled upstream connections are closed after this.
     pub upstream_idle_timeout: Duration,
+    /// An upgraded connection (WebSocket) is closed after this long
+    /// without a byte either way (ingress-nginx's `proxy-read-timeout`).
+    pub upgrade_idle_timeout: Duration,
     /// On shutdown, connections get this long to finish their requests.
     pub shutdown_grace: Duration,
 }
@@ -55,7 +62,38 @@ impl Default for Limits {
             upstream_connect_timeout: Duration::from_secs(5),
             upstream_response_timeout: Duration::from_secs(60),
             upstream_idle_timeout: Duration::from_secs(90),
+            upgrade_idle_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One listener's side of the proxy: what it tells backends
+/// (`X-Forwarded-Proto`, `X-Forwarded-Port`), and its TLS if any.
+#[derive(Clone)]
+pub struct Front {
+    proto: HeaderValue,
+    port: HeaderValue,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl Front {
+    /// Plain HTTP on `port`.
+    pub fn http(port: u16) -> Self {
+        Self {
+            proto: HeaderValue::from_static("http"),
+            port: HeaderValue::from(port),
+            tls: None,
+        }
+    }
+
+    /// HTTPS on `port` with `config` (certificates chosen by SNI,
+    /// [`crate::tls::server_config`]).
+    pub fn https(port: u16, config: Arc<rustls::ServerConfig>) -> Self {
+        Self {
+            proto: HeaderValue::from_static("https"),
+            port: HeaderValue::from(port),
+            tls: Some(tokio_rustls::TlsAcceptor::from(config)),
         }
     }
 }
@@ -64,8 +102,6 @@ impl Default for Limits {
 pub struct Proxy {
     table: watch::Receiver<Arc<Table>>,
     client: Client<HttpConnector, Incoming>,
-    /// The port clients reached us on (`X-Forwarded-Port`), made once.
-    port: HeaderValue,
     limits: Limits,
 }
 
@@ -82,18 +118,44 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 ];
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in HOP_BY_HOP.iter().chain(named.iter()) {
+    if let Some(connection) = headers.get(header::CONNECTION) {
+        // Rare (keep-alive is HTTP/1.1's default): the allocation is paid
+        // only when a client names headers.
+        let named: Vec<HeaderName> = connection
+            .to_str()
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .collect();
+        for name in &named {
+            headers.remove(name);
+        }
+    }
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
     // hyper frames the body itself.
     headers.remove(header::TRANSFER_ENCODING);
+}
+
+/// The protocol a request asks to switch to: its `Upgrade` header when its
+/// `Connection` header lists `upgrade` (RFC 9110 7.8).
+fn upgrade_of(headers: &HeaderMap) -> Option<HeaderValue> {
+    let asks = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    asks.then(|| headers.get(header::UPGRADE).cloned())
+        .flatten()
+}
+
+/// Puts back the two headers an upgrade needs after the hop-by-hop ones
+/// were dropped.
+fn set_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, protocol);
 }
 
 fn plain(status: StatusCode, text: String) -> Response<Body> {
@@ -110,10 +172,16 @@ fn plain(status: StatusCode, text: String) -> Response<Body> {
     response
 }
 
+/// What the proxy knows of one client connection.
+struct Peer {
+    addr: SocketAddr,
+    /// `addr`'s IP as a header value, made once per connection.
+    ip: HeaderValue,
+}
+
 impl Proxy {
-    /// A proxy reading its routes from `table`; `port` is the one clients
-    /// connect to.
-    pub fn new(table: watch::Receiver<Arc<Table>>, port: u16, limits: Limits) -> Self {
+    /// A proxy reading its routes from `table`.
+    pub fn new(table: watch::Receiver<Arc<Table>>, limits: Limits) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(limits.upstream_connect_timeout));
         connector.set_nodelay(true);
@@ -124,49 +192,52 @@ impl Proxy {
         Self {
             table,
             client,
-            port: HeaderValue::from(port),
             limits,
         }
     }
 
-    /// Answers one request from `client_addr`.
-    pub async fn handle(
+    /// Answers one request from `peer` that came in through `front`.
+    async fn handle(
         &self,
         mut request: Request<Incoming>,
-        client_addr: SocketAddr,
+        peer: &Peer,
+        front: &Front,
     ) -> Response<Body> {
-        let host = request
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_string)
-            .or_else(|| request.uri().authority().map(|a| a.to_string()))
-            .unwrap_or_default();
-        let path = request.uri().path().to_string();
-        // Cloned out so that a table swapped in meanwhile does not wait on
-        // this request (a watch read holds a lock while borrowed).
-        let table = self.table.borrow().clone();
-        let backend = match table.route(&host, &path) {
+        // The Host as sent (a cheap clone of its bytes); an absolute-form
+        // request without one names it in its URI.
+        let host = match request.headers().get(header::HOST) {
+            Some(host) => host.clone(),
+            None => request
+                .uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+                .unwrap_or_else(|| HeaderValue::from_static("")),
+        };
+        let host_text = host.to_str().unwrap_or_default();
+        // A read of the watch holds its lock only for the lookup; the route
+        // keeps the backend alive if a new table is swapped in meanwhile.
+        let route = self.table.borrow().route(host_text, request.uri().path());
+        let backend = match route {
             Route::Backend(backend) => backend,
             Route::Unavailable(why) => {
-                tracing::debug!(%host, %path, %why, "503");
+                tracing::debug!(host = %host_text, path = %request.uri().path(), %why, "503");
                 return plain(
                     StatusCode::SERVICE_UNAVAILABLE,
                     format!("503 Service Unavailable: {why}\n"),
                 );
             }
             Route::NotFound => {
-                tracing::debug!(%host, %path, "no rule matches: 404");
+                let path = request.uri().path();
+                tracing::debug!(host = %host_text, %path, "no rule matches: 404");
                 return plain(
                     StatusCode::NOT_FOUND,
                     format!(
-                        "404 Not Found: no Ingress rule matches host {host:?} and path {path:?}, and no Ingress has a default backend\n"
+                        "404 Not Found: no Ingress rule matches host {host_text:?} and path {path:?}, and no Ingress has a default backend\n"
                     ),
                 );
             }
         };
-        drop(table);
-        let Some(addr) = backend.pick() else {
+        let Some((addr, authority)) = backend.pick() else {
             return plain(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!(
@@ -175,50 +246,48 @@ impl Proxy {
                 ),
             );
         };
-        let path_and_query = request
-            .uri()
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_string();
-        let uri = match Uri::builder()
-            .scheme("http")
-            .authority(addr.to_string())
-            .path_and_query(path_and_query)
-            .build()
-        {
+        let mut parts = Uri::builder().scheme("http").authority(authority.clone());
+        if let Some(path_and_query) = request.uri().path_and_query() {
+            parts = parts.path_and_query(path_and_query.clone());
+        }
+        let uri = match parts.build() {
             Ok(uri) => uri,
             Err(e) => return plain(StatusCode::BAD_REQUEST, format!("400 Bad Request: {e}\n")),
         };
         *request.uri_mut() = uri;
         *request.version_mut() = http::Version::HTTP_11;
+        let upgrade = upgrade_of(request.headers());
+        let downstream = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut request));
         let headers = request.headers_mut();
         strip_hop_by_hop(headers);
-        let client_ip = client_addr.ip().to_string();
-        let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            Some(earlier) if !earlier.is_empty() => format!("{earlier}, {client_ip}"),
-            _ => client_ip,
-        };
-        for (name, value) in [
-            ("x-forwarded-for", forwarded_for.as_str()),
-            ("x-forwarded-host", host.as_str()),
-        ] {
-            if let Ok(value) = HeaderValue::from_str(value) {
-                headers.insert(HeaderName::from_static(name), value);
-            }
+        if let Some(protocol) = upgrade {
+            set_upgrade(headers, protocol);
         }
+        let forwarded_for = match headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+        {
+            Some(earlier) => HeaderValue::from_str(&format!(
+                "{earlier}, {}",
+                peer.ip.to_str().unwrap_or_default()
+            ))
+            .unwrap_or_else(|_| peer.ip.clone()),
+            None => peer.ip.clone(),
+        };
+        headers.insert(HeaderName::from_static("x-forwarded-for"), forwarded_for);
+        headers.insert(HeaderName::from_static("x-forwarded-host"), host.clone());
         headers.insert(
             HeaderName::from_static("x-forwarded-proto"),
-            HeaderValue::from_static("http"),
+            front.proto.clone(),
         );
         headers.insert(
             HeaderName::from_static("x-forwarded-port"),
-            self.port.clone(),
+            front.port.clone(),
         );
         // The Host the client asked for reaches the backend as it was,
         // as ingress controllers do (virtual hosts behind the service).
-        if let Ok(value) = HeaderValue::from_str(&host) {
-            headers.insert(header::HOST, value);
-        }
+        headers.insert(header::HOST, host);
         let sent = tokio::time::timeout(
             self.limits.upstream_response_timeout,
             self.client.request(request),
@@ -226,7 +295,48 @@ impl Proxy {
         .await;
         match sent {
             Ok(Ok(mut response)) => {
+                let switched = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+                let protocol = switched
+                    .then(|| response.headers().get(header::UPGRADE).cloned())
+                    .flatten();
                 strip_hop_by_hop(response.headers_mut());
+                match (switched, downstream, protocol) {
+                    (false, _, _) => {}
+                    (true, Some(downstream), Some(protocol)) => {
+                        set_upgrade(response.headers_mut(), protocol);
+                        let upstream = hyper::upgrade::on(&mut response);
+                        let idle = self.limits.upgrade_idle_timeout;
+                        let name = backend.name.clone();
+                        let client = peer.addr;
+                        tokio::spawn(async move {
+                            match tokio::try_join!(downstream, upstream) {
+                                Ok((down, up)) => {
+                                    let end = crate::tunnel::join(
+                                        TokioIo::new(down),
+                                        TokioIo::new(up),
+                                        idle,
+                                    )
+                                    .await;
+                                    tracing::debug!(%client, backend = %name, ?end, "upgraded connection ended");
+                                }
+                                Err(error) => {
+                                    tracing::debug!(%client, backend = %name, %error, "upgrade failed");
+                                }
+                            }
+                        });
+                    }
+                    // A switch nobody asked for, or to no protocol: the
+                    // client could not follow it.
+                    (true, _, _) => {
+                        return plain(
+                            StatusCode::BAD_GATEWAY,
+                            format!(
+                                "502 Bad Gateway: {} at {addr} switched protocols unasked\n",
+                                backend.name
+                            ),
+                        );
+                    }
+                }
                 response.map(|body| body.boxed_unsync())
             }
             Ok(Err(error)) => {
@@ -247,21 +357,64 @@ impl Proxy {
     }
 }
 
-/// Serves `listener` until `stop` resolves, then stops accepting and gives
-/// open connections [`Limits::shutdown_grace`] to finish.
-pub async fn serve(
-    listener: TcpListener,
+/// Serves one client connection until it ends or `draining` turns true
+/// (then its current request finishes and it closes).
+async fn connection<I>(
+    io: I,
     proxy: Arc<Proxy>,
-    stop: impl std::future::Future<Output = ()>,
-) {
-    let limits = proxy.limits.clone();
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    peer: Arc<Peer>,
+    front: Front,
+    mut draining: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let limits = &proxy.limits;
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .keep_alive(true);
+    let addr = peer.addr;
+    let service = {
+        let proxy = proxy.clone();
+        service_fn(move |request| {
+            let (proxy, peer, front) = (proxy.clone(), peer.clone(), front.clone());
+            async move { Ok::<_, Infallible>(proxy.handle(request, &peer, &front).await) }
+        })
+    };
+    let conn = builder
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    let drained = async move {
+        // The borrow `wait_for` returns is dropped here, not held across
+        // the connection's end.
+        let _ = draining.wait_for(|d| *d).await;
+    };
+    let ended = tokio::select! {
+        ended = conn.as_mut() => ended,
+        () = drained => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(error) = ended {
+        tracing::trace!(client = %addr, %error, "connection ended");
+    }
+}
+
+/// Serves `listener` through `front` until `stop` resolves, then stops
+/// accepting and gives open connections [`Limits::shutdown_grace`] to
+/// finish their requests.
+pub async fn serve(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    front: Front,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let limits = proxy.limits.clone();
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let (drain, draining) = watch::channel(false);
     let mut stop = std::pin::pin!(stop);
     loop {
         let permit = tokio::select! {
@@ -271,7 +424,7 @@ pub async fn serve(
                 Err(_) => break,
             },
         };
-        let (stream, client_addr) = tokio::select! {
+        let (stream, addr) = tokio::select! {
             () = &mut stop => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -284,24 +437,84 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let proxy = proxy.clone();
-        let service = service_fn(move |request| {
-            let proxy = proxy.clone();
-            async move { Ok::<_, Infallible>(proxy.handle(request, client_addr).await) }
+        let peer = Arc::new(Peer {
+            addr,
+            ip: HeaderValue::from_str(&addr.ip().to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static("")),
         });
-        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        let (proxy, front, draining) = (proxy.clone(), front.clone(), draining.clone());
+        let handshake_timeout = limits.header_read_timeout;
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::trace!(%client_addr, %error, "connection ended");
+            match &front.tls {
+                None => connection(stream, proxy, peer, front, draining).await,
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await;
+                    match handshake {
+                        Ok(Ok(tls)) => connection(tls, proxy, peer, front, draining).await,
+                        Ok(Err(error)) => {
+                            tracing::debug!(client = %addr, %error, "TLS handshake failed");
+                        }
+                        Err(_) => tracing::debug!(client = %addr, "TLS handshake timed out"),
+                    }
+                }
             }
             drop(permit);
         });
     }
     drop(listener);
-    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+    let _ = drain.send(true);
+    // Every connection holds a slot: all slots back means all closed.
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(limits.shutdown_grace, slots.acquire_many(all))
         .await
         .is_err()
     {
         tracing::warn!("connections still open after the shutdown grace period");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| {
+                (
+                    HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    HeaderValue::from_str(v).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_upgrade_needs_both_headers() {
+        let ws = headers(&[
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "websocket"),
+        ]);
+        assert_eq!(upgrade_of(&ws).unwrap(), "websocket");
+        assert!(upgrade_of(&headers(&[("upgrade", "websocket")])).is_none());
+        assert!(upgrade_of(&headers(&[("connection", "upgrade")])).is_none());
+    }
+
+    #[test]
+    fn hop_by_hop_headers_go_with_those_connection_names() {
+        let mut h = headers(&[
+            ("connection", "close, x-private"),
+            ("x-private", "1"),
+            ("keep-alive", "timeout=5"),
+            ("upgrade", "websocket"),
+            ("transfer-encoding", "chunked"),
+            ("x-kept", "1"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(
+            h.keys().map(HeaderName::as_str).collect::<Vec<_>>(),
+            ["x-kept"]
+        );
     }
 }

@@ -29,6 +29,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use http::uri::Authority;
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 
@@ -42,25 +43,34 @@ pub struct Backend {
     pub name: String,
     /// The ready endpoint addresses.
     pub addrs: Vec<SocketAddr>,
+    /// Each address as a URI authority, made once per table rather than
+    /// once per request.
+    authorities: Vec<Authority>,
     next: AtomicUsize,
 }
 
 impl Backend {
     fn new(name: String, addrs: Vec<SocketAddr>) -> Self {
+        let authorities = addrs
+            .iter()
+            .filter_map(|a| Authority::try_from(a.to_string()).ok())
+            .collect();
         Self {
             name,
             addrs,
+            authorities,
             next: AtomicUsize::new(0),
         }
     }
 
-    /// The next address, round robin (`None` only if there are none).
-    pub fn pick(&self) -> Option<SocketAddr> {
+    /// The next address and its authority, round robin (`None` only if
+    /// there are none).
+    pub fn pick(&self) -> Option<(SocketAddr, &Authority)> {
         if self.addrs.is_empty() {
             return None;
         }
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.addrs.len();
-        self.addrs.get(i).copied()
+        Some((*self.addrs.get(i)?, self.authorities.get(i)?))
     }
 }
 
@@ -162,6 +172,15 @@ pub fn normalize_host(host: &str) -> String {
         host
     };
     bare.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Ingress precedence: by creation time, then namespace and name (how
+/// controllers settle two Ingresses claiming the same thing).
+pub fn oldest_first(a: &Ingress, b: &Ingress) -> std::cmp::Ordering {
+    let created = |i: &Ingress| i.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    created(a)
+        .cmp(&created(b))
+        .then_with(|| key_of(&a.metadata).cmp(&key_of(&b.metadata)))
 }
 
 struct Resolver<'a> {
@@ -297,12 +316,7 @@ impl Table {
             .map(|i| &**i)
             .filter(|i| serves(i, class))
             .collect();
-        served.sort_by(|a, b| {
-            let created = |i: &Ingress| i.metadata.creation_timestamp.as_ref().map(|t| t.0);
-            created(a)
-                .cmp(&created(b))
-                .then_with(|| key_of(&a.metadata).cmp(&key_of(&b.metadata)))
-        });
+        served.sort_by(|a, b| oldest_first(a, b));
         let mut table = Table::default();
         for ingress in served {
             let (namespace, name) = key_of(&ingress.metadata);
@@ -463,7 +477,7 @@ mod tests {
 
     fn to(table: &Table, host: &str, p: &str) -> String {
         match table.route(host, p) {
-            Route::Backend(b) => b.pick().unwrap().to_string(),
+            Route::Backend(b) => b.pick().unwrap().0.to_string(),
             Route::Unavailable(why) => format!("503 {why}"),
             Route::NotFound => "404".to_string(),
         }

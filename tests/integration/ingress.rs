@@ -3,7 +3,9 @@
 //! bridge, written into Endpoints as the endpoints controller would, and
 //! requests from a machine outside the node: host and path routing, Exact vs Prefix, the default backend,
 //! 404/503 bodies, X-Forwarded-*, bodies streamed, an Ingress changed while
-//! a long request is in flight, the status address, SIGTERM. Then the
+//! a long request is in flight, the status address, SIGTERM; HTTPS with the
+//! certificate chosen by SNI from `spec.tls[]` Secrets, following their
+//! changes; WebSocket upgrades passed through and closed when idle. Then the
 //! Ingress API through stock kubectl and `ctl`.
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -92,6 +94,7 @@ async fn backend(pod: &Netns, name: &'static str, release: Arc<Notify>) -> Resul
 
 const BACKEND_PORT: u16 = 8080;
 const PROXY_PORT: u16 = 80;
+const HTTPS_PORT: u16 = 443;
 
 /// A loopback port of this process whose connections are relayed to
 /// `target` from inside `from` (the outside machine): the test's HTTP
@@ -205,6 +208,49 @@ fn web_ingress(root: &str, default_backend: bool) -> Value {
         "metadata": {"name": "web", "namespace": "default"}, "spec": spec})
 }
 
+/// The ingress-proxy binary in the node's namespace on the node's ports 80
+/// and 443, its log in `log`.
+fn start_proxy(
+    topology: &Topology,
+    relay: &Relay,
+    log: &tempfile::NamedTempFile,
+    extra: &[&str],
+) -> Result<tokio::process::Child> {
+    let node_ip = Topology::NODE_IP;
+    let binary = mini_k8s_tests::binaries::path("ingress-proxy")?;
+    tokio::process::Command::from(topology.node.command(binary))
+        .args([
+            "--master",
+            &format!("http://127.0.0.1:{}", relay.port),
+            "--bind-address",
+            &format!("{node_ip}:{PROXY_PORT}"),
+            "--https-bind-address",
+            &format!("{node_ip}:{HTTPS_PORT}"),
+            "--healthz-bind-address",
+            "127.0.0.1:10254",
+            "-v",
+            "2",
+        ])
+        .args(extra)
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(log.reopen()?)
+        .stderr(log.reopen()?)
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting ingress-proxy")
+}
+
+/// The last lines of the proxy's log, printed when a test fails.
+fn print_log(log: &tempfile::NamedTempFile) {
+    let text = std::fs::read_to_string(log.path()).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(60).collect();
+    eprintln!(
+        "ingress-proxy log (last lines):\n{}",
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    );
+}
+
 struct Client {
     http: reqwest::Client,
     proxy: SocketAddr,
@@ -243,16 +289,24 @@ impl Client {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ingress_proxy_routes_by_host_and_path_and_follows_changes() -> Result<()> {
+/// An apiserver, a node with `pods` pods and an outside machine, and the
+/// apiserver relayed onto the node's loopback (where the proxy's
+/// `--master` points).
+async fn cluster_and_node(pods: usize) -> Result<(TestCluster, Topology, Relay)> {
     let c = TestCluster::start().await?;
-    let topology = Topology::new(4)?;
+    let topology = Topology::new(pods)?;
     let api: SocketAddr = c
         .url()
         .trim_start_matches("http://")
         .parse()
         .context("apiserver address")?;
-    let relay: Relay = topology.node.relay_loopback(api).await?;
+    let relay = topology.node.relay_loopback(api).await?;
+    Ok((c, topology, relay))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingress_proxy_routes_by_host_and_path_and_follows_changes() -> Result<()> {
+    let (c, topology, relay) = cluster_and_node(4).await?;
     let release = Arc::new(Notify::new());
     let pod = |i: usize| &topology.pods[i];
     let _a = backend(&pod(0).netns, "A", release.clone()).await?;
@@ -280,25 +334,7 @@ async fn ingress_proxy_routes_by_host_and_path_and_follows_changes() -> Result<(
     let node_ip = Topology::NODE_IP;
     let client_ip = Topology::CLIENT_IP;
     let log = tempfile::NamedTempFile::new()?;
-    let binary = mini_k8s_tests::binaries::path("ingress-proxy")?;
-    let mut proxy = tokio::process::Command::from(topology.node.command(binary))
-        .args([
-            "--master",
-            &format!("http://127.0.0.1:{}", relay.port),
-            "--bind-address",
-            &format!("{node_ip}:{PROXY_PORT}"),
-            "--healthz-bind-address",
-            "127.0.0.1:10254",
-            "-v",
-            "2",
-        ])
-        .env("NO_COLOR", "1")
-        .stdin(std::process::Stdio::null())
-        .stdout(log.reopen()?)
-        .stderr(log.reopen()?)
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting ingress-proxy")?;
+    let mut proxy = start_proxy(&topology, &relay, &log, &[])?;
     let outside = outside(&topology.client, SocketAddr::from((node_ip, PROXY_PORT))).await?;
     let proxy_addr = outside.addr;
     let client = Client {
@@ -479,12 +515,332 @@ async fn ingress_proxy_routes_by_host_and_path_and_follows_changes() -> Result<(
     }
     .await;
     if result.is_err() {
-        let text = log_text();
-        let tail: Vec<&str> = text.lines().rev().take(60).collect();
-        eprintln!(
-            "ingress-proxy log (last lines):\n{}",
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        print_log(&log);
+    }
+    result
+}
+
+/// A Secret of type `kubernetes.io/tls` holding `issued`.
+fn tls_secret(name: &str, issued: &ctl::pki::Issued) -> Value {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    json!({"metadata": {"name": name, "namespace": "default"}, "type": "kubernetes.io/tls",
+        "data": {"tls.crt": b64(&issued.cert_pem), "tls.key": b64(&issued.key_pem)}})
+}
+
+/// A serving certificate for `host` from `ca`.
+fn serving(ca: &ctl::pki::Ca, host: &str) -> Result<ctl::pki::Issued> {
+    Ok(ca.issue(&ctl::pki::Leaf {
+        common_name: host.to_string(),
+        dns_names: vec![host.to_string()],
+        server: true,
+        ..Default::default()
+    })?)
+}
+
+fn der_of(pem: &str) -> Result<Vec<u8>> {
+    use rustls::pki_types::pem::PemObject as _;
+    Ok(rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())?.to_vec())
+}
+
+/// An HTTPS GET from the outside machine to the node's port 443 with SNI
+/// and Host `host`, trusting only `ca_pem`: the certificate the proxy
+/// served and the answer (status line to body).
+async fn https_get(
+    from: &Netns,
+    ca_pem: &str,
+    host: &str,
+    path: &str,
+) -> Result<(Vec<u8>, String)> {
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls::pki_types::CertificateDer::from_pem_slice(
+        ca_pem.as_bytes(),
+    )?)?;
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = connect_from(
+        from.path(),
+        SocketAddr::from((Topology::NODE_IP, HTTPS_PORT)),
+    )
+    .await?;
+    let name = rustls::pki_types::ServerName::try_from(host.to_string())?;
+    let mut tls = tokio::time::timeout(Duration::from_secs(10), connector.connect(name, tcp))
+        .await
+        .context("TLS handshake timed out")?
+        .with_context(|| format!("TLS handshake for {host}"))?;
+    let served = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .context("no certificate")?
+        .to_vec();
+    tls.write_all(
+        format!("GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
+    let mut answer = Vec::new();
+    // The proxy may close without a TLS close_notify once the body is sent.
+    let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut answer)).await;
+    Ok((served, String::from_utf8_lossy(&answer).into_owned()))
+}
+
+/// Polls until an HTTPS GET of `host` is served the certificate `want`
+/// (20 s at most); returns the answer.
+async fn wait_for_cert(from: &Netns, ca_pem: &str, host: &str, want: &[u8]) -> Result<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let last = https_get(from, ca_pem, host, "/headers").await;
+        if let Ok((served, answer)) = &last {
+            if served == want {
+                return Ok(answer.clone());
+            }
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{host} never served the expected certificate; last {:?}",
+            last.map(|(_, a)| a)
         );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingress_proxy_serves_tls_from_secrets_by_sni() -> Result<()> {
+    let (c, topology, relay) = cluster_and_node(2).await?;
+    let release = Arc::new(Notify::new());
+    let _a = backend(&topology.pods[0].netns, "A", release.clone()).await?;
+    let _b = backend(&topology.pods[1].netns, "B", release.clone()).await?;
+    service(&c, "a", topology.pods[0].ip, true).await?;
+    service(&c, "b", topology.pods[1].ip, true).await?;
+    let ca = ctl::pki::Ca::new("ingress-test-ca")?;
+    let a_v1 = serving(&ca, "a.example")?;
+    let a_v2 = serving(&ca, "a.example")?;
+    let b_cert = serving(&ca, "b.example")?;
+    create(
+        &c,
+        "/api/v1/namespaces/default/secrets",
+        tls_secret("tls-a", &a_v1),
+    )
+    .await?;
+    let rule = |host: &str, svc: &str| json!({"host": host, "http": {"paths": [rule_path("/", "Prefix", svc)]}});
+    create(
+        &c,
+        "/apis/networking.k8s.io/v1/namespaces/default/ingresses",
+        json!({"metadata": {"name": "secure"}, "spec": {
+            "tls": [{"hosts": ["a.example"], "secretName": "tls-a"},
+                    {"hosts": ["b.example"], "secretName": "tls-b"}],
+            "rules": [rule("a.example", "a"), rule("b.example", "b"), rule("plain.example", "a")]}}),
+    )
+    .await?;
+    let log = tempfile::NamedTempFile::new()?;
+    let _proxy = start_proxy(&topology, &relay, &log, &[])?;
+    let outside = outside(
+        &topology.client,
+        SocketAddr::from((Topology::NODE_IP, PROXY_PORT)),
+    )
+    .await?;
+    let client = Client {
+        http: reqwest::Client::builder().no_proxy().build()?,
+        proxy: outside.addr,
+    };
+    let from = &topology.client;
+    let result = async {
+        // The certificate of a.example's Secret, by SNI, and the backend
+        // told it came over HTTPS on 443.
+        let answer = wait_for_cert(from, &ca.pem, "a.example", &der_of(&a_v1.cert_pem)?).await?;
+        ensure!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        for line in [
+            "A GET /headers\n",
+            "host: a.example\n",
+            &format!("x-forwarded-for: {}\n", Topology::CLIENT_IP),
+            "x-forwarded-proto: https\n",
+            &format!("x-forwarded-port: {HTTPS_PORT}\n"),
+        ] {
+            ensure!(answer.contains(line), "no {line:?} in {answer}");
+        }
+        // Plain HTTP is unchanged for every host.
+        client.wait_for("a.example", "/", 200, "A GET /\n").await?;
+        client
+            .wait_for("plain.example", "/", 200, "A GET /\n")
+            .await?;
+        // A host without TLS, and one whose Secret is missing: no
+        // certificate to offer, the handshake fails.
+        for host in ["plain.example", "b.example"] {
+            let refused = https_get(from, &ca.pem, host, "/").await;
+            ensure!(refused.is_err(), "{host} was served over TLS: {refused:?}");
+        }
+        // The Secret changes: the new certificate, no restart.
+        let (code, mut secret) = c.get("/api/v1/namespaces/default/secrets/tls-a").await?;
+        ensure!(code == 200, "{secret}");
+        secret["data"] = tls_secret("tls-a", &a_v2)["data"].clone();
+        let (code, body) = c
+            .put("/api/v1/namespaces/default/secrets/tls-a", &secret)
+            .await?;
+        ensure!(code == 200, "PUT: {code} {body}");
+        wait_for_cert(from, &ca.pem, "a.example", &der_of(&a_v2.cert_pem)?).await?;
+        // The missing Secret appears: b.example is served, by B.
+        create(
+            &c,
+            "/api/v1/namespaces/default/secrets",
+            tls_secret("tls-b", &b_cert),
+        )
+        .await?;
+        let answer = wait_for_cert(from, &ca.pem, "b.example", &der_of(&b_cert.cert_pem)?).await?;
+        ensure!(answer.contains("B GET /headers\n"), "{answer}");
+        // The missing Secret was logged once, though the certificates were
+        // rebuilt after each change since.
+        let text = std::fs::read_to_string(log.path())?;
+        let missing = text.matches("secret default/tls-b not found").count();
+        ensure!(missing == 1, "logged {missing} times:\n{text}");
+        Ok(())
+    }
+    .await;
+    if result.is_err() {
+        print_log(&log);
+    }
+    result
+}
+
+/// A WebSocket server in a pod: first sends `BACKEND host=<Host>
+/// proto=<X-Forwarded-Proto>`, then echoes each message with `echo: `
+/// before text.
+async fn ws_backend(pod: &Netns) -> Result<Backend> {
+    use futures::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+    let listener = pod
+        .tcp_listen(SocketAddr::from((Ipv4Addr::UNSPECIFIED, BACKEND_PORT)))
+        .await?;
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let seen = Arc::new(std::sync::Mutex::new(String::new()));
+                let record = seen.clone();
+                let callback =
+                    move |request: &tokio_tungstenite::tungstenite::handshake::server::Request,
+                          response| {
+                        let header = |h: &str| {
+                            request
+                                .headers()
+                                .get(h)
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("-")
+                                .to_string()
+                        };
+                        *record.lock().unwrap() = format!(
+                            "BACKEND host={} proto={}",
+                            header("host"),
+                            header("x-forwarded-proto")
+                        );
+                        Ok(response)
+                    };
+                let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else {
+                    return;
+                };
+                let hello = seen.lock().unwrap().clone();
+                if ws.send(Message::text(hello)).await.is_err() {
+                    return;
+                }
+                while let Some(Ok(message)) = ws.next().await {
+                    let reply = match message {
+                        Message::Text(text) => Message::text(format!("echo: {}", text.as_str())),
+                        Message::Binary(bytes) => Message::Binary(bytes),
+                        _ => continue,
+                    };
+                    if ws.send(reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Ok(Backend { task })
+}
+
+/// The next WebSocket message (10 s at most).
+async fn next_message(
+    ws: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+) -> Result<tokio_tungstenite::tungstenite::Message> {
+    use futures::StreamExt as _;
+    let next = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .context("no message within 10 s")?;
+    Ok(next.context("closed")??)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingress_proxy_passes_websocket_upgrades_and_closes_them_when_idle() -> Result<()> {
+    use futures::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+    let (c, topology, relay) = cluster_and_node(1).await?;
+    let _ws = ws_backend(&topology.pods[0].netns).await?;
+    service(&c, "ws", topology.pods[0].ip, true).await?;
+    create(
+        &c,
+        "/apis/networking.k8s.io/v1/namespaces/default/ingresses",
+        json!({"metadata": {"name": "ws"}, "spec": {"rules": [{"host": "ws.example",
+            "http": {"paths": [rule_path("/", "Prefix", "ws")]}}]}}),
+    )
+    .await?;
+    let log = tempfile::NamedTempFile::new()?;
+    let _proxy = start_proxy(&topology, &relay, &log, &["--upgrade-idle-timeout", "2"])?;
+    let node = SocketAddr::from((Topology::NODE_IP, PROXY_PORT));
+    let result = async {
+        // Until the proxy routes ws.example (a 404 or no listener before).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let mut ws = loop {
+            let tried = async {
+                let tcp = connect_from(topology.client.path(), node).await?;
+                anyhow::Ok(tokio_tungstenite::client_async("ws://ws.example/chat", tcp).await?)
+            }
+            .await;
+            match tried {
+                Ok((ws, response)) => {
+                    ensure!(response.status() == 101, "{response:?}");
+                    break ws;
+                }
+                Err(e) => ensure!(
+                    tokio::time::Instant::now() < deadline,
+                    "the upgrade never went through: {e:#}"
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let hello = next_message(&mut ws).await?;
+        ensure!(
+            hello == Message::text("BACKEND host=ws.example proto=http"),
+            "{hello:?}"
+        );
+        ws.send(Message::text("hi")).await?;
+        let echo = next_message(&mut ws).await?;
+        ensure!(echo == Message::text("echo: hi"), "{echo:?}");
+        // Both ways at once, more than a socket buffer.
+        let big: Vec<u8> = (0..4u32 << 20).map(|i| (i % 251) as u8).collect();
+        ws.send(Message::binary(big.clone())).await?;
+        let back = next_message(&mut ws).await?;
+        ensure!(
+            back.into_data().as_ref() == big.as_slice(),
+            "binary echo differs"
+        );
+        // Silent past --upgrade-idle-timeout: the proxy closes it.
+        let ended = tokio::time::timeout(Duration::from_secs(20), ws.next())
+            .await
+            .context("the idle WebSocket was never closed")?;
+        ensure!(
+            matches!(ended, None | Some(Err(_)) | Some(Ok(Message::Close(_)))),
+            "{ended:?}"
+        );
+        Ok(())
+    }
+    .await;
+    if result.is_err() {
+        print_log(&log);
     }
     result
 }

@@ -343,11 +343,13 @@ pub fn cluster_roles() -> Vec<ClusterRole> {
             ],
         ),
         // ingress-proxy/src: routes from Ingresses, services and
-        // endpoints; publishes its node's address in the Ingresses' status.
+        // endpoints; certificates from the Secrets the Ingresses' spec.tls
+        // names (all watched, as ingress-nginx does); publishes its node's
+        // address in the Ingresses' status.
         role(
             "system:ingress-proxy",
             vec![
-                rule(READ, &[""], &["services", "endpoints"]),
+                rule(READ, &[""], &["services", "endpoints", "secrets"]),
                 rule(READ, &[NETWORKING], &["ingresses", "ingressclasses"]),
                 rule(&["patch", "update"], &[NETWORKING], &["ingresses/status"]),
                 rule(EVENTS, &["", "events.k8s.io"], &["events"]),
