@@ -516,7 +516,8 @@ impl Kubelet {
                         };
                         pod::sync_pod(src, &inner.config.sync, &pod, &mut state).await
                     };
-                    for e in state.events.drain(..) {
+                    let status = result.as_ref().ok().map(|r| &r.status);
+                    for e in pod::events::coalesce(std::mem::take(&mut state.events), status) {
                         inner
                             .events
                             .record(event_for(&pod, &inner.config.sync.node_name, e));

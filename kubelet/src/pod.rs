@@ -9,6 +9,7 @@
 //! the status (the `status` module, pure too).
 
 mod containers;
+pub mod events;
 mod execute;
 pub mod plan;
 mod probes;
