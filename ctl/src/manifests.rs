@@ -7,7 +7,6 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use api_types::kinds::ResourceKind;
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::resources;
@@ -216,28 +215,20 @@ fn parse_json(source: &str, text: &str) -> Result<Vec<Value>, Error> {
 }
 
 fn parse_yaml(source: &str, text: &str) -> Result<Vec<Value>, Error> {
-    let mut out = Vec::new();
-    for document in serde_yaml::Deserializer::from_str(text) {
-        let value = Value::deserialize(document).map_err(|e| {
-            let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
-            let message = e.to_string();
-            let message = message
-                .split(" at line ")
-                .next()
-                .unwrap_or(&message)
-                .to_string();
-            Error::Parse {
-                path: source.into(),
-                line,
-                column,
-                message,
-            }
-        })?;
-        if !value.is_null() {
-            out.push(value);
+    api_types::yaml::from_multiple(text).map_err(|e| {
+        let place = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        let (line, column) = e
+            .location()
+            .map_or((0, 0), |l| (place(l.line()), place(l.column())));
+        let message = e.to_string();
+        let first = message.lines().next().unwrap_or_default();
+        Error::Parse {
+            path: source.into(),
+            line,
+            column,
+            message: first.split(" at line ").next().unwrap_or(first).to_string(),
         }
-    }
-    Ok(out)
+    })
 }
 
 fn expand(

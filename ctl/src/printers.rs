@@ -264,7 +264,7 @@ pub fn to_json(value: &Value) -> String {
 
 /// YAML.
 pub fn to_yaml(value: &Value) -> String {
-    serde_yaml::to_string(value).unwrap_or_default()
+    api_types::yaml::to_string(value).unwrap_or_default()
 }
 
 /// Prints `items` in a non-table format.

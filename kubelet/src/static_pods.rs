@@ -49,7 +49,7 @@ fn static_uid(node: &str, content: &[u8]) -> String {
 ///
 /// When the text is not a Pod nor a ContainerManifest.
 pub fn parse_manifest(node: &str, file: &str, content: &[u8]) -> Result<Pod, ManifestError> {
-    let value: Value = serde_yaml::from_slice(content)
+    let value: Value = api_types::yaml::from_slice(content)
         .map_err(|e| ManifestError::Decode(file.into(), e.to_string()))?;
     let mut pod: Pod = if value.get("kind").and_then(Value::as_str) == Some("Pod") {
         serde_json::from_value(value)

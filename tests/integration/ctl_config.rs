@@ -137,7 +137,7 @@ async fn config_edits_a_kubeconfig_both_tools_read() -> Result<()> {
         assert_eq!(ctl.ok(&args).await?, said, "{args:?}");
     }
     let view = ctl.ok(&["--kubeconfig", fresh, "config", "view"]).await?;
-    let parsed: serde_yaml::Value = serde_yaml::from_str(&view)?;
+    let parsed: Value = api_types::yaml::from_str(&view)?;
     assert_eq!(parsed["current-context"].as_str(), Some("work"));
     assert_eq!(
         parsed["users"][0]["user"]["token"].as_str(),

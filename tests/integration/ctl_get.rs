@@ -147,7 +147,7 @@ async fn output_formats_and_selectors() -> Result<()> {
     assert_eq!(list["kind"], "List");
     assert_eq!(list["items"][0]["kind"], "Pod", "{list}");
     assert_eq!(list["items"][0]["apiVersion"], "v1");
-    let yaml: Value = serde_yaml::from_str(&ctl.ok(&["get", "svc/web", "-o", "yaml"]).await?)?;
+    let yaml: Value = api_types::yaml::from_str(&ctl.ok(&["get", "svc/web", "-o", "yaml"]).await?)?;
     assert_eq!(yaml["spec"]["ports"][0]["port"], 80);
 
     assert_eq!(ctl.ok(&["get", "pods", "-o", "name"]).await?, "pod/web\n");

@@ -56,7 +56,7 @@ async fn a_v1beta1_pod_reads_back_in_v1_and_in_the_2014_shape() -> Result<()> {
         "/var/lib/redis"
     );
 
-    let v1: Value = serde_yaml::from_str(
+    let v1: Value = api_types::yaml::from_str(
         &ctl.ok(&["get", "pod", "redis-master", "-o", "yaml"])
             .await?,
     )?;
@@ -75,7 +75,7 @@ async fn a_v1beta1_pod_reads_back_in_v1_and_in_the_2014_shape() -> Result<()> {
         "/var/lib/redis"
     );
 
-    let old: Value = serde_yaml::from_str(
+    let old: Value = api_types::yaml::from_str(
         &ctl.ok(&[
             "get",
             "pod",

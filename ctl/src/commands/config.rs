@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use serde_yaml::{Mapping, Value};
+use serde_json::{Map, Value};
 
 use crate::{client, emit, GlobalArgs};
 
@@ -93,7 +93,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
             if !raw {
                 redact(&mut config);
             }
-            emit(&serde_yaml::to_string(&config)?);
+            emit(&api_types::yaml::to_string(&config)?);
             return Ok(());
         }
         ConfigCommand::CurrentContext => {
@@ -201,24 +201,25 @@ fn load(path: &Path) -> Result<Value> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         if text.trim().is_empty() {
-            Value::Mapping(Mapping::new())
+            Value::Object(Map::new())
         } else {
-            serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+            api_types::yaml::from_str(&text)
+                .with_context(|| format!("parsing {}", path.display()))?
         }
     } else {
-        Value::Mapping(Mapping::new())
+        Value::Object(Map::new())
     };
-    if !config.is_mapping() {
+    if !config.is_object() {
         bail!("{} is not a kubeconfig (not a mapping)", path.display());
     }
     for (key, default) in [
         ("apiVersion", Value::from("v1")),
         ("kind", Value::from("Config")),
-        ("clusters", Value::Sequence(Vec::new())),
-        ("contexts", Value::Sequence(Vec::new())),
-        ("users", Value::Sequence(Vec::new())),
+        ("clusters", Value::Array(Vec::new())),
+        ("contexts", Value::Array(Vec::new())),
+        ("users", Value::Array(Vec::new())),
         ("current-context", Value::from("")),
-        ("preferences", Value::Mapping(Mapping::new())),
+        ("preferences", Value::Object(Map::new())),
     ] {
         if config.get(key).is_none_or(Value::is_null) {
             set(&mut config, key, default);
@@ -231,13 +232,13 @@ fn save(path: &PathBuf, config: &Value) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    std::fs::write(path, serde_yaml::to_string(config)?)
+    std::fs::write(path, api_types::yaml::to_string(config)?)
         .with_context(|| format!("writing {}", path.display()))
 }
 
 fn set(config: &mut Value, key: &str, value: Value) {
-    if let Some(map) = config.as_mapping_mut() {
-        map.insert(Value::from(key), value);
+    if let Some(map) = config.as_object_mut() {
+        map.insert(key.to_string(), value);
     }
 }
 
@@ -252,7 +253,7 @@ fn text(value: &Value, key: &str) -> String {
 fn entries<'a>(config: &'a Value, list: &str) -> impl Iterator<Item = &'a Value> {
     config
         .get(list)
-        .and_then(Value::as_sequence)
+        .and_then(Value::as_array)
         .into_iter()
         .flatten()
 }
@@ -270,36 +271,36 @@ fn set_entry(
     name: &str,
     fields: &[(&str, Option<Value>)],
 ) {
-    let Some(sequence) = config.get_mut(list).and_then(Value::as_sequence_mut) else {
+    let Some(sequence) = config.get_mut(list).and_then(Value::as_array_mut) else {
         return;
     };
     let index = match sequence.iter().position(|e| text(e, "name") == name) {
         Some(i) => i,
         None => {
-            let mut entry = Mapping::new();
-            entry.insert(Value::from("name"), Value::from(name));
-            entry.insert(Value::from(inner), Value::Mapping(Mapping::new()));
-            sequence.push(Value::Mapping(entry));
+            let mut entry = Map::new();
+            entry.insert("name".to_string(), Value::from(name));
+            entry.insert(inner.to_string(), Value::Object(Map::new()));
+            sequence.push(Value::Object(entry));
             sequence.len() - 1
         }
     };
     let entry = &mut sequence[index];
-    if !entry.get(inner).is_some_and(Value::is_mapping) {
-        set(entry, inner, Value::Mapping(Mapping::new()));
+    if !entry.get(inner).is_some_and(Value::is_object) {
+        set(entry, inner, Value::Object(Map::new()));
     }
-    if let Some(map) = entry.get_mut(inner).and_then(Value::as_mapping_mut) {
+    if let Some(map) = entry.get_mut(inner).and_then(Value::as_object_mut) {
         for (key, value) in fields {
             if let Some(value) = value {
-                map.insert(Value::from(*key), value.clone());
+                map.insert((*key).to_string(), value.clone());
             }
         }
     }
 }
 
 fn redact(config: &mut Value) {
-    if let Some(users) = config.get_mut("users").and_then(Value::as_sequence_mut) {
+    if let Some(users) = config.get_mut("users").and_then(Value::as_array_mut) {
         for user in users {
-            if let Some(map) = user.get_mut("user").and_then(Value::as_mapping_mut) {
+            if let Some(map) = user.get_mut("user").and_then(Value::as_object_mut) {
                 for key in [
                     "token",
                     "password",
@@ -322,13 +323,13 @@ fn minified(config: &Value) -> Result<Value> {
     };
     let inner = context.get("context").cloned().unwrap_or_default();
     let mut out = config.clone();
-    set(&mut out, "contexts", Value::Sequence(vec![context]));
+    set(&mut out, "contexts", Value::Array(vec![context]));
     for (list, key) in [("clusters", "cluster"), ("users", "user")] {
         let keep: Vec<Value> = find(config, list, &text(&inner, key))
             .cloned()
             .into_iter()
             .collect();
-        set(&mut out, list, Value::Sequence(keep));
+        set(&mut out, list, Value::Array(keep));
     }
     Ok(out)
 }

@@ -64,7 +64,7 @@ pub async fn run(global: &GlobalArgs, args: Args) -> Result<()> {
             bail!("edit cancelled: the rejected edit was saved again unchanged");
         }
         last_attempt = Some(body.clone());
-        let result = match serde_yaml::from_str::<Value>(&body) {
+        let result = match api_types::yaml::from_str::<Value>(&body) {
             Ok(value) => ctl.put(&path, &value).await.map_err(anyhow::Error::from),
             Err(e) => Err(anyhow::anyhow!("the edited file is not valid YAML: {e}")),
         };
