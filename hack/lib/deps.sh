@@ -23,7 +23,6 @@ DEPS_PACKAGES=(
   "procps file:/sbin/sysctl"                                 # sysctl (forwarding), kill (etcd harness); not cmd:kill, a bash builtin
   "util-linux cmd:setpriv"                                   # setpriv (harness), nsenter
   "shellcheck cmd:shellcheck"                                # hack/verify.sh lints hack/
-  "openssl cmd:openssl"                                      # certificates for the TLS tests
   "ruby cmd:ruby"                                            # hack/verify.sh checks the Vagrantfile's syntax
   "git cmd:git"                                              # hack/verify-fresh.sh clones the repository
   "debootstrap cmd:debootstrap"                              # hack/verify-fresh.sh builds a bare Debian root

@@ -1,6 +1,5 @@
-use std::process::Command;
-
-use anyhow::{ensure, Context, Result};
+use anyhow::Result;
+use ctl::pki;
 use mini_k8s_tests::apiserver::{TestApiServer, TestCluster};
 use serde_json::json;
 
@@ -32,83 +31,24 @@ async fn tokens_are_required_when_a_token_file_is_given() -> Result<()> {
     Ok(())
 }
 
-fn openssl(args: &[&str], dir: &std::path::Path) -> Result<()> {
-    let output = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .context("running openssl (hack/install-deps.sh installs it)")?;
-    ensure!(
-        output.status.success(),
-        "openssl {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(())
-}
-
-/// A CA and a server certificate for 127.0.0.1 signed by it, made with the
-/// openssl CLI. Returns (CA cert, server cert, server key).
+/// A CA and a serving certificate for 127.0.0.1 and localhost signed by it,
+/// made as `ctl certs` makes a cluster's (rcgen, no openssl). Returns (CA
+/// cert, server cert, server key).
 pub(crate) fn certificates(
     dir: &std::path::Path,
 ) -> Result<(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)> {
-    openssl(
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=mini-k8s-test-ca",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-        ],
-        dir,
-    )?;
-    openssl(
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-            "tls.key",
-            "-out",
-            "tls.csr",
-        ],
-        dir,
-    )?;
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
-    )?;
-    openssl(
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "tls.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-extfile",
-            "ext.cnf",
-            "-out",
-            "tls.crt",
-        ],
-        dir,
-    )?;
-    Ok((dir.join("ca.crt"), dir.join("tls.crt"), dir.join("tls.key")))
+    let ca = pki::Ca::new("mini-k8s-test-ca")?;
+    ca.save(dir)?;
+    let serving = ca.issue(&pki::Leaf {
+        common_name: "127.0.0.1".to_string(),
+        ips: vec![std::net::Ipv4Addr::LOCALHOST.into()],
+        dns_names: vec!["localhost".to_string()],
+        server: true,
+        ..Default::default()
+    })?;
+    pki::write_pair(dir, "tls", &serving)?;
+    let (cert, key) = pki::paths(dir, "tls");
+    Ok((dir.join("ca.crt"), cert, key))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
