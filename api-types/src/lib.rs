@@ -4,7 +4,9 @@
 //! `k8s-openapi`; the 2014 `v1beta1` wire format converts to and from it.
 //! Nothing here does IO: the crate is shared by the apiserver, every
 //! component and `ctl`.
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod defaults;
 pub mod fields;

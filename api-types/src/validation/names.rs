@@ -52,8 +52,10 @@ const RELAXED_ENV_VAR_NAME_ERR_MSG: &str =
     "a valid environment variable name must consist only of printable ASCII characters other than '='";
 const IP_ERR_MSG: &str = "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)";
 
+// The patterns are the constants above, each covered by the tests: they
+// always compile.
+#[allow(clippy::expect_used)]
 fn anchored(pattern: &str) -> Regex {
-    // The patterns are the constants above; they always compile.
     Regex::new(&format!("^(?:{pattern})$")).expect("constant regex compiles")
 }
 
