@@ -8,6 +8,8 @@
 //! - [`authz`]: authorization (RBAC) and the access reviews.
 //! - [`server`]: configuration, wiring and the accept loop.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod auth;
 pub mod authz;
