@@ -7,6 +7,9 @@
 //! component's `/healthz`, `/livez` and `/readyz` in Kubernetes' format.
 //! [`lean`] holds the transforms that keep large caches small
 //! ([`reflect_with`]).
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod events;
 pub mod health;
