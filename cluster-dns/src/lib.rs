@@ -17,6 +17,8 @@
 //! resolv.conf).
 
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod records;
 pub mod server;
