@@ -18,6 +18,8 @@
 //! is refused by the node instead of leaving it.
 
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod balancer;
 pub mod iptables;
