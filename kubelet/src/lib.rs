@@ -7,6 +7,9 @@
 //! pod uid ([`pod::sync_pod`], never two syncs of one pod at once, requests
 //! merged while one runs) → the [`runtime::Runtime`] → status through
 //! `pods/{name}/status`, written only when it changed.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod dns;
 pub mod docker;
