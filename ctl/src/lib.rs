@@ -5,6 +5,9 @@
 //!
 //! Shared modules return `thiserror` errors; the verbs add context with
 //! `anyhow` and `main` prints one line per failure.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod client;
 pub mod commands;

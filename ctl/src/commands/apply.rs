@@ -17,6 +17,7 @@ pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration
 /// Flags of `apply`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
+    /// The manifests (`-f`, `-R`).
     #[command(flatten)]
     pub files: manifests::FileArgs,
     /// Apply on the server (server-side apply) instead of a three-way merge
