@@ -2,6 +2,9 @@
 //!
 //! Everything a harness starts is stopped when its handle drops, leaving no
 //! process or data directory behind.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod apiserver;
 pub mod balancer;
