@@ -21,11 +21,17 @@ pub const START_LIMIT: Duration = Duration::from_secs(120);
 /// A component process; SIGTERM then wait on drop of the run, SIGKILL if
 /// this process dies first (`setpriv --pdeathsig`).
 pub struct Component {
+    /// The binary's name, for logs and errors.
     pub name: &'static str,
     child: Child,
 }
 
 impl Component {
+    /// Starts `bin_dir/name args`, its output in `log_dir`.
+    ///
+    /// # Errors
+    ///
+    /// When it cannot be started.
     pub fn spawn(
         name: &'static str,
         bin_dir: &Path,
@@ -69,6 +75,11 @@ impl Component {
         Ok(Self { name, child })
     }
 
+    /// Its PID, for sampling its resources.
+    ///
+    /// # Errors
+    ///
+    /// When it has already been reaped.
     pub fn pid(&self) -> Result<u32> {
         self.child
             .id()
@@ -86,6 +97,11 @@ impl Component {
         Ok((field("VmRSS:")?, field("VmHWM:")?))
     }
 
+    /// Fails if it has exited, so a run does not measure a dead cluster.
+    ///
+    /// # Errors
+    ///
+    /// It exited (with its status).
     pub fn check_alive(&mut self) -> Result<()> {
         if let Some(status) = self.child.try_wait().context("polling a child")? {
             bail!("{} exited early ({status}); see its log", self.name);
@@ -93,6 +109,11 @@ impl Component {
         Ok(())
     }
 
+    /// SIGTERM, then up to 15 s for it to exit (SIGKILL after).
+    ///
+    /// # Errors
+    ///
+    /// It could not be signalled or did not stop in time.
     pub async fn stop(mut self) -> Result<()> {
         if let Some(pid) = self.child.id() {
             let sent = Command::new("kill")
@@ -146,6 +167,11 @@ pub fn status_field_kib(status: &str, key: &str) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// A loopback port nothing listens on now.
+///
+/// # Errors
+///
+/// When no port can be bound.
 pub fn free_port() -> Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     Ok(listener.local_addr()?.port())
@@ -189,6 +215,11 @@ pub fn spawn_apiserver(
     Component::spawn("apiserver", bin_dir, &args, work)
 }
 
+/// Waits for `url/readyz` to answer 2xx.
+///
+/// # Errors
+///
+/// It did not within the start limit.
 pub async fn wait_ready(url: &str) -> Result<()> {
     let http = reqwest::Client::new();
     let deadline = Instant::now() + START_LIMIT;
@@ -208,10 +239,12 @@ pub async fn wait_ready(url: &str) -> Result<()> {
 
 /// A hollow kubelet running in this process.
 pub struct Hollow {
+    /// The kubelet's task; aborted to stop it.
     pub task: tokio::task::JoinHandle<()>,
     /// Its runtime: it logs every call it gets for the unit tests, and a
     /// long run must drain that log ([`drain_call_logs`]).
     pub runtime: HollowRuntime,
+    /// The kubelet, to read its state.
     pub kubelet: Kubelet,
 }
 
@@ -298,6 +331,7 @@ pub async fn create(http: &reqwest::Client, url: &str, body: &serde_json::Value)
     Ok(())
 }
 
+/// Whether the node's `Ready` condition is `True`.
 pub fn node_ready(node: &Node) -> bool {
     node.status
         .as_ref()

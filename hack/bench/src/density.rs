@@ -36,6 +36,7 @@ const MAX_PODS: usize = 50_000;
 /// Largest `--timeout`, seconds.
 const MAX_TIMEOUT_SECONDS: u64 = 1_800;
 
+/// Flags of the scheduler density benchmark.
 #[derive(clap::Args, Debug)]
 pub struct DensityArgs {
     /// Hollow nodes (at most 5000).
@@ -107,6 +108,11 @@ struct PodTimes {
     running: Option<Duration>,
 }
 
+/// Checks the flags' bounds before anything starts.
+///
+/// # Errors
+///
+/// A flag out of its range.
 pub fn validate(args: &DensityArgs) -> Result<()> {
     ensure!(
         (1..=MAX_NODES).contains(&args.nodes),
@@ -131,6 +137,12 @@ pub fn validate(args: &DensityArgs) -> Result<()> {
     Ok(())
 }
 
+/// Runs the density benchmark: a cluster on hollow nodes, then the pods
+/// created, bound and running, timed.
+///
+/// # Errors
+///
+/// A component that fails or a goal that is not reached in time.
 pub async fn scheduler_density(args: &DensityArgs) -> Result<()> {
     let mut interrupts = Interrupts::catch()?;
     let bin_dir = bin_dir(args.bin_dir.as_ref())?;

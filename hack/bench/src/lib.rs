@@ -16,6 +16,9 @@
 //!   worker count, the allocators' settings) in the same run.
 //! - [`cluster`]: component processes, hollow kubelets and plain creates,
 //!   shared by the benchmarks that run a cluster; [`plot`]: their PNGs.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod cluster;
 pub mod create;

@@ -22,7 +22,9 @@ const COLORS: [RGBColor; 6] = [
 
 /// One chart: its title and named series of (x, y) points.
 pub struct Panel {
+    /// Printed above the chart.
     pub title: String,
+    /// Each line's legend and points.
     pub series: Vec<(String, Vec<(f64, f64)>)>,
 }
 

@@ -43,6 +43,7 @@ const PROCESSES: [&str; 5] = [
     "bench",
 ];
 
+/// Flags of the soak.
 #[derive(clap::Args, Debug)]
 pub struct SoakArgs {
     /// How long the churn runs (a Go duration, at most 4h).
@@ -74,6 +75,11 @@ pub struct SoakArgs {
     keep_hollow_call_logs: bool,
 }
 
+/// Checks the flags' bounds before anything starts.
+///
+/// # Errors
+///
+/// A flag out of its range.
 pub fn validate(args: &SoakArgs) -> Result<()> {
     ensure!(
         (Duration::from_secs(30)..=MAX_DURATION).contains(&args.duration),
@@ -182,6 +188,11 @@ impl Outputs {
     }
 }
 
+/// Runs the soak: a cluster under churn for `--duration`, sampled.
+///
+/// # Errors
+///
+/// A component that dies or a step that fails.
 pub async fn soak(args: &SoakArgs) -> Result<()> {
     let mut interrupts = Interrupts::catch()?;
     let periods = Periods {
