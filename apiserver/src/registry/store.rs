@@ -1002,3 +1002,6 @@ fn generate_name(prefix: &str) -> String {
         .collect();
     format!("{prefix}{suffix}")
 }
+
+#[cfg(test)]
+mod tests;

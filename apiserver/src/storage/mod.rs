@@ -1,5 +1,7 @@
 //! The storage layer: a key-value store with revisions, compare-and-swap
-//! writes and watches. etcd ([`etcd::EtcdStorage`]) is the backend clusters run on.
+//! writes and watches. etcd ([`etcd::EtcdStorage`]) is the backend clusters run on;
+//! [`memory::MemoryStorage`] keeps etcd's revision semantics in memory for
+//! unit tests.
 //!
 //! Keys are the `/registry/...` paths of `api_types::kinds`; values are the
 //! v1 JSON of the object without `resourceVersion`, which is always the
@@ -7,6 +9,7 @@
 
 pub mod compaction;
 pub mod etcd;
+pub mod memory;
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
