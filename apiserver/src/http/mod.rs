@@ -112,7 +112,7 @@ pub fn respond(code: u16, value: &Value, accept: &str, version: Version) -> Resp
 }
 
 fn yaml_response(code: u16, body: &Value) -> Response {
-    match serde_yaml::to_string(body) {
+    match api_types::yaml::to_string(body) {
         Ok(text) => {
             let mut response = Response::new(Body::from(text));
             *response.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
