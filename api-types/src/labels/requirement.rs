@@ -54,12 +54,12 @@ impl fmt::Display for Operator {
     }
 }
 
-/// One condition on one label key; a [`Selector`] is the AND of several.
+/// One condition on one label key; a [`Selector`](super::Selector) is the AND of several.
 ///
 /// Built only by [`Requirement::new`] or by parsing, so it is always valid:
 /// `in`/`notin` have at least one value (sorted, without duplicates),
 /// `=`/`!=`/`>`/`<` exactly one, exists/does-not-exist none. The one
-/// exception is [`Selector::from_map`], which trusts its map (see there).
+/// exception is [`Selector::from_map`](super::Selector::from_map), which trusts its map (see there).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Requirement {
     pub(super) key: String,
