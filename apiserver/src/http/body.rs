@@ -146,7 +146,7 @@ fn decode(bytes: &[u8], content_type: &str) -> Result<Option<AcceptedBody>> {
         serde_saphyr::from_slice_with_options::<Value>(bytes, yaml_options()).map_err(|e| {
             ApiError::bad_request(format!(
                 "the request body is not valid YAML: {}",
-                yaml_error(&e)
+                api_types::yaml::error_line(&e)
             ))
         })?
     } else {
@@ -174,39 +174,19 @@ pub const MAX_YAML_ALIAS_EVENTS: usize = 1_000_000;
 /// written, aliases aside; as many as the largest JSON body.
 pub const MAX_YAML_NODES: usize = MAX_BODY_BYTES / 2;
 
-/// serde-saphyr's options for request bodies: budgets on the parse and on
-/// alias replay; otherwise as `serde_yaml` read them (repeated keys: the
-/// last wins, as in a JSON object; YAML 1.2 scalars).
+/// serde-saphyr's options for request bodies: [`api_types::yaml::options`]
+/// (read as `serde_yaml` read them: YAML 1.2 scalars, the last of repeated
+/// keys) with budgets on the parse and on alias replay.
 fn yaml_options() -> serde_saphyr::Options {
     let mut budget = serde_saphyr::Budget::default();
     budget.max_nodes = MAX_YAML_NODES;
     budget.max_events = 2 * MAX_YAML_NODES;
     budget.max_aliases = MAX_YAML_ALIAS_EVENTS;
     budget.max_recorded_anchor_events = MAX_YAML_ALIAS_EVENTS;
-    let mut options = serde_saphyr::Options::default();
+    let mut options = api_types::yaml::options();
     options.budget = Some(budget);
     options.alias_limits.max_total_replayed_events = MAX_YAML_ALIAS_EVENTS;
-    options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::PassThrough;
-    // YAML 1.2 scalars, as serde_yaml read them: `yes` is a string, `010`
-    // and `1_000` too.
-    options.strict_booleans = true;
-    options.leading_zero_numbers_as_strings = true;
-    options.underscored_numbers_as_strings = true;
-    options.with_snippet = false;
     options
-}
-
-/// A parse error in one line: what and where, without the snippet of the
-/// body serde-saphyr can draw.
-fn yaml_error(error: &serde_saphyr::Error) -> String {
-    let text = error.to_string();
-    let first = text.lines().next().unwrap_or("").trim().to_string();
-    match error.location() {
-        Some(at) if !first.contains("line") => {
-            format!("{first} at line {} column {}", at.line(), at.column())
-        }
-        _ => first,
-    }
 }
 
 fn looks_like_json(bytes: &[u8]) -> bool {
