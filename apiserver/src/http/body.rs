@@ -63,7 +63,7 @@ pub async fn read(headers: &HeaderMap, body: Body) -> Result<Option<AcceptedBody
 
 /// Runs CPU-heavy work on a request's `input` (applying a large patch)
 /// where it does not hold up an async worker: on tokio's multi-threaded
-/// runtime, from [`OFFLOAD_BYTES`] of input on, the worker hands its other
+/// runtime, from `OFFLOAD_BYTES` of input on, the worker hands its other
 /// tasks to another thread while `work` runs (`block_in_place`), so
 /// `/healthz` and small requests keep being answered. Small inputs, and a
 /// current-thread runtime (some tests), just run `work`.

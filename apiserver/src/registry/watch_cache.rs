@@ -295,7 +295,7 @@ impl WatchCache {
     /// (in one small read: [`Storage::prefix_state`]) that no key under the
     /// prefix was written since the cache's revision and that it holds as
     /// many keys. When something was, the cache waits (at most
-    /// [`CATCH_UP`]) for its watch to bring it and checks again. `None`
+    /// `CATCH_UP`) for its watch to bring it and checks again. `None`
     /// when that cannot be shown: the caller reads etcd.
     ///
     /// # Errors
@@ -333,7 +333,7 @@ impl WatchCache {
     /// Applies changes that came together: an etcd watch answer holds whole
     /// revisions, so once a batch is applied the cache is current to its
     /// last revision (to the one before when the batch was cut at
-    /// [`BATCH`], which may have split a revision).
+    /// `BATCH`, which may have split a revision).
     fn record_all(&self, events: Vec<CachedEvent>) {
         let cut = events.len() >= BATCH;
         let Some(last) = events.last().map(|e| e.revision) else {
