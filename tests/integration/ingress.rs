@@ -722,6 +722,9 @@ async fn ws_backend(pod: &Netns) -> Result<Backend> {
             tokio::spawn(async move {
                 let seen = Arc::new(std::sync::Mutex::new(String::new()));
                 let record = seen.clone();
+                // tungstenite's Callback trait fixes the error type (an
+                // HTTP response), large or not.
+                #[allow(clippy::result_large_err)]
                 let callback =
                     move |request: &tokio_tungstenite::tungstenite::handshake::server::Request,
                           response| {
