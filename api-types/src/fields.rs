@@ -14,11 +14,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::str::FromStr;
 
 use serde_json::Value;
 
 use crate::kinds::ResourceKind;
+use crate::labels::selector_text_form;
 pub use crate::labels::SelectorError;
 
 /// How a [`FieldRequirement`] compares its field with its value.
@@ -324,38 +324,7 @@ impl FieldSelector {
     }
 }
 
-impl fmt::Display for FieldSelector {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, r) in self.requirements.iter().enumerate() {
-            if i > 0 {
-                f.write_str(",")?;
-            }
-            write!(f, "{r}")?;
-        }
-        Ok(())
-    }
-}
-
-impl FromStr for FieldSelector {
-    type Err = SelectorError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::parse(s)
-    }
-}
-
-impl serde::Serialize for FieldSelector {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for FieldSelector {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        Self::parse(&text).map_err(serde::de::Error::custom)
-    }
-}
+selector_text_form!(FieldSelector);
 
 // ---------------------------------------------------------------------------
 // Escaping and splitting
