@@ -110,47 +110,30 @@ impl WriteOptions {
     /// 400 `strict decoding error: duplicate field "metadata.name"` under
     /// `Strict`.
     pub fn duplicate_fields(&self, fields: &[String]) -> Result<()> {
-        if fields.is_empty() {
-            return Ok(());
-        }
-        let described: Vec<String> = fields
-            .iter()
-            .map(|f| format!("duplicate field \"{f}\""))
-            .collect();
-        match self.field_validation {
-            FieldValidation::Ignore => Ok(()),
-            FieldValidation::Strict => Err(ApiError::bad_request(format!(
-                "strict decoding error: {}",
-                described.join(", ")
-            ))),
-            FieldValidation::Warn => {
-                for warning in described {
-                    self.warn(warning);
-                }
-                Ok(())
-            }
-        }
+        self.strict_decoding("duplicate field", fields)
     }
 
     pub(super) fn unknown_fields(&self, fields: &[String]) -> Result<()> {
+        self.strict_decoding("unknown field", fields)
+    }
+
+    /// What `fieldValidation` makes of fields strict decoding objects to
+    /// (`problem` is Kubernetes' wording: "unknown field", "duplicate
+    /// field"): nothing under `Ignore`, one 400 naming them all under
+    /// `Strict`, a warning each under `Warn`.
+    fn strict_decoding(&self, problem: &str, fields: &[String]) -> Result<()> {
         if fields.is_empty() {
             return Ok(());
         }
-        let described: Vec<String> = fields
-            .iter()
-            .map(|f| format!("unknown field \"{f}\""))
-            .collect();
+        let described = fields.iter().map(|f| format!("{problem} \"{f}\""));
         match self.field_validation {
             FieldValidation::Ignore => Ok(()),
             FieldValidation::Strict => Err(ApiError::bad_request(format!(
                 "strict decoding error: {}",
-                described.join(", ")
+                described.collect::<Vec<_>>().join(", ")
             ))),
             FieldValidation::Warn => {
-                if let Ok(mut warnings) = self.warnings.lock() {
-                    warnings.extend(described);
-                    warnings.dedup();
-                }
+                described.for_each(|warning| self.warn(warning));
                 Ok(())
             }
         }
