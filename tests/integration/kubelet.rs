@@ -3,7 +3,6 @@
 //! Each test skips (printing why) when no dockerd can be started.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +14,7 @@ use kubelet::docker::DockerRuntime;
 use kubelet::{Config, Kubelet};
 use mini_k8s_tests::apiserver::TestCluster;
 use mini_k8s_tests::docker::{TestDocker, BUSYBOX_IMAGE, TEST_LABEL};
+use mini_k8s_tests::node::wait_for;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
@@ -171,27 +171,6 @@ impl Env {
             phase(p) == "Running" && p.status.as_ref().and_then(|s| s.pod_ip.as_ref()).is_some()
         })
         .await
-    }
-}
-
-/// Polls `check` every 200 ms until it gives `Some` or `limit` passes.
-async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Option<T>>>,
-{
-    let deadline = Instant::now() + limit;
-    let mut last_error = None;
-    loop {
-        match check().await {
-            Ok(Some(value)) => return Ok(value),
-            Ok(None) => {}
-            Err(e) => last_error = Some(e),
-        }
-        if Instant::now() > deadline {
-            bail!("timed out after {limit:?} waiting for {what} (last error: {last_error:?})");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

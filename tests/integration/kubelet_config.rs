@@ -18,7 +18,6 @@ use kubelet::{Config, Kubelet};
 use mini_k8s_tests::apiserver::TestCluster;
 use mini_k8s_tests::docker::{TestDocker, BUSYBOX_IMAGE, TEST_LABEL};
 use serde_json::{json, Value};
-use tokio::time::Instant;
 
 const NODE: &str = "node-1";
 /// The Secret's value: must reach the container and nothing else.
@@ -132,25 +131,12 @@ impl Env {
 }
 
 /// Polls `check` every 200 ms until it gives `Some`, for at most 60 s.
-async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> Result<T>
+async fn wait_for<T, F, Fut>(what: &str, check: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Option<T>>>,
 {
-    let limit = Duration::from_secs(60);
-    let deadline = Instant::now() + limit;
-    let mut last_error = None;
-    loop {
-        match check().await {
-            Ok(Some(value)) => return Ok(value),
-            Ok(None) => {}
-            Err(e) => last_error = Some(e),
-        }
-        if Instant::now() > deadline {
-            bail!("timed out after {limit:?} waiting for {what} (last error: {last_error:?})");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    mini_k8s_tests::node::wait_for(what, Duration::from_secs(60), check).await
 }
 
 fn phase(pod: &Pod) -> &str {

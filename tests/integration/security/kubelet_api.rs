@@ -16,29 +16,8 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::PostParams;
 use kube::{Api, Client};
 use mini_k8s_tests::apiserver::TestApiServer;
+use mini_k8s_tests::node::wait_for;
 use serde_json::json;
-
-/// Polls `check` every 200 ms until it gives a value or `limit` passes.
-async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<Option<T>>>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    let mut last_error = None;
-    loop {
-        match check().await {
-            Ok(Some(value)) => return Ok(value),
-            Ok(None) => {}
-            Err(e) => last_error = Some(e),
-        }
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what} (last error: {last_error:?})"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 const NODE: &str = "secure-node";
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
