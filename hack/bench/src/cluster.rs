@@ -15,6 +15,17 @@ use kubelet::{Config as KubeletConfig, Kubelet};
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
+/// The processes a density or soak run samples, in their CSVs' order;
+/// `bench` is the bench's own process, which hosts the hollow kubelets
+/// (and, in density, the pod watch).
+pub const PROCESSES: [&str; 5] = [
+    "etcd",
+    "apiserver",
+    "scheduler",
+    "controller-manager",
+    "bench",
+];
+
 /// How long a component may take to answer `/readyz` or to register.
 pub const START_LIMIT: Duration = Duration::from_secs(120);
 

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 
 use crate::cluster::{
     bin_dir, create, free_port, rss_kib, spawn_apiserver, start_hollow_nodes, stop_all,
-    wait_nodes_ready, wait_ready, work_dir, Component,
+    wait_nodes_ready, wait_ready, work_dir, Component, PROCESSES,
 };
 use crate::plot::Panel;
 
@@ -79,15 +79,6 @@ pub struct DensityArgs {
 const SAMPLE_EVERY: Duration = Duration::from_millis(500);
 /// Time between two progress lines.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
-/// The processes whose RSS is sampled, in the CSV's order; `bench` is this
-/// process (the hollow kubelets and the pod watch).
-const PROCESSES: [&str; 5] = [
-    "etcd",
-    "apiserver",
-    "scheduler",
-    "controller-manager",
-    "bench",
-];
 
 /// One row of the CSV: the pods counted so far and each process's RSS
 /// (KiB; 0 while it is not running), `elapsed_s` after the first RC.

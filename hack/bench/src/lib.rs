@@ -27,3 +27,11 @@ pub mod idle;
 pub mod plot;
 pub mod soak;
 pub mod streaming;
+
+/// The machine's load averages (`/proc/loadavg`'s first three fields), to
+/// print beside figures taken on a shared machine.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}

@@ -59,13 +59,7 @@ pub fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-/// The machine's load averages (`/proc/loadavg`'s first three fields), to
-/// print beside figures taken on a shared machine.
-pub fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
-}
+pub use crate::load_average;
 
 /// Prints `text`, and writes it to `out` when given.
 ///

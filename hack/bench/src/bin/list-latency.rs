@@ -19,6 +19,7 @@ use anyhow::{ensure, Context, Result};
 use clap::Parser;
 use etcd_client::{Txn, TxnOp};
 use futures::StreamExt;
+use mini_k8s_bench::load_average;
 use mini_k8s_tests::apiserver::TestCluster;
 use serde_json::{json, Value};
 use tokio::time::Instant;
@@ -252,11 +253,4 @@ async fn store_pods(
 
 fn preview(body: &[u8]) -> String {
     String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned()
-}
-
-/// The machine's load averages, printed beside the figures.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
 }

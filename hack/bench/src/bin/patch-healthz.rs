@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Result};
 use clap::Parser;
+use mini_k8s_bench::load_average;
 use mini_k8s_tests::apiserver::TestCluster;
 use serde_json::{json, Value};
 use tokio::time::Instant;
@@ -173,11 +174,4 @@ async fn run(cluster: &TestCluster, args: &Args) -> Result<()> {
     }
     println!("load average: {}", load_average());
     Ok(())
-}
-
-/// The machine's load averages, printed beside the figures.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
 }

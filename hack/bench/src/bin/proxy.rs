@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 use clap::Parser;
+use mini_k8s_bench::load_average;
 use mini_k8s_tests::apiserver::TestCluster;
 use mini_k8s_tests::netns::{Netns, Topology};
 use serde_json::json;
@@ -226,13 +227,6 @@ async fn run(args: Args) -> Result<()> {
     drop(topology);
     drop(cluster);
     Ok(())
-}
-
-/// `/proc/loadavg`'s three averages, to show how busy the machine was.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
 }
 
 /// `MODE` or `MODE@PATH`: the mode and the binary, if another one.

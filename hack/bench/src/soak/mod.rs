@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 use crate::cluster::{
     bin_dir, drain_call_logs, free_port, spawn_apiserver, start_hollow_nodes, stop_all,
-    wait_nodes_ready, wait_ready, work_dir, Component,
+    wait_nodes_ready, wait_ready, work_dir, Component, PROCESSES,
 };
 use churn::{Check, Churn};
 use verdict::{Sample, Thirds, TOLERANCE};
@@ -33,15 +33,6 @@ const MAX_DURATION: Duration = Duration::from_secs(4 * 3600);
 const MAX_NODES: usize = 500;
 /// Largest `--namespaces`.
 const MAX_NAMESPACES: usize = 10;
-/// The processes sampled, in CSV order; `bench` is this process, which
-/// hosts the hollow kubelets.
-const PROCESSES: [&str; 5] = [
-    "etcd",
-    "apiserver",
-    "scheduler",
-    "controller-manager",
-    "bench",
-];
 
 /// Flags of the soak.
 #[derive(clap::Args, Debug)]
