@@ -183,6 +183,19 @@ pub fn oldest_first(a: &Ingress, b: &Ingress) -> std::cmp::Ordering {
         .then_with(|| key_of(&a.metadata).cmp(&key_of(&b.metadata)))
 }
 
+/// The Ingresses this proxy serves (its class, or none), oldest first: the
+/// order in which both the routing table and the certificates settle two
+/// Ingresses claiming the same host.
+pub fn served<'a>(ingresses: &'a [Arc<Ingress>], class: &str) -> Vec<&'a Ingress> {
+    let mut served: Vec<&Ingress> = ingresses
+        .iter()
+        .map(|i| &**i)
+        .filter(|i| serves(i, class))
+        .collect();
+    served.sort_by(|a, b| oldest_first(a, b));
+    served
+}
+
 struct Resolver<'a> {
     services: HashMap<(&'a str, &'a str), &'a Service>,
     endpoints: HashMap<(&'a str, &'a str), &'a Endpoints>,
@@ -311,12 +324,7 @@ impl Table {
                 .collect(),
             cache: HashMap::new(),
         };
-        let mut served: Vec<&Ingress> = ingresses
-            .iter()
-            .map(|i| &**i)
-            .filter(|i| serves(i, class))
-            .collect();
-        served.sort_by(|a, b| oldest_first(a, b));
+        let served = served(ingresses, class);
         let mut table = Table::default();
         for ingress in served {
             let (namespace, name) = key_of(&ingress.metadata);
@@ -411,11 +419,12 @@ impl Table {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
-    fn ingress(name: &str, created: &str, spec: serde_json::Value) -> Arc<Ingress> {
+    /// An Ingress in `default` with this creation time and spec.
+    pub(crate) fn ingress(name: &str, created: &str, spec: serde_json::Value) -> Arc<Ingress> {
         Arc::new(
             serde_json::from_value(json!({
                 "metadata": {"name": name, "namespace": "default", "creationTimestamp": created},

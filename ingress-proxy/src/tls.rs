@@ -41,7 +41,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio::sync::watch;
 
-use crate::routes::{oldest_first, serves};
+use crate::routes::served;
 
 /// Why a Secret gives no certificate.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
@@ -179,12 +179,7 @@ impl Certs {
                 )
             })
             .collect();
-        let mut served: Vec<&Ingress> = ingresses
-            .iter()
-            .map(|i| &**i)
-            .filter(|i| serves(i, class))
-            .collect();
-        served.sort_by(|a, b| oldest_first(a, b));
+        let served = served(ingresses, class);
         let mut certs = Certs::default();
         let mut problems = Vec::new();
         let mut named = BTreeSet::new();
@@ -318,13 +313,7 @@ mod tests {
     use serde_json::json;
 
     fn ingress(name: &str, created: &str, tls: serde_json::Value) -> Arc<Ingress> {
-        Arc::new(
-            serde_json::from_value(json!({
-                "metadata": {"name": name, "namespace": "default", "creationTimestamp": created},
-                "spec": {"tls": tls},
-            }))
-            .unwrap(),
-        )
+        crate::routes::tests::ingress(name, created, json!({ "tls": tls }))
     }
 
     /// A self-signed certificate for `names`, as a Secret `name`.
