@@ -613,6 +613,33 @@ pub async fn listen(
     }
 }
 
+/// [`listen`], then `health` served there until the process exits: a
+/// draining or standby component (the scheduler's and controller
+/// manager's leader election) still answers its probes.
+///
+/// # Errors
+///
+/// [`BindError`], as [`listen`].
+pub async fn serve_until_exit(
+    address: BindAddress,
+    allowed: bool,
+    defaulted: bool,
+    health: Health,
+) -> Result<(), BindError> {
+    let listener = listen(
+        "--healthz-bind-address",
+        address,
+        allowed,
+        "--allow-non-loopback-healthz",
+        defaulted,
+    )
+    .await?;
+    if let Some(listener) = listener {
+        tokio::spawn(serve(listener, health, std::future::pending()));
+    }
+    Ok(())
+}
+
 /// Why a health listener's address was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {

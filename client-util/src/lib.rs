@@ -27,6 +27,22 @@ use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
+/// A component's command line parsed as `F` (clap's own message and exit
+/// on a bad one), and whether every flag of `ids` was left at its default:
+/// a default health address that is taken is skipped (several copies on
+/// one host), one given explicitly must be bound ([`health::listen`]).
+pub fn parse_flags<F>(ids: &[&str]) -> (F, bool)
+where
+    F: clap::CommandFactory + clap::FromArgMatches,
+{
+    let matches = F::command().get_matches();
+    let flags = F::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let defaulted = ids
+        .iter()
+        .all(|id| matches.value_source(id) == Some(clap::parser::ValueSource::DefaultValue));
+    (flags, defaulted)
+}
+
 /// A non-negative Go duration (`15s`, `1m30s`, `5m0s`), as Kubernetes'
 /// flags take them; for clap's `value_parser`. A bare number other than `0`
 /// has no unit and is refused, as Go refuses it.

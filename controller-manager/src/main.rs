@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{CommandFactory, FromArgMatches, Parser};
+use clap::Parser;
 
 /// Runs the replication manager, the endpoints controller and node
 /// lifecycle.
@@ -52,13 +52,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let matches = Args::command().get_matches();
-    let args = match Args::from_arg_matches(&matches) {
-        Ok(args) => args,
-        Err(e) => e.exit(),
-    };
-    let healthz_defaulted = matches.value_source("healthz_bind_address")
-        == Some(clap::parser::ValueSource::DefaultValue);
+    let (args, healthz_defaulted) = client_util::parse_flags::<Args>(&["healthz_bind_address"]);
     args.client.init_tracing();
     let config = controller_manager::Config {
         node_monitor_grace_period: args.node_monitor_grace_period,
@@ -92,28 +86,16 @@ async fn main() -> ExitCode {
                 }
             },
         ));
-    match client_util::health::listen(
-        "--healthz-bind-address",
+    if let Err(e) = client_util::health::serve_until_exit(
         args.healthz_bind_address,
         args.allow_non_loopback_healthz,
-        "--allow-non-loopback-healthz",
         healthz_defaulted,
+        health,
     )
     .await
     {
-        // Served until the process exits, through the drain too.
-        Ok(Some(listener)) => {
-            tokio::spawn(client_util::health::serve(
-                listener,
-                health,
-                std::future::pending(),
-            ));
-        }
-        Ok(None) => {}
-        Err(e) => {
-            eprintln!("controller-manager: {e}");
-            return ExitCode::FAILURE;
-        }
+        eprintln!("controller-manager: {e}");
+        return ExitCode::FAILURE;
     }
     client_util::leader_election::main_while_leading(
         "controller-manager",

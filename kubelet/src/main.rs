@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
+use clap::{Parser, ValueEnum};
 use kubelet::{docker::DockerRuntime, hollow::HollowRuntime, Config, Kubelet, Runtime};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -157,15 +157,9 @@ fn default_ip(host: &str) -> String {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let matches = Flags::command().get_matches();
-    let flags = match Flags::from_arg_matches(&matches) {
-        Ok(flags) => flags,
-        Err(e) => e.exit(),
-    };
     // A taken default health port is skipped (several kubelets on one host).
-    let healthz_defaulted = ["healthz_port", "healthz_bind_address"]
-        .iter()
-        .all(|id| matches.value_source(id) == Some(clap::parser::ValueSource::DefaultValue));
+    let (flags, healthz_defaulted) =
+        client_util::parse_flags::<Flags>(&["healthz_port", "healthz_bind_address"]);
     flags.client.init_tracing();
     match run(flags, healthz_defaulted).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

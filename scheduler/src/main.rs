@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, FromArgMatches, Parser};
+use clap::Parser;
 
 /// Binds unscheduled pods to nodes.
 #[derive(Debug, Parser)]
@@ -39,13 +39,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let matches = Args::command().get_matches();
-    let args = match Args::from_arg_matches(&matches) {
-        Ok(args) => args,
-        Err(e) => e.exit(),
-    };
-    let healthz_defaulted = matches.value_source("healthz_bind_address")
-        == Some(clap::parser::ValueSource::DefaultValue);
+    let (args, healthz_defaulted) = client_util::parse_flags::<Args>(&["healthz_bind_address"]);
     args.client.init_tracing();
     let client = match args.client.client().await {
         Ok(client) => client,
@@ -64,29 +58,16 @@ async fn main() -> ExitCode {
         .with_check(leader.check())
         .with_readyz_check(client_util::health::Check::api_reachable(client.clone()))
         .with_readyz_check(scheduler::informer_sync_check(&config, leader.clone()));
-    match client_util::health::listen(
-        "--healthz-bind-address",
+    if let Err(e) = client_util::health::serve_until_exit(
         args.healthz_bind_address,
         args.allow_non_loopback_healthz,
-        "--allow-non-loopback-healthz",
         healthz_defaulted,
+        health,
     )
     .await
     {
-        Ok(Some(listener)) => {
-            // Served until the process exits: a draining scheduler still
-            // answers its probes.
-            tokio::spawn(client_util::health::serve(
-                listener,
-                health,
-                std::future::pending(),
-            ));
-        }
-        Ok(None) => {}
-        Err(e) => {
-            eprintln!("scheduler: {e}");
-            return ExitCode::FAILURE;
-        }
+        eprintln!("scheduler: {e}");
+        return ExitCode::FAILURE;
     }
     client_util::leader_election::main_while_leading(
         "scheduler",
