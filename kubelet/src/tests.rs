@@ -187,6 +187,26 @@ async fn a_converged_pod_makes_no_runtime_changes() {
     );
 }
 
+/// A sync of `p` at the clock's time, which must succeed, and what it
+/// reports of the pod's first container: its waiting reason and restarts.
+async fn sync_reports(
+    rt: &HollowRuntime,
+    cfg: &SyncConfig,
+    p: &Pod,
+    state: &mut PodState,
+    clock: &PausedClock,
+) -> (Option<String>, i32) {
+    let r = sync_pod_at(rt, cfg, p, &[], state, clock.now())
+        .await
+        .unwrap();
+    let restarts = r
+        .status
+        .container_statuses
+        .as_ref()
+        .map_or(0, |c| c[0].restart_count);
+    (waiting_reason(&r.status), restarts)
+}
+
 /// Starts `p` (restartPolicy Always), crashes its app twice: restarted at
 /// once after the first crash, backing off after the second. Returns the
 /// last sync's result.
@@ -238,33 +258,19 @@ async fn a_crashing_container_restarts_with_growing_back_off_under_always() {
     );
     // Not over yet one second before it ends.
     tokio::time::advance(left - Duration::from_secs(1)).await;
-    let r = sync_pod_at(&rt, &cfg, &p, &[], &mut state, clock.now())
-        .await
-        .unwrap();
-    assert_eq!(
-        waiting_reason(&r.status).as_deref(),
-        Some("CrashLoopBackOff")
-    );
+    let (waiting, _) = sync_reports(&rt, &cfg, &p, &mut state, &clock).await;
+    assert_eq!(waiting.as_deref(), Some("CrashLoopBackOff"));
     tokio::time::advance(Duration::from_secs(2)).await;
-    let r = sync_pod_at(&rt, &cfg, &p, &[], &mut state, clock.now())
-        .await
-        .unwrap();
-    assert_eq!(r.status.container_statuses.unwrap()[0].restart_count, 2);
+    let (_, restarts) = sync_reports(&rt, &cfg, &p, &mut state, &clock).await;
+    assert_eq!(restarts, 2);
     rt.exit_container_at(&app_id(&rt), 1, clock.now().wall);
     tokio::time::advance(Duration::from_secs(11)).await;
     // The delay doubled: 10 s is not enough any more, 20 s is.
-    let r = sync_pod_at(&rt, &cfg, &p, &[], &mut state, clock.now())
-        .await
-        .unwrap();
-    assert_eq!(
-        waiting_reason(&r.status).as_deref(),
-        Some("CrashLoopBackOff")
-    );
+    let (waiting, _) = sync_reports(&rt, &cfg, &p, &mut state, &clock).await;
+    assert_eq!(waiting.as_deref(), Some("CrashLoopBackOff"));
     tokio::time::advance(Duration::from_secs(10)).await;
-    let r = sync_pod_at(&rt, &cfg, &p, &[], &mut state, clock.now())
-        .await
-        .unwrap();
-    assert_eq!(r.status.container_statuses.unwrap()[0].restart_count, 3);
+    let (_, restarts) = sync_reports(&rt, &cfg, &p, &mut state, &clock).await;
+    assert_eq!(restarts, 3);
     // Only the newest dead instance is kept.
     let dead = rt
         .containers()
