@@ -63,7 +63,7 @@ impl Selector {
     ///
     /// The map is trusted, as Kubernetes' `SelectorFromSet` does: keys and
     /// values are not validated, and if one is not a valid label key or
-    /// value the [`Display`](fmt::Display) text will not parse back. Use
+    /// value the [`Display`](std::fmt::Display) text will not parse back. Use
     /// [`Selector::try_from_map`] to check.
     pub fn from_map(labels: &BTreeMap<String, String>) -> Self {
         Self {
