@@ -488,6 +488,12 @@ impl Kubelet {
         let mut initialised = false;
         // Killing events go out once per pod, not at every retry.
         let mut killing_posted = false;
+        // The resourceVersion our last status write produced: a newer copy
+        // whose status is not ours was changed by someone else (the node
+        // lifecycle controller marks pods not ready while the node seems
+        // silent), and gets our status again, as Kubernetes' status
+        // manager reconciles it.
+        let mut written_version: Option<u64> = None;
         loop {
             let desired = rx.borrow_and_update().clone();
             let mut wake = Instant::now() + inner.config.resync_period;
@@ -531,9 +537,16 @@ impl Kubelet {
                                 wake = wake.min(at);
                             }
                             self.show(&pod, &result.status);
-                            if state.last_status.as_ref() != Some(&result.status) {
+                            let changed_by_others = pod.status != state.last_status
+                                && newer_than(&pod, written_version);
+                            if state.last_status.as_ref() != Some(&result.status)
+                                || changed_by_others
+                            {
                                 match self.write_status(&pod, &result.status).await {
-                                    Ok(()) => state.last_status = Some(result.status),
+                                    Ok(version) => {
+                                        written_version = version;
+                                        state.last_status = Some(result.status);
+                                    }
                                     Err(e) => {
                                         tracing::warn!(%uid, error = %e, "writing pod status");
                                         wake = wake.min(Instant::now() + Duration::from_secs(1));
@@ -662,7 +675,9 @@ impl Kubelet {
         pods
     }
 
-    async fn write_status(&self, pod: &Pod, status: &PodStatus) -> kube::Result<()> {
+    /// Patches the pod's status; the resourceVersion written, when the
+    /// answer carries one.
+    async fn write_status(&self, pod: &Pod, status: &PodStatus) -> kube::Result<Option<u64>> {
         let (ns, name) = key(pod);
         let api: Api<Pod> = Api::namespaced(self.inner.client.clone(), &ns);
         let mut value = serde_json::to_value(status).map_err(kube::Error::SerdeError)?;
@@ -671,13 +686,29 @@ impl Kubelet {
                 map.entry(absent).or_insert(serde_json::Value::Null);
             }
         }
-        api.patch_status(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "status": value })),
-        )
-        .await?;
-        Ok(())
+        let written = api
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "status": value })),
+            )
+            .await?;
+        Ok(resource_version(&written))
+    }
+}
+
+/// A pod's resourceVersion as a number: this apiserver's are etcd
+/// revisions, which only grow.
+fn resource_version(pod: &Pod) -> Option<u64> {
+    pod.metadata.resource_version.as_deref()?.parse().ok()
+}
+
+/// Whether `pod` is a later copy than the one our write produced (any copy,
+/// when we have not written or cannot tell).
+fn newer_than(pod: &Pod, written: Option<u64>) -> bool {
+    match (resource_version(pod), written) {
+        (Some(seen), Some(written)) => seen > written,
+        _ => true,
     }
 }
 

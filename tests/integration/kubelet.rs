@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::Client;
 use kubelet::docker::DockerRuntime;
 use kubelet::{Config, Kubelet};
@@ -887,6 +887,60 @@ async fn a_hollow_kubelet_registers_its_node_runs_pods_and_finishes_deletions() 
     })
     .await?;
     assert!(runtime.containers().is_empty());
+    Ok(())
+}
+
+/// The node lifecycle controller marks a silent node's pods not ready; once
+/// the kubelet is heard again it writes its own status back over that,
+/// though its own view never changed (the cluster lost a whole service
+/// after an apiserver restart when it did not).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_someone_else_changed_gets_the_kubelets_status_again() -> Result<()> {
+    let cluster = TestCluster::start().await?;
+    let dir = tempfile::Builder::new()
+        .prefix("mk8s-test-hollow-")
+        .tempdir()?;
+    let (client, _runtime, _stop) = hollow_kubelet(&cluster, dir.path(), "hollow-2", |config| {
+        config.resync_period = Duration::from_secs(60);
+    })
+    .await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "marked"},
+        "spec": {"nodeName": "hollow-2", "containers": [{"name": "c", "image": "anything"}]}
+    }))?;
+    pods.create(&PostParams::default(), &pod).await?;
+    let ready_is = |want: &'static str| {
+        let pods = pods.clone();
+        move || {
+            let pods = pods.clone();
+            async move {
+                let pod = pods.get("marked").await?;
+                Ok((condition(&pod, "Ready").as_deref() == Some(want)).then_some(pod))
+            }
+        }
+    };
+    let ready = wait_for("pod Ready", Duration::from_secs(30), ready_is("True")).await?;
+    let mut conditions = ready.status.and_then(|s| s.conditions).unwrap_or_default();
+    for c in &mut conditions {
+        if c.type_ == "Ready" {
+            c.status = "False".into();
+            c.reason = Some("NodeNotReady".into());
+        }
+    }
+    pods.patch_status(
+        "marked",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"conditions": conditions}})),
+    )
+    .await?;
+    // Well within the 60 s resync: the change itself reaches the kubelet.
+    wait_for(
+        "the kubelet's Ready=True written again",
+        Duration::from_secs(20),
+        ready_is("True"),
+    )
+    .await?;
     Ok(())
 }
 
