@@ -202,6 +202,7 @@ e2e::scenario() {
   scenario_failed=0
   "e2e::scenario_${name//-/_}" || scenario_failed=1
   if ((scenario_failed)); then
+    e2e::diagnose
     failed=$((failed + 1))
     summary+=("FAIL $name ($(util::seconds_since "$start")s)")
     echo "--- FAIL $name ($(util::seconds_since "$start")s)"
@@ -210,6 +211,27 @@ e2e::scenario() {
     summary+=("pass $name ($(util::seconds_since "$start")s)")
     echo "--- pass $name ($(util::seconds_since "$start")s)"
   fi
+}
+
+# e2e::diagnose - what a failed scenario leaves to read, since CI keeps
+# only this output: every pod's node, IP, phase and readiness, every
+# service's endpoints, and the warnings and errors of the components that
+# decide where traffic goes (each bounded).
+e2e::diagnose() {
+  local log
+  echo "  --- state after the failure"
+  kc get pods -o json 2>&1 | jq -r '.items[]? | "pod \(.metadata.name) node=\(.spec.nodeName // "-") ip=\(.status.podIP // "-") phase=\(.status.phase // "-") ready=\([.status.conditions[]? | select(.type == "Ready") | .status] | first // "-") deleting=\(.metadata.deletionTimestamp != null)"' 2>&1 | e2e::indent_all 40 || true
+  kc get endpoints -o json 2>&1 | jq -r '.items[]? | "endpoints \(.metadata.name): ready=\([.subsets[]?.addresses[]?.ip] | join(",")) not-ready=\([.subsets[]?.notReadyAddresses[]?.ip] | join(","))"' 2>&1 | e2e::indent_all 20 || true
+  for log in "$CLUSTER_STATE"/logs/{controller-manager,apiserver,kube-proxy-*,kubelet-*}.log; do
+    [[ -f "$log" ]] || continue
+    echo "  --- $(basename "$log"): its last warnings and errors"
+    sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -aE ' (WARN|ERROR) ' | tail -n 8 | cut -c1-300 | e2e::indent_all 8 || true
+  done
+}
+
+# e2e::indent_all N - stdin indented, at most N lines.
+e2e::indent_all() {
+  head -n "$1" | sed 's/^/          /'
 }
 
 # ---------------------------------------------------------------------------

@@ -168,9 +168,11 @@ pub fn init_tracing(verbosity: u8) {
             "{level},h2=info,tower=info,hyper=info,hyper_util=info,rustls=info"
         ))
     });
+    // Colour codes only for a terminal: in a log file they break grep.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
