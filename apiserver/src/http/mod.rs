@@ -56,7 +56,11 @@ pub fn error_response(
 
 /// A JSON response with the given status code.
 pub fn json_response(code: u16, body: &Value) -> Response {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    json_bytes_response(code, serde_json::to_vec(body).unwrap_or_default())
+}
+
+/// A JSON body already encoded.
+pub fn json_bytes_response(code: u16, bytes: Vec<u8>) -> Response {
     let mut response = Response::new(Body::from(bytes));
     *response.status_mut() =
         StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

@@ -12,14 +12,16 @@ use axum::response::Response;
 use futures::future::BoxFuture;
 use serde_json::{json, Value};
 
-use super::body::wants_table;
+use super::body::{wants_table, wants_yaml};
 use super::path::{Target, Version};
 use super::{
-    bind, decode_object, delete_options, evict, field_manager, is_apply, json_response, list_query,
-    namespace_of, read_body, read_optional_body, respond, scale_response, table, verb_of, Params,
+    bind, decode_object, delete_options, evict, field_manager, is_apply, json_bytes_response,
+    json_response, list_query, namespace_of, read_body, read_optional_body, respond,
+    scale_response, table, verb_of, Params,
 };
 use crate::codec;
 use crate::error::{ApiError, Result};
+use crate::protobuf;
 use crate::registry::{FieldValidation, Patch, Rest, Subresource, WriteOptions};
 use crate::server::ApiState;
 
@@ -253,6 +255,15 @@ async fn watch(r: &Request<'_>, _body: Body) -> Result<Response> {
 async fn list(r: &Request<'_>, _body: Body) -> Result<Response> {
     let resource = r.target.resource;
     let query = list_query(r.target, r.params)?;
+    let plain_json = r.version() == Version::V1
+        && !wants_table(r.accept)
+        && !wants_yaml(r.accept)
+        && !protobuf::wants_protobuf(r.accept);
+    if plain_json {
+        if let Some(body) = r.registry.list_encoded(r.ns(), &query).await? {
+            return Ok(json_bytes_response(200, body));
+        }
+    }
     let list = r.registry.list(r.ns(), &query).await?;
     if r.version() == Version::V1 && wants_table(r.accept) {
         let table = table::table_for(resource, &list.items, &list.resource_version, r.params);

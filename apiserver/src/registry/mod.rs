@@ -27,6 +27,8 @@ pub mod service_ips;
 pub mod services;
 pub mod watch_cache;
 
+mod encoded_list;
+
 pub mod options;
 pub mod rest;
 pub mod store;

@@ -70,6 +70,16 @@ pub trait Rest: Send + Sync {
     async fn get(&self, namespace: Option<&str>, name: &str) -> Result<Value>;
     /// Lists objects in `namespace` (all when `None`).
     async fn list(&self, namespace: Option<&str>, query: &ListQuery) -> Result<ListResult>;
+    /// The whole body of a v1 JSON list, when it can be written from the
+    /// stored bytes without decoding the objects (an unfiltered list the
+    /// watch cache answers); `None`: ask [`Rest::list`].
+    async fn list_encoded(
+        &self,
+        _namespace: Option<&str>,
+        _query: &ListQuery,
+    ) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
     /// Replaces an object (or its status).
     async fn update(
         &self,

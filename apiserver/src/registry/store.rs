@@ -800,28 +800,7 @@ impl<S: Strategy> Store<S> {
         namespace: Option<&str>,
         query: &ListQuery,
     ) -> Result<Option<ListResult>> {
-        let Some(cache) = &self.cache else {
-            return Ok(None);
-        };
-        let rv = query.resource_version.as_deref().unwrap_or("");
-        let paged = query.limit.is_some_and(|l| l > 0) && rv != "0";
-        if paged || query.continue_token.is_some() {
-            return Ok(None);
-        }
-        let prefix = self.resource().prefix(namespace);
-        let snapshot = match rv {
-            "" => {
-                cache
-                    .consistent_snapshot(self.storage.as_ref(), &prefix)
-                    .await?
-            }
-            "0" => cache.snapshot(&prefix),
-            wanted => {
-                let wanted = parse_revision(wanted)?;
-                cache.snapshot(&prefix).filter(|(at, _)| *at >= wanted)
-            }
-        };
-        let Some((revision, stored)) = snapshot else {
+        let Some((revision, stored)) = self.cached_snapshot(namespace, query).await? else {
             return Ok(None);
         };
         let filtered = !query.labels.is_empty() || !query.fields.is_empty();
@@ -838,6 +817,58 @@ impl<S: Strategy> Store<S> {
             continue_token: None,
             remaining: None,
         }))
+    }
+
+    /// The watch cache's objects for an unpaged list (see
+    /// [`Self::list_from_cache`] for when it has them), at their revision.
+    async fn cached_snapshot(
+        &self,
+        namespace: Option<&str>,
+        query: &ListQuery,
+    ) -> Result<Option<(i64, Vec<Arc<Stored>>)>> {
+        let Some(cache) = &self.cache else {
+            return Ok(None);
+        };
+        let rv = query.resource_version.as_deref().unwrap_or("");
+        let paged = query.limit.is_some_and(|l| l > 0) && rv != "0";
+        if paged || query.continue_token.is_some() {
+            return Ok(None);
+        }
+        let prefix = self.resource().prefix(namespace);
+        Ok(match rv {
+            "" => {
+                cache
+                    .consistent_snapshot(self.storage.as_ref(), &prefix)
+                    .await?
+            }
+            "0" => cache.snapshot(&prefix),
+            wanted => {
+                let wanted = parse_revision(wanted)?;
+                cache.snapshot(&prefix).filter(|(at, _)| *at >= wanted)
+            }
+        })
+    }
+
+    /// An unfiltered list from the watch cache as v1 JSON bytes, written
+    /// without decoding its objects (`encoded_list`).
+    pub(super) async fn list_encoded_from_cache(
+        &self,
+        namespace: Option<&str>,
+        query: &ListQuery,
+    ) -> Result<Option<Vec<u8>>> {
+        if !query.labels.is_empty() || !query.fields.is_empty() {
+            return Ok(None);
+        }
+        let Some((revision, stored)) = self.cached_snapshot(namespace, query).await? else {
+            return Ok(None);
+        };
+        let resource = self.resource();
+        Ok(super::encoded_list::write(
+            &resource.list_kind(),
+            &resource.api_version(),
+            revision,
+            &stored,
+        ))
     }
 
     async fn list_page(&self, namespace: Option<&str>, query: &ListQuery) -> Result<ListResult> {

@@ -95,6 +95,14 @@ impl<S: Strategy> Rest for Store<S> {
         self.list_page(namespace, query).await
     }
 
+    async fn list_encoded(
+        &self,
+        namespace: Option<&str>,
+        query: &ListQuery,
+    ) -> Result<Option<Vec<u8>>> {
+        self.list_encoded_from_cache(namespace, query).await
+    }
+
     async fn update(
         &self,
         namespace: Option<&str>,
