@@ -339,6 +339,58 @@ where
     }
 }
 
+/// A leader-elected component's probes: where its flags serve them, and
+/// what they check besides the apiserver.
+pub struct Probes {
+    /// `--healthz-bind-address`.
+    pub address: crate::health::BindAddress,
+    /// `--allow-non-loopback-healthz`.
+    pub allow_non_loopback: bool,
+    /// Whether the address is the flag's default (see
+    /// [`crate::parse_flags`]).
+    pub defaulted: bool,
+    /// The election's state, for the `leader-election` check.
+    pub leader: LeaderHealth,
+    /// The component's `informer-sync` readiness check.
+    pub informer_sync: crate::health::Check,
+}
+
+/// The main of a leader-elected component after its client is built: its
+/// probes served at once (a standby answers them too): the election, the
+/// apiserver reachable and the caches listed; then [`main_while_leading`].
+pub async fn serve_health_and_lead<W, Fut, E>(
+    component: &str,
+    lease: &str,
+    client: Client,
+    args: &LeaderElectionArgs,
+    probes: Probes,
+    work: W,
+) -> std::process::ExitCode
+where
+    W: FnMut(futures::future::BoxFuture<'static, ()>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let Probes {
+        address,
+        allow_non_loopback,
+        defaulted,
+        leader,
+        informer_sync,
+    } = probes;
+    let health = crate::health::Health::new()
+        .with_check(leader.check())
+        .with_readyz_check(crate::health::Check::api_reachable(client.clone()))
+        .with_readyz_check(informer_sync);
+    if let Err(e) =
+        crate::health::serve_until_exit(address, allow_non_loopback, defaulted, health).await
+    {
+        eprintln!("{component}: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
+    main_while_leading(component, lease, client, args, &leader, work).await
+}
+
 /// What a try found.
 enum Outcome {
     /// This candidate holds the Lease (it just took or renewed it).

@@ -72,37 +72,27 @@ async fn main() -> ExitCode {
     let leader = client_util::leader_election::LeaderHealth::default();
     let synced = config.caches_synced.clone();
     let standby = leader.clone();
-    let health = client_util::health::Health::new()
-        .with_check(leader.check())
-        .with_readyz_check(client_util::health::Check::api_reachable(client.clone()))
-        // The caches live only while this process leads: a standby passes.
-        .with_readyz_check(client_util::health::Check::sync(
-            "informer-sync",
-            move || {
-                if !standby.leading() || synced.load(std::sync::atomic::Ordering::Relaxed) {
-                    Ok(())
-                } else {
-                    Err("the pod, node and endpoints caches have not listed yet".into())
-                }
-            },
-        ));
-    if let Err(e) = client_util::health::serve_until_exit(
-        args.healthz_bind_address,
-        args.allow_non_loopback_healthz,
-        healthz_defaulted,
-        health,
-    )
-    .await
-    {
-        eprintln!("controller-manager: {e}");
-        return ExitCode::FAILURE;
-    }
-    client_util::leader_election::main_while_leading(
+    // The caches live only while this process leads: a standby passes.
+    let informer_sync = client_util::health::Check::sync("informer-sync", move || {
+        if !standby.leading() || synced.load(std::sync::atomic::Ordering::Relaxed) {
+            Ok(())
+        } else {
+            Err("the pod, node and endpoints caches have not listed yet".into())
+        }
+    });
+    let probes = client_util::leader_election::Probes {
+        address: args.healthz_bind_address,
+        allow_non_loopback: args.allow_non_loopback_healthz,
+        defaulted: healthz_defaulted,
+        leader,
+        informer_sync,
+    };
+    client_util::leader_election::serve_health_and_lead(
         "controller-manager",
         "kube-controller-manager",
         client.clone(),
         &args.leader_election,
-        &leader,
+        probes,
         move |stop| controller_manager::run(client.clone(), config.clone(), stop),
     )
     .await

@@ -54,27 +54,20 @@ async fn main() -> ExitCode {
         ..scheduler::Config::default()
     };
     let leader = client_util::leader_election::LeaderHealth::default();
-    let health = client_util::health::Health::new()
-        .with_check(leader.check())
-        .with_readyz_check(client_util::health::Check::api_reachable(client.clone()))
-        .with_readyz_check(scheduler::informer_sync_check(&config, leader.clone()));
-    if let Err(e) = client_util::health::serve_until_exit(
-        args.healthz_bind_address,
-        args.allow_non_loopback_healthz,
-        healthz_defaulted,
-        health,
-    )
-    .await
-    {
-        eprintln!("scheduler: {e}");
-        return ExitCode::FAILURE;
-    }
-    client_util::leader_election::main_while_leading(
+    let informer_sync = scheduler::informer_sync_check(&config, leader.clone());
+    let probes = client_util::leader_election::Probes {
+        address: args.healthz_bind_address,
+        allow_non_loopback: args.allow_non_loopback_healthz,
+        defaulted: healthz_defaulted,
+        leader,
+        informer_sync,
+    };
+    client_util::leader_election::serve_health_and_lead(
         "scheduler",
         "kube-scheduler",
         client.clone(),
         &args.leader_election,
-        &leader,
+        probes,
         move |stop| scheduler::run(client.clone(), config.clone(), stop),
     )
     .await
