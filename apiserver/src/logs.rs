@@ -12,31 +12,18 @@ use std::time::Duration;
 
 use api_types::kinds;
 use api_types::status::{FieldError, FieldErrorKind, Reason};
-use api_types::v1::{Node, Pod};
+use api_types::v1::Pod;
 use axum::body::Body;
 use axum::http::{HeaderValue, Response, StatusCode};
 use http_body_util::BodyExt;
 
 use crate::error::{ApiError, Result};
 use crate::http::Params;
+use crate::kubelet_client;
 use crate::storage::Storage;
 
 /// How long the kubelet may take to start answering.
 const KUBELET_TIMEOUT: Duration = Duration::from_secs(10);
-
-async fn read<T: serde::de::DeserializeOwned>(
-    storage: &dyn Storage,
-    key: &str,
-    what: &str,
-    name: &str,
-) -> Result<T> {
-    let stored = storage
-        .get(key)
-        .await?
-        .ok_or_else(|| ApiError::not_found(what, name))?;
-    serde_json::from_slice(&stored.value)
-        .map_err(|e| ApiError::internal(format!("stored {what} {name:?} is corrupt: {e}")))
-}
 
 /// The kubelet URL of the log of `container` (or the pod's only container).
 async fn kubelet_url(
@@ -48,64 +35,26 @@ async fn kubelet_url(
 ) -> Result<String> {
     // Options first, as Kubernetes checks them before it looks at the pod.
     let query = log_query(name, params)?;
-    let pod: Pod = read(
+    let pod: Pod = kubelet_client::read(
         storage,
         &kinds::PODS.key(Some(namespace), name),
         "pods",
         name,
     )
     .await?;
-    let spec = pod.spec.unwrap_or_default();
-    let names: Vec<&str> = spec.containers.iter().map(|c| c.name.as_str()).collect();
-    let container = match (params.get("container"), names.as_slice()) {
-        (Some(c), _) if names.contains(&c.as_str()) => c.clone(),
-        (Some(c), _) => {
-            return Err(ApiError::bad_request(format!(
-                "container {c} is not valid for pod {name}"
-            )))
-        }
-        (None, [only]) => (*only).to_string(),
-        (None, _) => {
-            return Err(ApiError::bad_request(format!(
-                "a container name must be specified for pod {name}, choose one of: [{}]",
-                names.join(" ")
-            )))
-        }
-    };
-    let node_name = spec.node_name.filter(|n| !n.is_empty()).ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "pod {name} is not scheduled to a node yet; it has no logs"
-        ))
-    })?;
-    let node: Node = read(
-        storage,
-        &kinds::NODES.key(None, &node_name),
-        "nodes",
-        &node_name,
-    )
-    .await?;
-    let status = node.status.unwrap_or_default();
-    let address = status
-        .addresses
-        .unwrap_or_default()
-        .into_iter()
-        .find(|a| a.type_ == "InternalIP")
-        .map(|a| a.address)
+    let container =
+        kubelet_client::container_of(&pod, name, params.get("container").map(String::as_str))?;
+    let node_name = pod
+        .spec
+        .and_then(|s| s.node_name)
+        .filter(|n| !n.is_empty())
         .ok_or_else(|| {
-            ApiError::new(
-                Reason::ServiceUnavailable,
-                format!("node {node_name} reports no InternalIP address"),
-            )
+            ApiError::bad_request(format!(
+                "pod {name} is not scheduled to a node yet; it has no logs"
+            ))
         })?;
-    let port = status
-        .daemon_endpoints
-        .and_then(|d| d.kubelet_endpoint)
-        .map_or(10250, |e| e.port);
-    let host = if address.contains(':') {
-        format!("[{address}]")
-    } else {
-        address
-    };
+    let kubelet_client::Kubelet { host, port, .. } =
+        kubelet_client::of_node(storage, &node_name).await?;
     Ok(format!(
         "{scheme}://{host}:{port}/containerLogs/{namespace}/{name}/{container}{}{}",
         if query.is_empty() { "" } else { "?" },
