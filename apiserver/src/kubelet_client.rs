@@ -207,6 +207,19 @@ pub fn container_of(pod: &Pod, name: &str, requested: Option<&str>) -> Result<St
     }
 }
 
+/// The node pod `name` is bound to.
+///
+/// # Errors
+///
+/// 400 `pod {name} does not have a host assigned`, as Kubernetes says it.
+pub fn node_of(pod: &Pod, name: &str) -> Result<String> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::bad_request(format!("pod {name} does not have a host assigned")))
+}
+
 /// A pod that a streaming request addresses, its container and kubelet.
 #[derive(Clone, Debug)]
 pub struct PodTarget {
@@ -239,15 +252,7 @@ pub async fn pod_target(
     )
     .await?;
     let container = container_of(&pod, name, container)?;
-    let node = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.node_name.clone())
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| {
-            ApiError::bad_request(format!("pod {name} does not have a host assigned"))
-        })?;
-    let kubelet = of_node(storage, &node).await?;
+    let kubelet = of_node(storage, &node_of(&pod, name)?).await?;
     Ok(PodTarget {
         pod,
         container,

@@ -68,14 +68,7 @@ async fn relay(
     let storage = state.storage.as_ref();
     let pod: Pod =
         kubelet_client::read(storage, &kinds::PODS.key(Some(ns), name), "pods", name).await?;
-    let node = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.node_name.clone())
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| {
-            ApiError::bad_request(format!("pod {name} does not have a host assigned"))
-        })?;
+    let node = kubelet_client::node_of(&pod, name)?;
     let phase = pod
         .status
         .as_ref()
