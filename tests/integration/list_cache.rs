@@ -148,9 +148,10 @@ async fn unpaged_lists_read_no_values_from_etcd_and_are_current() -> Result<()> 
     Ok(())
 }
 
-/// An unfiltered list is written from the stored bytes, a filtered one
-/// decodes each object: both answer the same objects, field for field,
-/// each with its own resourceVersion (the revision etcd keeps for its key).
+/// An unfiltered list from the cache is written from the stored bytes; a
+/// filtered one decodes the cached objects; a paged one reads etcd and
+/// decodes. All answer the same objects, field for field, each with its
+/// own resourceVersion (the revision etcd keeps for its key).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_list_written_from_stored_bytes_equals_the_decoded_one() -> Result<()> {
     let c = TestCluster::start().await?;
@@ -158,23 +159,42 @@ async fn a_list_written_from_stored_bytes_equals_the_decoded_one() -> Result<()>
     let (code, _) = c
         .post(
             "/api/v1/namespaces/default/pods",
-            &json!({"metadata": {"name": "made", "labels": {"app": "cached"},
+            &json!({"metadata": {"name": "made", "labels": {"app": "cached", "made": "yes"},
                                  "annotations": {"quote": "\"metadata\":{}"}},
                     "spec": {"containers": [{"name": "c", "image": "i"}]}}),
         )
         .await?;
     assert_eq!(code, 201);
-    let spliced = list_until(&c, "/api/v1/namespaces/default/pods", |l| {
+    list_until(&c, "/api/v1/namespaces/default/pods", |l| {
         names(l).len() == 51
     })
     .await?;
-    let decoded = list_until(
-        &c,
-        "/api/v1/namespaces/default/pods?labelSelector=app%3Dcached",
-        |l| names(l).len() == 51,
-    )
-    .await?;
-    assert_eq!(spliced, decoded);
+    for (query, count) in [
+        ("", 51),
+        ("?labelSelector=app%3Dcached", 51),
+        ("?labelSelector=made%3Dyes", 1),
+        ("?labelSelector=made", 1),
+        ("?fieldSelector=metadata.name%3Dp7", 1),
+        (
+            "?fieldSelector=status.phase%3DPending,metadata.name!%3Dp7",
+            50,
+        ),
+    ] {
+        let path = format!("/api/v1/namespaces/default/pods{query}");
+        let (code, spliced) = c.get(&path).await?;
+        assert_eq!(code, 200, "{path}: {spliced}");
+        let paged = format!(
+            "{path}{}limit=1000",
+            if query.is_empty() { "?" } else { "&" }
+        );
+        let (code, mut decoded) = c.get(&paged).await?;
+        assert_eq!(code, 200, "{paged}: {decoded}");
+        assert_eq!(names(&spliced).len(), count, "{path}");
+        // The two reads may be a revision apart; the objects may not.
+        decoded["metadata"] = spliced["metadata"].clone();
+        assert_eq!(spliced, decoded, "{path}");
+    }
+    let (_, spliced) = c.get("/api/v1/namespaces/default/pods").await?;
     let versions: std::collections::BTreeSet<&str> = spliced["items"]
         .as_array()
         .context("no items")?
