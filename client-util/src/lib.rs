@@ -312,6 +312,25 @@ impl<K: Resource<DynamicType = ()> + 'static> Clone for Reflected<K> {
     }
 }
 
+/// The ticks of `changes`, at most one per `interval`: the first change at
+/// once, then, while changes keep coming, one per `interval` that covers
+/// all of them (the receiver remembers a change made during the wait, so
+/// the last is never lost). For loops that read a whole cache on each
+/// tick: a burst of watch events then costs a pass per interval, not a
+/// pass per event.
+pub fn batched_changes(
+    changes: watch::Receiver<u64>,
+    interval: std::time::Duration,
+) -> impl futures::Stream<Item = ()> + Send + 'static {
+    futures::stream::unfold((changes, None), move |(mut changes, last)| async move {
+        if let Some(last) = last {
+            tokio::time::sleep_until(last + interval).await;
+        }
+        changes.changed().await.ok()?;
+        Some(((), (changes, Some(tokio::time::Instant::now()))))
+    })
+}
+
 /// Starts a watcher → reflector for `api` with `config` in a task that ends
 /// when `stop` is raised. Watch errors are logged and retried with the
 /// default backoff (all of the watcher's errors are retryable); relists on

@@ -55,7 +55,6 @@ use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
-use tokio_stream::wrappers::WatchStream;
 
 use crate::ownership::{self, delete_only, owner_reference, Expectations, Relation};
 use crate::{finished, pod_ready, Config, Error, Result};
@@ -526,10 +525,9 @@ pub async fn run(
 ) {
     let daemon_sets: Api<DaemonSet> = Api::all(client.clone());
     let trigger = futures::stream::select(
-        WatchStream::from_changes(pods.changes.clone()),
-        WatchStream::from_changes(nodes.changes.clone()),
-    )
-    .map(|_| ());
+        client_util::batched_changes(pods.changes.clone(), crate::CHANGES_BATCH),
+        client_util::batched_changes(nodes.changes.clone(), crate::CHANGES_BATCH),
+    );
     let controller = Controller::new(daemon_sets, watcher::Config::default())
         .reconcile_all_on(trigger)
         .graceful_shutdown_on({

@@ -21,7 +21,6 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
-use tokio_stream::wrappers::WatchStream;
 
 use crate::{finished, pod_ready, Config, Error, Result};
 
@@ -43,10 +42,9 @@ pub async fn run(
 ) {
     let services: Api<Service> = Api::all(client.clone());
     let trigger = futures::stream::select(
-        WatchStream::from_changes(pods.changes.clone()),
-        WatchStream::from_changes(endpoints.changes.clone()),
-    )
-    .map(|_| ());
+        client_util::batched_changes(pods.changes.clone(), crate::CHANGES_BATCH),
+        client_util::batched_changes(endpoints.changes.clone(), crate::CHANGES_BATCH),
+    );
     let ctx = Arc::new(Context {
         client: client.clone(),
         pods: pods.store,

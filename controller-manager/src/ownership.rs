@@ -199,6 +199,9 @@ pub(crate) fn garbage<'a>(
         .collect()
 }
 
+/// The least time between two garbage-collection passes.
+const GC_MIN_INTERVAL: Duration = Duration::from_secs(1);
+
 /// True when the apiserver has no `K` with the owner's name and uid (a
 /// failed read says no: nothing is deleted on a guess).
 async fn owner_missing<K: Owner>(client: &Client, ns: &str, owner: &OwnerReference) -> bool {
@@ -215,7 +218,8 @@ async fn owner_missing<K: Owner>(client: &Client, ns: &str, owner: &OwnerReferen
 /// before deleting), and finishes the deletes of owners held by the
 /// `orphan` or `foregroundDeletion` finalizer ([`finalize_deleted`]). The
 /// apiserver does no cascading deletion: this is its garbage collector for
-/// pods. Runs on every pod change and every few seconds until `stop`.
+/// pods. Runs on pod changes (at most once a second) and every few
+/// seconds until `stop`.
 pub(crate) async fn collect_garbage<K: Owner>(
     client: Client,
     owners: Store<K>,
@@ -229,6 +233,7 @@ pub(crate) async fn collect_garbage<K: Owner>(
     let mut changes = pods.changes.clone();
     let mut gone: HashSet<String> = HashSet::new();
     loop {
+        let started = tokio::time::Instant::now();
         for owner in owners.state() {
             if owner.meta().deletion_timestamp.is_some() {
                 finalize_deleted(&client, owner.as_ref(), &pods.store.state()).await;
@@ -259,8 +264,16 @@ pub(crate) async fn collect_garbage<K: Owner>(
                 Err(error) => tracing::warn!(%error, "garbage collection delete"),
             }
         }
-        let present: HashSet<String> = pods.store.state().iter().filter_map(|p| p.uid()).collect();
-        gone.retain(|u| present.contains(u));
+        if !gone.is_empty() {
+            let present: HashSet<String> =
+                pods.store.state().iter().filter_map(|p| p.uid()).collect();
+            gone.retain(|u| present.contains(u));
+        }
+        // A pass reads every cached pod: while pods churn, one a second.
+        tokio::select! {
+            () = stop.stopped() => return,
+            () = tokio::time::sleep_until(started + GC_MIN_INTERVAL) => {}
+        }
         tokio::select! {
             () = stop.stopped() => return,
             _ = changes.changed() => {}

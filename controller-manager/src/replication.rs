@@ -30,7 +30,6 @@ use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
-use tokio_stream::wrappers::WatchStream;
 
 use crate::ownership::{self, delete_only, owner_reference, Expectations, Relation};
 use crate::{finished, pod_ready, Config, Error, Result};
@@ -48,7 +47,7 @@ pub struct Context {
 /// Runs the replication manager and its garbage collector until `stop`.
 pub async fn run(client: Client, config: Config, pods: Reflected<Pod>, stop: StopFlag) {
     let rcs: Api<ReplicationController> = Api::all(client.clone());
-    let trigger = WatchStream::from_changes(pods.changes.clone()).map(|_| ());
+    let trigger = client_util::batched_changes(pods.changes.clone(), crate::CHANGES_BATCH);
     let controller = Controller::new(rcs, watcher::Config::default())
         .reconcile_all_on(trigger)
         .graceful_shutdown_on({
