@@ -4,6 +4,8 @@
 //! aggregated `apidiscovery.k8s.io` form first and falls back to this).
 
 use api_types::kinds::{self, ResourceKind};
+use std::sync::OnceLock;
+
 use axum::response::Response;
 use serde_json::{json, Value};
 
@@ -232,29 +234,45 @@ fn openapi_hash() -> String {
     format!("mini-k8s-{}", env!("CARGO_PKG_VERSION"))
 }
 
-/// `GET /openapi/v3/api/v1`: the operations of every v1 resource, with the
+/// `GET /openapi/v3/api/v1` (`group` `""`, `version` `v1`) and
+/// `GET /openapi/v3/apis/{group}/{version}`: the encoded document, or
+/// `None` when the group-version is not served.
+///
+/// Each document holds the operations of its resources, with the
 /// extensions kubectl reads (`x-kubernetes-group-version-kind`,
 /// `x-kubernetes-action`) and the `fieldValidation` parameter, from which
-/// kubectl learns that the server validates fields itself.
+/// kubectl learns that the server validates fields itself; and in
+/// `components.schemas` every kind's schema (`crate::openapi`), with the
+/// group-version-kind and strategic merge extensions kubectl's `explain`
+/// and `apply` read. The PATCH operations list the JSON and merge patch
+/// bodies; kubectl computes strategic patches from the schemas or its
+/// built-in types, which the server accepts all the same.
 ///
-/// `components.schemas` holds every kind's schema (`crate::openapi`),
-/// with the group-version-kind and strategic merge extensions kubectl's
-/// `explain` and `apply` read. The PATCH operations list the JSON and
-/// merge patch bodies; kubectl computes strategic patches from the schemas
-/// or its built-in types, which the server accepts all the same.
-pub fn openapi_v3_v1() -> Value {
-    openapi_v3("", "v1").unwrap_or_default()
+/// The documents are built and encoded once per process: each carries
+/// every schema, and none changes while the process runs, so a request
+/// costs neither a copy of the schemas nor an encoding.
+pub fn openapi_v3_encoded(group: &str, version: &str) -> Option<&'static [u8]> {
+    static DOCUMENTS: OnceLock<Vec<(&'static str, &'static str, Vec<u8>)>> = OnceLock::new();
+    DOCUMENTS
+        .get_or_init(|| {
+            std::iter::once(("", "v1"))
+                .chain(
+                    kinds::named_groups()
+                        .into_iter()
+                        .map(|gv| (gv.group, gv.version)),
+                )
+                .filter_map(|(g, v)| {
+                    let document = openapi_v3(g, v)?;
+                    Some((g, v, serde_json::to_vec(&document).ok()?))
+                })
+                .collect()
+        })
+        .iter()
+        .find(|(g, v, _)| *g == group && *v == version)
+        .map(|(_, _, bytes)| bytes.as_slice())
 }
 
-/// `GET /openapi/v3/apis/{group}/{version}`, or `None` when not served.
-pub fn openapi_v3_group(group: &str, version: &str) -> Option<Value> {
-    if group.is_empty() {
-        return None;
-    }
-    openapi_v3(group, version)
-}
-
-/// The OpenAPI v3 document of one group-version (see [`openapi_v3_v1`]).
+/// The OpenAPI v3 document of one group-version (see [`openapi_v3_encoded`]).
 fn openapi_v3(group: &str, version: &str) -> Option<Value> {
     kinds::in_group(group, version).next()?;
     let mut paths = serde_json::Map::new();

@@ -482,16 +482,18 @@ pub fn router(state: Arc<ApiState>) -> Router {
         )
         .route(
             "/openapi/v3/api/v1",
-            get(|| async { Json(discovery::openapi_v3_v1()) }),
+            get(|| async { openapi_v3_response("", "v1", "/openapi/v3/api/v1") }),
         )
         .route(
             "/openapi/v3/apis/{group}/{version}",
             get(
                 |Path((group, version)): Path<(String, String)>| async move {
-                    discovery::openapi_v3_group(&group, &version).map_or_else(
-                        || discovery::not_found(&format!("/openapi/v3/apis/{group}/{version}")),
-                        |v| Json(v).into_response(),
-                    )
+                    let path = format!("/openapi/v3/apis/{group}/{version}");
+                    // The core group is served only under /api/v1.
+                    if group.is_empty() {
+                        return discovery::not_found(&path);
+                    }
+                    openapi_v3_response(&group, &version, &path)
                 },
             ),
         )
@@ -524,6 +526,22 @@ pub fn router(state: Arc<ApiState>) -> Router {
         ))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
+}
+
+/// A group-version's OpenAPI v3 document as encoded once, or the 404 of
+/// `path`.
+fn openapi_v3_response(group: &str, version: &str, path: &str) -> Response {
+    match discovery::openapi_v3_encoded(group, version) {
+        Some(bytes) => {
+            let mut response = Response::new(axum::body::Body::from(bytes));
+            response.headers_mut().insert(
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        None => discovery::not_found(path),
+    }
 }
 
 async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
