@@ -16,6 +16,8 @@ use mini_k8s_tests::interrupts::Interrupts;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
+use crate::cpu_seconds;
+
 /// Largest `--pods` / `--etcd-ops` accepted.
 const MAX_OPS: usize = 20_000;
 /// Largest client count accepted.
@@ -498,19 +500,6 @@ fn label<'a>(series: &'a str, name: &str) -> Option<&'a str> {
     let start = series.find(&format!("{name}=\""))? + name.len() + 2;
     let rest = &series[start..];
     Some(&rest[..rest.find('"')?])
-}
-
-/// User + system CPU seconds of a process, from `/proc/PID/stat` (clock
-/// ticks of 1/100 s, Linux's `USER_HZ`).
-fn cpu_seconds(pid: &str) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // After the command name (in parentheses) come the fields from `state`
-    // (field 3 of proc(5)); utime and stime are fields 14 and 15.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / 100.0)
 }
 
 /// CPU seconds of a process and its descendants (etcd may run under a

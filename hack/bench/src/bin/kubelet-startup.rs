@@ -318,13 +318,9 @@ fn memory_kib(pid: u32) -> Result<(u64, u64)> {
 
 /// CPU time (user + system) `pid` has used.
 fn cpu_time(pid: u32) -> Result<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let rest = stat.rsplit_once(')').context("malformed stat")?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime: fields 14 and 15 of the line, 12 and 13 after the name.
-    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
-    // The kernel's USER_HZ: 100 on every Linux architecture we build for.
-    Ok(Duration::from_millis(ticks * 10))
+    mini_k8s_bench::cpu_seconds(&pid.to_string())
+        .map(Duration::from_secs_f64)
+        .with_context(|| format!("cannot read /proc/{pid}/stat"))
 }
 
 async fn measure(

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 use clap::Parser;
-use mini_k8s_bench::load_average;
+use mini_k8s_bench::{cpu_seconds, load_average};
 use mini_k8s_tests::apiserver::TestCluster;
 use mini_k8s_tests::netns::{Netns, Topology};
 use serde_json::json;
@@ -251,7 +251,10 @@ async fn measure_mode(
     let proxy_pid = proxy_pid.to_string();
     for _ in 0..args.rounds {
         for (target, out) in [(direct, &mut directs), (proxied, &mut proxies)] {
-            let before = (cpu_seconds("self"), cpu_seconds(&proxy_pid));
+            let before = (
+                cpu_seconds("self").unwrap_or(0.0),
+                cpu_seconds(&proxy_pid).unwrap_or(0.0),
+            );
             let (mb_per_s, bytes) = bulk(
                 client,
                 target.0,
@@ -259,7 +262,10 @@ async fn measure_mode(
                 Duration::from_secs(args.seconds),
             )
             .await?;
-            let after = (cpu_seconds("self"), cpu_seconds(&proxy_pid));
+            let after = (
+                cpu_seconds("self").unwrap_or(0.0),
+                cpu_seconds(&proxy_pid).unwrap_or(0.0),
+            );
             #[allow(clippy::cast_precision_loss, reason = "byte counts far below 2^52")]
             let gb = bytes as f64 / 1e9;
             let (p50_us, p99_us) =
@@ -289,24 +295,6 @@ fn median(samples: &[Sample]) -> Sample {
         cpu_self: pick(|s| s.cpu_self),
         cpu_proxy: pick(|s| s.cpu_proxy),
     }
-}
-
-/// User + system CPU seconds of a process (`self` or a PID) from
-/// `/proc/PID/stat` (ticks of 1/100 s); 0 if it cannot be read.
-fn cpu_seconds(pid: &str) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    // Fields after the command name (in parentheses) start at `state`
-    // (field 3 of proc(5)); utime and stime are fields 14 and 15.
-    let rest = stat.rfind(')').map_or("", |i| &stat[i + 1..]);
-    let ticks: f64 = rest
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|f| f.parse::<f64>().ok())
-        .sum();
-    ticks / 100.0
 }
 
 async fn wait_reachable(client: &Netns, to: SocketAddr) -> Result<()> {
