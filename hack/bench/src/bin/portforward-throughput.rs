@@ -11,12 +11,19 @@
 //! on all alike; a fetch is timed from connect to the last byte. The median
 //! of the rounds is reported per path, and the ratio to the direct one.
 //! Everything is stopped and removed at the end.
+//!
+//! Where the CPU goes is reported too, per GiB fetched: this process's
+//! (the in-process apiserver and kubelet, and the fetching client, which
+//! the direct path has alone) and the kubectl serving the path, from
+//! `/proc/PID/stat` around each fetch; and the cores they kept busy. On a
+//! machine of two cores that says whether a path is bound by CPU.
 
 use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use clap::Parser;
+use mini_k8s_bench::cpu_seconds;
 use mini_k8s_bench::streaming::{load_average, median, report, run_busybox, start_node};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
@@ -143,19 +150,30 @@ async fn measure(args: &Args, node: &mini_k8s_tests::node::TestNode) -> Result<S
     }
     let (tunnel_child, tunnel) = forward(kubeconfig, false).await?;
     let (plain_child, plain) = forward(kubeconfig, true).await?;
+    let pid_of = |child: &Child| child.id().map(|p| p.to_string());
+    let (tunnel_pid, plain_pid) = (pid_of(&tunnel_child), pid_of(&plain_child));
     let load_before = load_average();
     // Warm-up of each path.
     fetch(("127.0.0.1", tunnel), bytes).await?;
     fetch(("127.0.0.1", plain), bytes).await?;
-    let (mut direct, mut tunneled, mut spdy) = (Vec::new(), Vec::new(), Vec::new());
+    let mut direct = Path::default();
+    let mut tunneled = Path::default();
+    let mut spdy = Path::default();
     for _ in 0..args.rounds {
-        direct.push(fetch((&ip, 80), bytes).await?);
-        tunneled.push(fetch(("127.0.0.1", tunnel), bytes).await?);
-        spdy.push(fetch(("127.0.0.1", plain), bytes).await?);
+        direct.fetch((&ip, 80), bytes, None).await?;
+        tunneled
+            .fetch(("127.0.0.1", tunnel), bytes, tunnel_pid.as_deref())
+            .await?;
+        spdy.fetch(("127.0.0.1", plain), bytes, plain_pid.as_deref())
+            .await?;
     }
     drop((tunnel_child, plain_child));
     let mibs = |v: f64| v / (1024.0 * 1024.0);
-    let (direct, tunneled, spdy) = (median(direct), median(tunneled), median(spdy));
+    let (direct_rate, tunneled_rate, spdy_rate) = (
+        median(direct.rates.clone()),
+        median(tunneled.rates.clone()),
+        median(spdy.rates.clone()),
+    );
     Ok(format!(
         "port-forward throughput: {mib} MiB over HTTP/1.0 from busybox httpd, {rounds} rounds \
          alternating, median\n\
@@ -163,14 +181,67 @@ async fn measure(args: &Args, node: &mini_k8s_tests::node::TestNode) -> Result<S
          direct to the pod IP                        {:7.1}    1.00\n\
          kubectl port-forward (SPDY in a WebSocket)  {:7.1}  {:6.2}   goal: >= 0.5\n\
          kubectl port-forward (plain SPDY)           {:7.1}  {:6.2}\n\
+         CPU seconds per GiB fetched, all rounds   this process  kubectl  cores busy\n\
+         direct to the pod IP                      {}\n\
+         kubectl port-forward (SPDY in a WebSocket){}\n\
+         kubectl port-forward (plain SPDY)         {}\n\
+         (this process: the apiserver and kubelet, and the client fetching every path)\n\
          load average before/after: {load_before} / {}\n",
-        mibs(direct),
-        mibs(tunneled),
-        tunneled / direct,
-        mibs(spdy),
-        spdy / direct,
+        mibs(direct_rate),
+        mibs(tunneled_rate),
+        tunneled_rate / direct_rate,
+        mibs(spdy_rate),
+        spdy_rate / direct_rate,
+        direct.cpu_line(),
+        tunneled.cpu_line(),
+        spdy.cpu_line(),
         load_average(),
         mib = args.mib,
         rounds = args.rounds,
     ))
+}
+
+/// One path's fetches: their rates, and the CPU spent on them.
+#[derive(Default)]
+struct Path {
+    rates: Vec<f64>,
+    bytes: f64,
+    seconds: f64,
+    own_cpu: f64,
+    kubectl_cpu: f64,
+}
+
+impl Path {
+    /// Fetches once through this path, noting this process's CPU and that
+    /// of `kubectl` (its PID) around the fetch.
+    async fn fetch(&mut self, to: (&str, u16), expect: u64, kubectl: Option<&str>) -> Result<()> {
+        let cpu = || {
+            (
+                cpu_seconds("self").unwrap_or(0.0),
+                kubectl.and_then(cpu_seconds).unwrap_or(0.0),
+            )
+        };
+        let before = cpu();
+        let started = Instant::now();
+        let rate = fetch(to, expect).await?;
+        let seconds = started.elapsed().as_secs_f64();
+        let after = cpu();
+        self.rates.push(rate);
+        self.bytes += rate * seconds;
+        self.seconds += seconds;
+        self.own_cpu += after.0 - before.0;
+        self.kubectl_cpu += after.1 - before.1;
+        Ok(())
+    }
+
+    /// `own  kubectl  cores` as the report prints them.
+    fn cpu_line(&self) -> String {
+        let gib = self.bytes / f64::from(1u32 << 30);
+        format!(
+            "{:12.2}  {:7.2}  {:10.2}",
+            self.own_cpu / gib,
+            self.kubectl_cpu / gib,
+            (self.own_cpu + self.kubectl_cpu) / self.seconds
+        )
+    }
 }
