@@ -53,6 +53,76 @@ struct Args {
     /// The ingress-proxy binary (default: next to this one).
     #[arg(long)]
     ingress_proxy: Option<PathBuf>,
+    /// Also print, for each measurement, the CPU time per request of the
+    /// proxy, of this process (client and backend) and of the whole
+    /// machine (from /proc; reading it does not change the measurement).
+    #[arg(long)]
+    cpu: bool,
+}
+
+/// CPU time used so far, in clock ticks (`getconf CLK_TCK`, 100 on Linux).
+#[derive(Clone, Copy, Debug, Default)]
+struct Cpu {
+    /// utime + stime of the proxy process (all its threads, living or not).
+    proxy: u64,
+    /// utime + stime of this process: the client and the backend.
+    bench: u64,
+    /// The machine's busy ticks (user, nice, system, irq, softirq, steal).
+    busy: u64,
+    /// The machine's idle ticks (idle, iowait).
+    idle: u64,
+    /// The machine's softirq ticks (part of `busy`): the network stack's
+    /// receive work, charged to no process.
+    softirq: u64,
+}
+
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// utime + stime (fields 14 and 15) of `/proc/<pid>/stat`.
+fn process_ticks(pid: &str) -> Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name (field 2) may hold spaces: count after its ')'.
+    let rest = stat.rsplit_once(')').context("no ')' in stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field =
+        |n: usize| -> Result<u64> { Ok(fields.get(n - 3).context("short stat")?.parse::<u64>()?) };
+    Ok(field(14)? + field(15)?)
+}
+
+impl Cpu {
+    fn now(proxy_pid: u32) -> Result<Self> {
+        let stat = std::fs::read_to_string("/proc/stat")?;
+        let line = stat.lines().next().context("empty /proc/stat")?;
+        let ticks: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .map(str::parse)
+            .collect::<Result<_, _>>()?;
+        let at = |i: usize| ticks.get(i).copied().unwrap_or_default();
+        Ok(Self {
+            proxy: process_ticks(&proxy_pid.to_string())?,
+            bench: process_ticks("self")?,
+            // user nice system idle iowait irq softirq steal
+            busy: at(0) + at(1) + at(2) + at(5) + at(6) + at(7),
+            idle: at(3) + at(4),
+            softirq: at(6),
+        })
+    }
+
+    /// "proxy X µs, client+backend Y µs, machine busy Z µs (softirq S µs)
+    /// per request, W% idle" between `self` and `later`.
+    fn per_request(self, later: Self, requests: u64) -> String {
+        let us = |ticks: u64| ticks as f64 / TICKS_PER_SECOND * 1e6 / requests as f64;
+        let (busy, idle) = (later.busy - self.busy, later.idle - self.idle);
+        format!(
+            "proxy {:.1} µs, client+backend {:.1} µs, machine busy {:.1} µs (softirq {:.1} µs) per request, {:.0}% idle",
+            us(later.proxy - self.proxy),
+            us(later.bench - self.bench),
+            us(busy),
+            us(later.softirq - self.softirq),
+            100.0 * idle as f64 / (busy + idle).max(1) as f64
+        )
+    }
 }
 
 const BACKEND_PORT: u16 = 8080;
@@ -281,13 +351,27 @@ async fn main() -> Result<()> {
     measure(&topology.client, direct, "web.example", &warm).await?;
     measure(&topology.client, node, "web.example", &warm).await?;
     let (mut directs, mut proxied) = (Vec::new(), Vec::new());
+    let proxy_pid = proxy.id().context("ingress-proxy exited")?;
     for round in 1..=args.rounds {
+        let before = Cpu::now(proxy_pid)?;
         let d = measure(&topology.client, direct, "web.example", &args).await?;
+        let between = Cpu::now(proxy_pid)?;
         let p = measure(&topology.client, node, "web.example", &args).await?;
+        let after = Cpu::now(proxy_pid)?;
         println!(
             "round {round}: direct {d:.0} req/s, through ingress-proxy {p:.0} req/s, ratio {:.2}",
             p / d
         );
+        if args.cpu {
+            println!(
+                "  cpu direct:  {}",
+                before.per_request(between, args.requests)
+            );
+            println!(
+                "  cpu proxied: {}",
+                between.per_request(after, args.requests)
+            );
+        }
         directs.push(d);
         proxied.push(p);
     }
