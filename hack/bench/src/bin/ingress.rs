@@ -60,13 +60,13 @@ struct Args {
     cpu: bool,
 }
 
-/// CPU time used so far, in clock ticks (`getconf CLK_TCK`, 100 on Linux).
+/// CPU time used so far.
 #[derive(Clone, Copy, Debug, Default)]
 struct Cpu {
-    /// utime + stime of the proxy process (all its threads, living or not).
-    proxy: u64,
-    /// utime + stime of this process: the client and the backend.
-    bench: u64,
+    /// utime + stime of the proxy process (all its threads), seconds.
+    proxy: f64,
+    /// utime + stime of this process, seconds: the client and the backend.
+    bench: f64,
     /// The machine's busy ticks (user, nice, system, irq, softirq, steal).
     busy: u64,
     /// The machine's idle ticks (idle, iowait).
@@ -76,18 +76,8 @@ struct Cpu {
     softirq: u64,
 }
 
+/// `/proc/stat`'s unit, USER_HZ (as `mini_k8s_bench::cpu_seconds` assumes).
 const TICKS_PER_SECOND: f64 = 100.0;
-
-/// utime + stime (fields 14 and 15) of `/proc/<pid>/stat`.
-fn process_ticks(pid: &str) -> Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // The command name (field 2) may hold spaces: count after its ')'.
-    let rest = stat.rsplit_once(')').context("no ')' in stat")?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let field =
-        |n: usize| -> Result<u64> { Ok(fields.get(n - 3).context("short stat")?.parse::<u64>()?) };
-    Ok(field(14)? + field(15)?)
-}
 
 impl Cpu {
     fn now(proxy_pid: u32) -> Result<Self> {
@@ -100,8 +90,9 @@ impl Cpu {
             .collect::<Result<_, _>>()?;
         let at = |i: usize| ticks.get(i).copied().unwrap_or_default();
         Ok(Self {
-            proxy: process_ticks(&proxy_pid.to_string())?,
-            bench: process_ticks("self")?,
+            proxy: mini_k8s_bench::cpu_seconds(&proxy_pid.to_string())
+                .context("ingress-proxy's /proc/PID/stat")?,
+            bench: mini_k8s_bench::cpu_seconds("self").context("/proc/self/stat")?,
             // user nice system idle iowait irq softirq steal
             busy: at(0) + at(1) + at(2) + at(5) + at(6) + at(7),
             idle: at(3) + at(4),
@@ -112,14 +103,16 @@ impl Cpu {
     /// "proxy X µs, client+backend Y µs, machine busy Z µs (softirq S µs)
     /// per request, W% idle" between `self` and `later`.
     fn per_request(self, later: Self, requests: u64) -> String {
-        let us = |ticks: u64| ticks as f64 / TICKS_PER_SECOND * 1e6 / requests as f64;
-        let (busy, idle) = (later.busy - self.busy, later.idle - self.idle);
+        let us = |seconds: f64| seconds * 1e6 / requests as f64;
+        let ticks = |later: u64, earlier: u64| later.saturating_sub(earlier);
+        let (busy, idle) = (ticks(later.busy, self.busy), ticks(later.idle, self.idle));
+        let softirq = ticks(later.softirq, self.softirq);
         format!(
             "proxy {:.1} µs, client+backend {:.1} µs, machine busy {:.1} µs (softirq {:.1} µs) per request, {:.0}% idle",
             us(later.proxy - self.proxy),
             us(later.bench - self.bench),
-            us(busy),
-            us(later.softirq - self.softirq),
+            us(busy as f64 / TICKS_PER_SECOND),
+            us(softirq as f64 / TICKS_PER_SECOND),
             100.0 * idle as f64 / (busy + idle).max(1) as f64
         )
     }
