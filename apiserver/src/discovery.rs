@@ -3,9 +3,9 @@
 //! its way. Only the unaggregated form is served (kubectl asks for the
 //! aggregated `apidiscovery.k8s.io` form first and falls back to this).
 
-use api_types::kinds::{self, ResourceKind};
 use std::sync::OnceLock;
 
+use api_types::kinds::{self, ResourceKind};
 use axum::response::Response;
 use serde_json::{json, Value};
 
