@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+mod fast;
 pub mod proxy;
 pub mod routes;
 pub mod tls;

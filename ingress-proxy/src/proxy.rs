@@ -72,8 +72,8 @@ impl Default for Limits {
 /// (`X-Forwarded-Proto`, `X-Forwarded-Port`), and its TLS if any.
 #[derive(Clone)]
 pub struct Front {
-    proto: HeaderValue,
-    port: HeaderValue,
+    pub(crate) proto: HeaderValue,
+    pub(crate) port: HeaderValue,
     tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
@@ -100,9 +100,9 @@ impl Front {
 
 /// Routes and forwards requests.
 pub struct Proxy {
-    table: watch::Receiver<Arc<Table>>,
+    pub(crate) table: watch::Receiver<Arc<Table>>,
     client: Client<HttpConnector, Incoming>,
-    limits: Limits,
+    pub(crate) limits: Limits,
 }
 
 /// Headers that belong to one hop and are not forwarded (RFC 9110 7.6.1).
@@ -173,10 +173,10 @@ fn plain(status: StatusCode, text: String) -> Response<Body> {
 }
 
 /// What the proxy knows of one client connection.
-struct Peer {
+pub(crate) struct Peer {
     addr: SocketAddr,
     /// `addr`'s IP as a header value, made once per connection.
-    ip: HeaderValue,
+    pub(crate) ip: HeaderValue,
 }
 
 impl Proxy {
@@ -368,6 +368,13 @@ async fn connection<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // The common request is forwarded without hyper (why: `fast`'s
+    // module doc); the rest of the connection is hyper's from the first
+    // request that is not.
+    let io = match crate::fast::serve(io, &proxy, &peer, &front, &mut draining).await {
+        crate::fast::Outcome::Closed => return,
+        crate::fast::Outcome::Hyper(io) => io,
+    };
     let limits = &proxy.limits;
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
