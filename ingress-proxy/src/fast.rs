@@ -152,6 +152,27 @@ impl Upstream {
         Ok(self.stream.read_buf(&mut self.buf).await? > 0)
     }
 
+    /// Copies the next `left` bytes from the backend to `client`; `false`
+    /// if the backend closed first.
+    async fn copy_exact<W: AsyncWrite + Unpin>(
+        &mut self,
+        client: &mut W,
+        mut left: u64,
+    ) -> std::io::Result<bool> {
+        while left > 0 {
+            if self.buf.is_empty() && !self.fill().await? {
+                return Ok(false);
+            }
+            let n = usize::try_from(left)
+                .unwrap_or(usize::MAX)
+                .min(self.buf.len());
+            client.write_all(&self.buf[..n]).await?;
+            self.buf.advance(n);
+            left -= n as u64;
+        }
+        Ok(true)
+    }
+
     /// Whether a kept connection may carry another request: nothing to
     /// read (the backend has not closed it, nor sent anything unasked).
     fn reusable(&self) -> bool {
@@ -498,17 +519,8 @@ where
             out.extend_from_slice(&upstream.buf[..ready]);
             upstream.buf.advance(ready);
             client.write_all(out).await?;
-            let mut left = length - ready as u64;
-            while left > 0 {
-                if !upstream.fill().await? {
-                    return Ok(Next::Close);
-                }
-                let n = usize::try_from(left)
-                    .unwrap_or(usize::MAX)
-                    .min(upstream.buf.len());
-                client.write_all(&upstream.buf[..n]).await?;
-                upstream.buf.advance(n);
-                left -= n as u64;
+            if !upstream.copy_exact(client, length - ready as u64).await? {
+                return Ok(Next::Close);
             }
         }
         Framing::Chunked => {
@@ -692,17 +704,8 @@ where
             }
         }
         // The data and its CRLF.
-        let mut left = size + 2;
-        while left > 0 {
-            if upstream.buf.is_empty() && !upstream.fill().await? {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-            let n = usize::try_from(left)
-                .unwrap_or(usize::MAX)
-                .min(upstream.buf.len());
-            client.write_all(&upstream.buf[..n]).await?;
-            upstream.buf.advance(n);
-            left -= n as u64;
+        if !upstream.copy_exact(client, size + 2).await? {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
     }
 }
