@@ -222,10 +222,10 @@ where
     // The bytes sent upstream and those sent back, kept for the next
     // request rather than allocated for each.
     let (mut sent, mut out) = (Vec::with_capacity(READ), Vec::with_capacity(READ));
+    // Made once per connection: a wait made for each request registered
+    // and removed a waiter under the channel's lock every time.
+    let mut drained = std::pin::pin!(draining.wait_for(|d| *d));
     loop {
-        if *draining.borrow() {
-            return Outcome::Closed;
-        }
         // A whole head, within the header read timeout (which also bounds
         // how long an idle keep-alive connection is held).
         let read = async {
@@ -241,7 +241,7 @@ where
         };
         let got = tokio::select! {
             got = tokio::time::timeout(limits.header_read_timeout, read) => got,
-            _ = draining.wait_for(|d| *d) => return Outcome::Closed,
+            _ = &mut drained => return Outcome::Closed,
         };
         match got {
             Ok(Ok(true)) => {}
@@ -856,6 +856,14 @@ mod tests {
 
     /// A proxy on a free loopback port sending everything to `to`.
     async fn proxy_to(to: SocketAddr) -> SocketAddr {
+        proxy_until(to, std::future::pending()).await
+    }
+
+    /// The same, serving until `stop` resolves.
+    async fn proxy_until(
+        to: SocketAddr,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> SocketAddr {
         let service = Arc::new(
             serde_json::from_value(json!({
                 "metadata": {"name": "web", "namespace": "default"},
@@ -882,12 +890,7 @@ mod tests {
         let proxy = Arc::new(Proxy::new(table, Limits::default()));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(serve(
-            listener,
-            proxy,
-            Front::http(addr.port()),
-            std::future::pending(),
-        ));
+        tokio::spawn(serve(listener, proxy, Front::http(addr.port()), stop));
         addr
     }
 
@@ -982,6 +985,31 @@ mod tests {
         ] {
             assert!(heads[0].contains(needed), "{needed} in {}", heads[0]);
         }
+    }
+
+    #[tokio::test]
+    async fn an_idle_kept_alive_connection_is_closed_on_shutdown() {
+        let backend = backend(false).await;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let proxy = proxy_until(backend.addr, async move {
+            let _ = stopped.await;
+        })
+        .await;
+        let mut client = TcpStream::connect(proxy).await.unwrap();
+        exchange(
+            &mut client,
+            "GET /length HTTP/1.1\r\nhost: a.example\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-b: 1\r\n\r\nhello",
+        )
+        .await;
+        stop.send(()).unwrap();
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut rest));
+        assert!(
+            read.await.is_ok(),
+            "still open 5 s after the shutdown began"
+        );
+        assert!(rest.is_empty());
     }
 
     #[tokio::test]
