@@ -339,7 +339,7 @@ fn accept(
             }
             host = Some(h.value);
         } else if name.eq_ignore_ascii_case("content-length") {
-            let length = std::str::from_utf8(h.value).ok()?.trim().parse().ok()?;
+            let length = content_length(h.value)?;
             if has_length && length != body {
                 return None;
             }
@@ -415,6 +415,17 @@ fn accept(
         close,
         addr,
     })
+}
+
+/// A `Content-Length` value: digits only (RFC 9110 8.6). Rust's own
+/// parse takes a leading `+`, which a backend may read otherwise: a way to
+/// smuggle a request past the proxy.
+fn content_length(value: &[u8]) -> Option<u64> {
+    let digits = value.trim_ascii();
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 /// Whether `buf` holds a whole head: an empty line after at least one
@@ -605,9 +616,7 @@ where
                     keep = false;
                 }
             } else if h.name.eq_ignore_ascii_case("content-length") {
-                length = std::str::from_utf8(h.value)
-                    .ok()
-                    .and_then(|v| v.trim().parse::<u64>().ok());
+                length = content_length(h.value);
                 if length.is_none() {
                     return Err(std::io::Error::other(
                         "a bad Content-Length from the backend",
@@ -1074,6 +1083,15 @@ mod tests {
         }
         let got = String::from_utf8(got).unwrap();
         assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+        // A length that is not all digits: hyper's path, which refuses it.
+        let mut signed = TcpStream::connect(proxy).await.unwrap();
+        signed
+            .write_all(b"POST /echo HTTP/1.1\r\nhost: a.example\r\ncontent-length: +5\r\n\r\nhello")
+            .await
+            .unwrap();
+        let mut head = [0u8; 12];
+        signed.read_exact(&mut head).await.unwrap();
+        assert_eq!(&head, b"HTTP/1.1 400");
         // No Host: hyper's path, which sends it to the default backend
         // (whose answer for `/` is a 500).
         let mut other = TcpStream::connect(proxy).await.unwrap();
