@@ -462,7 +462,28 @@ where
         .min(buf.len());
     sent.extend_from_slice(&buf[..ready]);
     buf.advance(ready);
-    upstream.stream.write_all(sent).await?;
+    // A kept connection the backend closed just as it was reused takes no
+    // request, or answers nothing: a request sent whole in one write is
+    // sent once more on a new connection (as hyper's pool retries a
+    // request its closed connection never took).
+    let whole = request.body == ready as u64;
+    let resend = upstream.reused && whole;
+    if let Err(error) = upstream.stream.write_all(sent).await {
+        let again = if resend {
+            send_again(upstream, sent, limits).await
+        } else {
+            Err(error)
+        };
+        if let Err(error) = again {
+            let body = format!(
+                "502 Bad Gateway: the backend at {}: {error}\n",
+                upstream.addr
+            );
+            bad_gateway(client, request, "502 Bad Gateway", &body).await?;
+            // The rest of a body not read yet would be taken for a request.
+            return Ok(if whole { Next::KeepClient } else { Next::Close });
+        }
+    }
     let mut left = request.body - ready as u64;
     while left > 0 {
         buf.reserve(READ);
@@ -475,37 +496,32 @@ where
         left -= n as u64;
     }
 
-    // A kept connection the backend closed just as it was reused
-    // answers nothing: a request sent whole in one write is sent once more
-    // on a new connection (as hyper's pool retries a request its closed
-    // connection never took).
-    let resend = upstream.reused && request.body == ready as u64;
     // The answer's head (informational ones passed on first).
     let mut answer = tokio::time::timeout(
         limits.upstream_response_timeout,
         answer_head(client, upstream, request, out),
     )
     .await;
-    if let (Ok(Ok(None)), true) = (&answer, resend) {
-        if upstream.buf.is_empty() {
-            if let Some(fresh) = connect(upstream.addr, limits.upstream_connect_timeout).await {
-                *upstream = fresh;
-                upstream.stream.write_all(sent).await?;
-                answer = tokio::time::timeout(
-                    limits.upstream_response_timeout,
-                    answer_head(client, upstream, request, out),
-                )
-                .await;
-            }
+    if let (Ok(Ok(None)), true) = (&answer, resend && upstream.buf.is_empty()) {
+        if send_again(upstream, sent, limits).await.is_ok() {
+            answer = tokio::time::timeout(
+                limits.upstream_response_timeout,
+                answer_head(client, upstream, request, out),
+            )
+            .await;
         }
     }
     let (framing, keep_upstream) = match answer {
         Ok(Ok(Some(answer))) => answer,
-        // The backend closed or broke before answering, or took too long:
+        // The backend closed, broke or answered badly, or took too long:
         // the client gets the answer hyper's path would give.
-        Ok(Ok(None) | Err(_)) => {
-            let body = "502 Bad Gateway: the backend closed the connection without an answer\n";
-            bad_gateway(client, request, "502 Bad Gateway", body).await?;
+        Ok(result) => {
+            let why = match result {
+                Err(error) => format!(": {error}"),
+                Ok(_) => " closed the connection without an answer".to_owned(),
+            };
+            let body = format!("502 Bad Gateway: the backend at {}{why}\n", upstream.addr);
+            bad_gateway(client, request, "502 Bad Gateway", &body).await?;
             return Ok(Next::KeepClient);
         }
         Err(_) => {
@@ -557,6 +573,19 @@ where
     } else {
         Next::KeepClient
     })
+}
+
+/// Sends `sent` (a whole request) again on a new connection to the same
+/// endpoint, which replaces `upstream`.
+async fn send_again(
+    upstream: &mut Upstream,
+    sent: &[u8],
+    limits: &crate::proxy::Limits,
+) -> std::io::Result<()> {
+    *upstream = connect(upstream.addr, limits.upstream_connect_timeout)
+        .await
+        .ok_or_else(|| std::io::Error::other("cannot connect"))?;
+    upstream.stream.write_all(sent).await
 }
 
 /// Reads the backend's answer head, passes 1xx ones on, and leaves the
@@ -789,6 +818,7 @@ mod tests {
             }
             // No length: the body ends with the connection.
             "/close" => b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil close".to_vec(),
+            "/bad" => b"HTTP/1.1 200 OK\r\ncontent-length: +5\r\n\r\nhello".to_vec(),
             _ => b"HTTP/1.1 500 Unknown\r\ncontent-length: 0\r\n\r\n".to_vec(),
         }
     }
@@ -1035,21 +1065,25 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_backend_that_closes_without_an_answer_is_a_502_and_the_client_stays() {
+    async fn a_backend_that_closes_or_answers_badly_is_a_502_and_the_client_stays() {
         let backend = backend(false).await;
         let proxy = proxy_to(backend.addr).await;
         let mut client = TcpStream::connect(proxy).await.unwrap();
-        let body = "502 Bad Gateway: the backend closed the connection without an answer\n";
-        exchange(
-            &mut client,
-            "GET /drop HTTP/1.1\r\nhost: a.example\r\n\r\n",
-            &format!(
+        // Closed without an answer, then an answer this path cannot
+        // frame: each a 502 that says why.
+        for (path, why) in [
+            ("/drop", " closed the connection without an answer"),
+            ("/bad", ": a bad Content-Length from the backend"),
+        ] {
+            let body = format!("502 Bad Gateway: the backend at {}{why}\n", backend.addr);
+            let answer = format!(
                 "HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/plain; charset=utf-8\r\n\
                  content-length: {}\r\n\r\n{body}",
                 body.len()
-            ),
-        )
-        .await;
+            );
+            let request = format!("GET {path} HTTP/1.1\r\nhost: a.example\r\n\r\n");
+            exchange(&mut client, &request, &answer).await;
+        }
         exchange(
             &mut client,
             "GET /length HTTP/1.1\r\nhost: a.example\r\n\r\n",
