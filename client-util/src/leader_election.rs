@@ -166,6 +166,25 @@ impl LeaderHealth {
         self.state.lock().map(|s| s.is_some()).unwrap_or(false)
     }
 
+    /// `informer-sync`: fails while this process leads and `synced` (set
+    /// once the running term's caches have listed) is not set; `caches`
+    /// names them in the failure. The caches live only while the process
+    /// leads, so a standby (which has none) passes.
+    pub fn informer_sync_check(
+        &self,
+        synced: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        caches: &'static str,
+    ) -> crate::health::Check {
+        let leader = self.clone();
+        crate::health::Check::sync("informer-sync", move || {
+            if !leader.leading() || synced.load(std::sync::atomic::Ordering::Relaxed) {
+                Ok(())
+            } else {
+                Err(format!("the {caches} caches have not listed yet"))
+            }
+        })
+    }
+
     /// The `leader-election` check.
     pub fn check(&self) -> crate::health::Check {
         let health = self.clone();
@@ -300,47 +319,8 @@ where
     }
 }
 
-/// A component's main after its client is built: elects (as `args` say,
-/// on the Lease named `lease`), runs `work` while leading, and reports any
-/// failure as one line `component: error`. `health` follows the
-/// election for the component's `leader-election` check.
-pub async fn main_while_leading<W, Fut, E>(
-    component: &str,
-    lease: &str,
-    client: Client,
-    args: &LeaderElectionArgs,
-    health: &LeaderHealth,
-    work: W,
-) -> std::process::ExitCode
-where
-    W: FnMut(futures::future::BoxFuture<'static, ()>) -> Fut,
-    Fut: std::future::Future<Output = Result<(), E>>,
-    E: std::fmt::Display,
-{
-    let fail = |e: &dyn std::fmt::Display| {
-        eprintln!("{component}: {e}");
-        std::process::ExitCode::FAILURE
-    };
-    let election = match args.config(lease) {
-        Ok(election) => election,
-        Err(e) => return fail(&e),
-    };
-    let run = run_while_leading_observed(
-        client,
-        election,
-        crate::shutdown_signal(),
-        health.clone(),
-        work,
-    );
-    match run.await {
-        Ok(None | Some(Ok(()))) => std::process::ExitCode::SUCCESS,
-        Ok(Some(Err(e))) => fail(&e),
-        Err(e) => fail(&e),
-    }
-}
-
 /// A leader-elected component's probes: where its flags serve them, and
-/// what they check besides the apiserver.
+/// what its `informer-sync` check reads.
 pub struct Probes {
     /// `--healthz-bind-address`.
     pub address: crate::health::BindAddress,
@@ -349,15 +329,17 @@ pub struct Probes {
     /// Whether the address is the flag's default (see
     /// [`crate::parse_flags`]).
     pub defaulted: bool,
-    /// The election's state, for the `leader-election` check.
-    pub leader: LeaderHealth,
-    /// The component's `informer-sync` readiness check.
-    pub informer_sync: crate::health::Check,
+    /// Set once the running term's caches have listed.
+    pub caches_synced: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Those caches, as the failing check names them ("the pod and node").
+    pub caches: &'static str,
 }
 
 /// The main of a leader-elected component after its client is built: its
 /// probes served at once (a standby answers them too): the election, the
-/// apiserver reachable and the caches listed; then [`main_while_leading`].
+/// apiserver reachable and the caches listed ([`LeaderHealth`]); then it
+/// elects (as `args` say, on the Lease named `lease`), runs `work` while
+/// leading, and reports any failure as one line `component: error`.
 pub async fn serve_health_and_lead<W, Fut, E>(
     component: &str,
     lease: &str,
@@ -371,24 +353,34 @@ where
     Fut: std::future::Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
-    let Probes {
-        address,
-        allow_non_loopback,
-        defaulted,
-        leader,
-        informer_sync,
-    } = probes;
+    let fail = |e: &dyn std::fmt::Display| {
+        eprintln!("{component}: {e}");
+        std::process::ExitCode::FAILURE
+    };
+    let leader = LeaderHealth::default();
     let health = crate::health::Health::new()
         .with_check(leader.check())
         .with_readyz_check(crate::health::Check::api_reachable(client.clone()))
-        .with_readyz_check(informer_sync);
-    if let Err(e) =
-        crate::health::serve_until_exit(address, allow_non_loopback, defaulted, health).await
-    {
-        eprintln!("{component}: {e}");
-        return std::process::ExitCode::FAILURE;
+        .with_readyz_check(leader.informer_sync_check(probes.caches_synced, probes.caches));
+    let served = crate::health::serve_until_exit(
+        probes.address,
+        probes.allow_non_loopback,
+        probes.defaulted,
+        health,
+    );
+    if let Err(e) = served.await {
+        return fail(&e);
     }
-    main_while_leading(component, lease, client, args, &leader, work).await
+    let election = match args.config(lease) {
+        Ok(election) => election,
+        Err(e) => return fail(&e),
+    };
+    let run = run_while_leading_observed(client, election, crate::shutdown_signal(), leader, work);
+    match run.await {
+        Ok(None | Some(Ok(()))) => std::process::ExitCode::SUCCESS,
+        Ok(Some(Err(e))) => fail(&e),
+        Err(e) => fail(&e),
+    }
 }
 
 /// What a try found.

@@ -69,23 +69,12 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let leader = client_util::leader_election::LeaderHealth::default();
-    let synced = config.caches_synced.clone();
-    let standby = leader.clone();
-    // The caches live only while this process leads: a standby passes.
-    let informer_sync = client_util::health::Check::sync("informer-sync", move || {
-        if !standby.leading() || synced.load(std::sync::atomic::Ordering::Relaxed) {
-            Ok(())
-        } else {
-            Err("the pod, node and endpoints caches have not listed yet".into())
-        }
-    });
     let probes = client_util::leader_election::Probes {
         address: args.healthz_bind_address,
         allow_non_loopback: args.allow_non_loopback_healthz,
         defaulted: healthz_defaulted,
-        leader,
-        informer_sync,
+        caches_synced: config.caches_synced.clone(),
+        caches: "pod, node and endpoints",
     };
     client_util::leader_election::serve_health_and_lead(
         "controller-manager",

@@ -61,7 +61,7 @@ pub struct Config {
     /// while the watch has not shown the pod bound (or gone).
     pub assume_ttl: Duration,
     /// True while the caches of a running term have their first lists:
-    /// the `informer-sync` health check ([`informer_sync_check`]).
+    /// the `informer-sync` health check (`LeaderHealth::informer_sync_check`).
     pub caches_synced: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -74,23 +74,6 @@ impl Default for Config {
             caches_synced: std::sync::Arc::default(),
         }
     }
-}
-
-/// `informer-sync`: fails while `leading` and the caches of `config`'s
-/// running term have not listed yet. The caches live only while this
-/// scheduler leads, so a standby (which has none) passes.
-pub fn informer_sync_check(
-    config: &Config,
-    leader: client_util::leader_election::LeaderHealth,
-) -> client_util::health::Check {
-    let synced = config.caches_synced.clone();
-    client_util::health::Check::sync("informer-sync", move || {
-        if !leader.leading() || synced.load(std::sync::atomic::Ordering::Relaxed) {
-            Ok(())
-        } else {
-            Err("the node, pod and service caches have not listed yet".into())
-        }
-    })
 }
 
 /// A pod this scheduler bound (or is binding) but the bound-pod cache has

@@ -53,14 +53,12 @@ async fn main() -> ExitCode {
         bind_concurrency: usize::try_from(args.bind_concurrency).unwrap_or(128),
         ..scheduler::Config::default()
     };
-    let leader = client_util::leader_election::LeaderHealth::default();
-    let informer_sync = scheduler::informer_sync_check(&config, leader.clone());
     let probes = client_util::leader_election::Probes {
         address: args.healthz_bind_address,
         allow_non_loopback: args.allow_non_loopback_healthz,
         defaulted: healthz_defaulted,
-        leader,
-        informer_sync,
+        caches_synced: config.caches_synced.clone(),
+        caches: "node, pod and service",
     };
     client_util::leader_election::serve_health_and_lead(
         "scheduler",
