@@ -20,6 +20,7 @@
 //! backend that cannot be reached): hyper's path answers those with the
 //! messages it always has. From then on hyper serves the connection.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -28,6 +29,7 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio::time::{Instant, Sleep};
 
 use crate::proxy::{Front, Peer, Proxy};
 use crate::routes::Route;
@@ -175,7 +177,21 @@ impl Upstream {
 
     /// Whether a kept connection may carry another request: nothing to
     /// read (the backend has not closed it, nor sent anything unasked).
-    fn reusable(&self) -> bool {
+    ///
+    /// For a request that can be sent again (`resendable`), tokio's
+    /// readiness answers without a system call: it is set from epoll when
+    /// anything arrives, so it is clear unless the backend closed or spoke
+    /// since the last answer, or so recently that the event is not in yet.
+    /// That last case `forward` covers by sending the request again when
+    /// the connection turns out closed. A request with a body still to come
+    /// cannot be sent again, so it always asks the socket.
+    fn reusable(&self, resendable: bool) -> bool {
+        if resendable {
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            if self.stream.poll_read_ready(&mut cx).is_pending() {
+                return true;
+            }
+        }
         let mut probe = [0u8; 1];
         matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
     }
@@ -219,12 +235,18 @@ where
     let limits = &proxy.limits;
     let mut buf = BytesMut::with_capacity(READ);
     let mut kept: Vec<Upstream> = Vec::new();
-    // The bytes sent upstream and those sent back, kept for the next
-    // request rather than allocated for each.
-    let (mut sent, mut out) = (Vec::with_capacity(READ), Vec::with_capacity(READ));
+    let mut heads = Heads {
+        sent: Vec::with_capacity(READ),
+        out: Vec::with_capacity(READ),
+    };
     // Made once per connection: a wait made for each request registered
     // and removed a waiter under the channel's lock every time.
     let mut drained = std::pin::pin!(draining.wait_for(|d| *d));
+    // One timer for the connection, moved for each wait (the head's read,
+    // then the answer's): a timer made and dropped for each wait cost two
+    // trips through the timer wheel's lock per request, where moving a
+    // registered deadline later is one atomic store.
+    let mut deadline = std::pin::pin!(tokio::time::sleep(limits.header_read_timeout));
     loop {
         // A whole head, within the header read timeout (which also bounds
         // how long an idle keep-alive connection is held).
@@ -239,24 +261,29 @@ where
                 }
             }
         };
+        deadline
+            .as_mut()
+            .reset(Instant::now() + limits.header_read_timeout);
         let got = tokio::select! {
-            got = tokio::time::timeout(limits.header_read_timeout, read) => got,
+            got = read => got,
+            () = deadline.as_mut() => return Outcome::Closed,
             _ = &mut drained => return Outcome::Closed,
         };
         match got {
-            Ok(Ok(true)) => {}
+            Ok(true) => {}
             // Closed, broken or timed out: hyper would close it too (a
             // timeout with a partial head gets no answer from hyper either).
-            Ok(Ok(false) | Err(_)) | Err(_) => return Outcome::Closed,
+            Ok(false) | Err(_) => return Outcome::Closed,
         }
-        let Some(request) = accept(&buf, proxy, peer, front, &mut sent) else {
+        let Some(request) = accept(&buf, proxy, peer, front, &mut heads.sent) else {
             return Outcome::Hyper(Prefixed { prefix: buf, io });
         };
         // An upstream connection: kept, or new.
         let found = kept.iter().position(|u| u.addr == request.addr);
+        let whole = (buf.len() - request.head) as u64 >= request.body;
         let mut upstream = match found {
             // `remove`, not `swap_remove`: `kept` stays oldest first.
-            Some(i) if kept[i].reusable() => kept.remove(i),
+            Some(i) if kept[i].reusable(whole) => kept.remove(i),
             found => {
                 if let Some(i) = found {
                     kept.remove(i);
@@ -274,9 +301,9 @@ where
             &mut buf,
             &mut upstream,
             &request,
-            &mut sent,
-            &mut out,
+            &mut heads,
             proxy,
+            deadline.as_mut(),
         )
         .await;
         match exchanged {
@@ -298,6 +325,17 @@ where
             return Outcome::Closed;
         }
     }
+}
+
+/// The bytes sent upstream and those sent back, kept for the next request
+/// rather than allocated for each.
+struct Heads {
+    /// The request's head for the backend, and its body as far as it has
+    /// come.
+    sent: Vec<u8>,
+    /// The answer's head for the client, and its body as far as it has
+    /// come.
+    out: Vec<u8>,
 }
 
 /// What is left open after one exchange.
@@ -431,7 +469,10 @@ fn content_length(value: &[u8]) -> Option<u64> {
 /// Whether `buf` holds a whole head: an empty line after at least one
 /// line (a bare LF ends lines too, as httparse and hyper allow).
 fn head_ends(buf: &[u8]) -> bool {
-    buf.windows(2).any(|w| w == b"\n\n") || buf.windows(4).any(|w| w == b"\r\n\r\n")
+    // One pass: at each LF, whether the next line is empty.
+    buf.iter().enumerate().any(|(i, &b)| {
+        b == b'\n' && matches!(buf.get(i + 1..), Some([b'\n', ..] | [b'\r', b'\n', ..]))
+    })
 }
 
 fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -448,13 +489,14 @@ async fn forward<I>(
     buf: &mut BytesMut,
     upstream: &mut Upstream,
     request: &Request,
-    sent: &mut Vec<u8>,
-    out: &mut Vec<u8>,
+    heads: &mut Heads,
     proxy: &Proxy,
+    mut deadline: Pin<&mut Sleep>,
 ) -> std::io::Result<Next>
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
+    let Heads { sent, out } = heads;
     let limits = &proxy.limits;
     // The head and as much of the body as has come, in one write.
     let ready = usize::try_from(request.body)
@@ -497,15 +539,21 @@ where
     }
 
     // The answer's head (informational ones passed on first).
-    let mut answer = tokio::time::timeout(
-        limits.upstream_response_timeout,
+    deadline
+        .as_mut()
+        .reset(Instant::now() + limits.upstream_response_timeout);
+    let mut answer = within(
+        deadline.as_mut(),
         answer_head(client, upstream, request, out),
     )
     .await;
     if let (Ok(Ok(None)), true) = (&answer, resend && upstream.buf.is_empty()) {
         if send_again(upstream, sent, limits).await.is_ok() {
-            answer = tokio::time::timeout(
-                limits.upstream_response_timeout,
+            deadline
+                .as_mut()
+                .reset(Instant::now() + limits.upstream_response_timeout);
+            answer = within(
+                deadline.as_mut(),
                 answer_head(client, upstream, request, out),
             )
             .await;
@@ -573,6 +621,14 @@ where
     } else {
         Next::KeepClient
     })
+}
+
+/// `work`'s result, or `Err(())` if `deadline` passes first.
+async fn within<T>(deadline: Pin<&mut Sleep>, work: impl Future<Output = T>) -> Result<T, ()> {
+    tokio::select! {
+        done = work => Ok(done),
+        () = deadline => Err(()),
+    }
 }
 
 /// Sends `sent` (a whole request) again on a new connection to the same
@@ -677,8 +733,14 @@ where
             keep = false;
         }
         out.clear();
-        // Writing to a Vec cannot fail.
-        let _ = std::io::Write::write_fmt(out, format_args!("HTTP/1.1 {code} "));
+        out.extend_from_slice(b"HTTP/1.1 ");
+        // httparse takes exactly three digits.
+        out.extend_from_slice(&[
+            b'0' + (code / 100 % 10) as u8,
+            b'0' + (code / 10 % 10) as u8,
+            b'0' + (code % 10) as u8,
+            b' ',
+        ]);
         out.extend_from_slice(parsed.reason.unwrap_or_default().as_bytes());
         out.extend_from_slice(b"\r\n");
         for h in parsed.headers.iter() {
@@ -797,6 +859,7 @@ mod tests {
     use tokio::net::{TcpListener, TcpStream};
     use tokio::sync::watch;
 
+    use super::head_ends;
     use crate::proxy::{serve, Front, Limits, Proxy};
     use crate::routes::Table;
 
@@ -878,6 +941,10 @@ mod tests {
                         if path == "/drop" {
                             return; // closed without an answer
                         }
+                        if path == "/stall" {
+                            // Open, and never an answer.
+                            std::future::pending::<()>().await;
+                        }
                         stream.write_all(&answer).await.unwrap();
                         if path == "/close" || close_after_each {
                             return;
@@ -895,12 +962,13 @@ mod tests {
 
     /// A proxy on a free loopback port sending everything to `to`.
     async fn proxy_to(to: SocketAddr) -> SocketAddr {
-        proxy_until(to, std::future::pending()).await
+        proxy_until(to, Limits::default(), std::future::pending()).await
     }
 
     /// The same, serving until `stop` resolves.
     async fn proxy_until(
         to: SocketAddr,
+        limits: Limits,
         stop: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> SocketAddr {
         let service = Arc::new(
@@ -926,7 +994,7 @@ mod tests {
         let table = Table::build(&[ingress], &[service], &[endpoints], "mini");
         let (_keep, table) = watch::channel(Arc::new(table));
         std::mem::forget(_keep);
-        let proxy = Arc::new(Proxy::new(table, Limits::default()));
+        let proxy = Arc::new(Proxy::new(table, limits));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(serve(listener, proxy, Front::http(addr.port()), stop));
@@ -950,6 +1018,22 @@ mod tests {
             answer,
             "{request}"
         );
+    }
+
+    #[test]
+    fn a_head_ends_at_its_first_empty_line_whatever_the_line_endings() {
+        for (buf, whole) in [
+            (&b"GET / HTTP/1.1\r\nhost: a\r\n\r\n"[..], true),
+            (b"GET / HTTP/1.1\nhost: a\n\n", true),
+            (b"GET / HTTP/1.1\nhost: a\n\r\n", true),
+            (b"GET / HTTP/1.1\r\nhost: a\r\n\n", true),
+            (b"GET / HTTP/1.1\r\nhost: a\r\n\r", false),
+            (b"GET / HTTP/1.1\r\nhost: a\r\n", false),
+            (b"\r\nGET / HTTP/1.1\r\n", false),
+            (b"", false),
+        ] {
+            assert_eq!(head_ends(buf), whole, "{:?}", String::from_utf8_lossy(buf));
+        }
     }
 
     #[tokio::test]
@@ -1026,11 +1110,50 @@ mod tests {
         }
     }
 
+    /// The one timer a connection keeps bounds each wait in turn: the
+    /// answer's, then the next head's.
+    #[tokio::test]
+    async fn a_silent_backend_is_a_504_and_an_idle_client_is_let_go() {
+        let backend = backend(false).await;
+        let limits = Limits {
+            header_read_timeout: Duration::from_millis(300),
+            upstream_response_timeout: Duration::from_millis(300),
+            ..Limits::default()
+        };
+        let proxy = proxy_until(backend.addr, limits, std::future::pending()).await;
+        let mut client = TcpStream::connect(proxy).await.unwrap();
+        // Answered first, so both timers run after a wait that ended well.
+        exchange(
+            &mut client,
+            "GET /length HTTP/1.1\r\nhost: a.example\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-b: 1\r\n\r\nhello",
+        )
+        .await;
+        client
+            .write_all(b"GET /stall HTTP/1.1\r\nhost: a.example\r\n\r\n")
+            .await
+            .unwrap();
+        let head = read_exactly(&mut client, "HTTP/1.1 504".len()).await;
+        assert_eq!(head, "HTTP/1.1 504");
+        let mut rest = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), client.read(&mut rest))
+            .await
+            .expect("the 504's body within 5 s")
+            .unwrap();
+        let rest = String::from_utf8_lossy(&rest[..n]);
+        assert!(rest.contains("no answer within 300ms"), "{rest}");
+        // The client stays, then says nothing: closed after the header
+        // read timeout.
+        let mut more = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut more));
+        assert!(read.await.is_ok(), "an idle client held for 5 s");
+    }
+
     #[tokio::test]
     async fn an_idle_kept_alive_connection_is_closed_on_shutdown() {
         let backend = backend(false).await;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let proxy = proxy_until(backend.addr, async move {
+        let proxy = proxy_until(backend.addr, Limits::default(), async move {
             let _ = stopped.await;
         })
         .await;
