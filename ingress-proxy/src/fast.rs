@@ -178,13 +178,14 @@ impl Upstream {
     /// Whether a kept connection may carry another request: nothing to
     /// read (the backend has not closed it, nor sent anything unasked).
     ///
-    /// For a request that can be sent again (`resendable`), tokio's
-    /// readiness answers without a system call: it is set from epoll when
-    /// anything arrives, so it is clear unless the backend closed or spoke
-    /// since the last answer, or so recently that the event is not in yet.
-    /// That last case `forward` covers by sending the request again when
-    /// the connection turns out closed. A request with a body still to come
-    /// cannot be sent again, so it always asks the socket.
+    /// For a request that can be sent again (`resendable`: idempotent and
+    /// whole), tokio's readiness answers without a system call: it is set
+    /// from epoll when anything arrives, so it is clear unless the backend
+    /// closed or spoke since the last answer, or so recently that the event
+    /// is not in yet. That last case `forward` covers by sending the
+    /// request again when the connection turns out closed. Any other
+    /// request asks the socket, which leaves only the smallest window for a
+    /// close it cannot recover from.
     fn reusable(&self, resendable: bool) -> bool {
         if resendable {
             let mut cx = Context::from_waker(std::task::Waker::noop());
@@ -205,6 +206,11 @@ struct Request {
     body: u64,
     /// `HEAD`: the answer has no body whatever its headers say.
     is_head: bool,
+    /// Idempotent (RFC 9110 9.2.2): it may be sent again when a kept
+    /// connection turns out closed, as Go's transport and nginx resend only
+    /// such requests (a `POST` the backend took before closing could
+    /// otherwise be carried out twice).
+    idempotent: bool,
     /// The client asked to close after this answer.
     close: bool,
     /// The backend's address.
@@ -285,10 +291,10 @@ where
         };
         // An upstream connection: kept, or new.
         let found = kept.iter().position(|u| u.addr == request.addr);
-        let whole = (buf.len() - request.head) as u64 >= request.body;
+        let resendable = request.idempotent && (buf.len() - request.head) as u64 >= request.body;
         let mut upstream = match found {
             // `remove`, not `swap_remove`: `kept` stays oldest first.
-            Some(i) if kept[i].reusable(whole) => kept.remove(i),
+            Some(i) if kept[i].reusable(resendable) => kept.remove(i),
             found => {
                 if let Some(i) = found {
                     kept.remove(i);
@@ -455,6 +461,10 @@ fn accept(
         head,
         body,
         is_head: method == "HEAD",
+        idempotent: matches!(
+            method,
+            "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+        ),
         close,
         addr,
     })
@@ -509,10 +519,12 @@ where
         .min(buf.len());
     sent.extend_from_slice(&buf[..ready]);
     buf.advance(ready);
-    // A kept connection the backend closed just as it was reused takes no
-    // request, or answers nothing: a request sent whole in one write is
-    // sent once more on a new connection (as hyper's pool retries a
-    // request its closed connection never took).
+    // A kept connection the backend closed just as it was reused refuses
+    // the request, or takes it and answers nothing. A request sent whole
+    // in one write goes once more on a new connection: after a refused
+    // write whatever its method (the backend never took it, as hyper's pool
+    // retries a request its closed connection never took); after no answer
+    // only an idempotent one (the backend may have carried it out).
     let whole = request.body == ready as u64;
     let resend = upstream.reused && whole;
     if let Err(error) = upstream.stream.write_all(sent).await {
@@ -552,7 +564,8 @@ where
         answer_head(client, upstream, request, out),
     )
     .await;
-    if let (Ok(Ok(None)), true) = (&answer, resend && upstream.buf.is_empty()) {
+    let resend_unanswered = resend && request.idempotent && upstream.buf.is_empty();
+    if let (Ok(Ok(None)), true) = (&answer, resend_unanswered) {
         if send_again(upstream, sent, limits).await.is_ok() {
             deadline
                 .as_mut()
@@ -1191,6 +1204,45 @@ mod tests {
             exchange(&mut client, request, answer).await;
         }
         assert_eq!(*backend.connections.lock().unwrap(), 5);
+    }
+
+    /// A reused connection that takes a request and closes without an
+    /// answer: an idempotent request goes once more, a `POST` does not (the
+    /// backend may have carried it out), and both get a 502.
+    #[tokio::test]
+    async fn only_an_idempotent_request_is_sent_again_after_no_answer() {
+        let backend = backend(false).await;
+        let proxy = proxy_to(backend.addr).await;
+        let mut client = TcpStream::connect(proxy).await.unwrap();
+        let ok = "HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-b: 1\r\n\r\nhello";
+        for (request, sent) in [
+            (
+                "POST /drop HTTP/1.1\r\nhost: a.example\r\ncontent-length: 2\r\n\r\nhi",
+                1,
+            ),
+            ("GET /drop HTTP/1.1\r\nhost: a.example\r\n\r\n", 2),
+        ] {
+            // On a kept connection, so that it counts as reused.
+            exchange(
+                &mut client,
+                "GET /length HTTP/1.1\r\nhost: a.example\r\n\r\n",
+                ok,
+            )
+            .await;
+            backend.heads.lock().unwrap().clear();
+            let body = format!(
+                "502 Bad Gateway: the backend at {} closed the connection without an answer\n",
+                backend.addr
+            );
+            let answer = format!(
+                "HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/plain; charset=utf-8\r\n\
+                 content-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            exchange(&mut client, request, &answer).await;
+            let heads = backend.heads.lock().unwrap().clone();
+            assert_eq!(heads.len(), sent, "{request}: the backend saw {heads:?}");
+        }
     }
 
     #[tokio::test]
