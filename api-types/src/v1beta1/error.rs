@@ -45,18 +45,17 @@ impl ConversionError {
         value: impl std::fmt::Display,
         supported: &[&str],
     ) -> Self {
-        let detail = format!(
-            "supported values: {}",
-            supported
-                .iter()
-                .map(|s| format!("\"{s}\""))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        // The same kind and "supported values" detail as a v1 field error.
+        let FieldError {
+            field,
+            kind,
+            value,
+            detail,
+        } = FieldError::not_supported(field, value, supported);
         Self {
-            field: field.into(),
-            kind: FieldErrorKind::NotSupported,
-            value: Some(value.to_string()),
+            field,
+            kind,
+            value,
             detail,
         }
     }
