@@ -5,7 +5,7 @@ use crate::v1::{ReplicationController, ReplicationControllerSpec};
 
 use super::meta::validate_labels;
 use super::names::name_is_dns_subdomain_any_case;
-use super::pod::validate_pod_template_spec;
+use super::pod::validate_controller_pod_template;
 use super::{
     validate_nonnegative, validate_object_meta_update, validate_object_meta_with, FieldErrors,
 };
@@ -66,18 +66,8 @@ fn validate_spec(spec: &ReplicationControllerSpec) -> FieldErrors {
             ));
         }
     }
-    errs.extend(validate_pod_template_spec(template, "spec.template"));
+    errs.extend(validate_controller_pod_template(template, "spec.template"));
     let pod_spec = template.spec.as_ref();
-    let restart = pod_spec
-        .and_then(|s| s.restart_policy.as_deref())
-        .unwrap_or("");
-    if !restart.is_empty() && restart != "Always" {
-        errs.push(FieldError::not_supported(
-            "spec.template.spec.restartPolicy",
-            restart,
-            &["Always"],
-        ));
-    }
     if let Some(deadline) = pod_spec.and_then(|s| s.active_deadline_seconds) {
         errs.push(FieldError::invalid(
             "spec.template.spec.activeDeadlineSeconds",

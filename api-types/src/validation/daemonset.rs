@@ -10,7 +10,7 @@ use crate::v1::IntOrString;
 
 use super::meta::validate_labels;
 use super::names::{is_qualified_name, is_valid_label_value, name_is_dns_subdomain};
-use super::pod::validate_pod_template_spec;
+use super::pod::validate_controller_pod_template;
 use super::{
     child, index, push_invalid, validate_nonnegative, validate_object_meta_update,
     validate_object_meta_with, FieldErrors, FIELD_IMMUTABLE_ERROR_MSG,
@@ -124,18 +124,11 @@ fn validate_spec(spec: &DaemonSetSpec) -> FieldErrors {
             ));
         }
     }
-    errs.extend(validate_pod_template_spec(&spec.template, "spec.template"));
+    errs.extend(validate_controller_pod_template(
+        &spec.template,
+        "spec.template",
+    ));
     let pod_spec = spec.template.spec.as_ref();
-    let restart = pod_spec
-        .and_then(|s| s.restart_policy.as_deref())
-        .unwrap_or("");
-    if !restart.is_empty() && restart != "Always" {
-        errs.push(FieldError::not_supported(
-            "spec.template.spec.restartPolicy",
-            restart,
-            &["Always"],
-        ));
-    }
     if pod_spec.and_then(|s| s.active_deadline_seconds).is_some() {
         errs.push(FieldError::forbidden(
             "spec.template.spec.activeDeadlineSeconds",

@@ -78,6 +78,27 @@ pub fn validate_pod_template_spec(template: &PodTemplateSpec, path: &str) -> Fie
     errs
 }
 
+/// Validates the pod template of a controller that keeps its pods running
+/// (a replication controller, a daemon set): a valid template whose
+/// `restartPolicy`, if set, is `Always`, since a pod that may stop for good
+/// would leave the controller replacing it forever.
+pub fn validate_controller_pod_template(template: &PodTemplateSpec, path: &str) -> FieldErrors {
+    let mut errs = validate_pod_template_spec(template, path);
+    let restart = template
+        .spec
+        .as_ref()
+        .and_then(|s| s.restart_policy.as_deref())
+        .unwrap_or("");
+    if !restart.is_empty() && restart != "Always" {
+        errs.push(FieldError::not_supported(
+            child(&child(path, "spec"), "restartPolicy"),
+            restart,
+            &["Always"],
+        ));
+    }
+    errs
+}
+
 /// Validates a pod spec; every error's path starts with `path` (`spec`, or
 /// `spec.template.spec` for a controller's template).
 pub fn validate_pod_spec(spec: &PodSpec, path: &str) -> FieldErrors {
