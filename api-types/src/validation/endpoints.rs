@@ -3,12 +3,10 @@
 use crate::status::FieldError;
 use crate::v1::{EndpointAddress, EndpointPort, Endpoints};
 
-use super::names::{
-    is_dns1123_label, is_non_special_ip, is_valid_ip, is_valid_port_num, name_is_dns_subdomain,
-};
+use super::names::{is_dns1123_label, is_non_special_ip, is_valid_ip, name_is_dns_subdomain};
 use super::{
     child, index, push_invalid, validate_object_meta_update, validate_object_meta_with,
-    validate_protocol, FieldErrors,
+    validate_port_name, validate_port_number_and_protocol, FieldErrors,
 };
 
 /// Validates endpoints: metadata (namespaced, the name a DNS subdomain, in
@@ -76,20 +74,8 @@ fn validate_address(address: &EndpointAddress, path: &str, errs: &mut FieldError
 
 fn validate_port(port: &EndpointPort, require_name: bool, path: &str, errs: &mut FieldErrors) {
     let name = port.name.as_deref().unwrap_or("");
-    if name.is_empty() {
-        if require_name {
-            errs.push(FieldError::required(child(path, "name"), ""));
-        }
-    } else {
-        push_invalid(errs, &child(path, "name"), name, is_dns1123_label(name));
-    }
-    push_invalid(
-        errs,
-        &child(path, "port"),
-        &port.port.to_string(),
-        is_valid_port_num(port.port),
-    );
-    validate_protocol(errs, &child(path, "protocol"), port.protocol.as_ref());
+    validate_port_name(errs, path, name, require_name);
+    validate_port_number_and_protocol(errs, path, port.port, port.protocol.as_ref());
 }
 
 /// Validates an update of endpoints: metadata immutables unchanged and the

@@ -163,6 +163,41 @@ pub(crate) fn validate_protocol(errs: &mut FieldErrors, path: &str, protocol: Op
     }
 }
 
+/// A port's `name` (endpoints and service ports alike): a DNS label, and
+/// required when `require_name` (there are several ports to tell apart).
+pub(crate) fn validate_port_name(
+    errs: &mut FieldErrors,
+    path: &str,
+    name: &str,
+    require_name: bool,
+) {
+    let name_path = child(path, "name");
+    if name.is_empty() {
+        if require_name {
+            errs.push(FieldError::required(name_path, ""));
+        }
+    } else {
+        push_invalid(errs, &name_path, name, is_dns1123_label(name));
+    }
+}
+
+/// A port's `port` (1 to 65535) and `protocol` (endpoints and service ports
+/// alike).
+pub(crate) fn validate_port_number_and_protocol(
+    errs: &mut FieldErrors,
+    path: &str,
+    port: i32,
+    protocol: Option<&String>,
+) {
+    push_invalid(
+        errs,
+        &child(path, "port"),
+        &port.to_string(),
+        is_valid_port_num(port),
+    );
+    validate_protocol(errs, &child(path, "protocol"), protocol);
+}
+
 #[cfg(test)]
 pub(crate) mod testutil {
     //! Assertions shared by the validation tests.

@@ -8,12 +8,12 @@ use crate::v1::{IntOrString, Service, ServicePort, ServiceSpec};
 
 use super::meta::validate_labels;
 use super::names::{
-    is_dns1123_label, is_dns1123_subdomain, is_non_special_ip, is_valid_ip, is_valid_port_name,
-    is_valid_port_num, name_is_dns1035_label,
+    is_dns1123_subdomain, is_non_special_ip, is_valid_ip, is_valid_port_name, is_valid_port_num,
+    name_is_dns1035_label,
 };
 use super::{
     child, index, push_invalid, validate_object_meta_update, validate_object_meta_with,
-    validate_protocol, FieldErrors,
+    validate_port_name, validate_port_number_and_protocol, FieldErrors,
 };
 
 /// The ports a `nodePort` may use (Kubernetes' default
@@ -248,24 +248,11 @@ fn validate_service_port<'a>(
     errs: &mut FieldErrors,
 ) {
     let name = s(&port.name);
-    let name_path = child(path, "name");
-    if name.is_empty() {
-        if require_name {
-            errs.push(FieldError::required(name_path, ""));
-        }
-    } else {
-        push_invalid(errs, &name_path, name, is_dns1123_label(name));
-        if !names.insert(name) {
-            errs.push(FieldError::duplicate(name_path, name));
-        }
+    validate_port_name(errs, path, name, require_name);
+    if !name.is_empty() && !names.insert(name) {
+        errs.push(FieldError::duplicate(child(path, "name"), name));
     }
-    push_invalid(
-        errs,
-        &child(path, "port"),
-        &port.port.to_string(),
-        is_valid_port_num(port.port),
-    );
-    validate_protocol(errs, &child(path, "protocol"), port.protocol.as_ref());
+    validate_port_number_and_protocol(errs, path, port.port, port.protocol.as_ref());
     // An unset target port (absent, 0 or "") defaults to `port`.
     match &port.target_port {
         None => {}
