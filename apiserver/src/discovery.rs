@@ -116,7 +116,9 @@ fn resources_of(group: &str, version: &str) -> Vec<Value> {
     resources
 }
 
-const ALL_VERBS: [&str; 8] = [
+/// Every verb a resource may serve (discovery lists them; `admin` gets them
+/// all on roles and bindings).
+pub(crate) const ALL_VERBS: [&str; 8] = [
     "create",
     "delete",
     "deletecollection",

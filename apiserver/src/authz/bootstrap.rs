@@ -101,16 +101,7 @@ fn edit_rules() -> Vec<PolicyRule> {
 fn admin_rules() -> Vec<PolicyRule> {
     let mut rules = edit_rules();
     rules.push(rule(
-        &[
-            "create",
-            "delete",
-            "deletecollection",
-            "get",
-            "list",
-            "patch",
-            "update",
-            "watch",
-        ],
+        &crate::discovery::ALL_VERBS,
         &[RBAC_GROUP],
         &["roles", "rolebindings"],
     ));
