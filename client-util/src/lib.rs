@@ -342,6 +342,15 @@ where
     reflect_with(api, config, stop, |_: &mut K| {})
 }
 
+/// [`reflect`] of every `K` in every namespace, with the default watch
+/// config: the whole-cluster cache a service router (DNS, proxy) keeps.
+pub fn reflect_all<K>(client: Client, stop: StopFlag) -> Reflected<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    reflect(Api::all(client), watcher::Config::default(), stop)
+}
+
 /// [`reflect`], with `transform` applied to every object before the store
 /// keeps it (client-go's `SetTransform`): a cache of many objects keeps
 /// only the fields its readers use ([`lean`]). The objects are decoded

@@ -27,10 +27,9 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use client_util::{reflect, StopFlag};
+use client_util::{reflect_all, StopFlag};
 use k8s_openapi::api::core::v1::{Endpoints, Service};
-use kube::runtime::watcher;
-use kube::{Api, Client};
+use kube::Client;
 
 use crate::records::Zone;
 use crate::server::{Counters, Handler, StoreObjects, TcpLimits};
@@ -80,16 +79,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let stop = StopFlag::new(shutdown);
-    let services = reflect(
-        Api::<Service>::all(client.clone()),
-        watcher::Config::default(),
-        stop.clone(),
-    );
-    let endpoints = reflect(
-        Api::<Endpoints>::all(client),
-        watcher::Config::default(),
-        stop.clone(),
-    );
+    let services = reflect_all::<Service>(client.clone(), stop.clone());
+    let endpoints = reflect_all::<Endpoints>(client, stop.clone());
     let informers = client_util::health::InformerSync::new()
         .with_store(&services.store)
         .with_store(&endpoints.store);

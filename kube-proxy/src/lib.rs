@@ -35,10 +35,9 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use client_util::{reflect, Reflected, StopFlag};
+use client_util::{reflect_all, Reflected, StopFlag};
 use k8s_openapi::api::core::v1::{Endpoints, Service};
-use kube::runtime::watcher;
-use kube::{Api, Client};
+use kube::Client;
 
 use crate::iptables::{Commands, Outcome, RuleWriter};
 use crate::metrics::Metrics;
@@ -115,16 +114,8 @@ pub async fn run(
 ) -> Result<(), Error> {
     let stop = StopFlag::new(shutdown);
     let metrics = Arc::new(Metrics::new());
-    let services = reflect(
-        Api::<Service>::all(client.clone()),
-        watcher::Config::default(),
-        stop.clone(),
-    );
-    let endpoints = reflect(
-        Api::<Endpoints>::all(client),
-        watcher::Config::default(),
-        stop.clone(),
-    );
+    let services = reflect_all::<Service>(client.clone(), stop.clone());
+    let endpoints = reflect_all::<Endpoints>(client, stop.clone());
     let server = {
         let stop = stop.clone();
         let informers = client_util::health::InformerSync::new()
