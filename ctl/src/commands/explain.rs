@@ -133,17 +133,22 @@ fn find_kind<'a>(
     })
 }
 
-/// The definition a `$ref` (direct or in `allOf`) names, else the schema.
-fn resolve<'a>(schemas: &'a Map<String, Value>, schema: &'a Value) -> &'a Value {
+/// The definition name a schema's `$ref` (direct or in `allOf`) points at
+/// (`io.k8s.api.core.v1.Container`).
+fn reference_name(schema: &Value) -> Option<&str> {
     let reference = schema.get("$ref").and_then(Value::as_str).or_else(|| {
         schema
             .get("allOf")?
             .as_array()?
             .iter()
             .find_map(|s| s.get("$ref")?.as_str())
-    });
-    reference
-        .and_then(|r| r.rsplit('/').next())
+    })?;
+    reference.rsplit('/').next()
+}
+
+/// The definition a `$ref` (direct or in `allOf`) names, else the schema.
+fn resolve<'a>(schemas: &'a Map<String, Value>, schema: &'a Value) -> &'a Value {
+    reference_name(schema)
         .and_then(|name| schemas.get(name))
         .unwrap_or(schema)
 }
@@ -162,14 +167,7 @@ fn element<'a>(schemas: &'a Map<String, Value>, property: &'a Value) -> &'a Valu
 /// `<map[string]string>`, `<Object>`.
 fn type_name(property: &Value) -> String {
     let named = |schema: &Value| -> Option<String> {
-        let reference = schema.get("$ref").and_then(Value::as_str).or_else(|| {
-            schema
-                .get("allOf")?
-                .as_array()?
-                .iter()
-                .find_map(|s| s.get("$ref")?.as_str())
-        })?;
-        let full = reference.rsplit('/').next()?;
+        let full = reference_name(schema)?;
         let short = full.rsplit('.').next()?;
         // IntOrString and Quantity are strings on the wire: kubectl names them.
         Some(short.to_string())
