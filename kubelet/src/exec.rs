@@ -26,8 +26,9 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures::stream::BoxStream;
+use futures::stream::{BoxStream, SplitSink};
 use futures::{SinkExt, StreamExt};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::runtime::Runtime;
@@ -311,13 +312,7 @@ async fn pump(
                 "attaching to container"
             };
             let status = remotecommand::internal_error(&format!("error {what}: {error}"));
-            let _ = sink
-                .send(send(
-                    remotecommand::ERROR,
-                    &remotecommand::error_payload(protocol, &status),
-                ))
-                .await;
-            let _ = sink.send(normal_close()).await;
+            send_status_and_close(&mut sink, protocol, &status).await;
             return;
         }
     };
@@ -397,12 +392,20 @@ async fn pump(
         (None, Ok(code)) => remotecommand::exit_status(code.unwrap_or(0), &options.command),
         (None, Err(error)) => remotecommand::internal_error(&error.to_string()),
     };
-    let _ = sink
-        .send(send(
-            remotecommand::ERROR,
-            &remotecommand::error_payload(protocol, &status),
-        ))
-        .await;
+    send_status_and_close(&mut sink, protocol, &status).await;
+}
+
+/// Ends a stream as the client expects: the outcome on the error channel,
+/// then a normal close. Send errors are ignored: the client may be gone,
+/// and there is no one left to tell.
+async fn send_status_and_close(
+    sink: &mut SplitSink<WebSocket, Message>,
+    protocol: Protocol,
+    status: &Status,
+) {
+    let payload = remotecommand::error_payload(protocol, status);
+    let frame = remotecommand::frame(remotecommand::ERROR, &payload);
+    let _ = sink.send(Message::Binary(frame.into())).await;
     let _ = sink.send(normal_close()).await;
 }
 
