@@ -423,85 +423,97 @@ async fn a_failing_liveness_probe_restarts_the_container() {
     assert_eq!(r.status.container_statuses.unwrap()[0].restart_count, 1);
 }
 
+/// One pull-policy case: the policy and image, whether the runtime has the
+/// image, and what the kubelet must do.
+struct PullCase {
+    what: &'static str,
+    policy: Option<&'static str>,
+    image: &'static str,
+    present: bool,
+    pulls: bool,
+    waiting: Option<&'static str>,
+    events: &'static [&'static str],
+}
+
 #[tokio::test]
 async fn the_pull_policy_decides_whether_to_pull_and_the_events_say_so() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path());
-    let with_policy = |policy: Option<&str>, image: &str| {
-        let mut p = pod("Always", image);
-        p.spec.as_mut().unwrap().containers[0].image_pull_policy = policy.map(str::to_string);
-        p
-    };
-    // Present and IfNotPresent: no pull.
-    let rt = HollowRuntime::new();
-    let mut state = PodState::default();
-    sync_pod(
-        &rt,
-        &cfg,
-        &with_policy(Some("IfNotPresent"), "img:latest"),
-        &[],
-        &mut state,
-    )
-    .await
-    .unwrap();
-    assert!(rt.take_calls().iter().all(|c| !c.starts_with("pull:")));
-    assert_eq!(reasons(&mut state), ["Pulled:c", "Created:c", "Started:c"]);
-    // Unset on a :latest image means Always (as the apiserver defaults it).
-    let rt = HollowRuntime::new();
-    let mut state = PodState::default();
-    sync_pod(&rt, &cfg, &with_policy(None, "img:latest"), &[], &mut state)
-        .await
-        .unwrap();
-    assert!(rt.take_calls().contains(&"pull:img:latest".to_string()));
-    assert_eq!(
-        reasons(&mut state),
-        ["Pulling:c", "Pulled:c", "Created:c", "Started:c"]
-    );
-    // Unset on a versioned tag means IfNotPresent.
-    let rt = HollowRuntime::new();
-    let mut state = PodState::default();
-    sync_pod(&rt, &cfg, &with_policy(None, "img:v1"), &[], &mut state)
-        .await
-        .unwrap();
-    assert!(rt.take_calls().iter().all(|c| !c.starts_with("pull:")));
-    // Never with an absent image: ErrImageNeverPull, no pull.
-    let rt = HollowRuntime::new();
-    rt.set_image_missing("gone:v1");
-    let mut state = PodState::default();
-    let r = sync_pod(
-        &rt,
-        &cfg,
-        &with_policy(Some("Never"), "gone:v1"),
-        &[],
-        &mut state,
-    )
-    .await
-    .unwrap();
-    assert!(rt.take_calls().iter().all(|c| !c.starts_with("pull:")));
-    assert_eq!(
-        waiting_reason(&r.status).as_deref(),
-        Some("ErrImageNeverPull")
-    );
-    assert_eq!(reasons(&mut state), ["ErrImageNeverPull:c"]);
-    // Always with a failed pull fails the container, and says why.
-    let rt = HollowRuntime::new();
-    rt.set_image_missing("gone:v1");
-    let mut state = PodState::default();
-    let r = sync_pod(
-        &rt,
-        &cfg,
-        &with_policy(Some("Always"), "gone:v1"),
-        &[],
-        &mut state,
-    )
-    .await
-    .unwrap();
-    assert_eq!(waiting_reason(&r.status).as_deref(), Some("ErrImagePull"));
-    assert_eq!(reasons(&mut state), ["Pulling:c", "Failed:c", "Failed:c"]);
-    assert!(rt
-        .containers()
-        .iter()
-        .all(|c| c.container_name() == INFRA_CONTAINER_NAME));
+    let started = &["Pulled:c", "Created:c", "Started:c"];
+    let cases = [
+        PullCase {
+            what: "present and IfNotPresent: no pull",
+            policy: Some("IfNotPresent"),
+            image: "img:latest",
+            present: true,
+            pulls: false,
+            waiting: None,
+            events: started,
+        },
+        PullCase {
+            what: "unset on a :latest image means Always (as the apiserver defaults it)",
+            policy: None,
+            image: "img:latest",
+            present: true,
+            pulls: true,
+            waiting: None,
+            events: &["Pulling:c", "Pulled:c", "Created:c", "Started:c"],
+        },
+        PullCase {
+            what: "unset on a versioned tag means IfNotPresent",
+            policy: None,
+            image: "img:v1",
+            present: true,
+            pulls: false,
+            waiting: None,
+            events: started,
+        },
+        PullCase {
+            what: "Never with an absent image: ErrImageNeverPull, no pull",
+            policy: Some("Never"),
+            image: "gone:v1",
+            present: false,
+            pulls: false,
+            waiting: Some("ErrImageNeverPull"),
+            events: &["ErrImageNeverPull:c"],
+        },
+        PullCase {
+            what: "Always with a failed pull fails the container, and says why",
+            policy: Some("Always"),
+            image: "gone:v1",
+            present: false,
+            pulls: true,
+            waiting: Some("ErrImagePull"),
+            events: &["Pulling:c", "Failed:c", "Failed:c"],
+        },
+    ];
+    for case in cases {
+        let what = case.what;
+        let rt = HollowRuntime::new();
+        if !case.present {
+            rt.set_image_missing(case.image);
+        }
+        let mut p = pod("Always", case.image);
+        p.spec.as_mut().unwrap().containers[0].image_pull_policy = case.policy.map(str::to_string);
+        let mut state = PodState::default();
+        let r = sync_pod(&rt, &cfg, &p, &[], &mut state).await.unwrap();
+        let pulled = rt.take_calls().iter().any(|c| c.starts_with("pull:"));
+        assert_eq!(pulled, case.pulls, "{what}: pulled");
+        assert_eq!(
+            waiting_reason(&r.status).as_deref(),
+            case.waiting,
+            "{what}: waiting reason"
+        );
+        assert_eq!(reasons(&mut state), case.events, "{what}: events");
+        if case.waiting.is_some() {
+            assert!(
+                rt.containers()
+                    .iter()
+                    .all(|c| c.container_name() == INFRA_CONTAINER_NAME),
+                "{what}: an app container was created"
+            );
+        }
+    }
 }
 
 fn ready(status: &PodStatus) -> (bool, String) {
