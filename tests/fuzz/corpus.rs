@@ -156,6 +156,13 @@ pub fn mutated(target: &str) -> impl Strategy<Value = Vec<u8>> {
         .prop_map(|(seed, edits)| mutate(&seed, &edits))
 }
 
+/// Names of a pod's fields, so that arbitrary JSON often lands on a path the
+/// code under test reads; `others` follow them.
+fn with_pod_fields(others: &[&'static str]) -> Vec<&'static str> {
+    let pod_fields = ["metadata", "spec", "containers", "name", "image", "ports"];
+    pod_fields.iter().chain(others).copied().collect()
+}
+
 /// Arbitrary JSON, at most four levels deep and about 64 values.
 pub fn json_value() -> impl Strategy<Value = serde_json::Value> {
     use serde_json::Value;
@@ -165,13 +172,7 @@ pub fn json_value() -> impl Strategy<Value = serde_json::Value> {
         any::<i64>().prop_map(Value::from),
         any::<f64>().prop_map(Value::from),
         "[a-z$/:._-]{0,12}".prop_map(Value::String),
-        prop::sample::select(vec![
-            "metadata",
-            "spec",
-            "containers",
-            "name",
-            "image",
-            "ports",
+        prop::sample::select(with_pod_fields(&[
             "$patch",
             "replace",
             "delete",
@@ -180,20 +181,14 @@ pub fn json_value() -> impl Strategy<Value = serde_json::Value> {
             "0",
             "-",
             "/spec/containers/0",
-        ])
+        ]))
         .prop_map(|s| Value::String(s.to_string())),
     ];
     leaf.prop_recursive(4, 64, 6, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::Array),
             prop::collection::btree_map(
-                prop::sample::select(vec![
-                    "metadata",
-                    "spec",
-                    "containers",
-                    "name",
-                    "image",
-                    "ports",
+                prop::sample::select(with_pod_fields(&[
                     "op",
                     "path",
                     "value",
@@ -209,7 +204,7 @@ pub fn json_value() -> impl Strategy<Value = serde_json::Value> {
                     "apiVersion",
                     "a",
                     "b",
-                ]),
+                ])),
                 inner,
                 0..6,
             )
