@@ -850,13 +850,7 @@ async fn scale_smoke_rc_of_1000_pods_on_100_nodes() -> Result<()> {
     })
     .await?;
     let bound_in = started.elapsed();
-    let metrics = c
-        .http
-        .get(format!("{}/metrics", c.url()))
-        .send()
-        .await?
-        .text()
-        .await?;
+    let metrics = c.metrics_text().await?;
     for line in metrics.lines().filter(|l| {
         (l.starts_with("apiserver_request_duration_seconds_sum")
             || l.starts_with("apiserver_request_duration_seconds_count"))

@@ -176,13 +176,7 @@ pub(crate) fn node_of(pod: &Value) -> Option<&str> {
 /// Writes (create, update, patch, delete) the apiserver has answered, by
 /// `resource/subresource`, from its /metrics.
 pub(crate) async fn writes(c: &TestCluster) -> Result<BTreeMap<String, u64>> {
-    let text = c
-        .http
-        .get(format!("{}/metrics", c.url()))
-        .send()
-        .await?
-        .text()
-        .await?;
+    let text = c.metrics_text().await?;
     let mut out = BTreeMap::new();
     for line in text.lines() {
         let Some(rest) = line.strip_prefix("apiserver_request_total{") else {

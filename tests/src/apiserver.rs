@@ -215,6 +215,12 @@ impl TestCluster {
         ))
     }
 
+    /// The apiserver's `/metrics` text.
+    pub async fn metrics_text(&self) -> Result<String> {
+        let url = format!("{}/metrics", self.url());
+        Ok(self.http.get(url).send().await?.text().await?)
+    }
+
     /// Every key under `/registry` in etcd, read directly.
     pub async fn etcd_keys(&self) -> Result<Vec<String>> {
         let mut client = self.etcd.client().await?;

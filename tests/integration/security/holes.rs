@@ -141,23 +141,11 @@ async fn metrics_labels_come_only_from_known_resources() -> Result<()> {
     let _ = c
         .get("/api/v1/namespaces/default/pods/p/unbounded-v1")
         .await?;
-    let text = c
-        .http
-        .get(format!("{}/metrics", c.url()))
-        .send()
-        .await?
-        .text()
-        .await?;
+    let text = c.metrics_text().await?;
     assert!(!text.contains("unbounded"), "{text}");
     // Known subresources are still told apart.
     let _ = c.get("/api/v1/namespaces/default/pods/p/status").await?;
-    let text = c
-        .http
-        .get(format!("{}/metrics", c.url()))
-        .send()
-        .await?
-        .text()
-        .await?;
+    let text = c.metrics_text().await?;
     assert!(text.contains("subresource=\"status\""), "{text}");
     Ok(())
 }
