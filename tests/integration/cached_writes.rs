@@ -17,7 +17,7 @@ use apiserver::storage::{
 };
 use async_trait::async_trait;
 use futures::StreamExt;
-use mini_k8s_tests::apiserver::{TestCluster, WatchLines};
+use mini_k8s_tests::apiserver::{revision_of, TestCluster, WatchLines};
 use mini_k8s_tests::etcd::Etcd;
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
@@ -85,14 +85,6 @@ impl Storage for GatedWatches {
 
 fn pod(name: &str) -> Value {
     json!({"metadata": {"name": name}, "spec": {"containers": [{"name": "c", "image": "i"}]}})
-}
-
-fn revision_of(object: &Value) -> Result<i64> {
-    object["metadata"]["resourceVersion"]
-        .as_str()
-        .context("no resourceVersion")?
-        .parse()
-        .context("resourceVersion is not a number")
 }
 
 /// Waits until the watch cache's copy of pod `name` has `revision`.

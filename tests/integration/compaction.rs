@@ -8,7 +8,7 @@ use anyhow::{bail, ensure, Context, Result};
 use apiserver::server::Config;
 use apiserver::storage::compaction::{Compactor, Step, COMPACT_REV_KEY};
 use apiserver::storage::etcd::EtcdStorage;
-use mini_k8s_tests::apiserver::{TestApiServer, TestCluster, WatchLines};
+use mini_k8s_tests::apiserver::{revision_of, TestApiServer, TestCluster, WatchLines};
 use mini_k8s_tests::etcd::Etcd;
 use serde_json::{json, Value};
 
@@ -17,14 +17,6 @@ const PODS: &str = "/api/v1/namespaces/default/pods";
 fn pod(name: &str) -> Value {
     json!({"metadata": {"name": name},
            "spec": {"containers": [{"name": "c", "image": "busybox"}]}})
-}
-
-fn revision_of(object: &Value) -> Result<i64> {
-    object["metadata"]["resourceVersion"]
-        .as_str()
-        .context("no resourceVersion")?
-        .parse()
-        .context("resourceVersion is not a number")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

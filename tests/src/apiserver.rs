@@ -242,6 +242,15 @@ impl TestCluster {
     }
 }
 
+/// An object's `metadata.resourceVersion` as the etcd revision it is.
+pub fn revision_of(object: &Value) -> Result<i64> {
+    object["metadata"]["resourceVersion"]
+        .as_str()
+        .context("no resourceVersion")?
+        .parse()
+        .context("resourceVersion is not a number")
+}
+
 /// Opens a watch and yields its events one line at a time.
 pub struct WatchLines {
     response: reqwest::Response,
