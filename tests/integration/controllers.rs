@@ -30,7 +30,9 @@ pub(crate) fn start_controllers(
     }))
 }
 
-fn rc_json(name: &str, replicas: i32) -> Value {
+/// A replication controller `name` of `replicas` pods of one `container`,
+/// selecting them by `app: name`.
+pub(crate) fn rc_of(name: &str, replicas: i64, container: Value) -> Value {
     json!({
         "metadata": {"name": name},
         "spec": {
@@ -38,11 +40,17 @@ fn rc_json(name: &str, replicas: i32) -> Value {
             "selector": {"app": name},
             "template": {
                 "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "c", "image": "busybox",
-                    "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}
+                "spec": {"containers": [container]}
             }
         }
     })
+}
+
+/// [`rc_of`] busybox pods that request resources (for the scheduler).
+fn rc_json(name: &str, replicas: i64) -> Value {
+    let container = json!({"name": "c", "image": "busybox",
+        "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}});
+    rc_of(name, replicas, container)
 }
 
 fn active(p: &Value) -> bool {

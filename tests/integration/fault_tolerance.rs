@@ -71,6 +71,8 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::controllers::rc_of;
+
 /// The namespace everything of the load lives in.
 const NS: &str = "fault";
 /// The bound on every takeover.
@@ -148,7 +150,11 @@ async fn run(fleet: &mut Fleet) -> Result<()> {
             .send(
                 Method::POST,
                 &format!("/api/v1/namespaces/{NS}/replicationcontrollers"),
-                Some(&rc_json(name, replicas)),
+                Some(&rc_of(
+                    name,
+                    replicas,
+                    json!({"name": "c", "image": "pause"}),
+                )),
             )
             .await?;
         ensure!(answer.code == 201, "creating rc {name}: {}", answer.body);
@@ -1630,20 +1636,6 @@ async fn active_pods(api: &Api, rc: &str) -> Result<Vec<Value>> {
         .filter(|p| controller_of(p) == Some(rc) && is_active(p))
         .cloned()
         .collect())
-}
-
-fn rc_json(name: &str, replicas: i64) -> Value {
-    json!({
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"app": name},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "c", "image": "pause"}]},
-            },
-        },
-    })
 }
 
 async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F) -> Result<()>
