@@ -12,7 +12,8 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context, Result};
 use mini_k8s_tests::node::{busybox, finish, text, wait_for, TestNode};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout};
 
 use crate::ctl_harness::ctl_binary;
 use crate::kubectl::kubectl_available;
@@ -23,15 +24,39 @@ const WAIT: Duration = Duration::from_secs(60);
 /// `ctl args` against the node's apiserver, output piped, killed on drop.
 fn ctl(env: &TestNode, args: &[&str]) -> Result<tokio::process::Command> {
     let mut command = tokio::process::Command::new(ctl_binary()?);
+    command.args(args);
+    against_node(&mut command, env);
+    Ok(command)
+}
+
+/// Points `command` (ctl, or a wrapper that runs it) at the node's apiserver,
+/// its stdin empty, its output piped, killed on drop.
+fn against_node(command: &mut tokio::process::Command, env: &TestNode) {
     command
-        .args(args)
         .env("KUBECONFIG", &env.kubeconfig)
         .env("HOME", env.dir.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    Ok(command)
+}
+
+/// Starts `ctl args` running on; the child and its stdout's lines.
+fn spawn_ctl(env: &TestNode, args: &[&str]) -> Result<(Child, Lines<BufReader<ChildStdout>>)> {
+    let mut child = ctl(env, args)?.spawn()?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    Ok((child, BufReader::new(stdout).lines()))
+}
+
+/// A node with pod `name` of `containers` running on it; `None` (the test
+/// skips) where no dockerd can be started.
+async fn node_running(name: &str, containers: &[Value]) -> Result<Option<TestNode>> {
+    let Some(env) = TestNode::start("mk8s-test-streaming-").await? else {
+        return Ok(None);
+    };
+    env.run_pod(json!({"metadata": {"name": name}, "spec": {"containers": containers}}))
+        .await?;
+    Ok(Some(env))
 }
 
 /// Runs `ctl args` with `stdin` to its end.
@@ -77,19 +102,15 @@ async fn logs_a(env: &TestNode, kubectl: bool, args: &[&str]) -> Result<String> 
 /// kubelet `timestamps`, `limitBytes` and `sinceTime` were ignored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_flags_through_ctl_and_kubectl() -> Result<()> {
-    let Some(env) = TestNode::start("mk8s-test-streaming-").await? else {
-        return Ok(());
-    };
     // "early" lines, then three seconds later "late" ones: `sinceTime` of
     // the second of the first late line keeps only the late ones.
-    env.run_pod(json!({
-        "metadata": {"name": "talker"},
-        "spec": {"containers": [
-            busybox("a", "echo early-1; echo early-2; sleep 3; echo late-1; echo late-2; echo late-3; exec sleep 3600"),
-            busybox("b", "echo from-b; exec sleep 3600"),
-        ]}
-    }))
-    .await?;
+    let talker = [
+        busybox("a", "echo early-1; echo early-2; sleep 3; echo late-1; echo late-2; echo late-3; exec sleep 3600"),
+        busybox("b", "echo from-b; exec sleep 3600"),
+    ];
+    let Some(env) = node_running("talker", &talker).await? else {
+        return Ok(());
+    };
     let all = wait_for("the late lines", WAIT, || async {
         let out = run_ctl(&env, &["logs", "talker", "-c", "a", "--timestamps"], b"").await?;
         let all = ok(&out, "ctl logs --timestamps")?;
@@ -247,14 +268,9 @@ async fn logs_flags_through_ctl_and_kubectl() -> Result<()> {
 /// piped through to `cat` (its EOF too, which needs v5's close).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_output_exit_code_and_stdin() -> Result<()> {
-    let Some(env) = TestNode::start("mk8s-test-streaming-").await? else {
+    let Some(env) = node_running("shell", &[busybox("c", "exec sleep 3600")]).await? else {
         return Ok(());
     };
-    env.run_pod(json!({
-        "metadata": {"name": "shell"},
-        "spec": {"containers": [busybox("c", "exec sleep 3600")]}
-    }))
-    .await?;
     let out = run_ctl(
         &env,
         &[
@@ -365,14 +381,9 @@ fn read_tree(root: &Path) -> Result<std::collections::BTreeMap<String, Vec<u8>>>
 /// out, its content the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cp_a_directory_in_and_out() -> Result<()> {
-    let Some(env) = TestNode::start("mk8s-test-streaming-").await? else {
+    let Some(env) = node_running("box", &[busybox("c", "exec sleep 3600")]).await? else {
         return Ok(());
     };
-    env.run_pod(json!({
-        "metadata": {"name": "box"},
-        "spec": {"containers": [busybox("c", "exec sleep 3600")]}
-    }))
-    .await?;
     let local = env.dir.path().join("tree");
     write_tree(&local)?;
     let want = read_tree(&local)?;
@@ -442,15 +453,8 @@ async fn cp_a_directory_in_and_out() -> Result<()> {
 async fn run_ctl_measured(env: &TestNode, args: &[&str]) -> Result<(Output, u64)> {
     let ctl = ctl_binary()?;
     let mut timed = tokio::process::Command::new("/usr/bin/time");
-    timed
-        .args(["-f", "maxrss=%M"])
-        .arg(&ctl)
-        .args(args)
-        .env("KUBECONFIG", &env.kubeconfig)
-        .env("HOME", env.dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+    timed.args(["-f", "maxrss=%M"]).arg(&ctl).args(args);
+    against_node(&mut timed, env);
     let out = finish(timed, b"", &format!("ctl {}", args.join(" "))).await?;
     let stderr = text(&out.stderr);
     let rss = stderr
@@ -495,14 +499,9 @@ async fn cp_streams_a_large_directory_both_ways() -> Result<()> {
         println!("SKIPPED: /usr/bin/time is not installed");
         return Ok(());
     }
-    let Some(env) = TestNode::start("mk8s-test-streaming-").await? else {
+    let Some(env) = node_running("box", &[busybox("c", "exec sleep 3600")]).await? else {
         return Ok(());
     };
-    env.run_pod(json!({
-        "metadata": {"name": "box"},
-        "spec": {"containers": [busybox("c", "exec sleep 3600")]}
-    }))
-    .await?;
     const MIB: usize = 1024 * 1024;
     let local = env.dir.path().join("big");
     write_big_tree(&local, 6, 8 * MIB)?;
@@ -532,18 +531,11 @@ async fn cp_streams_a_large_directory_both_ways() -> Result<()> {
 /// port, one at a time and two at once, answer the pod's page.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn port_forward_carries_requests_to_the_pod() -> Result<()> {
-    let Some(env) = TestNode::start("mk8s-test-streaming-").await? else {
+    let httpd = busybox("httpd", "mkdir -p /www && echo hello-through-the-tunnel > /www/index.html && exec httpd -f -p 8080 -h /www");
+    let Some(env) = node_running("web", &[httpd]).await? else {
         return Ok(());
     };
-    env.run_pod(json!({
-        "metadata": {"name": "web"},
-        "spec": {"containers": [
-            busybox("httpd", "mkdir -p /www && echo hello-through-the-tunnel > /www/index.html && exec httpd -f -p 8080 -h /www"),
-        ]}
-    }))
-    .await?;
-    let mut child = ctl(&env, &["port-forward", "pod/web", ":8080"])?.spawn()?;
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().context("no stdout")?).lines();
+    let (mut child, mut lines) = spawn_ctl(&env, &["port-forward", "pod/web", ":8080"])?;
     let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
         .await
         .context("no Forwarding line within 30 s")??
@@ -581,18 +573,14 @@ async fn port_forward_carries_requests_to_the_pod() -> Result<()> {
 /// main process's output, not the log before it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attach_reads_a_running_container() -> Result<()> {
-    let Some(env) = TestNode::start("mk8s-test-streaming-").await? else {
+    let ticker = busybox(
+        "c",
+        "i=0; while [ $i -lt 600 ]; do i=$((i+1)); echo tick-$i; sleep 0.2; done; exec sleep 3600",
+    );
+    let Some(env) = node_running("ticker", &[ticker]).await? else {
         return Ok(());
     };
-    env.run_pod(json!({
-        "metadata": {"name": "ticker"},
-        "spec": {"containers": [
-            busybox("c", "i=0; while [ $i -lt 600 ]; do i=$((i+1)); echo tick-$i; sleep 0.2; done; exec sleep 3600"),
-        ]}
-    }))
-    .await?;
-    let mut child = ctl(&env, &["attach", "ticker"])?.spawn()?;
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().context("no stdout")?).lines();
+    let (mut child, mut lines) = spawn_ctl(&env, &["attach", "ticker"])?;
     let mut ticks = Vec::new();
     tokio::time::timeout(Duration::from_secs(30), async {
         while ticks.len() < 3 {
