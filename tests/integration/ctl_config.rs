@@ -7,7 +7,7 @@ use mini_k8s_tests::apiserver::TestCluster;
 use serde_json::Value;
 
 use crate::ctl_get::cluster_with_fixtures;
-use crate::ctl_harness::{golden, normalise_text, Ctl};
+use crate::ctl_harness::{golden, normalise_text, table_row, Ctl};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn describe_matches_the_golden_files() -> Result<()> {
@@ -54,14 +54,8 @@ async fn version_cluster_info_api_resources_completion() -> Result<()> {
     );
 
     let resources = ctl.ok(&["api-resources"]).await?;
-    let header: Vec<&str> = resources
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
     assert_eq!(
-        header,
+        table_row(&resources, 0),
         ["NAME", "SHORTNAMES", "APIVERSION", "NAMESPACED", "KIND"]
     );
     assert!(

@@ -4,20 +4,12 @@
 //! `--timeout=0s`.
 
 use anyhow::{Context, Result};
-use mini_k8s_tests::apiserver::TestCluster;
 
-use crate::ctl_harness::Ctl;
-
-async fn setup() -> Result<(TestCluster, tempfile::TempDir, Ctl)> {
-    let c = TestCluster::start().await?;
-    let dir = tempfile::tempdir()?;
-    let ctl = Ctl::new(dir.path(), c.url(), None)?;
-    Ok((c, dir, ctl))
-}
+use crate::ctl_harness::cluster_and_ctl;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_and_expose() -> Result<()> {
-    let (c, _dir, ctl) = setup().await?;
+    let (c, _dir, ctl) = cluster_and_ctl().await?;
     assert_eq!(
         ctl.ok(&["run", "web", "--image=nginx", "--replicas=2", "--port=80"])
             .await?,
@@ -70,7 +62,7 @@ async fn run_and_expose() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edit_applies_on_save_and_reopens_on_a_rejected_edit() -> Result<()> {
-    let (c, dir, mut ctl) = setup().await?;
+    let (c, dir, mut ctl) = cluster_and_ctl().await?;
     ctl.ok(&["run", "ed", "--image=busybox", "--restart=Never"])
         .await?;
     // An "editor" that changes the image; the first time to an invalid
@@ -111,7 +103,7 @@ async fn edit_applies_on_save_and_reopens_on_a_rejected_edit() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_update_scales_one_step_at_a_time_and_removes_the_old_controller() -> Result<()> {
-    let (c, _dir, ctl) = setup().await?;
+    let (c, _dir, ctl) = cluster_and_ctl().await?;
     ctl.ok(&["run", "fe", "--image=nginx:1", "--replicas=3"])
         .await?;
     let out = ctl
@@ -166,7 +158,7 @@ async fn rolling_update_scales_one_step_at_a_time_and_removes_the_old_controller
 /// finalizer the manager would clear.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_cascade_orphan_leaves_the_orphan_finalizer() -> Result<()> {
-    let (c, _dir, ctl) = setup().await?;
+    let (c, _dir, ctl) = cluster_and_ctl().await?;
     ctl.ok(&["run", "web", "--image=nginx", "--replicas=2"])
         .await?;
     assert_eq!(

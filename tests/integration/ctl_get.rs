@@ -9,7 +9,7 @@ use mini_k8s_tests::apiserver::TestCluster;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::ctl_harness::{golden, normalise_table, Ctl};
+use crate::ctl_harness::{golden, normalise_table, table_row, Ctl};
 
 /// Objects of every kind the tables show.
 pub const FIXTURES: &str = r"
@@ -123,13 +123,10 @@ async fn tables_of_every_kind_match_the_golden_files() -> Result<()> {
     }
     // The header is kubectl's.
     let pods = ctl.ok(&["get", "pods"]).await?;
-    let header: Vec<&str> = pods
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
-    assert_eq!(header, ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]);
+    assert_eq!(
+        table_row(&pods, 0),
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    );
     let no_headers = ctl.ok(&["get", "pods", "--no-headers"]).await?;
     assert!(no_headers.starts_with("web "), "{no_headers}");
     assert_eq!(no_headers.lines().count(), 1);

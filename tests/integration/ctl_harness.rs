@@ -11,6 +11,7 @@ use std::process::{Output, Stdio};
 use std::sync::OnceLock;
 
 use anyhow::{bail, ensure, Context, Result};
+use mini_k8s_tests::apiserver::TestCluster;
 use tokio::io::AsyncWriteExt;
 
 /// The `ctl` binary, built once per run.
@@ -251,6 +252,25 @@ fn cells(line: &str) -> (usize, Vec<String>) {
         .map(normalise_cell)
         .collect();
     (indent, cells)
+}
+
+/// A fresh cluster and a `ctl` for it (its kubeconfig in the temp dir).
+pub async fn cluster_and_ctl() -> Result<(TestCluster, tempfile::TempDir, Ctl)> {
+    let c = TestCluster::start().await?;
+    let dir = tempfile::tempdir()?;
+    let ctl = Ctl::new(dir.path(), c.url(), None)?;
+    Ok((c, dir, ctl))
+}
+
+/// The cells of line `n` of a table (0: the header), split at white space;
+/// empty past the last line.
+pub fn table_row(table: &str, n: usize) -> Vec<&str> {
+    table
+        .lines()
+        .nth(n)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect()
 }
 
 /// Tables (several, separated by blank lines) with generated values

@@ -3,10 +3,9 @@
 //! both versions.
 
 use anyhow::{Context, Result};
-use mini_k8s_tests::apiserver::TestCluster;
 use serde_json::Value;
 
-use crate::ctl_harness::Ctl;
+use crate::ctl_harness::cluster_and_ctl;
 
 /// A pod manifest as 2014 users wrote them (see reference/v1beta1.md).
 const V1BETA1_POD: &str = r#"{
@@ -31,16 +30,9 @@ const V1BETA1_POD: &str = r#"{
   "labels": {"name": "redis-master"}
 }"#;
 
-async fn setup() -> Result<(TestCluster, tempfile::TempDir, Ctl)> {
-    let c = TestCluster::start().await?;
-    let dir = tempfile::tempdir()?;
-    let ctl = Ctl::new(dir.path(), c.url(), None)?;
-    Ok((c, dir, ctl))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_v1beta1_pod_reads_back_in_v1_and_in_the_2014_shape() -> Result<()> {
-    let (c, _dir, ctl) = setup().await?;
+    let (c, _dir, ctl) = cluster_and_ctl().await?;
     let file = ctl.file("redis-master.json", V1BETA1_POD)?;
     assert_eq!(
         ctl.ok(&["create", "-f", &file]).await?,
@@ -136,7 +128,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_creates_then_merges_three_ways() -> Result<()> {
-    let (c, _dir, ctl) = setup().await?;
+    let (c, _dir, ctl) = cluster_and_ctl().await?;
     let file = ctl.file("front.yaml", APPLIED)?;
     assert_eq!(
         ctl.ok(&["apply", "-f", &file]).await?,
@@ -198,7 +190,7 @@ async fn apply_creates_then_merges_three_ways() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_replace_delete_label_annotate_scale() -> Result<()> {
-    let (c, _dir, ctl) = setup().await?;
+    let (c, _dir, ctl) = cluster_and_ctl().await?;
     // A directory (recursive), a List, and stdin.
     ctl.file(
         "dir/a.yaml",

@@ -11,6 +11,7 @@ use mini_k8s_tests::apiserver::TestCluster;
 use serde_json::{json, Value};
 
 use crate::controllers::{fast, start_controllers};
+use crate::ctl_harness::table_row;
 use crate::kubectl::kubectl_cluster;
 use crate::scheduler::{create_node, node_of, pods, wait_for};
 
@@ -403,14 +404,8 @@ async fn the_stock_kubectl_applies_lists_and_waits_for_a_daemon_set() -> Result<
         "{out}"
     );
     let out = kubectl.ok(&["get", "ds"]).await?;
-    let mut lines = out.lines();
-    let header: Vec<&str> = lines
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
     assert_eq!(
-        header,
+        table_row(&out, 0),
         [
             "NAME",
             "DESIRED",
@@ -424,13 +419,8 @@ async fn the_stock_kubectl_applies_lists_and_waits_for_a_daemon_set() -> Result<
         ],
         "{out}"
     );
-    let row: Vec<&str> = lines
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
     assert_eq!(
-        row[..7],
+        table_row(&out, 1)[..7],
         ["agent", "2", "2", "2", "2", "2", "<none>"],
         "{out}"
     );

@@ -9,6 +9,8 @@ use anyhow::{Context, Result};
 use mini_k8s_tests::apiserver::TestCluster;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+use crate::ctl_harness::table_row;
+
 /// The stock kubectl with a kubeconfig of its own (other modules drive it too).
 pub(crate) struct Kubectl {
     pub(crate) kubeconfig: PathBuf,
@@ -157,14 +159,8 @@ async fn the_stock_kubectl_works_against_the_apiserver() -> Result<()> {
     );
 
     let table = kubectl.ok(&["get", "pods"]).await?;
-    let header: Vec<&str> = table
-        .lines()
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
     assert_eq!(
-        header,
+        table_row(&table, 0),
         ["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
         "{table}"
     );

@@ -14,6 +14,7 @@ use kube::Api;
 use mini_k8s_tests::apiserver::{TestCluster, WatchLines};
 use serde_json::{json, Value};
 
+use crate::ctl_harness::table_row;
 use crate::kube_client::client;
 use crate::kubectl::kubectl_cluster;
 
@@ -256,19 +257,16 @@ async fn kubectl_gets_leases_in_every_namespace() -> Result<()> {
         .await?;
     assert_eq!(code, 201, "{body}");
     let out = kubectl.ok(&["get", "leases", "-A"]).await?;
-    let mut lines = out.lines();
-    let header: Vec<&str> = lines
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
-    assert_eq!(header, ["NAMESPACE", "NAME", "HOLDER", "AGE"], "{out}");
-    let row: Vec<&str> = lines
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
-    assert_eq!(row[..3], ["kube-node-lease", "m1", "m1"], "{out}");
+    assert_eq!(
+        table_row(&out, 0),
+        ["NAMESPACE", "NAME", "HOLDER", "AGE"],
+        "{out}"
+    );
+    assert_eq!(
+        table_row(&out, 1)[..3],
+        ["kube-node-lease", "m1", "m1"],
+        "{out}"
+    );
     // The full resource name and the group-qualified one work too.
     let out = kubectl
         .ok(&[
