@@ -166,6 +166,18 @@ impl Env {
         .await
     }
 
+    /// Waits until container `c` of pod `name` failed to pull its image
+    /// (`ErrImagePull`, or already `ImagePullBackOff` after it).
+    async fn wait_pull_failed(&self, name: &str) -> Result<Pod> {
+        self.wait_pod(name, &format!("ErrImagePull on {name}"), |p| {
+            matches!(
+                waiting_reason(p, "c").as_deref(),
+                Some("ErrImagePull" | "ImagePullBackOff")
+            )
+        })
+        .await
+    }
+
     async fn wait_running(&self, name: &str) -> Result<Pod> {
         self.wait_pod(name, &format!("pod {name} running"), |p| {
             phase(p) == "Running" && p.status.as_ref().and_then(|s| s.pod_ip.as_ref()).is_some()
@@ -475,14 +487,7 @@ async fn an_unknown_image_is_err_image_pull_while_another_pod_runs() -> Result<(
         "spec": {"terminationGracePeriodSeconds": 0, "containers": [busybox("c", "exec sleep 3600")]}
     }))
     .await?;
-    let missing = env
-        .wait_pod("missing", "ErrImagePull", |p| {
-            matches!(
-                waiting_reason(p, "c").as_deref(),
-                Some("ErrImagePull" | "ImagePullBackOff")
-            )
-        })
-        .await?;
+    let missing = env.wait_pull_failed("missing").await?;
     assert_eq!(phase(&missing), "Pending");
     env.wait_running("fine").await?;
     env.wait_pod("missing", "ImagePullBackOff", |p| {
@@ -495,20 +500,7 @@ async fn an_unknown_image_is_err_image_pull_while_another_pod_runs() -> Result<(
         .iter()
         .all(|c| c.pod != "missing" || c.container == "POD"));
     // The failure is an event on the pod.
-    let events: Api<k8s_openapi::api::core::v1::Event> =
-        Api::namespaced(env.client.clone(), "default");
-    let failed = wait_for("a Failed event", Duration::from_secs(30), || async {
-        Ok(events
-            .list(&Default::default())
-            .await?
-            .items
-            .into_iter()
-            .find(|e| {
-                e.involved_object.name.as_deref() == Some("missing")
-                    && e.reason.as_deref() == Some("Failed")
-            }))
-    })
-    .await?;
+    let failed = wait_event(&env, "missing", "Failed", None).await?;
     assert_eq!(failed.type_.as_deref(), Some("Warning"));
     assert!(failed
         .message
@@ -1219,14 +1211,7 @@ async fn pull_policies_are_honoured_and_reported_as_events() -> Result<()> {
         "spec": {"terminationGracePeriodSeconds": 1, "containers": [busybox("c", "exec sleep 3600")]}
     }))
     .await?;
-    let always = env
-        .wait_pod("always", "ErrImagePull", |p| {
-            matches!(
-                waiting_reason(p, "c").as_deref(),
-                Some("ErrImagePull" | "ImagePullBackOff")
-            )
-        })
-        .await?;
+    let always = env.wait_pull_failed("always").await?;
     assert_eq!(
         always.spec.as_ref().unwrap().containers[0]
             .image_pull_policy
