@@ -1,6 +1,7 @@
 //! Health endpoints in Kubernetes' format on every component's binary, and
 //! `componentstatuses` through stock kubectl (#17 item 4).
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -50,6 +51,21 @@ fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(ToString::to_string).collect()
 }
 
+/// Starts `binary` (scheduler or controller-manager) against `c`, serving
+/// its health on `127.0.0.1:port`, logging to `dir/binary.log`.
+fn spawn_with_healthz(
+    binary: &str,
+    c: &TestCluster,
+    dir: &Path,
+    port: u16,
+    extra: &[&str],
+) -> Result<Process> {
+    let address = format!("127.0.0.1:{port}");
+    let mut args = strings(&["--master", c.url(), "--healthz-bind-address", &address]);
+    args.extend(strings(extra));
+    Process::spawn(binary, binary, &args, &dir.join(format!("{binary}.log")))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_apiserver_lists_its_checks_and_tells_a_reason_per_check() -> Result<()> {
     let c = TestCluster::start().await?;
@@ -91,18 +107,8 @@ async fn the_scheduler_is_ready_until_its_apiserver_goes() -> Result<()> {
     let c = TestCluster::start().await?;
     let port = free_port()?;
     let dir = tempfile::tempdir()?;
-    let scheduler = Process::spawn(
-        "scheduler",
-        "scheduler",
-        &strings(&[
-            "--master",
-            c.url(),
-            "--healthz-bind-address",
-            &format!("127.0.0.1:{port}"),
-            "--leader-elect=false",
-        ]),
-        &dir.path().join("scheduler.log"),
-    )?;
+    let scheduler =
+        spawn_with_healthz("scheduler", &c, dir.path(), port, &["--leader-elect=false"])?;
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
     let body = until_code(&http, &format!("{base}/readyz?verbose"), 200, &scheduler).await?;
@@ -195,30 +201,23 @@ async fn the_kubelet_is_not_ready_without_its_container_runtime() -> Result<()> 
         ports.push(port);
     }
     let http = reqwest::Client::new();
-    let healthy = format!("http://127.0.0.1:{}", ports[0]);
-    let body = until_code(
-        &http,
-        &format!("{healthy}/readyz?verbose"),
-        200,
-        &kubelets[0],
-    )
-    .await?;
+    // The healthy one ready (200), the other not (500), each saying why.
+    let mut readyz = Vec::new();
+    for ((port, kubelet), code) in ports.iter().zip(&kubelets).zip([200, 500]) {
+        let url = format!("http://127.0.0.1:{port}/readyz?verbose");
+        readyz.push(until_code(&http, &url, code, kubelet).await?);
+    }
+    let body = &readyz[0];
     for line in ["[+]syncloop ok", "[+]runtime ok", "readyz check passed"] {
         assert!(body.lines().any(|l| l == line), "{line:?} in\n{body}");
     }
-    let broken = format!("http://127.0.0.1:{}", ports[1]);
-    let body = until_code(
-        &http,
-        &format!("{broken}/readyz?verbose"),
-        500,
-        &kubelets[1],
-    )
-    .await?;
+    let body = &readyz[1];
     assert!(
         body.lines()
             .any(|l| l == "[-]runtime failed: reason withheld"),
         "{body}"
     );
+    let broken = format!("http://127.0.0.1:{}", ports[1]);
     let (code, body) = get(&http, &format!("{broken}/readyz/runtime")).await?;
     assert_eq!(code, 500);
     assert!(body.contains("container runtime is down"), "{body}");
@@ -244,28 +243,8 @@ async fn kubectl_get_cs_shows_the_scheduler_unhealthy_once_stopped() -> Result<(
     let kubectl = Kubectl {
         kubeconfig: mini_k8s_tests::kubeconfig::write(dir.path(), c.url(), None, None)?,
     };
-    let mut scheduler = Process::spawn(
-        "scheduler",
-        "scheduler",
-        &strings(&[
-            "--master",
-            c.url(),
-            "--healthz-bind-address",
-            &format!("127.0.0.1:{scheduler_port}"),
-        ]),
-        &dir.path().join("scheduler.log"),
-    )?;
-    let cm = Process::spawn(
-        "controller-manager",
-        "controller-manager",
-        &strings(&[
-            "--master",
-            c.url(),
-            "--healthz-bind-address",
-            &format!("127.0.0.1:{cm_port}"),
-        ]),
-        &dir.path().join("controller-manager.log"),
-    )?;
+    let mut scheduler = spawn_with_healthz("scheduler", &c, dir.path(), scheduler_port, &[])?;
+    let cm = spawn_with_healthz("controller-manager", &c, dir.path(), cm_port, &[])?;
     let http = reqwest::Client::new();
     until_code(
         &http,

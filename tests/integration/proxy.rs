@@ -343,6 +343,19 @@ async fn three_backends(env: &Env) -> Result<Vec<Backend>> {
     Ok(backends)
 }
 
+/// Service `web` over three backends (pods 0 to 2) and a proxy in `mode`,
+/// once pod 3 hears all three through the portal: the backends, the
+/// service's IP, the proxy.
+async fn web_over_three_backends(env: &Env, mode: &str) -> Result<(Vec<Backend>, Ipv4Addr, Proxy)> {
+    let backends = three_backends(env).await?;
+    let ip = env.service("web", json!({})).await?;
+    env.endpoints("web", &[0, 1, 2], &[(BACKEND_PORT, "TCP")])
+        .await?;
+    let proxy = Proxy::start(env, mode)?;
+    wait_answers(env.pod(3), portal(ip), &["pod0", "pod1", "pod2"]).await?;
+    Ok((backends, ip, proxy))
+}
+
 // ---------------------------------------------------------------------------
 
 /// Three backends: connections from a pod are spread evenly (userspace:
@@ -351,13 +364,8 @@ async fn three_backends(env: &Env) -> Result<Vec<Backend>> {
 /// nothing serves is refused by the node.
 async fn spread(mode: &str) -> Result<()> {
     let env = Env::start(4).await?;
-    let _backends = three_backends(&env).await?;
-    let ip = env.service("web", json!({})).await?;
-    env.endpoints("web", &[0, 1, 2], &[(BACKEND_PORT, "TCP")])
-        .await?;
-    let _proxy = Proxy::start(&env, mode)?;
+    let (_backends, ip, _proxy) = web_over_three_backends(&env, mode).await?;
     let client = env.pod(3);
-    wait_answers(client, portal(ip), &["pod0", "pod1", "pod2"]).await?;
 
     let connections = if mode == "userspace" { 30 } else { 300 };
     let mut names = Vec::new();
@@ -508,13 +516,8 @@ in_both_modes!(udp_service_answers, udp);
 /// the endpoint is removed, the rules follow, then the backend stops.
 async fn backend_removed(mode: &str) -> Result<()> {
     let env = Env::start(4).await?;
-    let mut backends = three_backends(&env).await?;
-    let ip = env.service("web", json!({})).await?;
-    env.endpoints("web", &[0, 1, 2], &[(BACKEND_PORT, "TCP")])
-        .await?;
-    let _proxy = Proxy::start(&env, mode)?;
+    let (mut backends, ip, _proxy) = web_over_three_backends(&env, mode).await?;
     let client = env.pod(3);
-    wait_answers(client, portal(ip), &["pod0", "pod1", "pod2"]).await?;
 
     let mut names = Vec::new();
     for _ in 0..15 {

@@ -186,25 +186,15 @@ async fn the_route_controller_keeps_a_route_per_node_and_removes_them_on_sigterm
         let (code, _) = cluster.delete("/api/v1/nodes/n1").await?;
         ensure!(code == 200, "deleting n1: {code}");
         create_node(&cluster, "n3", "10.244.3.0/24", "10.245.1.5").await?;
-        wait_for_routes(
-            &router,
-            &expect(&[
-                ("10.244.2.0/24", "10.245.1.4"),
-                ("10.244.3.0/24", "10.245.1.5"),
-            ]),
-        )
-        .await?;
+        let moved = expect(&[
+            ("10.244.2.0/24", "10.245.1.4"),
+            ("10.244.3.0/24", "10.245.1.5"),
+        ]);
+        wait_for_routes(&router, &moved).await?;
 
         // A route deleted behind its back comes back (resync).
         router.ip(&["route", "del", "10.244.3.0/24"])?;
-        wait_for_routes(
-            &router,
-            &expect(&[
-                ("10.244.2.0/24", "10.245.1.4"),
-                ("10.244.3.0/24", "10.245.1.5"),
-            ]),
-        )
-        .await?;
+        wait_for_routes(&router, &moved).await?;
 
         // SIGTERM: every route of ours goes, the foreign one stays, exit 0.
         let killed = std::process::Command::new("kill")
