@@ -3,14 +3,55 @@
 //! manager drops removed, managedFields in Kubernetes' format, and the `kube`
 //! crate's `Patch::Apply`.
 
-use anyhow::{Context, Result};
+use std::path::Path;
+use std::process::Output;
+
+use anyhow::{ensure, Context, Result};
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Patch, PatchParams};
 use kube::Api;
 use mini_k8s_tests::apiserver::TestCluster;
 use serde_json::{json, Value};
 
-use crate::kubectl::kubectl_cluster;
+use crate::kubectl::{kubectl_cluster, Kubectl};
+
+/// Where the controller the tests apply is stored.
+const WEB_RC: &str = "/api/v1/namespaces/default/replicationcontrollers/web";
+
+/// `kubectl apply --server-side` of `file` as field manager `manager`
+/// (with `--force-conflicts` when `force`).
+async fn apply(kubectl: &Kubectl, file: &Path, manager: &str, force: bool) -> Result<Output> {
+    let manager = format!("--field-manager={manager}");
+    let file = file.display().to_string();
+    let mut args = vec![
+        "apply",
+        "--server-side",
+        manager.as_str(),
+        "-f",
+        file.as_str(),
+    ];
+    if force {
+        args.push("--force-conflicts");
+    }
+    kubectl.run(&args).await
+}
+
+/// An [`apply`] that must succeed; the controller as stored after it.
+async fn applied(
+    cluster: &TestCluster,
+    kubectl: &Kubectl,
+    file: &Path,
+    manager: &str,
+    force: bool,
+) -> Result<Value> {
+    let out = apply(kubectl, file, manager, force).await?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(cluster.get(WEB_RC).await?.1)
+}
 
 fn rc(replicas: i64, labels: Value) -> Value {
     json!({
@@ -59,36 +100,8 @@ async fn kubectl_apply_server_side_from_two_managers() -> Result<()> {
         &file_a,
         rc(2, json!({"app": "web", "tier": "front"})).to_string(),
     )?;
-    let apply = |file: &std::path::Path, manager: &str, force: bool| {
-        let mut args = vec![
-            "apply".to_string(),
-            "--server-side".to_string(),
-            format!("--field-manager={manager}"),
-            "-f".to_string(),
-            file.display().to_string(),
-        ];
-        if force {
-            args.push("--force-conflicts".to_string());
-        }
-        args
-    };
-    let run = |args: Vec<String>| {
-        let kubectl = &kubectl;
-        async move {
-            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-            kubectl.run(&refs).await
-        }
-    };
     // a creates it (create-on-apply) and owns replicas.
-    let out = run(apply(&file_a, "a", false)).await?;
-    anyhow::ensure!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let (_, live) = cluster
-        .get("/api/v1/namespaces/default/replicationcontrollers/web")
-        .await?;
+    let live = applied(&cluster, &kubectl, &file_a, "a", false).await?;
     assert_eq!(managers(&live), [("a".to_string(), "Apply".to_string())]);
     assert_eq!(fields_of(&live, "a")["f:spec"]["f:replicas"], json!({}));
     assert_eq!(
@@ -105,7 +118,7 @@ async fn kubectl_apply_server_side_from_two_managers() -> Result<()> {
             "metadata": {"name": "web"}, "spec": {"replicas": 3}})
         .to_string(),
     )?;
-    let out = run(apply(&file_b, "b", false)).await?;
+    let out = apply(&kubectl, &file_b, "b", false).await?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a conflict must fail");
     assert!(
@@ -131,15 +144,7 @@ async fn kubectl_apply_server_side_from_two_managers() -> Result<()> {
     assert_eq!(status["details"]["causes"][0]["field"], ".spec.replicas");
 
     // --force-conflicts: b takes replicas.
-    kubectl
-        .ok(&apply(&file_b, "b", true)
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>())
-        .await?;
-    let (_, live) = cluster
-        .get("/api/v1/namespaces/default/replicationcontrollers/web")
-        .await?;
+    let live = applied(&cluster, &kubectl, &file_b, "b", true).await?;
     assert_eq!(live["spec"]["replicas"], 3);
     assert_eq!(fields_of(&live, "b"), json!({"f:spec": {"f:replicas": {}}}));
     assert_eq!(fields_of(&live, "a")["f:spec"].get("f:replicas"), None);
@@ -152,15 +157,7 @@ async fn kubectl_apply_server_side_from_two_managers() -> Result<()> {
         .context("spec")?
         .remove("replicas");
     std::fs::write(&file_a, dropped.to_string())?;
-    let out = run(apply(&file_a, "a", false)).await?;
-    anyhow::ensure!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let (_, live) = cluster
-        .get("/api/v1/namespaces/default/replicationcontrollers/web")
-        .await?;
+    let live = applied(&cluster, &kubectl, &file_a, "a", false).await?;
     assert_eq!(live["metadata"]["labels"], json!({"app": "web"}));
     assert_eq!(live["spec"]["replicas"], 3);
 
@@ -169,9 +166,7 @@ async fn kubectl_apply_server_side_from_two_managers() -> Result<()> {
     kubectl
         .ok(&["label", "rc", "web", "team=x", "--field-manager=labeller"])
         .await?;
-    let (_, live) = cluster
-        .get("/api/v1/namespaces/default/replicationcontrollers/web")
-        .await?;
+    let (_, live) = cluster.get(WEB_RC).await?;
     assert!(
         managers(&live).contains(&("labeller".to_string(), "Update".to_string())),
         "{:?}",
