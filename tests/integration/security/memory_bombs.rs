@@ -11,6 +11,39 @@ use serde_json::{json, Value};
 
 use super::{assert_status, causes, pod, pod_keys};
 
+const POD_P: &str = "/api/v1/namespaces/default/pods/p";
+
+/// A cluster with pod `p` in `default`; the pod as created.
+async fn cluster_with_pod_p() -> Result<(TestCluster, Value)> {
+    let c = TestCluster::start().await?;
+    let (code, created) = c.post("/api/v1/namespaces/default/pods", &pod("p")).await?;
+    assert_eq!(code, 201, "{created}");
+    Ok((c, created))
+}
+
+/// A JSON patch of pod `p` of `ops`.
+async fn json_patch_p(c: &TestCluster, ops: Vec<Value>) -> Result<(u16, Value)> {
+    c.patch(POD_P, "application/json-patch+json", &Value::Array(ops))
+        .await
+}
+
+/// Checks pod `p` is still as `created` (its resourceVersion); the pod now.
+async fn assert_p_unchanged(c: &TestCluster, created: &Value) -> Result<Value> {
+    let (_, now) = c.get(POD_P).await?;
+    assert_eq!(
+        now["metadata"]["resourceVersion"],
+        created["metadata"]["resourceVersion"]
+    );
+    Ok(now)
+}
+
+/// POSTs a YAML pod to `default`.
+async fn post_yaml_pod(c: &TestCluster, yaml: String) -> Result<(u16, Value)> {
+    let path = "/api/v1/namespaces/default/pods";
+    c.send_raw(Method::POST, path, "application/yaml", yaml.into_bytes())
+        .await
+}
+
 /// A YAML pod with an anchor of 1,000 scalars aliased 2,000 times: 12 KB
 /// that expand to 2,000,000 nodes (the 30 KB reached 25M; this
 /// one stays small enough for the old code to survive the test).
@@ -25,14 +58,7 @@ async fn a_yaml_alias_bomb_is_refused_before_it_expands() -> Result<()> {
     body.push_str(&vec!["*a"; 2000].join(","));
     body.push_str("]\n");
     assert!(body.len() < 16 * 1024, "{}", body.len());
-    let (code, status) = c
-        .send_raw(
-            Method::POST,
-            "/api/v1/namespaces/default/pods",
-            "application/yaml",
-            body.into_bytes(),
-        )
-        .await?;
+    let (code, status) = post_yaml_pod(&c, body).await?;
     assert_status(code, &status, 400, "BadRequest");
     let message = status["message"].as_str().unwrap_or_default();
     assert!(
@@ -42,14 +68,7 @@ async fn a_yaml_alias_bomb_is_refused_before_it_expands() -> Result<()> {
     assert!(pod_keys(&c).await?.is_empty());
     // An ordinary anchor and alias still work.
     let small = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: small\n  labels: &l {app: a}\n  annotations: *l\nspec:\n  containers:\n  - name: c\n    image: busybox\n";
-    let (code, created) = c
-        .send_raw(
-            Method::POST,
-            "/api/v1/namespaces/default/pods",
-            "application/yaml",
-            small.into(),
-        )
-        .await?;
+    let (code, created) = post_yaml_pod(&c, small.into()).await?;
     assert_eq!(code, 201, "{created}");
     assert_eq!(created["metadata"]["annotations"]["app"], "a");
     Ok(())
@@ -59,39 +78,21 @@ async fn a_yaml_alias_bomb_is_refused_before_it_expands() -> Result<()> {
 /// the object is not touched; 10,000 are applied.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_json_patch_of_more_than_10000_operations_is_refused() -> Result<()> {
-    let c = TestCluster::start().await?;
-    let (code, created) = c.post("/api/v1/namespaces/default/pods", &pod("p")).await?;
-    assert_eq!(code, 201, "{created}");
+    let (c, created) = cluster_with_pod_p().await?;
     let test = json!({"op": "test", "path": "/metadata/name", "value": "p"});
     let mut ops = vec![test.clone(); 10_000];
     ops.push(json!({"op": "add", "path": "/metadata/labels", "value": {"patched": "yes"}}));
-    let (code, status) = c
-        .patch(
-            "/api/v1/namespaces/default/pods/p",
-            "application/json-patch+json",
-            &Value::Array(ops),
-        )
-        .await?;
+    let (code, status) = json_patch_p(&c, ops).await?;
     assert_status(code, &status, 413, "RequestEntityTooLarge");
     let message = status["message"].as_str().unwrap_or_default();
     assert!(
         message.contains("10000") && message.contains("10001"),
         "{message}"
     );
-    let (_, now) = c.get("/api/v1/namespaces/default/pods/p").await?;
-    assert_eq!(
-        now["metadata"]["resourceVersion"],
-        created["metadata"]["resourceVersion"]
-    );
+    let now = assert_p_unchanged(&c, &created).await?;
     assert!(now["metadata"]["labels"].is_null(), "{now}");
     let ops = vec![test; 10_000];
-    let (code, _) = c
-        .patch(
-            "/api/v1/namespaces/default/pods/p",
-            "application/json-patch+json",
-            &Value::Array(ops),
-        )
-        .await?;
+    let (code, _) = json_patch_p(&c, ops).await?;
     assert_eq!(code, 200);
     Ok(())
 }
@@ -102,33 +103,21 @@ async fn a_json_patch_of_more_than_10000_operations_is_refused() -> Result<()> {
 /// which the old code survives) is refused and nothing is written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_patch_copies_are_bounded_in_total() -> Result<()> {
-    let c = TestCluster::start().await?;
-    let (code, created) = c.post("/api/v1/namespaces/default/pods", &pod("p")).await?;
-    assert_eq!(code, 201, "{created}");
+    let (c, created) = cluster_with_pod_p().await?;
     let mut ops = vec![json!({"op": "add", "path": "/metadata/annotations",
                               "value": {"seed": "x".repeat(1024)}})];
     for i in 0..16 {
         ops.push(json!({"op": "copy", "from": "/metadata/annotations",
                         "path": format!("/metadata/annotations/c{i}")}));
     }
-    let (code, status) = c
-        .patch(
-            "/api/v1/namespaces/default/pods/p",
-            "application/json-patch+json",
-            &Value::Array(ops),
-        )
-        .await?;
+    let (code, status) = json_patch_p(&c, ops).await?;
     assert_status(code, &status, 422, "Invalid");
     let message = status["message"].as_str().unwrap_or_default();
     assert!(
         message.contains("copy") && message.contains("3145728"),
         "{message}"
     );
-    let (_, now) = c.get("/api/v1/namespaces/default/pods/p").await?;
-    assert_eq!(
-        now["metadata"]["resourceVersion"],
-        created["metadata"]["resourceVersion"]
-    );
+    assert_p_unchanged(&c, &created).await?;
     Ok(())
 }
 

@@ -39,6 +39,39 @@ impl Caller<'_> {
         let value = serde_json::from_slice(&response.bytes().await?).unwrap_or(Value::Null);
         Ok((code, value))
     }
+
+    /// `POST path` of `body`, which must answer `want`; the answer's body.
+    async fn post(&self, want: u16, path: &str, body: Value) -> Result<Value> {
+        self.expect(want, Method::POST, path, Some(body)).await
+    }
+
+    /// A merge-patch of `path`, which must answer `want`; the answer's body.
+    async fn patch(&self, want: u16, path: &str, body: Value) -> Result<Value> {
+        self.expect(want, Method::PATCH, path, Some(body)).await
+    }
+
+    /// `GET path`, which must answer `want`; the answer's body.
+    async fn get(&self, want: u16, path: &str) -> Result<Value> {
+        self.expect(want, Method::GET, path, None).await
+    }
+
+    /// `DELETE path`, which must answer `want`; the answer's body.
+    async fn delete(&self, want: u16, path: &str) -> Result<Value> {
+        self.expect(want, Method::DELETE, path, None).await
+    }
+
+    /// [`Caller::send`] that must answer `want`; the answer's body.
+    async fn expect(
+        &self,
+        want: u16,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value> {
+        let (code, answer) = self.send(method.clone(), path, body).await?;
+        assert_eq!(code, want, "{method} {path}: {answer}");
+        Ok(answer)
+    }
 }
 
 async fn setup() -> Result<(TestCluster, tempfile::TempDir)> {
@@ -86,14 +119,8 @@ async fn a_kubelet_identity_reaches_only_its_own_objects() -> Result<()> {
     };
 
     // Each kubelet registers itself, and only itself.
-    let (code, body) = n1
-        .send(Method::POST, "/api/v1/nodes", Some(node("n1")))
-        .await?;
-    assert_eq!(code, 201, "{body}");
-    let (code, body) = n1
-        .send(Method::POST, "/api/v1/nodes", Some(node("n2")))
-        .await?;
-    assert_eq!(code, 403, "{body}");
+    n1.post(201, "/api/v1/nodes", node("n1")).await?;
+    let body = n1.post(403, "/api/v1/nodes", node("n2")).await?;
     assert!(
         body["message"]
             .as_str()
@@ -101,23 +128,11 @@ async fn a_kubelet_identity_reaches_only_its_own_objects() -> Result<()> {
             .contains(r#"node "n1" is not allowed to modify node "n2""#),
         "{body}"
     );
-    let (code, _) = admin
-        .send(Method::POST, "/api/v1/nodes", Some(node("n2")))
-        .await?;
-    assert_eq!(code, 201);
+    admin.post(201, "/api/v1/nodes", node("n2")).await?;
     let status = json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}});
-    let (code, body) = n1
-        .send(
-            Method::PATCH,
-            "/api/v1/nodes/n1/status",
-            Some(status.clone()),
-        )
+    n1.patch(200, "/api/v1/nodes/n1/status", status.clone())
         .await?;
-    assert_eq!(code, 200, "{body}");
-    let (code, body) = n1
-        .send(Method::PATCH, "/api/v1/nodes/n2/status", Some(status))
-        .await?;
-    assert_eq!(code, 403, "{body}");
+    let body = n1.patch(403, "/api/v1/nodes/n2/status", status).await?;
     assert!(
         body["message"]
             .as_str()
@@ -125,8 +140,7 @@ async fn a_kubelet_identity_reaches_only_its_own_objects() -> Result<()> {
             .contains(r#"User "system:node:n1" cannot patch resource "nodes/status""#),
         "{body}"
     );
-    let (code, _) = n1.send(Method::DELETE, "/api/v1/nodes/n2", None).await?;
-    assert_eq!(code, 403);
+    n1.delete(403, "/api/v1/nodes/n2").await?;
 
     // Its heartbeat Lease, not another's.
     let lease = |name: &str| {
@@ -134,50 +148,42 @@ async fn a_kubelet_identity_reaches_only_its_own_objects() -> Result<()> {
         "metadata": {"name": name, "namespace": "kube-node-lease"}, "spec": {"holderIdentity": name}})
     };
     let leases = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases";
-    let (code, body) = n1.send(Method::POST, leases, Some(lease("n1"))).await?;
-    assert_eq!(code, 201, "{body}");
-    let (code, body) = n1.send(Method::POST, leases, Some(lease("n2"))).await?;
-    assert_eq!(code, 403, "{body}");
+    n1.post(201, leases, lease("n1")).await?;
+    n1.post(403, leases, lease("n2")).await?;
 
     // Pods: the ones bound to it, and the secrets and config maps they name.
     for ns in ["a", "b"] {
-        let (code, _) = admin
-            .send(
-                Method::POST,
+        admin
+            .post(
+                201,
                 "/api/v1/namespaces",
-                Some(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})),
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
             )
             .await?;
-        assert_eq!(code, 201);
     }
     for (ns, secret) in [("a", "tls"), ("b", "password")] {
-        let (code, _) = admin
-            .send(Method::POST, &format!("/api/v1/namespaces/{ns}/secrets"),
-                Some(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret}, "stringData": {"k": "v"}})))
+        let secret_object = json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": secret}, "stringData": {"k": "v"}});
+        let config_map = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": format!("{secret}-cm")}, "data": {"k": "v"}});
+        let base = format!("/api/v1/namespaces/{ns}");
+        admin
+            .post(201, &format!("{base}/secrets"), secret_object)
             .await?;
-        assert_eq!(code, 201);
-        let (code, _) = admin
-            .send(Method::POST, &format!("/api/v1/namespaces/{ns}/configmaps"),
-                Some(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("{secret}-cm")}, "data": {"k": "v"}})))
+        admin
+            .post(201, &format!("{base}/configmaps"), config_map)
             .await?;
-        assert_eq!(code, 201);
     }
-    let (code, _) = admin
-        .send(
-            Method::POST,
-            "/api/v1/namespaces/a/pods",
-            Some(pod_on("web", "n1", "tls")),
-        )
+    admin
+        .post(201, "/api/v1/namespaces/a/pods", pod_on("web", "n1", "tls"))
         .await?;
-    assert_eq!(code, 201);
-    let (code, _) = admin
-        .send(
-            Method::POST,
+    admin
+        .post(
+            201,
             "/api/v1/namespaces/b/pods",
-            Some(pod_on("db", "n2", "password")),
+            pod_on("db", "n2", "password"),
         )
         .await?;
-    assert_eq!(code, 201);
     eventually("n1 reads its pod's secret", async || {
         Ok(n1
             .send(Method::GET, "/api/v1/namespaces/a/secrets/tls", None)
@@ -200,8 +206,7 @@ async fn a_kubelet_identity_reaches_only_its_own_objects() -> Result<()> {
         ("/api/v1/pods?fieldSelector=spec.nodeName%3Dn1", 200),
         ("/api/v1/namespaces/b/replicationcontrollers", 403),
     ] {
-        let (code, body) = n1.send(Method::GET, path, None).await?;
-        assert_eq!(code, want, "GET {path}: {body}");
+        n1.get(want, path).await?;
     }
     let (_, list) = n1
         .send(
@@ -220,22 +225,10 @@ async fn a_kubelet_identity_reaches_only_its_own_objects() -> Result<()> {
 
     // Status of its own pods only.
     let running = json!({"status": {"phase": "Running"}});
-    let (code, body) = n1
-        .send(
-            Method::PATCH,
-            "/api/v1/namespaces/a/pods/web/status",
-            Some(running.clone()),
-        )
+    n1.patch(200, "/api/v1/namespaces/a/pods/web/status", running.clone())
         .await?;
-    assert_eq!(code, 200, "{body}");
-    let (code, body) = n1
-        .send(
-            Method::PATCH,
-            "/api/v1/namespaces/b/pods/db/status",
-            Some(running),
-        )
+    n1.patch(403, "/api/v1/namespaces/b/pods/db/status", running)
         .await?;
-    assert_eq!(code, 403, "{body}");
     let (_, db) = admin
         .send(Method::GET, "/api/v1/namespaces/b/pods/db", None)
         .await?;
@@ -246,32 +239,14 @@ async fn a_kubelet_identity_reaches_only_its_own_objects() -> Result<()> {
 
     // Only mirror pods, bound to itself.
     let mut plain = pod_on("sneaky", "n1", "tls");
-    let (code, body) = n1
-        .send(
-            Method::POST,
-            "/api/v1/namespaces/a/pods",
-            Some(plain.clone()),
-        )
+    n1.post(403, "/api/v1/namespaces/a/pods", plain.clone())
         .await?;
-    assert_eq!(code, 403, "{body}");
     plain["metadata"]["annotations"] = json!({"kubernetes.io/config.mirror": "x"});
     plain["spec"]["nodeName"] = json!("n2");
-    let (code, body) = n1
-        .send(
-            Method::POST,
-            "/api/v1/namespaces/a/pods",
-            Some(plain.clone()),
-        )
+    n1.post(403, "/api/v1/namespaces/a/pods", plain.clone())
         .await?;
-    assert_eq!(code, 403, "{body}");
     plain["spec"]["nodeName"] = json!("n1");
-    let (code, body) = n1
-        .send(Method::POST, "/api/v1/namespaces/a/pods", Some(plain))
-        .await?;
-    assert_eq!(code, 201, "{body}");
-    let (code, _) = n1
-        .send(Method::DELETE, "/api/v1/namespaces/b/pods/db", None)
-        .await?;
-    assert_eq!(code, 403);
+    n1.post(201, "/api/v1/namespaces/a/pods", plain).await?;
+    n1.delete(403, "/api/v1/namespaces/b/pods/db").await?;
     Ok(())
 }

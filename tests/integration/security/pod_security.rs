@@ -21,6 +21,34 @@ async fn namespace(c: &TestCluster, name: &str, labels: Value) -> Result<()> {
     Ok(())
 }
 
+/// A namespace that enforces Pod Security `level`.
+async fn enforcing(c: &TestCluster, name: &str, level: &str) -> Result<()> {
+    namespace(
+        c,
+        name,
+        json!({"pod-security.kubernetes.io/enforce": level}),
+    )
+    .await
+}
+
+/// POSTs `body` to `path`, which must create it (201); the answer's
+/// `Warning` headers.
+async fn created_with_warnings(c: &TestCluster, path: &str, body: &Value) -> Result<Vec<String>> {
+    let response = c
+        .http
+        .post(format!("{}{path}", c.url()))
+        .json(body)
+        .send()
+        .await?;
+    assert_eq!(response.status().as_u16(), 201);
+    Ok(response
+        .headers()
+        .get_all("warning")
+        .iter()
+        .map(|v| v.to_str().unwrap_or("").to_string())
+        .collect())
+}
+
 /// The 2014 walk-through's pod: a hostDir volume and a hostPort.
 fn host_pod(name: &str) -> Value {
     let mut p = pod(name);
@@ -32,12 +60,7 @@ fn host_pod(name: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_baseline_namespace_refuses_host_paths_and_names_them() -> Result<()> {
     let c = TestCluster::start().await?;
-    namespace(
-        &c,
-        "tight",
-        json!({"pod-security.kubernetes.io/enforce": "baseline"}),
-    )
-    .await?;
+    enforcing(&c, "tight", "baseline").await?;
     let (code, status) = c
         .post("/api/v1/namespaces/tight/pods", &host_pod("escape"))
         .await?;
@@ -99,12 +122,7 @@ async fn unlabelled_namespaces_stay_privileged_for_the_2014_walkthrough() -> Res
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restricted_namespace_refuses_a_root_pod_and_admits_a_hardened_one() -> Result<()> {
     let c = TestCluster::start().await?;
-    namespace(
-        &c,
-        "locked",
-        json!({"pod-security.kubernetes.io/enforce": "restricted"}),
-    )
-    .await?;
+    enforcing(&c, "locked", "restricted").await?;
     let (code, status) = c
         .post("/api/v1/namespaces/locked/pods", &pod("plain"))
         .await?;
@@ -137,19 +155,8 @@ async fn warn_mode_and_templates_answer_warnings_and_bad_labels_are_invalid() ->
                "pod-security.kubernetes.io/audit": "restricted"}),
     )
     .await?;
-    let response = c
-        .http
-        .post(format!("{}/api/v1/namespaces/watched/pods", c.url()))
-        .json(&host_pod("warned"))
-        .send()
-        .await?;
-    assert_eq!(response.status().as_u16(), 201);
-    let warnings: Vec<String> = response
-        .headers()
-        .get_all("warning")
-        .iter()
-        .map(|v| v.to_str().unwrap_or("").to_string())
-        .collect();
+    let warnings =
+        created_with_warnings(&c, "/api/v1/namespaces/watched/pods", &host_pod("warned")).await?;
     assert!(
         warnings
             .iter()
@@ -160,32 +167,19 @@ async fn warn_mode_and_templates_answer_warnings_and_bad_labels_are_invalid() ->
     );
 
     // An RC whose pods would be refused is admitted with a warning.
-    namespace(
-        &c,
-        "enforced",
-        json!({"pod-security.kubernetes.io/enforce": "baseline"}),
-    )
-    .await?;
+    enforcing(&c, "enforced", "baseline").await?;
     let template = host_pod("t");
     let rc = json!({"apiVersion": "v1", "kind": "ReplicationController",
         "metadata": {"name": "rc"},
         "spec": {"replicas": 0, "selector": {"app": "a"},
             "template": {"metadata": {"labels": {"app": "a"}}, "spec": template["spec"]}}});
-    let response = c
-        .http
-        .post(format!(
-            "{}/api/v1/namespaces/enforced/replicationcontrollers",
-            c.url()
-        ))
-        .json(&rc)
-        .send()
-        .await?;
-    assert_eq!(response.status().as_u16(), 201);
-    let warning = response
-        .headers()
-        .get("warning")
-        .map(|v| v.to_str().unwrap_or("").to_string())
-        .unwrap_or_default();
+    let warnings = created_with_warnings(
+        &c,
+        "/api/v1/namespaces/enforced/replicationcontrollers",
+        &rc,
+    )
+    .await?;
+    let warning = warnings.first().cloned().unwrap_or_default();
     assert!(
         warning.contains("spec") || warning.contains("hostPath volumes"),
         "no warning for the template: {warning:?}"
@@ -211,12 +205,7 @@ async fn warn_mode_and_templates_answer_warnings_and_bad_labels_are_invalid() ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_shows_the_pod_security_refusal() -> Result<()> {
     let c = TestCluster::start().await?;
-    namespace(
-        &c,
-        "tight",
-        json!({"pod-security.kubernetes.io/enforce": "baseline"}),
-    )
-    .await?;
+    enforcing(&c, "tight", "baseline").await?;
     let dir = tempfile::tempdir()?;
     let kubeconfig = mini_k8s_tests::kubeconfig::write(dir.path(), c.url(), None, None)?;
     let manifest = dir.path().join("pod.json");
