@@ -81,6 +81,12 @@ impl Netns {
             .map(|_| ())
     }
 
+    /// A veth pair: `name` in this namespace, its peer `eth0` in `peer`.
+    pub fn add_veth(&self, name: &str, peer: &Netns) -> Result<()> {
+        let args = ["link", "add", name, "type", "veth", "peer", "name", "eth0"];
+        self.ip(&[&args[..], &["netns", peer.name()]].concat())
+    }
+
     /// Runs `f` on a fresh thread that has entered this namespace; the
     /// thread ends afterwards, so no other code runs in the namespace.
     pub async fn enter<T, F>(&self, f: F) -> Result<T>
@@ -104,43 +110,58 @@ impl Netns {
         result.with_context(|| format!("in network namespace {}", self.name))
     }
 
-    /// A TCP connection opened from this namespace (5 s connect timeout).
-    pub async fn tcp_connect(&self, to: SocketAddr) -> Result<tokio::net::TcpStream> {
-        let stream = self
+    /// A socket `open` makes inside this namespace, made non-blocking there
+    /// by `set_nonblocking`, then handed to tokio by `adopt` (outside: it
+    /// needs the runtime); `what` names it in the error.
+    async fn socket<S, T>(
+        &self,
+        what: String,
+        open: impl FnOnce() -> std::io::Result<S> + Send + 'static,
+        set_nonblocking: fn(&S, bool) -> std::io::Result<()>,
+        adopt: fn(S) -> std::io::Result<T>,
+    ) -> Result<T>
+    where
+        S: Send + 'static,
+    {
+        let socket = self
             .enter(move || {
-                let s = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(5))?;
-                s.set_nonblocking(true)?;
-                Ok(s)
+                let socket = open()?;
+                set_nonblocking(&socket, true)?;
+                Ok(socket)
             })
             .await
-            .with_context(|| format!("connecting to {to}"))?;
-        Ok(tokio::net::TcpStream::from_std(stream)?)
+            .context(what)?;
+        Ok(adopt(socket)?)
+    }
+
+    /// A TCP connection opened from this namespace (5 s connect timeout).
+    pub async fn tcp_connect(&self, to: SocketAddr) -> Result<tokio::net::TcpStream> {
+        use std::net::TcpStream;
+        let connect = move || TcpStream::connect_timeout(&to, Duration::from_secs(5));
+        let (nonblocking, adopt) = (TcpStream::set_nonblocking, tokio::net::TcpStream::from_std);
+        let what = format!("connecting to {to}");
+        self.socket(what, connect, nonblocking, adopt).await
     }
 
     /// A TCP listener in this namespace.
     pub async fn tcp_listen(&self, at: SocketAddr) -> Result<tokio::net::TcpListener> {
-        let listener = self
-            .enter(move || {
-                let l = std::net::TcpListener::bind(at)?;
-                l.set_nonblocking(true)?;
-                Ok(l)
-            })
+        use std::net::TcpListener;
+        let bind = move || TcpListener::bind(at);
+        let (nonblocking, adopt) = (
+            TcpListener::set_nonblocking,
+            tokio::net::TcpListener::from_std,
+        );
+        self.socket(format!("listening on {at}"), bind, nonblocking, adopt)
             .await
-            .with_context(|| format!("listening on {at}"))?;
-        Ok(tokio::net::TcpListener::from_std(listener)?)
     }
 
     /// A UDP socket bound in this namespace.
     pub async fn udp_bind(&self, at: SocketAddr) -> Result<tokio::net::UdpSocket> {
-        let socket = self
-            .enter(move || {
-                let s = std::net::UdpSocket::bind(at)?;
-                s.set_nonblocking(true)?;
-                Ok(s)
-            })
+        use std::net::UdpSocket;
+        let bind = move || UdpSocket::bind(at);
+        let (nonblocking, adopt) = (UdpSocket::set_nonblocking, tokio::net::UdpSocket::from_std);
+        self.socket(format!("binding udp {at}"), bind, nonblocking, adopt)
             .await
-            .with_context(|| format!("binding udp {at}"))?;
-        Ok(tokio::net::UdpSocket::from_std(socket)?)
     }
 
     /// Makes `target` (a loopback address of this process's namespace, e.g.
@@ -255,18 +276,7 @@ impl Topology {
         node.ip(&["link", "add", "br0", "type", "bridge"])?;
         node.ip(&["addr", "add", "10.244.1.1/24", "dev", "br0"])?;
         node.ip(&["link", "set", "br0", "up"])?;
-        node.ip(&[
-            "link",
-            "add",
-            "ext0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            client.name(),
-        ])?;
+        node.add_veth("ext0", &client)?;
         node.ip(&["addr", "add", "10.245.1.2/24", "dev", "ext0"])?;
         node.ip(&["link", "set", "ext0", "up"])?;
         client.ip(&["addr", "add", "10.245.1.100/24", "dev", "eth0"])?;
@@ -307,18 +317,7 @@ impl Topology {
         );
         let netns = Netns::create(&format!("pod{index}"))?;
         let port = format!("vp{index}");
-        self.node.ip(&[
-            "link",
-            "add",
-            &port,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            netns.name(),
-        ])?;
+        self.node.add_veth(&port, &netns)?;
         self.node
             .ip(&["link", "set", &port, "master", "br0", "up"])?;
         netns.ip(&["addr", "add", &format!("{ip}/24"), "dev", "eth0"])?;
