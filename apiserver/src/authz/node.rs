@@ -435,6 +435,20 @@ mod tests {
         }
     }
 
+    /// Checks node n1's decision on each case: (verb, API group,
+    /// `resource` or `resource/subresource`, namespace, name, allowed),
+    /// "" for what the request leaves out.
+    fn assert_decisions(state: &GraphState, cases: &[(&str, &str, &str, &str, &str, bool)]) {
+        fn given(s: &str) -> Option<&str> {
+            Some(s).filter(|s| !s.is_empty())
+        }
+        for &(verb, group, path, ns, name, allowed) in cases {
+            let (resource, sub) = path.split_once('/').unwrap_or((path, ""));
+            let attributes = ask(verb, group, resource, given(sub), given(ns), given(name));
+            assert_eq!(decide("n1", &attributes, state), allowed, "{attributes:?}");
+        }
+    }
+
     #[test]
     fn a_node_reaches_its_pods_and_what_they_name_only() {
         let state = graph(&[
@@ -455,80 +469,20 @@ mod tests {
                 json!({"volumes": [{"name": "s", "secret": {"secretName": "password"}}]}),
             ),
         ]);
-        let allowed = |a: &Attributes| decide("n1", a, &state);
-        assert!(allowed(&ask(
-            "get",
-            "",
-            "pods",
-            None,
-            Some("a"),
-            Some("web")
-        )));
-        assert!(!allowed(&ask(
-            "get",
-            "",
-            "pods",
-            None,
-            Some("b"),
-            Some("db")
-        )));
-        assert!(allowed(&ask(
-            "patch",
-            "",
-            "pods",
-            Some("status"),
-            Some("a"),
-            Some("web")
-        )));
-        assert!(!allowed(&ask(
-            "patch",
-            "",
-            "pods",
-            Some("status"),
-            Some("b"),
-            Some("db")
-        )));
-        assert!(!allowed(&ask(
-            "delete",
-            "",
-            "pods",
-            None,
-            Some("b"),
-            Some("db")
-        )));
-        assert!(allowed(&ask(
-            "get",
-            "",
-            "secrets",
-            None,
-            Some("a"),
-            Some("tls")
-        )));
-        assert!(!allowed(&ask(
-            "get",
-            "",
-            "secrets",
-            None,
-            Some("b"),
-            Some("password")
-        )));
-        assert!(!allowed(&ask("list", "", "secrets", None, Some("a"), None)));
-        assert!(allowed(&ask(
-            "get",
-            "",
-            "configmaps",
-            None,
-            Some("a"),
-            Some("settings")
-        )));
-        assert!(!allowed(&ask(
-            "get",
-            "",
-            "configmaps",
-            None,
-            Some("b"),
-            Some("settings")
-        )));
+        // Its own pod and what that names, nothing of the other node's pod.
+        let cases = [
+            ("get", "", "pods", "a", "web", true),
+            ("get", "", "pods", "b", "db", false),
+            ("patch", "", "pods/status", "a", "web", true),
+            ("patch", "", "pods/status", "b", "db", false),
+            ("delete", "", "pods", "b", "db", false),
+            ("get", "", "secrets", "a", "tls", true),
+            ("get", "", "secrets", "b", "password", false),
+            ("list", "", "secrets", "a", "", false),
+            ("get", "", "configmaps", "a", "settings", true),
+            ("get", "", "configmaps", "b", "settings", false),
+        ];
+        assert_decisions(&state, &cases);
     }
 
     #[test]
@@ -547,64 +501,22 @@ mod tests {
 
     #[test]
     fn a_node_changes_only_its_own_node_and_lease() {
-        let state = GraphState::default();
-        let d = |a: &Attributes| decide("n1", a, &state);
-        assert!(d(&ask("get", "", "nodes", None, None, Some("n2"))));
-        assert!(d(&ask(
-            "patch",
-            "",
-            "nodes",
-            Some("status"),
-            None,
-            Some("n1")
-        )));
-        assert!(!d(&ask(
-            "patch",
-            "",
-            "nodes",
-            Some("status"),
-            None,
-            Some("n2")
-        )));
-        assert!(!d(&ask("update", "", "nodes", None, None, Some("n2"))));
-        assert!(!d(&ask("delete", "", "nodes", None, None, Some("n2"))));
-        let lease = |verb, name| {
-            ask(
-                verb,
-                "coordination.k8s.io",
-                "leases",
-                None,
-                Some("kube-node-lease"),
-                name,
-            )
-        };
-        assert!(d(&lease("update", Some("n1"))));
-        assert!(!d(&lease("update", Some("n2"))));
-        assert!(!d(&ask(
-            "update",
-            "coordination.k8s.io",
-            "leases",
-            None,
-            Some("kube-system"),
-            Some("n1")
-        )));
-        // Nothing else: no RCs, no namespaces, no RBAC.
-        assert!(!d(&ask(
-            "list",
-            "",
-            "replicationcontrollers",
-            None,
-            Some("a"),
-            None
-        )));
-        assert!(!d(&ask(
-            "create",
-            "rbac.authorization.k8s.io",
-            "clusterrolebindings",
-            None,
-            None,
-            None
-        )));
+        const LEASES: &str = "coordination.k8s.io";
+        const RBAC: &str = "rbac.authorization.k8s.io";
+        let cases = [
+            ("get", "", "nodes", "", "n2", true),
+            ("patch", "", "nodes/status", "", "n1", true),
+            ("patch", "", "nodes/status", "", "n2", false),
+            ("update", "", "nodes", "", "n2", false),
+            ("delete", "", "nodes", "", "n2", false),
+            ("update", LEASES, "leases", "kube-node-lease", "n1", true),
+            ("update", LEASES, "leases", "kube-node-lease", "n2", false),
+            ("update", LEASES, "leases", "kube-system", "n1", false),
+            // Nothing else: no RCs, no namespaces, no RBAC.
+            ("list", "", "replicationcontrollers", "a", "", false),
+            ("create", RBAC, "clusterrolebindings", "", "", false),
+        ];
+        assert_decisions(&GraphState::default(), &cases);
     }
 
     #[test]
