@@ -627,13 +627,16 @@ mod tests {
         assert_eq!(action, Action::requeue(ctx.config.resync));
     }
 
+    /// The request line of a pod creation, as the fake apiserver logs it.
+    const CREATE_POD: &str = "POST /api/v1/namespaces/default/pods";
+
     #[tokio::test(start_paused = true)]
     async fn reconcile_creates_a_missing_pod_once_until_the_expectation_expires() {
         let (client, api) = crate::testing::ApiServer::client();
         let ctx = context(client, &[running("a", 1), running("b", 2)]);
         let rc = Arc::new(rc(3, settled(2, 2)));
         let action = reconcile(rc.clone(), ctx.clone()).await.unwrap();
-        assert_eq!(api.lines(), ["POST /api/v1/namespaces/default/pods"]);
+        assert_eq!(api.lines(), [CREATE_POD]);
         let created = &api.requests()[0].body;
         assert_eq!(created["metadata"]["labels"]["app"], "web");
         assert_eq!(created["metadata"]["ownerReferences"][0]["uid"], RC_UID);
@@ -648,13 +651,7 @@ mod tests {
         // A create never seen is given up after the TTL and made again.
         tokio::time::sleep(ownership::EXPECTATION_TTL + Duration::from_secs(1)).await;
         reconcile(rc, ctx).await.unwrap();
-        assert_eq!(
-            api.lines(),
-            [
-                "POST /api/v1/namespaces/default/pods",
-                "POST /api/v1/namespaces/default/pods"
-            ]
-        );
+        assert_eq!(api.lines(), [CREATE_POD, CREATE_POD]);
     }
 
     #[tokio::test]
@@ -674,13 +671,7 @@ mod tests {
         let rc = Arc::new(rc(2, settled(1, 1)));
         reconcile(rc.clone(), ctx.clone()).await.unwrap();
         reconcile(rc, ctx).await.unwrap();
-        assert_eq!(
-            api.lines(),
-            [
-                "POST /api/v1/namespaces/default/pods",
-                "POST /api/v1/namespaces/default/pods"
-            ]
-        );
+        assert_eq!(api.lines(), [CREATE_POD, CREATE_POD]);
     }
 
     #[tokio::test]
