@@ -113,40 +113,24 @@ impl<O: Objects + Send + Sync + Unpin + 'static> RequestHandler for Handler<O> {
         }
         let mut header = Header::response_from_request(request.header());
         header.set_recursion_available(false);
-        let fail = |code: ResponseCode| {
-            let mut header = header;
-            header.set_response_code(code);
-            header
-        };
         if request.message_type() != MessageType::Query || request.op_code() != OpCode::Query {
             self.counters.refused.fetch_add(1, Ordering::Relaxed);
-            let header = fail(ResponseCode::NotImp);
-            return send(
-                &mut response_handle,
-                builder.build_no_records(header),
-                header,
-            )
-            .await;
+            return send_code(&mut response_handle, builder, header, ResponseCode::NotImp).await;
         }
         let info = match request.request_info() {
             Ok(info) => info,
             Err(_) => {
                 // Not exactly one question.
-                let header = fail(ResponseCode::FormErr);
-                return send(
-                    &mut response_handle,
-                    builder.build_no_records(header),
-                    header,
-                )
-                .await;
+                return send_code(&mut response_handle, builder, header, ResponseCode::FormErr)
+                    .await;
             }
         };
         if !self.ready.load(Ordering::Acquire) {
-            let header = fail(ResponseCode::ServFail);
-            return send(
+            return send_code(
                 &mut response_handle,
-                builder.build_no_records(header),
+                builder,
                 header,
+                ResponseCode::ServFail,
             )
             .await;
         }
@@ -180,6 +164,17 @@ impl<O: Objects + Send + Sync + Unpin + 'static> RequestHandler for Handler<O> {
         );
         send(&mut response_handle, response, header).await
     }
+}
+
+/// Answers with `code` and no records: a request not served, or not yet.
+async fn send_code<R: ResponseHandler>(
+    handle: &mut R,
+    builder: MessageResponseBuilder<'_>,
+    mut header: Header,
+    code: ResponseCode,
+) -> ResponseInfo {
+    header.set_response_code(code);
+    send(handle, builder.build_no_records(header), header).await
 }
 
 async fn send<'a, R: ResponseHandler>(
