@@ -134,6 +134,27 @@ fn common(sheet: &mut Sheet, resource: &ResourceKind, object: &Value) {
     }
 }
 
+/// A controller's "Pod Template:" section: the template's labels, then its
+/// containers and volumes, indented under it.
+fn pod_template(sheet: &mut Sheet, object: &Value) {
+    sheet.raw(0, "Pod Template:");
+    sheet.nested(
+        2,
+        "Labels",
+        map_text(object.pointer("/spec/template/metadata/labels"), ","),
+    );
+    let mut template = Sheet::new();
+    containers(
+        &mut template,
+        array(object, "/spec/template/spec/containers"),
+        &[],
+    );
+    volumes(&mut template, array(object, "/spec/template/spec/volumes"));
+    for (indent, key, value) in template.lines {
+        sheet.lines.push((indent + 2, key, value));
+    }
+}
+
 fn containers(sheet: &mut Sheet, list: &[Value], statuses: &[Value]) {
     sheet.raw(0, "Containers:");
     for container in list {
@@ -344,22 +365,7 @@ async fn describe(
                 ),
             );
             sheet.kv("Pods Status", pod_counts(ctl, object).await);
-            sheet.raw(0, "Pod Template:");
-            sheet.nested(
-                2,
-                "Labels",
-                map_text(object.pointer("/spec/template/metadata/labels"), ","),
-            );
-            let mut template = Sheet::new();
-            containers(
-                &mut template,
-                array(object, "/spec/template/spec/containers"),
-                &[],
-            );
-            volumes(&mut template, array(object, "/spec/template/spec/volumes"));
-            for (indent, key, value) in template.lines {
-                sheet.lines.push((indent + 2, key, value));
-            }
+            pod_template(&mut sheet, object);
         }
         // kubectl's DaemonSet describer.
         "DaemonSet" => {
@@ -404,22 +410,7 @@ async fn describe(
                 "spec": {"selector": match_labels},
             });
             sheet.kv("Pods Status", pod_counts(ctl, &selected).await);
-            sheet.raw(0, "Pod Template:");
-            sheet.nested(
-                2,
-                "Labels",
-                map_text(object.pointer("/spec/template/metadata/labels"), ","),
-            );
-            let mut template = Sheet::new();
-            containers(
-                &mut template,
-                array(object, "/spec/template/spec/containers"),
-                &[],
-            );
-            volumes(&mut template, array(object, "/spec/template/spec/volumes"));
-            for (indent, key, value) in template.lines {
-                sheet.lines.push((indent + 2, key, value));
-            }
+            pod_template(&mut sheet, object);
         }
         "Node" => {
             sheet.kv("Labels", labels(object));
