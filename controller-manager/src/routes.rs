@@ -508,13 +508,18 @@ mod tests {
         ])
     }
 
+    /// The calls one reconcile of `nodes` makes to `table`.
+    async fn reconciled(table: &FakeRouteTable, nodes: &[Node]) -> Vec<Call> {
+        reconcile(table, &desired_routes(nodes, cluster()))
+            .await
+            .unwrap();
+        table.calls()
+    }
+
     #[tokio::test]
     async fn converged_routes_make_no_change() {
         let table = converged();
-        reconcile(&table, &desired_routes(&two_nodes(), cluster()))
-            .await
-            .unwrap();
-        assert_eq!(table.calls(), [Call::List]);
+        assert_eq!(reconciled(&table, &two_nodes()).await, [Call::List]);
     }
 
     #[tokio::test]
@@ -522,11 +527,8 @@ mod tests {
         let table = converged();
         let mut nodes = two_nodes();
         nodes.push(node("minion-3", Some("10.244.3.0/24"), Some("10.245.1.4")));
-        reconcile(&table, &desired_routes(&nodes, cluster()))
-            .await
-            .unwrap();
         assert_eq!(
-            table.calls(),
+            reconciled(&table, &nodes).await,
             [
                 Call::List,
                 Call::Add(net("10.244.3.0/24"), ip("10.245.1.4"))
@@ -539,11 +541,8 @@ mod tests {
         let table = converged();
         let mut nodes = two_nodes();
         nodes[1] = node("minion-2", Some("10.244.7.0/24"), Some("10.245.1.3"));
-        reconcile(&table, &desired_routes(&nodes, cluster()))
-            .await
-            .unwrap();
         assert_eq!(
-            table.calls(),
+            reconciled(&table, &nodes).await,
             [
                 Call::List,
                 Call::Delete(net("10.244.2.0/24"), Some(ip("10.245.1.3"))),
@@ -557,11 +556,8 @@ mod tests {
         let table = converged();
         let mut nodes = two_nodes();
         nodes[0] = node("minion-1", Some("10.244.1.0/24"), Some("10.245.1.9"));
-        reconcile(&table, &desired_routes(&nodes, cluster()))
-            .await
-            .unwrap();
         assert_eq!(
-            table.calls(),
+            reconciled(&table, &nodes).await,
             [
                 Call::List,
                 Call::Delete(net("10.244.1.0/24"), Some(ip("10.245.1.2"))),
@@ -574,11 +570,8 @@ mod tests {
     async fn a_node_gone_has_its_route_deleted() {
         let table = converged();
         let nodes = &two_nodes()[..1];
-        reconcile(&table, &desired_routes(nodes, cluster()))
-            .await
-            .unwrap();
         assert_eq!(
-            table.calls(),
+            reconciled(&table, nodes).await,
             [
                 Call::List,
                 Call::Delete(net("10.244.2.0/24"), Some(ip("10.245.1.3")))
@@ -593,11 +586,8 @@ mod tests {
             ("10.244.1.0/24", "10.245.1.2", Owner::Us),
             ("10.244.2.0/24", "10.245.1.3", Owner::Us),
         ]);
-        reconcile(&table, &desired_routes(&two_nodes(), cluster()))
-            .await
-            .unwrap();
         assert_eq!(
-            table.calls(),
+            reconciled(&table, &two_nodes()).await,
             [
                 Call::List,
                 Call::Delete(net("10.244.1.0/24"), Some(ip("10.245.1.2")))
