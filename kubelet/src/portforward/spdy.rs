@@ -230,22 +230,22 @@ impl Decoder {
                     headers,
                 }
             }
-            SYN_REPLY => {
+            // The same layout: a stream id, then the header block.
+            SYN_REPLY | HEADERS => {
                 let stream_id = stream_id(&mut body);
                 let headers = self.headers(&body)?;
-                Frame::SynReply {
-                    stream_id,
-                    flags,
-                    headers,
-                }
-            }
-            HEADERS => {
-                let stream_id = stream_id(&mut body);
-                let headers = self.headers(&body)?;
-                Frame::Headers {
-                    stream_id,
-                    flags,
-                    headers,
+                if frame_type == SYN_REPLY {
+                    Frame::SynReply {
+                        stream_id,
+                        flags,
+                        headers,
+                    }
+                } else {
+                    Frame::Headers {
+                        stream_id,
+                        flags,
+                        headers,
+                    }
                 }
             }
             RST_STREAM => Frame::RstStream {
@@ -404,23 +404,24 @@ impl Encoder {
                 out.put_u8(0);
                 out.put_slice(&block);
             }
+            // The same layout: a stream id, then the header block.
             Frame::SynReply {
                 stream_id,
                 flags,
                 headers,
-            } => {
-                let block = self.header_block(headers)?;
-                control(out, SYN_REPLY, *flags, 4 + block.len());
-                out.put_u32(stream_id & 0x7fff_ffff);
-                out.put_slice(&block);
             }
-            Frame::Headers {
+            | Frame::Headers {
                 stream_id,
                 flags,
                 headers,
             } => {
+                let frame_type = if matches!(frame, Frame::SynReply { .. }) {
+                    SYN_REPLY
+                } else {
+                    HEADERS
+                };
                 let block = self.header_block(headers)?;
-                control(out, HEADERS, *flags, 4 + block.len());
+                control(out, frame_type, *flags, 4 + block.len());
                 out.put_u32(stream_id & 0x7fff_ffff);
                 out.put_slice(&block);
             }
