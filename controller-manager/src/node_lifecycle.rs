@@ -307,46 +307,21 @@ mod tests {
     // `observe` takes the time as an argument, so no clock needs pausing.
     #[test]
     fn a_fresh_heartbeat_keeps_a_node_healthy_and_a_stale_one_does_not() {
-        let mut m = Monitor::default();
-        let c = config();
-        let t0 = Instant::now();
-        assert_eq!(
-            m.observe(&node("True", "2026-01-01T00:00:00Z"), None, t0, &c),
-            Verdict::Healthy
-        );
-        // A new heartbeat at 30 s, checked at 60 s: 30 s old, still fine.
-        let t30 = t0 + Duration::from_secs(30);
-        assert_eq!(
-            m.observe(&node("True", "2026-01-01T00:00:30Z"), None, t30, &c),
-            Verdict::Healthy
-        );
-        let t60 = t0 + Duration::from_secs(60);
-        assert_eq!(
-            m.observe(&node("True", "2026-01-01T00:00:30Z"), None, t60, &c),
-            Verdict::Healthy
-        );
-        // No new heartbeat for 41 s.
-        let t71 = t0 + Duration::from_secs(71);
-        assert_eq!(
-            m.observe(&node("True", "2026-01-01T00:00:30Z"), None, t71, &c),
-            Verdict::MarkUnknown
-        );
-        // Once Unknown, nothing more until the eviction timeout.
-        let t100 = t0 + Duration::from_secs(100);
-        assert_eq!(
-            m.observe(&node("Unknown", "2026-01-01T00:00:30Z"), None, t100, &c),
-            Verdict::NotReady
-        );
-        let t372 = t0 + Duration::from_secs(372);
-        assert_eq!(
-            m.observe(&node("Unknown", "2026-01-01T00:00:30Z"), None, t372, &c),
-            Verdict::Evict
-        );
-        // It comes back.
-        let t401 = t0 + Duration::from_secs(401);
-        assert_eq!(
-            m.observe(&node("True", "2026-01-01T00:06:40Z"), None, t401, &c),
-            Verdict::Healthy
+        assert_steps(
+            "heartbeats only",
+            &[
+                (0, "True", 0, None, Verdict::Healthy),
+                // A new heartbeat at 30 s, checked at 60 s: 30 s old, still fine.
+                (30, "True", 30, None, Verdict::Healthy),
+                (60, "True", 30, None, Verdict::Healthy),
+                // No new heartbeat for 41 s.
+                (71, "True", 30, None, Verdict::MarkUnknown),
+                // Once Unknown, nothing more until the eviction timeout.
+                (100, "Unknown", 30, None, Verdict::NotReady),
+                (372, "Unknown", 30, None, Verdict::Evict),
+                // It comes back.
+                (401, "True", 400, None, Verdict::Healthy),
+            ],
         );
     }
 
@@ -386,192 +361,89 @@ mod tests {
     }
 
     /// One observation: seconds after the start, the Ready condition's
-    /// status and heartbeat, the Lease's renewTime (None: no Lease), and
-    /// the verdict expected.
-    type Step = (
-        u64,
-        &'static str,
-        &'static str,
-        Option<&'static str>,
-        Verdict,
-    );
+    /// status and the second of its heartbeat, the second of the Lease's
+    /// renewTime (None: no Lease), and the verdict expected.
+    type Step = (u64, &'static str, u64, Option<u64>, Verdict);
+
+    /// The time `seconds` after 2026-01-01T00:00:00Z, as `00:MM:SS` of that
+    /// day (the steps stay within the hour).
+    fn clock(seconds: u64) -> String {
+        format!("2026-01-01T00:{:02}:{:02}", seconds / 60, seconds % 60)
+    }
+
+    /// Observes `steps` in order with one monitor; `name` in any failure.
+    fn assert_steps(name: &str, steps: &[Step]) {
+        let c = config();
+        let mut m = Monitor::default();
+        let t0 = Instant::now();
+        for (at, status, heartbeat, renewed, verdict) in steps {
+            let node = node(status, &format!("{}Z", clock(*heartbeat)));
+            let lease = renewed.map(|second| lease(&format!("{}.000000Z", clock(second))));
+            let got = m.observe(&node, lease.as_ref(), t0 + Duration::from_secs(*at), &c);
+            assert_eq!(&got, verdict, "{name}: at {at}s");
+        }
+    }
 
     // Kubernetes' rule: a node is alive while either its Ready heartbeat or
     // its Lease's renewTime changed within the grace period (40 s here).
     #[test]
     fn either_a_heartbeat_or_a_lease_renewal_keeps_a_node_alive() {
-        let beat = "2026-01-01T00:00:00Z";
-        let r = |s: &'static str| Some(s);
         let cases: Vec<(&str, Vec<Step>)> = vec![
             (
                 "a renewed lease keeps a node whose status is old healthy",
                 vec![
-                    (
-                        0,
-                        "True",
-                        beat,
-                        r("2026-01-01T00:00:00.000000Z"),
-                        Verdict::Healthy,
-                    ),
-                    (
-                        30,
-                        "True",
-                        beat,
-                        r("2026-01-01T00:00:30.000000Z"),
-                        Verdict::Healthy,
-                    ),
-                    (
-                        60,
-                        "True",
-                        beat,
-                        r("2026-01-01T00:01:00.000000Z"),
-                        Verdict::Healthy,
-                    ),
-                    (
-                        300,
-                        "True",
-                        beat,
-                        r("2026-01-01T00:05:00.000000Z"),
-                        Verdict::Healthy,
-                    ),
+                    (0, "True", 0, Some(0), Verdict::Healthy),
+                    (30, "True", 0, Some(30), Verdict::Healthy),
+                    (60, "True", 0, Some(60), Verdict::Healthy),
+                    (300, "True", 0, Some(300), Verdict::Healthy),
                 ],
             ),
             (
                 "a lease that stops being renewed, status old too: Unknown",
                 vec![
-                    (
-                        0,
-                        "True",
-                        beat,
-                        r("2026-01-01T00:00:00.000000Z"),
-                        Verdict::Healthy,
-                    ),
-                    (
-                        30,
-                        "True",
-                        beat,
-                        r("2026-01-01T00:00:30.000000Z"),
-                        Verdict::Healthy,
-                    ),
-                    (
-                        60,
-                        "True",
-                        beat,
-                        r("2026-01-01T00:00:30.000000Z"),
-                        Verdict::Healthy,
-                    ),
-                    (
-                        71,
-                        "True",
-                        beat,
-                        r("2026-01-01T00:00:30.000000Z"),
-                        Verdict::MarkUnknown,
-                    ),
+                    (0, "True", 0, Some(0), Verdict::Healthy),
+                    (30, "True", 0, Some(30), Verdict::Healthy),
+                    (60, "True", 0, Some(30), Verdict::Healthy),
+                    (71, "True", 0, Some(30), Verdict::MarkUnknown),
                 ],
             ),
             (
                 "status heartbeats alone still count (no lease, an old kubelet)",
                 vec![
-                    (0, "True", beat, None, Verdict::Healthy),
-                    (30, "True", "2026-01-01T00:00:30Z", None, Verdict::Healthy),
-                    (
-                        71,
-                        "True",
-                        "2026-01-01T00:00:30Z",
-                        None,
-                        Verdict::MarkUnknown,
-                    ),
+                    (0, "True", 0, None, Verdict::Healthy),
+                    (30, "True", 30, None, Verdict::Healthy),
+                    (71, "True", 30, None, Verdict::MarkUnknown),
                 ],
             ),
             (
                 "a lease gone (deleted) leaves the status heartbeat to decide",
                 vec![
-                    (
-                        0,
-                        "True",
-                        beat,
-                        r("2026-01-01T00:00:00.000000Z"),
-                        Verdict::Healthy,
-                    ),
-                    (30, "True", beat, None, Verdict::Healthy),
-                    (41, "True", beat, None, Verdict::MarkUnknown),
+                    (0, "True", 0, Some(0), Verdict::Healthy),
+                    (30, "True", 0, None, Verdict::Healthy),
+                    (41, "True", 0, None, Verdict::MarkUnknown),
                 ],
             ),
             (
                 "a fresh lease with Ready=False is not ready, then evicted",
                 vec![
-                    (
-                        0,
-                        "False",
-                        beat,
-                        r("2026-01-01T00:00:00.000000Z"),
-                        Verdict::NotReady,
-                    ),
-                    (
-                        200,
-                        "False",
-                        beat,
-                        r("2026-01-01T00:03:20.000000Z"),
-                        Verdict::NotReady,
-                    ),
-                    (
-                        301,
-                        "False",
-                        beat,
-                        r("2026-01-01T00:05:01.000000Z"),
-                        Verdict::Evict,
-                    ),
+                    (0, "False", 0, Some(0), Verdict::NotReady),
+                    (200, "False", 0, Some(200), Verdict::NotReady),
+                    (301, "False", 0, Some(301), Verdict::Evict),
                 ],
             ),
             (
                 "an Unknown node whose lease is renewed again is not re-marked",
                 vec![
-                    (
-                        0,
-                        "True",
-                        beat,
-                        r("2026-01-01T00:00:00.000000Z"),
-                        Verdict::Healthy,
-                    ),
-                    (
-                        41,
-                        "True",
-                        beat,
-                        r("2026-01-01T00:00:00.000000Z"),
-                        Verdict::MarkUnknown,
-                    ),
-                    (
-                        50,
-                        "Unknown",
-                        beat,
-                        r("2026-01-01T00:00:50.000000Z"),
-                        Verdict::NotReady,
-                    ),
+                    (0, "True", 0, Some(0), Verdict::Healthy),
+                    (41, "True", 0, Some(0), Verdict::MarkUnknown),
+                    (50, "Unknown", 0, Some(50), Verdict::NotReady),
                     // Its kubelet writes Ready=True (a status change).
-                    (
-                        60,
-                        "True",
-                        "2026-01-01T00:01:00Z",
-                        r("2026-01-01T00:01:00.000000Z"),
-                        Verdict::Healthy,
-                    ),
+                    (60, "True", 60, Some(60), Verdict::Healthy),
                 ],
             ),
         ];
-        let c = config();
         for (name, steps) in cases {
-            let mut m = Monitor::default();
-            let t0 = Instant::now();
-            for (at, status, heartbeat, renewed, verdict) in steps {
-                let lease = renewed.map(lease);
-                let got = m.observe(
-                    &node(status, heartbeat),
-                    lease.as_ref(),
-                    t0 + Duration::from_secs(at),
-                    &c,
-                );
-                assert_eq!(got, verdict, "{name}: at {at}s");
-            }
+            assert_steps(name, &steps);
         }
     }
 }
