@@ -95,33 +95,20 @@ pub fn validate_object_meta_with(
         let mut controllers = 0;
         for (i, owner) in owners.iter().enumerate() {
             let p = index(&owners_path, i);
-            if owner.api_version.is_empty() {
-                errs.push(FieldError::invalid(
-                    child(&p, "apiVersion"),
-                    "",
-                    "version must not be empty",
-                ));
-            }
-            if owner.kind.is_empty() {
-                errs.push(FieldError::invalid(
-                    child(&p, "kind"),
-                    "",
-                    "kind must not be empty",
-                ));
-            }
-            if owner.name.is_empty() {
-                errs.push(FieldError::invalid(
-                    child(&p, "name"),
-                    "",
-                    "name must not be empty",
-                ));
-            }
-            if owner.uid.is_empty() {
-                errs.push(FieldError::invalid(
-                    child(&p, "uid"),
-                    "",
-                    "uid must not be empty",
-                ));
+            // Kubernetes' messages: "version", not "apiVersion".
+            for (field, value, what) in [
+                ("apiVersion", &owner.api_version, "version"),
+                ("kind", &owner.kind, "kind"),
+                ("name", &owner.name, "name"),
+                ("uid", &owner.uid, "uid"),
+            ] {
+                if value.is_empty() {
+                    errs.push(FieldError::invalid(
+                        child(&p, field),
+                        "",
+                        format!("{what} must not be empty"),
+                    ));
+                }
             }
             if owner.controller == Some(true) {
                 controllers += 1;
