@@ -753,6 +753,11 @@ mod tests {
         }
     }
 
+    /// [`smp`] of a Pod.
+    fn pod_smp(target: &Value, patch: Value) -> Value {
+        smp("Pod", target, &patch)
+    }
+
     fn smp_err(kind: &str, target: &Value, patch: &Value) -> String {
         match apply_strategic_merge_patch(kind, target, patch) {
             Ok(v) => panic!("patch succeeded: {v}"),
@@ -799,7 +804,7 @@ mod tests {
             "spec": {"containers": [{"name": "c", "env": changed, "$setElementOrder/env": order}]}
         });
         super::super::value::COMPARISONS.with(|c| c.set(0));
-        let out = smp("Pod", &pod, &patch);
+        let out = pod_smp(&pod, patch);
         let comparisons = super::super::value::COMPARISONS.with(std::cell::Cell::get);
         assert!(
             comparisons < 20 * n,
@@ -822,10 +827,9 @@ mod tests {
             "metadata": {"name": "p", "labels": {"app": "web", "tier": "fe"}},
             "spec": {"nodeSelector": {"disk": "ssd"}}
         });
-        let out = smp(
-            "Pod",
+        let out = pod_smp(
             &pod,
-            &json!({"metadata": {"labels": {"tier": null, "env": "prod"}}, "spec": {"nodeSelector": null}}),
+            json!({"metadata": {"labels": {"tier": null, "env": "prod"}}, "spec": {"nodeSelector": null}}),
         );
         assert_eq!(
             out,
@@ -839,10 +843,9 @@ mod tests {
             {"name": "a", "image": "a:1", "args": ["x", "y"], "env": [{"name": "E", "value": "1"}]},
             {"name": "b", "image": "b:1"}
         ]));
-        let out = smp(
-            "Pod",
+        let out = pod_smp(
             &pod,
-            &json!({"spec": {"containers": [
+            json!({"spec": {"containers": [
                 {"name": "a", "args": ["z"], "env": [{"name": "F", "value": "2"}]}
             ]}}),
         );
@@ -855,11 +858,7 @@ mod tests {
         );
         // tolerations have no merge key: replaced whole
         let pod = json!({"spec": {"tolerations": [{"key": "a"}, {"key": "b"}]}});
-        let out = smp(
-            "Pod",
-            &pod,
-            &json!({"spec": {"tolerations": [{"key": "c"}]}}),
-        );
+        let out = pod_smp(&pod, json!({"spec": {"tolerations": [{"key": "c"}]}}));
         assert_eq!(out, json!({"spec": {"tolerations": [{"key": "c"}]}}));
     }
 
@@ -868,18 +867,13 @@ mod tests {
         // apimachinery's order: a patch element not in the live list goes
         // before the server-only elements.
         let pod = pod_with(json!([{"name": "a"}, {"name": "b"}]));
-        let out = smp(
-            "Pod",
-            &pod,
-            &json!({"spec": {"containers": [{"name": "c"}]}}),
-        );
+        let out = pod_smp(&pod, json!({"spec": {"containers": [{"name": "c"}]}}));
         assert_eq!(names(&out), ["c", "a", "b"]);
         // patch elements take the patch's order, server-only ones keep theirs
         let pod = pod_with(json!([{"name": "1"}, {"name": "2", "v": "b"}, {"name": "3"}]));
-        let out = smp(
-            "Pod",
+        let out = pod_smp(
             &pod,
-            &json!({"spec": {"containers": [{"name": "3", "v": "c"}, {"name": "1", "v": "a"}]}}),
+            json!({"spec": {"containers": [{"name": "3", "v": "c"}, {"name": "1", "v": "a"}]}}),
         );
         assert_eq!(
             out["spec"]["containers"],
@@ -890,10 +884,9 @@ mod tests {
     #[test]
     fn patch_replace_on_a_map() {
         let pod = json!({"metadata": {"labels": {"a": "1", "b": "2"}}});
-        let out = smp(
-            "Pod",
+        let out = pod_smp(
             &pod,
-            &json!({"metadata": {"labels": {"$patch": "replace", "c": "3"}}}),
+            json!({"metadata": {"labels": {"$patch": "replace", "c": "3"}}}),
         );
         assert_eq!(out, json!({"metadata": {"labels": {"c": "3"}}}));
     }
@@ -901,17 +894,12 @@ mod tests {
     #[test]
     fn patch_delete_on_a_map() {
         let pod = json!({"metadata": {"name": "p", "labels": {"a": "1"}}});
-        let out = smp(
-            "Pod",
-            &pod,
-            &json!({"metadata": {"labels": {"$patch": "delete"}}}),
-        );
+        let out = pod_smp(&pod, json!({"metadata": {"labels": {"$patch": "delete"}}}));
         assert_eq!(out, json!({"metadata": {"name": "p", "labels": {}}}));
         // on a map the target does not have, nothing is stored
-        let out = smp(
-            "Pod",
+        let out = pod_smp(
             &pod,
-            &json!({"metadata": {"annotations": {"$patch": "delete"}}}),
+            json!({"metadata": {"annotations": {"$patch": "delete"}}}),
         );
         assert_eq!(out, pod);
     }
@@ -919,10 +907,9 @@ mod tests {
     #[test]
     fn patch_merge_on_a_map_is_the_default() {
         let pod = json!({"metadata": {"labels": {"a": "1"}}});
-        let out = smp(
-            "Pod",
+        let out = pod_smp(
             &pod,
-            &json!({"metadata": {"labels": {"$patch": "merge", "b": "2"}}}),
+            json!({"metadata": {"labels": {"$patch": "merge", "b": "2"}}}),
         );
         assert_eq!(out, json!({"metadata": {"labels": {"a": "1", "b": "2"}}}));
     }
@@ -930,19 +917,17 @@ mod tests {
     #[test]
     fn patch_replace_in_a_list() {
         let pod = pod_with(json!([{"name": "a", "image": "a"}, {"name": "b"}]));
-        let out = smp(
-            "Pod",
+        let out = pod_smp(
             &pod,
-            &json!({"spec": {"containers": [{"$patch": "replace"}, {"name": "c", "image": "c"}]}}),
+            json!({"spec": {"containers": [{"$patch": "replace"}, {"name": "c", "image": "c"}]}}),
         );
         assert_eq!(
             out["spec"]["containers"],
             json!([{"name": "c", "image": "c"}])
         );
-        let out = smp(
-            "Pod",
+        let out = pod_smp(
             &pod,
-            &json!({"spec": {"containers": [{"$patch": "replace"}]}}),
+            json!({"spec": {"containers": [{"$patch": "replace"}]}}),
         );
         assert_eq!(out["spec"]["containers"], json!([]));
     }
@@ -950,10 +935,9 @@ mod tests {
     #[test]
     fn patch_delete_in_a_list() {
         let pod = pod_with(json!([{"name": "a"}, {"name": "b"}, {"name": "a", "dup": true}]));
-        let out = smp(
-            "Pod",
+        let out = pod_smp(
             &pod,
-            &json!({"spec": {"containers": [{"name": "a", "$patch": "delete"}, {"name": "zz", "$patch": "delete"}]}}),
+            json!({"spec": {"containers": [{"name": "a", "$patch": "delete"}, {"name": "zz", "$patch": "delete"}]}}),
         );
         assert_eq!(out["spec"]["containers"], json!([{"name": "b"}]));
         assert_eq!(
@@ -969,10 +953,9 @@ mod tests {
     #[test]
     fn patch_merge_in_a_list() {
         let pod = pod_with(json!([{"name": "a", "image": "a:1"}]));
-        let out = smp(
-            "Pod",
+        let out = pod_smp(
             &pod,
-            &json!({"spec": {"containers": [{"$patch": "merge"}, {"name": "a", "$patch": "merge", "image": "a:2"}]}}),
+            json!({"spec": {"containers": [{"$patch": "merge"}, {"name": "a", "$patch": "merge", "image": "a:2"}]}}),
         );
         assert_eq!(
             out["spec"]["containers"],
@@ -987,10 +970,9 @@ mod tests {
             {"name": "1", "other": "a"}, {"name": "2", "value": 2}, {"name": "7"},
             {"name": "9"}, {"name": "8"}, {"name": "3", "value": 3}, {"name": "4", "value": 4}
         ]));
-        let out = smp(
-            "Pod",
+        let out = pod_smp(
             &pod,
-            &json!({"spec": {"$setElementOrder/containers": [
+            json!({"spec": {"$setElementOrder/containers": [
                 {"name": "2"}, {"name": "1"}, {"name": "4"}, {"name": "3"}
             ]}}),
         );
@@ -1002,10 +984,9 @@ mod tests {
     fn set_element_order_with_a_patch_list_and_missing_entries() {
         // "$setElementOrder contains item that is not present in the list"
         let pod = pod_with(json!([{"name": "1"}, {"name": "3"}]));
-        let out = smp(
-            "Pod",
+        let out = pod_smp(
             &pod,
-            &json!({"spec": {
+            json!({"spec": {
                 "$setElementOrder/containers": [{"name": "3"}, {"name": "2"}, {"name": "1"}],
                 "containers": [{"name": "3", "value": 3}, {"name": "1", "value": 1}]
             }}),
@@ -1048,10 +1029,9 @@ mod tests {
     fn set_element_order_of_a_primitive_list_with_deletions() {
         // "delete an item in a list of primitives and preserve order"
         let pod = json!({"metadata": {"finalizers": ["1", "2", "3"]}});
-        let out = smp(
-            "Pod",
+        let out = pod_smp(
             &pod,
-            &json!({"metadata": {
+            json!({"metadata": {
                 "$setElementOrder/finalizers": ["2", "1"],
                 "$deleteFromPrimitiveList/finalizers": ["3"]
             }}),
@@ -1059,10 +1039,9 @@ mod tests {
         assert_eq!(out, json!({"metadata": {"finalizers": ["2", "1"]}}));
         // "add an item in a list of primitives and preserve order"
         let pod = json!({"metadata": {"finalizers": ["1", "4", "2"]}});
-        let out = smp(
-            "Pod",
+        let out = pod_smp(
             &pod,
-            &json!({"metadata": {"$setElementOrder/finalizers": ["3", "1", "2"], "finalizers": ["3"]}}),
+            json!({"metadata": {"$setElementOrder/finalizers": ["3", "1", "2"], "finalizers": ["3"]}}),
         );
         assert_eq!(
             out,
@@ -1073,37 +1052,27 @@ mod tests {
     #[test]
     fn finalizers_merge_as_a_set() {
         let pod = json!({"metadata": {"finalizers": ["a", "b"]}});
-        let out = smp(
-            "Pod",
-            &pod,
-            &json!({"metadata": {"finalizers": ["b", "c"]}}),
-        );
+        let out = pod_smp(&pod, json!({"metadata": {"finalizers": ["b", "c"]}}));
         assert_eq!(out, json!({"metadata": {"finalizers": ["a", "b", "c"]}}));
         // a value the live list lacks goes before the server-only ones
-        let out = smp("Pod", &pod, &json!({"metadata": {"finalizers": ["c"]}}));
+        let out = pod_smp(&pod, json!({"metadata": {"finalizers": ["c"]}}));
         assert_eq!(out, json!({"metadata": {"finalizers": ["c", "a", "b"]}}));
-        let out = smp(
-            "Pod",
-            &pod,
-            &json!({"metadata": {"finalizers": ["b", "b"]}}),
-        );
+        let out = pod_smp(&pod, json!({"metadata": {"finalizers": ["b", "b"]}}));
         assert_eq!(out, pod);
     }
 
     #[test]
     fn delete_from_primitive_list() {
         let pod = json!({"metadata": {"finalizers": ["a", "b", "c"]}, "spec": {"containers": [{"name": "x", "args": ["1", "2"]}]}});
-        let out = smp(
-            "Pod",
+        let out = pod_smp(
             &pod,
-            &json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["b", "zz"]}}),
+            json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["b", "zz"]}}),
         );
         assert_eq!(out["metadata"], json!({"finalizers": ["a", "c"]}));
         // works on replace lists too, and on absent lists adds nothing
-        let out = smp(
-            "Pod",
+        let out = pod_smp(
             &pod,
-            &json!({"spec": {"containers": [{"name": "x", "$deleteFromPrimitiveList/args": ["1"], "$deleteFromPrimitiveList/command": ["sh"]}]}}),
+            json!({"spec": {"containers": [{"name": "x", "$deleteFromPrimitiveList/args": ["1"], "$deleteFromPrimitiveList/command": ["sh"]}]}}),
         );
         assert_eq!(
             out["spec"]["containers"],
@@ -1121,10 +1090,9 @@ mod tests {
             {"name": "data", "emptyDir": {}},
             {"name": "conf", "configMap": {"name": "c"}}
         ]}});
-        let out = smp(
-            "Pod",
+        let out = pod_smp(
             &pod,
-            &json!({"spec": {"volumes": [
+            json!({"spec": {"volumes": [
                 {"name": "data", "$retainKeys": ["hostPath", "name"], "hostPath": {"path": "/srv"}}
             ]}}),
         );
@@ -1223,10 +1191,9 @@ mod tests {
 
     #[test]
     fn new_values_lose_their_nulls_and_directives() {
-        let out = smp(
-            "Pod",
+        let out = pod_smp(
             &json!({"metadata": {"name": "p"}}),
-            &json!({"spec": {
+            json!({"spec": {
                 "$setElementOrder/containers": [{"name": "a"}],
                 "containers": [
                     {"name": "a", "image": null, "env": [{"name": "X", "value": "1"}, {"name": "Y", "$patch": "delete"}]},
@@ -1246,10 +1213,9 @@ mod tests {
 
     #[test]
     fn values_of_another_type_are_replaced() {
-        let out = smp(
-            "Pod",
+        let out = pod_smp(
             &json!({"spec": {"containers": "oops", "nodeSelector": ["x"]}}),
-            &json!({"spec": {"containers": [{"name": "a"}], "nodeSelector": {"k": "v"}}}),
+            json!({"spec": {"containers": [{"name": "a"}], "nodeSelector": {"k": "v"}}}),
         );
         assert_eq!(
             out,
@@ -1264,11 +1230,8 @@ mod tests {
             {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
             {"name": "http", "port": 80, "targetPort": 8080}
         ]}});
-        let out = smp(
-            "Service",
-            &svc,
-            &json!({"spec": {"ports": [{"port": 53, "protocol": "TCP", "targetPort": 5353}]}}),
-        );
+        let patched = |ports: Value| smp("Service", &svc, &json!({"spec": {"ports": ports}}));
+        let out = patched(json!([{"port": 53, "protocol": "TCP", "targetPort": 5353}]));
         assert_eq!(
             out["spec"]["ports"],
             json!([
@@ -1278,11 +1241,7 @@ mod tests {
             ])
         );
         // an unset protocol is TCP
-        let out = smp(
-            "Service",
-            &svc,
-            &json!({"spec": {"ports": [{"port": 80, "protocol": "TCP", "name": "web"}]}}),
-        );
+        let out = patched(json!([{"port": 80, "protocol": "TCP", "name": "web"}]));
         assert_eq!(
             out["spec"]["ports"][2],
             json!({"name": "web", "port": 80, "targetPort": 8080, "protocol": "TCP"})
