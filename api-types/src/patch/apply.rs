@@ -729,6 +729,16 @@ mod tests {
         })
     }
 
+    /// [`apply`] to a replication controller.
+    fn apply_rc(
+        live: Option<&Value>,
+        config: &Value,
+        manager: Manager<'_>,
+        force: bool,
+    ) -> Result<Value, Conflicts> {
+        apply("ReplicationController", live, config, manager, force)
+    }
+
     fn fields_of(object: &Value, manager: &str) -> Value {
         object["metadata"]["managedFields"]
             .as_array()
@@ -793,14 +803,7 @@ mod tests {
             force: bool,
             want: Result<Value, &'static str>,
         }
-        let created = apply(
-            "ReplicationController",
-            None,
-            &rc(2, "nginx"),
-            by("a"),
-            false,
-        )
-        .expect("create");
+        let created = apply_rc(None, &rc(2, "nginx"), by("a"), false).expect("create");
         let cases = vec![
             Case {
                 name: "same manager changes its own field",
@@ -839,8 +842,7 @@ mod tests {
             },
         ];
         for case in cases {
-            let got = apply(
-                "ReplicationController",
+            let got = apply_rc(
                 case.live.as_ref(),
                 &case.config,
                 by(case.manager),
@@ -861,14 +863,7 @@ mod tests {
 
     #[test]
     fn apply_records_ownership_and_force_moves_it() {
-        let a = apply(
-            "ReplicationController",
-            None,
-            &rc(2, "nginx"),
-            by("a"),
-            false,
-        )
-        .expect("a");
+        let a = apply_rc(None, &rc(2, "nginx"), by("a"), false).expect("a");
         assert_eq!(fields_of(&a, "a")["f:spec"]["f:replicas"], json!({}));
         let entry = &a["metadata"]["managedFields"][0];
         assert_eq!(
@@ -886,40 +881,20 @@ mod tests {
             )
         );
         let b_config = json!({"metadata": {"name": "web"}, "spec": {"replicas": 5}});
-        let b = apply("ReplicationController", Some(&a), &b_config, by("b"), true).expect("b");
+        let b = apply_rc(Some(&a), &b_config, by("b"), true).expect("b");
         assert_eq!(fields_of(&b, "b"), json!({"f:spec": {"f:replicas": {}}}));
         assert_eq!(fields_of(&b, "a")["f:spec"].get("f:replicas"), None);
         // a now conflicts with b on replicas.
-        let err = apply(
-            "ReplicationController",
-            Some(&b),
-            &rc(2, "nginx"),
-            by("a"),
-            false,
-        )
-        .expect_err("conflict");
+        let err = apply_rc(Some(&b), &rc(2, "nginx"), by("a"), false).expect_err("conflict");
         assert_eq!(err.0[0].manager, "b");
         // A shared field a drops stays (b owns it).
-        let shared = apply(
-            "ReplicationController",
-            Some(&a),
-            &json!({"spec": {"replicas": 2}}),
-            by("b"),
-            false,
-        )
-        .expect("shared");
+        let shared =
+            apply_rc(Some(&a), &json!({"spec": {"replicas": 2}}), by("b"), false).expect("shared");
         let mut dropped = rc(2, "nginx");
         dropped["spec"]
             .as_object_mut()
             .map(|s| s.remove("replicas"));
-        let after = apply(
-            "ReplicationController",
-            Some(&shared),
-            &dropped,
-            by("a"),
-            false,
-        )
-        .expect("drop");
+        let after = apply_rc(Some(&shared), &dropped, by("a"), false).expect("drop");
         assert_eq!(after["spec"]["replicas"], json!(2));
     }
 
@@ -932,21 +907,13 @@ mod tests {
         {
             containers.push(json!({"name": "side", "image": "busybox"}));
         }
-        let a = apply("ReplicationController", None, &with_label, by("a"), false).expect("a");
-        let again = apply(
-            "ReplicationController",
-            Some(&a),
-            &rc(2, "nginx"),
-            by("a"),
-            false,
-        )
-        .expect("again");
+        let a = apply_rc(None, &with_label, by("a"), false).expect("a");
+        let again = apply_rc(Some(&a), &rc(2, "nginx"), by("a"), false).expect("again");
         assert_eq!(again["metadata"]["labels"], json!({"app": "web"}));
         let containers = &again["spec"]["template"]["spec"]["containers"];
         assert_eq!(containers.as_array().map(Vec::len), Some(1));
         assert_eq!(containers[0]["ports"], json!([{"containerPort": 80}]));
-        let moved = apply(
-            "ReplicationController",
+        let moved = apply_rc(
             Some(&again),
             &{
                 let mut v = rc(2, "nginx");
@@ -989,14 +956,7 @@ mod tests {
 
     #[test]
     fn updates_take_the_fields_they_change() {
-        let a = apply(
-            "ReplicationController",
-            None,
-            &rc(2, "nginx"),
-            by("a"),
-            false,
-        )
-        .expect("a");
+        let a = apply_rc(None, &rc(2, "nginx"), by("a"), false).expect("a");
         let mut edited = a.clone();
         edited["spec"]["replicas"] = json!(4);
         edited["metadata"]["annotations"] = json!({"note": "x"});
