@@ -1,10 +1,29 @@
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use mini_k8s_tests::apiserver::{TestCluster, WatchLines};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(10);
+
+/// A watch event's type and its object's name (`""` where missing).
+fn type_and_name(event: &Value) -> (&str, &str) {
+    (
+        event["type"].as_str().unwrap_or_default(),
+        event["object"]["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default(),
+    )
+}
+
+/// The resourceVersion of a list of `path`: where a watch from now starts.
+async fn list_revision(c: &TestCluster, path: &str) -> Result<String> {
+    let (_, list) = c.get(path).await?;
+    Ok(list["metadata"]["resourceVersion"]
+        .as_str()
+        .context("no resourceVersion on the list")?
+        .to_string())
+}
 
 fn pod(name: &str, tier: &str) -> Value {
     json!({"metadata": {"name": name, "labels": {"tier": tier}},
@@ -15,11 +34,7 @@ fn pod(name: &str, tier: &str) -> Value {
 async fn a_watch_sees_added_modified_deleted_in_order_and_resumes_without_loss() -> Result<()> {
     let c = TestCluster::start().await?;
     let pods = "/api/v1/namespaces/default/pods";
-    let (_, list) = c.get(pods).await?;
-    let start = list["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let start = list_revision(&c, pods).await?;
     let mut watch =
         WatchLines::open(&c, &format!("{pods}?watch=true&resourceVersion={start}")).await?;
     let (_, created) = c.post(pods, &pod("w1", "a")).await?;
@@ -56,8 +71,7 @@ async fn a_watch_sees_added_modified_deleted_in_order_and_resumes_without_loss()
     let mut resumed =
         WatchLines::open(&c, &format!("{pods}?watch=1&resourceVersion={last_seen}")).await?;
     let first = resumed.next(WAIT).await?;
-    assert_eq!(first["type"], "DELETED");
-    assert_eq!(first["object"]["metadata"]["name"], "w1");
+    assert_eq!(type_and_name(&first), ("DELETED", "w1"));
     for i in 0..5 {
         let event = resumed.next(WAIT).await?;
         assert_eq!(event["type"], "ADDED");
@@ -116,11 +130,7 @@ async fn watches_resume_from_the_cache_and_from_etcd_alike() -> Result<()> {
     // from older ones from etcd; both give the same events.
     let c = TestCluster::start_with(|config| config.default_watch_cache_size = 3).await?;
     let pods = "/api/v1/namespaces/default/pods";
-    let (_, list) = c.get(pods).await?;
-    let start = list["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let start = list_revision(&c, pods).await?;
     let mut revisions = Vec::new();
     for i in 0..6 {
         let (_, p) = c.post(pods, &pod(&format!("r{i}"), "a")).await?;
@@ -159,8 +169,7 @@ async fn watches_honour_label_and_field_selectors() -> Result<()> {
     let mut labelled =
         WatchLines::open(&c, &format!("{pods}?watch=true&labelSelector=tier%3Dfront")).await?;
     let initial = labelled.next(WAIT).await?;
-    assert_eq!(initial["type"], "ADDED");
-    assert_eq!(initial["object"]["metadata"]["name"], "before");
+    assert_eq!(type_and_name(&initial), ("ADDED", "before"));
     let mut named = WatchLines::open(
         &c,
         &format!("{pods}?watch=true&fieldSelector=metadata.name%3Dtarget&resourceVersion=1"),
@@ -174,15 +183,13 @@ async fn watches_honour_label_and_field_selectors() -> Result<()> {
         "the back-tier pod is filtered out"
     );
     let event = named.next(WAIT).await?;
-    assert_eq!(event["type"], "ADDED");
-    assert_eq!(event["object"]["metadata"]["name"], "target");
+    assert_eq!(type_and_name(&event), ("ADDED", "target"));
     // Leaving the selector looks like a deletion to that watcher.
     let mut moved = target.clone();
     moved["metadata"]["labels"]["tier"] = json!("back");
     c.put(&format!("{pods}/target"), &moved).await?;
     let event = labelled.next(WAIT).await?;
-    assert_eq!(event["type"], "DELETED");
-    assert_eq!(event["object"]["metadata"]["name"], "target");
+    assert_eq!(type_and_name(&event), ("DELETED", "target"));
     Ok(())
 }
 
@@ -194,11 +201,7 @@ async fn watches_honour_label_and_field_selectors() -> Result<()> {
 async fn node_pinned_watches_see_only_their_nodes_pods() -> Result<()> {
     let c = TestCluster::start().await?;
     let pods = "/api/v1/namespaces/default/pods";
-    let (_, list) = c.get(pods).await?;
-    let start = list["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let start = list_revision(&c, pods).await?;
     let watch_of = |selector: &str| {
         format!(
             "{pods}?watch=true&resourceVersion={start}&fieldSelector=spec.nodeName%3D{selector}"
@@ -214,29 +217,11 @@ async fn node_pinned_watches_see_only_their_nodes_pods() -> Result<()> {
     c.post(pods, &pod("p2", "x")).await?;
 
     let event = unscheduled.next(WAIT).await?;
-    assert_eq!(
-        (
-            event["type"].as_str(),
-            event["object"]["metadata"]["name"].as_str()
-        ),
-        (Some("ADDED"), Some("p1"))
-    );
+    assert_eq!(type_and_name(&event), ("ADDED", "p1"));
     let event = unscheduled.next(WAIT).await?;
-    assert_eq!(
-        (
-            event["type"].as_str(),
-            event["object"]["metadata"]["name"].as_str()
-        ),
-        (Some("DELETED"), Some("p1"))
-    );
+    assert_eq!(type_and_name(&event), ("DELETED", "p1"));
     let event = unscheduled.next(WAIT).await?;
-    assert_eq!(
-        (
-            event["type"].as_str(),
-            event["object"]["metadata"]["name"].as_str()
-        ),
-        (Some("ADDED"), Some("p2"))
-    );
+    assert_eq!(type_and_name(&event), ("ADDED", "p2"));
 
     let event = node_a.next(WAIT).await?;
     assert_eq!(event["type"], "ADDED");
@@ -256,19 +241,14 @@ async fn node_pinned_watches_see_only_their_nodes_pods() -> Result<()> {
     // A watch resuming from the cache's history replays through the same filter.
     let mut replayed = WatchLines::open(&c, &watch_of("node-a")).await?;
     let event = replayed.next(WAIT).await?;
-    assert_eq!(event["type"], "ADDED");
-    assert_eq!(event["object"]["metadata"]["name"], "p1");
+    assert_eq!(type_and_name(&event), ("ADDED", "p1"));
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_v1beta1_watch_speaks_v1beta1() -> Result<()> {
     let c = TestCluster::start().await?;
-    let (_, list) = c.get("/api/v1/pods").await?;
-    let rv = list["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let rv = list_revision(&c, "/api/v1/pods").await?;
     let mut watch =
         WatchLines::open(&c, &format!("/api/v1beta1/watch/pods?resourceVersion={rv}")).await?;
     c.post("/api/v1/namespaces/default/pods", &pod("beta", "a"))
