@@ -160,6 +160,53 @@ fn case(name: &'static str, pod: Pod, observed: Vec<ContainerInfo>, actions: Vec
     }
 }
 
+impl Case {
+    /// The pod is done (nothing will run again).
+    fn done(self) -> Self {
+        Self { done: true, ..self }
+    }
+
+    /// Planned from `state` rather than a fresh one.
+    fn with_state(self, state: PodState) -> Self {
+        Self { state, ..self }
+    }
+
+    /// The worker wants to be woken in `seconds`.
+    fn waking_in(self, seconds: u64) -> Self {
+        Self {
+            wake_in: Some(seconds),
+            ..self
+        }
+    }
+}
+
+/// The infra container stopped without a grace period.
+fn stop_infra_now() -> Action {
+    Action::Stop {
+        id: "infra".into(),
+        grace: Duration::ZERO,
+    }
+}
+
+fn crash_loop_back_off(announce: bool) -> Action {
+    Action::CrashLoopBackOff {
+        name: "c".into(),
+        delay: BASE,
+        announce,
+    }
+}
+
+/// Container c's image pull backing off until `until`, waiting with
+/// `reason` and `message`.
+fn pull_backing_off(until: Instant, reason: &str, message: &str) -> PodState {
+    let mut s = PodState::default();
+    s.pull_backoff
+        .insert("c".into(), Backoff { delay: BASE, until });
+    s.waiting
+        .insert("c".into(), (reason.into(), message.into()));
+    s
+}
+
 #[test]
 fn the_plan_as_a_table() {
     let now = now();
@@ -245,164 +292,120 @@ fn the_plan_as_a_table() {
             vec![infra(), exited("c1", 0, 1, 1)],
             vec![set_delay(BASE), start(1)],
         ),
-        Case {
-            done: true,
-            ..case(
-                "exited 0 under OnFailure: done, the infra container stops at once",
-                pod("OnFailure", false),
-                vec![infra(), exited("c1", 0, 0, 1)],
-                vec![Action::Stop {
-                    id: "infra".into(),
-                    grace: Duration::ZERO,
-                }],
-            )
-        },
-        Case {
-            done: true,
-            ..case(
-                "exited 1 under Never: done",
-                pod("Never", false),
-                vec![infra(), exited("c1", 0, 1, 1)],
-                vec![Action::Stop {
-                    id: "infra".into(),
-                    grace: Duration::ZERO,
-                }],
-            )
-        },
-        Case {
-            done: true,
-            ..case(
-                "done and its infra container already stopped: nothing",
-                pod("Never", false),
-                vec![
-                    container("infra", INFRA_CONTAINER_NAME, 0, ContainerState::Exited, 1),
-                    exited("c1", 0, 1, 1),
-                ],
-                vec![],
-            )
-        },
-        Case {
-            state: with_crash_delay(BASE),
-            wake_in: Some(6),
-            ..case(
-                "back-off not yet over: CrashLoopBackOff, woken when it ends",
-                pod("Always", false),
-                vec![infra(), exited("c1", 1, 1, 4)],
-                vec![Action::CrashLoopBackOff {
-                    name: "c".into(),
+        case(
+            "exited 0 under OnFailure: done, the infra container stops at once",
+            pod("OnFailure", false),
+            vec![infra(), exited("c1", 0, 0, 1)],
+            vec![stop_infra_now()],
+        )
+        .done(),
+        case(
+            "exited 1 under Never: done",
+            pod("Never", false),
+            vec![infra(), exited("c1", 0, 1, 1)],
+            vec![stop_infra_now()],
+        )
+        .done(),
+        case(
+            "done and its infra container already stopped: nothing",
+            pod("Never", false),
+            vec![
+                container("infra", INFRA_CONTAINER_NAME, 0, ContainerState::Exited, 1),
+                exited("c1", 0, 1, 1),
+            ],
+            vec![],
+        )
+        .done(),
+        case(
+            "back-off not yet over: CrashLoopBackOff, woken when it ends",
+            pod("Always", false),
+            vec![infra(), exited("c1", 1, 1, 4)],
+            vec![crash_loop_back_off(true)],
+        )
+        .with_state(with_crash_delay(BASE))
+        .waking_in(6),
+        case(
+            "still backing off: no second BackOff event",
+            pod("Always", false),
+            vec![infra(), exited("c1", 1, 1, 4)],
+            vec![crash_loop_back_off(false)],
+        )
+        .with_state({
+            let mut s = with_crash_delay(BASE);
+            s.waiting
+                .insert("c".into(), ("CrashLoopBackOff".into(), String::new()));
+            s
+        })
+        .waking_in(6),
+        case(
+            "back-off over: restarted, the next one doubled",
+            pod("Always", false),
+            vec![infra(), exited("c1", 1, 1, 11)],
+            vec![set_delay(2 * BASE), start(2)],
+        )
+        .with_state(with_crash_delay(BASE)),
+        case(
+            "back-off at its cap stays there",
+            pod("Always", false),
+            vec![infra(), exited("c1", 5, 1, 301)],
+            vec![set_delay(Duration::from_secs(300)), start(6)],
+        )
+        .with_state(with_crash_delay(Duration::from_secs(300))),
+        case(
+            "a container that ran past backoff_reset starts over at the base delay",
+            pod("Always", false),
+            vec![infra(), {
+                let mut c = exited("c1", 5, 1, 1);
+                c.started_at = Some(ago(700));
+                c
+            }],
+            vec![set_delay(BASE), start(6)],
+        )
+        .with_state(with_crash_delay(Duration::from_secs(300))),
+        case(
+            "image pull backing off: ImagePullBackOff, no start",
+            pod("Always", false),
+            vec![infra()],
+            vec![Action::ImagePullBackOff {
+                name: "c".into(),
+                announce: true,
+            }],
+        )
+        .with_state(pull_backing_off(
+            now.mono + Duration::from_secs(8),
+            "ErrImagePull",
+            "no such image",
+        ))
+        .waking_in(8),
+        case(
+            "ErrImageNeverPull stays the reason while it backs off",
+            pod("Always", false),
+            vec![infra()],
+            vec![],
+        )
+        .with_state(pull_backing_off(
+            now.mono + Duration::from_secs(8),
+            "ErrImageNeverPull",
+            "",
+        ))
+        .waking_in(8),
+        case(
+            "image pull back-off over: started (pulled) again",
+            pod("Always", false),
+            vec![infra()],
+            vec![start(0)],
+        )
+        .with_state({
+            let mut s = PodState::default();
+            s.pull_backoff.insert(
+                "c".into(),
+                Backoff {
                     delay: BASE,
-                    announce: true,
-                }],
-            )
-        },
-        Case {
-            state: {
-                let mut s = with_crash_delay(BASE);
-                s.waiting
-                    .insert("c".into(), ("CrashLoopBackOff".into(), String::new()));
-                s
-            },
-            wake_in: Some(6),
-            ..case(
-                "still backing off: no second BackOff event",
-                pod("Always", false),
-                vec![infra(), exited("c1", 1, 1, 4)],
-                vec![Action::CrashLoopBackOff {
-                    name: "c".into(),
-                    delay: BASE,
-                    announce: false,
-                }],
-            )
-        },
-        Case {
-            state: with_crash_delay(BASE),
-            ..case(
-                "back-off over: restarted, the next one doubled",
-                pod("Always", false),
-                vec![infra(), exited("c1", 1, 1, 11)],
-                vec![set_delay(2 * BASE), start(2)],
-            )
-        },
-        Case {
-            state: with_crash_delay(Duration::from_secs(300)),
-            ..case(
-                "back-off at its cap stays there",
-                pod("Always", false),
-                vec![infra(), exited("c1", 5, 1, 301)],
-                vec![set_delay(Duration::from_secs(300)), start(6)],
-            )
-        },
-        Case {
-            state: with_crash_delay(Duration::from_secs(300)),
-            ..case(
-                "a container that ran past backoff_reset starts over at the base delay",
-                pod("Always", false),
-                vec![infra(), {
-                    let mut c = exited("c1", 5, 1, 1);
-                    c.started_at = Some(ago(700));
-                    c
-                }],
-                vec![set_delay(BASE), start(6)],
-            )
-        },
-        Case {
-            state: {
-                let mut s = PodState::default();
-                let until = now.mono + Duration::from_secs(8);
-                s.pull_backoff
-                    .insert("c".into(), Backoff { delay: BASE, until });
-                s.waiting
-                    .insert("c".into(), ("ErrImagePull".into(), "no such image".into()));
-                s
-            },
-            wake_in: Some(8),
-            ..case(
-                "image pull backing off: ImagePullBackOff, no start",
-                pod("Always", false),
-                vec![infra()],
-                vec![Action::ImagePullBackOff {
-                    name: "c".into(),
-                    announce: true,
-                }],
-            )
-        },
-        Case {
-            state: {
-                let mut s = PodState::default();
-                let until = now.mono + Duration::from_secs(8);
-                s.pull_backoff
-                    .insert("c".into(), Backoff { delay: BASE, until });
-                s.waiting
-                    .insert("c".into(), ("ErrImageNeverPull".into(), String::new()));
-                s
-            },
-            wake_in: Some(8),
-            ..case(
-                "ErrImageNeverPull stays the reason while it backs off",
-                pod("Always", false),
-                vec![infra()],
-                vec![],
-            )
-        },
-        Case {
-            state: {
-                let mut s = PodState::default();
-                s.pull_backoff.insert(
-                    "c".into(),
-                    Backoff {
-                        delay: BASE,
-                        until: now.mono,
-                    },
-                );
-                s
-            },
-            ..case(
-                "image pull back-off over: started (pulled) again",
-                pod("Always", false),
-                vec![infra()],
-                vec![start(0)],
-            )
-        },
+                    until: now.mono,
+                },
+            );
+            s
+        }),
     ];
     let mut failures = Vec::new();
     for mut c in cases {
