@@ -21,18 +21,19 @@ async fn sync_pod(
     services: &[&Service],
     state: &mut PodState,
 ) -> Result<SyncResult, SyncError> {
-    sync_pod_at(rt, cfg, p, services, state, Now::current()).await
+    let objects = StaticObjects::new();
+    sync_with(rt, &objects, cfg, p, services, state, Now::current()).await
 }
 
-async fn sync_pod_at(
+/// A sync at `now` (a paused clock's), with no services or objects.
+async fn sync_at(
     rt: &dyn Runtime,
     cfg: &SyncConfig,
     p: &Pod,
-    services: &[&Service],
     state: &mut PodState,
     now: Now,
 ) -> Result<SyncResult, SyncError> {
-    sync_with(rt, &StaticObjects::new(), cfg, p, services, state, now).await
+    sync_with(rt, &StaticObjects::new(), cfg, p, &[], state, now).await
 }
 
 async fn sync_with(
@@ -99,6 +100,14 @@ fn paused_config(root: &std::path::Path) -> SyncConfig {
         backoff_max: Duration::from_secs(300),
         ..config(root)
     }
+}
+
+/// What most sync tests start from: a temp dir (kept while the test runs),
+/// a hollow runtime, a config rooted in the dir, and a fresh pod state.
+fn hollow() -> (tempfile::TempDir, HollowRuntime, SyncConfig, PodState) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    (dir, HollowRuntime::new(), cfg, PodState::default())
 }
 
 fn pod(policy: &str, image: &str) -> Pod {
@@ -170,11 +179,8 @@ async fn a_new_pod_gets_an_infra_container_then_its_app_joining_it() {
 
 #[tokio::test]
 async fn a_converged_pod_makes_no_runtime_changes() {
-    let dir = tempfile::tempdir().unwrap();
-    let rt = HollowRuntime::new();
-    let cfg = config(dir.path());
+    let (_dir, rt, cfg, mut state) = hollow();
     let p = pod("Always", "busybox");
-    let mut state = PodState::default();
     let first = sync_pod(&rt, &cfg, &p, &[], &mut state).await.unwrap();
     rt.take_calls();
     // A fresh state too: what a restarted kubelet would do.
@@ -196,9 +202,7 @@ async fn sync_reports(
     state: &mut PodState,
     clock: &PausedClock,
 ) -> (Option<String>, i32) {
-    let r = sync_pod_at(rt, cfg, p, &[], state, clock.now())
-        .await
-        .unwrap();
+    let r = sync_at(rt, cfg, p, state, clock.now()).await.unwrap();
     let restarts = r
         .status
         .container_statuses
@@ -217,18 +221,12 @@ async fn crash_twice(
     state: &mut PodState,
     clock: &PausedClock,
 ) -> crate::pod::SyncResult {
-    sync_pod_at(rt, cfg, p, &[], state, clock.now())
-        .await
-        .unwrap();
+    sync_at(rt, cfg, p, state, clock.now()).await.unwrap();
     rt.exit_container_at(&app_id(rt), 1, clock.now().wall);
-    let r = sync_pod_at(rt, cfg, p, &[], state, clock.now())
-        .await
-        .unwrap();
+    let r = sync_at(rt, cfg, p, state, clock.now()).await.unwrap();
     assert_eq!(r.status.container_statuses.unwrap()[0].restart_count, 1);
     rt.exit_container_at(&app_id(rt), 1, clock.now().wall);
-    let r = sync_pod_at(rt, cfg, p, &[], state, clock.now())
-        .await
-        .unwrap();
+    let r = sync_at(rt, cfg, p, state, clock.now()).await.unwrap();
     assert_eq!(
         waiting_reason(&r.status).as_deref(),
         Some("CrashLoopBackOff")
@@ -282,11 +280,8 @@ async fn a_crashing_container_restarts_with_growing_back_off_under_always() {
 
 #[tokio::test]
 async fn a_container_that_exits_under_never_stays_dead_and_the_pod_fails() {
-    let dir = tempfile::tempdir().unwrap();
-    let rt = HollowRuntime::new();
-    let cfg = config(dir.path());
+    let (_dir, rt, cfg, mut state) = hollow();
     let p = pod("Never", "busybox");
-    let mut state = PodState::default();
     sync_pod(&rt, &cfg, &p, &[], &mut state).await.unwrap();
     rt.exit_container(&app_id(&rt), 3);
     rt.take_calls();
@@ -309,12 +304,9 @@ async fn a_container_that_exits_under_never_stays_dead_and_the_pod_fails() {
 
 #[tokio::test]
 async fn an_unobtainable_image_is_err_image_pull_then_image_pull_back_off() {
-    let dir = tempfile::tempdir().unwrap();
-    let rt = HollowRuntime::new();
+    let (_dir, rt, cfg, mut state) = hollow();
     rt.set_image_missing("nope");
-    let cfg = config(dir.path());
     let p = pod("Always", "nope");
-    let mut state = PodState::default();
     let r = sync_pod(&rt, &cfg, &p, &[], &mut state).await.unwrap();
     assert_eq!(waiting_reason(&r.status).as_deref(), Some("ErrImagePull"));
     assert_eq!(r.status.phase.as_deref(), Some("Pending"));
@@ -327,11 +319,8 @@ async fn an_unobtainable_image_is_err_image_pull_then_image_pull_back_off() {
 
 #[tokio::test]
 async fn a_changed_container_spec_replaces_only_that_container() {
-    let dir = tempfile::tempdir().unwrap();
-    let rt = HollowRuntime::new();
-    let cfg = config(dir.path());
+    let (_dir, rt, cfg, mut state) = hollow();
     let p = pod("Always", "busybox");
-    let mut state = PodState::default();
     sync_pod(&rt, &cfg, &p, &[], &mut state).await.unwrap();
     let old = app_id(&rt);
     rt.take_calls();
@@ -387,15 +376,12 @@ async fn killing_a_pod_stops_apps_before_infra_and_removes_everything() {
 
 #[tokio::test(start_paused = true)]
 async fn a_failing_liveness_probe_restarts_the_container() {
-    let dir = tempfile::tempdir().unwrap();
-    let rt = HollowRuntime::new();
-    let cfg = config(dir.path());
+    let (_dir, rt, cfg, mut state) = hollow();
     let mut p = pod("Always", "busybox");
     p.spec.as_mut().unwrap().containers[0].liveness_probe = Some(
         serde_json::from_value(json!({"exec": {"command": ["cat", "/ok"]}, "failureThreshold": 2}))
             .unwrap(),
     );
-    let mut state = PodState::default();
     sync_pod(&rt, &cfg, &p, &[], &mut state).await.unwrap();
     let first = app_id(&rt);
     // Healthy: probed, nothing else.
@@ -532,9 +518,7 @@ fn ready(status: &PodStatus) -> (bool, String) {
 
 #[tokio::test(start_paused = true)]
 async fn a_readiness_probe_drives_ready_without_restarting_the_container() {
-    let dir = tempfile::tempdir().unwrap();
-    let rt = HollowRuntime::new();
-    let cfg = config(dir.path());
+    let (_dir, rt, cfg, mut state) = hollow();
     let mut p = pod("Always", "busybox");
     p.spec.as_mut().unwrap().containers[0].readiness_probe = Some(
         serde_json::from_value(json!({"exec": {"command": ["cat", "/ready"]},
@@ -542,7 +526,6 @@ async fn a_readiness_probe_drives_ready_without_restarting_the_container() {
             "failureThreshold": 2, "successThreshold": 2}))
         .unwrap(),
     );
-    let mut state = PodState::default();
     let r = sync_pod(&rt, &cfg, &p, &[], &mut state).await.unwrap();
     assert_eq!(
         ready(&r.status),
