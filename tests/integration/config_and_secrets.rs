@@ -6,15 +6,29 @@ use anyhow::{Context, Result};
 use base64::Engine as _;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, PostParams};
+use mini_k8s_tests::apiserver::TestCluster;
 use serde_json::{json, Value};
 
-use crate::kubectl::kubectl_cluster;
+use crate::kubectl::{kubectl_cluster, Kubectl};
 
 fn decoded(secret: &Value, key: &str) -> Result<String> {
     let text = secret["data"][key].as_str().context("no such key")?;
     Ok(String::from_utf8(
         base64::engine::general_purpose::STANDARD.decode(text)?,
     )?)
+}
+
+/// `kubectl get kind name -o json`, parsed.
+async fn get_json(kubectl: &Kubectl, kind: &str, name: &str) -> Result<Value> {
+    let out = kubectl.ok(&["get", kind, name, "-o", "json"]).await?;
+    Ok(serde_json::from_str(&out)?)
+}
+
+/// POSTs `body` to `path`, which must answer `want`; the answer.
+async fn post_expecting(c: &TestCluster, want: u16, path: &str, body: &Value) -> Result<Value> {
+    let (code, answer) = c.post(path, body).await?;
+    assert_eq!(code, want, "{answer}");
+    Ok(answer)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -26,34 +40,22 @@ async fn kubectl_creates_config_maps_and_secrets_from_literals_files_and_env_fil
     std::fs::write(&file, "color=blue\nsize=3\n")?;
     let env_file = dir.path().join("settings.env");
     std::fs::write(&env_file, "# a comment\nMODE=fast\nLEVEL=2\n")?;
+    let from_file = format!("--from-file={}", file.display());
+    let literal = "--from-literal=greeting=hello";
     kubectl
-        .ok(&[
-            "create",
-            "configmap",
-            "app",
-            "--from-literal=greeting=hello",
-            &format!("--from-file={}", file.display()),
-        ])
+        .ok(&["create", "configmap", "app", literal, &from_file])
         .await?;
+    let from_env_file = format!("--from-env-file={}", env_file.display());
     kubectl
-        .ok(&[
-            "create",
-            "configmap",
-            "env",
-            &format!("--from-env-file={}", env_file.display()),
-        ])
+        .ok(&["create", "configmap", "env", &from_env_file])
         .await?;
-    let app: Value = serde_json::from_str(&kubectl.ok(&["get", "cm", "app", "-o", "json"]).await?)?;
+    let app = get_json(&kubectl, "cm", "app").await?;
     assert_eq!(app["data"]["greeting"], "hello", "{app}");
     assert_eq!(
         app["data"]["app.properties"], "color=blue\nsize=3\n",
         "{app}"
     );
-    let env: Value = serde_json::from_str(
-        &kubectl
-            .ok(&["get", "configmap", "env", "-o", "json"])
-            .await?,
-    )?;
+    let env = get_json(&kubectl, "configmap", "env").await?;
     assert_eq!(env["data"], json!({"MODE": "fast", "LEVEL": "2"}), "{env}");
     let table = kubectl.ok(&["get", "configmaps"]).await?;
     assert!(
@@ -63,18 +65,12 @@ async fn kubectl_creates_config_maps_and_secrets_from_literals_files_and_env_fil
         "{table}"
     );
 
+    let props = format!("--from-file=props={}", file.display());
+    let password = "--from-literal=password=hunter2";
     kubectl
-        .ok(&[
-            "create",
-            "secret",
-            "generic",
-            "db",
-            "--from-literal=password=hunter2",
-            &format!("--from-file=props={}", file.display()),
-        ])
+        .ok(&["create", "secret", "generic", "db", password, &props])
         .await?;
-    let db: Value =
-        serde_json::from_str(&kubectl.ok(&["get", "secret", "db", "-o", "json"]).await?)?;
+    let db = get_json(&kubectl, "secret", "db").await?;
     assert_eq!(db["type"], "Opaque", "{db}");
     assert_eq!(decoded(&db, "password")?, "hunter2");
     assert_eq!(decoded(&db, "props")?, "color=blue\nsize=3\n");
@@ -95,13 +91,8 @@ async fn kubectl_creates_config_maps_and_secrets_from_literals_files_and_env_fil
         refused.contains("a valid config key must consist of"),
         "{refused}"
     );
-    let (code, body) = c
-        .post(
-            "/api/v1/namespaces/default/configmaps",
-            &json!({"metadata": {"name": "bad"}, "data": {"a/b": "c"}}),
-        )
-        .await?;
-    assert_eq!(code, 422, "{body}");
+    let bad = json!({"metadata": {"name": "bad"}, "data": {"a/b": "c"}});
+    let body = post_expecting(&c, 422, "/api/v1/namespaces/default/configmaps", &bad).await?;
     assert_eq!(body["details"]["causes"][0]["field"], "data[a/b]", "{body}");
     let (code, _) = c.get("/api/v1/namespaces/default/configmaps/bad").await?;
     assert_eq!(code, 404, "a refused config map was stored");
@@ -114,37 +105,23 @@ async fn secret_string_data_is_merged_and_immutable_objects_keep_their_data() ->
         return Ok(());
     };
     let secrets = "/api/v1/namespaces/default/secrets";
-    let (code, created) = c
-        .post(
-            secrets,
-            &json!({"metadata": {"name": "s"}, "data": {"a": "b2xk"},
-                    "stringData": {"a": "new", "b": "plain"}}),
-        )
-        .await?;
-    assert_eq!(code, 201, "{created}");
+    let secret = json!({"metadata": {"name": "s"}, "data": {"a": "b2xk"},
+                        "stringData": {"a": "new", "b": "plain"}});
+    let created = post_expecting(&c, 201, secrets, &secret).await?;
     assert!(created.get("stringData").is_none(), "{created}");
     assert_eq!(decoded(&created, "a")?, "new", "stringData wins over data");
     assert_eq!(decoded(&created, "b")?, "plain");
-    let (code, tls) = c
-        .post(
-            secrets,
-            &json!({"metadata": {"name": "t"}, "type": "kubernetes.io/tls", "data": {"tls.crt": "eA=="}}),
-        )
-        .await?;
-    assert_eq!(code, 422, "{tls}");
+    let no_key = json!({"metadata": {"name": "t"}, "type": "kubernetes.io/tls",
+                        "data": {"tls.crt": "eA=="}});
+    let tls = post_expecting(&c, 422, secrets, &no_key).await?;
     assert_eq!(
         tls["details"]["causes"][0]["field"], "data[tls.key]",
         "{tls}"
     );
 
     let maps = "/api/v1/namespaces/default/configmaps";
-    let (code, frozen) = c
-        .post(
-            maps,
-            &json!({"metadata": {"name": "frozen"}, "data": {"k": "v"}, "immutable": true}),
-        )
-        .await?;
-    assert_eq!(code, 201, "{frozen}");
+    let immutable = json!({"metadata": {"name": "frozen"}, "data": {"k": "v"}, "immutable": true});
+    let frozen = post_expecting(&c, 201, maps, &immutable).await?;
     let mut changed = frozen.clone();
     changed["data"]["k"] = json!("other");
     let (code, refused) = c.put(&format!("{maps}/frozen"), &changed).await?;
@@ -155,13 +132,9 @@ async fn secret_string_data_is_merged_and_immutable_objects_keep_their_data() ->
     );
     let (_, now) = c.get(&format!("{maps}/frozen")).await?;
     assert_eq!(now["data"]["k"], "v");
-    let (code, big) = c
-        .post(
-            maps,
-            &json!({"metadata": {"name": "big"}, "data": {"k": "x".repeat(1024 * 1024 + 1)}}),
-        )
-        .await?;
-    assert_eq!(code, 422, "{big}");
+    let over_a_mib =
+        json!({"metadata": {"name": "big"}, "data": {"k": "x".repeat(1024 * 1024 + 1)}});
+    post_expecting(&c, 422, maps, &over_a_mib).await?;
     Ok(())
 }
 
@@ -250,7 +223,7 @@ print(config_map.data["mode"], secret.type,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctl_creates_config_maps_and_secrets_as_kubectl_does() -> Result<()> {
-    let c = mini_k8s_tests::apiserver::TestCluster::start().await?;
+    let c = TestCluster::start().await?;
     let dir = tempfile::tempdir()?;
     let ctl = crate::ctl_harness::Ctl::new(dir.path(), c.url(), None)?;
     let file = ctl.file("app.properties", "color=blue\n")?;
