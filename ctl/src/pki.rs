@@ -72,6 +72,19 @@ pub struct Leaf {
     pub client: bool,
 }
 
+impl Leaf {
+    /// A client identity: `user` as the common name, `group` (if any) as
+    /// the organization, as the apiserver and kubelet read them.
+    pub fn client(user: &str, group: Option<&str>) -> Self {
+        Self {
+            common_name: user.into(),
+            organization: group.map(str::to_string),
+            client: true,
+            ..Self::default()
+        }
+    }
+}
+
 /// A certificate and its key, PEM.
 pub struct Issued {
     /// The certificate.
@@ -257,12 +270,7 @@ mod tests {
         Ca::new("test-ca").unwrap().save(dir.path()).unwrap();
         let ca = Ca::load(dir.path()).unwrap();
         let leaf = ca
-            .issue(&Leaf {
-                common_name: "system:node:a".into(),
-                organization: Some("system:nodes".into()),
-                client: true,
-                ..Leaf::default()
-            })
+            .issue(&Leaf::client("system:node:a", Some("system:nodes")))
             .unwrap();
         write_pair(dir.path(), "a", &leaf).unwrap();
         let mode = std::os::unix::fs::PermissionsExt::mode(

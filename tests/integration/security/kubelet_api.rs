@@ -51,13 +51,7 @@ fn identities(dir: &Path) -> Result<()> {
         ),
         ("stranger", "stranger", None),
     ] {
-        let issued = ca.issue(&Leaf {
-            common_name: user.into(),
-            organization: group.map(str::to_string),
-            client: true,
-            ..Leaf::default()
-        })?;
-        pki::write_pair(dir, name, &issued)?;
+        pki::write_pair(dir, name, &ca.issue(&Leaf::client(user, group))?)?;
     }
     Ok(())
 }
