@@ -17,9 +17,10 @@ pub(crate) struct Kubectl {
 }
 
 impl Kubectl {
-    pub(crate) async fn run(&self, args: &[&str]) -> Result<Output> {
+    /// Runs kubectl with `args` (string slices or owned strings).
+    pub(crate) async fn run(&self, args: &[impl AsRef<str>]) -> Result<Output> {
         tokio::process::Command::new("kubectl")
-            .args(args)
+            .args(args.iter().map(AsRef::as_ref))
             .env("KUBECONFIG", &self.kubeconfig)
             .env(
                 "HOME",
@@ -32,12 +33,12 @@ impl Kubectl {
     }
 
     /// Runs and expects success; returns stdout.
-    pub(crate) async fn ok(&self, args: &[&str]) -> Result<String> {
+    pub(crate) async fn ok(&self, args: &[impl AsRef<str>]) -> Result<String> {
         let out = self.run(args).await?;
         anyhow::ensure!(
             out.status.success(),
             "kubectl {} failed: {}{}",
-            args.join(" "),
+            shown(args),
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
@@ -45,15 +46,20 @@ impl Kubectl {
     }
 
     /// Runs and expects failure; returns stderr.
-    pub(crate) async fn fails(&self, args: &[&str]) -> Result<String> {
+    pub(crate) async fn fails(&self, args: &[impl AsRef<str>]) -> Result<String> {
         let out = self.run(args).await?;
         anyhow::ensure!(
             !out.status.success(),
             "kubectl {} should have failed",
-            args.join(" ")
+            shown(args)
         );
         Ok(String::from_utf8_lossy(&out.stderr).into_owned())
     }
+}
+
+/// `args` as a command line shows them.
+fn shown(args: &[impl AsRef<str>]) -> String {
+    args.iter().map(AsRef::as_ref).collect::<Vec<_>>().join(" ")
 }
 
 /// A fresh cluster and a kubectl for it (its kubeconfig in the returned
