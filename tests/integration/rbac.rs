@@ -27,6 +27,26 @@ struct Rbac {
     alice_client: kube::Client,
 }
 
+/// `create role NAME --verb=VERBS --resource=RESOURCES -n team`.
+fn create_role(name: &str, verbs: &str, resources: &str) -> Vec<String> {
+    let (verbs, resources) = (format!("--verb={verbs}"), format!("--resource={resources}"));
+    in_team(&["create", "role", name, &verbs, &resources])
+}
+
+/// `create rolebinding NAME ROLE --user=alice -n team`, `role` being
+/// `--role=NAME` or `--clusterrole=NAME`.
+fn bind_alice(name: &str, role: &str) -> Vec<String> {
+    in_team(&["create", "rolebinding", name, role, "--user=alice"])
+}
+
+/// `args -n team`.
+fn in_team(args: &[&str]) -> Vec<String> {
+    args.iter()
+        .chain(&["-n", "team"])
+        .map(ToString::to_string)
+        .collect()
+}
+
 async fn cluster() -> Result<Option<Rbac>> {
     if !kubectl_available() {
         println!("SKIPPED: kubectl is not installed on this machine");
@@ -227,26 +247,10 @@ async fn kubectl_roles_and_bindings_grant_exactly_what_they_say() -> Result<()> 
     } = r;
     admin.ok(&["create", "namespace", "team"]).await?;
     admin
-        .ok(&[
-            "create",
-            "role",
-            "pod-reader",
-            "--verb=get,list",
-            "--resource=pods",
-            "-n",
-            "team",
-        ])
+        .ok(&create_role("pod-reader", "get,list", "pods"))
         .await?;
     admin
-        .ok(&[
-            "create",
-            "rolebinding",
-            "alice-reads",
-            "--role=pod-reader",
-            "--user=alice",
-            "-n",
-            "team",
-        ])
+        .ok(&bind_alice("alice-reads", "--role=pod-reader"))
         .await?;
     let binding = admin
         .ok(&["get", "rolebinding", "alice-reads", "-n", "team"])
@@ -320,39 +324,19 @@ async fn escalation_through_roles_and_bindings_is_refused() -> Result<()> {
     } = r;
     admin.ok(&["create", "namespace", "team"]).await?;
     // alice may manage roles and bindings in team, and read pods there.
+    let verbs = "get,list,create,update,patch,delete";
     admin
-        .ok(&[
-            "create",
-            "role",
-            "rbac-manager",
-            "--verb=get,list,create,update,patch,delete",
-            "--resource=roles,rolebindings",
-            "-n",
-            "team",
-        ])
+        .ok(&create_role("rbac-manager", verbs, "roles,rolebindings"))
         .await?;
     admin
-        .ok(&[
-            "create",
-            "role",
-            "pod-reader",
-            "--verb=get,list",
-            "--resource=pods",
-            "-n",
-            "team",
-        ])
+        .ok(&create_role("pod-reader", "get,list", "pods"))
         .await?;
     for role in ["rbac-manager", "pod-reader"] {
         admin
-            .ok(&[
-                "create",
-                "rolebinding",
+            .ok(&bind_alice(
                 &format!("alice-{role}"),
                 &format!("--role={role}"),
-                "--user=alice",
-                "-n",
-                "team",
-            ])
+            ))
             .await?;
     }
     eventually("alice may create roles", || {
@@ -364,28 +348,10 @@ async fn escalation_through_roles_and_bindings_is_refused() -> Result<()> {
     })
     .await?;
     // What she holds she may grant...
-    alice
-        .ok(&[
-            "create",
-            "role",
-            "pod-getter",
-            "--verb=get",
-            "--resource=pods",
-            "-n",
-            "team",
-        ])
-        .await?;
+    alice.ok(&create_role("pod-getter", "get", "pods")).await?;
     // ...but not more.
     let refused = alice
-        .fails(&[
-            "create",
-            "role",
-            "pod-killer",
-            "--verb=delete",
-            "--resource=pods",
-            "-n",
-            "team",
-        ])
+        .fails(&create_role("pod-killer", "delete", "pods"))
         .await?;
     assert!(
         refused
@@ -394,15 +360,7 @@ async fn escalation_through_roles_and_bindings_is_refused() -> Result<()> {
         "{refused}"
     );
     let refused = alice
-        .fails(&[
-            "create",
-            "rolebinding",
-            "alice-admin",
-            "--clusterrole=admin",
-            "--user=alice",
-            "-n",
-            "team",
-        ])
+        .fails(&bind_alice("alice-admin", "--clusterrole=admin"))
         .await?;
     assert!(
         refused.contains("attempting to grant RBAC permissions not currently held"),
@@ -425,40 +383,15 @@ async fn escalation_through_roles_and_bindings_is_refused() -> Result<()> {
         "{refused}"
     );
     // With `bind` on a role she may bind it without holding it.
+    let mut binder = create_role("binder", "bind", "clusterroles");
+    binder.push("--resource-name=edit".into());
+    admin.ok(&binder).await?;
     admin
-        .ok(&[
-            "create",
-            "role",
-            "binder",
-            "--verb=bind",
-            "--resource=clusterroles",
-            "--resource-name=edit",
-            "-n",
-            "team",
-        ])
-        .await?;
-    admin
-        .ok(&[
-            "create",
-            "rolebinding",
-            "alice-binder",
-            "--role=binder",
-            "--user=alice",
-            "-n",
-            "team",
-        ])
+        .ok(&bind_alice("alice-binder", "--role=binder"))
         .await?;
     eventually("alice may bind edit", || async {
         let out = alice
-            .run(&[
-                "create",
-                "rolebinding",
-                "alice-edit",
-                "--clusterrole=edit",
-                "--user=alice",
-                "-n",
-                "team",
-            ])
+            .run(&bind_alice("alice-edit", "--clusterrole=edit"))
             .await?;
         Ok(out.status.success())
     })
