@@ -147,6 +147,21 @@ impl Env {
         Ok(self.pods().create(&PostParams::default(), &pod).await?)
     }
 
+    /// Creates pod `name` of `containers`, with a grace period of
+    /// `grace_seconds` (0 or 1 keeps the tests quick).
+    async fn create_pod_of(
+        &self,
+        name: &str,
+        grace_seconds: u32,
+        containers: &[Value],
+    ) -> Result<Pod> {
+        self.create_pod(json!({
+            "metadata": {"name": name},
+            "spec": {"terminationGracePeriodSeconds": grace_seconds, "containers": containers}
+        }))
+        .await
+    }
+
     /// The container's logs through the kubelet's HTTP server.
     async fn logs(&self, pod: &str, container: &str) -> Result<String> {
         let url = &self.kubelet.as_ref().context("no kubelet")?.url;
@@ -217,14 +232,9 @@ async fn two_containers_of_one_pod_talk_over_localhost() -> Result<()> {
     let Some(env) = Env::start().await? else {
         return Ok(());
     };
-    env.create_pod(json!({
-        "metadata": {"name": "pair"},
-        "spec": {"terminationGracePeriodSeconds": 1, "containers": [
-            busybox("server", "mkdir -p /www && echo hello-from-server > /www/index.html && exec httpd -f -p 8080 -h /www"),
-            busybox("client", "for i in $(seq 1 100); do printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 127.0.0.1 8080 && break; sleep 0.3; done; exec sleep 3600"),
-        ]}
-    }))
-    .await?;
+    let server = busybox("server", "mkdir -p /www && echo hello-from-server > /www/index.html && exec httpd -f -p 8080 -h /www");
+    let client = busybox("client", "for i in $(seq 1 100); do printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 127.0.0.1 8080 && break; sleep 0.3; done; exec sleep 3600");
+    env.create_pod_of("pair", 1, &[server, client]).await?;
     let pod = env.wait_running("pair").await?;
     assert_eq!(
         pod.status.as_ref().unwrap().host_ip.as_deref(),
@@ -364,11 +374,14 @@ async fn the_variables_of_two_services_are_in_the_container() -> Result<()> {
     }
     // A kubelet started after the services (the variables are fixed when a container starts).
     env.start_kubelet(Arc::new(|_| {})).await?;
-    env.create_pod(json!({
-        "metadata": {"name": "env"},
-        "spec": {"terminationGracePeriodSeconds": 1,
-                 "containers": [busybox("c", "env | sort; echo hostname=$(hostname); exec sleep 3600")]}
-    }))
+    env.create_pod_of(
+        "env",
+        1,
+        &[busybox(
+            "c",
+            "env | sort; echo hostname=$(hostname); exec sleep 3600",
+        )],
+    )
     .await?;
     env.wait_running("env").await?;
     let logs = wait_for("the env dump", Duration::from_secs(30), || async {
@@ -413,11 +426,8 @@ async fn a_crashing_container_backs_off_under_always_and_stays_dead_under_never(
     let Some(env) = Env::start_with(|c| c.sync.backoff_base = Duration::from_secs(2)).await? else {
         return Ok(());
     };
-    env.create_pod(json!({
-        "metadata": {"name": "crash-always"},
-        "spec": {"terminationGracePeriodSeconds": 0, "containers": [busybox("c", "exit 3")]}
-    }))
-    .await?;
+    env.create_pod_of("crash-always", 0, &[busybox("c", "exit 3")])
+        .await?;
     env.create_pod(json!({
         "metadata": {"name": "crash-never"},
         "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 0,
@@ -476,17 +486,11 @@ async fn an_unknown_image_is_err_image_pull_while_another_pod_runs() -> Result<(
     let Some(env) = Env::start().await? else {
         return Ok(());
     };
-    env.create_pod(json!({
-        "metadata": {"name": "missing"},
-        "spec": {"terminationGracePeriodSeconds": 0, "containers": [
-            {"name": "c", "image": "mini-k8s/does-not-exist:v9", "imagePullPolicy": "IfNotPresent"}]}
-    }))
-    .await?;
-    env.create_pod(json!({
-        "metadata": {"name": "fine"},
-        "spec": {"terminationGracePeriodSeconds": 0, "containers": [busybox("c", "exec sleep 3600")]}
-    }))
-    .await?;
+    let unknown_image = json!({"name": "c", "image": "mini-k8s/does-not-exist:v9",
+                               "imagePullPolicy": "IfNotPresent"});
+    env.create_pod_of("missing", 0, &[unknown_image]).await?;
+    env.create_pod_of("fine", 0, &[busybox("c", "exec sleep 3600")])
+        .await?;
     let missing = env.wait_pull_failed("missing").await?;
     assert_eq!(phase(&missing), "Pending");
     env.wait_running("fine").await?;
@@ -514,11 +518,14 @@ async fn a_restarted_kubelet_adopts_running_containers() -> Result<()> {
     let Some(mut env) = Env::start().await? else {
         return Ok(());
     };
-    env.create_pod(json!({
-        "metadata": {"name": "keep"},
-        "spec": {"terminationGracePeriodSeconds": 0, "containers": [
-            busybox("a", "exec sleep 3600"), busybox("b", "exec sleep 3600")]}
-    }))
+    env.create_pod_of(
+        "keep",
+        0,
+        &[
+            busybox("a", "exec sleep 3600"),
+            busybox("b", "exec sleep 3600"),
+        ],
+    )
     .await?;
     env.wait_running("keep").await?;
     let before: Vec<String> = env.docker.containers()?.into_iter().map(|c| c.id).collect();
@@ -546,11 +553,8 @@ async fn a_deleted_pods_containers_are_gone_within_its_grace_period() -> Result<
         return Ok(());
     };
     // busybox sleep as PID 1 ignores SIGTERM: only the SIGKILL after the grace period ends it.
-    env.create_pod(json!({
-        "metadata": {"name": "doomed"},
-        "spec": {"terminationGracePeriodSeconds": 3, "containers": [busybox("c", "exec sleep 3600")]}
-    }))
-    .await?;
+    env.create_pod_of("doomed", 3, &[busybox("c", "exec sleep 3600")])
+        .await?;
     env.wait_running("doomed").await?;
     let start = Instant::now();
     env.pods()
@@ -634,26 +638,40 @@ async fn many_pods_at_once_make_exactly_one_app_container_each() -> Result<()> {
     Ok(())
 }
 
-/// A hollow kubelet for node `name` in this process (no Docker), its
-/// client and runtime; stopped when the returned guard drops.
-async fn hollow_kubelet(
-    cluster: &TestCluster,
-    dir: &std::path::Path,
-    name: &str,
-    adjust: impl FnOnce(&mut Config),
-) -> Result<(Client, kubelet::hollow::HollowRuntime, TestKubelet)> {
-    let client = client(cluster, dir).await?;
+/// A fresh cluster and a hollow kubelet for node `name` in this process
+/// (no Docker), with its client and runtime. Dropping it stops the kubelet
+/// first, then the cluster.
+struct Hollow {
+    _kubelet: TestKubelet,
+    client: Client,
+    runtime: kubelet::hollow::HollowRuntime,
+    _dir: tempfile::TempDir,
+    cluster: TestCluster,
+}
+
+async fn hollow_kubelet(name: &str, adjust: impl FnOnce(&mut Config)) -> Result<Hollow> {
+    let cluster = TestCluster::start().await?;
+    let dir = tempfile::Builder::new()
+        .prefix("mk8s-test-hollow-")
+        .tempdir()?;
+    let client = client(&cluster, dir.path()).await?;
     let runtime = kubelet::hollow::HollowRuntime::new();
     let mut config = Config::new(name, "127.0.0.1");
-    config.sync.root_dir = dir.join("kubelet");
+    config.sync.root_dir = dir.path().join("kubelet");
     adjust(&mut config);
     let (kubelet, services) = Kubelet::new(client.clone(), Arc::new(runtime.clone()), config);
-    let stop = TestKubelet {
+    let kubelet = TestKubelet {
         task: tokio::spawn(kubelet.run(services)),
         server: tokio::spawn(async { Ok(()) }),
         url: String::new(),
     };
-    Ok((client, runtime, stop))
+    Ok(Hollow {
+        _kubelet: kubelet,
+        client,
+        runtime,
+        _dir: dir,
+        cluster,
+    })
 }
 
 /// The node's heartbeat is its Lease, renewed every `heartbeat_period`;
@@ -666,16 +684,14 @@ async fn a_kubelet_renews_its_lease_and_writes_node_status_only_on_change() -> R
     use k8s_openapi::api::core::v1::Node;
     use mini_k8s_tests::apiserver::WatchLines;
     const NAME: &str = "hollow-lease";
-    let cluster = TestCluster::start().await?;
-    let dir = tempfile::Builder::new()
-        .prefix("mk8s-test-hollow-")
-        .tempdir()?;
-    let (client, runtime, _stop) = hollow_kubelet(&cluster, dir.path(), NAME, |config| {
+    let hollow = hollow_kubelet(NAME, |config| {
         config.heartbeat_period = Duration::from_millis(300);
         config.node_status_update_frequency = Duration::from_millis(200);
         config.node_status_report_frequency = Duration::from_secs(3600);
     })
     .await?;
+    let client = hollow.client.clone();
+    let (cluster, runtime) = (&hollow.cluster, &hollow.runtime);
     let nodes: Api<Node> = Api::all(client.clone());
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
     let ready = |n: &Node| {
@@ -728,14 +744,14 @@ async fn a_kubelet_renews_its_lease_and_writes_node_status_only_on_change() -> R
         .resource_version
         .unwrap_or_default();
     let mut node_writes = WatchLines::open(
-        &cluster,
+        cluster,
         &format!(
             "/api/v1/nodes?watch=true&fieldSelector=metadata.name%3D{NAME}&resourceVersion={rv}"
         ),
     )
     .await?;
     let mut lease_writes = WatchLines::open(
-        &cluster,
+        cluster,
         &format!(
             "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases?watch=true&resourceVersion={}",
             lease.metadata.resource_version.clone().unwrap_or_default()
@@ -789,17 +805,15 @@ async fn a_kubelet_renews_its_lease_and_writes_node_status_only_on_change() -> R
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hollow_kubelet_registers_its_node_runs_pods_and_finishes_deletions() -> Result<()> {
     use k8s_openapi::api::core::v1::Node;
-    let cluster = TestCluster::start().await?;
-    let dir = tempfile::Builder::new()
-        .prefix("mk8s-test-hollow-")
-        .tempdir()?;
-    let (client, runtime, _stop) = hollow_kubelet(&cluster, dir.path(), "hollow-1", |config| {
+    let hollow = hollow_kubelet("hollow-1", |config| {
         config.resync_period = Duration::from_secs(1);
         config.heartbeat_period = Duration::from_millis(300);
         config.node.cpus = 4;
         config.node.memory_kib = 8 * 1024 * 1024;
     })
     .await?;
+    let client = hollow.client.clone();
+    let runtime = &hollow.runtime;
 
     let nodes: Api<Node> = Api::all(client.clone());
     let ready = |n: &Node| {
@@ -888,14 +902,11 @@ async fn a_hollow_kubelet_registers_its_node_runs_pods_and_finishes_deletions() 
 /// after an apiserver restart when it did not).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_status_someone_else_changed_gets_the_kubelets_status_again() -> Result<()> {
-    let cluster = TestCluster::start().await?;
-    let dir = tempfile::Builder::new()
-        .prefix("mk8s-test-hollow-")
-        .tempdir()?;
-    let (client, _runtime, _stop) = hollow_kubelet(&cluster, dir.path(), "hollow-2", |config| {
+    let hollow = hollow_kubelet("hollow-2", |config| {
         config.resync_period = Duration::from_secs(60);
     })
     .await?;
+    let client = hollow.client.clone();
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let pod: Pod = serde_json::from_value(json!({
         "metadata": {"name": "marked"},
@@ -944,11 +955,7 @@ async fn a_failing_liveness_probe_restarts_its_container() -> Result<()> {
     let mut container = busybox("c", "touch /tmp/ok; sleep 3; rm /tmp/ok; exec sleep 3600");
     container["livenessProbe"] = json!({"exec": {"command": ["cat", "/tmp/ok"]},
                                         "periodSeconds": 1, "failureThreshold": 2});
-    env.create_pod(json!({
-        "metadata": {"name": "sick"},
-        "spec": {"terminationGracePeriodSeconds": 0, "containers": [container]}
-    }))
-    .await?;
+    env.create_pod_of("sick", 0, &[container]).await?;
     env.wait_running("sick").await?;
     let pod = env
         .wait_pod("sick", "a liveness restart", |p| {
@@ -1017,11 +1024,7 @@ async fn a_host_port_reaches_the_pod_and_limits_reach_docker() -> Result<()> {
     );
     server["ports"] = json!([{"containerPort": 8080, "hostPort": port, "hostIP": "127.0.0.1"}]);
     server["resources"] = json!({"limits": {"memory": "64Mi", "cpu": "250m"}});
-    env.create_pod(json!({
-        "metadata": {"name": "hostport"},
-        "spec": {"terminationGracePeriodSeconds": 0, "containers": [server]}
-    }))
-    .await?;
+    env.create_pod_of("hostport", 0, &[server]).await?;
     env.wait_running("hostport").await?;
     let body = wait_for(
         "an answer on the host port",
@@ -1063,13 +1066,11 @@ async fn logs_follow_streams_lines_written_after_it_started() -> Result<()> {
         return Ok(());
     };
     env.start_kubelet(Arc::new(|_| {})).await?;
-    env.create_pod(json!({
-        "metadata": {"name": "ticker"},
-        "spec": {"terminationGracePeriodSeconds": 1, "containers": [
-            busybox("tick", "i=0; while [ $i -lt 200 ]; do i=$((i+1)); echo tick $i; sleep 0.2; done; exec sleep 3600"),
-        ]}
-    }))
-    .await?;
+    let tick = busybox(
+        "tick",
+        "i=0; while [ $i -lt 200 ]; do i=$((i+1)); echo tick $i; sleep 0.2; done; exec sleep 3600",
+    );
+    env.create_pod_of("ticker", 1, &[tick]).await?;
     env.wait_running("ticker").await?;
     let dir = tempfile::tempdir()?;
     let kubeconfig = mini_k8s_tests::kubeconfig::write(dir.path(), env.cluster.url(), None, None)?;
@@ -1112,11 +1113,14 @@ async fn logs_previous_reads_the_crashed_instance_during_back_off() -> Result<()
         return Ok(());
     };
     // Each instance prints a line of its own, so the test can tell them apart.
-    env.create_pod(json!({
-        "metadata": {"name": "crasher"},
-        "spec": {"terminationGracePeriodSeconds": 0, "containers": [
-            busybox("c", "echo \"run $(cat /proc/sys/kernel/random/uuid)\"; exit 1")]}
-    }))
+    env.create_pod_of(
+        "crasher",
+        0,
+        &[busybox(
+            "c",
+            "echo \"run $(cat /proc/sys/kernel/random/uuid)\"; exit 1",
+        )],
+    )
     .await?;
     let pod = env
         .wait_pod("crasher", "crasher in CrashLoopBackOff", |p| {
@@ -1194,23 +1198,20 @@ async fn pull_policies_are_honoured_and_reported_as_events() -> Result<()> {
     // No policy on a :latest image: the apiserver defaults it to Always, and
     // the pull fails here (no registry), so the container fails although
     // the image is present: Kubernetes does the same.
-    env.create_pod(json!({
-        "metadata": {"name": "always"},
-        "spec": {"terminationGracePeriodSeconds": 0, "containers": [
-            {"name": "c", "image": BUSYBOX_IMAGE, "command": ["sleep", "3600"]}]}
-    }))
+    env.create_pod_of(
+        "always",
+        0,
+        &[json!({"name": "c", "image": BUSYBOX_IMAGE, "command": ["sleep", "3600"]})],
+    )
     .await?;
-    env.create_pod(json!({
-        "metadata": {"name": "never"},
-        "spec": {"terminationGracePeriodSeconds": 0, "containers": [
-            {"name": "c", "image": "mini-k8s/absent:v1", "imagePullPolicy": "Never"}]}
-    }))
+    env.create_pod_of(
+        "never",
+        0,
+        &[json!({"name": "c", "image": "mini-k8s/absent:v1", "imagePullPolicy": "Never"})],
+    )
     .await?;
-    env.create_pod(json!({
-        "metadata": {"name": "local"},
-        "spec": {"terminationGracePeriodSeconds": 1, "containers": [busybox("c", "exec sleep 3600")]}
-    }))
-    .await?;
+    env.create_pod_of("local", 1, &[busybox("c", "exec sleep 3600")])
+        .await?;
     let always = env.wait_pull_failed("always").await?;
     assert_eq!(
         always.spec.as_ref().unwrap().containers[0]
