@@ -113,21 +113,27 @@ fn admin_rules() -> Vec<PolicyRule> {
     rules
 }
 
+/// The metadata of a default role or binding: its name, Kubernetes'
+/// bootstrapping label, and autoupdate on (reconciled at every start).
+fn bootstrap_meta(name: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.into()),
+        labels: Some(
+            [(
+                "kubernetes.io/bootstrapping".to_string(),
+                "rbac-defaults".to_string(),
+            )]
+            .into(),
+        ),
+        annotations: Some([(AUTOUPDATE.to_string(), "true".to_string())].into()),
+        ..ObjectMeta::default()
+    }
+}
+
 /// Every default ClusterRole.
 pub fn cluster_roles() -> Vec<ClusterRole> {
     let role = |name: &str, rules: Vec<PolicyRule>| ClusterRole {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            labels: Some(
-                [(
-                    "kubernetes.io/bootstrapping".to_string(),
-                    "rbac-defaults".to_string(),
-                )]
-                .into(),
-            ),
-            annotations: Some([(AUTOUPDATE.to_string(), "true".to_string())].into()),
-            ..ObjectMeta::default()
-        },
+        metadata: bootstrap_meta(name),
         rules: Some(rules),
         aggregation_rule: None,
     };
@@ -349,103 +355,64 @@ pub fn cluster_roles() -> Vec<ClusterRole> {
     ]
 }
 
-/// Every default ClusterRoleBinding: (name, role, subjects as (kind, name)).
+/// Every default ClusterRoleBinding, each named after the role it grants.
 pub fn cluster_role_bindings() -> Vec<ClusterRoleBinding> {
-    let binding = |name: &str, role: &str, subjects: &[(&str, &str)]| ClusterRoleBinding {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            labels: Some(
-                [(
-                    "kubernetes.io/bootstrapping".to_string(),
-                    "rbac-defaults".to_string(),
-                )]
-                .into(),
-            ),
-            annotations: Some([(AUTOUPDATE.to_string(), "true".to_string())].into()),
-            ..ObjectMeta::default()
-        },
-        role_ref: RoleRef {
-            api_group: RBAC_GROUP.into(),
-            kind: "ClusterRole".into(),
-            name: role.into(),
-        },
-        subjects: Some(
-            subjects
-                .iter()
-                .map(|(kind, name)| Subject {
-                    kind: (*kind).into(),
-                    api_group: Some(RBAC_GROUP.into()),
-                    name: (*name).into(),
-                    namespace: None,
-                })
-                .collect(),
-        ),
-    };
-    vec![
-        binding(
-            "cluster-admin",
-            "cluster-admin",
-            &[("Group", "system:masters")],
-        ),
-        binding(
-            "system:discovery",
-            "system:discovery",
-            &[("Group", "system:authenticated")],
-        ),
-        binding(
-            "system:basic-user",
-            "system:basic-user",
-            &[("Group", "system:authenticated")],
-        ),
-        binding(
-            "system:public-info-viewer",
+    // (the binding's name, also its role's; the subjects as (kind, name))
+    let defaults: &[(&str, &[(&str, &str)])] = &[
+        ("cluster-admin", &[("Group", "system:masters")]),
+        ("system:discovery", &[("Group", "system:authenticated")]),
+        ("system:basic-user", &[("Group", "system:authenticated")]),
+        (
             "system:public-info-viewer",
             &[
                 ("Group", "system:authenticated"),
                 ("Group", "system:unauthenticated"),
             ],
         ),
-        binding(
-            "system:monitoring",
-            "system:monitoring",
-            &[("Group", "system:monitoring")],
-        ),
-        binding(
-            "system:kube-scheduler",
+        ("system:monitoring", &[("Group", "system:monitoring")]),
+        (
             "system:kube-scheduler",
             &[("User", "system:kube-scheduler")],
         ),
-        binding(
-            "system:kube-controller-manager",
+        (
             "system:kube-controller-manager",
             &[("User", "system:kube-controller-manager")],
         ),
         // No binding of `system:node` to `system:nodes`: the Node
         // authorizer (authz/node.rs) gives each kubelet exactly its own
         // objects, as Kubernetes has since 1.8.
-        binding(
-            "system:kube-dns",
-            "system:kube-dns",
-            &[("User", "system:kube-dns")],
-        ),
+        ("system:kube-dns", &[("User", "system:kube-dns")]),
         // The apiserver's client identity toward kubelets (its
         // --kubelet-client-certificate), as kubeadm binds it.
-        binding(
-            "system:kubelet-api-admin",
+        (
             "system:kubelet-api-admin",
             &[("User", "kube-apiserver-kubelet-client")],
         ),
-        binding(
-            "system:node-proxier",
-            "system:node-proxier",
-            &[("User", "system:kube-proxy")],
-        ),
-        binding(
-            "system:ingress-proxy",
-            "system:ingress-proxy",
-            &[("User", "system:ingress-proxy")],
-        ),
-    ]
+        ("system:node-proxier", &[("User", "system:kube-proxy")]),
+        ("system:ingress-proxy", &[("User", "system:ingress-proxy")]),
+    ];
+    defaults
+        .iter()
+        .map(|&(name, subjects)| ClusterRoleBinding {
+            metadata: bootstrap_meta(name),
+            role_ref: RoleRef {
+                api_group: RBAC_GROUP.into(),
+                kind: "ClusterRole".into(),
+                name: name.into(),
+            },
+            subjects: Some(
+                subjects
+                    .iter()
+                    .map(|(kind, name)| Subject {
+                        kind: (*kind).into(),
+                        api_group: Some(RBAC_GROUP.into()),
+                        name: (*name).into(),
+                        namespace: None,
+                    })
+                    .collect(),
+            ),
+        })
+        .collect()
 }
 
 fn autoupdate(existing: &Value) -> bool {
