@@ -1039,6 +1039,17 @@ mod tests {
         );
     }
 
+    /// `GET /length` and its answer: a connection known to be open and
+    /// carried through the fast path.
+    async fn exchange_length(stream: &mut TcpStream) {
+        exchange(
+            stream,
+            "GET /length HTTP/1.1\r\nhost: a.example\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-b: 1\r\n\r\nhello",
+        )
+        .await;
+    }
+
     #[test]
     fn a_head_ends_at_its_first_empty_line_whatever_the_line_endings() {
         for (buf, whole) in [
@@ -1142,12 +1153,7 @@ mod tests {
         let proxy = proxy_until(backend.addr, limits, std::future::pending()).await;
         let mut client = TcpStream::connect(proxy).await.unwrap();
         // Answered first, so both timers run after a wait that ended well.
-        exchange(
-            &mut client,
-            "GET /length HTTP/1.1\r\nhost: a.example\r\n\r\n",
-            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-b: 1\r\n\r\nhello",
-        )
-        .await;
+        exchange_length(&mut client).await;
         client
             .write_all(b"GET /stall HTTP/1.1\r\nhost: a.example\r\n\r\n")
             .await
@@ -1177,12 +1183,7 @@ mod tests {
         })
         .await;
         let mut client = TcpStream::connect(proxy).await.unwrap();
-        exchange(
-            &mut client,
-            "GET /length HTTP/1.1\r\nhost: a.example\r\n\r\n",
-            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-b: 1\r\n\r\nhello",
-        )
-        .await;
+        exchange_length(&mut client).await;
         stop.send(()).unwrap();
         let mut rest = Vec::new();
         let read = tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut rest));
@@ -1198,10 +1199,8 @@ mod tests {
         let backend = backend(true).await;
         let proxy = proxy_to(backend.addr).await;
         let mut client = TcpStream::connect(proxy).await.unwrap();
-        let request = "GET /length HTTP/1.1\r\nhost: a.example\r\n\r\n";
-        let answer = "HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-b: 1\r\n\r\nhello";
         for _ in 0..5 {
-            exchange(&mut client, request, answer).await;
+            exchange_length(&mut client).await;
         }
         assert_eq!(*backend.connections.lock().unwrap(), 5);
     }
@@ -1214,7 +1213,6 @@ mod tests {
         let backend = backend(false).await;
         let proxy = proxy_to(backend.addr).await;
         let mut client = TcpStream::connect(proxy).await.unwrap();
-        let ok = "HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-b: 1\r\n\r\nhello";
         for (request, sent) in [
             (
                 "POST /drop HTTP/1.1\r\nhost: a.example\r\ncontent-length: 2\r\n\r\nhi",
@@ -1223,12 +1221,7 @@ mod tests {
             ("GET /drop HTTP/1.1\r\nhost: a.example\r\n\r\n", 2),
         ] {
             // On a kept connection, so that it counts as reused.
-            exchange(
-                &mut client,
-                "GET /length HTTP/1.1\r\nhost: a.example\r\n\r\n",
-                ok,
-            )
-            .await;
+            exchange_length(&mut client).await;
             backend.heads.lock().unwrap().clear();
             let body = format!(
                 "502 Bad Gateway: the backend at {} closed the connection without an answer\n",
@@ -1265,12 +1258,7 @@ mod tests {
             let request = format!("GET {path} HTTP/1.1\r\nhost: a.example\r\n\r\n");
             exchange(&mut client, &request, &answer).await;
         }
-        exchange(
-            &mut client,
-            "GET /length HTTP/1.1\r\nhost: a.example\r\n\r\n",
-            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-b: 1\r\n\r\nhello",
-        )
-        .await;
+        exchange_length(&mut client).await;
     }
 
     #[tokio::test]
