@@ -167,12 +167,7 @@ async fn main() -> Result<()> {
         ("admin", "admin", Some("system:masters")),
         ("bench", "bench", None),
     ] {
-        let issued = ca.issue(&Leaf {
-            common_name: user.into(),
-            organization: group.map(str::to_string),
-            client: true,
-            ..Leaf::default()
-        })?;
+        let issued = ca.issue(&Leaf::client(user, group))?;
         pki::write_pair(d, name, &issued)?;
     }
     let token = format!("{:032x}", rand_seed());
