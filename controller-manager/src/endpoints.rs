@@ -330,17 +330,22 @@ pub fn plan(service: &Service, pods: &[Arc<Pod>], current: Option<&Endpoints>) -
 pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action> {
     let ns = service.namespace().unwrap_or_default();
     let name = service.name_any();
-    let pods: Vec<Arc<Pod>> = ctx
-        .pods
-        .state()
-        .into_iter()
-        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
-        .collect();
-    let current = ctx
-        .endpoints
-        .get(&ObjectRef::<Endpoints>::new(&name).within(&ns));
+    // Planned from the cache's pods, which are let go before the write
+    // (held across it, they kept every pod replaced meanwhile alive).
+    let write = {
+        let pods: Vec<Arc<Pod>> = ctx
+            .pods
+            .state()
+            .into_iter()
+            .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
+            .collect();
+        let current = ctx
+            .endpoints
+            .get(&ObjectRef::<Endpoints>::new(&name).within(&ns));
+        plan(&service, &pods, current.as_deref())
+    };
     let api: Api<Endpoints> = Api::namespaced(ctx.client.clone(), &ns);
-    match plan(&service, &pods, current.as_deref()) {
+    match write {
         Write::Nothing => {}
         Write::Replace(next) => {
             tracing::debug!(service = %format!("{ns}/{name}"), "updating endpoints");

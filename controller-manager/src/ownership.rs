@@ -264,6 +264,9 @@ pub(crate) async fn collect_garbage<K: Owner>(
                 Err(error) => tracing::warn!(%error, "garbage collection delete"),
             }
         }
+        // Let go before the waits below: held across them, the snapshot
+        // kept every pod replaced in the meantime alive.
+        drop(cached);
         if !gone.is_empty() {
             let present: HashSet<String> =
                 pods.store.state().iter().filter_map(|p| p.uid()).collect();
@@ -624,6 +627,39 @@ mod tests {
         e.expect("ns/other", ["x".to_string()], []);
         e.retain(&["ns/web".to_string()].into());
         assert!(!e.waiting("ns/other"));
+    }
+
+    /// Between passes the collector holds no cached pod: a snapshot kept
+    /// across its waits kept every pod replaced meanwhile alive.
+    #[tokio::test(start_paused = true)]
+    async fn the_garbage_collector_holds_no_pod_between_passes() {
+        let (client, api) = crate::testing::ApiServer::client();
+        let owners = crate::testing::store([rc()]);
+        let pods = crate::testing::store([(*pod("a", OWNER_UID, json!({}))).clone()]);
+        let (_tick, changes) = tokio::sync::watch::channel(0);
+        let cached = Arc::downgrade(
+            &pods
+                .get(&kube::runtime::reflector::ObjectRef::new("a").within("default"))
+                .unwrap(),
+        );
+        let collector = tokio::spawn(collect_garbage(
+            client,
+            owners,
+            client_util::Reflected {
+                store: pods,
+                changes,
+            },
+            client_util::StopFlag::new(std::future::pending()),
+        ));
+        // Time stands still while this task is ready: the collector runs
+        // its pass and waits for the next.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!collector.is_finished());
+        assert_eq!(cached.strong_count(), 1, "only the store holds the pod");
+        assert!(api.lines().is_empty(), "{:?}", api.lines());
+        collector.abort();
     }
 
     #[tokio::test]

@@ -211,20 +211,42 @@ pub async fn reconcile(rc: Arc<ReplicationController>, ctx: Arc<Context>) -> Res
     let selector = selector(&rc);
     let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
 
-    let in_ns: Vec<Arc<Pod>> = ctx
-        .pods
-        .state()
-        .into_iter()
-        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
-        .collect();
-    let present: HashMap<String, Arc<Pod>> =
-        in_ns.iter().map(|p| (p.name_any(), p.clone())).collect();
-
+    // The cache's pods of this namespace are read, and let go, before any
+    // request: a reconcile that held its own copy of every pod across its
+    // creates kept every replaced version of every pod alive (once per RC
+    // reconciling at the time), and a map of every pod's name cloned.
+    let (classified, pending_creates, pending_deletes) = {
+        let in_ns: Vec<Arc<Pod>> = ctx
+            .pods
+            .state()
+            .into_iter()
+            .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
+            .collect();
+        let present: HashMap<&str, &Arc<Pod>> = in_ns
+            .iter()
+            .filter_map(|p| Some((p.metadata.name.as_deref()?, p)))
+            .collect();
+        // Expectations: what we did that the cache does not show yet.
+        let (pending_creates, pending_deletes) = ctx.expectations.pending(
+            &rc_key,
+            |n| present.contains_key(n),
+            |n| {
+                !present
+                    .get(n)
+                    .is_some_and(|p| p.metadata.deletion_timestamp.is_none() && !finished(p))
+            },
+        );
+        (
+            classify(&uid, &selector, &in_ns),
+            pending_creates,
+            pending_deletes,
+        )
+    };
     let Classified {
         mut active,
         orphans,
         strays,
-    } = classify(&uid, &selector, &in_ns);
+    } = classified;
     for orphan in orphans {
         if ownership::adopt(&pod_api, rc.as_ref(), &orphan).await {
             active.push(orphan);
@@ -234,16 +256,6 @@ pub async fn reconcile(rc: Arc<ReplicationController>, ctx: Arc<Context>) -> Res
         ownership::release(&pod_api, &uid, &stray, "its labels no longer match").await;
     }
 
-    // Expectations: what we did that the cache does not show yet.
-    let (pending_creates, pending_deletes) = ctx.expectations.pending(
-        &rc_key,
-        |n| present.contains_key(n),
-        |n| {
-            !present
-                .get(n)
-                .is_some_and(|p| p.metadata.deletion_timestamp.is_none() && !finished(p))
-        },
-    );
     match scale(
         &active,
         want,
@@ -400,6 +412,8 @@ async fn write_status(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
     use super::*;
 
     const RC_UID: &str = "rc-uid";
@@ -614,6 +628,49 @@ mod tests {
             config: Config::default(),
             expectations: Expectations::default(),
         })
+    }
+
+    /// A pod the RC does not own is not held while the RC writes: a
+    /// reconcile that kept the cache's snapshot across its requests kept
+    /// every pod replaced meanwhile alive, once per RC reconciling.
+    #[tokio::test]
+    async fn reconcile_holds_no_other_pod_while_it_writes() {
+        let other: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "other", "namespace": "default", "uid": "other-uid",
+                "labels": {"app": "db"}},
+            "spec": {"containers": [{"name": "c", "image": "i"}]},
+        }))
+        .unwrap();
+        let cached: Arc<Mutex<Option<std::sync::Weak<Pod>>>> = Arc::default();
+        let holders: Arc<Mutex<Vec<usize>>> = Arc::default();
+        let (client, _api) = crate::testing::ApiServer::scripted({
+            let (cached, holders) = (cached.clone(), holders.clone());
+            move |_request| {
+                if let Some(other) = cached.lock().unwrap().as_ref() {
+                    holders.lock().unwrap().push(other.strong_count());
+                }
+                None
+            }
+        });
+        let ctx = Arc::new(Context {
+            client,
+            pods: crate::testing::store([(*running("a", 1)).clone(), other]),
+            config: Config::default(),
+            expectations: Expectations::default(),
+        });
+        let in_store = ctx
+            .pods
+            .get(&kube::runtime::reflector::ObjectRef::new("other").within("default"))
+            .unwrap();
+        *cached.lock().unwrap() = Some(Arc::downgrade(&in_store));
+        drop(in_store);
+        reconcile(Arc::new(rc(3, settled(1, 1))), ctx)
+            .await
+            .unwrap();
+        let holders = holders.lock().unwrap().clone();
+        // The two creates (the status is right), each seeing the store
+        // alone hold the pod.
+        assert_eq!(holders, [1, 1]);
     }
 
     #[tokio::test]
