@@ -36,8 +36,11 @@ pub(crate) const FINALIZER_ORPHAN: &str = "orphan";
 /// The finalizer `propagationPolicy: Foreground` leaves on an owner.
 pub(crate) const FINALIZER_FOREGROUND: &str = "foregroundDeletion";
 
-/// How long an unmet expectation is trusted before it is dropped.
-pub(crate) const EXPECTATION_TTL: Duration = Duration::from_secs(60);
+/// How long an unmet expectation is trusted before it is dropped:
+/// Kubernetes' `ExpectationsTimeout`. Dropped too soon, while the cache
+/// lags behind a burst of creates, the owner counts its pods short and
+/// creates more than it wants (60 s did that at 30,000 pods).
+pub(crate) const EXPECTATION_TTL: Duration = Duration::from_secs(5 * 60);
 
 /// A kind of namespaced object that owns pods.
 pub(crate) trait Owner:
@@ -429,7 +432,11 @@ impl Expectations {
     ) {
         let mut all = self.lock();
         let e = all.entry(owner.to_string()).or_default();
-        e.since.get_or_insert_with(Instant::now);
+        // Each batch of requests starts the window again, as Kubernetes'
+        // `SetExpectations` does: an owner that keeps creating in bursts
+        // otherwise saw its earlier expectations, and the later ones with
+        // them, expire in the middle of its work.
+        e.since = Some(Instant::now());
         e.creates.extend(creates);
         e.deletes.extend(deletes);
     }
@@ -627,6 +634,22 @@ mod tests {
         e.expect("ns/other", ["x".to_string()], []);
         e.retain(&["ns/web".to_string()].into());
         assert!(!e.waiting("ns/other"));
+    }
+
+    /// A new batch of requests starts the window again: an owner creating
+    /// in bursts keeps its earlier expectations while the cache catches up.
+    #[tokio::test(start_paused = true)]
+    async fn expectations_last_a_whole_ttl_after_the_latest_batch() {
+        let e = Expectations::default();
+        e.expect("ns/web", ["a".to_string()], []);
+        tokio::time::sleep(EXPECTATION_TTL - Duration::from_secs(10)).await;
+        e.expect("ns/web", ["b".to_string()], []);
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        let (creates, _) = e.pending("ns/web", |_| false, |_| false);
+        assert_eq!(creates, ["a".to_string(), "b".to_string()].into());
+        tokio::time::sleep(EXPECTATION_TTL).await;
+        let (creates, _) = e.pending("ns/web", |_| false, |_| false);
+        assert!(creates.is_empty(), "{creates:?}");
     }
 
     /// Between passes the collector holds no cached pod: a snapshot kept
