@@ -323,23 +323,43 @@ pub async fn wait_nodes_ready(client: &kube::Client, count: usize) -> Result<()>
     }
 }
 
-/// POSTs `body` to the collection at `url`; an error names the object and
-/// carries the apiserver's answer.
+/// POSTs `body` to the collection at `url`, again after a 429's
+/// Retry-After (30 tries at most); an error names the object and carries
+/// the apiserver's answer.
 pub async fn create(http: &reqwest::Client, url: &str, body: &serde_json::Value) -> Result<()> {
+    /// Tries at a 429 before giving up.
+    const TRIES: u32 = 30;
     let name = body["metadata"]["name"].as_str().unwrap_or_default();
-    let response = http
-        .post(url)
-        .json(body)
-        .send()
-        .await
-        .with_context(|| format!("creating {name}"))?;
-    let status = response.status();
-    ensure!(
-        status.is_success(),
-        "creating {name}: {status} {}",
-        response.text().await.unwrap_or_default()
-    );
-    Ok(())
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let response = http
+            .post(url)
+            .json(body)
+            .send()
+            .await
+            .with_context(|| format!("creating {name}"))?;
+        let status = response.status();
+        // The apiserver's in-flight limit, reached while the cluster is busy
+        // (a thousand kubelets registering, the RCs' own creates): tried
+        // again after its Retry-After, as Kubernetes' clients do.
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS && tries < TRIES {
+            let after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                .unwrap_or(1)
+                .clamp(1, 10);
+            tokio::time::sleep(Duration::from_secs(after)).await;
+            continue;
+        }
+        ensure!(
+            status.is_success(),
+            "creating {name}: {status} {}",
+            response.text().await.unwrap_or_default()
+        );
+        return Ok(());
+    }
 }
 
 /// Whether the node's `Ready` condition is `True`.
