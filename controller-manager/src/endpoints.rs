@@ -333,12 +333,7 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
     // Planned from the cache's pods, which are let go before the write
     // (held across it, they kept every pod replaced meanwhile alive).
     let write = {
-        let pods: Vec<Arc<Pod>> = ctx
-            .pods
-            .state()
-            .into_iter()
-            .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
-            .collect();
+        let pods = crate::pods_in(&ctx.pods, &ns);
         let current = ctx
             .endpoints
             .get(&ObjectRef::<Endpoints>::new(&name).within(&ns));

@@ -23,12 +23,14 @@ pub mod routes;
 mod testing;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use client_util::{reflect, reflect_with, StopFlag};
 use k8s_openapi::api::core::v1::{Endpoints, Node, Pod};
+use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 
 /// Errors of the reconcilers. API errors are retryable (the object is
 /// requeued with a delay); the rest stop the controller manager.
@@ -191,6 +193,16 @@ pub async fn run(
 /// pass over every RC, service and DaemonSet, and at 10,000 pods being
 /// created the controller manager spent a fifth of the machine on it.
 pub(crate) const CHANGES_BATCH: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The cached pods of namespace `ns`: a snapshot, to be let go before the
+/// caller sends a request or waits (held, it keeps every pod replaced
+/// meanwhile alive).
+pub(crate) fn pods_in(pods: &Store<Pod>, ns: &str) -> Vec<Arc<Pod>> {
+    pods.state()
+        .into_iter()
+        .filter(|p| p.namespace().as_deref() == Some(ns))
+        .collect()
+}
 
 /// True for a pod in phase Succeeded or Failed.
 pub(crate) fn finished(pod: &Pod) -> bool {

@@ -216,12 +216,7 @@ pub async fn reconcile(rc: Arc<ReplicationController>, ctx: Arc<Context>) -> Res
     // creates kept every replaced version of every pod alive (once per RC
     // reconciling at the time), and a map of every pod's name cloned.
     let (classified, pending_creates, pending_deletes) = {
-        let in_ns: Vec<Arc<Pod>> = ctx
-            .pods
-            .state()
-            .into_iter()
-            .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
-            .collect();
+        let in_ns = crate::pods_in(&ctx.pods, &ns);
         let present: HashMap<&str, &Arc<Pod>> = in_ns
             .iter()
             .filter_map(|p| Some((p.metadata.name.as_deref()?, p)))
