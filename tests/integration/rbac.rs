@@ -89,6 +89,21 @@ async fn cluster() -> Result<Option<Rbac>> {
         Ok(namespaces.get("default").await.is_ok())
     })
     .await?;
+    // The default roles and bindings come last, and discovery for every
+    // authenticated user is one of them: `/readyz` waits for them
+    // (`poststarthook/rbac/bootstrap-roles`). Without this wait, alice's
+    // discovery could come first and be refused.
+    eventually(
+        "the apiserver is ready, its default roles written",
+        || async {
+            Ok(admin
+                .run(&["get", "--raw", "/readyz"])
+                .await?
+                .status
+                .success())
+        },
+    )
+    .await?;
     Ok(Some(Rbac {
         _cluster: c,
         _dir: dir,
