@@ -28,7 +28,12 @@ async fn crud_v1(
     let item = format!("{collection}/{name}");
     let (code, got) = cluster.get(&item).await?;
     assert_eq!(code, 200);
-    assert_eq!(got["metadata"]["uid"], created["metadata"]["uid"]);
+    // The create answers from the typed object it encoded for etcd; a read
+    // decodes what etcd holds. Both must be the same object.
+    assert_eq!(
+        got, created,
+        "{item}: the create's answer is what a read gives"
+    );
     let (code, list) = cluster.get(collection).await?;
     assert_eq!(code, 200);
     assert!(list["items"]

@@ -89,6 +89,12 @@ pub fn error_response_for(
     respond(error.code(), &value, accept, version)
 }
 
+/// Whether [`respond`] answers a v1 object in JSON (neither protobuf nor
+/// YAML), so that bytes already encoded can be sent as they are.
+pub fn wants_plain_json(accept: &str) -> bool {
+    !protobuf::wants_protobuf(accept) && !wants_yaml(accept)
+}
+
 /// A response in the media type the client prefers: protobuf (v1 only),
 /// YAML or JSON. An object with no protobuf message (none of ours lacks
 /// one) goes as JSON, which every Kubernetes client also accepts.

@@ -17,7 +17,7 @@ use super::path::{Target, Version};
 use super::{
     bind, decode_object, delete_options, evict, field_manager, is_apply, json_bytes_response,
     json_response, list_query, namespace_of, read_body, read_optional_body, respond,
-    scale_response, table, verb_of, Params,
+    scale_response, table, verb_of, wants_plain_json, Params,
 };
 use crate::codec;
 use crate::error::{ApiError, Result};
@@ -59,7 +59,11 @@ impl Request<'_> {
             Version::V1 => value,
             Version::V1beta1 => codec::object_to_v1beta1(self.target.resource, &value)?,
         };
-        let mut response = respond(code, &value, self.accept, self.version());
+        Ok(self.with_warnings(respond(code, &value, self.accept, self.version())))
+    }
+
+    /// `response` with the write's warnings as `Warning` headers.
+    fn with_warnings(&self, mut response: Response) -> Response {
         for warning in self.options.warnings() {
             // RFC 7234 warning, as Kubernetes sends: 299 - "text".
             let text = format!("299 - {:?}", warning.replace('"', "'"));
@@ -67,7 +71,7 @@ impl Request<'_> {
                 response.headers_mut().append("warning", header);
             }
         }
-        Ok(response)
+        response
     }
 }
 
@@ -351,9 +355,15 @@ async fn create_eviction(r: &Request<'_>, body: Body) -> Result<Response> {
 async fn create(r: &Request<'_>, body: Body) -> Result<Response> {
     let body = read_body(r.headers, body).await?;
     let value = decode_object(r.target, body, &r.options)?;
-    let created = r.registry.create(r.ns(), value, &r.options).await?;
+    let created = r.registry.create_encoded(r.ns(), value, &r.options).await?;
     // v0.5 answered creates with 200; v1 clients expect 201.
-    r.render(if r.version() == Version::V1 { 201 } else { 200 }, created)
+    if r.version() == Version::V1 && wants_plain_json(r.accept) {
+        return Ok(r.with_warnings(json_bytes_response(201, created.0)));
+    }
+    r.render(
+        if r.version() == Version::V1 { 201 } else { 200 },
+        created.into_value()?,
+    )
 }
 
 /// `PUT` of an object or its `/status`.

@@ -17,7 +17,8 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 
 use super::{
-    DeleteOptions, ListQuery, ListResult, Patch, Rest, Subresource, WatchStream, WriteOptions,
+    DeleteOptions, EncodedObject, ListQuery, ListResult, Patch, Rest, Subresource, WatchStream,
+    WriteOptions,
 };
 use crate::error::{ApiError, Result};
 
@@ -187,7 +188,12 @@ impl Rest for ComponentStatuses {
         &kinds::COMPONENT_STATUSES
     }
 
-    async fn create(&self, _: Option<&str>, _: Value, _: &WriteOptions) -> Result<Value> {
+    async fn create_encoded(
+        &self,
+        _: Option<&str>,
+        _: Value,
+        _: &WriteOptions,
+    ) -> Result<EncodedObject> {
         Err(refused("POST"))
     }
 

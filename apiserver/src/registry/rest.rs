@@ -51,6 +51,21 @@ pub struct WatchEvent {
     pub object: Value,
 }
 
+/// An object a create answers with, as v1 JSON bytes: encoded once from
+/// the typed object, so that the common answer (v1 JSON) is sent as it is
+/// and only another version or media type decodes it again.
+#[derive(Debug)]
+pub struct EncodedObject(pub Vec<u8>);
+
+impl EncodedObject {
+    /// The object as a JSON tree (another version or media type, or an
+    /// in-process caller).
+    pub fn into_value(self) -> Result<Value> {
+        serde_json::from_slice(&self.0)
+            .map_err(|e| ApiError::internal(format!("an encoded object does not parse: {e}")))
+    }
+}
+
 /// A stream of watch events.
 pub type WatchStream = BoxStream<'static, WatchEvent>;
 
@@ -65,7 +80,19 @@ pub trait Rest: Send + Sync {
         namespace: Option<&str>,
         body: Value,
         options: &WriteOptions,
-    ) -> Result<Value>;
+    ) -> Result<Value> {
+        self.create_encoded(namespace, body, options)
+            .await?
+            .into_value()
+    }
+    /// [`Rest::create`], answering with the created object's JSON bytes:
+    /// what the HTTP layer calls.
+    async fn create_encoded(
+        &self,
+        namespace: Option<&str>,
+        body: Value,
+        options: &WriteOptions,
+    ) -> Result<EncodedObject>;
     /// Reads one object.
     async fn get(&self, namespace: Option<&str>, name: &str) -> Result<Value>;
     /// Lists objects in `namespace` (all when `None`).

@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::options::field_path;
-use super::{watch_cache, ListQuery, ListResult, Rest, Strategy, Subresource, WriteOptions};
+use super::{
+    watch_cache, EncodedObject, ListQuery, ListResult, Rest, Strategy, Subresource, WriteOptions,
+};
 use crate::error::{ApiError, Result};
 use crate::storage::{ListOptions, Storage, StorageError, Stored};
 
@@ -92,8 +94,8 @@ fn output(stored: &Stored) -> Result<Value> {
     Ok(value)
 }
 
-/// The stored bytes of an encoded object.
-fn to_bytes(value: &Value) -> Result<Vec<u8>> {
+/// The JSON bytes of an object, typed or a tree.
+fn to_bytes<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(value).map_err(|e| ApiError::internal(format!("cannot encode object: {e}")))
 }
 
@@ -394,33 +396,40 @@ impl<S: Strategy> Store<S> {
 
     /// The rest of a create once allocations are made: defaults,
     /// validation, and the stored write (for a dry run only the conflict
-    /// a real create would meet).
+    /// a real create would meet). The typed object is encoded straight to
+    /// the bytes stored, and once more with its resourceVersion for the
+    /// answer: no JSON tree is built after the request's (issue #19,
+    /// "decode once").
     async fn store_new(
         &self,
         namespace: Option<&str>,
         name: &str,
         object: &mut S::Object,
         options: &WriteOptions,
-    ) -> Result<Value> {
+    ) -> Result<EncodedObject> {
         let resource = self.resource();
         self.strategy.default(object);
         self.validate_new(object)?;
-        let (bytes, mut value) = self.encode(object)?;
+        let meta = object.metadata_mut();
+        // Neither is stored: the resourceVersion is etcd's revision.
+        meta.resource_version = None;
+        meta.self_link = None;
+        let bytes = to_bytes(&*object)?;
         let key = self.key(namespace.or(object.metadata().namespace.as_deref()), name);
         if options.dry_run {
             // Nothing stored: no resourceVersion, no lease, no allocation.
             if self.storage.get(&key).await?.is_some() {
                 return Err(ApiError::already_exists(resource.plural, name));
             }
-            return Ok(value);
+            return Ok(EncodedObject(bytes));
         }
         let revision = self
             .storage
             .create(&key, bytes, self.strategy.ttl())
             .await
             .map_err(|e| ApiError::from_storage(e, resource.plural, name))?;
-        set_resource_version(&mut value, revision);
-        Ok(value)
+        object.metadata_mut().resource_version = Some(revision.to_string());
+        Ok(EncodedObject(to_bytes(&*object)?))
     }
 
     /// Stores `marked` (the object marked for deletion) over `current`, or

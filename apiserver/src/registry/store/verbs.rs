@@ -16,8 +16,8 @@ use super::{
 };
 use crate::error::{ApiError, Result};
 use crate::registry::{
-    watch_cache, watch_error, DeleteOptions, ListQuery, ListResult, Patch, Propagation, Rest,
-    Strategy, Subresource, WatchEvent, WatchStream, WriteOptions,
+    watch_cache, watch_error, DeleteOptions, EncodedObject, ListQuery, ListResult, Patch,
+    Propagation, Rest, Strategy, Subresource, WatchEvent, WatchStream, WriteOptions,
 };
 use crate::storage::{StorageError, Stored};
 
@@ -27,12 +27,12 @@ impl<S: Strategy> Rest for Store<S> {
         self.strategy.resource()
     }
 
-    async fn create(
+    async fn create_encoded(
         &self,
         namespace: Option<&str>,
         body: Value,
         options: &WriteOptions,
-    ) -> Result<Value> {
+    ) -> Result<EncodedObject> {
         let resource = self.resource();
         let applied_fields = applied_managed_fields(&body, options);
         let mut object = self.decode(body, Some(options))?;
@@ -72,7 +72,9 @@ impl<S: Strategy> Rest for Store<S> {
             options.warn(warning);
         }
         self.strategy.prepare_for_create(&mut object).await?;
-        if !options.apply {
+        // The field set is computed on the JSON tree: built only for a
+        // write that names a manager.
+        if !options.apply && options.field_manager.is_some() {
             let value = self.encode_value(&object)?;
             self.record_manager(None, &value, &mut object, Subresource::Main, options);
         }
