@@ -218,6 +218,16 @@ impl<S: Strategy> Store<S> {
         Ok(decoded)
     }
 
+    /// A stored object as its type, with its resourceVersion: from etcd's
+    /// bytes, without building their JSON tree first.
+    fn decode_stored(&self, stored: &Stored) -> Result<S::Object> {
+        let mut object: S::Object = serde_json::from_slice(&stored.value).map_err(|e| {
+            ApiError::internal(format!("stored object {} is corrupt: {e}", stored.key))
+        })?;
+        object.metadata_mut().resource_version = Some(stored.mod_revision.to_string());
+        Ok(object)
+    }
+
     fn encode(&self, object: &S::Object) -> Result<(Vec<u8>, Value)> {
         let value = self.encode_value(object)?;
         Ok((to_bytes(&value)?, value))
@@ -556,7 +566,7 @@ impl<S: Strategy> Store<S> {
     {
         let resource = self.resource();
         let current_value = current.map(output).transpose()?;
-        let (body, precondition) = mutate(current_value.clone())?;
+        let (body, precondition) = mutate(current_value)?;
         let Some(current) = current else {
             if !self.strategy.allow_create_on_update() {
                 return Err(ApiError::not_found(resource.plural, name));
@@ -569,7 +579,7 @@ impl<S: Strategy> Store<S> {
                 return Err(ApiError::stale(resource.plural, name));
             }
         }
-        let old: S::Object = self.decode(current_value.clone().unwrap_or_default(), None)?;
+        let old = self.decode_stored(current)?;
         let applied_fields = applied_managed_fields(&body, options);
         let mut new = self.decode(body, Some(options))?;
         self.merge_for_update(&mut new, &old, namespace, name, subresource)?;
@@ -622,16 +632,15 @@ impl<S: Strategy> Store<S> {
         precondition: Option<i64>,
     ) -> Result<Attempt> {
         let resource = self.resource();
-        let old = old.clone();
         let errors = match subresource {
-            Subresource::Main | Subresource::Finalize => self.strategy.validate_update(&new, &old),
-            Subresource::Status => self.strategy.validate_status_update(&new, &old),
+            Subresource::Main | Subresource::Finalize => self.strategy.validate_update(&new, old),
+            Subresource::Status => self.strategy.validate_status_update(&new, old),
         };
         if !errors.is_empty() {
             return Err(ApiError::invalid(resource.kind, name, &errors));
         }
         let finalizers_of = |o: &S::Object| o.metadata().finalizers.clone().unwrap_or_default();
-        let (old_finalizers, new_finalizers) = (finalizers_of(&old), finalizers_of(&new));
+        let (old_finalizers, new_finalizers) = (finalizers_of(old), finalizers_of(&new));
         if old.metadata().deletion_timestamp.is_some() {
             if let Some(added) = new_finalizers.iter().find(|f| !old_finalizers.contains(f)) {
                 return Err(ApiError::invalid(
@@ -648,7 +657,7 @@ impl<S: Strategy> Store<S> {
             // hold it as metadata.finalizers do.
             let due = old.metadata().deletion_grace_period_seconds.unwrap_or(0) == 0;
             let held_new = !new_finalizers.is_empty() || self.strategy.held_by_spec(&new);
-            let held_old = !old_finalizers.is_empty() || self.strategy.held_by_spec(&old);
+            let held_old = !old_finalizers.is_empty() || self.strategy.held_by_spec(old);
             if due && !held_new && held_old {
                 if options.dry_run {
                     let mut value = self.encode_value(&new)?;
@@ -657,7 +666,7 @@ impl<S: Strategy> Store<S> {
                 }
                 match self.storage.delete(key, Some(current.mod_revision)).await {
                     Ok((_, revision)) => {
-                        self.strategy.after_delete(&old).await;
+                        self.strategy.after_delete(old).await;
                         let mut value = self.encode_value(&new)?;
                         set_resource_version(&mut value, revision);
                         return Ok(Attempt::Written(value, false));
@@ -675,7 +684,7 @@ impl<S: Strategy> Store<S> {
                 }
             }
         }
-        let old_value = self.encode_value(&old)?;
+        let old_value = self.encode_value(old)?;
         let mut new_value = self.encode_value(&new)?;
         if new_value == old_value {
             // Nothing changed: no write, the resourceVersion stays.
@@ -705,7 +714,7 @@ impl<S: Strategy> Store<S> {
             .await
         {
             Ok(revision) => {
-                self.strategy.after_update(&new, &old).await;
+                self.strategy.after_update(&new, old).await;
                 set_resource_version(&mut new_value, revision);
                 Ok(Attempt::Written(new_value, false))
             }
