@@ -8,6 +8,9 @@
 //! count costs is measured in the same run as the default: tokio reads
 //! `TOKIO_WORKER_THREADS`, glibc's malloc `MALLOC_ARENA_MAX`, mimalloc its
 //! `MIMALLOC_*` options. Variants run round-robin over `--rounds`; medians.
+//! Before each set starts, the binaries are dropped from the page cache, so
+//! that how they were last written (a build, a copy) does not change how
+//! many of their pages a process maps.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -210,6 +213,9 @@ async fn measure_one(
     components: &mut Vec<Component>,
 ) -> Result<Vec<Memory>> {
     let env = &variant.env;
+    for (name, _) in COMPONENTS {
+        drop_from_page_cache(&bin_dir.join(name)).await?;
+    }
     let port = free_port()?;
     let url = format!("http://127.0.0.1:{port}");
     let strings = |v: &[&str]| v.iter().map(|s| (*s).to_string()).collect::<Vec<_>>();
@@ -321,6 +327,43 @@ async fn measure_one(
     drop(netns);
     ensure!(readings.len() == COMPONENTS.len(), "a component is missing");
     Ok(readings.into_iter().map(median_memory).collect())
+}
+
+/// Drops `binary` from the page cache (`sync FILE`, then `dd iflag=nocache
+/// count=0`: `posix_fadvise(DONTNEED)` over the whole file; dirty pages
+/// would stay), so that every round reads the binary back as a first start
+/// does, whatever wrote it last. A binary just built or copied sits in the
+/// cache in large folios, which the kernel maps whole at a fault: the same
+/// process then shows 1-2 MiB more file pages (hack/bench/README.md,
+/// idle-rss, session 11). Pages another running process maps stay.
+async fn drop_from_page_cache(binary: &Path) -> Result<()> {
+    let mut input = std::ffi::OsString::from("if=");
+    input.push(binary);
+    let commands: [(&str, Vec<std::ffi::OsString>); 2] = [
+        ("sync", vec![binary.into()]),
+        (
+            "dd",
+            vec![
+                input,
+                "iflag=nocache".into(),
+                "count=0".into(),
+                "status=none".into(),
+            ],
+        ),
+    ];
+    for (program, args) in commands {
+        let status = tokio::process::Command::new(program)
+            .args(&args)
+            .status()
+            .await
+            .with_context(|| format!("running {program} to drop a binary from the page cache"))?;
+        ensure!(
+            status.success(),
+            "{program} {args:?} (dropping {} from the page cache): {status}",
+            binary.display()
+        );
+    }
+    Ok(())
 }
 
 /// The reading with the median VmRSS.
