@@ -10,7 +10,8 @@
 #
 # Environment: ETCD_PORT (2379), API_PORT (8080), CLUSTER_STATE
 # (/tmp/mini-k8s-local: data, logs, kubeconfig), BUILD_PROFILE (release;
-# dev builds faster), SKIP_BUILD=1 (use the binaries as they are).
+# dev builds faster; release-lean builds much slower, smaller binaries),
+# SKIP_BUILD=1 (use the binaries as they are).
 set -euo pipefail
 
 # shellcheck source=hack/lib/util.sh
