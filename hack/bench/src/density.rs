@@ -313,6 +313,7 @@ async fn measure(
             "  events written     {events:>8.0}  ({:.2} per pod)",
             events / args.pods as f64
         );
+        print_events(&client).await?;
         Ok(())
     }
     .await;
@@ -326,6 +327,84 @@ async fn measure(
         hollow.task.abort();
     }
     outcome
+}
+
+/// Events stored with the same source, object kind, type and reason.
+#[derive(Debug, Default, PartialEq)]
+struct EventGroup {
+    /// Event objects.
+    objects: usize,
+    /// The sum of their `count`s (occurrences, each a create or a patch).
+    occurrences: i64,
+    /// Distinct objects they are about.
+    about: std::collections::BTreeSet<String>,
+    /// One message, as an example.
+    example: String,
+}
+
+/// Groups events by source component, involved object's kind, type and
+/// reason.
+fn group_events(
+    events: &[k8s_openapi::api::core::v1::Event],
+) -> std::collections::BTreeMap<(String, String, String, String), EventGroup> {
+    let mut groups: std::collections::BTreeMap<_, EventGroup> = Default::default();
+    for e in events {
+        let key = (
+            e.source
+                .as_ref()
+                .and_then(|s| s.component.clone())
+                .or_else(|| e.reporting_component.clone())
+                .unwrap_or_default(),
+            e.involved_object.kind.clone().unwrap_or_default(),
+            e.type_.clone().unwrap_or_default(),
+            e.reason.clone().unwrap_or_default(),
+        );
+        let group = groups.entry(key).or_default();
+        group.objects += 1;
+        group.occurrences += i64::from(e.count.unwrap_or(1).max(1));
+        group.about.insert(format!(
+            "{}/{}",
+            e.involved_object.namespace.as_deref().unwrap_or_default(),
+            e.involved_object.name.as_deref().unwrap_or_default()
+        ));
+        if group.example.is_empty() {
+            group.example = e.message.clone().unwrap_or_default();
+        }
+    }
+    groups
+}
+
+/// Prints the stored events by source and reason: which of them make the
+/// events written per pod.
+async fn print_events(client: &kube::Client) -> Result<()> {
+    let api: Api<k8s_openapi::api::core::v1::Event> = Api::all(client.clone());
+    let mut events = Vec::new();
+    let mut params = kube::api::ListParams::default().limit(2_000);
+    // Bounded: at most 1,000 pages of 2,000.
+    for _ in 0..1_000 {
+        let page = api.list(&params).await.context("listing events")?;
+        let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
+        events.extend(page.items);
+        match next {
+            Some(token) => params = params.continue_token(&token),
+            None => break,
+        }
+    }
+    println!("  events stored by source, object kind, type and reason:");
+    println!(
+        "    {:<20} {:<8} {:<8} {:<24} {:>8} {:>8} {:>8}  example",
+        "source", "kind", "type", "reason", "objects", "count", "about"
+    );
+    for ((source, kind, type_, reason), g) in group_events(&events) {
+        let example: String = g.example.chars().take(60).collect();
+        println!(
+            "    {source:<20} {kind:<8} {type_:<8} {reason:<24} {:>8} {:>8} {:>8}  {example}",
+            g.objects,
+            g.occurrences,
+            g.about.len()
+        );
+    }
+    Ok(())
 }
 
 async fn create_bare_nodes(args: &DensityArgs, url: &str) -> Result<()> {
