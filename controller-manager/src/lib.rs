@@ -118,14 +118,14 @@ pub async fn run(
         None
     };
     let stop = StopFlag::new(shutdown);
-    // Pods and nodes kept lean (`client_util::lean`: the union of what the
-    // loops read; none writes a cached pod or node back whole). Endpoints
-    // stay whole: the endpoints controller replaces them.
+    // Pods and nodes kept lean (`client_util::lean`: what the loops read;
+    // none writes a cached pod or node back whole). Endpoints stay whole:
+    // the endpoints controller replaces them.
     let pods = reflect_with(
         Api::<Pod>::all(client.clone()),
         watcher::Config::default(),
         stop.clone(),
-        client_util::lean::pod,
+        client_util::lean::controller_pod,
     );
     let nodes = reflect_with(
         Api::<Node>::all(client.clone()),
