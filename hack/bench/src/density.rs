@@ -239,8 +239,15 @@ async fn measure(
                     "selector": {"app": format!("density-{i}")},
                     "template": {
                         "metadata": {"labels": {"app": format!("density-{i}")}},
+                        // A pod that runs an image its node has, as
+                        // Kubernetes' density test runs the pause image by
+                        // a fixed tag (`IfNotPresent`): `:latest` alone
+                        // defaults to `Always`, a pull and its event per
+                        // pod, and on a node with only the locally built
+                        // image an `ErrImagePull`.
                         "spec": {"containers": [{
                             "name": "pause", "image": "mini-k8s/pause:latest",
+                            "imagePullPolicy": "IfNotPresent",
                             "resources": {"requests": {"cpu": "10m", "memory": "20Mi"}}
                         }]}
                     }
