@@ -4,8 +4,10 @@
 //! client-go's `SetTransform` lets Kubernetes' scheduler and controller
 //! manager drop `managedFields`.
 //!
-//! [`pod`] keeps the union of what the scheduler and the controller
-//! manager read; [`controller_pod`] only what the controller manager reads.
+//! [`pod`] keeps what the scheduler reads of a pod it has to place (the
+//! union of what it and the controller manager read, as it began);
+//! [`controller_pod`] only what the controller manager reads,
+//! [`scheduled_pod`] only what the scheduler reads of a bound pod.
 //! A field added to one of their loops must be kept here too (each
 //! function says what it keeps). A transformed object is never
 //! written back: its owner patches what it changes.
@@ -129,6 +131,39 @@ pub fn controller_pod(pod: &mut Pod) {
     }
 }
 
+/// A bound pod as the scheduler reads it: what it takes of its node (the
+/// containers' and init containers' requests and host ports), its
+/// spreading groups (owner references and labels) and whether it finished
+/// (the phase). The pods still to place keep [`pod`]: their selectors,
+/// affinity and tolerations decide where they go, while a bound pod's
+/// only matter to its own node's kubelet.
+///
+/// Kept: the metadata but `managedFields`, annotations and `generateName`;
+/// of the spec, `nodeName` and the containers as [`pod`] keeps them; of
+/// the status, the phase. Everything else is dropped.
+pub fn scheduled_pod(pod: &mut Pod) {
+    metadata(&mut pod.metadata);
+    pod.metadata.generate_name = None;
+    if let Some(spec) = pod.spec.as_mut() {
+        let mut containers = std::mem::take(&mut spec.containers);
+        containers.iter_mut().for_each(container);
+        let mut init_containers = spec.init_containers.take();
+        init_containers.iter_mut().flatten().for_each(container);
+        *spec = PodSpec {
+            node_name: spec.node_name.take(),
+            containers,
+            init_containers,
+            ..PodSpec::default()
+        };
+    }
+    if let Some(status) = pod.status.as_mut() {
+        *status = PodStatus {
+            phase: status.phase.take(),
+            ..PodStatus::default()
+        };
+    }
+}
+
 /// A node without `managedFields`, annotations and its list of images
 /// (Kubernetes' largest node field, read by none of the loops).
 pub fn node(node: &mut Node) {
@@ -144,9 +179,10 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn a_lean_pod_keeps_what_scheduling_and_controllers_read() {
-        let mut p: Pod = serde_json::from_value(json!({
+    /// A pod with something in every group of fields the transforms keep
+    /// or drop.
+    fn whole_pod() -> Pod {
+        serde_json::from_value(json!({
             "metadata": {"name": "p", "namespace": "ns", "uid": "u", "resourceVersion": "7",
                 "labels": {"app": "web"},
                 "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{...}"},
@@ -169,7 +205,12 @@ mod tests {
                 "containerStatuses": [{"name": "c", "image": "big", "imageID": "",
                     "ready": true, "restartCount": 0}]},
         }))
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn a_lean_pod_keeps_what_scheduling_and_controllers_read() {
+        let mut p = whole_pod();
         pod(&mut p);
         assert_eq!(
             serde_json::to_value(&p).unwrap(),
@@ -189,6 +230,28 @@ mod tests {
                         "resources": {"requests": {"memory": "1Mi"}}}]},
                 "status": {"phase": "Running", "podIP": "10.0.0.1",
                     "conditions": [{"type": "Ready", "status": "True"}]},
+            })
+        );
+    }
+
+    #[test]
+    fn a_scheduled_pod_keeps_only_what_the_scheduler_reads_of_a_bound_pod() {
+        let mut p = whole_pod();
+        scheduled_pod(&mut p);
+        assert_eq!(
+            serde_json::to_value(&p).unwrap(),
+            json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "p", "namespace": "ns", "uid": "u", "resourceVersion": "7",
+                    "labels": {"app": "web"},
+                    "ownerReferences": [{"apiVersion": "v1", "kind": "ReplicationController",
+                        "name": "web", "uid": "rc", "controller": true}]},
+                "spec": {"nodeName": "n1",
+                    "containers": [{"name": "c", "resources": {"requests": {"cpu": "100m"}},
+                        "ports": [{"name": "http", "containerPort": 80, "hostPort": 8080}]}],
+                    "initContainers": [{"name": "i",
+                        "resources": {"requests": {"memory": "1Mi"}}}]},
+                "status": {"phase": "Running"},
             })
         );
     }

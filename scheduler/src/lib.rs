@@ -128,7 +128,7 @@ pub async fn run(
             Api::<Pod>::all(client.clone()),
             watcher::Config::default().fields("spec.nodeName!="),
             stop.clone(),
-            client_util::lean::pod,
+            client_util::lean::scheduled_pod,
         ),
         services: reflect(
             Api::<Service>::all(client.clone()),
