@@ -277,6 +277,14 @@ async fn wait_ready(c: &Caches) -> Result<(), Error> {
     Ok(())
 }
 
+/// A pod's namespace and name, borrowed.
+fn ns_and_name(pod: &Pod) -> (&str, &str) {
+    (
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+        pod.metadata.name.as_deref().unwrap_or_default(),
+    )
+}
+
 fn key(pod: &Pod) -> String {
     format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any())
 }
@@ -335,13 +343,22 @@ impl Scheduler {
         let now = Instant::now();
         let services = c.services.store.state();
         let bound = c.bound.store.state();
-        let bound_uids: HashMap<String, String> = bound
+        // Borrowed from the snapshot: a round allocates nothing per bound
+        // pod for this.
+        let bound_uids: HashMap<(&str, &str), &str> = bound
             .iter()
-            .map(|p| (key(p), p.uid().unwrap_or_default()))
+            .map(|p| {
+                (
+                    ns_and_name(p),
+                    p.metadata.uid.as_deref().unwrap_or_default(),
+                )
+            })
             .collect();
         let ttl = self.config.assume_ttl;
-        self.assumed
-            .retain(|k, a| bound_uids.get(k) != Some(&a.uid) && now.duration_since(a.since) < ttl);
+        self.assumed.retain(|k, a| {
+            let ns_name = k.split_once('/').unwrap_or(("", k));
+            bound_uids.get(&ns_name) != Some(&a.uid.as_str()) && now.duration_since(a.since) < ttl
+        });
 
         let mut nodes: Vec<NodeInfo> = c
             .nodes
@@ -389,16 +406,16 @@ impl Scheduler {
                     && !self.assumed.contains_key(&key(p))
                     // The two pod watches are not in step: a pod the bound
                     // cache already shows may still be in the pending one.
-                    && bound_uids.get(&key(p)) != p.uid().as_ref()
+                    && bound_uids.get(&ns_and_name(p)).copied() != p.metadata.uid.as_deref()
             })
             .collect();
         if pending.is_empty() {
             return;
         }
-        pending.sort_by(|a, b| {
-            let t = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
-            t(a).cmp(&t(b)).then_with(|| key(a).cmp(&key(b)))
-        });
+        // Creation times are to the second, so most comparisons would tie
+        // and format both keys: each key is made once instead.
+        pending
+            .sort_by_cached_key(|p| (p.metadata.creation_timestamp.as_ref().map(|t| t.0), key(p)));
 
         // Placing is lazy: the stream places the next pod when a binding
         // slot frees up, so the first bindings go out at once instead of
