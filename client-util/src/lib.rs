@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod cache_index;
 pub mod events;
 pub mod health;
 pub mod leader_election;
@@ -26,6 +27,8 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
+
+pub use cache_index::CacheIndex;
 
 /// A component's command line parsed as `F` (clap's own message and exit
 /// on a bad one), and whether every flag of `ids` was left at its default:
@@ -406,6 +409,47 @@ pub async fn reflect_into_with<K>(
 ) where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
+    reflect_loop(writer, api, config, changes, transform, |_| {}).await;
+}
+
+/// [`reflect_with`], and a [`CacheIndex`] of the cache under `key` that
+/// the same loop keeps in step: for a controller that looks objects up by
+/// owner (or any other key) on every batch of changes.
+pub fn reflect_indexed<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    stop: StopFlag,
+    transform: impl FnMut(&mut K) + Send + 'static,
+    key: cache_index::IndexKey<K>,
+) -> (Reflected<K>, CacheIndex<K>)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let (store, writer) = reflector::store();
+    let (tx, changes) = watch::channel(0u64);
+    let index = CacheIndex::new(store.clone(), key);
+    let indexed = index.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = stop.stopped() => {}
+            () = reflect_loop(writer, api, config, tx, transform, move |event| indexed.apply(event)) => {}
+        }
+    });
+    (Reflected { store, changes }, index)
+}
+
+/// Applies each watch event to `writer`, then hands it to `applied`, then
+/// ticks `changes`: whoever wakes on the tick sees both.
+async fn reflect_loop<K>(
+    writer: reflector::store::Writer<K>,
+    api: Api<K>,
+    config: watcher::Config,
+    changes: watch::Sender<u64>,
+    transform: impl FnMut(&mut K) + Send + 'static,
+    mut applied: impl FnMut(&watcher::Event<K>) + Send + 'static,
+) where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
     let kind = K::kind(&()).to_string();
     let stream = reflector::reflector(
         writer,
@@ -414,7 +458,10 @@ pub async fn reflect_into_with<K>(
     let mut stream = std::pin::pin!(stream);
     while let Some(next) = stream.next().await {
         match next {
-            Ok(_) => changes.send_modify(|n| *n = n.wrapping_add(1)),
+            Ok(event) => {
+                applied(&event);
+                changes.send_modify(|n| *n = n.wrapping_add(1));
+            }
             Err(error) => tracing::warn!(%kind, %error, "watch failed; retrying"),
         }
     }

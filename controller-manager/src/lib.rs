@@ -26,7 +26,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use client_util::{reflect, reflect_with, StopFlag};
+use client_util::{reflect, reflect_indexed, reflect_with, StopFlag};
 use k8s_openapi::api::core::v1::{Endpoints, Node, Pod};
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
@@ -121,11 +121,12 @@ pub async fn run(
     // Pods and nodes kept lean (`client_util::lean`: what the loops read;
     // none writes a cached pod or node back whole). Endpoints stay whole:
     // the endpoints controller replaces them.
-    let pods = reflect_with(
+    let (pods, pods_by_controller) = reflect_indexed(
         Api::<Pod>::all(client.clone()),
         watcher::Config::default(),
         stop.clone(),
         client_util::lean::controller_pod,
+        ownership::controller_key,
     );
     let nodes = reflect_with(
         Api::<Node>::all(client.clone()),
@@ -158,7 +159,13 @@ pub async fn run(
             }
         }
     };
-    let replication = replication::run(client.clone(), config.clone(), pods.clone(), stop.clone());
+    let replication = replication::run(
+        client.clone(),
+        config.clone(),
+        pods.clone(),
+        pods_by_controller,
+        stop.clone(),
+    );
     let endpoints = endpoints::run(
         client.clone(),
         config.clone(),

@@ -17,7 +17,7 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use client_util::{Reflected, StopFlag};
+use client_util::{CacheIndex, Reflected, StopFlag};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::serde::de::DeserializeOwned;
@@ -70,6 +70,26 @@ pub(crate) fn controller_ref(pod: &Pod) -> Option<&OwnerReference> {
     pod.owner_references()
         .iter()
         .find(|o| o.controller == Some(true))
+}
+
+/// A pod's key in the controller manager's pod index: its controller's
+/// uid, or its namespace among the pods no controller owns.
+pub(crate) fn controller_key(pod: &Pod) -> Option<String> {
+    Some(match controller_ref(pod) {
+        Some(owner) => format!("controller/{}", owner.uid),
+        None => format!("orphans/{}", pod.namespace().unwrap_or_default()),
+    })
+}
+
+/// The pods in `ns` that the owner whose uid is `owner_uid` may claim: the
+/// ones it controls and the ones no controller owns. Kubernetes' `ClaimPods`
+/// looks at no others (a pod another controller owns is never adopted), so
+/// an owner's sync costs its own pods, not every pod of its namespace.
+pub(crate) fn claimable(index: &CacheIndex<Pod>, ns: &str, owner_uid: &str) -> Vec<Arc<Pod>> {
+    let mut pods = index.get(&format!("controller/{owner_uid}"));
+    pods.retain(|p| p.namespace().as_deref() == Some(ns));
+    pods.extend(index.get(&format!("orphans/{ns}")));
+    pods
 }
 
 /// The reference naming `owner` as its pods' controller.
@@ -519,6 +539,30 @@ mod tests {
             }
         }
         Arc::new(serde_json::from_value(value).unwrap())
+    }
+
+    #[test]
+    fn an_owner_may_claim_its_own_pods_and_its_namespace_s_orphans_only() {
+        let elsewhere = |name: &str, owner: &str| {
+            pod(name, owner, json!({"metadata": {"namespace": "elsewhere"}}))
+        };
+        let pods = [
+            pod("mine", OWNER_UID, json!({})),
+            pod("orphan", "", json!({})),
+            pod("theirs", "other", json!({})),
+            elsewhere("orphan-elsewhere", ""),
+            elsewhere("mine-elsewhere", OWNER_UID),
+        ];
+        let index = CacheIndex::new(
+            crate::testing::store(pods.iter().map(|p| (**p).clone())),
+            controller_key,
+        );
+        let mut names: Vec<String> = claimable(&index, "default", OWNER_UID)
+            .iter()
+            .map(|p| p.name_any())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["mine", "orphan"]);
     }
 
     #[test]

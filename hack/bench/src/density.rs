@@ -27,6 +27,7 @@ use crate::cluster::{
     bin_dir, create, free_port, rss_kib, spawn_apiserver, start_hollow_nodes, stop_all,
     wait_nodes_ready, wait_ready, work_dir, Component, PROCESSES,
 };
+use crate::cpu_seconds;
 use crate::plot::Panel;
 
 /// Largest `--nodes`.
@@ -80,8 +81,9 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(500);
 /// Time between two progress lines.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
-/// One row of the CSV: the pods counted so far and each process's RSS
-/// (KiB; 0 while it is not running), `elapsed_s` after the first RC.
+/// One row of the CSV: the pods counted so far, each process's RSS (KiB;
+/// 0 while it is not running) and the CPU seconds it has used since it
+/// started, `elapsed_s` after the first RC.
 #[derive(Clone, Debug)]
 struct Sample {
     elapsed_s: f64,
@@ -89,6 +91,7 @@ struct Sample {
     bound: usize,
     running: usize,
     rss_kib: Vec<u64>,
+    cpu_s: Vec<f64>,
 }
 
 /// What was seen of one pod, as offsets from the first RC creation.
@@ -496,21 +499,26 @@ fn sample(
     etcd_pid: u32,
     components: &[Component],
 ) -> Sample {
-    let rss_kib = PROCESSES
+    let pids: Vec<Option<String>> = PROCESSES
         .iter()
-        .map(|name| {
-            let pid = match *name {
-                "etcd" => Some(etcd_pid.to_string()),
-                "bench" => Some("self".to_string()),
-                _ => components
-                    .iter()
-                    .find(|c| c.name == *name)
-                    .and_then(|c| c.pid().ok())
-                    .map(|pid| pid.to_string()),
-            };
-            // A process not started yet (or gone) reads as 0.
-            pid.and_then(|pid| rss_kib(&pid).ok()).unwrap_or(0)
+        .map(|name| match *name {
+            "etcd" => Some(etcd_pid.to_string()),
+            "bench" => Some("self".to_string()),
+            _ => components
+                .iter()
+                .find(|c| c.name == *name)
+                .and_then(|c| c.pid().ok())
+                .map(|pid| pid.to_string()),
         })
+        .collect();
+    // A process not started yet (or gone) reads as 0.
+    let rss_kib = pids
+        .iter()
+        .map(|pid| pid.as_ref().and_then(|pid| rss_kib(pid).ok()).unwrap_or(0))
+        .collect();
+    let cpu_s = pids
+        .iter()
+        .map(|pid| pid.as_ref().and_then(|pid| cpu_seconds(pid)).unwrap_or(0.0))
         .collect();
     Sample {
         elapsed_s: origin.elapsed().as_secs_f64(),
@@ -518,6 +526,7 @@ fn sample(
         bound,
         running,
         rss_kib,
+        cpu_s,
     }
 }
 
@@ -538,6 +547,9 @@ fn write_outputs(args: &DensityArgs, samples: &[Sample]) -> Result<()> {
     for p in PROCESSES {
         csv.push_str(&format!(",{p}_rss_kib"));
     }
+    for p in PROCESSES {
+        csv.push_str(&format!(",{p}_cpu_s"));
+    }
     csv.push('\n');
     for s in samples {
         csv.push_str(&format!(
@@ -546,6 +558,9 @@ fn write_outputs(args: &DensityArgs, samples: &[Sample]) -> Result<()> {
         ));
         for kib in &s.rss_kib {
             csv.push_str(&format!(",{kib}"));
+        }
+        for cpu in &s.cpu_s {
+            csv.push_str(&format!(",{cpu:.2}"));
         }
         csv.push('\n');
     }
@@ -666,6 +681,29 @@ fn report(
             sampled as f64 / 1024.0,
             *hwm as f64 / 1024.0
         );
+    }
+    // Where the two cores went: on this machine every process competes for
+    // them, so a process's CPU per pod is what the next speed-up must cut.
+    if let (Some(first), Some(last)) = (samples.first(), samples.last()) {
+        let used: Vec<f64> = first
+            .cpu_s
+            .iter()
+            .zip(&last.cpu_s)
+            .map(|(a, b)| b - a)
+            .collect();
+        let wall = last.elapsed_s - first.elapsed_s;
+        println!(
+            "  CPU over the run ({:.1} s wall, {:.1} CPU-s of 2 cores' {:.1}):",
+            wall,
+            used.iter().sum::<f64>(),
+            2.0 * wall
+        );
+        for (name, cpu) in PROCESSES.iter().zip(&used) {
+            println!(
+                "    {name:<19} {cpu:>7.1} CPU-s  {:>6.2} ms per pod",
+                cpu * 1000.0 / args.pods as f64
+            );
+        }
     }
 }
 
