@@ -128,7 +128,14 @@ impl NodeInfo {
             .extend(demand.host_ports.iter().cloned());
         self.pods += 1;
         for g in groups {
-            *self.groups.entry(g.clone()).or_default() += 1;
+            // A round adds every bound pod: the key is copied only for a
+            // node's first pod of the group.
+            match self.groups.get_mut(g) {
+                Some(n) => *n += 1,
+                None => {
+                    self.groups.insert(g.clone(), 1);
+                }
+            }
         }
     }
 }

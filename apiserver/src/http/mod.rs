@@ -534,6 +534,20 @@ async fn bind(
     })
 }
 
+/// One line of a JSON watch: `{"type":KIND,"object":OBJECT}` and a newline,
+/// around an object already encoded (once for all its watchers).
+fn json_watch_line(kind: &str, object: &[u8]) -> bytes::Bytes {
+    // `kind` is one of the fixed words ADDED, MODIFIED, DELETED: nothing
+    // in it needs escaping.
+    let mut line = Vec::with_capacity(object.len() + kind.len() + 24);
+    line.extend_from_slice(b"{\"type\":\"");
+    line.extend_from_slice(kind.as_bytes());
+    line.extend_from_slice(b"\",\"object\":");
+    line.extend_from_slice(object);
+    line.extend_from_slice(b"}\n");
+    bytes::Bytes::from(line)
+}
+
 async fn watch(
     state: &Arc<ApiState>,
     target: &Target,
@@ -570,20 +584,27 @@ async fn watch(
             _ = shutdown.wait_for(|stopping| *stopping) => {},
         }
     };
+    let plain_json = version == Version::V1 && !as_table && !as_protobuf;
     let lines = stream.take_until(ended).map(move |event| {
         let _watching = &guard;
+        if plain_json && event.kind != "ERROR" {
+            let object = event.encoded.unwrap_or_else(|| {
+                bytes::Bytes::from(serde_json::to_vec(&*event.object).unwrap_or_default())
+            });
+            return Ok(json_watch_line(event.kind, &object));
+        }
         let object = if event.kind == "ERROR" {
             match version {
                 Version::V1 => {
-                    let mut status = event.object.clone();
+                    let mut status = Value::clone(&event.object);
                     status["kind"] = "Status".into();
                     status["apiVersion"] = "v1".into();
                     status
                 }
                 Version::V1beta1 => {
-                    serde_json::from_value::<api_types::v1::Status>(event.object.clone())
+                    serde_json::from_value::<api_types::v1::Status>(Value::clone(&event.object))
                         .map(|s| codec::status_to_v1beta1(&s, Some(resource)))
-                        .unwrap_or(event.object.clone())
+                        .unwrap_or_else(|_| Value::clone(&event.object))
                 }
             }
         } else if as_table {
@@ -593,10 +614,10 @@ async fn watch(
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string();
-            table::table_for(resource, std::slice::from_ref(&event.object), &rv, &params)
+            table::table_for(resource, std::slice::from_ref(&*event.object), &rv, &params)
         } else {
             match version {
-                Version::V1 => event.object.clone(),
+                Version::V1 => Arc::unwrap_or_clone(event.object),
                 Version::V1beta1 => codec::object_to_v1beta1(resource, &event.object)
                     .unwrap_or_else(|e| serde_json::to_value(&*e.0).unwrap_or_default()),
             }
@@ -630,4 +651,19 @@ async fn watch(
         .headers_mut()
         .insert("content-type", HeaderValue::from_static(content_type));
     Ok(response.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    #[test]
+    fn a_watch_line_around_an_encoded_object_is_the_event_as_json() {
+        let object = json!({"kind": "Pod", "metadata": {"name": "a \"quoted\" name"}});
+        let encoded = serde_json::to_vec(&object).unwrap();
+        let line = super::json_watch_line("MODIFIED", &encoded);
+        assert!(line.ends_with(b"}\n"));
+        let parsed: Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(parsed, json!({"type": "MODIFIED", "object": object}));
+    }
 }

@@ -47,8 +47,26 @@ pub struct ListResult {
 pub struct WatchEvent {
     /// `ADDED`, `MODIFIED`, `DELETED` or `ERROR`.
     pub kind: &'static str,
-    /// The object (v1 JSON), or for `ERROR` the v1 Status.
-    pub object: Value,
+    /// The object (v1 JSON), or for `ERROR` the v1 Status: shared by every
+    /// watcher the change goes to, not copied for each.
+    pub object: Arc<Value>,
+    /// `object` encoded as JSON, when the watch cache has it: encoded once
+    /// per change for all its v1 JSON watchers, as Kubernetes' cacher
+    /// serializes each event once (with a thousand kubelets, the scheduler
+    /// and the controller manager watching pods, each pod change used to be
+    /// copied and encoded once per watcher).
+    pub encoded: Option<bytes::Bytes>,
+}
+
+impl WatchEvent {
+    /// An event whose object no one has encoded yet.
+    pub fn new(kind: &'static str, object: Value) -> Self {
+        Self {
+            kind,
+            object: Arc::new(object),
+            encoded: None,
+        }
+    }
 }
 
 /// An object a create answers with, as v1 JSON bytes: encoded once from
@@ -151,8 +169,8 @@ pub trait Rest: Send + Sync {
 
 /// The ERROR event a watch ends with when storage fails under it.
 pub fn watch_error(error: ApiError) -> WatchEvent {
-    WatchEvent {
-        kind: "ERROR",
-        object: serde_json::to_value(&*error.0).unwrap_or(Value::Null),
-    }
+    WatchEvent::new(
+        "ERROR",
+        serde_json::to_value(&*error.0).unwrap_or(Value::Null),
+    )
 }

@@ -68,11 +68,14 @@ pub struct CachedEvent {
     /// The value before the change, if the key existed.
     previous_bytes: Option<Vec<u8>>,
     parsed: OnceLock<Parsed>,
+    /// `current` as JSON, encoded for the first v1 JSON watcher and shared
+    /// by the others.
+    encoded: OnceLock<Option<bytes::Bytes>>,
 }
 
 #[derive(Debug)]
 struct Parsed {
-    current: Option<Value>,
+    current: Option<Arc<Value>>,
     previous: Option<Value>,
 }
 /// A field whose value picks the subscribers a change is handed to.
@@ -410,6 +413,7 @@ impl CachedEvent {
                 stored: Some(Arc::new(current)),
                 previous_bytes: previous,
                 parsed: OnceLock::new(),
+                encoded: OnceLock::new(),
             },
             StorageEvent::Delete {
                 key,
@@ -421,6 +425,7 @@ impl CachedEvent {
                 stored: None,
                 previous_bytes: previous,
                 parsed: OnceLock::new(),
+                encoded: OnceLock::new(),
             },
         }
     }
@@ -433,7 +438,22 @@ impl CachedEvent {
     /// The object after the change, with its resourceVersion; `None` when
     /// the change deleted it or the stored value is not JSON.
     pub fn current(&self) -> Option<&Value> {
+        self.parsed().current.as_deref()
+    }
+
+    /// [`Self::current`], to share rather than copy.
+    pub fn current_shared(&self) -> Option<&Arc<Value>> {
         self.parsed().current.as_ref()
+    }
+
+    /// [`Self::current`] encoded as JSON, once for every watcher.
+    pub fn current_json(&self) -> Option<bytes::Bytes> {
+        self.encoded
+            .get_or_init(|| {
+                let object = self.current()?;
+                serde_json::to_vec(object).ok().map(bytes::Bytes::from)
+            })
+            .clone()
     }
 
     /// The object before the change, if it existed (and is JSON).
@@ -452,7 +472,7 @@ impl CachedEvent {
                         Value::String(stored.mod_revision.to_string()),
                     );
                 }
-                Some(object)
+                Some(Arc::new(object))
             });
             Parsed {
                 current,
@@ -665,6 +685,28 @@ mod tests {
             .next()
             .now_or_never()
             .is_none());
+    }
+
+    #[test]
+    fn a_change_is_encoded_once_for_all_its_watchers_with_its_resource_version() {
+        let event = CachedEvent::new(StorageEvent::Put {
+            current: Stored {
+                key: "/registry/pods/default/p".to_string(),
+                value: br#"{"metadata":{"name":"p"}}"#.to_vec(),
+                mod_revision: 7,
+                create_revision: 7,
+            },
+            previous: None,
+        });
+        let first = event.current_json().expect("a JSON object");
+        let second = event.current_json().expect("a JSON object");
+        assert_eq!(first.as_ptr(), second.as_ptr(), "encoded twice");
+        let object: Value = serde_json::from_slice(&first).expect("JSON");
+        assert_eq!(
+            object.pointer("/metadata/resourceVersion"),
+            Some(&Value::from("7"))
+        );
+        assert_eq!(Some(&object), event.current());
     }
 
     #[test]

@@ -328,10 +328,7 @@ impl<S: Strategy> Rest for Store<S> {
                 let events = list
                     .items
                     .into_iter()
-                    .map(|object| WatchEvent {
-                        kind: "ADDED",
-                        object,
-                    })
+                    .map(|object| WatchEvent::new("ADDED", object))
                     .collect();
                 (events, revision)
             }
@@ -391,7 +388,7 @@ impl StoreView {
             // A stored value that is not JSON: nothing to show.
             return None;
         }
-        match event.current() {
+        match event.current_shared() {
             Some(object) => {
                 let kind = match (was_matching, matches(self.resource, &self.query, object)) {
                     (false, true) => "ADDED",
@@ -402,6 +399,7 @@ impl StoreView {
                 Some(WatchEvent {
                     kind,
                     object: object.clone(),
+                    encoded: event.current_json(),
                 })
             }
             None => {
@@ -410,10 +408,7 @@ impl StoreView {
                 }
                 let mut object = event.previous()?.clone();
                 set_resource_version(&mut object, event.revision);
-                Some(WatchEvent {
-                    kind: "DELETED",
-                    object,
-                })
+                Some(WatchEvent::new("DELETED", object))
             }
         }
     }
