@@ -30,7 +30,7 @@ use client_util::{reflect, reflect_indexed, reflect_with, StopFlag};
 use k8s_openapi::api::core::v1::{Endpoints, Node, Pod};
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client};
 
 /// Errors of the reconcilers. API errors are retryable (the object is
 /// requeued with a delay); the rest stop the controller manager.
@@ -207,7 +207,7 @@ pub(crate) const CHANGES_BATCH: std::time::Duration = std::time::Duration::from_
 pub(crate) fn pods_in(pods: &Store<Pod>, ns: &str) -> Vec<Arc<Pod>> {
     pods.state()
         .into_iter()
-        .filter(|p| p.namespace().as_deref() == Some(ns))
+        .filter(|p| p.metadata.namespace.as_deref() == Some(ns))
         .collect()
 }
 

@@ -87,7 +87,7 @@ pub(crate) fn controller_key(pod: &Pod) -> Option<String> {
 /// an owner's sync costs its own pods, not every pod of its namespace.
 pub(crate) fn claimable(index: &CacheIndex<Pod>, ns: &str, owner_uid: &str) -> Vec<Arc<Pod>> {
     let mut pods = index.get(&format!("controller/{owner_uid}"));
-    pods.retain(|p| p.namespace().as_deref() == Some(ns));
+    pods.retain(|p| p.metadata.namespace.as_deref() == Some(ns));
     pods.extend(index.get(&format!("orphans/{ns}")));
     pods
 }
