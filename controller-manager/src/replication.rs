@@ -300,9 +300,11 @@ async fn create_pods(
     let base = rc.name_any();
     let pods: Vec<Pod> = (0..n)
         .map(|_| {
-            let suffix = uuid::Uuid::new_v4().simple().to_string();
             let mut metadata = template.metadata.clone().unwrap_or_default();
-            metadata.name = Some(format!("{base}-{}", &suffix[..5]));
+            metadata.name = Some(api_types::validation::generated_name(
+                &format!("{base}-"),
+                *uuid::Uuid::new_v4().as_bytes(),
+            ));
             metadata.generate_name = None;
             metadata.namespace = rc.namespace();
             metadata.owner_references = Some(vec![owner_reference(rc)]);

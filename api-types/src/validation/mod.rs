@@ -78,7 +78,7 @@ pub use meta::{
     validate_object_meta_with, NameValidator, TOTAL_ANNOTATION_SIZE_LIMIT_BYTES,
 };
 pub use names::{
-    inclusive_range_error, is_config_map_key, is_dns1035_label, is_dns1123_label,
+    generated_name, inclusive_range_error, is_config_map_key, is_dns1035_label, is_dns1123_label,
     is_dns1123_subdomain, is_env_var_name, is_http_header_name, is_legacy_label_value,
     is_non_special_ip, is_qualified_name, is_valid_ip, is_valid_label_value, is_valid_port_name,
     is_valid_port_num, name_is_dns1035_label, name_is_dns_label, name_is_dns_subdomain,

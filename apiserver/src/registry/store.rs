@@ -1041,15 +1041,7 @@ fn patch_error(error: api_types::patch::PatchError) -> ApiError {
 /// `prefix` + five random lower-case alphanumerics, as Kubernetes'
 /// `generateName` does.
 fn generate_name(prefix: &str) -> String {
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let random = uuid::Uuid::new_v4();
-    let suffix: String = random
-        .as_bytes()
-        .iter()
-        .take(5)
-        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
-        .collect();
-    format!("{prefix}{suffix}")
+    api_types::validation::generated_name(prefix, *uuid::Uuid::new_v4().as_bytes())
 }
 
 #[cfg(test)]
