@@ -208,6 +208,14 @@ mod tests {
         .unwrap()
     }
 
+    /// The metadata of [`whole_pod`] that every pod transform keeps.
+    fn kept_metadata() -> serde_json::Value {
+        json!({"name": "p", "namespace": "ns", "uid": "u", "resourceVersion": "7",
+            "labels": {"app": "web"},
+            "ownerReferences": [{"apiVersion": "v1", "kind": "ReplicationController",
+                "name": "web", "uid": "rc", "controller": true}]})
+    }
+
     #[test]
     fn a_lean_pod_keeps_what_scheduling_and_controllers_read() {
         let mut p = whole_pod();
@@ -216,10 +224,7 @@ mod tests {
             serde_json::to_value(&p).unwrap(),
             json!({
                 "apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": "p", "namespace": "ns", "uid": "u", "resourceVersion": "7",
-                    "labels": {"app": "web"},
-                    "ownerReferences": [{"apiVersion": "v1", "kind": "ReplicationController",
-                        "name": "web", "uid": "rc", "controller": true}]},
+                "metadata": kept_metadata(),
                 "spec": {"nodeName": "n1", "schedulerName": "default-scheduler",
                     "nodeSelector": {"disk": "ssd"}, "tolerations": [{"operator": "Exists"}],
                     "hostname": "h", "subdomain": "s",
@@ -242,10 +247,7 @@ mod tests {
             serde_json::to_value(&p).unwrap(),
             json!({
                 "apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": "p", "namespace": "ns", "uid": "u", "resourceVersion": "7",
-                    "labels": {"app": "web"},
-                    "ownerReferences": [{"apiVersion": "v1", "kind": "ReplicationController",
-                        "name": "web", "uid": "rc", "controller": true}]},
+                "metadata": kept_metadata(),
                 "spec": {"nodeName": "n1",
                     "containers": [{"name": "c", "resources": {"requests": {"cpu": "100m"}},
                         "ports": [{"name": "http", "containerPort": 80, "hostPort": 8080}]}],

@@ -371,11 +371,27 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let (store, writer) = reflector::store();
+    spawn_reflector(store, writer, api, config, stop, transform, |_| {})
+}
+
+/// Runs [`reflect_loop`] into `writer` in a task until `stop`.
+fn spawn_reflector<K>(
+    store: Store<K>,
+    writer: reflector::store::Writer<K>,
+    api: Api<K>,
+    config: watcher::Config,
+    stop: StopFlag,
+    transform: impl FnMut(&mut K) + Send + 'static,
+    applied: impl FnMut(&watcher::Event<K>) + Send + 'static,
+) -> Reflected<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
     let (tx, changes) = watch::channel(0u64);
     tokio::spawn(async move {
         tokio::select! {
             () = stop.stopped() => {}
-            () = reflect_into_with(writer, api, config, tx, transform) => {}
+            () = reflect_loop(writer, api, config, tx, transform, applied) => {}
         }
     });
     Reflected { store, changes }
@@ -426,16 +442,12 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let (store, writer) = reflector::store();
-    let (tx, changes) = watch::channel(0u64);
     let index = CacheIndex::new(store.clone(), key);
     let indexed = index.clone();
-    tokio::spawn(async move {
-        tokio::select! {
-            () = stop.stopped() => {}
-            () = reflect_loop(writer, api, config, tx, transform, move |event| indexed.apply(event)) => {}
-        }
+    let reflected = spawn_reflector(store, writer, api, config, stop, transform, move |event| {
+        indexed.apply(event);
     });
-    (Reflected { store, changes }, index)
+    (reflected, index)
 }
 
 /// Applies each watch event to `writer`, then hands it to `applied`, then

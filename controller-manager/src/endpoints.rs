@@ -289,12 +289,7 @@ pub enum Write {
 /// endpoints object the cache holds for it. Services without a selector and
 /// services being deleted get [`Write::Nothing`].
 pub fn plan(service: &Service, pods: &[Arc<Pod>], current: Option<&Endpoints>) -> Write {
-    let has_selector = service
-        .spec
-        .as_ref()
-        .and_then(|s| s.selector.as_ref())
-        .is_some_and(|s| !s.is_empty());
-    if !has_selector || service.metadata.deletion_timestamp.is_some() {
+    if !selects_pods(service) || service.metadata.deletion_timestamp.is_some() {
         return Write::Nothing;
     }
     let subsets = desired_subsets(service, pods);
@@ -320,6 +315,16 @@ pub fn plan(service: &Service, pods: &[Arc<Pod>], current: Option<&Endpoints>) -
     }
 }
 
+/// Whether the service has a selector: the endpoints of one without are
+/// someone else's to write.
+fn selects_pods(service: &Service) -> bool {
+    service
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.as_ref())
+        .is_some_and(|s| !s.is_empty())
+}
+
 /// Writes the service's endpoints when they differ from the desired set
 /// ([`plan`]).
 ///
@@ -337,12 +342,7 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
         // someone else (`plan` leaves them alone): reading every pod of the
         // namespace for it, on every batch of pod changes, was a tenth of
         // the controller manager at 30,000 pods (the `kubernetes` service).
-        let selects = service
-            .spec
-            .as_ref()
-            .and_then(|s| s.selector.as_ref())
-            .is_some_and(|s| !s.is_empty());
-        let pods = if selects {
+        let pods = if selects_pods(&service) {
             crate::pods_in(&ctx.pods, &ns)
         } else {
             Vec::new()
