@@ -68,6 +68,8 @@ set -euo pipefail
 
 # shellcheck source=hack/lib/util.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/util.sh"
+# shellcheck source=hack/lib/cluster.sh
+source "$MK8S_ROOT/hack/lib/cluster.sh"
 util::cargo_path
 cd "$MK8S_ROOT"
 
@@ -937,14 +939,19 @@ e2e::teardown() {
 trap e2e::teardown EXIT INT TERM
 
 # `up` would take down a cluster that is already there: on a shared
-# machine that may be someone else's, so refuse unless told otherwise.
-if [[ -e "$CLUSTER_STATE" ]] || ip netns list 2>/dev/null | grep -q '^mk8s-minion-'; then
+# machine a running one may be someone else's, so refuse unless told
+# otherwise. What a cluster left when it was killed (SIGKILL, a power cut:
+# its state dir and namespaces, none of its processes alive) is nobody's
+# cluster; `up` removes it from its undo log, so go on.
+if cluster::any_alive; then
   if [[ "${E2E_REPLACE_CLUSTER:-0}" != 1 ]]; then
     trap - EXIT INT TERM
     rm -rf "$work"
-    util::die "a local cluster is already up ($CLUSTER_STATE or mk8s-minion-* namespaces): take it down with '$LOCAL_CLUSTER down' (or E2E_REPLACE_CLUSTER=1 to let e2e replace it)"
+    util::die "a local cluster is already up ($CLUSTER_STATE): take it down with '$LOCAL_CLUSTER down' (or E2E_REPLACE_CLUSTER=1 to let e2e replace it)"
   fi
   util::warn "E2E_REPLACE_CLUSTER=1: replacing the cluster that is already up"
+elif [[ -e "$CLUSTER_STATE" ]] || ip netns list 2>/dev/null | grep -q '^mk8s-minion-'; then
+  util::warn "a local cluster was left behind with none of its processes running ($CLUSTER_STATE, mk8s-minion-* namespaces): 'up' removes it first"
 fi
 
 run_start="$(date +%s)"
