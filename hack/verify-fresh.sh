@@ -5,6 +5,9 @@
 #   bash hack/verify-fresh.sh          hack/install-deps.sh, then
 #                                      cargo build --workspace --bins --locked
 #   bash hack/verify-fresh.sh --full   the whole `bash hack/test.sh` in there
+#   bash hack/verify-fresh.sh --up     the README's first command,
+#                                      `bash hack/local-up-cluster.sh` (a cold
+#                                      release build), then pods through it
 #
 # The root is `debootstrap --variant=minbase bookworm`, built once and cached
 # in $FRESH_CACHE (default /var/tmp/mk8s-fresh-base), copied for every run.
@@ -18,10 +21,11 @@
 # Debian mirror here) and the apt sources file (the mirror to use). Packages
 # come from apt, crates from crates.io, both downloaded for real.
 #
-# With --full, install-deps and `cargo fetch` run first with the host's
-# network (downloads), then hack/test.sh runs in a network namespace of its
-# own (own loopback, etcd, dockerd, bridges, iptables; the kernel is the
-# host's), so it neither sees nor disturbs clusters on the host.
+# With --full and --up, install-deps and `cargo fetch` run first with the
+# host's network (downloads; they are what local-up-cluster.sh runs first
+# too), then hack/test.sh or local-up-cluster.sh runs in a network namespace
+# of its own (own loopback, etcd, dockerd, bridges, iptables; the kernel is
+# the host's), so it neither sees nor disturbs clusters on the host.
 #
 # Everything mounted is unmounted, every process whose root is the fresh root
 # is killed (by PID), and the copy is removed at exit (FRESH_KEEP=1 keeps
@@ -41,12 +45,13 @@ source "$MK8S_ROOT/hack/lib/fresh.sh"
 mode=build
 case "${1:-}" in
   --full) mode=full ;;
+  --up) mode=up ;;
   "") ;;
-  *) util::die "usage: $0 [--full]" ;;
+  *) util::die "usage: $0 [--full | --up]" ;;
 esac
 MK8S_ROOT_ENV="FRESH_CACHE FRESH_TIMEOUT FRESH_KEEP FRESH_BUILD_NEXTEST CI" util::reexec_as_root "$0" "$@"
 
-if [[ "$mode" == full ]]; then
+if [[ "$mode" != build ]]; then
   FRESH_TIMEOUT="${FRESH_TIMEOUT:-5400}"
 else
   FRESH_TIMEOUT="${FRESH_TIMEOUT:-1800}"
@@ -112,6 +117,58 @@ fresh::run() {
     bash -c "set -euo pipefail; cd /root/project; $1"
 }
 
+# --up, inside the root: the README's first command as typed, in the
+# background; once it says the node is Ready, the walk-through's pods and
+# services through the cluster it made (its own images, hostDir volume,
+# service environment), then SIGTERM (a background job ignores SIGINT),
+# and it must say it left nothing behind.
+# shellcheck disable=SC2016 # expanded inside the root, not here
+FRESH_UP_CHECK='
+up_log=/root/local-up-cluster.log
+s=$(date +%s)
+bash hack/local-up-cluster.sh >"$up_log" 2>&1 &
+up=$!
+until grep -q "^mini-k8s is up" "$up_log"; do
+  if ! kill -0 "$up" 2>/dev/null; then
+    tail -n 40 "$up_log" >&2
+    echo "[fresh] local-up-cluster.sh exited before the node was Ready" >&2
+    exit 1
+  fi
+  sleep 5
+done
+echo "[fresh] local-up-cluster.sh: node Ready after $(($(date +%s) - s))s: $(grep "^mini-k8s is up" "$up_log")" >&2
+export KUBECONFIG=/tmp/mini-k8s-local/kubeconfig PATH="/root/project/target/release:$PATH"
+fail() {
+  echo "[fresh] $*" >&2
+  ctl get pods -o wide >&2 || true
+  kill -TERM "$up"
+  wait "$up" || true
+  exit 1
+}
+ctl get nodes
+ctl create -f examples/walkthrough/db-service.json -f examples/walkthrough/msg-service.json
+ctl create -f examples/walkthrough/consumer-pod.json -f examples/walkthrough/db-pod.json -f examples/walkthrough/msg-pod.json
+for _ in $(seq 1 60); do
+  running=$(ctl get pods -o json | jq "[.items[] | select(.status.phase == \"Running\")] | length")
+  [[ "$running" == 3 ]] && break
+  sleep 2
+done
+[[ "$running" == 3 ]] || fail "the walk-through pods did not all reach Running in 120s"
+ctl get pods -o wide
+# The consumer reaches db through its portal IP, which it has from the
+# service environment variables; db logs through its hostDir volume.
+for _ in $(seq 1 30); do
+  ctl logs consumer 2>/dev/null | grep -q "says: db " && break
+  sleep 2
+done
+ctl logs consumer | grep "says: db " | tail -n 1 || fail "the consumer got no answer from db through its service in 60s"
+[[ -s /tmp/mini-k8s-example-logs/db.log ]] || fail "the db pod wrote nothing to its hostDir volume"
+kill -TERM "$up"
+wait "$up" || true
+tail -n 3 "$up_log" >&2
+grep -q "nothing left behind" "$up_log" || { echo "[fresh] local-up-cluster.sh did not say it cleaned up" >&2; exit 1; }
+'
+
 # Each step says how long it took (the report and CI's note quote these).
 # shellcheck disable=SC2016 # expanded inside the root, not here
 timed() { printf 's=$(date +%%s); %s; echo "[fresh] %s: $(($(date +%%s) - s))s" >&2' "$1" "$2"; }
@@ -121,12 +178,14 @@ if [[ "$mode" == build ]]; then
     rc=$?
 else
   fresh::run "$(timed 'bash hack/install-deps.sh' install-deps); $(timed 'cargo fetch --locked' fetch)" || rc=$?
-  if ((rc == 0)); then
-    # Offline from here: the network namespace has only its loopback. The
-    # inner test.sh does not run this check again (no debootstrap in a
+  # Offline from here: the network namespace has only its loopback.
+  if ((rc == 0)) && [[ "$mode" == full ]]; then
+    # The inner test.sh does not run this check again (no debootstrap in a
     # chroot of a chroot).
     fresh::run --netns "ip link set lo up; export CARGO_NET_OFFLINE=true SKIP_FRESH=1;
       $(timed 'bash hack/test.sh' test.sh)" || rc=$?
+  elif ((rc == 0)); then
+    fresh::run --netns "ip link set lo up; export CARGO_NET_OFFLINE=true; $FRESH_UP_CHECK" || rc=$?
   fi
 fi
 if ((rc == 0)); then
