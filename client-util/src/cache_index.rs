@@ -90,6 +90,35 @@ impl<K: Resource<DynamicType = ()> + 'static> Refs<K> {
     }
 }
 
+/// One state of a [`CacheIndex`], read-locked while it lives
+/// ([`CacheIndex::view`]).
+pub struct IndexView<'a, K: Resource<DynamicType = ()> + 'static> {
+    refs: RwLockReadGuard<'a, Refs<K>>,
+}
+
+impl<K: Resource<DynamicType = ()> + 'static> IndexView<'_, K> {
+    /// The objects under `key`, in no particular order.
+    pub fn objects(&self, key: &str) -> impl Iterator<Item = &Arc<K>> + '_ {
+        self.refs
+            .by_key
+            .get(key)
+            .into_iter()
+            .flat_map(HashMap::values)
+    }
+
+    /// The keys that have objects under them.
+    pub fn keys(&self) -> impl Iterator<Item = &str> + '_ {
+        self.refs.by_key.keys().map(|key| &**key)
+    }
+
+    /// The indexed object `reference` names (one without a key is not
+    /// indexed).
+    pub fn object(&self, reference: &ObjectRef<K>) -> Option<&Arc<K>> {
+        let key = self.refs.key_of.get(reference)?;
+        self.refs.by_key.get(key)?.get(reference)
+    }
+}
+
 /// The store's key of `object`, without the extras it does not compare.
 fn reference<K: Resource<DynamicType = ()>>(object: &K) -> ObjectRef<K> {
     let r = ObjectRef::new(&object.name_any());
@@ -128,11 +157,24 @@ where
 
     /// The cached objects under `key` now, in no particular order.
     pub fn get(&self, key: &str) -> Vec<Arc<K>> {
-        self.read()
-            .by_key
-            .get(key)
-            .map(|objects| objects.values().cloned().collect())
-            .unwrap_or_default()
+        self.view().objects(key).cloned().collect()
+    }
+
+    /// The index as it is now, borrowed rather than copied out: a
+    /// controller that counts an owner's thousand objects on every pass
+    /// need not clone (and then drop) a thousand `Arc`s to do it, and what
+    /// it reads through one view is one state of the cache. The index is
+    /// read-locked while the view lives, so the reflector waits to apply
+    /// the next change: keep it short (it cannot be held across an
+    /// `.await` of a `Send` future) and clone what must outlive it.
+    pub fn view(&self) -> IndexView<'_, K> {
+        IndexView { refs: self.read() }
+    }
+
+    /// The cached object `reference` names, indexed or not (the store's
+    /// copy).
+    pub fn cached(&self, reference: &ObjectRef<K>) -> Option<Arc<K>> {
+        self.store.get(reference)
     }
 
     /// Brings the index up to date with `event`, which the store has
@@ -243,6 +285,38 @@ mod tests {
             first.upgrade().is_none(),
             "the replaced version is still held"
         );
+    }
+
+    #[test]
+    fn a_view_lends_the_objects_without_copies() {
+        let (store, mut writer) = reflector::store();
+        let index = CacheIndex::new(store, app);
+        step(&mut writer, &index, Event::Apply(pod("a", "web")));
+        step(&mut writer, &index, Event::Apply(pod("b", "db")));
+        step(&mut writer, &index, Event::Apply(pod("c", "")));
+        let held = Arc::strong_count(&index.get("web")[0]);
+        {
+            let view = index.view();
+            let (mut seen, counts): (Vec<String>, Vec<usize>) = ["web", "db", "missing"]
+                .iter()
+                .flat_map(|key| view.objects(key))
+                .map(|p| (p.name_any(), Arc::strong_count(p)))
+                .unzip();
+            seen.sort();
+            assert_eq!(seen, ["a", "b"]);
+            // The store's and the index's references only.
+            assert!(counts.iter().all(|&n| n == held - 1), "{counts:?}");
+            let a = view.object(&ObjectRef::new("a").within("default"));
+            assert_eq!(a.map(|p| p.name_any()).as_deref(), Some("a"));
+            assert!(view.object(&ObjectRef::new("a").within("other")).is_none());
+            // In the store, but under no key.
+            assert!(view
+                .object(&ObjectRef::new("c").within("default"))
+                .is_none());
+            let mut keys: Vec<&str> = view.keys().collect();
+            keys.sort_unstable();
+            assert_eq!(keys, ["db", "web"]);
+        }
     }
 
     #[test]

@@ -42,7 +42,7 @@ use std::time::Duration;
 
 use api_types::labels::Selector;
 use client_util::events::{self, Recorder};
-use client_util::{Reflected, StopFlag};
+use client_util::{CacheIndex, Reflected, StopFlag};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{
@@ -520,6 +520,7 @@ pub async fn run(
     client: Client,
     config: Config,
     pods: Reflected<Pod>,
+    pods_by_controller: CacheIndex<Pod>,
     nodes: Reflected<Node>,
     stop: StopFlag,
 ) {
@@ -551,7 +552,13 @@ pub async fn run(
                 tracing::debug!(%error, "daemon set reconcile");
             }
         });
-    let gc = ownership::collect_garbage(client, store.clone(), pods, stop.clone());
+    let gc = ownership::collect_garbage(
+        client,
+        store.clone(),
+        pods,
+        pods_by_controller,
+        stop.clone(),
+    );
     let forget = async move {
         ctx.expectations.forget_gone(&store, key, &stop).await;
         // The poster ends once the last recorder clone is gone.

@@ -163,7 +163,7 @@ pub async fn run(
         client.clone(),
         config.clone(),
         pods.clone(),
-        pods_by_controller,
+        pods_by_controller.clone(),
         stop.clone(),
     );
     let endpoints = endpoints::run(
@@ -178,6 +178,7 @@ pub async fn run(
         client.clone(),
         config.clone(),
         pods.clone(),
+        pods_by_controller,
         nodes.clone(),
         stop.clone(),
     );

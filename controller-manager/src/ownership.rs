@@ -17,13 +17,14 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use client_util::cache_index::IndexView;
 use client_util::{CacheIndex, Reflected, StopFlag};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::serde::de::DeserializeOwned;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::core::NamespaceResourceScope;
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tokio::time::Instant;
@@ -82,14 +83,18 @@ pub(crate) fn controller_key(pod: &Pod) -> Option<String> {
 }
 
 /// The pods in `ns` that the owner whose uid is `owner_uid` may claim: the
-/// ones it controls and the ones no controller owns. Kubernetes' `ClaimPods`
-/// looks at no others (a pod another controller owns is never adopted), so
-/// an owner's sync costs its own pods, not every pod of its namespace.
-pub(crate) fn claimable(index: &CacheIndex<Pod>, ns: &str, owner_uid: &str) -> Vec<Arc<Pod>> {
-    let mut pods = index.get(&format!("controller/{owner_uid}"));
-    pods.retain(|p| p.metadata.namespace.as_deref() == Some(ns));
-    pods.extend(index.get(&format!("orphans/{ns}")));
-    pods
+/// ones it controls and the ones no controller owns, as `view` shows them.
+/// Kubernetes' `ClaimPods` looks at no others (a pod another controller
+/// owns is never adopted), so an owner's sync costs its own pods, not every
+/// pod of its namespace.
+pub(crate) fn claimable<'v>(
+    view: &'v IndexView<'_, Pod>,
+    ns: &'v str,
+    owner_uid: &str,
+) -> impl Iterator<Item = &'v Arc<Pod>> + 'v {
+    view.objects(&format!("controller/{owner_uid}"))
+        .chain(view.objects(&format!("orphans/{ns}")))
+        .filter(move |p| p.metadata.namespace.as_deref() == Some(ns))
 }
 
 /// The reference naming `owner` as its pods' controller.
@@ -203,22 +208,22 @@ pub(crate) async fn release(api: &Api<Pod>, owner_uid: &str, pod: &Pod, why: &st
     }
 }
 
-/// The pods to collect: those whose controller reference is of `kind` and
-/// names no owner in `live` (uids), skipping those already deleted
-/// (`gone`, pod uids).
+/// The pods to collect among `pods`: those whose controller reference is
+/// of `kind` and names no owner in `live` (uids), skipping those
+/// `already_deleted` (by pod uid).
 pub(crate) fn garbage<'a>(
-    pods: &'a [Arc<Pod>],
+    pods: impl Iterator<Item = &'a Arc<Pod>>,
     kind: &str,
     live: &HashSet<String>,
-    gone: &HashSet<String>,
-) -> Vec<(&'a Arc<Pod>, &'a OwnerReference)> {
-    pods.iter()
-        .filter_map(|pod| Some((pod, controller_ref(pod)?)))
+    already_deleted: impl Fn(&str) -> bool,
+) -> Vec<(Arc<Pod>, OwnerReference)> {
+    pods.filter_map(|pod| Some((pod, controller_ref(pod)?)))
         .filter(|(pod, owner)| {
             owner.kind == kind
                 && !live.contains(&owner.uid)
-                && !gone.contains(&pod.uid().unwrap_or_default())
+                && !already_deleted(pod.metadata.uid.as_deref().unwrap_or_default())
         })
+        .map(|(pod, owner)| (pod.clone(), owner.clone()))
         .collect()
 }
 
@@ -247,6 +252,7 @@ pub(crate) async fn collect_garbage<K: Owner>(
     client: Client,
     owners: Store<K>,
     pods: Reflected<Pod>,
+    by_controller: CacheIndex<Pod>,
     stop: StopFlag,
 ) {
     if owners.wait_until_ready().await.is_err() {
@@ -254,7 +260,8 @@ pub(crate) async fn collect_garbage<K: Owner>(
     }
     let kind = K::kind(&()).into_owned();
     let mut changes = pods.changes.clone();
-    let mut gone: HashSet<String> = HashSet::new();
+    // Pods deleted and still cached (being deleted), by uid.
+    let mut gone: HashMap<String, ObjectRef<Pod>> = HashMap::new();
     loop {
         let started = tokio::time::Instant::now();
         for owner in owners.state() {
@@ -263,14 +270,29 @@ pub(crate) async fn collect_garbage<K: Owner>(
             }
         }
         let live: HashSet<String> = owners.state().iter().filter_map(|o| o.uid()).collect();
+        // Only the pods under controllers no longer cached: the index has
+        // them by controller, so a pass costs the controllers, not every
+        // cached pod (30,000 of them, once a second, while pods churn).
+        let collectable = {
+            let view = by_controller.view();
+            let orphaned = view.keys().filter(|key| {
+                key.strip_prefix("controller/")
+                    .is_some_and(|uid| !live.contains(uid))
+            });
+            garbage(
+                orphaned.flat_map(|key| view.objects(key)),
+                &kind,
+                &live,
+                |uid| gone.contains_key(uid),
+            )
+        };
         let mut confirmed: HashMap<String, bool> = HashMap::new();
-        let cached = pods.store.state();
-        for (pod, owner) in garbage(&cached, &kind, &live, &gone) {
+        for (pod, owner) in collectable {
             let ns = pod.namespace().unwrap_or_default();
             let missing = match confirmed.get(&owner.uid) {
                 Some(m) => *m,
                 None => {
-                    let m = owner_missing::<K>(&client, &ns, owner).await;
+                    let m = owner_missing::<K>(&client, &ns, &owner).await;
                     confirmed.insert(owner.uid.clone(), m);
                     m
                 }
@@ -279,23 +301,26 @@ pub(crate) async fn collect_garbage<K: Owner>(
                 continue;
             }
             let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-            match api.delete(&pod.name_any(), &delete_only(pod)).await {
+            match api.delete(&pod.name_any(), &delete_only(&pod)).await {
                 Ok(_) | Err(kube::Error::Api(_)) => {
                     tracing::info!(pod = %pod.name_any(), %kind, owner = %owner.name, "deleted a pod whose owner is gone");
-                    gone.insert(pod.uid().unwrap_or_default());
+                    gone.insert(
+                        pod.uid().unwrap_or_default(),
+                        ObjectRef::new(&pod.name_any()).within(&ns),
+                    );
                 }
                 Err(error) => tracing::warn!(%error, "garbage collection delete"),
             }
         }
-        // Let go before the waits below: held across them, the snapshot
-        // kept every pod replaced in the meantime alive.
-        drop(cached);
+        // Forget the deleted pods the cache no longer has (nor a successor
+        // of the same name counts).
         if !gone.is_empty() {
-            let present: HashSet<String> =
-                pods.store.state().iter().filter_map(|p| p.uid()).collect();
-            gone.retain(|u| present.contains(u));
+            let view = by_controller.view();
+            gone.retain(|uid, r| {
+                view.object(r)
+                    .is_some_and(|p| p.uid().as_deref() == Some(uid))
+            });
         }
-        // A pass reads every cached pod: while pods churn, one a second.
         tokio::select! {
             () = stop.stopped() => return,
             () = tokio::time::sleep_until(started + GC_MIN_INTERVAL) => {}
@@ -557,8 +582,7 @@ mod tests {
             crate::testing::store(pods.iter().map(|p| (**p).clone())),
             controller_key,
         );
-        let mut names: Vec<String> = claimable(&index, "default", OWNER_UID)
-            .iter()
+        let mut names: Vec<String> = claimable(&index.view(), "default", OWNER_UID)
             .map(|p| p.name_any())
             .collect();
         names.sort();
@@ -632,8 +656,10 @@ mod tests {
             ),
         ];
         let live: HashSet<String> = [OWNER_UID.to_string()].into();
-        let gone: HashSet<String> = ["deleted-uid".to_string()].into();
-        let found: Vec<(String, String)> = garbage(&pods, "ReplicationController", &live, &gone)
+        let found: Vec<(String, String)> =
+            garbage(pods.iter(), "ReplicationController", &live, |uid| {
+                uid == "deleted-uid"
+            })
             .into_iter()
             .map(|(p, o)| (p.name_any(), o.uid.clone()))
             .collect();
@@ -709,6 +735,7 @@ mod tests {
                 .get(&kube::runtime::reflector::ObjectRef::new("a").within("default"))
                 .unwrap(),
         );
+        let index = CacheIndex::new(pods.clone(), controller_key);
         let collector = tokio::spawn(collect_garbage(
             client,
             owners,
@@ -716,6 +743,7 @@ mod tests {
                 store: pods,
                 changes,
             },
+            index,
             client_util::StopFlag::new(std::future::pending()),
         ));
         // Time stands still while this task is ready: the collector runs
@@ -724,7 +752,11 @@ mod tests {
             tokio::task::yield_now().await;
         }
         assert!(!collector.is_finished());
-        assert_eq!(cached.strong_count(), 1, "only the store holds the pod");
+        assert_eq!(
+            cached.strong_count(),
+            2,
+            "only the store and its index hold the pod"
+        );
         assert!(api.lines().is_empty(), "{:?}", api.lines());
         collector.abort();
     }

@@ -17,7 +17,7 @@
 //! reference removed from its pods, one held by `foregroundDeletion` has its
 //! pods deleted, and then the finalizer is removed (which lets the RC go).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +26,7 @@ use futures::{stream, StreamExt};
 use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
@@ -63,7 +64,7 @@ pub async fn run(
     let rc_store = controller.store();
     let ctx = Arc::new(Context {
         client: client.clone(),
-        pods: by_controller,
+        pods: by_controller.clone(),
         config,
         expectations: Expectations::default(),
     });
@@ -74,7 +75,8 @@ pub async fn run(
                 tracing::debug!(%error, "replication reconcile");
             }
         });
-    let gc = ownership::collect_garbage(client, rc_store.clone(), pods, stop.clone());
+    let gc =
+        ownership::collect_garbage(client, rc_store.clone(), pods, by_controller, stop.clone());
     let forget = ctx.expectations.forget_gone(&rc_store, key, &stop);
     tokio::join!(controller, gc, forget);
 }
@@ -125,34 +127,80 @@ fn deletion_rank(pod: &Pod) -> (bool, u8, bool, std::cmp::Reverse<Option<jiff::T
     (scheduled, phase, pod_ready(pod), std::cmp::Reverse(created))
 }
 
-/// The live pods of an RC's namespace, sorted by what the RC does with
-/// them. Finished pods and pods being deleted are in none of the lists:
-/// they neither count towards `spec.replicas` nor get adopted.
+/// What an RC counts in its status: its active pods, and how many of them
+/// are ready and carry all of its template's labels.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Counts {
+    replicas: usize,
+    ready: usize,
+    fully_labeled: usize,
+}
+
+impl Counts {
+    fn add(&mut self, pod: &Pod, template_labels: &BTreeMap<String, String>) {
+        self.replicas += 1;
+        self.ready += usize::from(pod_ready(pod));
+        let labels = pod.metadata.labels.as_ref();
+        self.fully_labeled += usize::from(
+            template_labels
+                .iter()
+                .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v)),
+        );
+    }
+}
+
+/// What an RC is to each of its claimable pods: its selector, and the
+/// labels it gives the pods it makes.
+struct Claimer<'a> {
+    uid: &'a str,
+    selector: &'a BTreeMap<String, String>,
+    template_labels: &'a BTreeMap<String, String>,
+}
+
+impl Claimer<'_> {
+    /// Finished pods and pods being deleted are nothing to it: they neither
+    /// count towards `spec.replicas` nor get adopted or released.
+    fn relation(&self, pod: &Pod) -> Relation {
+        if finished(pod) || pod.metadata.deletion_timestamp.is_some() {
+            return Relation::Unrelated;
+        }
+        ownership::relation(self.uid, matches(self.selector, pod), pod)
+    }
+
+    /// Sorts `pods` (one namespace's) by what the RC does with them, in one
+    /// pass: the RC's thousand pods are counted on every batch of changes,
+    /// and each pod is visited once and not copied (the orphans and strays,
+    /// rare, are).
+    fn classify(&self, pods: &mut dyn Iterator<Item = &Arc<Pod>>) -> Classified {
+        let mut out = Classified::default();
+        for pod in pods {
+            match self.relation(pod) {
+                Relation::Owned => out.active.add(pod, self.template_labels),
+                Relation::Orphan => out.orphans.push(pod.clone()),
+                Relation::Stray => out.strays.push(pod.clone()),
+                Relation::Unrelated => {}
+            }
+        }
+        out
+    }
+
+    /// The pods of `pods` the RC counts: what a delete chooses from.
+    fn active(&self, pods: &mut dyn Iterator<Item = &Arc<Pod>>) -> Vec<Arc<Pod>> {
+        pods.filter(|pod| self.relation(pod) == Relation::Owned)
+            .cloned()
+            .collect()
+    }
+}
+
+/// An RC's claimable pods, sorted by what it does with them.
 #[derive(Debug, Default)]
 struct Classified {
     /// Matching and controlled by the RC: the pods it counts.
-    active: Vec<Arc<Pod>>,
+    active: Counts,
     /// Matching and controlled by no one: to adopt.
     orphans: Vec<Arc<Pod>>,
     /// Controlled by the RC but no longer matching: to release.
     strays: Vec<Arc<Pod>>,
-}
-
-/// Sorts `pods` (one namespace's) for the RC whose uid is `rc_uid`.
-fn classify(rc_uid: &str, selector: &BTreeMap<String, String>, pods: &[Arc<Pod>]) -> Classified {
-    let mut out = Classified::default();
-    for pod in pods {
-        if finished(pod) || pod.metadata.deletion_timestamp.is_some() {
-            continue;
-        }
-        match ownership::relation(rc_uid, matches(selector, pod), pod) {
-            Relation::Owned => out.active.push(pod.clone()),
-            Relation::Orphan => out.orphans.push(pod.clone()),
-            Relation::Stray => out.strays.push(pod.clone()),
-            Relation::Unrelated => {}
-        }
-    }
-    out
 }
 
 /// What one sync does about the number of pods.
@@ -166,26 +214,25 @@ enum Scale {
     Delete(Vec<Arc<Pod>>),
 }
 
-/// Compares the active pods, plus creates and minus deletes asked for but
-/// not yet seen, with `want`; at most `burst` pods either way. Victims are
-/// taken in [`deletion_rank`] order, never one already being deleted.
+/// Compares the `active` pods, plus creates and minus deletes asked for
+/// but not yet seen, with `want`; at most `burst` pods either way. Victims
+/// are taken from `active_pods()` (read only then) in [`deletion_rank`]
+/// order, never one already being deleted.
 fn scale(
-    active: &[Arc<Pod>],
+    active: usize,
     want: usize,
     pending_creates: usize,
     pending_deletes: &HashSet<String>,
     burst: usize,
+    active_pods: impl FnOnce() -> Vec<Arc<Pod>>,
 ) -> Scale {
-    let effective = (active.len() + pending_creates).saturating_sub(pending_deletes.len());
+    let effective = (active + pending_creates).saturating_sub(pending_deletes.len());
     if effective < want {
         Scale::Create((want - effective).min(burst))
     } else if effective > want {
         let n = (effective - want).min(burst);
-        let mut victims: Vec<Arc<Pod>> = active
-            .iter()
-            .filter(|p| !pending_deletes.contains(&p.name_any()))
-            .cloned()
-            .collect();
+        let mut victims = active_pods();
+        victims.retain(|p| !pending_deletes.contains(&p.name_any()));
         victims.sort_by_key(|p| deletion_rank(p));
         victims.truncate(n);
         Scale::Delete(victims)
@@ -215,74 +262,88 @@ pub async fn reconcile(rc: Arc<ReplicationController>, ctx: Arc<Context>) -> Res
         .unwrap_or(1)
         .max(0) as usize;
     let selector = selector(&rc);
+    let template_labels = template_labels(&rc);
+    let claimer = Claimer {
+        uid: &uid,
+        selector: &selector,
+        template_labels: &template_labels,
+    };
     let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
 
-    // The pods this RC may claim are read, and let go, before any
-    // request: a reconcile that held its own copy of every pod across its
-    // creates kept every replaced version of every pod alive (once per RC
-    // reconciling at the time). Its own and the orphans alone: reading
-    // every pod of the namespace, for every RC on every batch of changes,
-    // was a fifth of the machine at 10,000 pods in 10 RCs.
+    // The pods this RC may claim, and the expectations (what we did that
+    // the cache does not show yet), read from one state of the cache, in
+    // place, and let go before any request: a reconcile that held its own
+    // copy of every pod across its creates kept every replaced version of
+    // every pod alive (once per RC reconciling at the time). Its own and
+    // the orphans alone: reading every pod of the namespace, for every RC
+    // on every batch of changes, was a fifth of the machine at 10,000 pods
+    // in 10 RCs.
     let (classified, pending_creates, pending_deletes) = {
-        let candidates = ownership::claimable(&ctx.pods, &ns, &uid);
-        // Made only when the RC has creates or deletes not yet seen.
-        let present = std::cell::OnceCell::new();
-        let present = || -> &HashMap<&str, &Arc<Pod>> {
-            present.get_or_init(|| {
-                candidates
-                    .iter()
-                    .filter_map(|p| Some((p.metadata.name.as_deref()?, p)))
-                    .collect()
-            })
-        };
-        // Expectations: what we did that the cache does not show yet.
+        let view = ctx.pods.view();
+        let cached = |name: &str| view.object(&ObjectRef::new(name).within(&ns));
         let (pending_creates, pending_deletes) = ctx.expectations.pending(
             &rc_key,
-            |n| present().contains_key(n),
-            |n| {
-                !present()
-                    .get(n)
-                    .is_some_and(|p| p.metadata.deletion_timestamp.is_none() && !finished(p))
-            },
+            |n| cached(n).is_some(),
+            |n| !cached(n).is_some_and(|p| p.metadata.deletion_timestamp.is_none() && !finished(p)),
         );
-        (
-            classify(&uid, &selector, &candidates),
-            pending_creates,
-            pending_deletes,
-        )
+        let classified = claimer.classify(&mut ownership::claimable(&view, &ns, &uid));
+        (classified, pending_creates, pending_deletes)
     };
     let Classified {
         mut active,
         orphans,
         strays,
     } = classified;
+    let mut adopted = Vec::new();
     for orphan in orphans {
         if ownership::adopt(&pod_api, rc.as_ref(), &orphan).await {
-            active.push(orphan);
+            active.add(&orphan, &template_labels);
+            adopted.push(orphan);
         }
     }
     for stray in strays {
         ownership::release(&pod_api, &uid, &stray, "its labels no longer match").await;
     }
 
+    let active_pods = || {
+        let mut pods = claimer.active(&mut ownership::claimable(&ctx.pods.view(), &ns, &uid));
+        // Adopted just now: the cache may not show them as ours yet.
+        for orphan in &adopted {
+            if !pods.iter().any(|p| p.metadata.name == orphan.metadata.name) {
+                pods.push(orphan.clone());
+            }
+        }
+        pods
+    };
     match scale(
-        &active,
+        active.replicas,
         want,
         pending_creates.len(),
         &pending_deletes,
         ctx.config.burst_replicas,
+        active_pods,
     ) {
         Scale::Hold => {}
         Scale::Create(n) => create_pods(&ctx, &rc, &rc_key, &pod_api, n).await,
         Scale::Delete(victims) => delete_pods(&ctx, &rc_key, &pod_api, victims).await,
     }
 
-    write_status(&ctx, &rc, &active).await?;
+    write_status(&ctx, &rc, active).await?;
     Ok(if ctx.expectations.waiting(&rc_key) {
         Action::requeue(Duration::from_secs(1))
     } else {
         Action::requeue(ctx.config.resync)
     })
+}
+
+/// The labels the RC's template gives its pods.
+fn template_labels(rc: &ReplicationController) -> BTreeMap<String, String> {
+    rc.spec
+        .as_ref()
+        .and_then(|s| s.template.as_ref())
+        .and_then(|t| t.metadata.as_ref())
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default()
 }
 
 async fn create_pods(
@@ -359,30 +420,15 @@ async fn delete_pods(ctx: &Context, rc_key: &str, api: &Api<Pod>, victims: Vec<A
     ctx.expectations.forget(rc_key, &[], &failed);
 }
 
-/// The status patch `rc` needs given its active pods; `None` when its
-/// status already says so.
-fn status_patch(rc: &ReplicationController, active: &[Arc<Pod>]) -> Option<serde_json::Value> {
-    let replicas = i32::try_from(active.len()).unwrap_or(i32::MAX);
-    let ready = i32::try_from(active.iter().filter(|p| pod_ready(p)).count()).unwrap_or(i32::MAX);
-    let template_labels = rc
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.as_ref())
-        .and_then(|t| t.metadata.as_ref())
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default();
-    let fully_labeled = i32::try_from(
-        active
-            .iter()
-            .filter(|p| {
-                let labels = p.metadata.labels.as_ref();
-                template_labels
-                    .iter()
-                    .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
-            })
-            .count(),
-    )
-    .unwrap_or(i32::MAX);
+/// The status patch `rc` needs given what its active pods count; `None`
+/// when its status already says so.
+fn status_patch(rc: &ReplicationController, active: Counts) -> Option<serde_json::Value> {
+    let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    let (replicas, ready, fully_labeled) = (
+        count(active.replicas),
+        count(active.ready),
+        count(active.fully_labeled),
+    );
     let generation = rc.meta().generation;
     let status = rc.status.clone().unwrap_or_default();
     let same = status.replicas == replicas
@@ -401,11 +447,7 @@ fn status_patch(rc: &ReplicationController, active: &[Arc<Pod>]) -> Option<serde
     })
 }
 
-async fn write_status(
-    ctx: &Context,
-    rc: &ReplicationController,
-    active: &[Arc<Pod>],
-) -> Result<()> {
+async fn write_status(ctx: &Context, rc: &ReplicationController, active: Counts) -> Result<()> {
     let Some(patch) = status_patch(rc, active) else {
         return Ok(());
     };
@@ -469,11 +511,35 @@ mod tests {
         pod(name, created, "minion-1", "Running", true)
     }
 
+    /// `f` with the claimer of `rc`.
+    fn claiming<R>(rc: &ReplicationController, f: impl FnOnce(&Claimer<'_>) -> R) -> R {
+        let (selector, template_labels) = (selector(rc), template_labels(rc));
+        f(&Claimer {
+            uid: RC_UID,
+            selector: &selector,
+            template_labels: &template_labels,
+        })
+    }
+
     fn plan(rc: &ReplicationController, pods: &[Arc<Pod>]) -> (Classified, Scale) {
-        let classified = classify(RC_UID, &selector(rc), pods);
-        let want = rc.spec.as_ref().unwrap().replicas.unwrap() as usize;
-        let scale = scale(&classified.active, want, 0, &HashSet::new(), 500);
-        (classified, scale)
+        claiming(rc, |claimer| {
+            let classified = claimer.classify(&mut pods.iter());
+            let want = rc.spec.as_ref().unwrap().replicas.unwrap() as usize;
+            let scale = scale(
+                classified.active.replicas,
+                want,
+                0,
+                &HashSet::new(),
+                500,
+                || claimer.active(&mut pods.iter()),
+            );
+            (classified, scale)
+        })
+    }
+
+    /// The names of the pods `rc` counts among `pods`.
+    fn active_names(rc: &ReplicationController, pods: &[Arc<Pod>]) -> Vec<String> {
+        claiming(rc, |claimer| names(&claimer.active(&mut pods.iter())))
     }
 
     fn names(pods: &[Arc<Pod>]) -> Vec<String> {
@@ -487,7 +553,7 @@ mod tests {
         let (classified, scale) = plan(&rc, &pods);
         assert!(matches!(scale, Scale::Hold), "{scale:?}");
         assert!(classified.orphans.is_empty() && classified.strays.is_empty());
-        assert_eq!(status_patch(&rc, &classified.active), None);
+        assert_eq!(status_patch(&rc, classified.active), None);
     }
 
     #[test]
@@ -495,7 +561,7 @@ mod tests {
         let rc = rc(3, settled(3, 3));
         let (classified, scale) = plan(&rc, &[running("a", 1), running("b", 2)]);
         assert!(matches!(scale, Scale::Create(1)), "{scale:?}");
-        let patch = status_patch(&rc, &classified.active).expect("status is behind");
+        let patch = status_patch(&rc, classified.active).expect("status is behind");
         assert_eq!(patch["status"]["replicas"], 2);
     }
 
@@ -557,9 +623,10 @@ mod tests {
         );
         let done = pod("done", 3, "minion-1", "Succeeded", false);
         let failed = pod("failed", 4, "minion-1", "Failed", false);
-        let (classified, scale) =
-            plan(&rc, &[running("a", 1), Arc::new(terminating), done, failed]);
-        assert_eq!(names(&classified.active), ["a"]);
+        let pods = [running("a", 1), Arc::new(terminating), done, failed];
+        let (classified, scale) = plan(&rc, &pods);
+        assert_eq!(classified.active.replicas, 1);
+        assert_eq!(active_names(&rc, &pods), ["a"]);
         assert!(matches!(scale, Scale::Create(1)), "{scale:?}");
     }
 
@@ -582,8 +649,9 @@ mod tests {
             Arc::new(theirs),
             Arc::new(unlabelled),
         ];
-        let classified = classify(RC_UID, &selector(&rc), &pods);
-        assert_eq!(names(&classified.active), ["a"]);
+        let classified = claiming(&rc, |claimer| claimer.classify(&mut pods.iter()));
+        assert_eq!(classified.active.replicas, 1);
+        assert_eq!(active_names(&rc, &pods), ["a"]);
         assert_eq!(names(&classified.orphans), ["orphan"]);
         assert_eq!(names(&classified.strays), ["stray"]);
     }
@@ -593,14 +661,18 @@ mod tests {
         let pods = [running("a", 1), running("b", 2), running("c", 3)];
         // Three seen, one create in flight: four, as wanted.
         assert!(matches!(
-            scale(&pods, 4, 1, &HashSet::new(), 500),
+            scale(pods.len(), 4, 1, &HashSet::new(), 500, || pods.to_vec()),
             Scale::Hold
         ));
         // Three seen, "c" being deleted: two, as wanted.
         let deleting: HashSet<String> = ["c".to_string()].into();
-        assert!(matches!(scale(&pods, 2, 0, &deleting, 500), Scale::Hold));
+        assert!(matches!(
+            scale(pods.len(), 2, 0, &deleting, 500, || pods.to_vec()),
+            Scale::Hold
+        ));
         // One more to delete: never "c" again, though it ranks first.
-        let Scale::Delete(victims) = scale(&pods, 1, 0, &deleting, 500) else {
+        let Scale::Delete(victims) = scale(pods.len(), 1, 0, &deleting, 500, || pods.to_vec())
+        else {
             panic!("expected a delete")
         };
         assert_eq!(names(&victims), ["b"]);
@@ -609,11 +681,12 @@ mod tests {
     #[test]
     fn one_sync_creates_or_deletes_at_most_a_burst() {
         assert!(matches!(
-            scale(&[], 10, 0, &HashSet::new(), 3),
+            scale(0, 10, 0, &HashSet::new(), 3, Vec::new),
             Scale::Create(3)
         ));
         let pods: Vec<Arc<Pod>> = (0..10).map(|i| running(&format!("p{i}"), i)).collect();
-        let Scale::Delete(victims) = scale(&pods, 0, 0, &HashSet::new(), 3) else {
+        let Scale::Delete(victims) = scale(pods.len(), 0, 0, &HashSet::new(), 3, || pods.to_vec())
+        else {
             panic!("expected a delete")
         };
         assert_eq!(victims.len(), 3);
@@ -622,13 +695,24 @@ mod tests {
     #[test]
     fn the_status_is_written_only_when_it_changed() {
         let pods = [running("a", 1), pod("b", 2, "minion-1", "Running", false)];
-        assert_eq!(status_patch(&rc(2, settled(2, 1)), &pods), None);
-        let patch = status_patch(&rc(2, settled(2, 2)), &pods).expect("one pod went unready");
+        let counts = claiming(&rc(2, settled(2, 1)), |claimer| {
+            claimer.classify(&mut pods.iter()).active
+        });
+        assert_eq!(
+            counts,
+            Counts {
+                replicas: 2,
+                ready: 1,
+                fully_labeled: 2
+            }
+        );
+        assert_eq!(status_patch(&rc(2, settled(2, 1)), counts), None);
+        let patch = status_patch(&rc(2, settled(2, 2)), counts).expect("one pod went unready");
         assert_eq!(patch["status"]["readyReplicas"], 1);
         assert_eq!(patch["status"]["availableReplicas"], 1);
         let mut newer = rc(2, settled(2, 1));
         newer.metadata.generation = Some(2);
-        let patch = status_patch(&newer, &pods).expect("a new generation is observed");
+        let patch = status_patch(&newer, counts).expect("a new generation is observed");
         assert_eq!(patch["status"]["observedGeneration"], 2);
     }
 
