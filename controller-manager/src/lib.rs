@@ -16,6 +16,7 @@ pub mod daemonset;
 pub mod endpoints;
 pub mod namespaces;
 pub mod node_lifecycle;
+mod object_memo;
 mod ownership;
 pub mod replication;
 pub mod routes;

@@ -86,15 +86,16 @@ pub(crate) fn controller_key(pod: &Pod) -> Option<String> {
 /// ones it controls and the ones no controller owns, as `view` shows them.
 /// Kubernetes' `ClaimPods` looks at no others (a pod another controller
 /// owns is never adopted), so an owner's sync costs its own pods, not every
-/// pod of its namespace.
+/// pod of its namespace. A pod of another namespace whose controller
+/// reference names the owner's uid is among them: the caller leaves it out
+/// (checking here would read every pod's namespace on every pass).
 pub(crate) fn claimable<'v>(
     view: &'v IndexView<'_, Pod>,
-    ns: &'v str,
+    ns: &str,
     owner_uid: &str,
 ) -> impl Iterator<Item = &'v Arc<Pod>> + 'v {
     view.objects(&format!("controller/{owner_uid}"))
         .chain(view.objects(&format!("orphans/{ns}")))
-        .filter(move |p| p.metadata.namespace.as_deref() == Some(ns))
 }
 
 /// The reference naming `owner` as its pods' controller.
@@ -519,14 +520,25 @@ impl Expectations {
         key: impl Fn(&K) -> String,
         stop: &StopFlag,
     ) {
-        loop {
-            tokio::select! {
-                () = stop.stopped() => return,
-                () = tokio::time::sleep(Duration::from_secs(30)) => {}
-            }
-            let live: HashSet<String> = store.state().iter().map(|o| key(o)).collect();
-            self.retain(&live);
+        forget_gone(store, key, stop, |live| self.retain(live)).await;
+    }
+}
+
+/// Every 30 s until `stop`, hands `forget` the owners `store` holds (by
+/// `key`), so that what is kept per owner goes with the owner.
+pub(crate) async fn forget_gone<K: Owner>(
+    store: &Store<K>,
+    key: impl Fn(&K) -> String,
+    stop: &StopFlag,
+    forget: impl Fn(&HashSet<String>),
+) {
+    loop {
+        tokio::select! {
+            () = stop.stopped() => return,
+            () = tokio::time::sleep(Duration::from_secs(30)) => {}
         }
+        let live: HashSet<String> = store.state().iter().map(|o| key(o)).collect();
+        forget(&live);
     }
 }
 
@@ -586,7 +598,8 @@ mod tests {
             .map(|p| p.name_any())
             .collect();
         names.sort();
-        assert_eq!(names, ["mine", "orphan"]);
+        // Its own pod in another namespace too: the caller leaves it out.
+        assert_eq!(names, ["mine", "mine-elsewhere", "orphan"]);
     }
 
     #[test]

@@ -17,7 +17,7 @@
 //! reference removed from its pods, one held by `foregroundDeletion` has its
 //! pods deleted, and then the finalizer is removed (which lets the RC go).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +31,7 @@ use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 
+use crate::object_memo::ObjectMemo;
 use crate::ownership::{self, delete_only, owner_reference, Expectations, Relation};
 use crate::{finished, pod_ready, Config, Error, Result};
 
@@ -43,6 +44,8 @@ pub struct Context {
     /// Pod names each RC (by `ns/name`) created or deleted and has not yet
     /// seen reflected.
     expectations: Expectations,
+    /// What each RC (by `ns/name`) made of its pods on its last pass.
+    verdicts: Verdicts,
 }
 
 /// Runs the replication manager and its garbage collector until `stop`.
@@ -67,6 +70,7 @@ pub async fn run(
         pods: by_controller.clone(),
         config,
         expectations: Expectations::default(),
+        verdicts: Verdicts::default(),
     });
     let controller = controller
         .run(reconcile, error_policy, ctx.clone())
@@ -77,7 +81,10 @@ pub async fn run(
         });
     let gc =
         ownership::collect_garbage(client, rc_store.clone(), pods, by_controller, stop.clone());
-    let forget = ctx.expectations.forget_gone(&rc_store, key, &stop);
+    let forget = ownership::forget_gone(&rc_store, key, &stop, |live| {
+        ctx.expectations.retain(live);
+        ctx.verdicts.retain(live);
+    });
     tokio::join!(controller, gc, forget);
 }
 
@@ -137,50 +144,100 @@ struct Counts {
 }
 
 impl Counts {
-    fn add(&mut self, pod: &Pod, template_labels: &BTreeMap<String, String>) {
+    fn add(&mut self, pod: Verdict) {
         self.replicas += 1;
-        self.ready += usize::from(pod_ready(pod));
-        let labels = pod.metadata.labels.as_ref();
-        self.fully_labeled += usize::from(
-            template_labels
-                .iter()
-                .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v)),
-        );
+        self.ready += usize::from(pod.ready);
+        self.fully_labeled += usize::from(pod.fully_labeled);
     }
 }
 
-/// What an RC is to each of its claimable pods: its selector, and the
-/// labels it gives the pods it makes.
-struct Claimer<'a> {
-    uid: &'a str,
-    selector: &'a BTreeMap<String, String>,
-    template_labels: &'a BTreeMap<String, String>,
+/// What an RC makes of one pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Verdict {
+    relation: Relation,
+    /// Counted (`Owned`) and ready.
+    ready: bool,
+    /// Counted and carrying all of the template's labels.
+    fully_labeled: bool,
 }
 
-impl Claimer<'_> {
+/// What an RC is to each of its claimable pods: its namespace, uid and
+/// selector, and the labels it gives the pods it makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Claimer {
+    namespace: String,
+    uid: String,
+    selector: BTreeMap<String, String>,
+    template_labels: BTreeMap<String, String>,
+}
+
+impl Claimer {
+    fn of(rc: &ReplicationController) -> Self {
+        Self {
+            namespace: rc.namespace().unwrap_or_default(),
+            uid: rc.uid().unwrap_or_default(),
+            selector: selector(rc),
+            template_labels: template_labels(rc),
+        }
+    }
+
     /// Finished pods and pods being deleted are nothing to it: they neither
-    /// count towards `spec.replicas` nor get adopted or released.
+    /// count towards `spec.replicas` nor get adopted or released. Nor are
+    /// pods of another namespace, whatever their controller reference says.
     fn relation(&self, pod: &Pod) -> Relation {
-        if finished(pod) || pod.metadata.deletion_timestamp.is_some() {
+        if finished(pod)
+            || pod.metadata.deletion_timestamp.is_some()
+            || pod.metadata.namespace.as_deref() != Some(&self.namespace)
+        {
             return Relation::Unrelated;
         }
-        ownership::relation(self.uid, matches(self.selector, pod), pod)
+        ownership::relation(&self.uid, matches(&self.selector, pod), pod)
     }
 
-    /// Sorts `pods` (one namespace's) by what the RC does with them, in one
-    /// pass: the RC's thousand pods are counted on every batch of changes,
-    /// and each pod is visited once and not copied (the orphans and strays,
-    /// rare, are).
-    fn classify(&self, pods: &mut dyn Iterator<Item = &Arc<Pod>>) -> Classified {
+    fn verdict(&self, pod: &Pod) -> Verdict {
+        match self.relation(pod) {
+            Relation::Owned => self.counted(pod),
+            relation => Verdict {
+                relation,
+                ready: false,
+                fully_labeled: false,
+            },
+        }
+    }
+
+    /// `pod` as one of the pods the RC counts.
+    fn counted(&self, pod: &Pod) -> Verdict {
+        let labels = pod.metadata.labels.as_ref();
+        Verdict {
+            relation: Relation::Owned,
+            ready: pod_ready(pod),
+            fully_labeled: self
+                .template_labels
+                .iter()
+                .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v)),
+        }
+    }
+
+    /// Sorts `pods` by what the RC does with them, in one pass, judging
+    /// only the pods `memo` has not seen in this version; clones only the
+    /// orphans and strays (rare).
+    fn classify(
+        &self,
+        pods: &mut dyn Iterator<Item = &Arc<Pod>>,
+        memo: &mut ObjectMemo<Pod, Verdict>,
+    ) -> Classified {
         let mut out = Classified::default();
+        memo.begin();
         for pod in pods {
-            match self.relation(pod) {
-                Relation::Owned => out.active.add(pod, self.template_labels),
+            let verdict = memo.decision(pod, |pod| self.verdict(pod));
+            match verdict.relation {
+                Relation::Owned => out.active.add(verdict),
                 Relation::Orphan => out.orphans.push(pod.clone()),
                 Relation::Stray => out.strays.push(pod.clone()),
                 Relation::Unrelated => {}
             }
         }
+        memo.end();
         out
     }
 
@@ -189,6 +246,42 @@ impl Claimer<'_> {
         pods.filter(|pod| self.relation(pod) == Relation::Owned)
             .cloned()
             .collect()
+    }
+}
+
+/// Each RC's verdicts on its pods from its last pass, for the claimer it
+/// was then ([`ObjectMemo`]: a pass judges only the pods the cache
+/// replaced since). A reconcile takes its RC's out and puts them back
+/// (kube's `Controller` never runs two reconciles of one RC at once).
+#[derive(Default)]
+struct Verdicts(std::sync::Mutex<HashMap<String, RcVerdicts>>);
+
+/// An RC's verdicts, and the claimer they were made for.
+type RcVerdicts = (Claimer, ObjectMemo<Pod, Verdict>);
+
+impl Verdicts {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, RcVerdicts>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The RC's memo if it was made for `claimer`, else an empty one (a new
+    /// selector or template, or a new RC of the same name).
+    fn take(&self, rc_key: &str, claimer: &Claimer) -> ObjectMemo<Pod, Verdict> {
+        match self.lock().remove(rc_key) {
+            Some((made_for, memo)) if made_for == *claimer => memo,
+            _ => ObjectMemo::default(),
+        }
+    }
+
+    fn put(&self, rc_key: String, claimer: Claimer, memo: ObjectMemo<Pod, Verdict>) {
+        self.lock().insert(rc_key, (claimer, memo));
+    }
+
+    /// Forgets the RCs not in `live`.
+    fn retain(&self, live: &HashSet<String>) {
+        self.lock().retain(|k, _| live.contains(k));
     }
 }
 
@@ -261,13 +354,7 @@ pub async fn reconcile(rc: Arc<ReplicationController>, ctx: Arc<Context>) -> Res
         .and_then(|s| s.replicas)
         .unwrap_or(1)
         .max(0) as usize;
-    let selector = selector(&rc);
-    let template_labels = template_labels(&rc);
-    let claimer = Claimer {
-        uid: &uid,
-        selector: &selector,
-        template_labels: &template_labels,
-    };
+    let claimer = Claimer::of(&rc);
     let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
 
     // The pods this RC may claim, and the expectations (what we did that
@@ -278,6 +365,7 @@ pub async fn reconcile(rc: Arc<ReplicationController>, ctx: Arc<Context>) -> Res
     // the orphans alone: reading every pod of the namespace, for every RC
     // on every batch of changes, was a fifth of the machine at 10,000 pods
     // in 10 RCs.
+    let mut memo = ctx.verdicts.take(&rc_key, &claimer);
     let (classified, pending_creates, pending_deletes) = {
         let view = ctx.pods.view();
         let cached = |name: &str| view.object(&ObjectRef::new(name).within(&ns));
@@ -286,9 +374,10 @@ pub async fn reconcile(rc: Arc<ReplicationController>, ctx: Arc<Context>) -> Res
             |n| cached(n).is_some(),
             |n| !cached(n).is_some_and(|p| p.metadata.deletion_timestamp.is_none() && !finished(p)),
         );
-        let classified = claimer.classify(&mut ownership::claimable(&view, &ns, &uid));
+        let classified = claimer.classify(&mut ownership::claimable(&view, &ns, &uid), &mut memo);
         (classified, pending_creates, pending_deletes)
     };
+    ctx.verdicts.put(rc_key.clone(), claimer.clone(), memo);
     let Classified {
         mut active,
         orphans,
@@ -297,7 +386,7 @@ pub async fn reconcile(rc: Arc<ReplicationController>, ctx: Arc<Context>) -> Res
     let mut adopted = Vec::new();
     for orphan in orphans {
         if ownership::adopt(&pod_api, rc.as_ref(), &orphan).await {
-            active.add(&orphan, &template_labels);
+            active.add(claimer.counted(&orphan));
             adopted.push(orphan);
         }
     }
@@ -511,35 +600,24 @@ mod tests {
         pod(name, created, "minion-1", "Running", true)
     }
 
-    /// `f` with the claimer of `rc`.
-    fn claiming<R>(rc: &ReplicationController, f: impl FnOnce(&Claimer<'_>) -> R) -> R {
-        let (selector, template_labels) = (selector(rc), template_labels(rc));
-        f(&Claimer {
-            uid: RC_UID,
-            selector: &selector,
-            template_labels: &template_labels,
-        })
-    }
-
     fn plan(rc: &ReplicationController, pods: &[Arc<Pod>]) -> (Classified, Scale) {
-        claiming(rc, |claimer| {
-            let classified = claimer.classify(&mut pods.iter());
-            let want = rc.spec.as_ref().unwrap().replicas.unwrap() as usize;
-            let scale = scale(
-                classified.active.replicas,
-                want,
-                0,
-                &HashSet::new(),
-                500,
-                || claimer.active(&mut pods.iter()),
-            );
-            (classified, scale)
-        })
+        let claimer = Claimer::of(rc);
+        let classified = claimer.classify(&mut pods.iter(), &mut ObjectMemo::default());
+        let want = rc.spec.as_ref().unwrap().replicas.unwrap() as usize;
+        let scale = scale(
+            classified.active.replicas,
+            want,
+            0,
+            &HashSet::new(),
+            500,
+            || claimer.active(&mut pods.iter()),
+        );
+        (classified, scale)
     }
 
     /// The names of the pods `rc` counts among `pods`.
     fn active_names(rc: &ReplicationController, pods: &[Arc<Pod>]) -> Vec<String> {
-        claiming(rc, |claimer| names(&claimer.active(&mut pods.iter())))
+        names(&Claimer::of(rc).active(&mut pods.iter()))
     }
 
     fn names(pods: &[Arc<Pod>]) -> Vec<String> {
@@ -649,7 +727,7 @@ mod tests {
             Arc::new(theirs),
             Arc::new(unlabelled),
         ];
-        let classified = claiming(&rc, |claimer| claimer.classify(&mut pods.iter()));
+        let classified = Claimer::of(&rc).classify(&mut pods.iter(), &mut ObjectMemo::default());
         assert_eq!(classified.active.replicas, 1);
         assert_eq!(active_names(&rc, &pods), ["a"]);
         assert_eq!(names(&classified.orphans), ["orphan"]);
@@ -695,9 +773,9 @@ mod tests {
     #[test]
     fn the_status_is_written_only_when_it_changed() {
         let pods = [running("a", 1), pod("b", 2, "minion-1", "Running", false)];
-        let counts = claiming(&rc(2, settled(2, 1)), |claimer| {
-            claimer.classify(&mut pods.iter()).active
-        });
+        let counts = Claimer::of(&rc(2, settled(2, 1)))
+            .classify(&mut pods.iter(), &mut ObjectMemo::default())
+            .active;
         assert_eq!(
             counts,
             Counts {
@@ -716,6 +794,52 @@ mod tests {
         assert_eq!(patch["status"]["observedGeneration"], 2);
     }
 
+    /// A pass judges again only the pods the cache replaced, and an RC
+    /// whose selector or template changed, or a new RC of the same name,
+    /// starts from no verdicts.
+    #[test]
+    fn verdicts_hold_for_the_same_pod_versions_and_the_same_rc() {
+        let verdicts = Verdicts::default();
+        let rc = rc(2, settled(2, 1));
+        let claimer = Claimer::of(&rc);
+        let a = running("a", 1);
+        let b = pod("b", 2, "minion-1", "Running", false);
+        let mut memo = verdicts.take("default/web", &claimer);
+        let first = claimer.classify(&mut [a.clone(), b.clone()].iter(), &mut memo);
+        assert_eq!(first.active.ready, 1);
+        verdicts.put("default/web".into(), claimer.clone(), memo);
+
+        // b turns ready: the cache holds a new version of it.
+        let b_ready = running("b", 2);
+        let mut memo = verdicts.take("default/web", &claimer);
+        assert_eq!(memo.len(), 2);
+        let second = claimer.classify(&mut [a.clone(), b_ready.clone()].iter(), &mut memo);
+        assert_eq!(second.active.ready, 2);
+        assert_eq!(memo.len(), 2, "the old b is forgotten");
+        verdicts.put("default/web".into(), claimer.clone(), memo);
+
+        // A new selector: b's labels no longer match, so b is a stray.
+        let mut changed = rc.clone();
+        let spec = changed.spec.as_mut().unwrap();
+        spec.selector = Some(
+            [
+                ("app".to_string(), "web".to_string()),
+                ("tier".to_string(), "x".to_string()),
+            ]
+            .into(),
+        );
+        let changed = Claimer::of(&changed);
+        let mut memo = verdicts.take("default/web", &changed);
+        assert_eq!(memo.len(), 0);
+        let third = changed.classify(&mut [a, b_ready].iter(), &mut memo);
+        assert_eq!(third.active.replicas, 0);
+        assert_eq!(names(&third.strays), ["a", "b"]);
+
+        verdicts.put("default/web".into(), changed, memo);
+        verdicts.retain(&HashSet::new());
+        assert!(verdicts.lock().is_empty());
+    }
+
     fn context(client: Client, pods: &[Arc<Pod>]) -> Arc<Context> {
         Arc::new(Context {
             client,
@@ -725,6 +849,7 @@ mod tests {
             ),
             config: Config::default(),
             expectations: Expectations::default(),
+            verdicts: Verdicts::default(),
         })
     }
 
@@ -756,6 +881,7 @@ mod tests {
             pods: CacheIndex::new(store.clone(), ownership::controller_key),
             config: Config::default(),
             expectations: Expectations::default(),
+            verdicts: Verdicts::default(),
         });
         let in_store = store
             .get(&kube::runtime::reflector::ObjectRef::new("other").within("default"))
