@@ -271,14 +271,22 @@ pub(crate) async fn collect_garbage<K: Owner>(
             }
         }
         let live: HashSet<String> = owners.state().iter().filter_map(|o| o.uid()).collect();
-        // Only the pods under controllers no longer cached: the index has
-        // them by controller, so a pass costs the controllers, not every
-        // cached pod (30,000 of them, once a second, while pods churn).
+        // Only the pods under controllers of this kind no longer cached:
+        // the index has them by controller, so a pass costs the
+        // controllers, not every cached pod (30,000 of them, once a
+        // second, while pods churn). A uid names one object, so the first
+        // pod under it tells its kind: another kind's controllers (live
+        // for their own collector) are passed over whole.
         let collectable = {
             let view = by_controller.view();
             let orphaned = view.keys().filter(|key| {
                 key.strip_prefix("controller/")
                     .is_some_and(|uid| !live.contains(uid))
+                    && view
+                        .objects(key)
+                        .next()
+                        .and_then(|pod| controller_ref(pod))
+                        .is_some_and(|owner| owner.kind == kind)
             });
             garbage(
                 orphaned.flat_map(|key| view.objects(key)),
@@ -772,6 +780,60 @@ mod tests {
         );
         assert!(api.lines().is_empty(), "{:?}", api.lines());
         collector.abort();
+    }
+
+    /// A pass looks at the pods under controllers of its kind that are
+    /// gone, confirms the owner is gone with the apiserver, and deletes
+    /// them; another kind's pods and live owners' pods are not touched.
+    #[tokio::test(start_paused = true)]
+    async fn the_garbage_collector_deletes_only_pods_of_its_kind_whose_owner_is_gone() {
+        let (client, api) = crate::testing::ApiServer::scripted(|r| {
+            (r.method == http::Method::GET).then(|| {
+                (
+                    http::StatusCode::NOT_FOUND,
+                    crate::testing::status(http::StatusCode::NOT_FOUND, "NotFound"),
+                )
+            })
+        });
+        let daemon_pod = pod(
+            "daemon",
+            "",
+            json!({"metadata": {"ownerReferences": [{"apiVersion": "apps/v1",
+                "kind": "DaemonSet", "name": "d", "uid": "dead-ds", "controller": true}]}}),
+        );
+        let pods = crate::testing::store(
+            [
+                pod("live", OWNER_UID, json!({})),
+                pod("left", "dead-rc", json!({})),
+                daemon_pod,
+                pod("unowned", "", json!({})),
+            ]
+            .into_iter()
+            .map(Arc::unwrap_or_clone),
+        );
+        let (_tick, changes) = tokio::sync::watch::channel(0);
+        let collector = tokio::spawn(collect_garbage(
+            client,
+            crate::testing::store([rc()]),
+            client_util::Reflected {
+                store: pods.clone(),
+                changes,
+            },
+            CacheIndex::new(pods, controller_key),
+            client_util::StopFlag::new(std::future::pending()),
+        ));
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+        collector.abort();
+        assert_eq!(
+            api.lines(),
+            [
+                "GET /api/v1/namespaces/default/replicationcontrollers/web",
+                "DELETE /api/v1/namespaces/default/pods/left",
+            ]
+        );
+        assert_eq!(api.requests()[1].body["preconditions"]["uid"], "left-uid");
     }
 
     #[tokio::test]
