@@ -52,7 +52,7 @@ pub async fn list_and_watch(
                             if event.kind == "ERROR" {
                                 break;
                             }
-                            apply(event.kind, std::sync::Arc::unwrap_or_clone(event.object));
+                            apply(event.kind, std::sync::Arc::unwrap_or_clone(event.object()));
                         }
                     }
                     Err(e) => {

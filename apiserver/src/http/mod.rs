@@ -588,37 +588,37 @@ async fn watch(
     let lines = stream.take_until(ended).map(move |event| {
         let _watching = &guard;
         if plain_json && event.kind != "ERROR" {
-            let object = event.encoded.unwrap_or_else(|| {
-                bytes::Bytes::from(serde_json::to_vec(&*event.object).unwrap_or_default())
+            let object = event.encoded.clone().unwrap_or_else(|| {
+                bytes::Bytes::from(serde_json::to_vec(&*event.object()).unwrap_or_default())
             });
             return Ok(json_watch_line(event.kind, &object));
         }
+        let tree = event.object();
         let object = if event.kind == "ERROR" {
             match version {
                 Version::V1 => {
-                    let mut status = Value::clone(&event.object);
+                    let mut status = Value::clone(&tree);
                     status["kind"] = "Status".into();
                     status["apiVersion"] = "v1".into();
                     status
                 }
                 Version::V1beta1 => {
-                    serde_json::from_value::<api_types::v1::Status>(Value::clone(&event.object))
+                    serde_json::from_value::<api_types::v1::Status>(Value::clone(&tree))
                         .map(|s| codec::status_to_v1beta1(&s, Some(resource)))
-                        .unwrap_or_else(|_| Value::clone(&event.object))
+                        .unwrap_or_else(|_| Value::clone(&tree))
                 }
             }
         } else if as_table {
-            let rv = event
-                .object
+            let rv = tree
                 .pointer("/metadata/resourceVersion")
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string();
-            table::table_for(resource, std::slice::from_ref(&*event.object), &rv, &params)
+            table::table_for(resource, std::slice::from_ref(&*tree), &rv, &params)
         } else {
             match version {
-                Version::V1 => Arc::unwrap_or_clone(event.object),
-                Version::V1beta1 => codec::object_to_v1beta1(resource, &event.object)
+                Version::V1 => Arc::unwrap_or_clone(tree),
+                Version::V1beta1 => codec::object_to_v1beta1(resource, &tree)
                     .unwrap_or_else(|e| serde_json::to_value(&*e.0).unwrap_or_default()),
             }
         };

@@ -60,6 +60,15 @@ pub fn write(
     Some(out)
 }
 
+/// `object` (stored bytes) with `"resourceVersion":"<revision>"` first in
+/// its metadata: the object as a v1 JSON client gets it, without decoding
+/// it into a tree. `None` as for [`write`].
+pub fn with_resource_version(object: &[u8], revision: i64) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(object.len() + 40);
+    push_with_resource_version(&mut out, object, revision)?;
+    Some(out)
+}
+
 /// Appends `object` with `"resourceVersion":"<revision>"` first in its
 /// metadata.
 fn push_with_resource_version(out: &mut Vec<u8>, object: &[u8], revision: i64) -> Option<()> {

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use serde_json::Value;
 
+use super::watch_cache::CachedEvent;
 use super::{DeleteOptions, Patch, Subresource, WriteOptions};
 use crate::error::{ApiError, Result};
 use crate::storage::Stored;
@@ -47,24 +48,86 @@ pub struct ListResult {
 pub struct WatchEvent {
     /// `ADDED`, `MODIFIED`, `DELETED` or `ERROR`.
     pub kind: &'static str,
-    /// The object (v1 JSON), or for `ERROR` the v1 Status: shared by every
-    /// watcher the change goes to, not copied for each.
-    pub object: Arc<Value>,
-    /// `object` encoded as JSON, when the watch cache has it: encoded once
-    /// per change for all its v1 JSON watchers, as Kubernetes' cacher
+    object: EventObject,
+    /// The object encoded as JSON, when the watch cache has it: encoded
+    /// once per change for all its v1 JSON watchers, as Kubernetes' cacher
     /// serializes each event once (with a thousand kubelets, the scheduler
     /// and the controller manager watching pods, each pod change used to be
     /// copied and encoded once per watcher).
     pub encoded: Option<bytes::Bytes>,
 }
 
+/// Where a [`WatchEvent`]'s object comes from.
+#[derive(Clone, Debug)]
+enum EventObject {
+    /// A tree, shared by every watcher the change goes to.
+    Tree(Arc<Value>),
+    /// The watch cache's change, parsed (once, for all its watchers) only
+    /// when a watcher needs the tree: a v1 JSON watcher needs only
+    /// `encoded`.
+    Change {
+        change: Arc<CachedEvent>,
+        /// The object before the change (a `DELETED` for a watcher it no
+        /// longer matches, with the change's resourceVersion).
+        before: bool,
+    },
+}
+
 impl WatchEvent {
     /// An event whose object no one has encoded yet.
     pub fn new(kind: &'static str, object: Value) -> Self {
+        Self::shared(kind, Arc::new(object), None)
+    }
+
+    /// An event of a tree shared with other watchers, and its JSON if
+    /// known.
+    pub fn shared(kind: &'static str, object: Arc<Value>, encoded: Option<bytes::Bytes>) -> Self {
         Self {
             kind,
-            object: Arc::new(object),
-            encoded: None,
+            object: EventObject::Tree(object),
+            encoded,
+        }
+    }
+
+    /// An event of the watch cache's `change` (the object after it, or
+    /// `before` it), with its JSON: the tree is made only if asked for.
+    pub fn of_change(
+        kind: &'static str,
+        change: Arc<CachedEvent>,
+        before: bool,
+        encoded: bytes::Bytes,
+    ) -> Self {
+        Self {
+            kind,
+            object: EventObject::Change { change, before },
+            encoded: Some(encoded),
+        }
+    }
+
+    /// The object (v1 JSON), or for `ERROR` the v1 Status.
+    pub fn object(&self) -> Arc<Value> {
+        match &self.object {
+            EventObject::Tree(object) => object.clone(),
+            EventObject::Change {
+                change,
+                before: false,
+            } => change
+                .current_shared()
+                .cloned()
+                .unwrap_or_else(|| Arc::new(Value::Null)),
+            EventObject::Change {
+                change,
+                before: true,
+            } => {
+                let mut object = change.previous().cloned().unwrap_or(Value::Null);
+                if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+                    meta.insert(
+                        "resourceVersion".into(),
+                        Value::String(change.revision.to_string()),
+                    );
+                }
+                Arc::new(object)
+            }
         }
     }
 }

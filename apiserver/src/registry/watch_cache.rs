@@ -67,10 +67,28 @@ pub struct CachedEvent {
     stored: Option<Arc<Stored>>,
     /// The value before the change, if the key existed.
     previous_bytes: Option<Vec<u8>>,
+    /// The field the subscribers are fanned out by, if any.
+    index: Option<Index>,
     parsed: OnceLock<Parsed>,
+    glimpse: OnceLock<Option<Glimpse>>,
     /// `current` as JSON, encoded for the first v1 JSON watcher and shared
     /// by the others.
     encoded: OnceLock<Option<bytes::Bytes>>,
+}
+
+/// What a change shows without being parsed into a tree: for the value
+/// before and the value after it (`None` where the key did not exist), its
+/// index field's value ("" without an index). Enough for the watchers that
+/// select nothing or select by the index field alone, which in a cluster
+/// are nearly all of them (every kubelet, the scheduler, the controller
+/// manager): a pod change then costs the apiserver no tree, where it cost
+/// two (before and after) and an encoding of one.
+#[derive(Debug)]
+pub struct Glimpse {
+    /// The index value before the change.
+    pub previous: Option<String>,
+    /// The index value after the change.
+    pub current: Option<String>,
 }
 
 #[derive(Debug)]
@@ -85,6 +103,30 @@ pub struct Index {
     pub field: &'static str,
     /// Its value in an object ("" when unset, as field selectors see it).
     pub value_of: fn(&Value) -> String,
+    /// The same, read from the object's JSON without building a tree;
+    /// `None` when that cannot tell (not JSON, the field not a string or
+    /// null), and [`Index::value_of`] decides.
+    pub value_in: fn(&[u8]) -> Option<String>,
+}
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index").field("field", &self.field).finish()
+    }
+}
+
+/// What [`Index::POD_NODE`] reads of a pod's JSON; every other field is
+/// skipped over, not kept.
+#[derive(serde::Deserialize)]
+struct PodNode<'a> {
+    #[serde(borrow, default)]
+    spec: Option<PodNodeSpec<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct PodNodeSpec<'a> {
+    #[serde(borrow, default, rename = "nodeName")]
+    node_name: Option<std::borrow::Cow<'a, str>>,
 }
 
 impl Index {
@@ -98,8 +140,22 @@ impl Index {
                 .unwrap_or_default()
                 .to_owned()
         },
+        value_in: |json| {
+            let pod: PodNode<'_> = serde_json::from_slice(json).ok()?;
+            Some(
+                pod.spec
+                    .and_then(|spec| spec.node_name)
+                    .unwrap_or_default()
+                    .into_owned(),
+            )
+        },
     };
 }
+
+/// An object with no field read: whether a value is a JSON object, for a
+/// resource without an index.
+#[derive(serde::Deserialize)]
+struct AnyObject {}
 
 type Subscriber = mpsc::Sender<Arc<CachedEvent>>;
 
@@ -404,35 +460,76 @@ impl WatchCache {
 }
 
 impl CachedEvent {
-    /// A storage change, not parsed yet.
-    pub fn new(change: StorageEvent) -> Self {
-        match change {
-            StorageEvent::Put { current, previous } => Self {
-                key: current.key.clone(),
-                revision: current.mod_revision,
-                stored: Some(Arc::new(current)),
-                previous_bytes: previous,
-                parsed: OnceLock::new(),
-                encoded: OnceLock::new(),
-            },
+    /// A storage change, not parsed yet, of a resource fanned out by
+    /// `index` if given.
+    pub fn new(change: StorageEvent, index: Option<Index>) -> Self {
+        let (key, revision, stored, previous_bytes) = match change {
+            StorageEvent::Put { current, previous } => (
+                current.key.clone(),
+                current.mod_revision,
+                Some(Arc::new(current)),
+                previous,
+            ),
             StorageEvent::Delete {
                 key,
                 revision,
                 previous,
-            } => Self {
-                key,
-                revision,
-                stored: None,
-                previous_bytes: previous,
-                parsed: OnceLock::new(),
-                encoded: OnceLock::new(),
-            },
+            } => (key, revision, None, previous),
+        };
+        Self {
+            key,
+            revision,
+            stored,
+            previous_bytes,
+            index,
+            parsed: OnceLock::new(),
+            glimpse: OnceLock::new(),
+            encoded: OnceLock::new(),
         }
+    }
+
+    /// The change's [`Glimpse`]; `None` when a value is not what the
+    /// apiserver stores (a JSON object whose index field reads as a
+    /// string): the caller parses instead, which decides such cases.
+    pub fn glimpse(&self) -> Option<&Glimpse> {
+        self.glimpse
+            .get_or_init(|| {
+                let read = |json: &[u8]| match self.index {
+                    Some(index) => (index.value_in)(json),
+                    None => serde_json::from_slice::<AnyObject>(json)
+                        .ok()
+                        .map(|_| String::new()),
+                };
+                let previous = match &self.previous_bytes {
+                    Some(json) => Some(read(json)?),
+                    None => None,
+                };
+                let current = match &self.stored {
+                    Some(stored) => Some(read(&stored.value)?),
+                    None => None,
+                };
+                Some(Glimpse { previous, current })
+            })
+            .as_ref()
+    }
+
+    /// The object before the change as a v1 JSON client gets it (with the
+    /// change's resourceVersion, as a `DELETED` event shows it), without a
+    /// tree; `None` when the splice cannot tell (the caller parses).
+    pub fn previous_json(&self) -> Option<bytes::Bytes> {
+        let previous = self.previous_bytes.as_deref()?;
+        super::encoded_list::with_resource_version(previous, self.revision).map(bytes::Bytes::from)
     }
 
     /// Whether the change deleted the key.
     pub fn is_delete(&self) -> bool {
         self.stored.is_none()
+    }
+
+    /// Whether the change was parsed into trees.
+    #[cfg(test)]
+    pub fn is_parsed(&self) -> bool {
+        self.parsed.get().is_some()
     }
 
     /// The object after the change, with its resourceVersion; `None` when
@@ -446,10 +543,18 @@ impl CachedEvent {
         self.parsed().current.as_ref()
     }
 
-    /// [`Self::current`] encoded as JSON, once for every watcher.
+    /// [`Self::current`] encoded as JSON, once for every watcher: the
+    /// stored bytes with the resourceVersion written in, or (when they are
+    /// not what the apiserver stores) the parsed tree encoded.
     pub fn current_json(&self) -> Option<bytes::Bytes> {
         self.encoded
             .get_or_init(|| {
+                let stored = self.stored.as_ref()?;
+                if let Some(json) =
+                    super::encoded_list::with_resource_version(&stored.value, stored.mod_revision)
+                {
+                    return Some(bytes::Bytes::from(json));
+                }
                 let object = self.current()?;
                 serde_json::to_vec(object).ok().map(bytes::Bytes::from)
             })
@@ -483,6 +588,13 @@ impl CachedEvent {
 
     /// The index field's values before and after the change.
     fn index_values(&self, index: Index) -> Vec<String> {
+        if let Some(glimpse) = self.glimpse() {
+            return [&glimpse.previous, &glimpse.current]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect();
+        }
         [self.previous(), self.current()]
             .into_iter()
             .flatten()
@@ -552,7 +664,7 @@ async fn pump(cache: std::sync::Weak<WatchCache>, storage: Arc<dyn Storage>, pre
             let mut failed = None;
             for change in batch {
                 match change {
-                    Ok(change) => events.push(CachedEvent::new(change)),
+                    Ok(change) => events.push(CachedEvent::new(change, cache.index)),
                     Err(e) => {
                         failed = Some(e);
                         break;
@@ -608,22 +720,25 @@ mod tests {
         };
         let key = "/registry/pods/default/p".to_string();
         let previous = node_before.map(pod);
-        Arc::new(CachedEvent::new(match node_after {
-            Some(node) => StorageEvent::Put {
-                current: Stored {
-                    key,
-                    value: pod(node),
-                    mod_revision: 2,
-                    create_revision: 1,
+        Arc::new(CachedEvent::new(
+            match node_after {
+                Some(node) => StorageEvent::Put {
+                    current: Stored {
+                        key,
+                        value: pod(node),
+                        mod_revision: 2,
+                        create_revision: 1,
+                    },
+                    previous,
                 },
-                previous,
+                None => StorageEvent::Delete {
+                    key,
+                    revision: 2,
+                    previous,
+                },
             },
-            None => StorageEvent::Delete {
-                key,
-                revision: 2,
-                previous,
-            },
-        }))
+            Some(Index::POD_NODE),
+        ))
     }
 
     #[test]
@@ -656,10 +771,13 @@ mod tests {
         let cache = cache(Some(Index::POD_NODE));
         cache.reset(1, Vec::new());
         let binding = event(Some(""), Some("a"));
-        let unwatched = CachedEvent::new(StorageEvent::Put {
-            current: binding.stored.as_deref().cloned().expect("a put"),
-            previous: binding.previous_bytes.clone(),
-        });
+        let unwatched = CachedEvent::new(
+            StorageEvent::Put {
+                current: binding.stored.as_deref().cloned().expect("a put"),
+                previous: binding.previous_bytes.clone(),
+            },
+            Some(Index::POD_NODE),
+        );
         cache.record(unwatched);
         let recorded = cache.history.lock().expect("lock").events[0].clone();
         assert!(
@@ -668,12 +786,14 @@ mod tests {
         );
         assert!(cache.latest("/registry/pods/default/p").is_some());
 
-        // A node's watch replays it: now it is parsed, and only the node's
-        // changes are handed to that watch.
+        // A node's watch replays it, picked by its index values, which
+        // are read without parsing it; it is parsed once something asks
+        // for its tree.
         let mut for_a = cache
             .subscribe("/registry/pods/", 1, Some("a"))
             .expect("covered");
         let replayed = for_a.next().await.expect("replayed");
+        assert!(!recorded.is_parsed(), "parsed to pick its watchers");
         assert_eq!(
             replayed.current().and_then(|p| p.pointer("/spec/nodeName")),
             Some(&Value::from("a"))
@@ -689,18 +809,22 @@ mod tests {
 
     #[test]
     fn a_change_is_encoded_once_for_all_its_watchers_with_its_resource_version() {
-        let event = CachedEvent::new(StorageEvent::Put {
-            current: Stored {
-                key: "/registry/pods/default/p".to_string(),
-                value: br#"{"metadata":{"name":"p"}}"#.to_vec(),
-                mod_revision: 7,
-                create_revision: 7,
+        let event = CachedEvent::new(
+            StorageEvent::Put {
+                current: Stored {
+                    key: "/registry/pods/default/p".to_string(),
+                    value: br#"{"metadata":{"name":"p"}}"#.to_vec(),
+                    mod_revision: 7,
+                    create_revision: 7,
+                },
+                previous: None,
             },
-            previous: None,
-        });
+            None,
+        );
         let first = event.current_json().expect("a JSON object");
         let second = event.current_json().expect("a JSON object");
         assert_eq!(first.as_ptr(), second.as_ptr(), "encoded twice");
+        assert!(!event.is_parsed(), "written from the stored bytes");
         let object: Value = serde_json::from_slice(&first).expect("JSON");
         assert_eq!(
             object.pointer("/metadata/resourceVersion"),
@@ -712,15 +836,18 @@ mod tests {
     #[test]
     fn snapshots_hold_every_key_of_a_prefix_at_a_whole_revision() {
         let put = |key: &str, revision: i64| {
-            CachedEvent::new(StorageEvent::Put {
-                current: Stored {
-                    key: key.to_string(),
-                    value: b"{}".to_vec(),
-                    mod_revision: revision,
-                    create_revision: revision,
+            CachedEvent::new(
+                StorageEvent::Put {
+                    current: Stored {
+                        key: key.to_string(),
+                        value: b"{}".to_vec(),
+                        mod_revision: revision,
+                        create_revision: revision,
+                    },
+                    previous: None,
                 },
-                previous: None,
-            })
+                None,
+            )
         };
         let cache = cache(None);
         assert!(
@@ -741,11 +868,14 @@ mod tests {
             put("/registry/pods/a/z", 6),
             put("/registry/pods/ab/w", 6),
         ]);
-        cache.record_all(vec![CachedEvent::new(StorageEvent::Delete {
-            key: "/registry/pods/b/y".into(),
-            revision: 7,
-            previous: None,
-        })]);
+        cache.record_all(vec![CachedEvent::new(
+            StorageEvent::Delete {
+                key: "/registry/pods/b/y".into(),
+                revision: 7,
+                previous: None,
+            },
+            None,
+        )]);
         let (revision, items) = cache.snapshot("/registry/pods/a/").expect("listed");
         assert_eq!(revision, 7);
         let keys: Vec<&str> = items.iter().map(|s| s.key.as_str()).collect();

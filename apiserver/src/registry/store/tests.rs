@@ -235,10 +235,13 @@ async fn a_watch_from_a_revision_sees_the_changes_since_and_a_compacted_one_is_g
     };
     let mut events = store.watch(Some("default"), &from(rv(&a))).await.unwrap();
     let added = events.next().await.unwrap();
-    assert_eq!((added.kind, rv(&added.object)), ("ADDED", "2".to_string()));
+    assert_eq!(
+        (added.kind, rv(&added.object())),
+        ("ADDED", "2".to_string())
+    );
     let deleted = events.next().await.unwrap();
     assert_eq!(deleted.kind, "DELETED");
-    assert_eq!(deleted.object["metadata"]["name"], "b");
+    assert_eq!(deleted.object()["metadata"]["name"], "b");
     storage.compact(3).unwrap();
     let error = match store.watch(Some("default"), &from(rv(&a))).await {
         Ok(_) => panic!("a watch from a compacted revision started"),

@@ -336,6 +336,7 @@ impl<S: Strategy> Rest for Store<S> {
         let view = Arc::new(StoreView {
             query: query.clone(),
             resource: self.resource(),
+            index_field: self.cache.as_ref().and_then(|cache| cache.index_field()),
         });
         let cached = self.cache.as_ref().and_then(|cache| {
             let pinned = cache
@@ -347,23 +348,25 @@ impl<S: Strategy> Rest for Store<S> {
             Some(events) => events
                 .filter_map(move |event| {
                     let view = view.clone();
-                    async move { view.convert(&event) }
+                    async move { view.convert(event) }
                 })
                 .boxed(),
-            None => self
-                .storage
-                .watch(&prefix, after)
-                .await?
-                .filter_map(move |event| {
-                    let view = view.clone();
-                    async move {
-                        match event {
-                            Ok(event) => view.convert(&watch_cache::CachedEvent::new(event)),
-                            Err(error) => Some(watch_error(error.into())),
+            None => {
+                self.storage
+                    .watch(&prefix, after)
+                    .await?
+                    .filter_map(move |event| {
+                        let view = view.clone();
+                        async move {
+                            match event {
+                                Ok(event) => view
+                                    .convert(Arc::new(watch_cache::CachedEvent::new(event, None))),
+                                Err(error) => Some(watch_error(error.into())),
+                            }
                         }
-                    }
-                })
-                .boxed(),
+                    })
+                    .boxed()
+            }
         };
         Ok(futures::stream::iter(initial).chain(mapped).boxed())
     }
@@ -374,13 +377,23 @@ impl<S: Strategy> Rest for Store<S> {
 struct StoreView {
     query: ListQuery,
     resource: &'static ResourceKind,
+    /// The watch cache's index field, if the changes come from it.
+    index_field: Option<&'static str>,
 }
 
 impl StoreView {
     /// The event this watcher sees of a change, applying its selectors the
     /// way Kubernetes does: an object that stops matching is `DELETED` for
     /// it, one that starts matching `ADDED`.
-    fn convert(&self, event: &watch_cache::CachedEvent) -> Option<WatchEvent> {
+    fn convert(&self, event: Arc<watch_cache::CachedEvent>) -> Option<WatchEvent> {
+        match self.convert_unparsed(&event) {
+            Some(converted) => converted,
+            None => self.convert_parsed(&event),
+        }
+    }
+
+    /// [`Self::convert`] from the change's trees.
+    fn convert_parsed(&self, event: &watch_cache::CachedEvent) -> Option<WatchEvent> {
         let was_matching = event
             .previous()
             .is_some_and(|v| matches(self.resource, &self.query, v));
@@ -396,11 +409,11 @@ impl StoreView {
                     (true, false) => "DELETED",
                     (false, false) => return None,
                 };
-                Some(WatchEvent {
+                Some(WatchEvent::shared(
                     kind,
-                    object: object.clone(),
-                    encoded: event.current_json(),
-                })
+                    object.clone(),
+                    event.current_json(),
+                ))
             }
             None => {
                 if !was_matching {
@@ -411,5 +424,172 @@ impl StoreView {
                 Some(WatchEvent::new("DELETED", object))
             }
         }
+    }
+
+    /// [`Self::convert`] without parsing the change, for a watcher whose
+    /// selectors read nothing but the cache's index field (or nothing at
+    /// all): from the change's [`Glimpse`](watch_cache::Glimpse) and its
+    /// JSON. `None` when the change has to be parsed after all.
+    fn convert_unparsed(
+        &self,
+        event: &Arc<watch_cache::CachedEvent>,
+    ) -> Option<Option<WatchEvent>> {
+        let fields = self.query.fields.requirements();
+        let only_index = fields
+            .iter()
+            .all(|r| Some(r.field.as_str()) == self.index_field);
+        if !self.query.labels.is_empty() || !only_index {
+            return None;
+        }
+        let glimpse = event.glimpse()?;
+        let selects = |value: &Option<String>| {
+            value
+                .as_deref()
+                .is_some_and(|value| fields.iter().all(|r| r.matches_value(Some(value))))
+        };
+        let kind = match (selects(&glimpse.previous), selects(&glimpse.current)) {
+            (false, true) => "ADDED",
+            (true, true) => "MODIFIED",
+            (true, false) => "DELETED",
+            (false, false) => return Some(None),
+        };
+        // Still matching, or no longer: the object as it is now, as the
+        // parsing path answers; deleted: as it was, at the delete's
+        // resourceVersion.
+        let before = event.is_delete();
+        let encoded = if before {
+            event.previous_json()
+        } else {
+            event.current_json()
+        }?;
+        Some(Some(WatchEvent::of_change(
+            kind,
+            event.clone(),
+            before,
+            encoded,
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use api_types::fields::FieldSelector;
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::registry::watch_cache::{CachedEvent, Index};
+    use crate::storage::WatchEvent as StorageEvent;
+
+    fn pod(node: &str, app: &str) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "metadata": {"name": "p", "namespace": "default", "labels": {"app": app}},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "image": "i"}]},
+        }))
+        .unwrap()
+    }
+
+    fn change(before: Option<&[u8]>, after: Option<&[u8]>) -> Arc<CachedEvent> {
+        let key = "/registry/pods/default/p".to_string();
+        let previous = before.map(<[u8]>::to_vec);
+        Arc::new(CachedEvent::new(
+            match after {
+                Some(value) => StorageEvent::Put {
+                    current: Stored {
+                        key,
+                        value: value.to_vec(),
+                        mod_revision: 9,
+                        create_revision: 1,
+                    },
+                    previous,
+                },
+                None => StorageEvent::Delete {
+                    key,
+                    revision: 9,
+                    previous,
+                },
+            },
+            Some(Index::POD_NODE),
+        ))
+    }
+
+    fn view(fields: &str) -> StoreView {
+        StoreView {
+            query: ListQuery {
+                fields: FieldSelector::parse(fields).unwrap(),
+                ..ListQuery::default()
+            },
+            resource: &api_types::kinds::PODS,
+            index_field: Some("spec.nodeName"),
+        }
+    }
+
+    /// What a watcher is sent: its kind, its JSON and its tree.
+    fn seen(event: Option<WatchEvent>) -> Option<(&'static str, Value, Value)> {
+        event.map(|e| {
+            let json = serde_json::from_slice(e.encoded.as_deref().unwrap_or(b"null")).unwrap();
+            (e.kind, json, Value::clone(&e.object()))
+        })
+    }
+
+    /// The watchers that select by nothing or by the index field get from
+    /// the change's bytes what parsing it would give them, without the
+    /// parse; a change the glimpse cannot read goes the parsing way.
+    #[test]
+    fn a_change_converted_unparsed_is_what_parsing_it_gives() {
+        let (unbound, on_a, on_b) = (pod("", "web"), pod("a", "web"), pod("b", "web"));
+        let changes = [
+            ("create", change(None, Some(&unbound))),
+            ("bind", change(Some(&unbound), Some(&on_a))),
+            ("status", change(Some(&on_a), Some(&pod("a", "db")))),
+            ("move", change(Some(&on_a), Some(&on_b))),
+            ("delete", change(Some(&on_a), None)),
+        ];
+        for selector in ["", "spec.nodeName=a", "spec.nodeName=", "spec.nodeName!="] {
+            let view = view(selector);
+            for (what, event) in &changes {
+                let unparsed = view
+                    .convert_unparsed(event)
+                    .unwrap_or_else(|| panic!("{what} for {selector:?} was parsed"));
+                let parsed = view.convert_parsed(event);
+                let (unparsed, parsed) = (seen(unparsed), seen(parsed));
+                match (&unparsed, &parsed) {
+                    (Some((kind, json, tree)), Some((want_kind, _, want))) => {
+                        assert_eq!(
+                            (kind, json, tree),
+                            (want_kind, want, want),
+                            "{what} {selector:?}"
+                        );
+                    }
+                    _ => assert_eq!(unparsed, parsed, "{what} {selector:?}"),
+                }
+            }
+        }
+        // Nothing above needed a tree but the tests' own `object()` calls on
+        // the parsing path's answers.
+        let fresh = change(Some(&unbound), Some(&on_a));
+        let converted = view("spec.nodeName=a")
+            .convert(fresh.clone())
+            .expect("ADDED");
+        assert_eq!(converted.kind, "ADDED");
+        assert!(!fresh.is_parsed(), "a node's watcher parsed the change");
+
+        // A label selector, another field, or a value the glimpse cannot
+        // read: parsed.
+        let labelled = StoreView {
+            query: ListQuery {
+                labels: api_types::labels::Selector::parse("app=web").unwrap(),
+                ..ListQuery::default()
+            },
+            ..view("")
+        };
+        assert!(labelled.convert_unparsed(&fresh).is_none());
+        assert!(view("status.phase=Running")
+            .convert_unparsed(&fresh)
+            .is_none());
+        let odd = serde_json::to_vec(&json!({"metadata": {"name": "p"}, "spec": {"nodeName": 7}}))
+            .unwrap();
+        let odd = change(None, Some(&odd));
+        assert!(view("").convert_unparsed(&odd).is_none());
+        assert_eq!(seen(view("").convert(odd)).map(|s| s.0), Some("ADDED"));
     }
 }
