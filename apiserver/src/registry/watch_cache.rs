@@ -266,6 +266,11 @@ impl WatchCache {
         self.index.map(|i| i.field)
     }
 
+    /// The index, if this cache has one.
+    pub fn index(&self) -> Option<Index> {
+        self.index
+    }
+
     /// The changes under `key_prefix` after revision `after`: the kept ones
     /// first, then new ones as they come. With `index_value`, only changes
     /// whose object had or has that value of the index field (the caller's
@@ -519,6 +524,12 @@ impl CachedEvent {
     pub fn previous_json(&self) -> Option<bytes::Bytes> {
         let previous = self.previous_bytes.as_deref()?;
         super::encoded_list::with_resource_version(previous, self.revision).map(bytes::Bytes::from)
+    }
+
+    /// The field its [`Glimpse`] reads, if any: a change read from etcd
+    /// outside a cache has none, and its glimpse tells nothing of a field.
+    pub fn index_field(&self) -> Option<&'static str> {
+        self.index.map(|index| index.field)
     }
 
     /// Whether the change deleted the key.

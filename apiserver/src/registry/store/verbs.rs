@@ -336,8 +336,8 @@ impl<S: Strategy> Rest for Store<S> {
         let view = Arc::new(StoreView {
             query: query.clone(),
             resource: self.resource(),
-            index_field: self.cache.as_ref().and_then(|cache| cache.index_field()),
         });
+        let index = self.cache.as_ref().and_then(|cache| cache.index());
         let cached = self.cache.as_ref().and_then(|cache| {
             let pinned = cache
                 .index_field()
@@ -360,7 +360,7 @@ impl<S: Strategy> Rest for Store<S> {
                         async move {
                             match event {
                                 Ok(event) => view
-                                    .convert(Arc::new(watch_cache::CachedEvent::new(event, None))),
+                                    .convert(Arc::new(watch_cache::CachedEvent::new(event, index))),
                                 Err(error) => Some(watch_error(error.into())),
                             }
                         }
@@ -377,8 +377,6 @@ impl<S: Strategy> Rest for Store<S> {
 struct StoreView {
     query: ListQuery,
     resource: &'static ResourceKind,
-    /// The watch cache's index field, if the changes come from it.
-    index_field: Option<&'static str>,
 }
 
 impl StoreView {
@@ -435,9 +433,11 @@ impl StoreView {
         event: &Arc<watch_cache::CachedEvent>,
     ) -> Option<Option<WatchEvent>> {
         let fields = self.query.fields.requirements();
+        // The field the change's glimpse read: the cache's index, if the
+        // change came with it.
         let only_index = fields
             .iter()
-            .all(|r| Some(r.field.as_str()) == self.index_field);
+            .all(|r| Some(r.field.as_str()) == event.index_field());
         if !self.query.labels.is_empty() || !only_index {
             return None;
         }
@@ -489,6 +489,14 @@ mod tests {
     }
 
     fn change(before: Option<&[u8]>, after: Option<&[u8]>) -> Arc<CachedEvent> {
+        change_indexed(before, after, Some(Index::POD_NODE))
+    }
+
+    fn change_indexed(
+        before: Option<&[u8]>,
+        after: Option<&[u8]>,
+        index: Option<Index>,
+    ) -> Arc<CachedEvent> {
         let key = "/registry/pods/default/p".to_string();
         let previous = before.map(<[u8]>::to_vec);
         Arc::new(CachedEvent::new(
@@ -508,7 +516,7 @@ mod tests {
                     previous,
                 },
             },
-            Some(Index::POD_NODE),
+            index,
         ))
     }
 
@@ -519,7 +527,6 @@ mod tests {
                 ..ListQuery::default()
             },
             resource: &api_types::kinds::PODS,
-            index_field: Some("spec.nodeName"),
         }
     }
 
@@ -591,5 +598,17 @@ mod tests {
         let odd = change(None, Some(&odd));
         assert!(view("").convert_unparsed(&odd).is_none());
         assert_eq!(seen(view("").convert(odd)).map(|s| s.0), Some("ADDED"));
+
+        // A change read without the index (from etcd, for a resource
+        // without a cache): its glimpse knows no node, so a node's watcher
+        // parses it rather than miss it.
+        let unindexed = change_indexed(Some(&unbound), Some(&on_a), None);
+        assert!(view("spec.nodeName=a")
+            .convert_unparsed(&unindexed)
+            .is_none());
+        assert_eq!(
+            seen(view("spec.nodeName=a").convert(unindexed)).map(|s| s.0),
+            Some("ADDED")
+        );
     }
 }
