@@ -120,12 +120,7 @@ impl WatchEvent {
                 before: true,
             } => {
                 let mut object = change.previous().cloned().unwrap_or(Value::Null);
-                if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
-                    meta.insert(
-                        "resourceVersion".into(),
-                        Value::String(change.revision.to_string()),
-                    );
-                }
+                super::store::set_resource_version(&mut object, change.revision);
                 Arc::new(object)
             }
         }

@@ -99,7 +99,9 @@ fn to_bytes<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(value).map_err(|e| ApiError::internal(format!("cannot encode object: {e}")))
 }
 
-fn set_resource_version(value: &mut Value, revision: i64) {
+/// Writes `revision` into `value`'s metadata as its resourceVersion (etcd
+/// keeps it as the key's revision, not in the stored value).
+pub(super) fn set_resource_version(value: &mut Value, revision: i64) {
     if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.insert(
             "resourceVersion".into(),

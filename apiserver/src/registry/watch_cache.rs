@@ -582,12 +582,7 @@ impl CachedEvent {
             let parse = |bytes: &[u8]| serde_json::from_slice::<Value>(bytes).ok();
             let current = self.stored.as_ref().and_then(|stored| {
                 let mut object = parse(&stored.value)?;
-                if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
-                    meta.insert(
-                        "resourceVersion".into(),
-                        Value::String(stored.mod_revision.to_string()),
-                    );
-                }
+                super::store::set_resource_version(&mut object, stored.mod_revision);
                 Some(Arc::new(object))
             });
             Parsed {
