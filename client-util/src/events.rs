@@ -526,18 +526,24 @@ impl Correlator {
 /// saw, as Kubernetes' `GetReference` fills them; `field_path` names a part
 /// of it (`spec.containers{name}`).
 pub fn pod_reference(pod: &Pod, field_path: Option<String>) -> ObjectReference {
+    pod_reference_of(&pod.metadata, field_path)
+}
+
+/// [`pod_reference`] from a pod's metadata alone (for a cache that keeps
+/// pods in a type of its own).
+pub fn pod_reference_of(metadata: &ObjectMeta, field_path: Option<String>) -> ObjectReference {
     ObjectReference {
         kind: Some("Pod".into()),
         api_version: Some("v1".into()),
         namespace: Some(
-            pod.metadata
+            metadata
                 .namespace
                 .clone()
                 .unwrap_or_else(|| "default".into()),
         ),
-        name: pod.metadata.name.clone(),
-        uid: pod.metadata.uid.clone(),
-        resource_version: pod.metadata.resource_version.clone(),
+        name: metadata.name.clone(),
+        uid: metadata.uid.clone(),
+        resource_version: metadata.resource_version.clone(),
         field_path,
     }
 }

@@ -4,10 +4,10 @@
 //! client-go's `SetTransform` lets Kubernetes' scheduler and controller
 //! manager drop `managedFields`.
 //!
-//! [`pod`] keeps what the scheduler reads of a pod it has to place (the
-//! union of what it and the controller manager read, as it began);
-//! [`controller_pod`] only what the controller manager reads,
-//! [`scheduled_pod`] only what the scheduler reads of a bound pod.
+//! [`controller_pod`] keeps only what the controller manager reads of a
+//! pod, [`node`] what the scheduler and the controller manager read of a
+//! node. (The scheduler keeps its pods in a type of its own,
+//! `scheduler::cached_pod`, since even a trimmed `Pod` weighs kilobytes.)
 //! A field added to one of their loops must be kept here too (each
 //! function says what it keeps). A transformed object is never
 //! written back: its owner patches what it changes.
@@ -24,60 +24,10 @@ pub fn metadata(meta: &mut ObjectMeta) {
     meta.annotations = None;
 }
 
-/// A container reduced to its name, resource requests and limits (the
-/// scheduler's fit) and ports (host ports for the scheduler, named ports
-/// for the endpoints controller).
-fn container(c: &mut Container) {
-    *c = Container {
-        name: std::mem::take(&mut c.name),
-        resources: c.resources.take(),
-        ports: c.ports.take(),
-        ..Container::default()
-    };
-}
-
-/// A pod as the scheduler and the controller manager read it.
+/// A pod as the controller manager reads it.
 ///
-/// Kept: the metadata but `managedFields` and annotations ([`metadata`]);
-/// of the spec, the containers' and init containers' names, resources
-/// and ports, and every scalar and placement field (`nodeName`,
-/// `schedulerName`, `nodeSelector`, `affinity`, `tolerations`, `hostname`,
-/// `subdomain`, `priority`...); of the status, the phase, conditions,
-/// addresses, reason and message. Dropped: everything else a kubelet
-/// needs to run the containers (images, commands, environment, probes,
-/// mounts, volumes, ephemeral containers) and the container statuses.
-pub fn pod(pod: &mut Pod) {
-    metadata(&mut pod.metadata);
-    if let Some(spec) = pod.spec.as_mut() {
-        spec_of(spec);
-    }
-    if let Some(status) = pod.status.as_mut() {
-        status_of(status);
-    }
-}
-
-fn spec_of(spec: &mut PodSpec) {
-    spec.containers.iter_mut().for_each(container);
-    spec.init_containers
-        .iter_mut()
-        .flatten()
-        .for_each(container);
-    spec.ephemeral_containers = None;
-    spec.volumes = None;
-    spec.image_pull_secrets = None;
-}
-
-fn status_of(status: &mut PodStatus) {
-    status.container_statuses = None;
-    status.init_container_statuses = None;
-    status.ephemeral_container_statuses = None;
-    status.resource_claim_statuses = None;
-}
-
-/// A pod as the controller manager reads it: far less than [`pod`], whose
-/// container resources, tolerations and conditions are the scheduler's.
-///
-/// At 30,000 pods the controller manager's cache of [`pod`]s weighed more
+/// At 30,000 pods the controller manager's cache of pods trimmed only as
+/// the scheduler needed them weighed more
 /// than the apiserver itself (issue #19); what a cached pod costs is mostly
 /// its heap: each container (about 0.9 KiB inline) and its two resource
 /// maps, five conditions, tolerations and a dozen small strings.
@@ -131,39 +81,6 @@ pub fn controller_pod(pod: &mut Pod) {
     }
 }
 
-/// A bound pod as the scheduler reads it: what it takes of its node (the
-/// containers' and init containers' requests and host ports), its
-/// spreading groups (owner references and labels) and whether it finished
-/// (the phase). The pods still to place keep [`pod`]: their selectors,
-/// affinity and tolerations decide where they go, while a bound pod's
-/// only matter to its own node's kubelet.
-///
-/// Kept: the metadata but `managedFields`, annotations and `generateName`;
-/// of the spec, `nodeName` and the containers as [`pod`] keeps them; of
-/// the status, the phase. Everything else is dropped.
-pub fn scheduled_pod(pod: &mut Pod) {
-    metadata(&mut pod.metadata);
-    pod.metadata.generate_name = None;
-    if let Some(spec) = pod.spec.as_mut() {
-        let mut containers = std::mem::take(&mut spec.containers);
-        containers.iter_mut().for_each(container);
-        let mut init_containers = spec.init_containers.take();
-        init_containers.iter_mut().flatten().for_each(container);
-        *spec = PodSpec {
-            node_name: spec.node_name.take(),
-            containers,
-            init_containers,
-            ..PodSpec::default()
-        };
-    }
-    if let Some(status) = pod.status.as_mut() {
-        *status = PodStatus {
-            phase: status.phase.take(),
-            ..PodStatus::default()
-        };
-    }
-}
-
 /// A node without `managedFields`, annotations and its list of images
 /// (Kubernetes' largest node field, read by none of the loops).
 pub fn node(node: &mut Node) {
@@ -178,85 +95,6 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-
-    /// A pod with something in every group of fields the transforms keep
-    /// or drop.
-    fn whole_pod() -> Pod {
-        serde_json::from_value(json!({
-            "metadata": {"name": "p", "namespace": "ns", "uid": "u", "resourceVersion": "7",
-                "labels": {"app": "web"},
-                "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{...}"},
-                "ownerReferences": [{"apiVersion": "v1", "kind": "ReplicationController",
-                    "name": "web", "uid": "rc", "controller": true}],
-                "managedFields": [{"manager": "ctl", "operation": "Update"}]},
-            "spec": {"nodeName": "n1", "schedulerName": "default-scheduler",
-                "nodeSelector": {"disk": "ssd"}, "tolerations": [{"operator": "Exists"}],
-                "hostname": "h", "subdomain": "s",
-                "volumes": [{"name": "v", "emptyDir": {}}],
-                "containers": [{"name": "c", "image": "big", "command": ["sh"],
-                    "env": [{"name": "A", "value": "1"}],
-                    "resources": {"requests": {"cpu": "100m"}},
-                    "ports": [{"name": "http", "containerPort": 80, "hostPort": 8080}],
-                    "volumeMounts": [{"name": "v", "mountPath": "/v"}]}],
-                "initContainers": [{"name": "i", "image": "x",
-                    "resources": {"requests": {"memory": "1Mi"}}}]},
-            "status": {"phase": "Running", "podIP": "10.0.0.1",
-                "conditions": [{"type": "Ready", "status": "True"}],
-                "containerStatuses": [{"name": "c", "image": "big", "imageID": "",
-                    "ready": true, "restartCount": 0}]},
-        }))
-        .unwrap()
-    }
-
-    /// The metadata of [`whole_pod`] that every pod transform keeps.
-    fn kept_metadata() -> serde_json::Value {
-        json!({"name": "p", "namespace": "ns", "uid": "u", "resourceVersion": "7",
-            "labels": {"app": "web"},
-            "ownerReferences": [{"apiVersion": "v1", "kind": "ReplicationController",
-                "name": "web", "uid": "rc", "controller": true}]})
-    }
-
-    #[test]
-    fn a_lean_pod_keeps_what_scheduling_and_controllers_read() {
-        let mut p = whole_pod();
-        pod(&mut p);
-        assert_eq!(
-            serde_json::to_value(&p).unwrap(),
-            json!({
-                "apiVersion": "v1", "kind": "Pod",
-                "metadata": kept_metadata(),
-                "spec": {"nodeName": "n1", "schedulerName": "default-scheduler",
-                    "nodeSelector": {"disk": "ssd"}, "tolerations": [{"operator": "Exists"}],
-                    "hostname": "h", "subdomain": "s",
-                    "containers": [{"name": "c",
-                        "resources": {"requests": {"cpu": "100m"}},
-                        "ports": [{"name": "http", "containerPort": 80, "hostPort": 8080}]}],
-                    "initContainers": [{"name": "i",
-                        "resources": {"requests": {"memory": "1Mi"}}}]},
-                "status": {"phase": "Running", "podIP": "10.0.0.1",
-                    "conditions": [{"type": "Ready", "status": "True"}]},
-            })
-        );
-    }
-
-    #[test]
-    fn a_scheduled_pod_keeps_only_what_the_scheduler_reads_of_a_bound_pod() {
-        let mut p = whole_pod();
-        scheduled_pod(&mut p);
-        assert_eq!(
-            serde_json::to_value(&p).unwrap(),
-            json!({
-                "apiVersion": "v1", "kind": "Pod",
-                "metadata": kept_metadata(),
-                "spec": {"nodeName": "n1",
-                    "containers": [{"name": "c", "resources": {"requests": {"cpu": "100m"}},
-                        "ports": [{"name": "http", "containerPort": 80, "hostPort": 8080}]}],
-                    "initContainers": [{"name": "i",
-                        "resources": {"requests": {"memory": "1Mi"}}}]},
-                "status": {"phase": "Running"},
-            })
-        );
-    }
 
     #[test]
     fn a_controller_pod_keeps_only_what_the_controller_manager_reads() {

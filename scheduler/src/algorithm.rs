@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use api_types::labels::Selector;
 use api_types::validation::quantity::ParsedQuantity;
-use k8s_openapi::api::core::v1::{Node, Pod, ResourceRequirements};
+use k8s_openapi::api::core::v1::{ContainerPort, Node, Pod, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 /// What a pod asks of a node.
@@ -47,21 +47,40 @@ fn container_demand(resources: Option<&ResourceRequirements>) -> (i64, i64) {
 /// The pod's demand: the sum of its containers' requests (or limits where no
 /// request is given), at least each init container's, and its host ports.
 pub fn demand(pod: &Pod) -> Demand {
+    let Some(spec) = &pod.spec else {
+        return Demand::default();
+    };
+    demand_of(
+        spec.containers
+            .iter()
+            .map(|c| (c.resources.as_ref(), c.ports.as_deref().unwrap_or_default())),
+        spec.init_containers
+            .iter()
+            .flatten()
+            .map(|c| c.resources.as_ref()),
+    )
+}
+
+/// [`demand`] from the parts of a pod it reads: each container's resources
+/// and ports, and each init container's resources.
+pub fn demand_of<'a>(
+    containers: impl IntoIterator<Item = (Option<&'a ResourceRequirements>, &'a [ContainerPort])>,
+    init_containers: impl IntoIterator<Item = Option<&'a ResourceRequirements>>,
+) -> Demand {
     let mut d = Demand::default();
-    let Some(spec) = &pod.spec else { return d };
-    for c in &spec.containers {
-        let (cpu, mem) = container_demand(c.resources.as_ref());
+    for (resources, ports) in containers {
+        let (cpu, mem) = container_demand(resources);
         d.milli_cpu += cpu;
         d.memory += mem;
-        for p in c.ports.iter().flatten() {
+        for p in ports {
             if let Some(hp) = p.host_port.filter(|hp| *hp > 0) {
                 let proto = p.protocol.clone().unwrap_or_else(|| "TCP".into());
                 d.host_ports.insert((proto, hp));
             }
         }
     }
-    for c in spec.init_containers.iter().flatten() {
-        let (cpu, mem) = container_demand(c.resources.as_ref());
+    for resources in init_containers {
+        let (cpu, mem) = container_demand(resources);
         d.milli_cpu = d.milli_cpu.max(cpu);
         d.memory = d.memory.max(mem);
     }
@@ -121,6 +140,11 @@ impl NodeInfo {
 
     /// Counts a pod (with its demand and groups) as placed here.
     pub fn add(&mut self, demand: &Demand, groups: &[String]) {
+        self.add_pod(demand, groups.iter().map(String::as_str));
+    }
+
+    /// [`NodeInfo::add`] with borrowed group names.
+    pub fn add_pod<'g>(&mut self, demand: &Demand, groups: impl IntoIterator<Item = &'g str>) {
         self.used.milli_cpu += demand.milli_cpu;
         self.used.memory += demand.memory;
         self.used
@@ -133,7 +157,7 @@ impl NodeInfo {
             match self.groups.get_mut(g) {
                 Some(n) => *n += 1,
                 None => {
-                    self.groups.insert(g.clone(), 1);
+                    self.groups.insert(g.to_owned(), 1);
                 }
             }
         }

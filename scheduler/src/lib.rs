@@ -23,6 +23,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod algorithm;
+pub mod cached_pod;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -40,6 +41,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::algorithm::{Demand, NodeInfo, Placement};
+use crate::cached_pod::CachedPod;
 
 /// The name pods ask for in `spec.schedulerName` to be placed by us.
 pub const SCHEDULER_NAME: &str = "default-scheduler";
@@ -91,8 +93,8 @@ struct Assumed {
 
 struct Caches {
     nodes: Reflected<Node>,
-    pending: Reflected<Pod>,
-    bound: Reflected<Pod>,
+    pending: Reflected<CachedPod>,
+    bound: Reflected<CachedPod>,
     services: Reflected<Service>,
 }
 
@@ -108,9 +110,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let stop = StopFlag::new(shutdown);
-    // Pods and nodes are kept lean (client_util::lean: what the filters,
-    // scores and events read): at 10,000 pods the whole objects cost more
-    // than the apiserver's own cache (#19 item 4).
+    // Pods and nodes are kept lean (what the filters, scores and events
+    // read: pods in a type of their own, cached_pod; nodes trimmed by
+    // client_util::lean): at 10,000 pods the whole objects cost more than
+    // the apiserver's own cache (#19 item 4).
     let caches = Caches {
         nodes: reflect_with(
             Api::<Node>::all(client.clone()),
@@ -118,17 +121,15 @@ pub async fn run(
             stop.clone(),
             client_util::lean::node,
         ),
-        pending: reflect_with(
-            Api::<Pod>::all(client.clone()),
+        pending: reflect(
+            Api::<CachedPod>::all(client.clone()),
             watcher::Config::default().fields("spec.nodeName="),
             stop.clone(),
-            client_util::lean::pod,
         ),
-        bound: reflect_with(
-            Api::<Pod>::all(client.clone()),
+        bound: reflect(
+            Api::<CachedPod>::all(client.clone()),
             watcher::Config::default().fields("spec.nodeName!="),
             stop.clone(),
-            client_util::lean::scheduled_pod,
         ),
         services: reflect(
             Api::<Service>::all(client.clone()),
@@ -237,17 +238,14 @@ fn source() -> EventSource {
 }
 
 /// Kubernetes' event for a binding: reason `Scheduled`, in its words.
-fn scheduled_event(pod: &Pod, node: &str) -> Event {
+fn scheduled_event(pod: &CachedPod, node: &str) -> Event {
+    let (ns, name) = pod.ns_and_name();
     let mut event = events::event(
-        events::pod_reference(pod, None),
+        pod.reference(),
         source(),
         "Normal",
         "Scheduled",
-        format!(
-            "Successfully assigned {}/{} to {node}",
-            pod.namespace().unwrap_or_default(),
-            pod.name_any()
-        ),
+        format!("Successfully assigned {ns}/{name} to {node}"),
     );
     event.action = Some("Binding".into());
     event
@@ -277,48 +275,56 @@ async fn wait_ready(c: &Caches) -> Result<(), Error> {
     Ok(())
 }
 
-/// A pod's namespace and name, borrowed.
-fn ns_and_name(pod: &Pod) -> (&str, &str) {
-    (
-        pod.metadata.namespace.as_deref().unwrap_or_default(),
-        pod.metadata.name.as_deref().unwrap_or_default(),
-    )
+fn key(pod: &CachedPod) -> String {
+    let (ns, name) = pod.ns_and_name();
+    format!("{ns}/{name}")
 }
 
-fn key(pod: &Pod) -> String {
-    format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any())
+/// The spreading groups that services make: each service with a selector
+/// is the group of the pods it selects, in its namespace.
+struct ServiceGroups<'s> {
+    /// Namespace, selector and group name of each service with a selector.
+    services: Vec<(&'s str, &'s BTreeMap<String, String>, String)>,
 }
 
-fn finished(pod: &Pod) -> bool {
-    matches!(
-        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-        Some("Succeeded" | "Failed")
-    )
-}
-
-/// The spreading groups of a pod: its controller and the services selecting it.
-fn groups(pod: &Pod, services: &[Arc<Service>]) -> Vec<String> {
-    let mut out = Vec::new();
-    for owner in pod.owner_references() {
-        if owner.controller == Some(true) {
-            out.push(format!("owner:{}", owner.uid));
-        }
+impl<'s> ServiceGroups<'s> {
+    fn new(services: &'s [Arc<Service>]) -> Self {
+        let services = services
+            .iter()
+            .filter_map(|svc| {
+                let ns = svc.metadata.namespace.as_deref().unwrap_or_default();
+                let selector = svc.spec.as_ref()?.selector.as_ref()?;
+                let group = format!("service:{ns}/{}", svc.name_any());
+                (!selector.is_empty()).then_some((ns, selector, group))
+            })
+            .collect();
+        Self { services }
     }
-    let ns = pod.namespace().unwrap_or_default();
-    let empty = BTreeMap::new();
-    let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
-    for svc in services {
-        if svc.namespace().as_deref() != Some(ns.as_str()) {
-            continue;
-        }
-        let Some(sel) = svc.spec.as_ref().and_then(|s| s.selector.as_ref()) else {
-            continue;
-        };
-        if !sel.is_empty() && sel.iter().all(|(k, v)| labels.get(k) == Some(v)) {
-            out.push(format!("service:{ns}/{}", svc.name_any()));
-        }
+
+    /// The groups of the services in `namespace` whose selector `label`
+    /// (a pod's labels) matches.
+    fn of<'a, 'l>(
+        &'a self,
+        namespace: &'a str,
+        label: impl Fn(&str) -> Option<&'l str> + 'a,
+    ) -> impl Iterator<Item = &'a str> + 'a {
+        self.services
+            .iter()
+            .filter(move |(ns, selector, _)| {
+                *ns == namespace && selector.iter().all(|(k, v)| label(k) == Some(v.as_str()))
+            })
+            .map(|(_, _, group)| group.as_str())
     }
-    out
+}
+
+/// The spreading groups of a pod: its controllers and the services
+/// selecting it.
+fn groups<'a>(
+    pod: &'a CachedPod,
+    services: &'a ServiceGroups<'_>,
+) -> impl Iterator<Item = &'a str> {
+    let owners = pod.owner_groups().iter().map(String::as_str);
+    owners.chain(services.of(pod.ns_and_name().0, |k| pod.label(k)))
 }
 
 struct Scheduler {
@@ -342,18 +348,12 @@ impl Scheduler {
     async fn round(&mut self, c: &Caches) {
         let now = Instant::now();
         let services = c.services.store.state();
+        let services = ServiceGroups::new(&services);
         let bound = c.bound.store.state();
         // Borrowed from the snapshot: a round allocates nothing per bound
         // pod for this.
-        let bound_uids: HashMap<(&str, &str), &str> = bound
-            .iter()
-            .map(|p| {
-                (
-                    ns_and_name(p),
-                    p.metadata.uid.as_deref().unwrap_or_default(),
-                )
-            })
-            .collect();
+        let bound_uids: HashMap<(&str, &str), &str> =
+            bound.iter().map(|p| (p.ns_and_name(), p.uid())).collect();
         let ttl = self.config.assume_ttl;
         self.assumed.retain(|k, a| {
             let ns_name = k.split_once('/').unwrap_or(("", k));
@@ -374,12 +374,11 @@ impl Scheduler {
             .map(|(i, n)| (n.name.clone(), i))
             .collect();
         for pod in &bound {
-            if finished(pod) {
+            if pod.finished() {
                 continue;
             }
-            let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
-            if let Some(&i) = node.and_then(|n| index.get(n)) {
-                nodes[i].add(&algorithm::demand(pod), &groups(pod, &services));
+            if let Some(&i) = index.get(pod.node_name()) {
+                nodes[i].add_pod(pod.demand(), groups(pod, &services));
             }
         }
         for a in self.assumed.values() {
@@ -388,25 +387,20 @@ impl Scheduler {
             }
         }
 
-        let mut pending: Vec<Arc<Pod>> = c
+        let mut pending: Vec<Arc<CachedPod>> = c
             .pending
             .store
             .state()
             .into_iter()
             .filter(|p| {
-                let spec = p.spec.as_ref();
-                p.metadata.deletion_timestamp.is_none()
-                    && !finished(p)
-                    && spec
-                        .and_then(|s| s.node_name.as_deref())
-                        .is_none_or(str::is_empty)
-                    && spec
-                        .and_then(|s| s.scheduler_name.as_deref())
-                        .is_none_or(|n| n == SCHEDULER_NAME)
+                !p.deleting()
+                    && !p.finished()
+                    && p.node_name().is_empty()
+                    && p.scheduler_name().is_none_or(|n| n == SCHEDULER_NAME)
                     && !self.assumed.contains_key(&key(p))
                     // The two pod watches are not in step: a pod the bound
                     // cache already shows may still be in the pending one.
-                    && bound_uids.get(&ns_and_name(p)).copied() != p.metadata.uid.as_deref()
+                    && bound_uids.get(&p.ns_and_name()).copied() != Some(p.uid())
             })
             .collect();
         if pending.is_empty() {
@@ -414,8 +408,7 @@ impl Scheduler {
         }
         // Creation times are to the second, so most comparisons would tie
         // and format both keys: each key is made once instead.
-        pending
-            .sort_by_cached_key(|p| (p.metadata.creation_timestamp.as_ref().map(|t| t.0), key(p)));
+        pending.sort_by_cached_key(|p| (p.created().map(|t| t.0), key(p)));
 
         // Placing is lazy: the stream places the next pod when a binding
         // slot frees up, so the first bindings go out at once instead of
@@ -426,19 +419,18 @@ impl Scheduler {
         let recorder = &self.recorder;
         let assumed = &mut self.assumed;
         let placed = stream::iter(pending).filter_map(|pod| {
-            let demand = algorithm::demand(&pod);
-            let g = groups(&pod, &services);
-            let selector = pod.spec.as_ref().and_then(|s| s.node_selector.as_ref());
-            let binding = match algorithm::place(&nodes, &demand, selector, &g) {
+            let demand = pod.demand();
+            let g: Vec<String> = groups(&pod, &services).map(str::to_owned).collect();
+            let binding = match algorithm::place(&nodes, demand, pod.node_selector(), &g) {
                 Placement::Node(i) => {
-                    nodes[i].add(&demand, &g);
+                    nodes[i].add(demand, &g);
                     let node = nodes[i].name.clone();
                     assumed.insert(
                         key(&pod),
                         Assumed {
-                            uid: pod.uid().unwrap_or_default(),
+                            uid: pod.uid().to_owned(),
                             node: node.clone(),
-                            demand,
+                            demand: demand.clone(),
                             groups: g,
                             since: now,
                         },
@@ -485,29 +477,19 @@ impl Scheduler {
 
     /// Writes `PodScheduled=False` and a `FailedScheduling` event, unless
     /// the pod already says exactly this.
-    async fn report_unschedulable(&mut self, pod: &Pod, message: &str) {
+    async fn report_unschedulable(&mut self, pod: &CachedPod, message: &str) {
         let k = key(pod);
-        let uid = pod.uid().unwrap_or_default();
+        let uid = pod.uid().to_owned();
         if self.reported.get(&k) == Some(&(uid.clone(), message.to_string())) {
             return;
         }
-        let current = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled"));
-        let already = current.is_some_and(|c| {
-            c.status == "False"
-                && c.reason.as_deref() == Some("Unschedulable")
-                && c.message.as_deref() == Some(message)
-        });
-        if already {
+        if pod.unschedulable_message() == Some(message) {
             self.reported.insert(k, (uid, message.to_string()));
             return;
         }
         tracing::info!(pod = %k, %message, "unschedulable");
-        let ns = pod.namespace().unwrap_or_default();
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+        let (ns, name) = pod.ns_and_name();
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), ns);
         let now = jiff::Timestamp::now().to_string();
         let patch = json!({"status": {"conditions": [{
             "type": "PodScheduled",
@@ -517,18 +499,14 @@ impl Scheduler {
             "lastTransitionTime": now,
         }]}});
         if let Err(error) = pods
-            .patch_status(
-                &pod.name_any(),
-                &PatchParams::default(),
-                &Patch::Strategic(patch),
-            )
+            .patch_status(name, &PatchParams::default(), &Patch::Strategic(patch))
             .await
         {
             tracing::warn!(pod = %k, %error, "writing the PodScheduled condition");
             return;
         }
         self.recorder.record(events::event(
-            events::pod_reference(pod, None),
+            pod.reference(),
             source(),
             "Warning",
             "FailedScheduling",
@@ -538,20 +516,19 @@ impl Scheduler {
     }
 }
 
-async fn bind(client: &Client, pod: &Pod, node: &str) -> Outcome {
-    let ns = pod.namespace().unwrap_or_default();
-    let name = pod.name_any();
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+async fn bind(client: &Client, pod: &CachedPod, node: &str) -> Outcome {
+    let (ns, name) = pod.ns_and_name();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let binding = json!({
         "apiVersion": "v1",
         "kind": "Binding",
-        "metadata": {"name": name, "namespace": ns, "uid": pod.uid()},
+        "metadata": {"name": name, "namespace": ns, "uid": Some(pod.uid()).filter(|u| !u.is_empty())},
         "target": {"apiVersion": "v1", "kind": "Node", "name": node},
     });
     match pods
         .create_subresource::<_, serde_json::Value>(
             "binding",
-            &name,
+            name,
             &PostParams::default(),
             &binding,
         )
@@ -575,7 +552,7 @@ mod tests {
 
     use super::*;
 
-    fn pod(i: usize) -> Pod {
+    fn pod(i: usize) -> CachedPod {
         serde_json::from_value(json!({
             "metadata": {"name": format!("p{i}"), "namespace": "default", "uid": format!("u{i}")},
             "spec": {"containers": [{"name": "c"}]},
