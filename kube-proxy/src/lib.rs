@@ -42,6 +42,9 @@ use kube::Client;
 use crate::iptables::{Commands, Outcome, RuleWriter};
 use crate::metrics::Metrics;
 use crate::userspace::Userspace;
+pub use crate::userspace::{
+    fit_descriptor_limit, DEFAULT_MAX_CONNECTIONS as DEFAULT_USERSPACE_MAX_CONNECTIONS,
+};
 
 /// How service traffic is forwarded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -68,6 +71,9 @@ pub struct Config {
     pub sync_period: Duration,
     /// After a failed sync, the next try comes this much later.
     pub retry_period: Duration,
+    /// Userspace mode: TCP connections plus UDP associations forwarded at
+    /// once.
+    pub userspace_max_connections: usize,
 }
 
 impl Default for Config {
@@ -79,6 +85,7 @@ impl Default for Config {
             udp_idle_timeout: Duration::from_secs(30),
             sync_period: Duration::from_secs(30),
             retry_period: Duration::from_secs(1),
+            userspace_max_connections: DEFAULT_USERSPACE_MAX_CONNECTIONS as usize,
         }
     }
 }
@@ -134,6 +141,7 @@ pub async fn run(
         Userspace::new(
             config.bind_address,
             config.udp_idle_timeout,
+            config.userspace_max_connections,
             metrics.clone(),
         )
     });

@@ -43,6 +43,13 @@ struct Args {
     /// (repaired if not); changes are written at once regardless.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     iptables_sync_period: u64,
+    /// Userspace mode: TCP connections and UDP client associations forwarded
+    /// at once, over every service. Beyond it a new connection is closed at
+    /// once and a new UDP client's datagram dropped, each counted in
+    /// `kube_proxy_errors_total{reason="too_many_connections"}`.
+    #[arg(long, default_value_t = kube_proxy::DEFAULT_USERSPACE_MAX_CONNECTIONS,
+        value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    userspace_max_connections: u64,
 }
 
 #[tokio::main]
@@ -83,7 +90,13 @@ async fn main() -> ExitCode {
             .map(|h| h.trim().to_string())
             .unwrap_or_default()
     });
+    let userspace_max_connections =
+        usize::try_from(args.userspace_max_connections).unwrap_or(usize::MAX);
+    if args.proxy_mode == Mode::Userspace {
+        kube_proxy::fit_descriptor_limit(userspace_max_connections);
+    }
     let config = Config {
+        userspace_max_connections,
         mode: args.proxy_mode,
         bind_address: args.bind_address,
         hostname,

@@ -85,7 +85,7 @@ impl Metrics {
         let errors = Family::<ErrorLabels, Counter>::default();
         registry.register(
             "kube_proxy_errors",
-            "Failures per service port: endpoints that refused (connect), no endpoint left (no_endpoint), listeners that could not open (listen)",
+            "Failures per service port: endpoints that refused (connect), no endpoint left (no_endpoint), listeners that could not open (listen), connections and UDP clients refused over --userspace-max-connections (too_many_connections)",
             errors.clone(),
         );
         let syncs = Family::<SyncLabels, Counter>::default();

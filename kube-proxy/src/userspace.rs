@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -33,6 +33,47 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const COPY_BUFFER: usize = 256 * 1024;
 /// The largest UDP payload.
 const DATAGRAM: usize = 65_536;
+/// TCP connections plus UDP associations forwarded at once, by default
+/// (`--userspace-max-connections`).
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 8192;
+/// Descriptors a forwarded TCP connection holds: its two sockets and both
+/// ends of one pipe per direction.
+const DESCRIPTORS_PER_CONNECTION: u64 = 6;
+/// Descriptors kept for everything else: listeners, the API client, logs.
+const DESCRIPTORS_RESERVED: u64 = 256;
+
+/// Raises the soft limit on open descriptors to the hard one, as Go's
+/// runtime does for every Go program (Kubernetes' kube-proxy among them):
+/// the usual soft limit, 1,024, would hold about 160 forwarded
+/// connections. Warns when even the hard limit cannot hold
+/// `max_connections`, since accepts would then fail before the cap.
+pub fn fit_descriptor_limit(max_connections: usize) {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let raised = Rlimit {
+        current: limit.maximum,
+        maximum: limit.maximum,
+    };
+    let soft = match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => limit.maximum,
+        Err(error) => {
+            tracing::warn!(%error, "cannot raise the open-file limit to its hard limit");
+            limit.current
+        }
+    };
+    let needed = (max_connections as u64)
+        .saturating_mul(DESCRIPTORS_PER_CONNECTION)
+        .saturating_add(DESCRIPTORS_RESERVED);
+    // `None` is no limit at all.
+    if let Some(soft) = soft.filter(|soft| *soft < needed) {
+        tracing::warn!(
+            limit = soft,
+            needed,
+            max_connections,
+            "the open-file limit holds fewer forwarded connections than --userspace-max-connections"
+        );
+    }
+}
 
 /// A listener of one service port; dropping it closes the listener.
 struct ProxySocket {
@@ -52,6 +93,9 @@ impl Drop for ProxySocket {
 pub struct Userspace {
     bind: Ipv4Addr,
     udp_idle: Duration,
+    /// A permit per TCP connection or UDP association forwarded, shared by
+    /// every listener.
+    connections: Arc<Semaphore>,
     balancer: Arc<LoadBalancer>,
     metrics: Arc<Metrics>,
     sockets: HashMap<PortKey, ProxySocket>,
@@ -59,11 +103,20 @@ pub struct Userspace {
 
 impl Userspace {
     /// Listeners will bind `bind`; UDP associations end after `udp_idle`
-    /// without a datagram either way.
-    pub fn new(bind: Ipv4Addr, udp_idle: Duration, metrics: Arc<Metrics>) -> Self {
+    /// without a datagram either way; at most `max_connections` TCP
+    /// connections and UDP associations are forwarded at once.
+    pub fn new(
+        bind: Ipv4Addr,
+        udp_idle: Duration,
+        max_connections: usize,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             bind,
             udp_idle,
+            connections: Arc::new(Semaphore::new(
+                max_connections.clamp(1, Semaphore::MAX_PERMITS),
+            )),
             balancer: Arc::new(LoadBalancer::default()),
             metrics,
             sockets: HashMap::new(),
@@ -144,12 +197,20 @@ impl Userspace {
         let address = SocketAddr::from((self.bind, 0));
         let balancer = self.balancer.clone();
         let metrics = self.metrics.clone();
+        let connections = self.connections.clone();
         let service = key.clone();
         let (proxy_port, task) = match key.1 {
             Protocol::Tcp => {
                 let listener = TcpListener::bind(address).await?;
                 let port = listener.local_addr()?.port();
-                let task = tokio::spawn(serve_tcp(listener, service, balancer, metrics, closed));
+                let task = tokio::spawn(serve_tcp(
+                    listener,
+                    service,
+                    balancer,
+                    metrics,
+                    connections,
+                    closed,
+                ));
                 (port, task)
             }
             Protocol::Udp => {
@@ -162,6 +223,7 @@ impl Userspace {
                     balancer,
                     metrics,
                     idle,
+                    connections,
                     closed,
                 ));
                 (port, task)
@@ -175,11 +237,28 @@ impl Userspace {
     }
 }
 
+/// Takes a permit for a new TCP connection or UDP association, or counts
+/// the refusal.
+fn admit(
+    connections: &Arc<Semaphore>,
+    key: &PortKey,
+    peer: SocketAddr,
+    metrics: &Metrics,
+) -> Option<OwnedSemaphorePermit> {
+    let permit = connections.clone().try_acquire_owned().ok();
+    if permit.is_none() {
+        tracing::debug!(service = %key.0, %peer, "refused: --userspace-max-connections reached");
+        metrics.error(&key.0, "too_many_connections");
+    }
+    permit
+}
+
 async fn serve_tcp(
     listener: TcpListener,
     key: PortKey,
     balancer: Arc<LoadBalancer>,
     metrics: Arc<Metrics>,
+    connections: Arc<Semaphore>,
     mut closed: watch::Receiver<bool>,
 ) {
     loop {
@@ -187,7 +266,16 @@ async fn serve_tcp(
             _ = closed.changed() => return,
             accepted = listener.accept() => match accepted {
                 Ok((client, peer)) => {
-                    tokio::spawn(forward_tcp(client, peer, key.clone(), balancer.clone(), metrics.clone()));
+                    // Over the cap the connection is closed at once: the
+                    // client learns now rather than after a timeout.
+                    let Some(permit) = admit(&connections, &key, peer, &metrics) else {
+                        continue;
+                    };
+                    let forward = forward_tcp(client, peer, key.clone(), balancer.clone(), metrics.clone());
+                    tokio::spawn(async move {
+                        forward.await;
+                        drop(permit);
+                    });
                 }
                 Err(error) => {
                     // Out of file descriptors and the like: back off a bit.
@@ -282,6 +370,7 @@ async fn serve_udp(
     balancer: Arc<LoadBalancer>,
     metrics: Arc<Metrics>,
     idle: Duration,
+    connections: Arc<Semaphore>,
     mut closed: watch::Receiver<bool>,
 ) {
     let mut clients: HashMap<SocketAddr, Association> = HashMap::new();
@@ -305,8 +394,15 @@ async fn serve_udp(
         }
         if !clients.contains_key(&client) {
             clients.retain(|_, a| a.alive.load(Ordering::Relaxed));
-            let Some(association) =
-                associate(&socket, &key, client, &balancer, &metrics, idle, &closed).await
+            // Over the cap the datagram is dropped, as a full socket
+            // buffer would drop it.
+            let Some(permit) = admit(&connections, &key, client, &metrics) else {
+                continue;
+            };
+            let Some(association) = associate(
+                &socket, &key, client, &balancer, &metrics, idle, &closed, permit,
+            )
+            .await
             else {
                 continue;
             };
@@ -329,7 +425,11 @@ async fn serve_udp(
 
 /// A socket connected to the next endpoint, and a task that relays its
 /// replies to `client` until the association idles out or the listener
-/// closes.
+/// closes, holding `permit` until then.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the listener's state and one client's, passed once"
+)]
 async fn associate(
     listener: &Arc<UdpSocket>,
     key: &PortKey,
@@ -338,6 +438,7 @@ async fn associate(
     metrics: &Arc<Metrics>,
     idle: Duration,
     closed: &watch::Receiver<bool>,
+    permit: OwnedSemaphorePermit,
 ) -> Option<Association> {
     let service = &key.0;
     let Some(endpoint) = balancer.pick(key, client.ip(), &[]) else {
@@ -373,6 +474,7 @@ async fn associate(
         association.alive.clone(),
         idle,
         closed.clone(),
+        permit,
     ));
     Some(association)
 }
@@ -391,6 +493,8 @@ async fn relay_replies(
     alive: Arc<AtomicBool>,
     idle: Duration,
     mut closed: watch::Receiver<bool>,
+    // Held for as long as the association lives.
+    _permit: OwnedSemaphorePermit,
 ) {
     let mut buf = vec![0u8; DATAGRAM];
     loop {

@@ -800,3 +800,63 @@ async fn hairpin(mode: &str) -> Result<()> {
 }
 
 in_both_modes!(pod_reaches_itself_through_its_service, hairpin);
+
+/// Userspace mode forwards at most `--userspace-max-connections` at once:
+/// one more is closed at once and counted, and once a forwarded connection
+/// ends the next one is forwarded again.
+#[tokio::test]
+async fn userspace_connections_beyond_the_cap_are_closed_and_counted() -> Result<()> {
+    let env = Env::start(2).await?;
+    let _a = backend(env.pod(0), "pod0", None).await?;
+    let ip = env.service("web", json!({})).await?;
+    env.endpoints("web", &[0], &[(BACKEND_PORT, "TCP")]).await?;
+    let _proxy = Proxy::start_with(&env, "userspace", &["--userspace-max-connections", "2"])?;
+    let client = env.pod(1);
+    wait_answers(client, portal(ip), &["pod0"]).await?;
+
+    // The connections the wait made end on their own: until they have, a
+    // new one may still be refused.
+    let mut held = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while held.len() < 2 {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of 2 connections forwarded within 60s",
+            held.len()
+        );
+        let Ok(stream) = client.tcp_connect(portal(ip)).await else {
+            continue;
+        };
+        let mut lines = BufReader::new(stream).lines();
+        let greeting = tokio::time::timeout(Duration::from_secs(5), lines.next_line()).await;
+        if matches!(greeting, Ok(Ok(Some(ref name))) if name == "pod0") {
+            held.push(lines);
+        } else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    let refused = ask(client, portal(ip)).await;
+    ensure!(
+        refused.is_err(),
+        "a third connection was forwarded: {refused:?}"
+    );
+    let metrics = http_get(&env.topology.node, "/metrics").await?;
+    let counted = metrics
+        .lines()
+        .find(|l| l.contains("reason=\"too_many_connections\""))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok());
+    ensure!(
+        counted.is_some_and(|n| n >= 1),
+        "the refusal is not counted: {metrics}"
+    );
+
+    // The held connections still work, and closing one makes room.
+    let (mut first, second) = (held.remove(0), held.remove(0));
+    drop(second);
+    let _ = first.get_mut().get_mut().write_all(b"still here\n").await;
+    let echo = tokio::time::timeout(Duration::from_secs(5), first.next_line()).await??;
+    ensure!(echo.as_deref() == Some("still here"), "echo: {echo:?}");
+    wait_answers(client, portal(ip), &["pod0"]).await?;
+    Ok(())
+}
