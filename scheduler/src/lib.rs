@@ -151,6 +151,7 @@ pub async fn run(
         assumed: HashMap::new(),
         reported: HashMap::new(),
         recorder,
+        next_start_node: 0,
     };
     let mut node_changes = caches.nodes.changes.clone();
     let mut pending_changes = caches.pending.changes.clone();
@@ -335,6 +336,8 @@ struct Scheduler {
     reported: HashMap<String, (String, String)>,
     /// `Scheduled` and `FailedScheduling` events.
     recorder: Recorder,
+    /// Where the next pod's search for a node starts (`algorithm::place`).
+    next_start_node: usize,
 }
 
 enum Outcome {
@@ -418,10 +421,12 @@ impl Scheduler {
         let client = &self.client;
         let recorder = &self.recorder;
         let assumed = &mut self.assumed;
+        let next_start = &mut self.next_start_node;
         let placed = stream::iter(pending).filter_map(|pod| {
             let demand = pod.demand();
             let g: Vec<String> = groups(&pod, &services).map(str::to_owned).collect();
-            let binding = match algorithm::place(&nodes, demand, pod.node_selector(), &g) {
+            let placement = algorithm::place(&nodes, demand, pod.node_selector(), &g, next_start);
+            let binding = match placement {
                 Placement::Node(i) => {
                     nodes[i].add(demand, &g);
                     let node = nodes[i].name.clone();
