@@ -42,9 +42,6 @@ use kube::Client;
 use crate::iptables::{Commands, Outcome, RuleWriter};
 use crate::metrics::Metrics;
 use crate::userspace::Userspace;
-pub use crate::userspace::{
-    fit_descriptor_limit, DEFAULT_MAX_CONNECTIONS as DEFAULT_USERSPACE_MAX_CONNECTIONS,
-};
 
 /// How service traffic is forwarded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -85,7 +82,7 @@ impl Default for Config {
             udp_idle_timeout: Duration::from_secs(30),
             sync_period: Duration::from_secs(30),
             retry_period: Duration::from_secs(1),
-            userspace_max_connections: DEFAULT_USERSPACE_MAX_CONNECTIONS as usize,
+            userspace_max_connections: userspace::DEFAULT_MAX_CONNECTIONS as usize,
         }
     }
 }

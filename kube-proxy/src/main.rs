@@ -47,7 +47,7 @@ struct Args {
     /// at once, over every service. Beyond it a new connection is closed at
     /// once and a new UDP client's datagram dropped, each counted in
     /// `kube_proxy_errors_total{reason="too_many_connections"}`.
-    #[arg(long, default_value_t = kube_proxy::DEFAULT_USERSPACE_MAX_CONNECTIONS,
+    #[arg(long, default_value_t = kube_proxy::userspace::DEFAULT_MAX_CONNECTIONS,
         value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     userspace_max_connections: u64,
 }
@@ -93,7 +93,7 @@ async fn main() -> ExitCode {
     let userspace_max_connections =
         usize::try_from(args.userspace_max_connections).unwrap_or(usize::MAX);
     if args.proxy_mode == Mode::Userspace {
-        kube_proxy::fit_descriptor_limit(userspace_max_connections);
+        kube_proxy::userspace::fit_descriptor_limit(userspace_max_connections);
     }
     let config = Config {
         userspace_max_connections,

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use api_types::labels::Selector;
 use api_types::validation::quantity::ParsedQuantity;
-use k8s_openapi::api::core::v1::{ContainerPort, Node, Pod, ResourceRequirements};
+use k8s_openapi::api::core::v1::{ContainerPort, Node, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 /// What a pod asks of a node.
@@ -44,9 +44,10 @@ fn container_demand(resources: Option<&ResourceRequirements>) -> (i64, i64) {
     (quantity(get("cpu"), true), quantity(get("memory"), false))
 }
 
-/// The pod's demand: the sum of its containers' requests (or limits where no
-/// request is given), at least each init container's, and its host ports.
-pub fn demand(pod: &Pod) -> Demand {
+/// [`demand_of`] a whole `Pod`, the tests' fixture: the scheduler itself
+/// works the demand out as it decodes a pod (`cached_pod`).
+#[cfg(test)]
+pub(crate) fn demand(pod: &k8s_openapi::api::core::v1::Pod) -> Demand {
     let Some(spec) = &pod.spec else {
         return Demand::default();
     };
@@ -61,8 +62,10 @@ pub fn demand(pod: &Pod) -> Demand {
     )
 }
 
-/// [`demand`] from the parts of a pod it reads: each container's resources
-/// and ports, and each init container's resources.
+/// A pod's demand: the sum of its containers' requests (or limits where no
+/// request is given), at least each init container's, and its host ports;
+/// from each container's resources and ports and each init container's
+/// resources.
 pub fn demand_of<'a>(
     containers: impl IntoIterator<Item = (Option<&'a ResourceRequirements>, &'a [ContainerPort])>,
     init_containers: impl IntoIterator<Item = Option<&'a ResourceRequirements>>,
@@ -402,6 +405,8 @@ pub fn place(
 
 #[cfg(test)]
 mod tests {
+    use k8s_openapi::api::core::v1::Pod;
+
     use super::*;
     use serde_json::json;
 
