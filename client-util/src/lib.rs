@@ -6,12 +6,14 @@
 //! on a Lease so that one of several copies acts, and [`health`]: every
 //! component's `/healthz`, `/livez` and `/readyz` in Kubernetes' format.
 //! [`lean`] holds the transforms that keep large caches small
-//! ([`reflect_with`]).
-#![forbid(unsafe_code)]
+//! ([`reflect_with`]); [`code_pages`] hands a binary's start-up code back
+//! to the kernel once a component has started.
+#![deny(unsafe_code)] // allowed once: code_pages' madvise
 #![deny(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod cache_index;
+pub mod code_pages;
 pub mod events;
 pub mod health;
 pub mod leader_election;

@@ -1,0 +1,211 @@
+//! Handing back the binary's start-up code once a component has started.
+//!
+//! Most of what an idle component holds in memory is its own binary's code
+//! and read-only data, not its heap: starting maps the flag parser, the
+//! OpenAPI and protobuf tables, the first list and watch decoders, and the
+//! kernel maps 64 KiB around every page touched (fault-around), so an idle
+//! apiserver keeps about 19 MiB of its file mapped of which a quarter is
+//! ever run again (`hack/bench/README.md`, `idle-rss`). Those pages are
+//! clean and the kernel would reclaim them under memory pressure, but only
+//! late: pages of executable mappings get an extra trip around the active
+//! list, so on a small node they stay ahead of the page cache a workload
+//! needs.
+//!
+//! [`page_out_after`] asks the kernel once, a little after start, to
+//! reclaim the binary's read-only mappings (`madvise(MADV_PAGEOUT)`, Linux
+//! 5.4). What idle work runs again faults back in from the page cache or
+//! the file; the rest stays out. Pages shared with another process (a
+//! second copy of the same binary, libc) are left alone by the kernel.
+
+use std::io;
+use std::ops::Range;
+use std::time::Duration;
+
+/// How long after start the start-up code is handed back: long enough for
+/// a component to have connected, listed and started its loops, so that
+/// what it runs from then on is its steady-state code.
+pub const START_UP_GRACE: Duration = Duration::from_secs(10);
+
+/// The address ranges of `exe`'s mappings that are not writable (its code
+/// and read-only data), read from the text of `/proc/self/maps`.
+pub fn read_only_mappings_of(maps: &str, exe: &str) -> Vec<Range<usize>> {
+    maps.lines()
+        .filter_map(|line| {
+            // address perms offset dev inode pathname; the pathname is the
+            // rest of the line and may hold spaces (" (deleted)" after a
+            // rebuild, as /proc/self/exe then reads too).
+            let mut fields = line.splitn(6, ' ');
+            let range = fields.next()?;
+            let perms = fields.next()?;
+            let path = fields.nth(3)?.trim_start();
+            if path != exe || perms.as_bytes().get(1) != Some(&b'-') {
+                return None;
+            }
+            let (start, end) = range.split_once('-')?;
+            let start = usize::from_str_radix(start, 16).ok()?;
+            let end = usize::from_str_radix(end, 16).ok()?;
+            (start < end).then_some(start..end)
+        })
+        .collect()
+}
+
+/// Asks the kernel to reclaim the pages of `ranges` now
+/// (`MADV_PAGEOUT`). Returns the bytes advised.
+pub fn page_out(ranges: impl IntoIterator<Item = Range<usize>>) -> io::Result<usize> {
+    let mut advised = 0;
+    for range in ranges {
+        let len = range.end - range.start;
+        // SAFETY: MADV_PAGEOUT only reclaims: a clean file-backed page is
+        // read back from its file at the next touch, a private page that
+        // was written (relocated read-only data) goes to swap or stays.
+        // No mapping's contents, protection or extent change, so no Rust
+        // reference into these ranges is invalidated.
+        #[allow(unsafe_code)]
+        unsafe {
+            rustix::mm::madvise(
+                range.start as *mut std::ffi::c_void,
+                len,
+                rustix::mm::Advice::LinuxPageOut,
+            )?;
+        }
+        advised += len;
+    }
+    Ok(advised)
+}
+
+/// [`page_out`] of this process's own binary's read-only mappings.
+pub fn page_out_own_code() -> io::Result<usize> {
+    let exe = std::fs::read_link("/proc/self/exe")?;
+    let maps = std::fs::read_to_string("/proc/self/maps")?;
+    page_out(read_only_mappings_of(&maps, &exe.to_string_lossy()))
+}
+
+/// Spawns a task that, after `delay`, hands the binary's start-up code
+/// back ([`page_out_own_code`]) once. A kernel without `MADV_PAGEOUT`
+/// (before 5.4) or a sandbox that forbids it only costs a debug line.
+pub fn page_out_after(delay: Duration) {
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        let before = file_rss_kib();
+        match tokio::task::spawn_blocking(page_out_own_code).await {
+            Ok(Ok(advised)) => tracing::debug!(
+                advised_bytes = advised,
+                file_rss_kib_before = before,
+                file_rss_kib_after = file_rss_kib(),
+                "handed start-up code pages back to the kernel"
+            ),
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "could not hand start-up code pages back")
+            }
+            Err(error) => tracing::debug!(%error, "handing start-up code back panicked"),
+        }
+    });
+}
+
+/// `RssFile` of `/proc/self/status`, KiB (0 when unreadable): for the log.
+fn file_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("RssFile:"))
+                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    const MAPS: &str = "\
+55d0c0000000-55d0c0770000 r--p 00000000 fe:00 5311440                    /usr/bin/apiserver
+55d0c0770000-55d0c1d45000 r-xp 00770000 fe:00 5311440                    /usr/bin/apiserver
+55d0c1d45000-55d0c1e00000 r--p 01d45000 fe:00 5311440                    /usr/bin/apiserver
+55d0c1e00000-55d0c1e10000 rw-p 01e00000 fe:00 5311440                    /usr/bin/apiserver
+55d0c1e10000-55d0c1e20000 rw-p 00000000 00:00 0 
+55d0c2000000-55d0c2100000 rw-p 00000000 00:00 0                          [heap]
+7f0000000000-7f0000028000 r--p 00000000 fe:00 1234                       /usr/lib/x86_64-linux-gnu/libc.so.6
+7f0000028000-7f00001bd000 r-xp 00028000 fe:00 1234                       /usr/lib/x86_64-linux-gnu/libc.so.6
+7f1000000000-7f1000001000 r-xp 00000000 fe:00 99                         /opt/my dir/apiserver (deleted)
+";
+
+    #[test]
+    fn only_the_binarys_read_only_mappings_are_chosen() {
+        assert_eq!(
+            read_only_mappings_of(MAPS, "/usr/bin/apiserver"),
+            vec![
+                0x55d0c0000000..0x55d0c0770000,
+                0x55d0c0770000..0x55d0c1d45000,
+                0x55d0c1d45000..0x55d0c1e00000,
+            ]
+        );
+        assert_eq!(
+            read_only_mappings_of(MAPS, "/opt/my dir/apiserver (deleted)"),
+            vec![0x7f1000000000..0x7f1000001000]
+        );
+        assert!(read_only_mappings_of(MAPS, "/usr/bin/scheduler").is_empty());
+        assert!(read_only_mappings_of("garbage\n\n1-2 r-xp", "/usr/bin/apiserver").is_empty());
+    }
+
+    /// Resident KiB of the mapping that starts at `start`, from
+    /// `/proc/self/smaps`.
+    fn resident_kib(start: usize) -> u64 {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
+        let head = format!("{start:x}-");
+        let mut lines = smaps.lines().skip_while(|line| !line.starts_with(&head));
+        lines.next();
+        lines
+            .find_map(|line| line.strip_prefix("Rss:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(u64::MAX)
+    }
+
+    /// A private read-only file mapping, read through, is resident; after
+    /// `page_out` it is not, and its contents read back unchanged.
+    #[test]
+    fn paged_out_file_pages_leave_the_process_and_read_back_the_same() -> io::Result<()> {
+        let dir = std::env::temp_dir().join(format!("code-pages-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("mapped");
+        let pattern: Vec<u8> = (0..1024 * 1024).map(|i: u32| (i % 251) as u8).collect();
+        let mut written = std::fs::File::create(&path)?;
+        written.write_all(&pattern)?;
+        written.sync_all()?;
+        let file = std::fs::File::open(&path)?;
+        let len = pattern.len();
+        // SAFETY (test): a fresh private read-only mapping of a file only
+        // this test writes, unmapped below; read as bytes.
+        #[allow(unsafe_code)]
+        let mapped = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                rustix::mm::ProtFlags::READ,
+                rustix::mm::MapFlags::PRIVATE,
+                &file,
+                0,
+            )?
+        };
+        #[allow(unsafe_code)]
+        let bytes = unsafe { std::slice::from_raw_parts(mapped.cast::<u8>(), len) };
+        assert_eq!(bytes, &pattern[..]);
+        let start = mapped as usize;
+        let before = resident_kib(start);
+        let advised = page_out(std::iter::once(start..start + len))?;
+        let after = resident_kib(start);
+        let same = bytes == &pattern[..];
+        #[allow(unsafe_code)]
+        unsafe {
+            rustix::mm::munmap(mapped, len)?;
+        }
+        std::fs::remove_dir_all(&dir)?;
+        assert_eq!(advised, len);
+        assert_eq!(before, 1024, "the whole mapping was read, so resident");
+        assert_eq!(after, 0, "MADV_PAGEOUT left {after} KiB resident");
+        assert!(same, "contents changed after page-out");
+        Ok(())
+    }
+}
