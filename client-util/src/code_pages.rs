@@ -4,8 +4,9 @@
 //! and read-only data, not its heap: starting maps the flag parser, the
 //! OpenAPI and protobuf tables, the first list and watch decoders, and the
 //! kernel maps 64 KiB around every page touched (fault-around), so an idle
-//! apiserver keeps about 19 MiB of its file mapped of which a quarter is
-//! ever run again (`hack/bench/README.md`, `idle-rss`). Those pages are
+//! apiserver kept 21 MiB of file pages mapped (its binary, libc), of which
+//! idle work maps back 15 once handed back (`hack/bench/README.md`,
+//! `idle-rss`). Those pages are
 //! clean and the kernel would reclaim them under memory pressure, but only
 //! late: pages of executable mappings get an extra trip around the active
 //! list, so on a small node they stay ahead of the page cache a workload
