@@ -737,7 +737,6 @@ impl<S: Strategy> Store<S> {
         name: &str,
         subresource: Subresource,
     ) -> Result<()> {
-        let resource = self.resource();
         {
             let meta = new.metadata_mut();
             match meta.name.as_deref() {
@@ -753,40 +752,7 @@ impl<S: Strategy> Store<S> {
         if subresource == Subresource::Finalize {
             self.strategy.merge_finalize(new, old)?;
         } else if self.strategy.has_status_subresource() {
-            let mut new_value =
-                serde_json::to_value(&*new).map_err(|e| ApiError::internal(e.to_string()))?;
-            let old_value =
-                serde_json::to_value(old).map_err(|e| ApiError::internal(e.to_string()))?;
-            match subresource {
-                Subresource::Main => match old_value.get("status") {
-                    Some(status) => {
-                        new_value["status"] = status.clone();
-                    }
-                    None => {
-                        if let Some(map) = new_value.as_object_mut() {
-                            map.remove("status");
-                        }
-                    }
-                },
-                Subresource::Status | Subresource::Finalize => {
-                    let status = new_value.get("status").cloned();
-                    let mut merged = old_value;
-                    if let Some(map) = merged.as_object_mut() {
-                        match status {
-                            Some(status) => map.insert("status".into(), status),
-                            None => map.remove("status"),
-                        };
-                    }
-                    // Labels and annotations may change through /status too.
-                    merged["metadata"]["labels"] = new_value["metadata"]["labels"].clone();
-                    merged["metadata"]["annotations"] =
-                        new_value["metadata"]["annotations"].clone();
-                    new_value = merged;
-                }
-            }
-            *new = serde_json::from_value(new_value).map_err(|e| {
-                ApiError::bad_request(format!("{} in body is malformed: {e}", resource.kind))
-            })?;
+            self.strategy.carry_status(new, old, subresource)?;
         }
         let old_meta = old.metadata();
         let meta = new.metadata_mut();

@@ -103,6 +103,21 @@ pub trait Strategy: Send + Sync + 'static {
         true
     }
 
+    /// Carries the status across an update of a kind with a `/status`
+    /// subresource: an update of the main resource keeps `old`'s status; a
+    /// `/status` update makes `new` the stored `old` with only the status,
+    /// labels and annotations taken from `new`. The default goes through
+    /// JSON and so serves every kind; pods, the one kind updated through
+    /// `/status` once per pod started, do it on their own type.
+    fn carry_status(
+        &self,
+        new: &mut Self::Object,
+        old: &Self::Object,
+        subresource: Subresource,
+    ) -> Result<()> {
+        carry_status_through_json(new, old, subresource, self.resource().kind)
+    }
+
     /// Seconds after which stored objects expire (events).
     fn ttl(&self) -> Option<i64> {
         None
@@ -170,4 +185,47 @@ pub trait Strategy: Send + Sync + 'static {
     async fn admission_warnings(&self, _object: &Self::Object) -> Vec<String> {
         Vec::new()
     }
+}
+
+/// [`Strategy::carry_status`] for any kind: both objects as JSON trees,
+/// the status (or everything but the status) moved between them, and the
+/// result read back as `T`.
+pub fn carry_status_through_json<T: Serialize + DeserializeOwned>(
+    new: &mut T,
+    old: &T,
+    subresource: Subresource,
+    kind: &str,
+) -> Result<()> {
+    let mut new_value =
+        serde_json::to_value(&*new).map_err(|e| ApiError::internal(e.to_string()))?;
+    let old_value = serde_json::to_value(old).map_err(|e| ApiError::internal(e.to_string()))?;
+    match subresource {
+        Subresource::Main => match old_value.get("status") {
+            Some(status) => {
+                new_value["status"] = status.clone();
+            }
+            None => {
+                if let Some(map) = new_value.as_object_mut() {
+                    map.remove("status");
+                }
+            }
+        },
+        Subresource::Status | Subresource::Finalize => {
+            let status = new_value.get("status").cloned();
+            let mut merged = old_value;
+            if let Some(map) = merged.as_object_mut() {
+                match status {
+                    Some(status) => map.insert("status".into(), status),
+                    None => map.remove("status"),
+                };
+            }
+            // Labels and annotations may change through /status too.
+            merged["metadata"]["labels"] = new_value["metadata"]["labels"].clone();
+            merged["metadata"]["annotations"] = new_value["metadata"]["annotations"].clone();
+            new_value = merged;
+        }
+    }
+    *new = serde_json::from_value(new_value)
+        .map_err(|e| ApiError::bad_request(format!("{kind} in body is malformed: {e}")))?;
+    Ok(())
 }

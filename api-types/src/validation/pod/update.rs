@@ -131,6 +131,11 @@ pub(super) fn changed_paths<T: serde::Serialize + PartialEq>(
     b: &T,
     base: &str,
 ) -> Vec<String> {
+    // The common case (a status update, a binding) leaves the spec as it
+    // was: equal typed values serialize equal, so skip both JSON trees.
+    if a == b {
+        return Vec::new();
+    }
     let mut out = Vec::new();
     match (serde_json::to_value(a), serde_json::to_value(b)) {
         (Ok(va), Ok(vb)) => diff_values(&normalize(va), &normalize(vb), base, &mut out),
