@@ -201,7 +201,8 @@ pub async fn bind(
 
 /// [`Strategy::carry_status`] on the `Pod` type itself: every pod started
 /// costs one `/status` write, and the JSON way turned both pods into trees
-/// and back, 3% of the apiserver's CPU in the density benchmark.
+/// and back: about 3% of the apiserver's CPU in a profile of the density
+/// benchmark (hack/bench/README.md, session 15).
 fn carry_pod_status(new: &mut Pod, old: &Pod, subresource: Subresource) -> Result<()> {
     match subresource {
         Subresource::Main => new.status.clone_from(&old.status),
