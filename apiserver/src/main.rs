@@ -13,7 +13,7 @@ async fn main() -> std::process::ExitCode {
     let config = apiserver::Config::parse();
     // The same -v/--v levels and log format as every other binary.
     client_util::init_tracing(config.verbosity);
-    client_util::code_pages::page_out_after(client_util::code_pages::START_UP_GRACE);
+    client_util::code_pages::page_out_start_up_code();
     let address = std::net::SocketAddr::new(config.bind_address, config.port);
     let listener = match tokio::net::TcpListener::bind(address).await {
         Ok(listener) => listener,

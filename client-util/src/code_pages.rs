@@ -12,7 +12,7 @@
 //! list, so on a small node they stay ahead of the page cache a workload
 //! needs.
 //!
-//! [`page_out_after`] asks the kernel once, a little after start, to
+//! [`page_out_start_up_code`] asks the kernel once, a little after start, to
 //! reclaim the binary's read-only mappings (`madvise(MADV_PAGEOUT)`, Linux
 //! 5.4). What idle work runs again faults back in from the page cache or
 //! the file; the rest stays out. Pages shared with another process (a
@@ -25,7 +25,7 @@ use std::time::Duration;
 /// How long after start the start-up code is handed back: long enough for
 /// a component to have connected, listed and started its loops, so that
 /// what it runs from then on is its steady-state code.
-pub const START_UP_GRACE: Duration = Duration::from_secs(10);
+const START_UP_GRACE: Duration = Duration::from_secs(10);
 
 /// The address ranges of `exe`'s mappings that are not writable (its code
 /// and read-only data), read from the text of `/proc/self/maps`.
@@ -81,12 +81,13 @@ pub fn page_out_own_code() -> io::Result<usize> {
     page_out(read_only_mappings_of(&maps, &exe.to_string_lossy()))
 }
 
-/// Spawns a task that, after `delay`, hands the binary's start-up code
-/// back ([`page_out_own_code`]) once. A kernel without `MADV_PAGEOUT`
-/// (before 5.4) or a sandbox that forbids it only costs a debug line.
-pub fn page_out_after(delay: Duration) {
+/// Spawns a task that, ten seconds after start, hands the binary's
+/// start-up code back ([`page_out_own_code`]) once. A kernel without
+/// `MADV_PAGEOUT` (before 5.4) or a sandbox that forbids it only costs a
+/// debug line.
+pub fn page_out_start_up_code() {
     tokio::spawn(async move {
-        tokio::time::sleep(delay).await;
+        tokio::time::sleep(START_UP_GRACE).await;
         let before = file_rss_kib();
         match tokio::task::spawn_blocking(page_out_own_code).await {
             Ok(Ok(advised)) => tracing::debug!(
@@ -111,9 +112,14 @@ fn file_rss_kib() -> u64 {
             status
                 .lines()
                 .find_map(|line| line.strip_prefix("RssFile:"))
-                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+                .and_then(kib)
         })
         .unwrap_or(0)
+}
+
+/// The number of a `/proc` field's value such as `  1024 kB`.
+fn kib(value: &str) -> Option<u64> {
+    value.trim().trim_end_matches("kB").trim().parse().ok()
 }
 
 #[cfg(test)]
@@ -160,7 +166,7 @@ mod tests {
         lines.next();
         lines
             .find_map(|line| line.strip_prefix("Rss:"))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .and_then(kib)
             .unwrap_or(u64::MAX)
     }
 

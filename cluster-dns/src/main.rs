@@ -47,7 +47,7 @@ struct Args {
 async fn main() -> ExitCode {
     let args = Args::parse();
     args.client.init_tracing();
-    client_util::code_pages::page_out_after(client_util::code_pages::START_UP_GRACE);
+    client_util::code_pages::page_out_start_up_code();
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {

@@ -54,7 +54,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> ExitCode {
     let (args, healthz_defaulted) = client_util::parse_flags::<Args>(&["healthz_bind_address"]);
     args.client.init_tracing();
-    client_util::code_pages::page_out_after(client_util::code_pages::START_UP_GRACE);
+    client_util::code_pages::page_out_start_up_code();
     let config = controller_manager::Config {
         node_monitor_grace_period: args.node_monitor_grace_period,
         pod_eviction_timeout: args.pod_eviction_timeout,

@@ -56,7 +56,7 @@ struct Args {
 async fn main() -> ExitCode {
     let args = Args::parse();
     args.client.init_tracing();
-    client_util::code_pages::page_out_after(client_util::code_pages::START_UP_GRACE);
+    client_util::code_pages::page_out_start_up_code();
     if args.cleanup {
         return match kube_proxy::cleanup().await {
             Ok(removed) => {

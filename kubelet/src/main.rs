@@ -161,7 +161,7 @@ async fn main() -> std::process::ExitCode {
     let (flags, healthz_defaulted) =
         client_util::parse_flags::<Flags>(&["healthz_port", "healthz_bind_address"]);
     flags.client.init_tracing();
-    client_util::code_pages::page_out_after(client_util::code_pages::START_UP_GRACE);
+    client_util::code_pages::page_out_start_up_code();
     match run(flags, healthz_defaulted).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

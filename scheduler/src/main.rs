@@ -41,7 +41,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> ExitCode {
     let (args, healthz_defaulted) = client_util::parse_flags::<Args>(&["healthz_bind_address"]);
     args.client.init_tracing();
-    client_util::code_pages::page_out_after(client_util::code_pages::START_UP_GRACE);
+    client_util::code_pages::page_out_start_up_code();
     let client = match args.client.client().await {
         Ok(client) => client,
         Err(e) => {

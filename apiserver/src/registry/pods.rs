@@ -10,7 +10,6 @@ use async_trait::async_trait;
 
 use super::namespaces::NamespaceLifecycle;
 use super::pod_security;
-use super::strategy::carry_status_through_json;
 use super::{Strategy, Subresource};
 use crate::error::Result;
 
@@ -206,16 +205,15 @@ pub async fn bind(
 fn carry_pod_status(new: &mut Pod, old: &Pod, subresource: Subresource) -> Result<()> {
     match subresource {
         Subresource::Main => new.status.clone_from(&old.status),
-        Subresource::Status => {
+        // `/finalize` never reaches here (the store merges it first); it
+        // would be carried as `/status` is, as the JSON way does.
+        Subresource::Status | Subresource::Finalize => {
             let mut merged = old.clone();
             merged.status = new.status.take();
             // Labels and annotations may change through /status too.
             merged.metadata.labels = new.metadata.labels.take();
             merged.metadata.annotations = new.metadata.annotations.take();
             *new = merged;
-        }
-        Subresource::Finalize => {
-            return carry_status_through_json(new, old, subresource, kinds::PODS.kind)
         }
     }
     Ok(())
@@ -225,6 +223,7 @@ fn carry_pod_status(new: &mut Pod, old: &Pod, subresource: Subresource) -> Resul
 mod tests {
     use serde_json::json;
 
+    use super::super::strategy::carry_status_through_json;
     use super::*;
 
     fn pod(value: serde_json::Value) -> Pod {
@@ -260,7 +259,11 @@ mod tests {
         ];
         for old in [&stored, &bare] {
             for new in &sent {
-                for subresource in [Subresource::Main, Subresource::Status] {
+                for subresource in [
+                    Subresource::Main,
+                    Subresource::Status,
+                    Subresource::Finalize,
+                ] {
                     let mut typed = new.clone();
                     let mut through_json = new.clone();
                     assert!(carry_pod_status(&mut typed, old, subresource).is_ok());
