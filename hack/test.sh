@@ -33,6 +33,15 @@ test::result() {
   [[ "$2" == ok || "$2" == skipped ]] || failed=1
 }
 
+# 0. Room on disk. A cold run fills about 10 GiB with target/ (the debug
+# build and its tests) and 7 more with the fresh root of step 5, which
+# verify-fresh.sh checks for itself; a warm target/ already holds most of
+# the former. A full disk halfway fails as a score of unrelated-looking
+# tests (etcd's WAL, apt's archives); say it up front instead.
+target_gib=$(($(du -sk "$MK8S_ROOT/target" 2>/dev/null | cut -f1 || echo 0) / 1024 / 1024))
+util::need_free_space "$MK8S_ROOT" "$((target_gib >= 9 ? 2 : 11 - target_gib))" \
+  "the build and tests (target/ holds ${target_gib} GiB of a cold run's ~10)"
+
 # 1. Dependencies: nothing else can work without them; stop on failure.
 step_start="$(date +%s)"
 bash hack/install-deps.sh

@@ -74,6 +74,8 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 started="$(date +%s)"
+# The root, its packages and a cold workspace build: about 7 GiB at the end.
+util::need_free_space /var/tmp 8 "a fresh root (Debian 12, its packages and a cold build)"
 fresh::base
 run_dir="$(mktemp -d /var/tmp/mk8s-fresh-run.XXXXXX)"
 root="$run_dir/root"

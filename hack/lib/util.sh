@@ -44,6 +44,19 @@ util::seconds_since() {
   echo $(($(date +%s) - $1))
 }
 
+# util::need_free_space DIR GIB WHAT - die, saying so, unless the file system
+# holding DIR has at least GIB GiB free for WHAT. A run that fills the disk
+# halfway fails as dozens of unrelated-looking tests (etcd's WAL, apt's
+# archives); one line up front says what is wrong and what would fix it.
+util::need_free_space() {
+  local dir="$1" need_gib="$2" what="$3" free_kib
+  free_kib="$(df -Pk "$dir" | awk 'NR == 2 { print $4 }')"
+  [[ "$free_kib" =~ ^[0-9]+$ ]] || util::die "cannot read the free space under $dir (df -Pk $dir)"
+  if ((free_kib < need_gib * 1024 * 1024)); then
+    util::die "$what needs about ${need_gib} GiB free under $dir; $((free_kib / 1024 / 1024)) GiB is free there. Free some space (old clones' target/ directories are the usual culprit) and run it again"
+  fi
+}
+
 # util::root_env - `env` arguments that carry the caller's Rust toolchain
 # across sudo (which resets PATH and HOME): PATH, RUSTUP_HOME, CARGO_HOME.
 util::root_env() {
