@@ -2,21 +2,32 @@
 //!
 //! Most of what an idle component holds in memory is its own binary's code
 //! and read-only data, not its heap: starting maps the flag parser, the
-//! OpenAPI and protobuf tables, the first list and watch decoders, and the
-//! kernel maps 64 KiB around every page touched (fault-around), so an idle
-//! apiserver kept 21 MiB of file pages mapped (its binary, libc), of which
-//! idle work maps back 15 once handed back (`hack/bench/README.md`,
-//! `idle-rss`). Those pages are
-//! clean and the kernel would reclaim them under memory pressure, but only
-//! late: pages of executable mappings get an extra trip around the active
-//! list, so on a small node they stay ahead of the page cache a workload
-//! needs.
+//! OpenAPI and protobuf tables, the first list and watch decoders. Those
+//! pages are clean and the kernel would reclaim them under memory pressure,
+//! but only late: pages of executable mappings get an extra trip around the
+//! active list, so on a small node they stay ahead of the page cache a
+//! workload needs.
 //!
 //! [`page_out_start_up_code`] asks the kernel once, a little after start, to
 //! reclaim the binary's read-only mappings (`madvise(MADV_PAGEOUT)`, Linux
-//! 5.4). What idle work runs again faults back in from the page cache or
-//! the file; the rest stays out. Pages shared with another process (a
-//! second copy of the same binary, libc) are left alone by the kernel.
+//! 5.4). Pages shared with another process (a second copy of the same
+//! binary, libc) are left alone by the kernel.
+//!
+//! Reclaiming is not enough by itself: what idle work runs faults back in,
+//! and a fault maps far more than the page touched. The kernel reads ahead
+//! around a faulting address (`read_ahead_kb`, 8 MiB on these machines),
+//! and then maps every page of the 64 KiB around it that is in the page
+//! cache (fault-around). So the hand-back also turns read-ahead off for
+//! these mappings (`MADV_RANDOM`) and drops the binary's pages that nobody
+//! maps from the page cache (`POSIX_FADV_DONTNEED`). On recent kernels
+//! (6.18 here) `MADV_RANDOM` no longer stops the read-ahead of executable
+//! mappings, so this keeps only the read-only data from coming back whole
+//! (0.4-1 MiB per component); for the code, what helps is the code that
+//! runs at idle linked together (`hack/code-layout/`), so that the windows
+//! it faults in are its own.
+//!
+//! The price is paid once, by the first burst of work after an idle start:
+//! pages come back by reads of their own, not by one read-ahead of many.
 
 use std::io;
 use std::ops::Range;
@@ -74,22 +85,50 @@ pub fn page_out(ranges: impl IntoIterator<Item = Range<usize>>) -> io::Result<us
     Ok(advised)
 }
 
-/// [`page_out`] of this process's own binary's read-only mappings.
-pub fn page_out_own_code() -> io::Result<usize> {
+/// Hands `ranges`, mappings of `file`, back to the kernel so that only
+/// what is touched from now on comes back: read-ahead off for them
+/// (`MADV_RANDOM`), their pages reclaimed ([`page_out`]), and `file`'s
+/// pages that nobody maps dropped from the page cache, so that a later
+/// fault finds no neighbours to map with it. Returns the bytes advised.
+pub fn hand_back(ranges: &[Range<usize>], file: &std::fs::File) -> io::Result<usize> {
+    for range in ranges {
+        // SAFETY: MADV_RANDOM is a hint about access order: it changes no
+        // mapping's contents, protection or extent.
+        #[allow(unsafe_code)]
+        unsafe {
+            rustix::mm::madvise(
+                range.start as *mut std::ffi::c_void,
+                range.end - range.start,
+                rustix::mm::Advice::Random,
+            )?;
+        }
+    }
+    let advised = page_out(ranges.iter().cloned())?;
+    // Only clean pages no process maps are dropped: another process
+    // running the same binary keeps what it uses.
+    rustix::fs::fadvise(file, 0, None, rustix::fs::Advice::DontNeed)?;
+    Ok(advised)
+}
+
+/// [`hand_back`] of this process's own binary's read-only mappings.
+pub fn hand_back_own_code() -> io::Result<usize> {
     let exe = std::fs::read_link("/proc/self/exe")?;
     let maps = std::fs::read_to_string("/proc/self/maps")?;
-    page_out(read_only_mappings_of(&maps, &exe.to_string_lossy()))
+    // /proc/self/exe opens the running binary even once it was replaced or
+    // deleted (a rebuild under a running cluster).
+    let file = std::fs::File::open("/proc/self/exe")?;
+    hand_back(&read_only_mappings_of(&maps, &exe.to_string_lossy()), &file)
 }
 
 /// Spawns a task that, ten seconds after start, hands the binary's
-/// start-up code back ([`page_out_own_code`]) once. A kernel without
+/// start-up code back ([`hand_back_own_code`]) once. A kernel without
 /// `MADV_PAGEOUT` (before 5.4) or a sandbox that forbids it only costs a
 /// debug line.
 pub fn page_out_start_up_code() {
     tokio::spawn(async move {
         tokio::time::sleep(START_UP_GRACE).await;
         let before = file_rss_kib();
-        match tokio::task::spawn_blocking(page_out_own_code).await {
+        match tokio::task::spawn_blocking(hand_back_own_code).await {
             Ok(Ok(advised)) => tracing::debug!(
                 advised_bytes = advised,
                 file_rss_kib_before = before,
@@ -170,49 +209,128 @@ mod tests {
             .unwrap_or(u64::MAX)
     }
 
+    /// A file of `len` patterned bytes written (and so in the page cache)
+    /// in a directory of its own next to the test binary: on the disk the
+    /// build is on, not on a tmpfs, whose pages cannot be dropped.
+    struct MappedFile {
+        dir: std::path::PathBuf,
+        file: std::fs::File,
+        pattern: Vec<u8>,
+        start: usize,
+    }
+
+    impl MappedFile {
+        fn new(name: &str, len: usize) -> io::Result<Self> {
+            let exe = std::env::current_exe()?;
+            let parent = exe.parent().unwrap_or(std::path::Path::new("."));
+            let dir = parent.join(format!("code-pages-{name}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir)?;
+            let path = dir.join("mapped");
+            let pattern: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let mut written = std::fs::File::create(&path)?;
+            written.write_all(&pattern)?;
+            written.sync_all()?;
+            let file = std::fs::File::open(&path)?;
+            // SAFETY (test): a fresh private read-only mapping of a file
+            // only this test writes, unmapped on drop; read as bytes.
+            #[allow(unsafe_code)]
+            let mapped = unsafe {
+                rustix::mm::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    rustix::mm::ProtFlags::READ,
+                    rustix::mm::MapFlags::PRIVATE,
+                    &file,
+                    0,
+                )?
+            };
+            Ok(Self {
+                dir,
+                file,
+                pattern,
+                start: mapped as usize,
+            })
+        }
+
+        fn bytes(&self) -> &[u8] {
+            // SAFETY (test): the mapping lives as long as self.
+            #[allow(unsafe_code)]
+            unsafe {
+                std::slice::from_raw_parts(self.start as *const u8, self.pattern.len())
+            }
+        }
+
+        fn range(&self) -> Range<usize> {
+            self.start..self.start + self.pattern.len()
+        }
+    }
+
+    impl Drop for MappedFile {
+        fn drop(&mut self) {
+            // SAFETY (test): the mapping made in new, no longer borrowed.
+            #[allow(unsafe_code)]
+            let _ = unsafe {
+                rustix::mm::munmap(self.start as *mut std::ffi::c_void, self.pattern.len())
+            };
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
     /// A private read-only file mapping, read through, is resident; after
     /// `page_out` it is not, and its contents read back unchanged.
     #[test]
     fn paged_out_file_pages_leave_the_process_and_read_back_the_same() -> io::Result<()> {
-        let dir = std::env::temp_dir().join(format!("code-pages-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
-        let path = dir.join("mapped");
-        let pattern: Vec<u8> = (0..1024 * 1024).map(|i: u32| (i % 251) as u8).collect();
-        let mut written = std::fs::File::create(&path)?;
-        written.write_all(&pattern)?;
-        written.sync_all()?;
-        let file = std::fs::File::open(&path)?;
-        let len = pattern.len();
-        // SAFETY (test): a fresh private read-only mapping of a file only
-        // this test writes, unmapped below; read as bytes.
-        #[allow(unsafe_code)]
-        let mapped = unsafe {
-            rustix::mm::mmap(
-                std::ptr::null_mut(),
-                len,
-                rustix::mm::ProtFlags::READ,
-                rustix::mm::MapFlags::PRIVATE,
-                &file,
-                0,
-            )?
-        };
-        #[allow(unsafe_code)]
-        let bytes = unsafe { std::slice::from_raw_parts(mapped.cast::<u8>(), len) };
-        assert_eq!(bytes, &pattern[..]);
-        let start = mapped as usize;
-        let before = resident_kib(start);
-        let advised = page_out(std::iter::once(start..start + len))?;
-        let after = resident_kib(start);
-        let same = bytes == &pattern[..];
-        #[allow(unsafe_code)]
-        unsafe {
-            rustix::mm::munmap(mapped, len)?;
-        }
-        std::fs::remove_dir_all(&dir)?;
-        assert_eq!(advised, len);
+        let mapped = MappedFile::new("page-out", 1024 * 1024)?;
+        assert_eq!(mapped.bytes(), &mapped.pattern[..]);
+        let before = resident_kib(mapped.start);
+        let advised = page_out(std::iter::once(mapped.range()))?;
+        let after = resident_kib(mapped.start);
+        assert_eq!(advised, mapped.pattern.len());
         assert_eq!(before, 1024, "the whole mapping was read, so resident");
         assert_eq!(after, 0, "MADV_PAGEOUT left {after} KiB resident");
-        assert!(same, "contents changed after page-out");
+        assert!(
+            mapped.bytes() == &mapped.pattern[..],
+            "contents changed after page-out"
+        );
+        Ok(())
+    }
+
+    /// After `hand_back`, a byte read maps its own page only: neither a
+    /// page that was mapped before (read-ahead would bring its
+    /// neighbours) nor one that never was (the file's pages still in the
+    /// page cache would come with it, fault-around).
+    #[test]
+    fn handed_back_pages_come_back_one_at_a_time() -> io::Result<()> {
+        const PAGE: usize = 4096;
+        let mapped = MappedFile::new("hand-back", 1024 * 1024)?;
+        let half = mapped.pattern.len() / 2;
+        // The first half was run; the second only written (in the cache).
+        assert_eq!(mapped.bytes()[..half], mapped.pattern[..half]);
+        hand_back(&[mapped.range()], &mapped.file)?;
+        assert_eq!(resident_kib(mapped.start), 0);
+
+        let read = |offset: usize| {
+            // Volatile: the read must happen, and where the test says.
+            // SAFETY (test): inside the mapping, which lives as long as it.
+            #[allow(unsafe_code)]
+            unsafe {
+                std::ptr::read_volatile((mapped.start + offset) as *const u8)
+            }
+        };
+        let once_mapped = 40 * PAGE + 123;
+        assert_eq!(read(once_mapped), mapped.pattern[once_mapped]);
+        let after_one = resident_kib(mapped.start);
+        let never_mapped = half + 40 * PAGE + 5;
+        assert_eq!(read(never_mapped), mapped.pattern[never_mapped]);
+        let after_two = resident_kib(mapped.start);
+        assert_eq!(
+            after_one, 4,
+            "a page that was mapped came back with neighbours"
+        );
+        assert_eq!(
+            after_two, 8,
+            "a page never mapped came back with neighbours"
+        );
         Ok(())
     }
 }
