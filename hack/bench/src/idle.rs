@@ -26,7 +26,7 @@ use crate::cluster::{
 
 /// The components, in start order, with Kubernetes v0.5's idle VmRSS on
 /// this machine (MiB; issue #19).
-const COMPONENTS: [(&str, f64); 5] = [
+pub(crate) const COMPONENTS: [(&str, f64); 5] = [
     ("apiserver", 13.0),
     ("scheduler", 7.0),
     ("controller-manager", 8.0),
@@ -64,7 +64,7 @@ pub struct IdleArgs {
 /// One configuration measured: its name and what it adds to the
 /// environment.
 #[derive(Clone, Debug)]
-struct Variant {
+pub(crate) struct Variant {
     name: String,
     env: Vec<(String, String)>,
 }
@@ -87,11 +87,18 @@ fn parse_variant(text: &str) -> Result<Variant> {
     })
 }
 
+impl Variant {
+    /// The components as they ship: nothing added to their environment.
+    pub(crate) fn default_set() -> Self {
+        Self {
+            name: "default".into(),
+            env: Vec::new(),
+        }
+    }
+}
+
 fn variants(args: &IdleArgs) -> Result<Vec<Variant>> {
-    let mut all = vec![Variant {
-        name: "default".into(),
-        env: Vec::new(),
-    }];
+    let mut all = vec![Variant::default_set()];
     if args.default_only {
         return Ok(all);
     }
@@ -119,7 +126,7 @@ pub fn validate(args: &IdleArgs) -> Result<()> {
 
 /// Memory of one process, KiB, and its thread count.
 #[derive(Clone, Copy, Debug, Default)]
-struct Memory {
+pub(crate) struct Memory {
     rss: u64,
     anon: u64,
     file: u64,
@@ -180,7 +187,16 @@ async fn measure_all(
     for round in 1..=args.rounds {
         for (v, variant) in variants.iter().enumerate() {
             let mut components = Vec::new();
-            let result = measure_one(args, variant, bin_dir, etcd, work, &mut components).await;
+            let result = measure_one(
+                &args.settle_args(),
+                variant,
+                bin_dir,
+                etcd,
+                work,
+                &mut components,
+                &mut |_| Ok(()),
+            )
+            .await;
             let stopped = stop_all(&mut components).await;
             let readings = result?;
             stopped?;
@@ -202,15 +218,35 @@ async fn measure_all(
     Ok(table)
 }
 
+/// How long a set is left alone, and how many readings follow.
+pub(crate) struct Settle {
+    pub seconds: u64,
+    pub readings: u64,
+}
+
+impl IdleArgs {
+    fn settle_args(&self) -> Settle {
+        Settle {
+            seconds: self.settle,
+            readings: self.readings,
+        }
+    }
+}
+
+/// What `measure_one` calls once the set has settled, before the readings:
+/// each component's name and process.
+pub(crate) type OnSettled<'a> = dyn FnMut(&[(&str, u32)]) -> Result<()> + Send + 'a;
+
 /// One set of components in `variant`'s environment; the median reading of
 /// each (in [`COMPONENTS`] order).
-async fn measure_one(
-    args: &IdleArgs,
+pub(crate) async fn measure_one(
+    args: &Settle,
     variant: &Variant,
     bin_dir: &Path,
     etcd: &Etcd,
     work: &Path,
     components: &mut Vec<Component>,
+    on_settled: &mut OnSettled<'_>,
 ) -> Result<Vec<Memory>> {
     let env = &variant.env;
     for (name, _) in COMPONENTS {
@@ -308,7 +344,13 @@ async fn measure_one(
         env,
         work,
     )?);
-    tokio::time::sleep(Duration::from_secs(args.settle)).await;
+    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    let mut settled = Vec::new();
+    for ((name, _), component) in COMPONENTS.iter().zip(components.iter_mut()) {
+        component.check_alive()?;
+        settled.push((*name, component.pid()?));
+    }
+    on_settled(&settled)?;
     let mut readings: Vec<Vec<Memory>> = vec![Vec::new(); components.len()];
     for i in 0..args.readings {
         if i > 0 {

@@ -21,6 +21,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod cluster;
+pub mod code_layout;
 pub mod create;
 pub mod density;
 pub mod idle;

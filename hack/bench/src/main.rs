@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use mini_k8s_bench::{create, density, idle, soak};
+use mini_k8s_bench::{code_layout, create, density, idle, soak};
 
 #[derive(Parser, Debug)]
 #[command(name = "mini-k8s-bench", about = "Benchmarks of mini-k8s components")]
@@ -25,6 +25,9 @@ enum Command {
     /// Every component idle on an empty cluster: VmRSS (anonymous and
     /// file-backed) beside Kubernetes v0.5's, with environment variants.
     IdleRss(idle::IdleArgs),
+    /// The functions each component runs while idle, written as the
+    /// linker's symbol ordering files of `hack/code-layout/` (root).
+    CodeLayout(code_layout::CodeLayoutArgs),
 }
 
 #[global_allocator]
@@ -37,6 +40,7 @@ fn main() -> Result<()> {
         Command::SchedulerDensity(args) => density::validate(args)?,
         Command::Soak(args) => soak::validate(args)?,
         Command::IdleRss(args) => idle::validate(args)?,
+        Command::CodeLayout(_) => {}
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -48,6 +52,7 @@ fn main() -> Result<()> {
             Command::SchedulerDensity(args) => density::scheduler_density(args).await,
             Command::Soak(args) => soak::soak(args).await,
             Command::IdleRss(args) => idle::idle_rss(args).await,
+            Command::CodeLayout(args) => code_layout::code_layout(args).await,
         }
     });
     runtime.shutdown_timeout(Duration::from_secs(5));
