@@ -123,6 +123,36 @@ pub async fn code_layout(args: &CodeLayoutArgs) -> Result<()> {
     Ok(())
 }
 
+/// One executable mapping of a binary: its addresses and the file offset
+/// it starts at.
+struct CodeMapping {
+    start: u64,
+    end: u64,
+    offset: u64,
+}
+
+/// The executable mappings of `exe` in the text of a `/proc/PID/maps`.
+fn code_mappings(maps: &str, exe: &Path) -> Vec<CodeMapping> {
+    maps.lines()
+        .filter_map(|line| {
+            // address perms offset dev inode pathname (which may hold spaces)
+            let mut fields = line.splitn(6, ' ');
+            let (start, end) = fields.next()?.split_once('-')?;
+            let perms = fields.next()?;
+            let offset = fields.next()?;
+            let path = fields.nth(2)?.trim_start();
+            if Path::new(path) != exe || perms.as_bytes().get(2) != Some(&b'x') {
+                return None;
+            }
+            Some(CodeMapping {
+                start: u64::from_str_radix(start, 16).ok()?,
+                end: u64::from_str_radix(end, 16).ok()?,
+                offset: u64::from_str_radix(offset, 16).ok()?,
+            })
+        })
+        .collect()
+}
+
 /// The file offsets of the pages of `pid`'s own executable mappings that
 /// are present in its memory.
 fn resident_code_pages(pid: u32) -> Result<Vec<u64>> {
@@ -131,33 +161,17 @@ fn resident_code_pages(pid: u32) -> Result<Vec<u64>> {
     let mut pagemap =
         fs::File::open(format!("/proc/{pid}/pagemap")).context("opening pagemap (needs root)")?;
     let mut offsets = Vec::new();
-    for line in maps.lines() {
-        let mut fields = line.splitn(6, ' ');
-        let (Some(range), Some(perms), Some(offset)) =
-            (fields.next(), fields.next(), fields.next())
-        else {
-            continue;
-        };
-        let path = fields.nth(2).unwrap_or("").trim_start();
-        if Path::new(path) != exe || perms.as_bytes().get(2) != Some(&b'x') {
-            continue;
-        }
-        let Some((start, end)) = range.split_once('-') else {
-            continue;
-        };
-        let start = u64::from_str_radix(start, 16)?;
-        let end = u64::from_str_radix(end, 16)?;
-        let offset = u64::from_str_radix(offset, 16)?;
-        let count = ((end - start) / PAGE) as usize;
+    for mapping in code_mappings(&maps, &exe) {
+        let count = ((mapping.end - mapping.start) / PAGE) as usize;
         let mut entries = vec![0u8; count * 8];
-        pagemap.seek(SeekFrom::Start(start / PAGE * 8))?;
+        pagemap.seek(SeekFrom::Start(mapping.start / PAGE * 8))?;
         pagemap.read_exact(&mut entries)?;
         for (i, entry) in entries.chunks_exact(8).enumerate() {
             let mut bytes = [0u8; 8];
             bytes.copy_from_slice(entry);
             // Bit 63: present in memory.
             if u64::from_le_bytes(bytes) >> 63 == 1 {
-                offsets.push(offset + i as u64 * PAGE);
+                offsets.push(mapping.offset + i as u64 * PAGE);
             }
         }
     }
@@ -277,20 +291,10 @@ mod tests {
         let address = function as usize as u64;
         let exe = fs::read_link("/proc/self/exe")?;
         let maps = fs::read_to_string("/proc/self/maps")?;
-        let offset = maps
-            .lines()
-            .find_map(|line| {
-                let mut fields = line.splitn(6, ' ');
-                let (start, end) = fields.next()?.split_once('-')?;
-                let (start, end) = (
-                    u64::from_str_radix(start, 16).ok()?,
-                    u64::from_str_radix(end, 16).ok()?,
-                );
-                let offset = u64::from_str_radix(fields.nth(1)?, 16).ok()?;
-                let path = fields.nth(2)?.trim_start();
-                (Path::new(path) == exe && (start..end).contains(&address))
-                    .then(|| (address - start + offset) / PAGE * PAGE)
-            })
+        let offset = code_mappings(&maps, &exe)
+            .into_iter()
+            .find(|m| (m.start..m.end).contains(&address))
+            .map(|m| (address - m.start + m.offset) / PAGE * PAGE)
             .context("this function is in no mapping of the test binary")?;
         let functions = functions_on_pages(&fs::read(&exe)?, &[offset])?;
         assert!(
