@@ -18,6 +18,8 @@ use tokio::time::Instant;
 
 use crate::cpu_seconds;
 
+mod floor;
+
 /// Largest `--pods` / `--etcd-ops` accepted.
 const MAX_OPS: usize = 20_000;
 /// Largest client count accepted.
@@ -73,6 +75,12 @@ pub struct CreateArgs {
     /// default when not given.
     #[arg(long)]
     watch_cache_size: Option<usize>,
+    /// Also measure the floor: the same HTTP requests answered by a server
+    /// that only reads the body, sends the same etcd transaction and keeps
+    /// an etcd watch of its keys (no decoding, validation or encoding), to
+    /// show what of the gap to etcd any apiserver pays on this machine.
+    #[arg(long)]
+    floor: bool,
     /// Also print the results as one JSON object on the last line.
     #[arg(long)]
     json: bool,
@@ -90,10 +98,12 @@ enum Op {
     Get,
     /// `POST /api/v1/namespaces/default/pods`.
     Create,
+    /// The same request to the floor server (`--floor`).
+    Floor,
 }
 
 impl Op {
-    const ALL: [Op; 4] = [Op::Put, Op::Txn, Op::Get, Op::Create];
+    const ALL: [Op; 5] = [Op::Put, Op::Txn, Op::Get, Op::Create, Op::Floor];
 
     fn name(self) -> &'static str {
         match self {
@@ -101,6 +111,7 @@ impl Op {
             Op::Txn => "etcd txn",
             Op::Get => "etcd get",
             Op::Create => "pod create",
+            Op::Floor => "floor create",
         }
     }
 }
@@ -180,10 +191,16 @@ impl Row {
             .unwrap_or_else(|| EMPTY.get_or_init(Phase::default))
     }
 
+    /// Pods created per second over etcd's puts (the table's column).
     fn ratio(&self) -> f64 {
-        let put = self.phase(Op::Put).rate();
-        if put > 0.0 {
-            self.phase(Op::Create).rate() / put
+        self.rate_over(Op::Create, Op::Put)
+    }
+
+    /// `op`'s operations per second over `peer`'s.
+    fn rate_over(&self, op: Op, peer: Op) -> f64 {
+        let peer = self.phase(peer).rate();
+        if peer > 0.0 {
+            self.phase(op).rate() / peer
         } else {
             0.0
         }
@@ -292,6 +309,7 @@ struct Targets {
     etcd: Client,
     value: Arc<Vec<u8>>,
     creator: PodCreator,
+    floor: Option<PodCreator>,
 }
 
 async fn run(args: &CreateArgs, etcd: &Etcd, url: &str) -> Result<()> {
@@ -351,26 +369,21 @@ async fn run(args: &CreateArgs, etcd: &Etcd, url: &str) -> Result<()> {
         warm.first_error.unwrap_or_default()
     );
 
-    let mut rows = Vec::new();
-    for round in 1..=args.rounds {
-        for &clients in &args.clients {
-            let tag = format!("r{round}-c{clients}");
-            let targets = Targets {
-                etcd: client.clone(),
-                value: value.clone(),
-                creator: PodCreator::new(url, &tag, clients)?,
-            };
-            let row = measure(&targets, &probe, args, etcd_ops, round, clients, &tag).await?;
-            eprintln!(
-                "round {round}, {clients} client(s): etcd put {:.0}/s, txn {:.0}/s, apiserver {:.0} pods/s (ratio {:.2})",
-                row.phase(Op::Put).rate(),
-                row.phase(Op::Txn).rate(),
-                row.phase(Op::Create).rate(),
-                row.ratio()
-            );
-            rows.push(row);
-        }
+    let floor = if args.floor {
+        let server = floor::FloorServer::start(&client, &value).await?;
+        eprintln!("floor server {}", server.url());
+        Some(server)
+    } else {
+        None
+    };
+    let measured =
+        measure_rounds(args, &probe, &client, &value, url, floor.as_ref(), etcd_ops).await;
+    if let Some(server) = floor {
+        let events = server.events();
+        server.stop().await;
+        eprintln!("floor: its etcd watch read {events} events");
     }
+    let rows = measured?;
     let load_after = load_average();
     print_report(
         args,
@@ -395,6 +408,42 @@ async fn run(args: &CreateArgs, etcd: &Etcd, url: &str) -> Result<()> {
     Ok(())
 }
 
+/// Every round at every client count.
+async fn measure_rounds(
+    args: &CreateArgs,
+    probe: &Probe,
+    client: &Client,
+    value: &Arc<Vec<u8>>,
+    url: &str,
+    floor: Option<&floor::FloorServer>,
+    etcd_ops: usize,
+) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for round in 1..=args.rounds {
+        for &clients in &args.clients {
+            let tag = format!("r{round}-c{clients}");
+            let targets = Targets {
+                etcd: client.clone(),
+                value: value.clone(),
+                creator: PodCreator::new(url, &tag, clients)?,
+                floor: floor
+                    .map(|f| PodCreator::new(f.url(), &tag, clients))
+                    .transpose()?,
+            };
+            let row = measure(&targets, probe, args, etcd_ops, round, clients, &tag).await?;
+            eprintln!(
+                "round {round}, {clients} client(s): etcd put {:.0}/s, txn {:.0}/s, apiserver {:.0} pods/s (ratio {:.2})",
+                row.phase(Op::Put).rate(),
+                row.phase(Op::Txn).rate(),
+                row.phase(Op::Create).rate(),
+                row.ratio()
+            );
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}
+
 /// One row: every operation in `args.slices` interleaved slices.
 async fn measure(
     targets: &Targets,
@@ -409,7 +458,10 @@ async fn measure(
     let budget = Duration::from_secs(args.phase_timeout);
     for slice in 0..args.slices {
         for op in Op::ALL {
-            let total = if op == Op::Create {
+            if op == Op::Floor && targets.floor.is_none() {
+                continue;
+            }
+            let total = if matches!(op, Op::Create | Op::Floor) {
                 args.pods
             } else {
                 etcd_ops
@@ -428,6 +480,10 @@ async fn measure(
             let before = probe.counters().await?;
             let mut done = match op {
                 Op::Create => targets.creator.run(range, clients, deadline).await,
+                Op::Floor => match &targets.floor {
+                    Some(floor) => floor.run(range, clients, deadline).await,
+                    None => continue,
+                },
                 _ => {
                     etcd_op(
                         &targets.etcd,
@@ -552,7 +608,7 @@ async fn etcd_op(
     let kind = match op {
         Op::Put => "put",
         Op::Txn => "txn",
-        Op::Get | Op::Create => "get",
+        Op::Get | Op::Create | Op::Floor => "get",
     };
     let prefix = Arc::new(format!("{BENCH_PREFIX}/{kind}/{tag}"));
     run_workers(range, clients, deadline, |_| {
@@ -578,8 +634,9 @@ async fn etcd_op(
                                 Err(etcd_client::Error::InvalidArgs("the key existed".into()))
                             }
                         }
-                        // (`Create` is not an etcd operation: never passed here.)
-                        Op::Get | Op::Create => {
+                        // (`Create` and `Floor` are not etcd operations:
+                        // never passed here.)
+                        Op::Get | Op::Create | Op::Floor => {
                             let response = client.get(NAMESPACE_KEY, None).await?;
                             if response.kvs().is_empty() {
                                 Err(etcd_client::Error::InvalidArgs(format!(
@@ -781,6 +838,16 @@ where
     phase
 }
 
+/// The median over the rounds at `clients` clients of what `f` reads.
+fn median_over_rounds(rows: &[Row], clients: usize, f: &dyn Fn(&Row) -> f64) -> f64 {
+    median(
+        rows.iter()
+            .filter(|r| r.clients == clients)
+            .map(f)
+            .collect(),
+    )
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     if values.is_empty() {
         return 0.0;
@@ -868,14 +935,7 @@ fn print_report(
     }
     if args.rounds > 1 {
         for &clients in &args.clients {
-            let of = |f: &dyn Fn(&Row) -> f64| {
-                median(
-                    rows.iter()
-                        .filter(|r| r.clients == clients)
-                        .map(f)
-                        .collect(),
-                )
-            };
+            let of = |f: &dyn Fn(&Row) -> f64| median_over_rounds(rows, clients, f);
             println!(
                 "{}",
                 table_line(
@@ -893,11 +953,35 @@ fn print_report(
         }
     }
     println!("ratio = apiserver pods/s / etcd puts/s; goal: at least 0.80 at 1 and at 8 clients");
+    if args.floor {
+        println!();
+        println!("creates per second over etcd txn/s, the apiserver's and the floor's (--floor: HTTP, the same txn, a watch; nothing decoded):");
+        for row in rows {
+            println!(
+                "  round {}, {} client(s): apiserver {:.2}, floor {:.2}",
+                row.round,
+                row.clients,
+                row.rate_over(Op::Create, Op::Txn),
+                row.rate_over(Op::Floor, Op::Txn)
+            );
+        }
+        for &clients in &args.clients {
+            let of = |f: &dyn Fn(&Row) -> f64| median_over_rounds(rows, clients, f);
+            println!(
+                "  median, {clients} client(s): apiserver {:.2}, floor {:.2}",
+                of(&|r| r.rate_over(Op::Create, Op::Txn)),
+                of(&|r| r.rate_over(Op::Floor, Op::Txn))
+            );
+        }
+    }
     println!();
     println!("diagnostics (latencies in ms; per operation: etcd fsyncs, CPU ms of etcd and of this process, etcd RPCs):");
     for row in rows {
         println!("  round {}, {} client(s):", row.round, row.clients);
         for op in Op::ALL {
+            if !row.phases.contains_key(op.name()) {
+                continue;
+            }
             let phase = row.phase(op);
             let rpcs: Vec<String> = phase
                 .counters
@@ -920,7 +1004,7 @@ fn print_report(
             );
         }
     }
-    println!("  (cpu self = this process: the benchmark's clients plus the in-process apiserver)");
+    println!("  (cpu self = this process: the benchmark's clients plus the in-process apiserver and floor server)");
     if args.json {
         let json_rows: Vec<Value> = rows
             .iter()
@@ -955,6 +1039,7 @@ fn print_report(
                     "etcd_txn_per_s": r.phase(Op::Txn).rate(),
                     "apiserver_pods_per_s": r.phase(Op::Create).rate(),
                     "ratio": r.ratio(),
+                    "floor_per_s": r.phases.contains_key(Op::Floor.name()).then(|| r.phase(Op::Floor).rate()),
                     "p50_ms": r.phase(Op::Create).percentile(50.0),
                     "p99_ms": r.phase(Op::Create).percentile(99.0),
                     "value_bytes": size,
