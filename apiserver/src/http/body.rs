@@ -3,10 +3,12 @@
 
 use axum::body::Body;
 use axum::http::HeaderMap;
+use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::Value;
 
 use crate::error::{ApiError, Result};
+use crate::registry::JsonObject;
 use api_types::status::Reason;
 
 /// The largest body accepted, as Kubernetes' apiserver.
@@ -27,20 +29,55 @@ pub struct AcceptedBody {
 /// A body over [`MAX_BODY_BYTES`] is a 413; one that does not parse is a
 /// 400 whose message gives the parser's complaint and position.
 pub async fn read(headers: &HeaderMap, body: Body) -> Result<Option<AcceptedBody>> {
-    let bytes = match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
-            return Err(ApiError::new(
-                Reason::RequestEntityTooLarge,
-                format!("the request body is larger than the limit of {MAX_BODY_BYTES} bytes"),
-            ))
-        }
-        Err(error) => {
-            return Err(ApiError::bad_request(format!(
-                "the request body could not be read: {error}"
-            )))
-        }
-    };
+    let bytes = read_bytes(body).await?;
+    decode_read(headers, bytes).await
+}
+
+/// Reads the body whole, as it came; one over [`MAX_BODY_BYTES`] is a 413.
+pub async fn read_bytes(body: Body) -> Result<Bytes> {
+    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(ApiError::new(
+            Reason::RequestEntityTooLarge,
+            format!("the request body is larger than the limit of {MAX_BODY_BYTES} bytes"),
+        )),
+        Err(error) => Err(ApiError::bad_request(format!(
+            "the request body could not be read: {error}"
+        ))),
+    }
+}
+
+/// A small JSON body, for a create that decodes it straight into its type:
+/// `None` when it is not JSON (YAML, protobuf), is as large as the bodies
+/// decoded off the async workers, or is empty, which [`decode_read`] then
+/// answers. Otherwise one pass checks that it is one JSON object, takes
+/// its `kind` and `apiVersion`, and names its repeated keys.
+pub fn small_json(headers: &HeaderMap, bytes: &Bytes) -> Result<Option<(JsonObject, Vec<String>)>> {
+    let content_type = content_type(headers);
+    let json =
+        content_type == "application/json" || (content_type.is_empty() && looks_like_json(bytes));
+    if !json || bytes.len() >= OFFLOAD_BYTES || bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let scan = scan_json(bytes)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?;
+    if !scan.object {
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON or YAML object",
+        ));
+    }
+    Ok(Some((
+        JsonObject {
+            bytes: bytes.clone(),
+            kind: scan.kind,
+            api_version: scan.api_version,
+        },
+        scan.duplicates,
+    )))
+}
+
+/// Decodes a body read by [`read_bytes`]; `None` when it is empty.
+pub async fn decode_read(headers: &HeaderMap, bytes: Bytes) -> Result<Option<AcceptedBody>> {
     if bytes.len() < OFFLOAD_BYTES {
         return decode(&bytes, &content_type(headers));
     }
@@ -416,10 +453,218 @@ pub fn parse_json(bytes: &[u8]) -> serde_json::Result<(Value, Vec<String>)> {
     Ok((value, found.into_inner()))
 }
 
+/// What [`scan_json`] learnt of a document.
+#[derive(Debug, Default)]
+struct Scan {
+    /// Whether the document is an object.
+    object: bool,
+    /// Its top-level `kind` and `apiVersion`, when they are strings.
+    kind: Option<String>,
+    api_version: Option<String>,
+    /// The keys it repeats within one object, as field paths.
+    duplicates: Vec<String>,
+}
+
+/// Reads a JSON document through once without building it: whether it is
+/// an object, its `kind` and `apiVersion`, and the keys it repeats (as
+/// [`parse_json`] names them). Keys without escapes are borrowed from
+/// `bytes`, so a pass over a pod allocates almost nothing.
+///
+/// # Errors
+///
+/// The parser's complaint, with its position, when `bytes` is not JSON.
+fn scan_json(bytes: &[u8]) -> serde_json::Result<Scan> {
+    use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+    use std::borrow::Cow;
+    use std::cell::RefCell;
+    use std::collections::HashSet;
+
+    /// From this many keys on, one object's keys are looked up by hash, so
+    /// a body of one huge object costs linear time.
+    const LINEAR_KEYS: usize = 16;
+
+    struct Key;
+    impl<'de> DeserializeSeed<'de> for Key {
+        type Value = Cow<'de, str>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Key {
+        type Value = Cow<'de, str>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a key")
+        }
+        fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Cow::Borrowed(v))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Cow::Owned(v.to_owned()))
+        }
+    }
+
+    struct Walk<'a> {
+        at: &'a Step<'a>,
+        scan: &'a RefCell<Scan>,
+    }
+    impl<'de> DeserializeSeed<'de> for Walk<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Walk<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<(), A::Error> {
+            let root = matches!(self.at, Step::Root);
+            if root {
+                self.scan.borrow_mut().object = true;
+            }
+            let mut seen: Vec<Cow<'de, str>> = Vec::new();
+            let mut hashed: HashSet<Cow<'de, str>> = HashSet::new();
+            while let Some(key) = access.next_key_seed(Key)? {
+                let top = if root {
+                    match key.as_ref() {
+                        "kind" => Some(true),
+                        "apiVersion" => Some(false),
+                        _ => None,
+                    }
+                } else {
+                    None
+                };
+                match top {
+                    Some(is_kind) => {
+                        if let Value::String(text) = access.next_value::<Value>()? {
+                            let mut scan = self.scan.borrow_mut();
+                            *(if is_kind {
+                                &mut scan.kind
+                            } else {
+                                &mut scan.api_version
+                            }) = Some(text);
+                        }
+                    }
+                    None => access.next_value_seed(Walk {
+                        at: &Step::Key(self.at, &key),
+                        scan: self.scan,
+                    })?,
+                }
+                let repeated = if seen.len() < LINEAR_KEYS {
+                    let repeated = seen.contains(&key);
+                    if !repeated {
+                        seen.push(key.clone());
+                        if seen.len() == LINEAR_KEYS {
+                            hashed.extend(seen.iter().cloned());
+                        }
+                    }
+                    repeated
+                } else {
+                    !hashed.insert(key.clone())
+                };
+                if repeated {
+                    let path = Step::Key(self.at, &key).render();
+                    self.scan.borrow_mut().duplicates.push(path);
+                }
+            }
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut access: A) -> Result<(), A::Error> {
+            let mut index = 0;
+            while access
+                .next_element_seed(Walk {
+                    at: &Step::Index(self.at, index),
+                    scan: self.scan,
+                })?
+                .is_some()
+            {
+                index += 1;
+            }
+            Ok(())
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+    }
+    let scan = RefCell::new(Scan::default());
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    Walk {
+        at: &Step::Root,
+        scan: &scan,
+    }
+    .deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    Ok(scan.into_inner())
+}
+
 #[cfg(test)]
 mod duplicate_tests {
-    use super::parse_json;
+    use super::{parse_json, scan_json};
     use serde_json::Value;
+
+    #[test]
+    fn the_scan_names_what_the_parse_names() {
+        let bodies: [&[u8]; 6] = [
+            br#"{"metadata": {"name": "a", "name": "b"},
+                "spec": {"containers": [{"name": "c", "image": "x", "image": "y"}]}}"#,
+            br#"{"z": {"b": [1, -2, 3.5, "s\u00e9", null, true, {}], "a": 1}, "z": 2, "a": []}"#,
+            br#"{"k\u0069nd": 1, "kind": 2, "a": {"a": 1}, "b": [1, 2]}"#,
+            br#"[{"a": 1, "a": 2}]"#,
+            br#""text""#,
+            br#"{}"#,
+        ];
+        for body in bodies {
+            let (value, parsed) = parse_json(body).unwrap();
+            let scan = scan_json(body).unwrap();
+            assert_eq!(scan.duplicates, parsed, "{}", String::from_utf8_lossy(body));
+            assert_eq!(scan.object, value.is_object());
+        }
+        assert!(scan_json(b"{} x").is_err());
+        assert!(scan_json(b"{\"a\": }").is_err());
+        assert!(scan_json(&[b'['; 200]).is_err(), "nesting is bounded");
+    }
+
+    #[test]
+    fn the_scan_takes_kind_and_api_version_from_the_top_only() {
+        let scan = scan_json(
+            br#"{"apiVersion": "v1", "metadata": {"kind": "Inner"}, "kind": "Pod", "spec": {"apiVersion": 1}}"#,
+        )
+        .unwrap();
+        assert_eq!(scan.kind.as_deref(), Some("Pod"));
+        assert_eq!(scan.api_version.as_deref(), Some("v1"));
+        let scan = scan_json(br#"{"kind": 7, "apiVersion": {"a": 1, "a": 2}}"#).unwrap();
+        assert_eq!((scan.kind, scan.api_version), (None, None));
+    }
+
+    #[test]
+    fn the_scan_finds_repeats_in_objects_of_many_keys() {
+        // Past the keys looked up one by one: by hash, a repeat both among
+        // the first keys and among the later ones.
+        let mut body = String::from("{");
+        for i in 0..40 {
+            body.push_str(&format!("\"k{i}\": {i}, "));
+        }
+        body.push_str(r#""k3": 0, "k39": 0, "k40": 0}"#);
+        let scan = scan_json(body.as_bytes()).unwrap();
+        assert_eq!(scan.duplicates, ["k3", "k39"]);
+        assert_eq!(parse_json(body.as_bytes()).unwrap().1, scan.duplicates);
+    }
 
     fn duplicate_fields(bytes: &[u8]) -> Vec<String> {
         parse_json(bytes)

@@ -12,7 +12,7 @@ use axum::response::Response;
 use futures::future::BoxFuture;
 use serde_json::{json, Value};
 
-use super::body::{wants_table, wants_yaml};
+use super::body::{self, wants_table, wants_yaml};
 use super::path::{Target, Version};
 use super::{
     bind, decode_object, delete_options, evict, field_manager, is_apply, json_bytes_response,
@@ -353,9 +353,25 @@ async fn create_eviction(r: &Request<'_>, body: Body) -> Result<Response> {
 }
 
 async fn create(r: &Request<'_>, body: Body) -> Result<Response> {
-    let body = read_body(r.headers, body).await?;
-    let value = decode_object(r.target, body, &r.options)?;
-    let created = r.registry.create_encoded(r.ns(), value, &r.options).await?;
+    let bytes = body::read_bytes(body).await?;
+    // A small v1 JSON body is decoded once, straight into its type.
+    let small_json = match r.version() {
+        Version::V1 => body::small_json(r.headers, &bytes)?,
+        Version::V1beta1 => None,
+    };
+    let created = match small_json {
+        Some((object, duplicates)) => {
+            r.options.duplicate_fields(&duplicates)?;
+            r.registry.create_json(r.ns(), &object, &r.options).await?
+        }
+        None => {
+            let body = body::decode_read(r.headers, bytes)
+                .await?
+                .ok_or_else(|| ApiError::bad_request("the request has no body"))?;
+            let value = decode_object(r.target, body, &r.options)?;
+            r.registry.create_encoded(r.ns(), value, &r.options).await?
+        }
+    };
     // v0.5 answered creates with 200; v1 clients expect 201.
     if r.version() == Version::V1 && wants_plain_json(r.accept) {
         return Ok(r.with_warnings(json_bytes_response(201, created.0)));

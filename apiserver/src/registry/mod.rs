@@ -38,7 +38,9 @@ pub use options::{
     parse_dry_run, DeleteOptions, FieldValidation, Patch, Propagation, WriteOptions,
     FINALIZER_FOREGROUND, FINALIZER_ORPHAN,
 };
-pub use rest::{watch_error, EncodedObject, ListQuery, ListResult, Rest, WatchEvent, WatchStream};
+pub use rest::{
+    watch_error, EncodedObject, JsonObject, ListQuery, ListResult, Rest, WatchEvent, WatchStream,
+};
 pub use store::{now, Store};
 pub use strategy::{Strategy, Subresource};
 // The per-resource modules (pods' binding) write through the store's loop.

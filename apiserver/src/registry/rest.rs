@@ -142,6 +142,28 @@ impl EncodedObject {
     }
 }
 
+/// A request body of JSON that has been read once, found to be one object,
+/// and had its `kind` and `apiVersion` taken on the way (repeated keys are
+/// the HTTP layer's to answer): what a create decodes straight into the
+/// object's type.
+#[derive(Debug)]
+pub struct JsonObject {
+    /// The body as sent.
+    pub bytes: bytes::Bytes,
+    /// The top-level `kind`, when it is a string.
+    pub kind: Option<String>,
+    /// The top-level `apiVersion`, when it is a string.
+    pub api_version: Option<String>,
+}
+
+impl JsonObject {
+    /// The body as a JSON tree, for what needs one.
+    pub fn tree(&self) -> Result<Value> {
+        serde_json::from_slice(&self.bytes)
+            .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
+    }
+}
+
 /// A stream of watch events.
 pub type WatchStream = BoxStream<'static, WatchEvent>;
 
@@ -169,6 +191,17 @@ pub trait Rest: Send + Sync {
         body: Value,
         options: &WriteOptions,
     ) -> Result<EncodedObject>;
+    /// [`Rest::create_encoded`] from a v1 JSON body as it came: a registry
+    /// whose objects have a type decodes the bytes straight into it, with
+    /// no JSON tree between (the default builds the tree).
+    async fn create_json(
+        &self,
+        namespace: Option<&str>,
+        body: &JsonObject,
+        options: &WriteOptions,
+    ) -> Result<EncodedObject> {
+        self.create_encoded(namespace, body.tree()?, options).await
+    }
     /// Reads one object.
     async fn get(&self, namespace: Option<&str>, name: &str) -> Result<Value>;
     /// Lists objects in `namespace` (all when `None`).

@@ -17,7 +17,8 @@ use serde_json::Value;
 
 use super::options::field_path;
 use super::{
-    watch_cache, EncodedObject, ListQuery, ListResult, Rest, Strategy, Subresource, WriteOptions,
+    watch_cache, EncodedObject, JsonObject, ListQuery, ListResult, Rest, Strategy, Subresource,
+    WriteOptions,
 };
 use crate::error::{ApiError, Result};
 use crate::storage::{ListOptions, Storage, StorageError, Stored};
@@ -180,8 +181,29 @@ impl<S: Strategy> Store<S> {
     /// the type does not know are refused or reported as its
     /// `fieldValidation` asks.
     fn decode(&self, body: Value, options: Option<&WriteOptions>) -> Result<S::Object> {
+        self.check_kind(
+            body.get("kind").and_then(Value::as_str),
+            body.get("apiVersion").and_then(Value::as_str),
+        )?;
+        self.decode_from(body, options)
+    }
+
+    /// [`Store::decode`] straight from a request's bytes.
+    fn decode_json(&self, body: &JsonObject, options: Option<&WriteOptions>) -> Result<S::Object> {
+        self.check_kind(body.kind.as_deref(), body.api_version.as_deref())?;
+        let mut deserializer = serde_json::Deserializer::from_slice(&body.bytes);
+        let decoded = self.decode_from(&mut deserializer, options)?;
+        deserializer.end().map_err(|e| {
+            ApiError::bad_request(format!("the request body is not valid JSON: {e}"))
+        })?;
+        Ok(decoded)
+    }
+
+    /// A body's `kind` and `apiVersion`, when it names them, must be what
+    /// this store serves.
+    fn check_kind(&self, kind: Option<&str>, api_version: Option<&str>) -> Result<()> {
         let resource = self.resource();
-        if let Some(kind) = body.get("kind").and_then(Value::as_str) {
+        if let Some(kind) = kind {
             if kind != resource.kind {
                 return Err(ApiError::bad_request(format!(
                     "the kind {kind:?} of the object does not match the endpoint, which serves {}",
@@ -189,7 +211,7 @@ impl<S: Strategy> Store<S> {
                 )));
             }
         }
-        if let Some(version) = body.get("apiVersion").and_then(Value::as_str) {
+        if let Some(version) = api_version {
             let served = resource.api_version();
             if version != served {
                 return Err(ApiError::bad_request(format!(
@@ -197,23 +219,38 @@ impl<S: Strategy> Store<S> {
                 )));
             }
         }
+        Ok(())
+    }
+
+    /// The typed object from any JSON deserializer (a tree or bytes), with
+    /// the path of what does not fit and the fields the type does not know.
+    fn decode_from<'de, D>(
+        &self,
+        deserializer: D,
+        options: Option<&WriteOptions>,
+    ) -> Result<S::Object>
+    where
+        D: serde::Deserializer<'de, Error = serde_json::Error>,
+    {
         let mut unknown = Vec::new();
         let mut record = |path: serde_ignored::Path<'_>| unknown.push(field_path(&path));
-        let decoded =
-            serde_path_to_error::deserialize(serde_ignored::Deserializer::new(body, &mut record))
-                .map_err(|e| {
-                let path = e.path().to_string();
-                ApiError::bad_request(format!(
-                    "{} in body is malformed: {}: {}",
-                    resource.kind,
-                    if path == "." {
-                        "object".to_string()
-                    } else {
-                        path
-                    },
-                    e.inner()
-                ))
-            })?;
+        let decoded = serde_path_to_error::deserialize(serde_ignored::Deserializer::new(
+            deserializer,
+            &mut record,
+        ))
+        .map_err(|e| {
+            let path = e.path().to_string();
+            ApiError::bad_request(format!(
+                "{} in body is malformed: {}: {}",
+                self.resource().kind,
+                if path == "." {
+                    "object".to_string()
+                } else {
+                    path
+                },
+                e.inner()
+            ))
+        })?;
         if let Some(options) = options {
             options.unknown_fields(&unknown)?;
         }

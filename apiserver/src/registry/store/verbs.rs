@@ -7,6 +7,7 @@ use api_types::kinds::ResourceKind;
 use api_types::FieldError;
 use async_trait::async_trait;
 use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use k8s_openapi::Metadata;
 use serde_json::Value;
 
@@ -16,26 +17,23 @@ use super::{
 };
 use crate::error::{ApiError, Result};
 use crate::registry::{
-    watch_cache, watch_error, DeleteOptions, EncodedObject, ListQuery, ListResult, Patch,
-    Propagation, Rest, Strategy, Subresource, WatchEvent, WatchStream, WriteOptions,
+    watch_cache, watch_error, DeleteOptions, EncodedObject, JsonObject, ListQuery, ListResult,
+    Patch, Propagation, Rest, Strategy, Subresource, WatchEvent, WatchStream, WriteOptions,
 };
 use crate::storage::{StorageError, Stored};
 
-#[async_trait]
-impl<S: Strategy> Rest for Store<S> {
-    fn resource(&self) -> &'static ResourceKind {
-        self.strategy.resource()
-    }
-
-    async fn create_encoded(
+impl<S: Strategy> Store<S> {
+    /// A create from its decoded object: the server's metadata set, the
+    /// strategy's admission and preparation, then the store.
+    /// `applied_fields` are the managed fields of an apply.
+    async fn create_decoded(
         &self,
         namespace: Option<&str>,
-        body: Value,
+        mut object: S::Object,
+        applied_fields: Option<Option<Vec<ManagedFieldsEntry>>>,
         options: &WriteOptions,
     ) -> Result<EncodedObject> {
         let resource = self.resource();
-        let applied_fields = applied_managed_fields(&body, options);
-        let mut object = self.decode(body, Some(options))?;
         {
             let meta = object.metadata_mut();
             self.settle_namespace(meta, namespace)?;
@@ -87,6 +85,39 @@ impl<S: Strategy> Rest for Store<S> {
             self.strategy.release(&object, None).await;
         }
         result
+    }
+}
+
+#[async_trait]
+impl<S: Strategy> Rest for Store<S> {
+    fn resource(&self) -> &'static ResourceKind {
+        self.strategy.resource()
+    }
+
+    async fn create_encoded(
+        &self,
+        namespace: Option<&str>,
+        body: Value,
+        options: &WriteOptions,
+    ) -> Result<EncodedObject> {
+        let applied_fields = applied_managed_fields(&body, options);
+        let object = self.decode(body, Some(options))?;
+        self.create_decoded(namespace, object, applied_fields, options)
+            .await
+    }
+
+    async fn create_json(
+        &self,
+        namespace: Option<&str>,
+        body: &JsonObject,
+        options: &WriteOptions,
+    ) -> Result<EncodedObject> {
+        if options.apply {
+            // Apply records the fields the request set, read off its tree.
+            return self.create_encoded(namespace, body.tree()?, options).await;
+        }
+        let object = self.decode_json(body, Some(options))?;
+        self.create_decoded(namespace, object, None, options).await
     }
 
     async fn get(&self, namespace: Option<&str>, name: &str) -> Result<Value> {
