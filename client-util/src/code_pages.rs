@@ -38,26 +38,49 @@ use std::time::Duration;
 /// what it runs from then on is its steady-state code.
 const START_UP_GRACE: Duration = Duration::from_secs(10);
 
+/// One mapping of a file into a process, from a line of `/proc/PID/maps`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileMapping {
+    /// Its addresses.
+    pub range: Range<usize>,
+    /// The file offset its first page maps.
+    pub offset: u64,
+    /// Whether it may be written (data).
+    pub writable: bool,
+    /// Whether it may be run (code).
+    pub executable: bool,
+}
+
+/// The mappings of the file `path` in the text of a `/proc/PID/maps`.
+pub fn mappings_of<'a>(maps: &'a str, path: &'a str) -> impl Iterator<Item = FileMapping> + 'a {
+    maps.lines().filter_map(move |line| {
+        // address perms offset dev inode pathname; the pathname is the
+        // rest of the line and may hold spaces (" (deleted)" after a
+        // rebuild, as /proc/self/exe then reads too).
+        let mut fields = line.splitn(6, ' ');
+        let (start, end) = fields.next()?.split_once('-')?;
+        let perms = fields.next()?.as_bytes();
+        let offset = fields.next()?;
+        if fields.nth(2)?.trim_start() != path || perms.len() < 3 {
+            return None;
+        }
+        let start = usize::from_str_radix(start, 16).ok()?;
+        let end = usize::from_str_radix(end, 16).ok()?;
+        (start < end).then_some(FileMapping {
+            range: start..end,
+            offset: u64::from_str_radix(offset, 16).ok()?,
+            writable: perms[1] == b'w',
+            executable: perms[2] == b'x',
+        })
+    })
+}
+
 /// The address ranges of `exe`'s mappings that are not writable (its code
 /// and read-only data), read from the text of `/proc/self/maps`.
 pub fn read_only_mappings_of(maps: &str, exe: &str) -> Vec<Range<usize>> {
-    maps.lines()
-        .filter_map(|line| {
-            // address perms offset dev inode pathname; the pathname is the
-            // rest of the line and may hold spaces (" (deleted)" after a
-            // rebuild, as /proc/self/exe then reads too).
-            let mut fields = line.splitn(6, ' ');
-            let range = fields.next()?;
-            let perms = fields.next()?;
-            let path = fields.nth(3)?.trim_start();
-            if path != exe || perms.as_bytes().get(1) != Some(&b'-') {
-                return None;
-            }
-            let (start, end) = range.split_once('-')?;
-            let start = usize::from_str_radix(start, 16).ok()?;
-            let end = usize::from_str_radix(end, 16).ok()?;
-            (start < end).then_some(start..end)
-        })
+    mappings_of(maps, exe)
+        .filter(|m| !m.writable)
+        .map(|m| m.range)
         .collect()
 }
 
@@ -194,6 +217,27 @@ mod tests {
         );
         assert!(read_only_mappings_of(MAPS, "/usr/bin/scheduler").is_empty());
         assert!(read_only_mappings_of("garbage\n\n1-2 r-xp", "/usr/bin/apiserver").is_empty());
+    }
+
+    #[test]
+    fn a_mapping_gives_its_file_offset_and_permissions() {
+        let code: Vec<FileMapping> = mappings_of(MAPS, "/usr/bin/apiserver")
+            .filter(|m| m.executable)
+            .collect();
+        assert_eq!(
+            code,
+            [FileMapping {
+                range: 0x55d0c0770000..0x55d0c1d45000,
+                offset: 0x770000,
+                writable: false,
+                executable: true,
+            }]
+        );
+        let data: Vec<u64> = mappings_of(MAPS, "/usr/bin/apiserver")
+            .filter(|m| m.writable)
+            .map(|m| m.offset)
+            .collect();
+        assert_eq!(data, [0x1e00000]);
     }
 
     /// Resident KiB of the mapping that starts at `start`, from

@@ -28,6 +28,8 @@ use mini_k8s_tests::etcd::Etcd;
 use mini_k8s_tests::interrupts::Interrupts;
 use object::{Object as _, ObjectSegment as _, ObjectSymbol as _, SymbolKind};
 
+use client_util::code_pages::{mappings_of, FileMapping};
+
 use crate::cluster::{bin_dir, stop_all, work_dir};
 use crate::idle::{measure_one, Settle, Variant, COMPONENTS};
 
@@ -123,33 +125,10 @@ pub async fn code_layout(args: &CodeLayoutArgs) -> Result<()> {
     Ok(())
 }
 
-/// One executable mapping of a binary: its addresses and the file offset
-/// it starts at.
-struct CodeMapping {
-    start: u64,
-    end: u64,
-    offset: u64,
-}
-
 /// The executable mappings of `exe` in the text of a `/proc/PID/maps`.
-fn code_mappings(maps: &str, exe: &Path) -> Vec<CodeMapping> {
-    maps.lines()
-        .filter_map(|line| {
-            // address perms offset dev inode pathname (which may hold spaces)
-            let mut fields = line.splitn(6, ' ');
-            let (start, end) = fields.next()?.split_once('-')?;
-            let perms = fields.next()?;
-            let offset = fields.next()?;
-            let path = fields.nth(2)?.trim_start();
-            if Path::new(path) != exe || perms.as_bytes().get(2) != Some(&b'x') {
-                return None;
-            }
-            Some(CodeMapping {
-                start: u64::from_str_radix(start, 16).ok()?,
-                end: u64::from_str_radix(end, 16).ok()?,
-                offset: u64::from_str_radix(offset, 16).ok()?,
-            })
-        })
+fn code_mappings(maps: &str, exe: &Path) -> Vec<FileMapping> {
+    mappings_of(maps, &exe.to_string_lossy())
+        .filter(|m| m.executable)
         .collect()
 }
 
@@ -162,9 +141,10 @@ fn resident_code_pages(pid: u32) -> Result<Vec<u64>> {
         fs::File::open(format!("/proc/{pid}/pagemap")).context("opening pagemap (needs root)")?;
     let mut offsets = Vec::new();
     for mapping in code_mappings(&maps, &exe) {
-        let count = ((mapping.end - mapping.start) / PAGE) as usize;
+        let (start, end) = (mapping.range.start as u64, mapping.range.end as u64);
+        let count = ((end - start) / PAGE) as usize;
         let mut entries = vec![0u8; count * 8];
-        pagemap.seek(SeekFrom::Start(mapping.start / PAGE * 8))?;
+        pagemap.seek(SeekFrom::Start(start / PAGE * 8))?;
         pagemap.read_exact(&mut entries)?;
         for (i, entry) in entries.chunks_exact(8).enumerate() {
             let mut bytes = [0u8; 8];
@@ -293,8 +273,8 @@ mod tests {
         let maps = fs::read_to_string("/proc/self/maps")?;
         let offset = code_mappings(&maps, &exe)
             .into_iter()
-            .find(|m| (m.start..m.end).contains(&address))
-            .map(|m| (address - m.start + m.offset) / PAGE * PAGE)
+            .find(|m| m.range.contains(&(address as usize)))
+            .map(|m| (address - m.range.start as u64 + m.offset) / PAGE * PAGE)
             .context("this function is in no mapping of the test binary")?;
         let functions = functions_on_pages(&fs::read(&exe)?, &[offset])?;
         assert!(
