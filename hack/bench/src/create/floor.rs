@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
-use etcd_client::{Client, Compare, CompareOp, Txn, TxnOp, WatchOptions};
+use etcd_client::{Client, WatchOptions};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
@@ -27,7 +27,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::{BENCH_PREFIX, REQUEST_TIMEOUT};
+use super::{create_txn, BENCH_PREFIX, REQUEST_TIMEOUT};
 
 /// The largest body the floor reads; the benchmark's pods are ~1 KB.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -169,9 +169,7 @@ async fn create(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
     }
     let n = shared.next.fetch_add(1, Ordering::Relaxed);
     let key = format!("{}{n:08}", shared.prefix);
-    let txn = Txn::new()
-        .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-        .and_then([TxnOp::put(key, shared.value.to_vec(), None)]);
+    let txn = create_txn(key, shared.value.to_vec());
     let mut etcd = shared.etcd.clone();
     match tokio::time::timeout(REQUEST_TIMEOUT, etcd.txn(txn)).await {
         Ok(Ok(response)) if response.succeeded() => {

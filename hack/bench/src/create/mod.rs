@@ -624,10 +624,7 @@ async fn etcd_op(
                     match op {
                         Op::Put => client.put(key, value, None).await.map(|_| ()),
                         Op::Txn => {
-                            let txn = Txn::new()
-                                .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-                                .and_then([TxnOp::put(key, value, None)]);
-                            let response = client.txn(txn).await?;
+                            let response = client.txn(create_txn(key, value)).await?;
                             if response.succeeded() {
                                 Ok(())
                             } else {
@@ -657,6 +654,14 @@ async fn etcd_op(
         }
     })
     .await
+}
+
+/// What the apiserver's create sends: put `value` at `key` if the key
+/// was never created.
+fn create_txn(key: String, value: Vec<u8>) -> Txn {
+    Txn::new()
+        .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+        .and_then([TxnOp::put(key, value, None)])
 }
 
 /// A pod like the ones users create: two containers, ports, env, limits,
